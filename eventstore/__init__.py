@@ -1,0 +1,1 @@
+"""An idempotent event store on NATS JetStream. Knows events, not risk."""

@@ -1,0 +1,107 @@
+"""Strict JSON decoding and canonical encoding of event payloads.
+
+The decoder refuses anything a lenient parser would half-accept: invalid
+UTF-8, NaN/Infinity, duplicate object keys, excessive nesting and oversized
+payloads. The encoder writes compact canonical JSON (sorted keys), so the same
+event always has the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import orjson
+
+from eventstore.errors import (
+    InvalidUTF8Error,
+    MalformedJSONError,
+    NestingTooDeepError,
+    PayloadTooLargeError,
+)
+
+__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_PAYLOAD_BYTES", "decode_json", "encode_json"]
+
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+DEFAULT_MAX_DEPTH = 16
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(f"duplicate key {key!r}")
+            seen.add(key)
+    return obj
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def decode_json(
+    payload: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Any:  # noqa: ANN401 - JSON is Any by nature; callers validate with a schema
+    """Decode ``payload`` as strict JSON.
+
+    Raises:
+        PayloadTooLargeError: the payload is over ``max_bytes``.
+        InvalidUTF8Error: the payload is not UTF-8.
+        MalformedJSONError: bad syntax, NaN/Infinity or a duplicate key.
+        NestingTooDeepError: objects and arrays nest deeper than ``max_depth``.
+    """
+    if len(payload) > max_bytes:
+        raise PayloadTooLargeError(len(payload), max_bytes)
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidUTF8Error(
+            f"payload is not valid UTF-8: {exc.reason} at byte {exc.start}"
+        ) from exc
+    # Cheap guard first: fewer openers than the limit cannot nest past it.
+    openers = payload.count(b"{") + payload.count(b"[")
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError as exc:
+        raise NestingTooDeepError(openers, max_depth) from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedJSONError(
+            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    except ValueError as exc:
+        raise MalformedJSONError(f"malformed JSON: {exc}") from exc
+    if openers > max_depth and (depth := _depth(value)) > max_depth:
+        raise NestingTooDeepError(depth, max_depth)
+    return value
+
+
+def encode_json(value: object) -> bytes:
+    """Encode ``value`` as compact JSON with sorted keys.
+
+    Raises:
+        MalformedJSONError: the value holds something JSON cannot represent.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise MalformedJSONError(f"cannot encode as JSON: {exc}") from exc

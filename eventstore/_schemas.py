@@ -1,0 +1,126 @@
+"""Event type registry: which ``type`` values exist and what their data must be."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json
+from eventstore._envelope import CloudEvent
+from eventstore.errors import MalformedJSONError, SchemaViolationError, UnknownEventTypeError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["EventSchemas", "EventType"]
+
+_ENVELOPE = "envelope"
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """A registered event type: its name, its data model, and its stream category."""
+
+    name: str
+    data_model: type[BaseModel]
+    category: str
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        out.append(f"{where or 'event'}: {err['msg']}")
+    return out
+
+
+class EventSchemas:
+    """The registry of event types, and the strict parser that uses it.
+
+    ``parse`` turns untrusted bytes into a validated :class:`CloudEvent` whose
+    ``data`` is normalised by the type's data model (defaults filled in), so the
+    stored form of an event is canonical.
+    """
+
+    def __init__(self, *, default_type: str | None = None) -> None:
+        self._types: dict[str, EventType] = {}
+        self.default_type = default_type
+
+    def register(self, name: str, data_model: type[BaseModel], *, category: str) -> None:
+        """Register an event type under ``name`` with its data model."""
+        self._types[name] = EventType(name, data_model, category)
+
+    def get(self, name: str) -> EventType:
+        """The registered type called ``name``.
+
+        Raises:
+            UnknownEventTypeError: no such type is registered.
+        """
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownEventTypeError(name, sorted(self._types)) from None
+
+    def names(self) -> list[str]:
+        """Registered type names, sorted."""
+        return sorted(self._types)
+
+    def parse(
+        self,
+        payload: bytes,
+        *,
+        max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> CloudEvent:
+        """Decode, validate and normalise one event from ``payload``.
+
+        Raises:
+            DecodeError: any subclass, naming what is wrong with the payload.
+        """
+        raw = decode_json(payload, max_bytes=max_bytes, max_depth=max_depth)
+        if not isinstance(raw, dict):
+            raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
+        return self.validate(raw)
+
+    def validate(self, raw: Mapping[str, Any]) -> CloudEvent:
+        """Validate an already-decoded event object.
+
+        Raises:
+            SchemaViolationError: the envelope or the data does not match.
+            UnknownEventTypeError: the type is not registered.
+        """
+        fields = dict(raw)
+        if "type" not in fields and self.default_type is not None:
+            fields["type"] = self.default_type
+        try:
+            event = CloudEvent.model_validate(fields)
+        except ValidationError as exc:
+            raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
+        data = self.typed_data(event)
+        normal = data.model_dump(mode="json", exclude_none=True)
+        return event if normal == event.data else event.model_copy(update={"data": normal})
+
+    def typed_data(self, event: CloudEvent) -> BaseModel:
+        """The event's data, validated by its type's model.
+
+        Raises:
+            SchemaViolationError: the data does not match the model.
+            UnknownEventTypeError: the type is not registered.
+        """
+        spec = self.get(event.type)
+        try:
+            return spec.data_model.model_validate(
+                event.data if event.data is not None else {},
+                context={"event_time": event.time},
+            )
+        except ValidationError as exc:
+            raise SchemaViolationError(event.type, _problems(exc, "data")) from exc
+
+    def json_schemas(self) -> dict[str, dict[str, Any]]:
+        """JSON Schema of the envelope and of every registered type's data."""
+        out: dict[str, dict[str, Any]] = {_ENVELOPE: CloudEvent.model_json_schema()}
+        for name in self.names():
+            out[name] = self._types[name].data_model.model_json_schema()
+        return out

@@ -1,0 +1,153 @@
+"""The error family of the event store.
+
+Every error raised by :mod:`eventstore` derives from :class:`EventStoreError`.
+Callers branch on class, never on message text: :class:`TransientStoreError`
+and its subclasses may succeed when retried, everything else is permanent.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppendRejectedError",
+    "BatchLimitError",
+    "BatchRejectedError",
+    "ConcurrencyConflictError",
+    "ConfigDriftError",
+    "DecodeError",
+    "EventStoreError",
+    "InvalidUTF8Error",
+    "MalformedJSONError",
+    "NestingTooDeepError",
+    "NotProvisionedError",
+    "PayloadTooLargeError",
+    "SchemaViolationError",
+    "StoreTimeoutError",
+    "StoreUnavailableError",
+    "TransientStoreError",
+    "UnknownEventTypeError",
+]
+
+
+class EventStoreError(Exception):
+    """Root of every error raised by the event store."""
+
+
+class TransientStoreError(EventStoreError):
+    """The operation may succeed if retried (timeouts, no responders, disconnects)."""
+
+
+class StoreTimeoutError(TransientStoreError, TimeoutError):
+    """The server did not answer within the deadline."""
+
+
+class StoreUnavailableError(TransientStoreError, ConnectionError):
+    """No server or stream answered (not connected, no responders)."""
+
+
+class DecodeError(EventStoreError, ValueError):
+    """Bytes that cannot become an event. Permanent: retrying gives the same answer."""
+
+
+class InvalidUTF8Error(DecodeError):
+    """The payload is not valid UTF-8."""
+
+
+class MalformedJSONError(DecodeError):
+    """The payload is not strict JSON (syntax, NaN/Infinity, duplicate keys)."""
+
+
+class NestingTooDeepError(DecodeError):
+    """The JSON nests deeper than any event schema allows."""
+
+    def __init__(self, depth: int, limit: int) -> None:
+        self.depth = depth
+        self.limit = limit
+        super().__init__(f"JSON nests {depth} levels deep, the limit is {limit}")
+
+
+class PayloadTooLargeError(DecodeError):
+    """The payload is over the configured size limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"payload is {size} bytes, the limit is {limit}")
+
+
+class SchemaViolationError(DecodeError):
+    """Well-formed JSON that does not match the event's schema."""
+
+    def __init__(self, event_type: str, problems: list[str]) -> None:
+        self.event_type = event_type
+        self.problems = problems
+        super().__init__(f"{event_type}: " + "; ".join(problems))
+
+
+class UnknownEventTypeError(DecodeError):
+    """The envelope's ``type`` is not a registered event type."""
+
+    def __init__(self, event_type: str, known: list[str]) -> None:
+        self.event_type = event_type
+        self.known = known
+        super().__init__(f"unknown event type {event_type!r}; known types: {', '.join(known)}")
+
+
+class ConcurrencyConflictError(EventStoreError):
+    """The entity's version was not the one the caller expected."""
+
+    def __init__(self, subject: str, expected: int, actual: int | None) -> None:
+        self.subject = subject
+        self.expected = expected
+        self.actual = actual
+        shown = "unknown" if actual is None else str(actual)
+        super().__init__(
+            f"concurrency conflict on {subject}: expected version {expected}, actual {shown}"
+        )
+
+
+class AppendRejectedError(EventStoreError):
+    """The server refused a message for a reason retrying will not change."""
+
+    def __init__(self, subject: str, code: int, err_code: int, description: str) -> None:
+        self.subject = subject
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+        super().__init__(
+            f"append to {subject} rejected: {description} (code {code}, err_code {err_code})"
+        )
+
+
+class BatchLimitError(EventStoreError, ValueError):
+    """An atomic batch breaks a rule checked before anything is sent."""
+
+
+class BatchRejectedError(EventStoreError):
+    """The server abandoned an atomic batch: nothing of it was stored."""
+
+    def __init__(self, batch_id: str, code: int, err_code: int, description: str) -> None:
+        self.batch_id = batch_id
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+        super().__init__(
+            f"atomic batch {batch_id} rejected, nothing stored: {description}"
+            f" (code {code}, err_code {err_code})"
+        )
+
+
+class NotProvisionedError(EventStoreError):
+    """A stream or bucket the store needs does not exist; run ``riskpipe init``."""
+
+
+class ConfigDriftError(EventStoreError):
+    """An existing stream's configuration differs from the one the store expects."""
+
+    def __init__(self, stream: str, differences: dict[str, tuple[object, object]]) -> None:
+        self.stream = stream
+        self.differences = differences
+        shown = ", ".join(
+            f"{key}: found {found!r}, expected {want!r}"
+            for key, (found, want) in sorted(differences.items())
+        )
+        super().__init__(f"stream {stream} drifted from its expected config: {shown}")

@@ -1,0 +1,3 @@
+"""The checkpointed projection runtime and the risk projection."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""riskpipe's composition root: settings, CLI, observability and wiring."""
+
+__all__: list[str] = []
