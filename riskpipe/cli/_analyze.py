@@ -1,0 +1,1 @@
+"""``riskpipe analyze`` and ``riskpipe bench analyze`` (being written)."""
