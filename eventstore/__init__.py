@@ -1,1 +1,48 @@
-"""An idempotent event store on NATS JetStream. Knows events, not risk."""
+"""An idempotent event store on NATS JetStream. Knows events, not risk.
+
+Appends are idempotent per ``(source, id)``, optimistically concurrent per
+entity, and atomic in batches; reads are ordered. Every error is an
+:class:`~eventstore.errors.EventStoreError`.
+"""
+
+from eventstore import errors
+from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json, encode_json
+from eventstore._envelope import CloudEvent
+from eventstore._recorded import RecordedEvent
+from eventstore._schemas import EventSchemas, EventType
+from eventstore._store import (
+    ANY,
+    MAX_BATCH,
+    NO_STREAM,
+    AppendResult,
+    EventStore,
+    ExpectedVersion,
+    ProvisionReport,
+)
+from eventstore._tokens import EventId, SourceRef, Token, validate_token
+from eventstore._topology import Category, StoreConfig
+
+__all__ = [
+    "ANY",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_BATCH",
+    "NO_STREAM",
+    "AppendResult",
+    "Category",
+    "CloudEvent",
+    "EventId",
+    "EventSchemas",
+    "EventStore",
+    "EventType",
+    "ExpectedVersion",
+    "ProvisionReport",
+    "RecordedEvent",
+    "SourceRef",
+    "StoreConfig",
+    "Token",
+    "decode_json",
+    "encode_json",
+    "errors",
+    "validate_token",
+]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime  # noqa: TC003 - pydantic needs it at runtime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from eventstore._tokens import EventId, SourceRef, Token
 
-__all__ = ["CloudEvent", "RecordedEvent"]
+__all__ = ["CloudEvent"]
 
 _EVENT_TYPE = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.v[1-9][0-9]*$"
 
@@ -44,15 +42,3 @@ class CloudEvent(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """The event as a JSON-ready dict, without unset optional attributes."""
         return self.model_dump(mode="json", exclude_none=True)
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as the stream holds it: where it sits and when it was stored."""
-
-    stream: str
-    sequence: int
-    subject: str
-    stored_at: datetime
-    event: CloudEvent
-    headers: dict[str, str]

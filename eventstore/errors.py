@@ -16,6 +16,7 @@ __all__ = [
     "DecodeError",
     "EventStoreError",
     "InvalidUTF8Error",
+    "JetStreamAPIError",
     "MalformedJSONError",
     "NestingTooDeepError",
     "NotProvisionedError",
@@ -105,17 +106,19 @@ class ConcurrencyConflictError(EventStoreError):
         )
 
 
-class AppendRejectedError(EventStoreError):
-    """The server refused a message for a reason retrying will not change."""
+class JetStreamAPIError(EventStoreError):
+    """JetStream answered a request with an error that retrying will not change."""
 
-    def __init__(self, subject: str, code: int, err_code: int, description: str) -> None:
-        self.subject = subject
+    def __init__(self, what: str, code: int, err_code: int, description: str) -> None:
+        self.what = what
         self.code = code
         self.err_code = err_code
         self.description = description
-        super().__init__(
-            f"append to {subject} rejected: {description} (code {code}, err_code {err_code})"
-        )
+        super().__init__(f"{what}: {description} (code {code}, err_code {err_code})")
+
+
+class AppendRejectedError(JetStreamAPIError):
+    """The server refused to store a message (e.g. oversized, no such stream)."""
 
 
 class BatchLimitError(EventStoreError, ValueError):

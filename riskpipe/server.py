@@ -11,6 +11,7 @@ import sysconfig
 import threading
 from collections import deque
 from pathlib import Path
+from typing import IO
 
 __all__ = ["NatsServer", "ServerBinaryMissingError", "ServerStartError", "find_nats_server"]
 
@@ -69,6 +70,7 @@ class NatsServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: deque[str] = deque(maxlen=200)
         self._ready = False
+        self._pump_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -107,16 +109,22 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        threading.Thread(target=self._pump, args=(self._proc, ready), daemon=True).start()
+        self._pump_thread = threading.Thread(
+            target=self._pump, args=(self._proc, ready), daemon=True
+        )
+        self._pump_thread.start()
         if not ready.wait(timeout) or not self._ready:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
+            self.kill()
             raise ServerStartError(self._failure_reason())
 
     def _pump(self, proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
         assert proc.stderr is not None  # noqa: S101 - set by Popen(stderr=PIPE)
-        for raw in proc.stderr:
+        with proc.stderr:
+            self._read_log(proc.stderr, ready)
+        ready.set()
+
+    def _read_log(self, stream: IO[bytes], ready: threading.Event) -> None:
+        for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip()
             self._log.append(line)
             if self.echo and self._ready:
@@ -126,7 +134,6 @@ class NatsServer:
             if _READY in line:
                 self._ready = True
                 ready.set()
-        ready.set()
 
     def _failure_reason(self) -> str:
         for line in reversed(self._log):
@@ -137,14 +144,14 @@ class NatsServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop with SIGTERM (a clean shutdown), then SIGKILL if it hangs."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._join_pump()
 
     def kill(self) -> None:
         """Kill with SIGKILL, as a crash would, and reap the process."""
@@ -152,6 +159,12 @@ class NatsServer:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        self._join_pump()
+
+    def _join_pump(self) -> None:
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout=5)
+            self._pump_thread = None
 
     def wait(self) -> int:
         """Block until the server exits; return its exit code."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
@@ -21,7 +22,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".riskpipe")
     subject_prefix: str = "rp"
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
-    duplicate_window_seconds: float = Field(default=2 * 3600.0, ge=60.0)
+    duplicate_window: timedelta = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
     replicas: int = Field(default=1, ge=1, le=5)
     log_level: str = "info"
     log_format: str = "auto"

@@ -1,0 +1,189 @@
+"""A thin JetStream client: the only place the event store talks to nats-py."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import nats.aio.client
+import nats.errors
+import nats.js.errors
+import orjson
+import structlog
+
+from eventstore._jetstream._errors import map_errors
+from eventstore._jetstream._publisher import Publisher
+from eventstore.errors import JetStreamAPIError, NotProvisionedError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+__all__ = ["JetStreamClient", "RawMessage"]
+
+_log = structlog.get_logger(__name__)
+_API = "$JS.API"
+_NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A stored message: where it sits, when it was stored, its bytes and headers."""
+
+    stream: str
+    subject: str
+    seq: int
+    time: datetime
+    data: bytes
+    headers: dict[str, str]
+
+
+def _parse_time(text: str) -> datetime:
+    # The server writes RFC 3339 with nanoseconds; Python keeps microseconds.
+    head, _, frac = text.rstrip("Z").partition(".")
+    micros = (frac + "000000")[:6]
+    return datetime.fromisoformat(f"{head}.{micros}").replace(tzinfo=UTC)
+
+
+def _raw_from_direct(stream: str, msg: Msg) -> RawMessage | None:
+    headers = dict(msg.headers or {})
+    status = headers.get("Status")
+    if status == "404":
+        return None
+    if status is not None:
+        raise JetStreamAPIError(
+            f"direct get on {stream}", int(status), 0, headers.get("Description", "")
+        )
+    return RawMessage(
+        stream=stream,
+        subject=headers.pop("Nats-Subject"),
+        seq=int(headers.pop("Nats-Sequence")),
+        time=_parse_time(headers.pop("Nats-Time-Stamp")),
+        data=msg.data,
+        headers={
+            k: v
+            for k, v in headers.items()
+            if k not in ("Nats-Stream", "Nats-Last-Sequence", "Nats-Num-Pending")
+        },
+    )
+
+
+class JetStreamClient:
+    """Connection, JetStream API requests, pipelined publishing and direct reads."""
+
+    def __init__(self, nc: Client, *, timeout: float = 5.0, owned: bool = True) -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self.publisher = Publisher(nc, timeout=timeout)
+        self._owned = owned
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, name: str, timeout: float = 5.0, connect_timeout: float = 5.0
+    ) -> JetStreamClient:
+        """Connect to ``url``, reconnecting forever once connected.
+
+        Raises:
+            StoreUnavailableError: no server answered within ``connect_timeout``.
+        """
+        nc = nats.aio.client.Client()
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await nc.connect(
+                    servers=[s.strip() for s in url.split(",")],
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    connect_timeout=max(1, min(2, int(connect_timeout))),
+                    error_cb=_on_error,
+                    disconnected_cb=_on_disconnected,
+                    reconnected_cb=_on_reconnected,
+                )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            await nc.close()
+            raise StoreUnavailableError(
+                f"cannot connect to NATS at {url}: {exc or 'timed out'}"
+            ) from exc
+        client = cls(nc, timeout=timeout)
+        await client.publisher.start()
+        return client
+
+    @classmethod
+    async def from_nats(cls, nc: object, *, timeout: float = 5.0) -> JetStreamClient:
+        """Wrap a connection the caller owns (it is not closed by :meth:`close`).
+
+        Raises:
+            TypeError: ``nc`` is not a nats-py client.
+        """
+        if not isinstance(nc, nats.aio.client.Client):
+            raise TypeError(f"expected a nats.aio.client.Client, got {type(nc).__name__}")
+        client = cls(nc, timeout=timeout, owned=False)
+        await client.publisher.start()
+        return client
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is currently up."""
+        return bool(self.nc.is_connected)
+
+    async def close(self) -> None:
+        """Stop publishing and drain the connection if this client owns it."""
+        await self.publisher.stop()
+        if self._owned and not self.nc.is_closed:
+            with map_errors("drain connection"):
+                await self.nc.drain()
+
+    async def api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a JetStream API request under ``$JS.API`` and return its JSON answer.
+
+        Raises:
+            NotProvisionedError: the stream, consumer or message does not exist.
+            JetStreamAPIError: JetStream answered with another error.
+            TransientStoreError: timeout or no responders.
+        """
+        body = orjson.dumps(payload) if payload is not None else b""
+        with map_errors(subject):
+            msg = await self.nc.request(f"{_API}.{subject}", body, timeout=self.timeout)
+        resp: dict[str, Any] = orjson.loads(msg.data)
+        if err := resp.get("error"):
+            code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
+            if err_code in _NOT_FOUND_CODES:
+                raise NotProvisionedError(f"{subject}: {err.get('description')}")
+            raise JetStreamAPIError(subject, code, err_code, str(err.get("description", "")))
+        return resp
+
+    async def stream_info(self, stream: str) -> dict[str, Any] | None:
+        """The stream's info (config and state), or ``None`` when it does not exist."""
+        try:
+            return await self.api(f"STREAM.INFO.{stream}")
+        except NotProvisionedError:
+            return None
+
+    async def direct_get_last(self, stream: str, subject: str) -> RawMessage | None:
+        """The last message stored on ``subject``, or ``None`` (needs ``allow_direct``)."""
+        with map_errors(f"direct get on {stream}"):
+            msg = await self.nc.request(
+                f"{_API}.DIRECT.GET.{stream}.{subject}", b"", timeout=self.timeout
+            )
+        return _raw_from_direct(stream, msg)
+
+    async def direct_get(self, stream: str, seq: int) -> RawMessage | None:
+        """The message at ``seq``, or ``None`` when there is none (deleted or out of range)."""
+        body = orjson.dumps({"seq": seq})
+        with map_errors(f"direct get on {stream}"):
+            msg = await self.nc.request(f"{_API}.DIRECT.GET.{stream}", body, timeout=self.timeout)
+        return _raw_from_direct(stream, msg)
+
+
+async def _on_error(exc: Exception) -> None:
+    _log.warning("nats.error", error=str(exc), error_type=type(exc).__name__)
+
+
+async def _on_disconnected() -> None:
+    _log.warning("nats.disconnected")
+
+
+async def _on_reconnected() -> None:
+    _log.info("nats.reconnected")

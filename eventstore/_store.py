@@ -1,0 +1,465 @@
+"""The event store: idempotent, optimistically concurrent appends and ordered reads."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from eventstore._codec import encode_json
+from eventstore._jetstream._client import JetStreamClient, RawMessage
+from eventstore._jetstream._publisher import PubAck
+from eventstore._jetstream._reader import read_range
+from eventstore._recorded import RecordedEvent, to_recorded
+from eventstore._topology import StoreConfig
+from eventstore.errors import (
+    AppendRejectedError,
+    BatchLimitError,
+    BatchRejectedError,
+    ConcurrencyConflictError,
+    ConfigDriftError,
+    EventStoreError,
+    JetStreamAPIError,
+    PayloadTooLargeError,
+    TransientStoreError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable, Sequence
+
+    from eventstore._envelope import CloudEvent
+    from eventstore._schemas import EventSchemas
+
+__all__ = ["ANY", "NO_STREAM", "AppendResult", "EventStore", "ExpectedVersion", "ProvisionReport"]
+
+ANY: Final = "any"
+NO_STREAM: Final = "no_stream"
+ExpectedVersion = int | Literal["any", "no_stream"]
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+MAX_BATCH = 1000
+MAX_BATCHES_IN_FLIGHT = 50
+_WRONG_LAST_SEQUENCE = 10071
+_log = structlog.get_logger(__name__)
+# Fields compared to detect drift; the server fills in others we do not manage.
+_MANAGED = (
+    "subjects", "retention", "storage", "discard", "num_replicas", "duplicate_window",
+    "max_msg_size", "max_msgs_per_subject", "max_age", "deny_delete", "deny_purge",
+    "allow_rollup_hdrs", "allow_msg_ttl", "allow_atomic", "allow_direct",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an appended event sits. ``version`` is the entity's version after it.
+
+    An entity's version is the stream sequence of its latest event: strictly
+    increasing, not contiguous. ``duplicate`` is true when the event had been
+    stored before (same ``source`` and ``id``); sequence and version then point
+    at the original.
+    """
+
+    stream: str
+    subject: str
+    sequence: int
+    duplicate: bool
+
+    @property
+    def version(self) -> int:
+        """The entity's version after this append."""
+        return self.sequence
+
+
+@dataclass
+class ProvisionReport:
+    """What provisioning created, found as expected, and found drifted."""
+
+    created: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+    drifted: list[ConfigDriftError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing drifted."""
+        return not self.drifted
+
+
+def _expected_header(expected: ExpectedVersion) -> dict[str, str]:
+    if expected == ANY:
+        return {}
+    if expected == NO_STREAM:
+        return {EXPECTED_LAST_SUBJECT_SEQ: "0"}
+    if isinstance(expected, int) and expected > 0:
+        return {EXPECTED_LAST_SUBJECT_SEQ: str(expected)}
+    raise ValueError(
+        f"expected_version must be 'any', 'no_stream' or a positive int, not {expected!r}"
+    )
+
+
+def _expected_number(expected: ExpectedVersion) -> int:
+    return 0 if expected == NO_STREAM else int(expected)
+
+
+def _retrying(attempts: int) -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception_type(TransientStoreError),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
+        reraise=True,
+    )
+
+
+class EventStore:
+    """Append events to JetStream and read them back.
+
+    Build one with :meth:`connect` (it owns the connection) or :meth:`from_client`.
+    """
+
+    def __init__(
+        self, client: JetStreamClient, *, schemas: EventSchemas, config: StoreConfig | None = None
+    ) -> None:
+        self.client = client
+        self.schemas = schemas
+        self.config = config or StoreConfig()
+        self.retry_attempts = 5
+        self._batch_slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        schemas: EventSchemas,
+        config: StoreConfig | None = None,
+        name: str = "riskpipe",
+        timeout: float = 5.0,
+    ) -> EventStore:
+        """Connect to NATS at ``url`` (comma-separated for a cluster).
+
+        Raises:
+            StoreUnavailableError: no server answered.
+        """
+        client = await JetStreamClient.connect(url, name=name, timeout=timeout)
+        return cls(client, schemas=schemas, config=config)
+
+    @classmethod
+    async def from_client(
+        cls, nc: object, *, schemas: EventSchemas, config: StoreConfig | None = None
+    ) -> EventStore:
+        """Use a connected ``nats.aio.client.Client`` the caller owns and will close.
+
+        Raises:
+            TypeError: ``nc`` is not a nats-py client.
+        """
+        return cls(await JetStreamClient.from_nats(nc), schemas=schemas, config=config)
+
+    async def close(self) -> None:
+        """Drain and close the connection if the store owns it."""
+        await self.client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # -- provisioning ---------------------------------------------------------
+
+    async def provision(self) -> ProvisionReport:
+        """Create missing streams and buckets; report existing ones that drifted.
+
+        A drifted stream is never changed here: changing a production stream is
+        an operator's decision.
+        """
+        report = ProvisionReport()
+        for want in self.config.stream_configs():
+            name = want["name"]
+            info = await self.client.stream_info(name)
+            if info is None:
+                await self.client.api(f"STREAM.CREATE.{name}", want)
+                report.created.append(name)
+                continue
+            diff = _drift(info["config"], want)
+            if diff:
+                report.drifted.append(ConfigDriftError(name, diff))
+            else:
+                report.found.append(name)
+        return report
+
+    # -- appending ------------------------------------------------------------
+
+    def subject_of(self, event: CloudEvent) -> str:
+        """The subject an event is stored on, from its type's category.
+
+        Raises:
+            UnknownEventTypeError: the type is not registered.
+        """
+        category = self.schemas.get(event.type).category
+        return self.config.subject(category, event.tenant, event.subject)  # type: ignore[arg-type]
+
+    def _encode(self, event: CloudEvent) -> tuple[CloudEvent, bytes]:
+        normal = self.schemas.validate(event.to_json_dict())
+        payload = encode_json(normal.to_json_dict())
+        if len(payload) > self.config.max_payload_bytes:
+            raise PayloadTooLargeError(len(payload), self.config.max_payload_bytes)
+        return normal, payload
+
+    async def append(
+        self,
+        event: CloudEvent,
+        *,
+        expected_version: ExpectedVersion = ANY,
+        headers: dict[str, str] | None = None,
+    ) -> AppendResult:
+        """Append one event, at most once per ``(source, id)``.
+
+        Raises:
+            ConcurrencyConflictError: the entity's version is not ``expected_version``.
+            DecodeError: the event does not match its schema or is too large.
+            AppendRejectedError: the server refused it.
+            TransientStoreError: still failing after bounded retries.
+        """
+        normal, payload = self._encode(event)
+        subject = self.subject_of(normal)
+        hdrs = {**(headers or {}), MSG_ID: normal.msg_id, **_expected_header(expected_version)}
+        async for attempt in _retrying(self.retry_attempts):
+            with attempt:
+                fut = await self.client.publisher.publish(subject, payload, hdrs)
+                return await self._settle(subject, normal.msg_id, expected_version, fut)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _settle(
+        self,
+        subject: str,
+        msg_id: str,
+        expected: ExpectedVersion,
+        fut: asyncio.Future[PubAck | None],
+    ) -> AppendResult:
+        try:
+            ack = await fut
+        except JetStreamAPIError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                return await self._resolve_conflict(subject, msg_id, expected)
+            raise AppendRejectedError(exc.what, exc.code, exc.err_code, exc.description) from exc
+        if ack is None:
+            raise EventStoreError(f"publish to {subject}: empty acknowledgement")
+        return AppendResult(ack.stream, subject, ack.seq, ack.duplicate)
+
+    async def _resolve_conflict(
+        self, subject: str, msg_id: str, expected: ExpectedVersion
+    ) -> AppendResult:
+        # A retry after a lost ack also fails the sequence check: if the subject's
+        # last message is ours, the first attempt was stored.
+        stream = self._stream_of_subject(subject)
+        last = await self.client.direct_get_last(stream, subject)
+        if last is not None and last.headers.get(MSG_ID) == msg_id:
+            return AppendResult(stream, subject, last.seq, duplicate=True)
+        actual = last.seq if last is not None else 0
+        raise ConcurrencyConflictError(subject, _expected_number(expected), actual)
+
+    def _stream_of_subject(self, subject: str) -> str:
+        category = subject.split(".")[len(self.config.prefix.split("."))]
+        return self.config.stream_for(category)  # type: ignore[arg-type]
+
+    async def append_many(
+        self, events: Iterable[CloudEvent], *, headers: dict[str, str] | None = None
+    ) -> list[AppendResult | EventStoreError]:
+        """Append many events pipelined; one result (or the error) per event, in order.
+
+        Events that fail validation are reported without being sent; the others
+        are all in flight together, bounded by the publisher's window.
+        """
+        pending: list[tuple[CloudEvent, str, asyncio.Future[PubAck | None]] | EventStoreError] = []
+        for event in events:
+            try:
+                normal, payload = self._encode(event)
+                subject = self.subject_of(normal)
+                hdrs = {**(headers or {}), MSG_ID: normal.msg_id}
+                pending.append(
+                    (normal, subject, await self.client.publisher.publish(subject, payload, hdrs))
+                )
+            except EventStoreError as exc:
+                pending.append(exc)
+        return [await self._settle_many(item, headers) for item in pending]
+
+    async def _settle_many(
+        self,
+        item: tuple[CloudEvent, str, asyncio.Future[PubAck | None]] | EventStoreError,
+        headers: dict[str, str] | None,
+    ) -> AppendResult | EventStoreError:
+        if isinstance(item, EventStoreError):
+            return item
+        event, subject, fut = item
+        try:
+            return await self._settle(subject, event.msg_id, ANY, fut)
+        except TransientStoreError:
+            pass
+        except EventStoreError as exc:
+            return exc
+        try:  # retried one by one; the Msg-Id makes a late first attempt harmless
+            return await self.append(event, headers=headers)
+        except EventStoreError as exc:
+            return exc
+
+    async def append_batch(
+        self,
+        events: Sequence[CloudEvent],
+        *,
+        expected_version: ExpectedVersion = ANY,
+        batch_id: str | None = None,
+    ) -> list[AppendResult]:
+        """Append events atomically: all are stored, or none.
+
+        ``expected_version`` is checked against the first event's entity.
+
+        Raises:
+            BatchLimitError: empty, over 1000 events, repeated ids, or mixed streams.
+            ConcurrencyConflictError: the first entity's version is not the expected one.
+            BatchRejectedError: the server abandoned the batch; nothing was stored.
+            DecodeError: an event does not match its schema or is too large.
+        """
+        encoded = self._check_batch(events)
+        bid = batch_id or uuid.uuid4().hex
+        async with self._batch_slots:
+            ack = await self._send_batch(bid, encoded, expected_version)
+        first = ack.seq - len(encoded) + 1
+        return [
+            AppendResult(ack.stream, subj, first + i, ack.duplicate)
+            for i, (_, subj, _) in enumerate(encoded)
+        ]
+
+    def _check_batch(self, events: Sequence[CloudEvent]) -> list[tuple[CloudEvent, str, bytes]]:
+        if not 1 <= len(events) <= MAX_BATCH:
+            raise BatchLimitError(
+                f"an atomic batch holds 1 to {MAX_BATCH} events, got {len(events)}"
+            )
+        encoded = []
+        for event in events:
+            normal, payload = self._encode(event)
+            encoded.append((normal, self.subject_of(normal), payload))
+        if len({e.msg_id for e, _, _ in encoded}) != len(encoded):
+            raise BatchLimitError("an atomic batch cannot hold the same (source, id) twice")
+        if len({self._stream_of_subject(s) for _, s, _ in encoded}) != 1:
+            raise BatchLimitError("an atomic batch must go to a single stream")
+        return encoded
+
+    async def _send_batch(
+        self, bid: str, encoded: list[tuple[CloudEvent, str, bytes]], expected: ExpectedVersion
+    ) -> PubAck:
+        publisher, last = self.client.publisher, len(encoded)
+        futures = []
+        for n, (event, subject, payload) in enumerate(encoded, start=1):
+            hdrs = {MSG_ID: event.msg_id, "Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(n)}
+            if n == 1:
+                hdrs.update(_expected_header(expected))
+            if n == last:
+                hdrs["Nats-Batch-Commit"] = "1"
+            if n in (1, last):
+                futures.append(await publisher.publish(subject, payload, hdrs))
+            else:
+                await publisher.send(subject, payload, hdrs)
+        return await self._batch_outcome(bid, encoded, expected, futures)
+
+    async def _batch_outcome(
+        self,
+        bid: str,
+        encoded: list[tuple[CloudEvent, str, bytes]],
+        expected: ExpectedVersion,
+        futures: list[asyncio.Future[PubAck | None]],
+    ) -> PubAck:
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, JetStreamAPIError):
+                if result.err_code == _WRONG_LAST_SEQUENCE:
+                    raise ConcurrencyConflictError(
+                        encoded[0][1],
+                        _expected_number(expected),
+                        await self._last_seq(encoded[0][1]),
+                    ) from result
+                raise BatchRejectedError(
+                    bid, result.code, result.err_code, result.description
+                ) from result
+            if isinstance(result, BaseException):
+                raise result
+        ack = results[-1]
+        if not isinstance(ack, PubAck):
+            raise BatchRejectedError(bid, 0, 0, "no acknowledgement for the commit")
+        return ack
+
+    async def _last_seq(self, subject: str) -> int:
+        last = await self.client.direct_get_last(self._stream_of_subject(subject), subject)
+        return last.seq if last is not None else 0
+
+    # -- reading --------------------------------------------------------------
+
+    async def read(
+        self,
+        tenant: str,
+        entity: str,
+        *,
+        category: Literal["evidence", "risk", "audit"] = "evidence",
+        from_version: int = 0,
+    ) -> AsyncIterator[RecordedEvent]:
+        """An entity's events in order, starting at stream sequence ``from_version``."""
+        subject = self.config.subject(category, tenant, entity)
+        stream = self.config.stream_for(category)
+        last = await self.client.direct_get_last(stream, subject)
+        if last is None:
+            return
+        async for raw in read_range(
+            self.client,
+            stream,
+            filter_subject=subject,
+            start_seq=max(from_version, 1),
+            end_seq=last.seq,
+        ):
+            yield self._recorded(raw)
+
+    async def read_all(
+        self,
+        *,
+        stream: str | None = None,
+        from_seq: int = 1,
+        until_seq: int | None = None,
+        filter_subject: str | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event of ``stream`` (default: evidence) with ``from_seq <= seq <= until_seq``."""
+        name = stream or self.config.evidence_stream
+        info = await self.client.stream_info(name)
+        if info is None:
+            return
+        last = int(info["state"]["last_seq"])
+        end = last if until_seq is None else min(until_seq, last)
+        async for raw in read_range(
+            self.client, name, filter_subject=filter_subject, start_seq=from_seq, end_seq=end
+        ):
+            yield self._recorded(raw)
+
+    async def last(self, subject: str) -> RecordedEvent | None:
+        """The latest event stored on ``subject``, or ``None``."""
+        raw = await self.client.direct_get_last(self._stream_of_subject(subject), subject)
+        return None if raw is None else self._recorded(raw)
+
+    def _recorded(self, raw: RawMessage) -> RecordedEvent:
+        return to_recorded(raw, self.schemas, self.config)
+
+
+def _drift(found: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[object, object]]:
+    diff = {}
+    for key in _MANAGED:
+        if key not in want:
+            continue
+        have = found.get(key, False if isinstance(want[key], bool) else None)
+        if have != want[key]:
+            diff[key] = (have, want[key])
+    return diff

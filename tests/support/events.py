@@ -1,0 +1,40 @@
+"""Builders for test events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventstore import CloudEvent
+
+__all__ = ["BASE_TIME", "evidence", "evidence_line"]
+
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def evidence(  # noqa: PLR0913 - a test builder with a default for everything
+    event_id: str,
+    *,
+    entity: str = "e1",
+    tenant: str = "t1",
+    source: str = "test-src",
+    pattern: str = "failed_login_burst",
+    severity: str = "high",
+    minute: int = 0,
+    **data: Any,
+) -> CloudEvent:
+    """An evidence event with sensible defaults."""
+    return CloudEvent(
+        id=event_id,
+        source=source,
+        type="riskpipe.evidence.recorded.v1",
+        subject=entity,
+        tenant=tenant,
+        time=BASE_TIME + timedelta(minutes=minute),
+        data={"pattern": pattern, "severity": severity, **data},
+    )
+
+
+def evidence_line(event_id: str, **kwargs: Any) -> str:
+    """One JSONL line holding an evidence event."""
+    return evidence(event_id, **kwargs).model_dump_json(exclude_none=True)
