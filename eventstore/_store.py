@@ -28,6 +28,7 @@ from eventstore.errors import (
     ConcurrencyConflictError,
     ConfigDriftError,
     EventStoreError,
+    InvalidHeaderError,
     JetStreamAPIError,
     PayloadTooLargeError,
     TransientStoreError,
@@ -108,6 +109,18 @@ def _expected_header(expected: ExpectedVersion) -> dict[str, str]:
 
 def _expected_number(expected: ExpectedVersion) -> int:
     return 0 if expected == NO_STREAM else int(expected)
+
+
+def _caller_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """Headers a caller may add (trace context and the like), never JetStream control ones."""
+    if not headers:
+        return {}
+    for key, value in headers.items():
+        if key.lower().startswith("nats-"):
+            raise InvalidHeaderError(f"header {key!r} is reserved for the event store")
+        if any(c in key + value for c in "\r\n\0") or ":" in key:
+            raise InvalidHeaderError(f"header {key!r} holds a control character or a colon")
+    return dict(headers)
 
 
 def _retrying(attempts: int) -> AsyncRetrying:
@@ -226,12 +239,17 @@ class EventStore:
         Raises:
             ConcurrencyConflictError: the entity's version is not ``expected_version``.
             DecodeError: the event does not match its schema or is too large.
+            InvalidHeaderError: ``headers`` holds a ``Nats-*`` or malformed header.
             AppendRejectedError: the server refused it.
             TransientStoreError: still failing after bounded retries.
         """
         normal, payload = self._encode(event)
         subject = self.subject_of(normal)
-        hdrs = {**(headers or {}), MSG_ID: normal.msg_id, **_expected_header(expected_version)}
+        hdrs = {
+            **_caller_headers(headers),
+            MSG_ID: normal.msg_id,
+            **_expected_header(expected_version),
+        }
         async for attempt in _retrying(self.retry_attempts):
             with attempt:
                 fut = await self.client.publisher.publish(subject, payload, hdrs)
@@ -284,7 +302,7 @@ class EventStore:
             try:
                 normal, payload = self._encode(event)
                 subject = self.subject_of(normal)
-                hdrs = {**(headers or {}), MSG_ID: normal.msg_id}
+                hdrs = {**_caller_headers(headers), MSG_ID: normal.msg_id}
                 pending.append(
                     (normal, subject, await self.client.publisher.publish(subject, payload, hdrs))
                 )

@@ -15,6 +15,7 @@ __all__ = [
     "ConfigDriftError",
     "DecodeError",
     "EventStoreError",
+    "InvalidHeaderError",
     "InvalidUTF8Error",
     "JetStreamAPIError",
     "MalformedJSONError",
@@ -119,6 +120,10 @@ class JetStreamAPIError(EventStoreError):
 
 class AppendRejectedError(JetStreamAPIError):
     """The server refused to store a message (e.g. oversized, no such stream)."""
+
+
+class InvalidHeaderError(EventStoreError, ValueError):
+    """A caller-supplied header the store will not send (``Nats-*`` control headers, CR/LF)."""
 
 
 class BatchLimitError(EventStoreError, ValueError):

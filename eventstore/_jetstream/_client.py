@@ -18,6 +18,8 @@ from eventstore._jetstream._publisher import Publisher
 from eventstore.errors import JetStreamAPIError, NotProvisionedError, StoreUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 
@@ -98,8 +100,8 @@ class JetStreamClient:
                     reconnect_time_wait=1,
                     connect_timeout=max(1, min(2, int(connect_timeout))),
                     error_cb=_on_error,
-                    disconnected_cb=_on_disconnected,
-                    reconnected_cb=_on_reconnected,
+                    disconnected_cb=_connection_log(nc, url, "nats.disconnected"),
+                    reconnected_cb=_connection_log(nc, url, "nats.reconnected"),
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await nc.close()
@@ -181,9 +183,11 @@ async def _on_error(exc: Exception) -> None:
     _log.warning("nats.error", error=str(exc), error_type=type(exc).__name__)
 
 
-async def _on_disconnected() -> None:
-    _log.warning("nats.disconnected")
+def _connection_log(nc: Client, url: str, event: str) -> Callable[[], Awaitable[None]]:
+    """A callback logging a connection change, except those a deliberate close causes."""
 
+    async def log() -> None:
+        if not (nc.is_closed or nc.is_draining):
+            _log.warning(event, url=url)
 
-async def _on_reconnected() -> None:
-    _log.info("nats.reconnected")
+    return log

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import click
+from pydantic import ValidationError
 
+from riskpipe.logs import configure_logging
 from riskpipe.settings import Settings
 
 __all__ = ["AppContext", "bench", "main", "pass_app"]
@@ -28,13 +30,40 @@ pass_app = click.make_pass_decorator(AppContext)
     default=None,
     help="NATS server URL [env RISKPIPE_NATS_URL; default nats://127.0.0.1:4222].",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Log level [env RISKPIPE_LOG_LEVEL; default info].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default=None,
+    help="Log format; auto is console on a terminal, JSON lines otherwise.",
+)
 @click.version_option(package_name="riskpipe")
 @click.pass_context
-def main(ctx: click.Context, nats_url: str | None) -> None:
+def main(
+    ctx: click.Context, nats_url: str | None, log_level: str | None, log_format: str | None
+) -> None:
     """riskpipe: evidence in, explainable risk assessments out, on NATS JetStream."""
-    settings = Settings()
-    if nats_url:
-        settings = settings.model_copy(update={"nats_url": nats_url})
+    overrides = {
+        key: value
+        for key, value in (
+            ("nats_url", nats_url),
+            ("log_level", log_level),
+            ("log_format", log_format),
+        )
+        if value
+    }
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise click.UsageError(f"invalid RISKPIPE_* environment: {exc}") from exc
+    # click has already validated the choices of these flags
+    settings = settings.model_copy(update=overrides)
+    configure_logging(settings.log_level, settings.log_format)
     ctx.obj = AppContext(settings=settings)
 
 

@@ -1,0 +1,44 @@
+"""Helpers shared by commands: running coroutines, mapping errors, consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+from rich.console import Console
+
+from eventstore.errors import EventStoreError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+__all__ = ["err_console", "out_console", "run"]
+
+T = TypeVar("T")
+
+
+def out_console() -> Console:
+    """A console on stdout (plain when not a terminal)."""
+    return Console(soft_wrap=True)
+
+
+def err_console() -> Console:
+    """A console on stderr, for progress and diagnostics."""
+    return Console(stderr=True, soft_wrap=True)
+
+
+def run(coro: Coroutine[object, object, T]) -> T:
+    """Run a command's coroutine; turn store errors into one clear line and exit 1."""
+    try:
+        return asyncio.run(coro)
+    except StoreUnavailableError as exc:
+        hint = (
+            " (is `riskpipe server` running, or --nats-url set?)" if "connect" in str(exc) else ""
+        )
+        raise click.ClickException(f"{exc}{hint}") from exc
+    except EventStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)

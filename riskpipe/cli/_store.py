@@ -1,0 +1,196 @@
+"""Commands on the event store: ``init``, ``publish``, ``events``, ``schema``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from eventstore.errors import DecodeError, EventStoreError
+from riskpipe.cli._app import AppContext, main, pass_app
+from riskpipe.cli._common import err_console, out_console, run
+from riskpipe.wiring import build_schemas, connect_store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from eventstore import CloudEvent, EventStore
+
+CHUNK = 2000
+
+
+@main.command()
+@pass_app
+def init(app: AppContext) -> None:
+    """Create the streams and buckets (idempotent); report any that drifted."""
+    report = run(_init(app))
+    for name in report.created:
+        click.echo(f"created  {name}")
+    for name in report.found:
+        click.echo(f"found    {name}")
+    for drift in report.drifted:
+        click.echo(f"DRIFTED  {drift}", err=True)
+    if not report.ok:
+        raise click.ClickException(
+            "some streams differ from the expected config; they were left unchanged"
+        )
+
+
+async def _init(app: AppContext) -> Any:  # noqa: ANN401 - a ProvisionReport
+    async with await connect_store(app.settings, name="riskpipe-init") as store:
+        return await store.provision()
+
+
+@dataclass
+class PublishSummary:
+    """What a publish run did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, line: int, exc: Exception) -> None:
+        """Count a rejected line and say why on stderr."""
+        self.rejected += 1
+        self.errors.append({"line": line, "error": str(exc), "type": type(exc).__name__})
+        click.echo(f"line {line}: {exc}", err=True)
+
+    def line(self) -> str:
+        """The one-line summary."""
+        return f"stored={self.stored} duplicates={self.duplicates} rejected={self.rejected}"
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@pass_app
+def publish(app: AppContext, file: IO[bytes], as_json: bool) -> None:  # noqa: FBT001 - click flag
+    """Append evidence from FILE (JSONL, one event per line; - for stdin).
+
+    Invalid lines are reported as `line N: reason` on stderr and not appended.
+    Re-running the same file stores nothing new.
+    """
+    summary = run(_publish(app, file))
+    if as_json:
+        click.echo(json.dumps({**summary.__dict__}, indent=None))
+    else:
+        click.echo(summary.line())
+    if summary.rejected:
+        sys.exit(1)
+
+
+def _lines(file: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    for number, raw in enumerate(file, start=1):
+        line = raw.rstrip(b"\r\n")
+        if line.strip():
+            yield number, line
+
+
+async def _publish(app: AppContext, file: IO[bytes]) -> PublishSummary:
+    summary = PublishSummary()
+    async with await connect_store(app.settings, name="riskpipe-publish") as store:
+        with _progress() as progress:
+            task = progress.add_task("publishing", total=None)
+            chunk: list[tuple[int, bytes]] = []
+            for item in _lines(file):
+                chunk.append(item)
+                if len(chunk) >= CHUNK:
+                    await _publish_chunk(store, chunk, summary)
+                    progress.advance(task, len(chunk))
+                    chunk = []
+            await _publish_chunk(store, chunk, summary)
+            progress.advance(task, len(chunk))
+    return summary
+
+
+async def _publish_chunk(
+    store: EventStore, chunk: list[tuple[int, bytes]], summary: PublishSummary
+) -> None:
+    valid: list[tuple[int, CloudEvent]] = []
+    for number, line in chunk:
+        try:
+            valid.append(
+                (number, store.schemas.parse(line, max_bytes=store.config.max_payload_bytes))
+            )
+        except DecodeError as exc:
+            summary.reject(number, exc)
+    results = await store.append_many(event for _, event in valid)
+    for (number, _), result in zip(valid, results, strict=True):
+        if isinstance(result, EventStoreError):
+            summary.reject(number, result)
+        elif result.duplicate:
+            summary.duplicates += 1
+        else:
+            summary.stored += 1
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console(),
+        disable=not sys.stderr.isatty(),
+        transient=True,
+    )
+
+
+@main.command()
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--entity", required=True, help="Entity id.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:  # noqa: FBT001 - click flag
+    """List an entity's stored evidence in order."""
+    records = run(_events(app, tenant, entity))
+    if as_json:
+        for rec in records:
+            click.echo(json.dumps(rec, sort_keys=True))
+        return
+    table = Table(title=f"evidence for {tenant}/{entity}")
+    for col in ("seq", "stored at", "id", "source", "pattern", "severity", "confidence"):
+        table.add_column(col)
+    for rec in records:
+        ev, data = rec.get("event") or {}, (rec.get("event") or {}).get("data") or {}
+        table.add_row(
+            str(rec["sequence"]), rec["stored_at"], ev.get("id", "?"), ev.get("source", "?"),
+            data.get("pattern", rec.get("error", "?")), data.get("severity", "?"),
+            str(data.get("confidence", "?")),
+        )  # fmt: skip
+    out_console().print(table)
+    click.echo(f"{len(records)} event(s)")
+
+
+async def _events(app: AppContext, tenant: str, entity: str) -> list[dict[str, Any]]:
+    try:
+        async with await connect_store(app.settings, name="riskpipe-events") as store:
+            return [
+                {
+                    "sequence": rec.sequence,
+                    "stored_at": rec.stored_at.isoformat(),
+                    "event": rec.event.to_json_dict() if rec.event else None,
+                    **({"error": str(rec.error)} if rec.error else {}),
+                }
+                async for rec in store.read(tenant, entity)
+            ]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command()
+@click.option("--type", "event_type", default=None, help="Only this event type.")
+def schema(event_type: str | None) -> None:
+    """Print the JSON Schema of the envelope and of every event type's data."""
+    schemas = build_schemas().json_schemas()
+    if event_type is not None:
+        if event_type not in schemas:
+            raise click.BadParameter(f"unknown type; known: {', '.join(sorted(schemas))}")
+        schemas = {event_type: schemas[event_type]}
+    click.echo(json.dumps(schemas, indent=2, sort_keys=True))

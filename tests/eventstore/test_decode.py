@@ -1,0 +1,132 @@
+"""Strict decoding: every kind of bad input gets its own typed, readable error."""
+
+from __future__ import annotations
+
+import pytest
+from support.events import evidence_line
+
+from eventstore import EventSchemas, decode_json
+from eventstore.errors import (
+    DecodeError,
+    InvalidUTF8Error,
+    MalformedJSONError,
+    NestingTooDeepError,
+    PayloadTooLargeError,
+    SchemaViolationError,
+    UnknownEventTypeError,
+)
+from riskpipe.wiring import build_schemas
+
+
+@pytest.fixture
+def schemas() -> EventSchemas:
+    """The registry riskpipe uses."""
+    return build_schemas()
+
+
+GOOD = evidence_line("a1")
+
+
+def test_valid_event_is_normalised(schemas: EventSchemas) -> None:
+    """A valid event parses, with defaults (confidence, observed_at) filled in."""
+    event = schemas.parse(GOOD.encode())
+    assert event.data is not None
+    assert event.data["confidence"] == 1.0
+    assert event.data["observed_at"] == "2026-01-01T00:00:00Z"
+
+
+def test_missing_type_defaults_to_evidence(schemas: EventSchemas) -> None:
+    """A line without a type is read as evidence."""
+    line = GOOD.replace('"type":"riskpipe.evidence.recorded.v1",', "")
+    assert schemas.parse(line.encode()).type == "riskpipe.evidence.recorded.v1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "message"),
+    [
+        (b'{"id": "\xff\xfe"}', InvalidUTF8Error, "UTF-8"),
+        (b'{"id": ', MalformedJSONError, "malformed JSON"),
+        (b'{"a": NaN}', MalformedJSONError, "NaN"),
+        (b'{"a": Infinity}', MalformedJSONError, "Infinity"),
+        (b'{"a": -Infinity}', MalformedJSONError, "Infinity"),
+        (b'{"a": 1, "a": 2}', MalformedJSONError, "duplicate key 'a'"),
+        (b"[" * 40 + b"]" * 40, NestingTooDeepError, "limit is 16"),
+        (b"[" * 60_000, NestingTooDeepError, "limit"),
+        (b'"just a string"', MalformedJSONError, "JSON object"),
+    ],
+)
+def test_bad_bytes_are_refused(
+    schemas: EventSchemas, payload: bytes, error: type[DecodeError], message: str
+) -> None:
+    """Each malformed payload raises its own DecodeError subclass with a useful message."""
+    with pytest.raises(error, match=message):
+        schemas.parse(payload)
+
+
+def test_oversized_payload_is_refused() -> None:
+    """A payload over the limit is refused before it is parsed."""
+    with pytest.raises(PayloadTooLargeError, match="70000 bytes, the limit is 65536"):
+        decode_json(b" " * 70000)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"subject":"e1"', '"subject":"e.1"', "invalid token 'e.1'"),
+        ('"subject":"e1"', '"subject":"e*"', "invalid token"),
+        ('"subject":"e1"', '"subject":"e>"', "invalid token"),
+        ('"subject":"e1"', '"subject":"e 1"', "invalid token"),
+        ('"tenant":"t1"', '"tenant":"t.1"', "invalid token"),
+        ('"id":"a1"', '"id":"a 1"', "invalid id"),
+        ('"source":"test-src"', '"source":"a\\r\\nb"', "invalid source"),
+        ('"time":"2026-01-01T00:00:00Z"', '"time":"yesterday"', "time"),
+        ('"time":"2026-01-01T00:00:00Z"', '"time":"2026-01-01T00:00:00"', "timezone"),
+        ('"severity":"high"', '"severity":"extreme"', "severity"),
+        ('"pattern":"failed_login_burst"', '"pattern":"Failed Login"', "invalid pattern"),
+        ('"severity":"high"', '"severity":"high","confidence":1.5', "confidence"),
+        ('"severity":"high"', '"severity":"high","extra":1', "extra"),
+        ('"specversion":"1.0"', '"specversion":"0.3"', "specversion"),
+    ],
+)
+def test_schema_violations_name_the_field(
+    schemas: EventSchemas, old: str, new: str, message: str
+) -> None:
+    """A schema violation says which field is wrong and why."""
+    line = GOOD.replace(old, new)
+    assert line != GOOD, f"test setup: {old!r} not in line"
+    with pytest.raises(SchemaViolationError, match=message):
+        schemas.parse(line.encode())
+
+
+def test_missing_required_field(schemas: EventSchemas) -> None:
+    """A missing required field is named."""
+    line = GOOD.replace('"pattern":"failed_login_burst",', "")
+    with pytest.raises(SchemaViolationError, match=r"data\.pattern: Field required"):
+        schemas.parse(line.encode())
+
+
+def test_unknown_type_lists_known_types(schemas: EventSchemas) -> None:
+    """An unknown type is its own error and lists the types that exist."""
+    line = GOOD.replace("riskpipe.evidence.recorded.v1", "riskpipe.evidence.recorded.v9")
+    with pytest.raises(
+        UnknownEventTypeError, match=r"known types: riskpipe\.evidence\.recorded\.v1"
+    ):
+        schemas.parse(line.encode())
+
+
+def test_attributes_must_be_flat_and_bounded(schemas: EventSchemas) -> None:
+    """Attributes hold scalars only, at most 64 keys."""
+    nested = GOOD.replace('"severity":"high"', '"severity":"high","attributes":{"a":{"b":1}}')
+    with pytest.raises(SchemaViolationError, match="attributes"):
+        schemas.parse(nested.encode())
+    many = ",".join(f'"k{i}":{i}' for i in range(65))
+    wide = GOOD.replace('"severity":"high"', f'"severity":"high","attributes":{{{many}}}')
+    with pytest.raises(SchemaViolationError, match="at most 64 attributes"):
+        schemas.parse(wide.encode())
+
+
+def test_description_is_bounded(schemas: EventSchemas) -> None:
+    """A description over 1,000 characters is refused."""
+    long = GOOD.replace('"severity":"high"', '"severity":"high","description":"' + "x" * 1001 + '"')
+    with pytest.raises(SchemaViolationError, match="description"):
+        schemas.parse(long.encode())

@@ -1,0 +1,123 @@
+"""The store's commands as a user runs them: init, publish, events, schema."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner
+from support.events import evidence_line
+
+from riskpipe.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from riskpipe.server import NatsServer
+
+
+@pytest.fixture
+def cli(nats_server: NatsServer) -> CliRunner:
+    """A CLI runner pointed at a fresh server."""
+    return CliRunner(env={"RISKPIPE_NATS_URL": nats_server.url})
+
+
+def _write(path: Path, lines: list[str | bytes]) -> Path:
+    path.write_bytes(b"\n".join(x if isinstance(x, bytes) else x.encode() for x in lines) + b"\n")
+    return path
+
+
+def test_init_creates_then_finds(cli: CliRunner) -> None:
+    """Init creates the streams once and reports them as found afterwards."""
+    first = cli.invoke(main, ["init"])
+    assert first.exit_code == 0, first.output
+    assert "created  EVIDENCE" in first.output
+    second = cli.invoke(main, ["init"])
+    assert second.exit_code == 0
+    assert "created" not in second.output
+    assert "found    EVIDENCE" in second.output
+
+
+def test_publish_summary_and_rerun_idempotency(cli: CliRunner, tmp_path: Path) -> None:
+    """Publish stores every valid line; a re-run stores nothing and counts duplicates."""
+    cli.invoke(main, ["init"])
+    path = _write(
+        tmp_path / "ev.jsonl", [evidence_line(f"p{i}", entity=f"e{i % 3}") for i in range(25)]
+    )
+    first = cli.invoke(main, ["publish", str(path)])
+    assert first.exit_code == 0, first.output
+    assert "stored=25 duplicates=0 rejected=0" in first.output
+    again = cli.invoke(main, ["publish", str(path), "--json"])
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["duplicates"] == 25
+    assert json.loads(again.stdout)["stored"] == 0
+
+
+def test_publish_reports_each_bad_line(cli: CliRunner, tmp_path: Path) -> None:
+    """Each invalid line is reported with its number and reason; the valid ones are stored."""
+    cli.invoke(main, ["init"])
+    lines: list[str | bytes] = [
+        evidence_line("ok1"),
+        "{not json",
+        b'{"id": "\xff"}',
+        evidence_line("bad-entity").replace('"subject":"e1"', '"subject":"a.b"'),
+        '{"a": NaN}',
+        '{"id":"dup",' + evidence_line("ok2")[1:],
+        evidence_line("ok3").replace("riskpipe.evidence.recorded.v1", "riskpipe.unknown.v1"),
+        "x" * (70 * 1024),
+        evidence_line("ok4"),
+    ]
+    result = cli.invoke(main, ["publish", str(_write(tmp_path / "mixed.jsonl", lines))])
+    assert result.exit_code == 1
+    assert "stored=2 duplicates=0 rejected=7" in result.stdout
+    for n in (2, 3, 4, 5, 6, 7, 8):
+        assert f"line {n}: " in result.stderr
+    errors = dict(
+        line.split(": ", 1) for line in result.stderr.splitlines() if line.startswith("line ")
+    )
+    assert "invalid token 'a.b'" in errors["line 4"]
+    assert "duplicate key 'id'" in errors["line 6"]
+    assert "unknown event type" in errors["line 7"]
+    assert "limit is 65536" in errors["line 8"]
+    listed = cli.invoke(main, ["events", "--tenant", "t1", "--entity", "e1", "--json"])
+    assert [json.loads(x)["event"]["id"] for x in listed.stdout.splitlines()] == ["ok1", "ok4"]
+
+
+def test_publish_from_stdin(cli: CliRunner) -> None:
+    """`publish -` reads JSONL from standard input."""
+    cli.invoke(main, ["init"])
+    result = cli.invoke(main, ["publish", "-"], input=evidence_line("s1") + "\n")
+    assert result.exit_code == 0
+    assert "stored=1" in result.stdout
+
+
+def test_events_table(cli: CliRunner, tmp_path: Path) -> None:
+    """Events prints an entity's evidence in order as a table."""
+    cli.invoke(main, ["init"])
+    cli.invoke(
+        main,
+        ["publish", str(_write(tmp_path / "a.jsonl", [evidence_line("t1"), evidence_line("t2")]))],
+    )
+    result = cli.invoke(main, ["events", "--tenant", "t1", "--entity", "e1"])
+    assert result.exit_code == 0
+    assert result.stdout.index("t1") < result.stdout.index("t2")
+    assert "2 event(s)" in result.stdout
+
+
+def test_unreachable_server_is_one_clear_line() -> None:
+    """With no server listening, a command fails with one readable line, not a traceback."""
+    runner = CliRunner(env={"RISKPIPE_NATS_URL": "nats://127.0.0.1:1"})
+    result = runner.invoke(main, ["init"])
+    assert result.exit_code == 1
+    assert "cannot connect to NATS at nats://127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_schema_prints_every_type() -> None:
+    """Schema prints JSON Schema for the envelope and every event type."""
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0
+    schemas = json.loads(result.stdout)
+    assert {"envelope", "riskpipe.evidence.recorded.v1"} <= set(schemas)
+    assert "pattern" in schemas["riskpipe.evidence.recorded.v1"]["properties"]
