@@ -9,9 +9,14 @@ event always has the same bytes.
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from eventstore._envelope import CloudEvent
 
 from eventstore.errors import (
     InvalidUTF8Error,
@@ -20,7 +25,13 @@ from eventstore.errors import (
     PayloadTooLargeError,
 )
 
-__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_PAYLOAD_BYTES", "decode_json", "encode_json"]
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "decode_json",
+    "encode_event",
+    "encode_json",
+]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 DEFAULT_MAX_DEPTH = 16
@@ -103,5 +114,31 @@ def encode_json(value: object) -> bytes:
     """
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise MalformedJSONError(f"cannot encode as JSON: {exc}") from exc
+
+
+_ENVELOPE_KEYS = (
+    "specversion", "id", "source", "type", "subject", "tenant", "time",
+    "datacontenttype", "correlationid", "causationid",
+)  # fmt: skip
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_SORT_KEYS
+
+
+def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
+    """The canonical bytes of ``event`` with ``data`` (its validated data model).
+
+    Canonical: compact, sorted keys, UTC times with ``Z``, unset optional
+    attributes left out, so equal events have equal bytes.
+    """
+    doc: dict[str, Any] = {}
+    for key in _ENVELOPE_KEYS:
+        value = getattr(event, key)
+        if value is not None:
+            doc[key] = value
+    if data is not None:
+        doc["data"] = data.model_dump(exclude_none=True)
+    try:
+        return orjson.dumps(doc, option=_OPTIONS)
     except TypeError as exc:
         raise MalformedJSONError(f"cannot encode as JSON: {exc}") from exc

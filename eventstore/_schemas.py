@@ -98,8 +98,16 @@ class EventSchemas:
             event = CloudEvent.model_validate(fields)
         except ValidationError as exc:
             raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
-        data = self.typed_data(event)
-        normal = data.model_dump(mode="json", exclude_none=True)
+        return self.normalise(event)
+
+    def normalise(self, event: CloudEvent) -> CloudEvent:
+        """``event`` with its data validated and defaults filled in by its type's model.
+
+        Raises:
+            SchemaViolationError: the data does not match the model.
+            UnknownEventTypeError: the type is not registered.
+        """
+        normal = self.typed_data(event).model_dump(mode="json", exclude_none=True)
         return event if normal == event.data else event.model_copy(update={"data": normal})
 
     def typed_data(self, event: CloudEvent) -> BaseModel:

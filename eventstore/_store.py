@@ -15,9 +15,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from eventstore._codec import encode_json
+from eventstore._codec import encode_event
 from eventstore._jetstream._client import JetStreamClient, RawMessage
-from eventstore._jetstream._publisher import PubAck
+from eventstore._jetstream._publisher import OutboundMessage, PubAck
 from eventstore._jetstream._reader import read_range
 from eventstore._recorded import RecordedEvent, to_recorded
 from eventstore._topology import StoreConfig
@@ -58,6 +58,16 @@ _MANAGED = (
     "max_msg_size", "max_msgs_per_subject", "max_age", "deny_delete", "deny_purge",
     "allow_rollup_hdrs", "allow_msg_ttl", "allow_atomic", "allow_direct",
 )  # fmt: skip
+
+
+AckFuture = asyncio.Future[PubAck | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    event: CloudEvent
+    msg_id: str
+    message: OutboundMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,14 +228,18 @@ class EventStore:
             UnknownEventTypeError: the type is not registered.
         """
         category = self.schemas.get(event.type).category
-        return self.config.subject(category, event.tenant, event.subject)  # type: ignore[arg-type]
+        # tenant and subject are tokens: CloudEvent validated them when it was built
+        return f"{self.config.prefix}.{category}.{event.tenant}.{event.subject}"
 
-    def _encode(self, event: CloudEvent) -> tuple[CloudEvent, bytes]:
-        normal = self.schemas.validate(event.to_json_dict())
-        payload = encode_json(normal.to_json_dict())
+    def _encode(self, event: CloudEvent, headers: dict[str, str]) -> _Encoded:
+        # The envelope was validated when the CloudEvent was built; its data is
+        # validated and normalised by the type's model here, then spliced in.
+        payload = encode_event(event, self.schemas.typed_data(event))
         if len(payload) > self.config.max_payload_bytes:
             raise PayloadTooLargeError(len(payload), self.config.max_payload_bytes)
-        return normal, payload
+        msg_id = event.msg_id
+        message = OutboundMessage(self.subject_of(event), payload, {**headers, MSG_ID: msg_id})
+        return _Encoded(event, msg_id, message)
 
     async def append(
         self,
@@ -243,31 +257,24 @@ class EventStore:
             AppendRejectedError: the server refused it.
             TransientStoreError: still failing after bounded retries.
         """
-        normal, payload = self._encode(event)
-        subject = self.subject_of(normal)
-        hdrs = {
-            **_caller_headers(headers),
-            MSG_ID: normal.msg_id,
-            **_expected_header(expected_version),
-        }
+        encoded = self._encode(
+            event, {**_caller_headers(headers), **_expected_header(expected_version)}
+        )
         async for attempt in _retrying(self.retry_attempts):
             with attempt:
-                fut = await self.client.publisher.publish(subject, payload, hdrs)
-                return await self._settle(subject, normal.msg_id, expected_version, fut)
+                fut = await self.client.publisher.publish(encoded.message)
+                return await self._settle(encoded, expected_version, fut)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _settle(
-        self,
-        subject: str,
-        msg_id: str,
-        expected: ExpectedVersion,
-        fut: asyncio.Future[PubAck | None],
+        self, encoded: _Encoded, expected: ExpectedVersion, fut: AckFuture
     ) -> AppendResult:
+        subject = encoded.message.subject
         try:
             ack = await fut
         except JetStreamAPIError as exc:
             if exc.err_code == _WRONG_LAST_SEQUENCE:
-                return await self._resolve_conflict(subject, msg_id, expected)
+                return await self._resolve_conflict(subject, encoded.msg_id, expected)
             raise AppendRejectedError(exc.what, exc.code, exc.err_code, exc.description) from exc
         if ack is None:
             raise EventStoreError(f"publish to {subject}: empty acknowledgement")
@@ -295,39 +302,40 @@ class EventStore:
         """Append many events pipelined; one result (or the error) per event, in order.
 
         Events that fail validation are reported without being sent; the others
-        are all in flight together, bounded by the publisher's window.
+        are all in flight together, bounded by the publisher's window. Events
+        whose acknowledgement failed transiently are retried one by one.
         """
-        pending: list[tuple[CloudEvent, str, asyncio.Future[PubAck | None]] | EventStoreError] = []
+        extra = _caller_headers(headers)
+        slots: list[_Encoded | EventStoreError] = []
         for event in events:
             try:
-                normal, payload = self._encode(event)
-                subject = self.subject_of(normal)
-                hdrs = {**_caller_headers(headers), MSG_ID: normal.msg_id}
-                pending.append(
-                    (normal, subject, await self.client.publisher.publish(subject, payload, hdrs))
-                )
+                slots.append(self._encode(event, extra))
             except EventStoreError as exc:
-                pending.append(exc)
-        return [await self._settle_many(item, headers) for item in pending]
+                slots.append(exc)
+        encoded = [slot for slot in slots if isinstance(slot, _Encoded)]
+        futures = await self.client.publisher.publish_many([e.message for e in encoded])
+        if futures:
+            await asyncio.wait(futures)
+        settled = iter(
+            [await self._settle_one(e, f, headers) for e, f in zip(encoded, futures, strict=True)]
+        )
+        return [slot if isinstance(slot, EventStoreError) else next(settled) for slot in slots]
 
-    async def _settle_many(
-        self,
-        item: tuple[CloudEvent, str, asyncio.Future[PubAck | None]] | EventStoreError,
-        headers: dict[str, str] | None,
+    async def _settle_one(
+        self, encoded: _Encoded, fut: AckFuture, headers: dict[str, str] | None
     ) -> AppendResult | EventStoreError:
-        if isinstance(item, EventStoreError):
-            return item
-        event, subject, fut = item
+        exc = fut.exception()
+        if exc is None:
+            ack = fut.result()
+            if ack is not None:
+                return AppendResult(ack.stream, encoded.message.subject, ack.seq, ack.duplicate)
         try:
-            return await self._settle(subject, event.msg_id, ANY, fut)
-        except TransientStoreError:
-            pass
-        except EventStoreError as exc:
-            return exc
-        try:  # retried one by one; the Msg-Id makes a late first attempt harmless
-            return await self.append(event, headers=headers)
-        except EventStoreError as exc:
-            return exc
+            if not isinstance(exc, TransientStoreError):
+                return await self._settle(encoded, ANY, fut)
+            # retried one by one; the Msg-Id makes a late first attempt harmless
+            return await self.append(encoded.event, headers=headers)
+        except EventStoreError as error:
+            return error
 
     async def append_batch(
         self,
@@ -352,57 +360,55 @@ class EventStore:
             ack = await self._send_batch(bid, encoded, expected_version)
         first = ack.seq - len(encoded) + 1
         return [
-            AppendResult(ack.stream, subj, first + i, ack.duplicate)
-            for i, (_, subj, _) in enumerate(encoded)
+            AppendResult(ack.stream, e.message.subject, first + i, ack.duplicate)
+            for i, e in enumerate(encoded)
         ]
 
-    def _check_batch(self, events: Sequence[CloudEvent]) -> list[tuple[CloudEvent, str, bytes]]:
+    def _check_batch(self, events: Sequence[CloudEvent]) -> list[_Encoded]:
         if not 1 <= len(events) <= MAX_BATCH:
             raise BatchLimitError(
                 f"an atomic batch holds 1 to {MAX_BATCH} events, got {len(events)}"
             )
-        encoded = []
-        for event in events:
-            normal, payload = self._encode(event)
-            encoded.append((normal, self.subject_of(normal), payload))
-        if len({e.msg_id for e, _, _ in encoded}) != len(encoded):
+        encoded = [self._encode(event, {}) for event in events]
+        if len({e.msg_id for e in encoded}) != len(encoded):
             raise BatchLimitError("an atomic batch cannot hold the same (source, id) twice")
-        if len({self._stream_of_subject(s) for _, s, _ in encoded}) != 1:
+        if len({self._stream_of_subject(e.message.subject) for e in encoded}) != 1:
             raise BatchLimitError("an atomic batch must go to a single stream")
         return encoded
 
     async def _send_batch(
-        self, bid: str, encoded: list[tuple[CloudEvent, str, bytes]], expected: ExpectedVersion
+        self, bid: str, encoded: list[_Encoded], expected: ExpectedVersion
     ) -> PubAck:
         publisher, last = self.client.publisher, len(encoded)
         futures = []
-        for n, (event, subject, payload) in enumerate(encoded, start=1):
-            hdrs = {MSG_ID: event.msg_id, "Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(n)}
+        for n, item in enumerate(encoded, start=1):
+            hdrs = {**item.message.headers, "Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(n)}
             if n == 1:
                 hdrs.update(_expected_header(expected))
             if n == last:
                 hdrs["Nats-Batch-Commit"] = "1"
+            message = OutboundMessage(item.message.subject, item.message.payload, hdrs)
             if n in (1, last):
-                futures.append(await publisher.publish(subject, payload, hdrs))
+                futures.append(await publisher.publish(message))
             else:
-                await publisher.send(subject, payload, hdrs)
+                await publisher.send(message)
         return await self._batch_outcome(bid, encoded, expected, futures)
 
     async def _batch_outcome(
         self,
         bid: str,
-        encoded: list[tuple[CloudEvent, str, bytes]],
+        encoded: list[_Encoded],
         expected: ExpectedVersion,
-        futures: list[asyncio.Future[PubAck | None]],
+        futures: list[AckFuture],
     ) -> PubAck:
         results = await asyncio.gather(*futures, return_exceptions=True)
+        first_subject = encoded[0].message.subject
         for result in results:
             if isinstance(result, JetStreamAPIError):
                 if result.err_code == _WRONG_LAST_SEQUENCE:
+                    actual = await self._last_seq(first_subject)
                     raise ConcurrencyConflictError(
-                        encoded[0][1],
-                        _expected_number(expected),
-                        await self._last_seq(encoded[0][1]),
+                        first_subject, _expected_number(expected), actual
                     ) from result
                 raise BatchRejectedError(
                     bid, result.code, result.err_code, result.description

@@ -2,13 +2,23 @@
 
 Every publish carries a reply subject under one wildcard inbox subscription,
 so acknowledgements are matched to their futures without a round trip per
-message. A window bounds how many are in flight.
+message. A window bounds how many are in flight; one reaper task fails the
+ones whose acknowledgement is overdue.
+
+Frames are written straight into the client's outgoing buffer and flushed once
+per burst, instead of one ``nc.publish`` (header parsing, a flush request) per
+message: that is where a Python publisher spends its time. This relies on two
+attributes of the pinned nats-py client (``_pending``, ``_pending_data_size``);
+when the connection is not up it falls back to ``nc.publish``, which buffers
+during a reconnect exactly as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,13 +28,18 @@ from eventstore._jetstream._errors import map_errors
 from eventstore.errors import JetStreamAPIError, StoreTimeoutError, StoreUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
-__all__ = ["PubAck", "Publisher"]
+__all__ = ["OutboundMessage", "PubAck", "Publisher"]
 
 _NO_RESPONDERS = "503"
+_FLUSH_EVERY = 256
+_CRLF = b"\r\n"
+AckFuture = asyncio.Future["PubAck | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +51,15 @@ class PubAck:
     duplicate: bool = False
     batch: str | None = None
     count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A message to publish; header names and values are already checked by the caller."""
+
+    subject: str
+    payload: bytes
+    headers: Mapping[str, str]
 
 
 def _parse_ack(subject: str, msg: Msg) -> PubAck | Exception | None:
@@ -60,77 +84,158 @@ def _parse_ack(subject: str, msg: Msg) -> PubAck | Exception | None:
     )
 
 
+def _frame(subject: str, reply: str, headers: Mapping[str, str], payload: bytes) -> bytes:
+    hdr = b"NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + _CRLF
+    size = len(hdr) + len(payload)
+    return b"%s %s %s %d %d\r\n%s%s\r\n" % (
+        b"HPUB",
+        subject.encode(),
+        reply.encode(),
+        len(hdr),
+        size,
+        hdr,
+        payload,
+    )
+
+
 class Publisher:
     """Publishes with a window of in-flight acknowledgements."""
 
     def __init__(self, nc: Client, *, window: int = 4096, timeout: float = 5.0) -> None:
         self._nc = nc
         self._timeout = timeout
-        self._slots = asyncio.Semaphore(window)
+        self._window = window
+        self._in_flight = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._tokens = itertools.count()
-        self._pending: dict[str, tuple[str, asyncio.Future[PubAck | None]]] = {}
+        # token -> (subject, future, deadline on the monotonic clock)
+        self._pending: dict[str, tuple[str, AckFuture, float]] = {}
         self._prefix = ""
         self._sub: Subscription | None = None
+        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe the reply inbox; call once before publishing."""
+        """Subscribe the reply inbox and start the reaper; call once before publishing."""
         self._prefix = self._nc.new_inbox() + "."
         with map_errors("subscribe publish-ack inbox"):
             self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+        self._reaper = asyncio.create_task(self._reap(), name="riskpipe-puback-reaper")
 
     async def stop(self) -> None:
-        """Fail what is still pending and drop the inbox subscription."""
-        for subject, fut in list(self._pending.values()):
-            if not fut.done():
-                fut.set_exception(StoreUnavailableError(f"publish to {subject}: publisher closed"))
+        """Fail what is still pending, stop the reaper and drop the inbox subscription."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for token in list(self._pending):
+            self._fail(token, StoreUnavailableError("publish: publisher closed"))
         if self._sub is not None:
             with map_errors("unsubscribe publish-ack inbox"):
                 await self._sub.unsubscribe()
 
-    async def publish(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None
-    ) -> asyncio.Future[PubAck | None]:
+    async def publish(self, message: OutboundMessage) -> AckFuture:
         """Send one message; the future resolves with its PubAck or a store error.
 
         Raises:
             StoreUnavailableError: the client could not send it at all.
         """
-        await self._slots.acquire()
+        return (await self.publish_many([message]))[0]
+
+    async def publish_many(self, messages: Sequence[OutboundMessage]) -> list[AckFuture]:
+        """Send messages in order, flushing once per burst; one future per message.
+
+        Raises:
+            StoreUnavailableError: the client could not send them at all.
+        """
+        futures: list[AckFuture] = []
+        burst = 0
+        for message in messages:
+            if self._in_flight >= self._window:
+                await self._flush()
+                burst = 0
+                await self._wait_for_room()
+            token, fut = self._register(message.subject)
+            futures.append(fut)
+            await self._write(message, self._prefix + token)
+            burst += 1
+            if burst >= _FLUSH_EVERY:
+                await self._flush()
+                burst = 0
+        await self._flush()
+        return futures
+
+    async def send(self, message: OutboundMessage) -> None:
+        """Send one message without asking for an acknowledgement."""
+        await self._write(message, "")
+        await self._flush()
+
+    def _register(self, subject: str) -> tuple[str, AckFuture]:
         token = format(next(self._tokens), "x")
-        fut: asyncio.Future[PubAck | None] = asyncio.get_running_loop().create_future()
-        self._pending[token] = (subject, fut)
-        timer = asyncio.get_running_loop().call_later(self._timeout, self._expire, token)
-        fut.add_done_callback(lambda _: self._release(token, timer))
+        fut: AckFuture = asyncio.get_running_loop().create_future()
+        self._pending[token] = (subject, fut, time.monotonic() + self._timeout)
+        self._in_flight += 1
+        if self._in_flight >= self._window:
+            self._room.clear()
+        return token, fut
+
+    async def _write(self, message: OutboundMessage, reply: str) -> None:
+        nc = self._nc
+        if nc.is_connected and not nc.is_draining_pubs:
+            frame = _frame(message.subject, reply, message.headers, message.payload)
+            nc._pending.append(frame)  # noqa: SLF001 - see the module docstring
+            nc._pending_data_size += len(frame)  # noqa: SLF001 - same
+            return
         try:
-            with map_errors(f"publish to {subject}"):
-                await self._nc.publish(
-                    subject, payload, reply=self._prefix + token, headers=headers
+            with map_errors(f"publish to {message.subject}"):
+                await nc.publish(
+                    message.subject, message.payload, reply=reply, headers=dict(message.headers)
                 )
         except BaseException:
-            fut.cancel()  # the caller gets the exception itself; the slot is released
+            if reply:
+                self._fail(reply[len(self._prefix) :], StoreUnavailableError("publish: not sent"))
             raise
-        return fut
 
-    async def send(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> None:
-        """Send one message without asking for an acknowledgement."""
-        with map_errors(f"publish to {subject}"):
-            await self._nc.publish(subject, payload, headers=headers)
+    async def _flush(self) -> None:
+        if self._nc.is_connected and self._nc._pending_data_size:  # noqa: SLF001 - see the module docstring
+            try:
+                with map_errors("flush"):
+                    await self._nc._flush_pending()  # noqa: SLF001 - same
+            except StoreUnavailableError:
+                pass  # the reconnect resends the buffer; acks or timeouts settle the futures
 
-    def _release(self, token: str, timer: asyncio.TimerHandle) -> None:
-        timer.cancel()
-        self._pending.pop(token, None)
-        self._slots.release()
+    async def _wait_for_room(self) -> None:
+        await self._room.wait()
 
-    def _expire(self, token: str) -> None:
-        entry = self._pending.get(token)
+    def _settled(self, token: str) -> tuple[str, AckFuture] | None:
+        entry = self._pending.pop(token, None)
+        if entry is None:
+            return None
+        self._in_flight -= 1
+        if self._in_flight <= self._window // 2:
+            self._room.set()  # resume at half the window: fewer, larger bursts
+        return entry[0], entry[1]
+
+    def _fail(self, token: str, exc: Exception) -> None:
+        entry = self._settled(token)
         if entry is not None and not entry[1].done():
-            subject = entry[0]
-            entry[1].set_exception(
-                StoreTimeoutError(f"publish to {subject}: no PubAck within {self._timeout}s")
-            )
+            entry[1].set_exception(exc)
+
+    async def _reap(self) -> None:
+        period = max(self._timeout / 4, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            overdue = [t for t, (_, _, deadline) in self._pending.items() if deadline <= now]
+            for token in overdue:
+                subject = self._pending[token][0]
+                self._fail(
+                    token,
+                    StoreTimeoutError(f"publish to {subject}: no PubAck within {self._timeout}s"),
+                )
 
     async def _on_reply(self, msg: Msg) -> None:
-        entry = self._pending.get(msg.subject[len(self._prefix) :])
+        entry = self._settled(msg.subject[len(self._prefix) :])
         if entry is None or entry[1].done():
             return
         subject, fut = entry
