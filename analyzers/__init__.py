@@ -1,5 +1,69 @@
-"""Pure, deterministic, explainable risk scoring."""
+"""Pure, deterministic, explainable risk scoring.
 
-from analyzers._evidence import EVIDENCE_RECORDED, EvidenceData, Severity
+Given an entity's prior :class:`EntityRiskState` and one piece of
+:class:`Evidence`, :func:`assess` returns an :class:`Assessment` and the next
+state. Nothing here does I/O or reads a clock; the optional enrichment edge
+(HTTP, retries, circuit breaker) lives in :mod:`analyzers.enrichment`.
+"""
 
-__all__ = ["EVIDENCE_RECORDED", "EvidenceData", "Severity"]
+from analyzers._assessment import Assessment
+from analyzers._config import (
+    AnalyzerConfig,
+    ConfidenceWeights,
+    LevelRecommendations,
+    LevelThresholds,
+    RecommendationCatalogue,
+    SeverityWeights,
+)
+from analyzers._evidence import EVIDENCE_RECORDED, Evidence, EvidenceData, Severity
+from analyzers._levels import RiskLevel, resolve_level
+from analyzers._loading import load_config
+from analyzers._scoring import assess, assess_many, conservative_assessment, decayed_score
+from analyzers._signal import Enricher, EnrichmentSignal
+from analyzers._state import EntityRiskState
+from analyzers._version import ANALYZER_VERSION
+from analyzers.errors import (
+    AnalyzerError,
+    DependencyUnavailable,
+    EnrichmentRejectedError,
+    EnrichmentResponseError,
+    EnrichmentTransientError,
+    EvidenceAlreadyAppliedError,
+    InvalidConfigError,
+    InvalidEvidenceError,
+    TransientAnalyzerError,
+)
+
+__all__ = [
+    "ANALYZER_VERSION",
+    "EVIDENCE_RECORDED",
+    "AnalyzerConfig",
+    "AnalyzerError",
+    "Assessment",
+    "ConfidenceWeights",
+    "DependencyUnavailable",
+    "Enricher",
+    "EnrichmentRejectedError",
+    "EnrichmentResponseError",
+    "EnrichmentSignal",
+    "EnrichmentTransientError",
+    "EntityRiskState",
+    "Evidence",
+    "EvidenceAlreadyAppliedError",
+    "EvidenceData",
+    "InvalidConfigError",
+    "InvalidEvidenceError",
+    "LevelRecommendations",
+    "LevelThresholds",
+    "RecommendationCatalogue",
+    "RiskLevel",
+    "Severity",
+    "SeverityWeights",
+    "TransientAnalyzerError",
+    "assess",
+    "assess_many",
+    "conservative_assessment",
+    "decayed_score",
+    "load_config",
+    "resolve_level",
+]

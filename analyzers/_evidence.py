@@ -1,8 +1,16 @@
-"""The evidence a producer records about an entity (``riskpipe.evidence.recorded.v1``)."""
+"""The evidence a producer records about an entity (``riskpipe.evidence.recorded.v1``).
+
+:class:`EvidenceData` is the schema of the event's ``data``; :class:`Evidence`
+is the analyzer's view of one recorded event: the data plus the identity,
+stream position and recording time the envelope adds.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,13 +24,16 @@ from pydantic import (
     model_validator,
 )
 
+from analyzers.errors import InvalidEvidenceError
+
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Mapping
 
 __all__ = [
     "EVIDENCE_RECORDED",
     "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_STRING",
+    "Evidence",
     "EvidenceData",
     "Severity",
 ]
@@ -90,3 +101,114 @@ class EvidenceData(BaseModel):
     def observed(self, default: datetime) -> datetime:
         """When the thing was observed: ``observed_at``, else ``default``."""
         return self.observed_at if self.observed_at is not None else default
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One recorded piece of evidence, as the analyzer scores it.
+
+    Times are normalised to UTC. ``recorded_at`` is when the event was recorded
+    (the envelope's ``time``); evidence recorded long after it was observed
+    counts as less fresh. ``confidence_reported`` says whether the producer
+    gave its own confidence rather than relying on the default.
+
+    Raises:
+        InvalidEvidenceError: a field is out of range or a time is naive.
+    """
+
+    event_id: str
+    source: str
+    sequence: int
+    pattern: str
+    severity: Severity
+    confidence: float
+    observed_at: datetime
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict, hash=False)
+    recorded_at: datetime | None = None
+    confidence_reported: bool = True
+    lag_seconds: float = field(init=False, repr=False, compare=False)
+    """How long after its observation the evidence was recorded (never negative)."""
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise InvalidEvidenceError(problems)
+        observed = self.observed_at.astimezone(UTC)
+        recorded = observed if self.recorded_at is None else self.recorded_at.astimezone(UTC)
+        object.__setattr__(self, "severity", Severity(self.severity))
+        object.__setattr__(self, "observed_at", observed)
+        object.__setattr__(self, "recorded_at", recorded)
+        object.__setattr__(self, "lag_seconds", max(0.0, (recorded - observed).total_seconds()))
+
+    @classmethod
+    def from_data(
+        cls,
+        data: EvidenceData,
+        *,
+        event_id: str,
+        source: str,
+        sequence: int,
+        event_time: datetime,
+    ) -> Evidence:
+        """The evidence of a recorded event: its validated data plus envelope facts.
+
+        ``observed_at`` falls back to ``event_time`` when the producer left it out.
+
+        Raises:
+            InvalidEvidenceError: the envelope facts are out of range.
+        """
+        return cls(
+            event_id=event_id,
+            source=source,
+            sequence=sequence,
+            pattern=data.pattern,
+            severity=data.severity,
+            confidence=data.confidence,
+            observed_at=data.observed(event_time),
+            attributes=dict(data.attributes),
+            recorded_at=event_time,
+            confidence_reported="confidence" in data.model_fields_set,
+        )
+
+
+def _problems(evidence: Evidence) -> list[str]:
+    checks = (
+        (bool(evidence.event_id), "event_id must not be empty"),
+        (bool(evidence.source), "source must not be empty"),
+        (_is_sequence(evidence.sequence), "sequence must be an integer >= 0"),
+        (_is_pattern(evidence.pattern), f"invalid pattern {evidence.pattern!r}"),
+        (evidence.severity in _SEVERITIES, f"invalid severity {evidence.severity!r}"),
+        (_is_unit(evidence.confidence), "confidence must be a finite number in [0, 1]"),
+        (_is_aware(evidence.observed_at), "observed_at must be a timezone-aware datetime"),
+        (_in_era(evidence.observed_at), f"observed_at must be in the years {_FIRST_YEAR} to 9999"),
+        (
+            evidence.recorded_at is None or _is_aware(evidence.recorded_at),
+            "recorded_at must be a timezone-aware datetime",
+        ),
+    )
+    return [problem for ok, problem in checks if not ok]
+
+
+_SEVERITIES = frozenset(Severity)
+# Far from datetime.min, so subtracting a decay window can never overflow.
+_FIRST_YEAR = 1970
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_unit(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def _in_era(value: object) -> bool:
+    return not isinstance(value, datetime) or value.year >= _FIRST_YEAR
+
+
+def _is_aware(value: object) -> bool:
+    return isinstance(value, datetime) and value.utcoffset() is not None
+
+
+def _is_pattern(value: object) -> bool:
+    return isinstance(value, str) and _PATTERN.fullmatch(value) is not None

@@ -1,0 +1,204 @@
+"""Scoring: from a prior state and one piece of evidence to an assessment and the next state.
+
+Everything here is pure and deterministic: time comes from the evidence, and
+the same state, evidence, config and enrichment always give the same result.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from analyzers._assessment import Assessment
+from analyzers._construct import trusted
+from analyzers._levels import LEVELS, RiskLevel, resolve_level
+from analyzers._state import EntityRiskState
+from analyzers._version import ANALYZER_VERSION
+from analyzers._window import Features, Window, advance, decay, features, fold
+from analyzers.errors import EvidenceAlreadyAppliedError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from analyzers._config import AnalyzerConfig, Tables
+    from analyzers._evidence import Evidence
+    from analyzers._signal import EnrichmentSignal
+
+__all__ = ["assess", "assess_many", "conservative_assessment", "decayed_score"]
+
+_RANK = {level: rank for rank, level in enumerate(LEVELS)}
+
+
+def assess(
+    state: EntityRiskState,
+    evidence: Evidence,
+    *,
+    config: AnalyzerConfig,
+    enrichment: EnrichmentSignal | None = None,
+) -> tuple[Assessment, EntityRiskState]:
+    """Score ``evidence`` against ``state``: the assessment and the next state.
+
+    ``enrichment`` is a signal the caller fetched beforehand; the assessment
+    records it, so replaying with the recorded signal gives the same bytes.
+
+    Raises:
+        EvidenceAlreadyAppliedError: ``evidence.sequence`` is not after the state's.
+    """
+    return _assess(state, evidence, config.tables, enrichment, degraded=False)
+
+
+def conservative_assessment(
+    state: EntityRiskState, evidence: Evidence, *, config: AnalyzerConfig
+) -> tuple[Assessment, EntityRiskState]:
+    """A ``degraded`` assessment for when the enrichment dependency is down.
+
+    The evidence is folded in as usual, but the level never falls (a lower
+    level needs the full picture), confidence is scaled down by
+    ``degraded_confidence_factor``, and a recommendation says why.
+
+    Raises:
+        EvidenceAlreadyAppliedError: ``evidence.sequence`` is not after the state's.
+    """
+    return _assess(state, evidence, config.tables, None, degraded=True)
+
+
+def assess_many(
+    state: EntityRiskState, evidence: Iterable[Evidence], *, config: AnalyzerConfig
+) -> tuple[tuple[Assessment, ...], EntityRiskState]:
+    """Fold ``evidence`` in order: every assessment, and the final state.
+
+    Raises:
+        EvidenceAlreadyAppliedError: a sequence is not after the state's.
+    """
+    tables = config.tables
+    assessments = []
+    for item in evidence:
+        assessment, state = _assess(state, item, tables, None, degraded=False)
+        assessments.append(assessment)
+    return tuple(assessments), state
+
+
+def decayed_score(state: EntityRiskState, *, at: datetime, config: AnalyzerConfig) -> float:
+    """The evidence score of ``state`` at time ``at``, with no new evidence.
+
+    It never rises as ``at`` moves forward. Times before ``state.as_of`` are
+    read as ``state.as_of``; enrichment is not part of the state, so it is not
+    included.
+    """
+    if state.as_of is None:
+        return 0.0
+    tables = config.tables
+    when = max(at, state.as_of)
+    kept = decay((when - state.as_of).total_seconds(), tables.half_life)
+    cutoff = when - tables.window_span
+    patterns = advance(state.patterns, kept, cutoff)
+    return features(patterns, advance(state.severities, kept, cutoff), tables).score
+
+
+def _assess(
+    state: EntityRiskState,
+    evidence: Evidence,
+    tables: Tables,
+    enrichment: EnrichmentSignal | None,
+    *,
+    degraded: bool,
+) -> tuple[Assessment, EntityRiskState]:
+    if evidence.sequence and evidence.sequence <= state.last_sequence:
+        raise EvidenceAlreadyAppliedError(evidence.sequence, state.last_sequence)
+    window = fold(state, evidence, tables)
+    found = features(window.patterns, window.severities, tables)
+    score = _enriched(found.score, enrichment, tables)
+    share = None if enrichment is None else score - found.score
+    level = resolve_level(state.level, score, tables.thresholds, tables.margin)
+    if degraded and _RANK[level] < _RANK[state.level]:
+        level = state.level
+    factors = _confidence_factors(window, tables)
+    assessment = trusted(
+        Assessment,
+        {
+            "evidence_id": evidence.event_id,
+            "sequence": evidence.sequence,
+            "as_of": window.as_of,
+            "score": score,
+            "level": level,
+            "previous_level": state.level,
+            "confidence": _confidence(factors, tables, degraded=degraded),
+            "confidence_factors": factors,
+            "patterns": tuple(found.evidence),
+            "contributions": found.contributions(share),
+            "recommendations": _recommendations(level, found, tables, degraded=degraded),
+            "enrichment": enrichment,
+            "degraded": degraded,
+            "analyzer_version": ANALYZER_VERSION,
+            "config_fingerprint": tables.fingerprint,
+        },
+    )
+    return assessment, _next_state(state, evidence, window, level)
+
+
+def _enriched(base: float, enrichment: EnrichmentSignal | None, tables: Tables) -> float:
+    """Apply the enrichment modifier: positive closes the gap to 1, negative shrinks the score."""
+    if enrichment is None:
+        return base
+    modifier = max(-1.0, min(1.0, tables.enrichment_weight * enrichment.modifier))
+    return base + modifier * (1.0 - base) if modifier >= 0.0 else base * (1.0 + modifier)
+
+
+def _confidence_factors(window: Window, tables: Tables) -> dict[str, float]:
+    count = window.evidence_count
+    sources = min(1.0, len(window.sources) / tables.full_sources)
+    if count <= 0.0:
+        return {"completeness": 0.0, "recency": 0.0, "sources": sources, "volume": 0.0}
+    return {
+        "completeness": min(1.0, window.reported_count / count),
+        "recency": min(1.0, window.freshness / count),
+        "sources": sources,
+        "volume": count / (count + tables.volume_half),
+    }
+
+
+def _confidence(factors: dict[str, float], tables: Tables, *, degraded: bool) -> float:
+    volume, sources, recency, completeness = tables.confidence_weights
+    value = (
+        volume * factors["volume"]
+        + sources * factors["sources"]
+        + recency * factors["recency"]
+        + completeness * factors["completeness"]
+    )
+    if degraded:
+        value *= tables.degraded_factor
+    return max(0.0, min(1.0, value))
+
+
+def _recommendations(
+    level: RiskLevel, found: Features, tables: Tables, *, degraded: bool
+) -> tuple[str, ...]:
+    """Level advice first, then advice for the patterns present, biggest share first."""
+    advice = list(tables.level_recommendations[level])
+    catalogue = tables.pattern_recommendations
+    present = [pattern for pattern in found.evidence if pattern in catalogue]
+    masses = found.evidence
+    for pattern in sorted(present, key=lambda name: (-masses[name], name)):
+        advice.extend(catalogue[pattern])
+    if degraded:
+        advice.append(tables.degraded_recommendation)
+    return tuple(dict.fromkeys(advice))
+
+
+def _next_state(
+    state: EntityRiskState, evidence: Evidence, window: Window, level: RiskLevel
+) -> EntityRiskState:
+    return trusted(
+        EntityRiskState,
+        {
+            "level": level,
+            "as_of": window.as_of,
+            "last_sequence": max(state.last_sequence, evidence.sequence),
+            "evidence_count": window.evidence_count,
+            "reported_count": window.reported_count,
+            "freshness": window.freshness,
+            "patterns": window.patterns,
+            "severities": window.severities,
+            "sources": window.sources,
+        },
+    )
