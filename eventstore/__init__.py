@@ -8,6 +8,8 @@ entity, and atomic in batches; reads are ordered. Every error is an
 from eventstore import errors
 from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json, encode_json
 from eventstore._envelope import CloudEvent
+from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
+from eventstore._kv import KeyValue, KVEntry
 from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
 from eventstore._store import (
@@ -31,11 +33,16 @@ __all__ = [
     "AppendResult",
     "Category",
     "CloudEvent",
+    "ConsumerSettings",
+    "Delivery",
+    "DurableConsumer",
     "EventId",
     "EventSchemas",
     "EventStore",
     "EventType",
     "ExpectedVersion",
+    "KVEntry",
+    "KeyValue",
     "ProvisionReport",
     "RecordedEvent",
     "SourceRef",

@@ -17,10 +17,13 @@ from tenacity import (
 
 from eventstore._codec import encode_event
 from eventstore._jetstream._client import JetStreamClient, RawMessage
+from eventstore._jetstream._consumer import DurableConsumer
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
 from eventstore._jetstream._reader import read_range
+from eventstore._kv import KeyValue
 from eventstore._recorded import RecordedEvent, to_recorded
-from eventstore._topology import StoreConfig
+from eventstore._tokens import validate_token
+from eventstore._topology import Category, StoreConfig
 from eventstore.errors import (
     AppendRejectedError,
     BatchLimitError,
@@ -30,6 +33,7 @@ from eventstore.errors import (
     EventStoreError,
     InvalidHeaderError,
     JetStreamAPIError,
+    NotProvisionedError,
     PayloadTooLargeError,
     TransientStoreError,
 )
@@ -65,7 +69,7 @@ AckFuture = asyncio.Future[PubAck | None]
 
 @dataclass(frozen=True, slots=True)
 class _Encoded:
-    event: CloudEvent
+    event: CloudEvent | None
     msg_id: str
     message: OutboundMessage
 
@@ -231,14 +235,18 @@ class EventStore:
         # tenant and subject are tokens: CloudEvent validated them when it was built
         return f"{self.config.prefix}.{category}.{event.tenant}.{event.subject}"
 
-    def _encode(self, event: CloudEvent, headers: dict[str, str]) -> _Encoded:
+    def _encode(
+        self, event: CloudEvent, headers: dict[str, str], subject: str | None = None
+    ) -> _Encoded:
         # The envelope was validated when the CloudEvent was built; its data is
         # validated and normalised by the type's model here, then spliced in.
         payload = encode_event(event, self.schemas.typed_data(event))
         if len(payload) > self.config.max_payload_bytes:
             raise PayloadTooLargeError(len(payload), self.config.max_payload_bytes)
         msg_id = event.msg_id
-        message = OutboundMessage(self.subject_of(event), payload, {**headers, MSG_ID: msg_id})
+        message = OutboundMessage(
+            subject or self.subject_of(event), payload, {**headers, MSG_ID: msg_id}
+        )
         return _Encoded(event, msg_id, message)
 
     async def append(
@@ -247,8 +255,12 @@ class EventStore:
         *,
         expected_version: ExpectedVersion = ANY,
         headers: dict[str, str] | None = None,
+        subject: str | None = None,
     ) -> AppendResult:
         """Append one event, at most once per ``(source, id)``.
+
+        ``subject`` overrides the subject derived from the event's type, tenant
+        and entity (dead letters carry the projection's name in theirs).
 
         Raises:
             ConcurrencyConflictError: the entity's version is not ``expected_version``.
@@ -258,7 +270,7 @@ class EventStore:
             TransientStoreError: still failing after bounded retries.
         """
         encoded = self._encode(
-            event, {**_caller_headers(headers), **_expected_header(expected_version)}
+            event, {**_caller_headers(headers), **_expected_header(expected_version)}, subject
         )
         async for attempt in _retrying(self.retry_attempts):
             with attempt:
@@ -295,6 +307,24 @@ class EventStore:
     def _stream_of_subject(self, subject: str) -> str:
         category = subject.split(".")[len(self.config.prefix.split("."))]
         return self.config.stream_for(category)  # type: ignore[arg-type]
+
+    async def append_unchecked(
+        self, category: Category, tenant: str, entity: str, payload: bytes, *, msg_id: str
+    ) -> AppendResult:
+        """Store ``payload`` as is, without validating it: for demos and fault tests.
+
+        This is how a misbehaving producer that bypasses the store looks to
+        consumers; use it to rehearse poison messages, never for real evidence.
+
+        Raises:
+            ValueError: ``tenant`` or ``entity`` is not a token.
+            AppendRejectedError: the server refused it (e.g. over the size limit).
+        """
+        message = OutboundMessage(
+            self.config.subject(category, tenant, entity), payload, {MSG_ID: msg_id}
+        )
+        fut = await self.client.publisher.publish(message)
+        return await self._settle(_Encoded(None, msg_id, message), ANY, fut)
 
     async def append_many(
         self, events: Iterable[CloudEvent], *, headers: dict[str, str] | None = None
@@ -333,6 +363,7 @@ class EventStore:
             if not isinstance(exc, TransientStoreError):
                 return await self._settle(encoded, ANY, fut)
             # retried one by one; the Msg-Id makes a late first attempt harmless
+            assert encoded.event is not None  # noqa: S101 - append_many always has the event
             return await self.append(encoded.event, headers=headers)
         except EventStoreError as error:
             return error
@@ -423,6 +454,41 @@ class EventStore:
     async def _last_seq(self, subject: str) -> int:
         last = await self.client.direct_get_last(self._stream_of_subject(subject), subject)
         return last.seq if last is not None else 0
+
+    # -- consuming, buckets, stream administration -----------------------------
+
+    def consumer(self, name: str, *, stream: str | None = None) -> DurableConsumer:
+        """A handle on the durable pull consumer ``name`` (default stream: evidence)."""
+        validate_token(name, what="consumer name")
+        return DurableConsumer(self.client, stream or self.config.evidence_stream, name)
+
+    def kv(self, bucket: str) -> KeyValue:
+        """A handle on a KV bucket (``config.checkpoint_bucket``, ``config.lease_bucket``)."""
+        return KeyValue(self.client, bucket)
+
+    async def stream_state(self, stream: str) -> dict[str, Any]:
+        """The stream's state (``messages``, ``first_seq``, ``last_seq``, ...).
+
+        Raises:
+            NotProvisionedError: the stream does not exist.
+        """
+        info = await self.client.stream_info(stream)
+        if info is None:
+            raise NotProvisionedError(f"stream {stream} does not exist; run `riskpipe init`")
+        return dict(info["state"])
+
+    async def get(self, stream: str, sequence: int) -> RecordedEvent | None:
+        """The message at ``sequence`` in ``stream``, or ``None`` when there is none."""
+        raw = await self.client.direct_get(stream, sequence)
+        return None if raw is None else self._recorded(raw)
+
+    async def delete(self, stream: str, sequence: int) -> None:
+        """Delete one message (refused by streams that deny deletes, such as evidence).
+
+        Raises:
+            JetStreamAPIError: the stream refused.
+        """
+        await self.client.api(f"STREAM.MSG.DELETE.{stream}", {"seq": sequence, "no_erase": True})
 
     # -- reading --------------------------------------------------------------
 

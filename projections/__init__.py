@@ -1,3 +1,29 @@
-"""The checkpointed projection runtime and the risk projection."""
+"""The checkpointed projection runtime and the risk projection.
 
-__all__: list[str] = []
+A :class:`ProjectionRunner` fetches from a durable consumer, passes each message
+through a middleware chain to a handler that *returns* the events it produces,
+commits them, and only then acknowledges the message.
+"""
+
+from projections._deadletter import DEAD_LETTERED, DeadLetterData, dead_letter, projection_source
+from projections._message import Handler, Message, Middleware, Outcome, Output, Result
+from projections._metrics import ProjectionMetrics
+from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
+
+__all__ = [
+    "DEAD_LETTERED",
+    "DeadLetterData",
+    "Handler",
+    "Message",
+    "Middleware",
+    "Outcome",
+    "Output",
+    "ProjectionMetrics",
+    "ProjectionRunner",
+    "Result",
+    "RunnerSettings",
+    "RunnerState",
+    "dead_letter",
+    "projection_source",
+    "split_subject",
+]

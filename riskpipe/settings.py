@@ -25,5 +25,20 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
     duplicate_window: timedelta = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
     replicas: int = Field(default=1, ge=1, le=5)
+    projection: str = "risk"
+    batch: int = Field(default=256, ge=1, le=10_000)
+    max_in_flight: int = Field(default=4096, ge=1, le=100_000)
+    ack_wait_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    max_deliver: int = Field(default=5, ge=1, le=100)
+    handler_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
+    drain_timeout_seconds: float = Field(default=20.0, ge=0.0, le=600.0)
+    degraded_mode: bool = False
+    analyzer_config: Path | None = None
+    enrichment_url: str | None = None
+    enrichment_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
+    enrichment_fail_max: int = Field(default=5, ge=1, le=1000)
+    enrichment_reset_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9464, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

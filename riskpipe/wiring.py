@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from analyzers import EVIDENCE_RECORDED, EvidenceData
 from eventstore import EventSchemas, EventStore, StoreConfig
+from projections.risk import build_schemas as _risk_schemas
 
 if TYPE_CHECKING:
     from riskpipe.settings import Settings
@@ -15,9 +15,7 @@ __all__ = ["build_schemas", "connect_store", "store_config"]
 
 def build_schemas() -> EventSchemas:
     """The registry of every event type riskpipe reads or writes."""
-    schemas = EventSchemas(default_type=EVIDENCE_RECORDED)
-    schemas.register(EVIDENCE_RECORDED, EvidenceData, category="evidence")
-    return schemas
+    return _risk_schemas()
 
 
 def store_config(settings: Settings) -> StoreConfig:

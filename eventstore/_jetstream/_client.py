@@ -99,7 +99,7 @@ class JetStreamClient:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
                     connect_timeout=max(1, min(2, int(connect_timeout))),
-                    error_cb=_on_error,
+                    error_cb=_error_log(nc),
                     disconnected_cb=_connection_log(nc, url, "nats.disconnected"),
                     reconnected_cb=_connection_log(nc, url, "nats.reconnected"),
                 )
@@ -179,8 +179,14 @@ class JetStreamClient:
         return _raw_from_direct(stream, msg)
 
 
-async def _on_error(exc: Exception) -> None:
-    _log.warning("nats.error", error=str(exc), error_type=type(exc).__name__)
+def _error_log(nc: Client) -> Callable[[Exception], Awaitable[None]]:
+    """A callback logging client errors once connected (connect failures are raised instead)."""
+
+    async def log(exc: Exception) -> None:
+        if nc.is_connected or nc.is_reconnecting:
+            _log.warning("nats.error", error=str(exc), error_type=type(exc).__name__)
+
+    return log
 
 
 def _connection_log(nc: Client, url: str, event: str) -> Callable[[], Awaitable[None]]:

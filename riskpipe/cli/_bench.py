@@ -50,7 +50,7 @@ def synthetic_evidence(count: int, *, source: str, entities: int) -> list[CloudE
 @click.option("--entities", default=1000, show_default=True, help="Distinct entities.")
 @click.option("--runs", default=3, show_default=True, help="Runs per path; medians are reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def ingest(count: int, entities: int, runs: int, as_json: bool) -> None:  # noqa: FBT001 - click flag
+def ingest(count: int, entities: int, runs: int, as_json: bool) -> None:
     """Append N events through the store and through raw nats-py; print both rates and the ratio."""
     with private_server() as server:
         store_m, raw_m = asyncio.run(_ingest(server.url, count, entities, runs))

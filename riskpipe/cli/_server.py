@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 @click.option("--port", default=4222, show_default=True, help="Client port (-1 picks a free one).")
 @click.option("--quiet", is_flag=True, help="Do not mirror the server's log.")
 @pass_app
-def server(app: AppContext, data_dir: Path | None, host: str, port: int, quiet: bool) -> None:  # noqa: FBT001 - click flag
+def server(app: AppContext, data_dir: Path | None, host: str, port: int, quiet: bool) -> None:
     """Run nats-server with JetStream in the foreground until Ctrl-C or SIGTERM."""
     store = data_dir if data_dir is not None else app.settings.data_dir / "nats"
     proc = NatsServer(data_dir=store, host=host, port=port, echo=not quiet)

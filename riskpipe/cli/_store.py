@@ -70,7 +70,7 @@ class PublishSummary:
 @click.argument("file", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @pass_app
-def publish(app: AppContext, file: IO[bytes], as_json: bool) -> None:  # noqa: FBT001 - click flag
+def publish(app: AppContext, file: IO[bytes], as_json: bool) -> None:
     """Append evidence from FILE (JSONL, one event per line; - for stdin).
 
     Invalid lines are reported as `line N: reason` on stderr and not appended.
@@ -147,7 +147,7 @@ def _progress() -> Progress:
 @click.option("--entity", required=True, help="Entity id.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_app
-def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:  # noqa: FBT001 - click flag
+def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
     """List an entity's stored evidence in order."""
     records = run(_events(app, tenant, entity))
     if as_json:

@@ -1,0 +1,200 @@
+"""Durable pull consumers with explicit acknowledgement, driven by raw pull requests."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from eventstore._jetstream._errors import map_errors
+from eventstore.errors import (
+    EventStoreError,
+    JetStreamAPIError,
+    NotProvisionedError,
+    StoreTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+    from eventstore._jetstream._client import JetStreamClient
+
+__all__ = ["ConsumerSettings", "Delivery", "DurableConsumer"]
+
+_NS = 1_000_000_000
+_ACK = b"+ACK"
+_TERM = b"+TERM"
+_WPI = b"+WPI"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """How a durable consumer delivers: ack wait, delivery cap, backoff, window."""
+
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 2000
+    filter_subject: str | None = None
+    start_seq: int | None = None
+    backoff: tuple[float, ...] = ()
+
+    def to_config(self, name: str) -> dict[str, Any]:
+        """The JetStream consumer config."""
+        config: dict[str, Any] = {
+            "durable_name": name,
+            "ack_policy": "explicit",
+            "ack_wait": int(self.ack_wait * _NS),
+            "max_deliver": self.max_deliver,
+            "max_ack_pending": self.max_ack_pending,
+            "max_waiting": 16,
+            "deliver_policy": "all",
+        }
+        if self.filter_subject:
+            config["filter_subject"] = self.filter_subject
+        if self.start_seq:
+            config["deliver_policy"] = "by_start_sequence"
+            config["opt_start_seq"] = self.start_seq
+        if self.backoff:
+            config["backoff"] = [int(b * _NS) for b in self.backoff]
+        return config
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One delivered message, with what the server says about its delivery."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    stream: str
+    stream_seq: int
+    consumer_seq: int
+    num_delivered: int
+    num_pending: int
+    stored_at: datetime
+    reply: str
+
+
+def _delivery(msg: Msg) -> Delivery:
+    tokens = msg.reply.split(".")
+    base = 2 if len(tokens) == 9 else 4  # noqa: PLR2004 - v1 ack subjects have 9 tokens
+    ts_ns = int(tokens[base + 5])
+    stored_at = datetime.fromtimestamp(ts_ns // _NS, tz=UTC).replace(
+        microsecond=(ts_ns % _NS) // 1000
+    )
+    return Delivery(
+        subject=msg.subject,
+        data=msg.data,
+        headers=dict(msg.headers or {}),
+        stream=tokens[base],
+        stream_seq=int(tokens[base + 3]),
+        consumer_seq=int(tokens[base + 4]),
+        num_delivered=int(tokens[base + 2]),
+        num_pending=int(tokens[base + 6]),
+        stored_at=stored_at,
+        reply=msg.reply,
+    )
+
+
+class DurableConsumer:
+    """A durable pull consumer: fetch batches, then ack, nak, term or extend each delivery."""
+
+    def __init__(self, js: JetStreamClient, stream: str, name: str) -> None:
+        self.js = js
+        self.stream = stream
+        self.name = name
+        self._inbox = js.nc.new_inbox()
+        self._sub: Subscription | None = None
+
+    async def ensure(self, settings: ConsumerSettings) -> dict[str, Any]:
+        """Create the consumer if missing (with ``settings``); return its info."""
+        try:
+            return await self.js.api(f"CONSUMER.INFO.{self.stream}.{self.name}")
+        except NotProvisionedError:
+            body = {"stream_name": self.stream, "config": settings.to_config(self.name)}
+            return await self.js.api(f"CONSUMER.CREATE.{self.stream}.{self.name}", body)
+
+    async def info(self) -> dict[str, Any]:
+        """The consumer's info (pending, ack pending, redelivered, ack floor).
+
+        Raises:
+            NotProvisionedError: the consumer does not exist.
+        """
+        return await self.js.api(f"CONSUMER.INFO.{self.stream}.{self.name}")
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        """Up to ``batch`` deliveries, waiting at most ``timeout`` seconds for the first.
+
+        Raises:
+            TransientStoreError: not connected, or the server did not answer.
+        """
+        if self._sub is None:
+            with map_errors(f"subscribe {self.name}"):
+                self._sub = await self.js.nc.subscribe(self._inbox)
+        expires = max(int((timeout - 0.05) * _NS), _NS // 100)
+        request = orjson.dumps({"batch": batch, "expires": expires})
+        with map_errors(f"fetch from {self.name}"):
+            await self.js.nc.publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}", request, reply=self._inbox
+            )
+        return await self._collect(batch, timeout)
+
+    async def _collect(self, batch: int, timeout: float) -> list[Delivery]:
+        assert self._sub is not None  # noqa: S101 - fetch subscribes first
+        out: list[Delivery] = []
+        deadline = asyncio.get_running_loop().time() + timeout + 1.0
+        while len(out) < batch:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                with map_errors(f"fetch from {self.name}"):
+                    msg = await self._sub.next_msg(timeout=remaining)
+            except StoreTimeoutError:
+                break
+            status = (msg.headers or {}).get("Status")
+            if status is None:
+                out.append(_delivery(msg))
+            elif status in ("404", "408"):
+                break  # no more messages / request expired
+            elif status == "409":
+                if "Consumer Deleted" in (msg.headers or {}).get("Description", ""):
+                    raise NotProvisionedError(f"consumer {self.name} was deleted")
+                break  # e.g. max ack pending reached: try again later
+            elif status != "100":
+                raise JetStreamAPIError(f"fetch from {self.name}", int(status), 0, "")
+        return out
+
+    async def close(self) -> None:
+        """Drop the fetch inbox subscription."""
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            try:
+                with map_errors(f"unsubscribe {self.name}"):
+                    await sub.unsubscribe()
+            except EventStoreError:
+                pass  # the connection is going away anyway
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Acknowledge: the delivery's effects are committed."""
+        await self._reply(delivery, _ACK)
+
+    async def nak(self, delivery: Delivery, delay: float) -> None:
+        """Ask for redelivery after ``delay`` seconds (never a bare nak: no hot loops)."""
+        await self._reply(delivery, b"-NAK " + orjson.dumps({"delay": int(delay * _NS)}))
+
+    async def term(self, delivery: Delivery) -> None:
+        """Never redeliver this message."""
+        await self._reply(delivery, _TERM)
+
+    async def in_progress(self, delivery: Delivery) -> None:
+        """Reset the ack timer: still working on it."""
+        await self._reply(delivery, _WPI)
+
+    async def _reply(self, delivery: Delivery, body: bytes) -> None:
+        with map_errors(f"acknowledge {delivery.stream_seq} on {self.name}"):
+            await self.js.nc.publish(delivery.reply, body)

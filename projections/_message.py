@@ -1,0 +1,88 @@
+"""What flows through a projection: a message in, a decision out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from eventstore import ANY
+
+if TYPE_CHECKING:
+    from eventstore import CloudEvent, Delivery, ExpectedVersion
+
+__all__ = ["Handler", "Message", "Middleware", "Outcome", "Output", "Result"]
+
+Outcome = Literal["assessed", "duplicate_skipped", "dead_lettered", "retried", "paused"]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """An event a handler wants committed before its input is acknowledged."""
+
+    event: CloudEvent
+    expected_version: ExpectedVersion = ANY
+    subject: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A handler's decision about one message.
+
+    ``commit``: publish ``outputs`` (possibly none), then acknowledge.
+    ``retry``: nothing was done; redeliver after ``delay`` seconds.
+    ``pause``: a dependency is down; hold the message and stop fetching.
+    """
+
+    kind: Literal["commit", "retry", "pause"]
+    outcome: Outcome
+    outputs: tuple[Output, ...] = ()
+    delay: float = 0.0
+    reason: str = ""
+
+    @classmethod
+    def commit(cls, outputs: tuple[Output, ...], outcome: Outcome) -> Result:
+        """Publish ``outputs``, then acknowledge the message."""
+        return cls("commit", outcome, outputs)
+
+    @classmethod
+    def retry(cls, delay: float, reason: str) -> Result:
+        """Ask for redelivery after ``delay`` seconds."""
+        return cls("retry", "retried", delay=delay, reason=reason)
+
+    @classmethod
+    def pause(cls, delay: float, reason: str) -> Result:
+        """Hold the message; try again after ``delay`` seconds."""
+        return cls("pause", "paused", delay=delay, reason=reason)
+
+
+@dataclass(slots=True)
+class Message:
+    """One delivery on its way through the middleware chain.
+
+    ``tenant`` and ``entity`` come from the subject, so even bytes that are not
+    an event can be dead-lettered under the right entity. Middlewares may add
+    to ``context`` (the decoded event, a trace span).
+    """
+
+    projection: str
+    delivery: Delivery
+    tenant: str
+    entity: str
+    max_deliver: int
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sequence(self) -> int:
+        """The stream sequence of the delivered message."""
+        return self.delivery.stream_seq
+
+    @property
+    def last_delivery(self) -> bool:
+        """Whether the consumer will not deliver this message again."""
+        return self.delivery.num_delivered >= self.max_deliver
+
+
+Handler: TypeAlias = Callable[[Message], Awaitable[Result]]
+Middleware: TypeAlias = Callable[[Handler], Handler]

@@ -1,0 +1,415 @@
+"""The projection runner: fetch, hand to the handler chain, commit what it returns, then ack.
+
+Messages are dispatched to one mailbox per subject (per entity) and each
+mailbox is drained by its own task, strictly in stream order; mailboxes of
+different entities run concurrently. A message whose handler asks for a retry
+is nak'ed with a delay and its entity's later messages are held (their ack
+timer kept alive) until it comes back, so per-entity order survives retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import orjson
+import structlog
+
+from eventstore import ConsumerSettings, validate_token
+from eventstore.errors import (
+    ConcurrencyConflictError,
+    EventStoreError,
+    NotProvisionedError,
+    TransientStoreError,
+)
+from projections._deadletter import dead_letter
+from projections._message import Message, Result
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventstore import AppendResult, Delivery, DurableConsumer, EventStore
+    from projections._message import Handler, Output
+    from projections._metrics import ProjectionMetrics
+
+__all__ = ["ProjectionRunner", "RunnerSettings", "RunnerState"]
+
+_log = structlog.get_logger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+RunnerState = Literal["starting", "running", "paused", "draining", "stopped"]
+_INVALID = "_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    """Tuning of a runner. ``max_deliver`` is enforced by the runner itself (see docs)."""
+
+    batch: int = 256
+    max_in_flight: int = 4096
+    fetch_timeout: float = 1.0
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 10_000
+    checkpoint_interval: float = 1.0
+    max_conflicts: int = 5
+    drain_timeout: float = 20.0
+
+
+@dataclass(slots=True)
+class _Mailbox:
+    queue: list[Delivery] = field(default_factory=list)
+    blocked_by: int | None = None
+    active: bool = False
+
+
+def split_subject(subject: str) -> tuple[str, str]:
+    """``(tenant, entity)`` of ``<prefix>.<category>.<tenant>.<entity>``.
+
+    Subjects that do not have that shape (written around the store) give
+    ``_invalid`` for both, so their dead letters still have a valid subject.
+    """
+    parts = subject.split(".")
+    if len(parts) != 4:  # noqa: PLR2004 - prefix, category, tenant, entity
+        return _INVALID, _INVALID
+    try:
+        return validate_token(parts[2]), validate_token(parts[3])
+    except ValueError:
+        return _INVALID, _INVALID
+
+
+class ProjectionRunner:
+    """Runs one projection over one durable consumer until stopped (or idle)."""
+
+    def __init__(  # noqa: PLR0913 - the runner's collaborators, all keyword-only
+        self,
+        store: EventStore,
+        *,
+        name: str,
+        handler: Handler,
+        on_commit: Callable[[Message, list[AppendResult]], None],
+        on_conflict: Callable[[Message], None],
+        filter_subject: str | None = None,
+        settings: RunnerSettings | None = None,
+        metrics: ProjectionMetrics | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.settings = settings or RunnerSettings()
+        self.state: RunnerState = "starting"
+        self.checkpoint = 0
+        self._handler = handler
+        self._on_commit = on_commit
+        self._on_conflict = on_conflict
+        self._filter = filter_subject
+        self._metrics = metrics
+        self._clock = clock
+        self._consumer: DurableConsumer = store.consumer(name)
+        self._boxes: dict[str, _Mailbox] = {}
+        self._in_flight: dict[int, Delivery] = {}
+        self._received: dict[int, float] = {}
+        self._room = asyncio.Event()
+        self._resumed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._entity_tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None, *, until_idle: bool = False) -> None:
+        """Consume until ``stop`` is set (or, with ``until_idle``, until nothing is pending)."""
+        self._stop = stop or asyncio.Event()
+        await self._ensure_consumer()
+        self.state = "running"
+        _log.info("projection.started", projection=self.name, checkpoint=self.checkpoint)
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            keepalive = tasks.create_task(self._keepalive(), name=f"{self.name}-keepalive")
+            try:
+                await self._fetch_loop(until_idle=until_idle)
+            finally:
+                self.state = "draining"
+                await self._drain()
+                keepalive.cancel()
+        await self._write_checkpoint()
+        await self._consumer.close()
+        self.state = "stopped"
+        _log.info("projection.stopped", projection=self.name, checkpoint=self.checkpoint)
+
+    async def _ensure_consumer(self) -> None:
+        entry = await self.store.kv(self.store.config.checkpoint_bucket).get(self.name)
+        if entry is not None:
+            self.checkpoint = int(orjson.loads(entry.value)["sequence"])
+        # The server delivers without limit; the runner enforces max_deliver by
+        # dead-lettering, so no message is ever silently abandoned by the server.
+        await self._consumer.ensure(
+            ConsumerSettings(
+                ack_wait=self.settings.ack_wait,
+                max_deliver=-1,
+                max_ack_pending=self.settings.max_ack_pending,
+                filter_subject=self._filter,
+                start_seq=self.checkpoint + 1 if self.checkpoint else None,
+            )
+        )
+
+    async def _drain(self) -> None:
+        """Let entity tasks finish their current message, then release what is held."""
+        self._stop.set()
+        self._resumed.set()  # wake paused tasks so they can release their message
+        if self._entity_tasks:
+            _, late = await asyncio.wait(self._entity_tasks, timeout=self.settings.drain_timeout)
+            for task in late:
+                task.cancel()
+        for delivery in list(self._in_flight.values()):
+            with contextlib.suppress(EventStoreError):
+                await self._consumer.nak(delivery, delay=1.0)
+        self._in_flight.clear()
+        self._boxes.clear()
+
+    # -- fetching and dispatch ----------------------------------------------------
+
+    async def _fetch_loop(self, *, until_idle: bool) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            if self.state == "paused" or len(self._in_flight) >= self.settings.max_in_flight:
+                await self._wait_for(self._room if self.state != "paused" else self._resumed, 0.5)
+                continue
+            try:
+                room = self.settings.max_in_flight - len(self._in_flight)
+                deliveries = await self._consumer.fetch(
+                    min(self.settings.batch, room), self.settings.fetch_timeout
+                )
+            except NotProvisionedError:
+                _log.warning("projection.consumer_missing", projection=self.name)
+                await self._ensure_consumer()
+                continue
+            except TransientStoreError as exc:
+                _log.warning("projection.fetch_failed", projection=self.name, error=str(exc))
+                await self._wait_for(self._stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            for delivery in deliveries:
+                self._dispatch(delivery)
+            if not deliveries and until_idle and not self._in_flight and await self._idle():
+                return
+
+    async def _wait_for(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event.wait()
+
+    async def _idle(self) -> bool:
+        try:
+            info = await self._consumer.info()
+        except EventStoreError:
+            return False
+        return int(info["num_pending"]) == 0 and int(info["num_ack_pending"]) == 0
+
+    def _dispatch(self, delivery: Delivery) -> None:
+        seq = delivery.stream_seq
+        if delivery.num_delivered > 1 and self._metrics is not None:
+            self._metrics.redeliveries.labels(self.name).inc()
+        self._in_flight[seq] = delivery
+        self._received.setdefault(seq, time.monotonic())
+        box = self._boxes.setdefault(delivery.subject, _Mailbox())
+        keys = [d.stream_seq for d in box.queue]
+        at = bisect.bisect_left(keys, seq)
+        if at < len(keys) and keys[at] == seq:
+            box.queue[at] = delivery  # a redelivery of a message we hold: keep the newest
+        else:
+            box.queue.insert(at, delivery)
+        if box.blocked_by == seq:
+            box.blocked_by = None  # the message that blocked its entity is back
+        if not box.active and box.blocked_by is None:
+            box.active = True
+            assert self._tasks is not None  # noqa: S101 - set by run()
+            task = self._tasks.create_task(self._drain_mailbox(delivery.subject))
+            self._entity_tasks.add(task)
+            task.add_done_callback(self._entity_tasks.discard)
+
+    async def _drain_mailbox(self, subject: str) -> None:
+        box = self._boxes[subject]
+        try:
+            while box.queue and box.blocked_by is None and not self._stop.is_set():
+                delivery = box.queue[0]
+                try:
+                    done = await self._handle(delivery)
+                except Exception:  # noqa: BLE001 - a handler bug must not take the worker down
+                    _log.exception("projection.handler_crashed", projection=self.name)
+                    await self._release(delivery, 5.0, "retried")
+                    done = False
+                box.queue.pop(0)
+                if not done:
+                    box.blocked_by = delivery.stream_seq
+        finally:
+            box.active = False
+            if not box.queue and box.blocked_by is None:
+                self._boxes.pop(subject, None)
+
+    # -- handling one message -----------------------------------------------------
+
+    def _message(self, delivery: Delivery) -> Message:
+        tenant, entity = split_subject(delivery.subject)
+        return Message(self.name, delivery, tenant, entity, self.settings.max_deliver)
+
+    async def _handle(self, delivery: Delivery) -> bool:
+        """Handle until committed and acked (True) or released for redelivery (False)."""
+        message = self._message(delivery)
+        conflicts = 0
+        while True:
+            result = await self._handler(message)
+            if result.kind == "pause":
+                await self._pause(result)
+                if self._stop.is_set():
+                    await self._release(delivery, 1.0, "paused")
+                    return False
+                continue
+            self._resume()
+            if result.kind == "retry":
+                await self._release(delivery, result.delay, result.outcome)
+                return False
+            try:
+                self._on_commit(message, await self._commit(result.outputs))
+            except ConcurrencyConflictError as exc:
+                conflicts += 1
+                _log.info(
+                    "projection.conflict",
+                    projection=self.name,
+                    subject=exc.subject,
+                    round=conflicts,
+                )
+                self._on_conflict(message)
+                if conflicts <= self.settings.max_conflicts:
+                    message = self._message(delivery)
+                    continue
+                await self._release(delivery, 1.0, "retried")
+                return False
+            except TransientStoreError as exc:
+                _log.warning("projection.commit_failed", projection=self.name, error=str(exc))
+                await self._release(delivery, 1.0, "retried")
+                return False
+            except EventStoreError as exc:
+                # the store refused what the handler produced (e.g. too large): that
+                # will not change, so the input becomes a dead letter
+                _log.warning("projection.commit_refused", projection=self.name, error=str(exc))
+                result = await self._dead_letter(message, exc)
+            await self._acknowledge(delivery, result)
+            return True
+
+    async def _dead_letter(self, message: Message, exc: EventStoreError) -> Result:
+        output = dead_letter(
+            message, exc, permanent=True, now=self._clock(), config=self.store.config
+        )
+        await self._commit((output,))
+        return Result.commit((output,), "dead_lettered")
+
+    async def _commit(self, outputs: tuple[Output, ...]) -> list[AppendResult]:
+        return [
+            await self.store.append(
+                output.event,
+                expected_version=output.expected_version,
+                subject=output.subject,
+                headers=output.headers or None,
+            )
+            for output in outputs
+        ]
+
+    async def _acknowledge(self, delivery: Delivery, result: Result) -> None:
+        try:
+            await self._consumer.ack(delivery)
+        except EventStoreError as exc:  # redelivered later; the handler sees it is done
+            _log.warning("projection.ack_failed", projection=self.name, error=str(exc))
+        self._finish(delivery, result.outcome)
+        if self._metrics is not None:
+            self._metrics.end_to_end.labels(self.name).observe(
+                max(0.0, time.time() - delivery.stored_at.timestamp())
+            )
+
+    async def _release(self, delivery: Delivery, delay: float, outcome: str) -> None:
+        try:
+            await self._consumer.nak(delivery, delay)
+        except EventStoreError as exc:  # redelivered after ack_wait anyway
+            _log.warning("projection.nak_failed", projection=self.name, error=str(exc))
+        self._finish(delivery, outcome)
+
+    def _finish(self, delivery: Delivery, outcome: str) -> None:
+        seq = delivery.stream_seq
+        self._in_flight.pop(seq, None)
+        received = self._received.pop(seq, None)
+        if len(self._in_flight) < self.settings.max_in_flight:
+            self._room.set()
+        if self._metrics is not None:
+            self._metrics.messages.labels(self.name, outcome).inc()
+            if received is not None:
+                self._metrics.processing.labels(self.name).observe(time.monotonic() - received)
+
+    async def _pause(self, result: Result) -> None:
+        if self.state != "paused":
+            _log.warning("projection.pausing", projection=self.name, reason=result.reason)
+            if self._metrics is not None:
+                self._metrics.messages.labels(self.name, "paused").inc()
+                self._metrics.paused.labels(self.name).set(1)
+        self.state = "paused"
+        self._resumed.clear()
+        await self._wait_for(self._resumed, result.delay)
+
+    def _resume(self) -> None:
+        if self.state == "paused":
+            _log.info("projection.resumed", projection=self.name)
+            self.state = "running"
+            self._resumed.set()
+            if self._metrics is not None:
+                self._metrics.paused.labels(self.name).set(0)
+
+    # -- keeping held messages alive, checkpoints -----------------------------------
+
+    async def _keepalive(self) -> None:
+        period = max(0.2, min(self.settings.ack_wait / 3, self.settings.checkpoint_interval))
+        last_progress = time.monotonic()
+        while True:
+            await asyncio.sleep(period)
+            if time.monotonic() - last_progress >= self.settings.ack_wait / 3:
+                last_progress = time.monotonic()
+                for delivery in list(self._in_flight.values()):
+                    with contextlib.suppress(EventStoreError):
+                        await self._consumer.in_progress(delivery)
+            await self._write_checkpoint()
+
+    async def _write_checkpoint(self) -> None:
+        """Record the consumer's ack floor: every sequence at or below it is committed."""
+        try:
+            info = await self._consumer.info()
+            floor = int(info["ack_floor"]["stream_seq"])
+            self._observe(info)
+            if floor > self.checkpoint:
+                await self._store_checkpoint(floor)
+        except EventStoreError as exc:
+            _log.debug("projection.checkpoint_skipped", projection=self.name, error=str(exc))
+
+    async def _store_checkpoint(self, floor: int) -> None:
+        bucket = self.store.kv(self.store.config.checkpoint_bucket)
+        current = await bucket.get(self.name)
+        if current is not None and int(orjson.loads(current.value)["sequence"]) >= floor:
+            return  # never backwards: another worker already wrote a later one
+        value = orjson.dumps({"sequence": floor, "written_at": time.time()})
+        await bucket.put(self.name, value, revision=current.revision if current else 0)
+        self.checkpoint = floor
+        if self._metrics is not None:
+            self._metrics.checkpoint.labels(self.name).set(floor)
+
+    def _observe(self, info: dict[str, object]) -> None:
+        if self._metrics is not None:
+            self._metrics.pending.labels(self.name).set(float(str(info["num_pending"])))
+            self._metrics.ack_pending.labels(self.name).set(float(str(info["num_ack_pending"])))
+            self._metrics.in_flight.labels(self.name).set(len(self._in_flight))

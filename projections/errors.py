@@ -1,0 +1,67 @@
+"""The error family of the projection runtime.
+
+Every error raised by :mod:`projections` derives from :class:`ProjectionError`.
+Whether an error thrown *by a handler* is worth retrying is decided by class
+(:func:`is_transient`), never by message text.
+"""
+
+from __future__ import annotations
+
+from analyzers.errors import DependencyUnavailable, TransientAnalyzerError
+from eventstore.errors import TransientStoreError
+
+__all__ = [
+    "HandlerTimeoutError",
+    "ProjectionError",
+    "RetriesExhaustedError",
+    "TransientProjectionError",
+    "UnexpectedEventTypeError",
+    "is_transient",
+]
+
+
+class ProjectionError(Exception):
+    """Root of every error raised by the projection runtime."""
+
+
+class TransientProjectionError(ProjectionError):
+    """Handling may succeed if tried again."""
+
+
+class HandlerTimeoutError(TransientProjectionError, TimeoutError):
+    """A handler took longer than its timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"handler did not finish within {seconds}s")
+
+
+class RetriesExhaustedError(ProjectionError):
+    """A transient failure outlived every delivery the consumer allows."""
+
+    def __init__(self, deliveries: int, cause: BaseException) -> None:
+        self.deliveries = deliveries
+        self.cause = cause
+        super().__init__(
+            f"still failing after {deliveries} deliveries: {type(cause).__name__}: {cause}"
+        )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same message later might succeed.
+
+    An open circuit breaker is not "transient" here: the right reaction is to
+    pause consumption, not to spend the message's deliveries.
+    """
+    if isinstance(exc, DependencyUnavailable):
+        return False
+    return isinstance(exc, TransientStoreError | TransientAnalyzerError | TransientProjectionError)
+
+
+class UnexpectedEventTypeError(ProjectionError, ValueError):
+    """A valid event of a type this projection does not consume. Permanent."""
+
+    def __init__(self, event_type: str, expected: str) -> None:
+        self.event_type = event_type
+        self.expected = expected
+        super().__init__(f"expected {expected}, got {event_type}")

@@ -1,0 +1,57 @@
+"""Dead letters: permanent failures and exhausted retries go to the DLQ, once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from analyzers.errors import DependencyUnavailable
+from projections._deadletter import dead_letter
+from projections._message import Result
+from projections.errors import RetriesExhaustedError, is_transient
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from eventstore import StoreConfig
+    from projections._message import Handler, Message
+
+__all__ = ["dead_letters"]
+
+_log = structlog.get_logger(__name__)
+
+
+def dead_letters(
+    config: StoreConfig, clock: Callable[[], datetime]
+) -> Callable[[Handler], Handler]:
+    """Turn a permanent error (or :class:`RetriesExhaustedError`) into a dead letter.
+
+    Transient errors pass through untouched: they belong to the retry
+    middleware inside this one.
+    """
+
+    def middleware(handler: Handler) -> Handler:
+        async def guarded(message: Message) -> Result:
+            try:
+                return await handler(message)
+            except Exception as exc:
+                if is_transient(exc) or isinstance(exc, DependencyUnavailable):
+                    raise
+                permanent = not isinstance(exc, RetriesExhaustedError)
+                cause = exc.cause if isinstance(exc, RetriesExhaustedError) else exc
+                _log.warning(
+                    "projection.dead_lettered",
+                    error_type=type(cause).__name__,
+                    error=str(cause)[:500],
+                    permanent=permanent,
+                )
+                output = dead_letter(
+                    message, cause, permanent=permanent, now=clock(), config=config
+                )
+                return Result.commit((output,), "dead_lettered")
+
+        return guarded
+
+    return middleware

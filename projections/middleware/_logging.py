@@ -1,0 +1,34 @@
+"""Logging context: every log line inside handling names the message it is about."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+if TYPE_CHECKING:
+    from projections._message import Handler, Message, Result
+
+__all__ = ["log_context"]
+
+_log = structlog.get_logger(__name__)
+
+
+def log_context(handler: Handler) -> Handler:
+    """Bind projection, stream sequence, subject, tenant, entity and delivery count."""
+
+    async def bound(message: Message) -> Result:
+        delivery = message.delivery
+        with structlog.contextvars.bound_contextvars(
+            projection=message.projection,
+            stream_seq=delivery.stream_seq,
+            subject=delivery.subject,
+            tenant=message.tenant,
+            entity=message.entity,
+            delivery_count=delivery.num_delivered,
+        ):
+            result = await handler(message)
+            _log.debug("projection.handled", outcome=result.outcome)
+            return result
+
+    return bound

@@ -1,0 +1,78 @@
+"""The events the risk projection writes, and the registry entries for every event it knows."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from analyzers import EVIDENCE_RECORDED, Assessment, EntityRiskState, EvidenceData
+from eventstore import EventSchemas
+from projections._deadletter import DEAD_LETTERED, DeadLetterData
+
+__all__ = [
+    "ASSESSED",
+    "DLQ_PURGED",
+    "DLQ_REPLAYED",
+    "DlqActionData",
+    "EvidenceRef",
+    "RiskAssessedData",
+    "build_schemas",
+]
+
+ASSESSED = "riskpipe.risk.assessed.v1"
+DLQ_REPLAYED = "riskpipe.dlq.replayed.v1"
+DLQ_PURGED = "riskpipe.dlq.purged.v1"
+
+
+class EvidenceRef(BaseModel):
+    """Which evidence an assessment follows: its identity and where it is stored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    source: str
+    stream: str
+    sequence: int = Field(ge=1)
+    replay_of: int | None = None
+    """For evidence re-sent from the dead-letter queue: the original's stream sequence."""
+
+
+class RiskAssessedData(BaseModel):
+    """The ``data`` of ``riskpipe.risk.assessed.v1``.
+
+    ``state`` is the entity's analyzer state after this evidence: the next
+    assessment continues from it, and an audit can re-derive it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    projection: str
+    evidence: EvidenceRef
+    assessment: Assessment
+    state: EntityRiskState
+
+
+class DlqActionData(BaseModel):
+    """The ``data`` of an operator's action on a dead letter (replay or purge)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    projection: str
+    dead_letter_sequence: int = Field(ge=1)
+    stream: str
+    sequence: int = Field(ge=1)
+    evidence_id: str | None = None
+    actor: str
+    reason: str = ""
+    replayed_as: int | None = None
+    """For a replay: the stream sequence of the re-sent evidence."""
+
+
+def build_schemas() -> EventSchemas:
+    """The registry of every event type riskpipe reads or writes."""
+    schemas = EventSchemas(default_type=EVIDENCE_RECORDED)
+    schemas.register(EVIDENCE_RECORDED, EvidenceData, category="evidence")
+    schemas.register(ASSESSED, RiskAssessedData, category="risk")
+    schemas.register(DEAD_LETTERED, DeadLetterData, category="dlq")
+    schemas.register(DLQ_REPLAYED, DlqActionData, category="audit")
+    schemas.register(DLQ_PURGED, DlqActionData, category="audit")
+    return schemas

@@ -1,0 +1,68 @@
+"""``riskpipe worker``: run the risk projection."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+import click
+import structlog
+from prometheus_client import CollectorRegistry
+
+from riskpipe.cli._app import AppContext, main, pass_app
+from riskpipe.cli._common import run
+from riskpipe.wiring import connect_store
+from riskpipe.worker import Worker
+
+if TYPE_CHECKING:
+    from riskpipe.settings import Settings
+
+_log = structlog.get_logger(__name__)
+
+
+@main.command()
+@click.option("--until-idle", is_flag=True, help="Exit 0 once nothing is pending (batch jobs).")
+@click.option(
+    "--http-port",
+    type=int,
+    default=None,
+    help="Port for /healthz, /readyz, /metrics [default 9464; 0 picks one].",
+)
+@click.option("--no-http", is_flag=True, help="Do not serve HTTP.")
+@click.option(
+    "--degraded",
+    is_flag=True,
+    default=None,
+    help="Emit conservative assessments instead of pausing when enrichment is down.",
+)
+@pass_app
+def worker(
+    app: AppContext, until_idle: bool, http_port: int | None, no_http: bool, degraded: bool | None
+) -> None:
+    """Run the risk projection: evidence in, assessments out, until SIGTERM/Ctrl-C."""
+    updates: dict[str, object] = {}
+    if http_port is not None:
+        updates["http_port"] = http_port
+    if degraded:
+        updates["degraded_mode"] = True
+    settings = app.settings.model_copy(update=updates)
+    run(_worker(settings, until_idle=until_idle, http=not no_http))
+
+
+async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = await connect_store(settings, name=f"riskpipe-worker-{settings.projection}")
+    try:
+        report = await store.provision()
+        if not report.ok:
+            for drift in report.drifted:
+                _log.warning("worker.stream_drift", detail=str(drift))
+        await Worker(store, settings, CollectorRegistry()).run(
+            stop, until_idle=until_idle, http=http
+        )
+    finally:
+        await store.close()

@@ -1,0 +1,139 @@
+"""Wiring of a worker process: store, analyzer, enricher, projection, runner, HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from analyzers import AnalyzerConfig, load_config
+from analyzers.enrichment import EnricherSettings, HttpEnricher
+from projections import ProjectionMetrics, ProjectionRunner, RunnerSettings
+from projections.middleware import (
+    chain,
+    dead_letters,
+    log_context,
+    pause_on_open_breaker,
+    retry,
+    timeout,
+)
+from projections.risk import RiskProjection
+from riskpipe.http import HealthServer
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from eventstore import EventStore
+    from projections import Handler
+    from riskpipe.settings import Settings
+
+__all__ = ["Worker", "utc_now"]
+
+_log = structlog.get_logger(__name__)
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC: the only clock the worker reads."""
+    return datetime.now(UTC)
+
+
+def analyzer_config(settings: Settings) -> AnalyzerConfig:
+    """The analyzer config from ``settings.analyzer_config``, or the defaults.
+
+    Raises:
+        InvalidConfigError: the file is not a valid analyzer config.
+    """
+    return load_config(settings.analyzer_config) if settings.analyzer_config else AnalyzerConfig()
+
+
+class Worker:
+    """One risk projection worker: build it, ``run`` it, ask it whether it is ready."""
+
+    def __init__(self, store: EventStore, settings: Settings, registry: CollectorRegistry) -> None:
+        self.store = store
+        self.settings = settings
+        self.registry = registry
+        self.enricher = self._enricher()
+        self.projection = RiskProjection(
+            store,
+            config=analyzer_config(settings),
+            clock=utc_now,
+            name=settings.projection,
+            enricher=self.enricher,
+            degraded_mode=settings.degraded_mode,
+        )
+        self.runner = ProjectionRunner(
+            store,
+            name=settings.projection,
+            handler=self._handler(),
+            on_commit=self.projection.committed,
+            on_conflict=self.projection.conflicted,
+            filter_subject=f"{store.config.prefix}.evidence.>",
+            settings=RunnerSettings(
+                batch=settings.batch,
+                max_in_flight=settings.max_in_flight,
+                ack_wait=settings.ack_wait_seconds,
+                max_deliver=settings.max_deliver,
+                drain_timeout=settings.drain_timeout_seconds,
+            ),
+            metrics=ProjectionMetrics(registry),
+        )
+
+    def _enricher(self) -> HttpEnricher | None:
+        if not self.settings.enrichment_url:
+            return None
+        return HttpEnricher(
+            EnricherSettings(
+                url=self.settings.enrichment_url,
+                timeout_seconds=self.settings.enrichment_timeout_seconds,
+                fail_max=self.settings.enrichment_fail_max,
+                reset_timeout_seconds=self.settings.enrichment_reset_seconds,
+            ),
+            registry=self.registry,
+        )
+
+    def _handler(self) -> Handler:
+        return chain(
+            self.projection.handle,
+            log_context,
+            dead_letters(self.store.config, utc_now),
+            pause_on_open_breaker(probe_after=min(5.0, self.settings.enrichment_reset_seconds)),
+            retry(),
+            timeout(self.settings.handler_timeout_seconds),
+        )
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when connected, the consumer is set up, and consumption is not paused."""
+        if not self.store.client.connected:
+            return False, "not connected to NATS"
+        state = self.runner.state
+        if state == "paused":
+            return False, "paused: the enrichment dependency is unavailable (circuit open)"
+        if state != "running":
+            return False, f"projection {state}"
+        return True, "ready"
+
+    async def run(
+        self, stop: asyncio.Event, *, until_idle: bool = False, http: bool = True
+    ) -> None:
+        """Serve HTTP (optionally) and run the projection until ``stop`` or idle."""
+        server = None
+        if http:
+            server = HealthServer(
+                registry=self.registry,
+                readiness=self.readiness,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+            )
+            await server.start()
+            _log.info("worker.http", host=server.host, port=server.port)
+        try:
+            await self.runner.run(stop, until_idle=until_idle)
+        finally:
+            if server is not None:
+                await server.stop()
+            if self.enricher is not None:
+                await self.enricher.aclose()
