@@ -97,7 +97,7 @@ def decode_json(
         raise NestingTooDeepError(openers, max_depth) from exc
     except json.JSONDecodeError as exc:
         raise MalformedJSONError(
-            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from exc
     except ValueError as exc:
         raise MalformedJSONError(f"malformed JSON: {exc}") from exc

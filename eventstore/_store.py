@@ -308,8 +308,15 @@ class EventStore:
         category = subject.split(".")[len(self.config.prefix.split("."))]
         return self.config.stream_for(category)  # type: ignore[arg-type]
 
-    async def append_unchecked(
-        self, category: Category, tenant: str, entity: str, payload: bytes, *, msg_id: str
+    async def append_unchecked(  # noqa: PLR0913 - where, what, and how to deduplicate it
+        self,
+        category: Category,
+        tenant: str,
+        entity: str,
+        payload: bytes,
+        *,
+        msg_id: str,
+        headers: dict[str, str] | None = None,
     ) -> AppendResult:
         """Store ``payload`` as is, without validating it: for demos and fault tests.
 
@@ -320,9 +327,8 @@ class EventStore:
             ValueError: ``tenant`` or ``entity`` is not a token.
             AppendRejectedError: the server refused it (e.g. over the size limit).
         """
-        message = OutboundMessage(
-            self.config.subject(category, tenant, entity), payload, {MSG_ID: msg_id}
-        )
+        hdrs = {**_caller_headers(headers), MSG_ID: msg_id}
+        message = OutboundMessage(self.config.subject(category, tenant, entity), payload, hdrs)
         fut = await self.client.publisher.publish(message)
         return await self._settle(_Encoded(None, msg_id, message), ANY, fut)
 
@@ -476,6 +482,15 @@ class EventStore:
         if info is None:
             raise NotProvisionedError(f"stream {stream} does not exist; run `riskpipe init`")
         return dict(info["state"])
+
+    async def count(self, stream: str, subject_filter: str) -> int:
+        """How many messages of ``stream`` match ``subject_filter`` (wildcards allowed).
+
+        Raises:
+            NotProvisionedError: the stream does not exist.
+        """
+        info = await self.client.api(f"STREAM.INFO.{stream}", {"subjects_filter": subject_filter})
+        return sum(int(n) for n in (info["state"].get("subjects") or {}).values())
 
     async def get(self, stream: str, sequence: int) -> RecordedEvent | None:
         """The message at ``sequence`` in ``stream``, or ``None`` when there is none."""

@@ -6,16 +6,34 @@ commits them, and only then acknowledges the message.
 """
 
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, dead_letter, projection_source
+from projections._dlq import (
+    DLQ_PURGED,
+    DLQ_REPLAYED,
+    REPLAY_HEADER,
+    DeadLetter,
+    DeadLetterQueue,
+    DlqActionData,
+    DlqActions,
+    NotADeadLetterError,
+)
 from projections._message import Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
 
 __all__ = [
     "DEAD_LETTERED",
+    "DLQ_PURGED",
+    "DLQ_REPLAYED",
+    "REPLAY_HEADER",
+    "DeadLetter",
     "DeadLetterData",
+    "DeadLetterQueue",
+    "DlqActionData",
+    "DlqActions",
     "Handler",
     "Message",
     "Middleware",
+    "NotADeadLetterError",
     "Outcome",
     "Output",
     "ProjectionMetrics",

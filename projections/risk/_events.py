@@ -7,20 +7,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from analyzers import EVIDENCE_RECORDED, Assessment, EntityRiskState, EvidenceData
 from eventstore import EventSchemas
 from projections._deadletter import DEAD_LETTERED, DeadLetterData
+from projections._dlq import DLQ_PURGED, DLQ_REPLAYED, DlqActionData
 
 __all__ = [
     "ASSESSED",
-    "DLQ_PURGED",
-    "DLQ_REPLAYED",
-    "DlqActionData",
     "EvidenceRef",
     "RiskAssessedData",
     "build_schemas",
 ]
 
 ASSESSED = "riskpipe.risk.assessed.v1"
-DLQ_REPLAYED = "riskpipe.dlq.replayed.v1"
-DLQ_PURGED = "riskpipe.dlq.purged.v1"
 
 
 class EvidenceRef(BaseModel):
@@ -49,22 +45,6 @@ class RiskAssessedData(BaseModel):
     evidence: EvidenceRef
     assessment: Assessment
     state: EntityRiskState
-
-
-class DlqActionData(BaseModel):
-    """The ``data`` of an operator's action on a dead letter (replay or purge)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    projection: str
-    dead_letter_sequence: int = Field(ge=1)
-    stream: str
-    sequence: int = Field(ge=1)
-    evidence_id: str | None = None
-    actor: str
-    reason: str = ""
-    replayed_as: int | None = None
-    """For a replay: the stream sequence of the re-sent evidence."""
 
 
 def build_schemas() -> EventSchemas:

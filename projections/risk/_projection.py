@@ -29,6 +29,7 @@ from analyzers import (
 )
 from eventstore import NO_STREAM, CloudEvent
 from projections._deadletter import projection_source
+from projections._dlq import REPLAY_HEADER
 from projections._message import Message, Output, Result
 from projections.errors import UnexpectedEventTypeError
 from projections.risk._events import ASSESSED, EvidenceRef, RiskAssessedData
@@ -40,11 +41,9 @@ if TYPE_CHECKING:
     from analyzers import Enricher, EnrichmentSignal
     from eventstore import AppendResult, EventStore
 
-__all__ = ["REPLAY_HEADER", "RiskProjection"]
+__all__ = ["RiskProjection"]
 
 _log = structlog.get_logger(__name__)
-REPLAY_HEADER = "Riskpipe-Replay-Of"
-"""Set on evidence re-sent from the dead-letter queue: the original's stream sequence."""
 
 
 @dataclass(frozen=True, slots=True)

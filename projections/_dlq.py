@@ -1,0 +1,217 @@
+"""Operating the dead-letter queue: list, show, replay into the projection, purge.
+
+Every replay and purge is recorded as an event on the audit stream, so the
+trail shows who did what to which dead letter, and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eventstore import CloudEvent
+from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
+from projections._runner import split_subject
+from projections.errors import ProjectionError
+
+from datetime import UTC, datetime
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventstore import EventStore, RecordedEvent
+
+__all__ = [
+    "DLQ_PURGED",
+    "DLQ_REPLAYED",
+    "REPLAY_HEADER",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DlqActionData",
+    "DlqActions",
+    "NotADeadLetterError",
+]
+
+REPLAY_HEADER = "Riskpipe-Replay-Of"
+"""Set on evidence re-sent from the dead-letter queue: the original's stream sequence."""
+DLQ_REPLAYED = "riskpipe.dlq.replayed.v1"
+DLQ_PURGED = "riskpipe.dlq.purged.v1"
+
+
+class DlqActionData(BaseModel):
+    """The ``data`` of an operator's action on a dead letter (replay or purge)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    projection: str
+    dead_letter_sequence: int = Field(ge=1)
+    stream: str
+    sequence: int = Field(ge=1)
+    evidence_id: str | None = None
+    actor: str = Field(min_length=1, max_length=256)
+    reason: str = Field(default="", max_length=1000)
+    replayed_as: int | None = None
+    """For a replay: the stream sequence of the re-sent evidence."""
+
+
+class NotADeadLetterError(ProjectionError, LookupError):
+    """There is no dead letter of this projection at that sequence."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead letter as stored, with what operators did to it since."""
+
+    sequence: int
+    tenant: str
+    entity: str
+    data: DeadLetterData
+    status: Literal["pending", "replayed"]
+    replayed_as: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DlqActions:
+    """What the audit stream says happened to a projection's dead letters."""
+
+    replayed: dict[int, int]
+    """dead letter sequence -> sequence of the re-sent evidence"""
+    purged: set[int]
+
+
+class DeadLetterQueue:
+    """One projection's dead letters."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        projection: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.projection = projection
+        self._clock = clock
+        self.subject_filter = f"{store.config.prefix}.dlq.{projection}.>"
+
+    async def actions(self) -> DlqActions:
+        """Replays and purges recorded on the audit stream for this projection."""
+        replayed: dict[int, int] = {}
+        purged: set[int] = set()
+        async for rec in self.store.read_all(stream=self.store.config.audit_stream):
+            data = (rec.event.data or {}) if rec.event is not None else {}
+            if data.get("projection") != self.projection or rec.event is None:
+                continue
+            seq = int(str(data["dead_letter_sequence"]))
+            if rec.event.type == DLQ_REPLAYED:
+                replayed[seq] = int(str(data.get("replayed_as") or 0))
+            elif rec.event.type == DLQ_PURGED:
+                purged.add(seq)
+        return DlqActions(replayed, purged)
+
+    async def list(self) -> list[DeadLetter]:
+        """Every dead letter still in the queue, oldest first."""
+        actions = await self.actions()
+        return [
+            self._dead_letter(rec, actions)
+            async for rec in self.store.read_all(
+                stream=self.store.config.dlq_stream, filter_subject=self.subject_filter
+            )
+            if rec.event is not None and rec.event.type == DEAD_LETTERED
+        ]
+
+    async def get(self, sequence: int) -> DeadLetter:
+        """The dead letter at ``sequence`` of the DLQ stream.
+
+        Raises:
+            NotADeadLetterError: nothing of this projection's is stored there.
+        """
+        rec = await self.store.get(self.store.config.dlq_stream, sequence)
+        if rec is None or rec.event is None or rec.event.type != DEAD_LETTERED:
+            raise NotADeadLetterError(f"no dead letter at DLQ sequence {sequence}")
+        if not rec.subject.startswith(self.subject_filter[:-1]):
+            raise NotADeadLetterError(f"DLQ sequence {sequence} belongs to another projection")
+        return self._dead_letter(rec, await self.actions())
+
+    def _dead_letter(self, rec: RecordedEvent, actions: DlqActions) -> DeadLetter:
+        assert rec.event is not None  # noqa: S101 - callers filter undecodable records
+        data = DeadLetterData.model_validate(rec.event.data)
+        replayed_as = actions.replayed.get(rec.sequence)
+        return DeadLetter(
+            sequence=rec.sequence,
+            tenant=rec.event.tenant,
+            entity=rec.event.subject,
+            data=data,
+            status="replayed" if replayed_as else "pending",
+            replayed_as=replayed_as,
+        )
+
+    async def replay(self, sequence: int, *, actor: str, reason: str = "") -> int:
+        """Send the original message back through the projection; return its new sequence.
+
+        The original bytes and headers go back on the original subject with a
+        ``Riskpipe-Replay-Of`` header. Replaying the same dead letter twice sends
+        it once (its ``Nats-Msg-Id`` is derived from the dead letter).
+
+        Raises:
+            NotADeadLetterError: no such dead letter.
+        """
+        letter = await self.get(sequence)
+        tenant, entity = split_subject(letter.data.subject)
+        headers = {
+            k: v
+            for k, v in letter.data.original_headers.items()
+            if not k.lower().startswith("nats-")
+        }
+        result = await self.store.append_unchecked(
+            "evidence",
+            tenant,
+            entity,
+            letter.data.original_bytes(),
+            msg_id=f"riskpipe-dlq-replay:{self.projection}:{sequence}",
+            headers={**headers, REPLAY_HEADER: str(letter.data.sequence)},
+        )
+        await self._record(DLQ_REPLAYED, letter, actor, reason, replayed_as=result.sequence)
+        return result.sequence
+
+    async def purge(self, sequence: int, *, actor: str, reason: str = "") -> None:
+        """Delete the dead letter from the queue, recording who did it.
+
+        Raises:
+            NotADeadLetterError: no such dead letter.
+        """
+        letter = await self.get(sequence)
+        await self._record(DLQ_PURGED, letter, actor, reason)
+        await self.store.delete(self.store.config.dlq_stream, sequence)
+
+    async def _record(
+        self,
+        event_type: str,
+        letter: DeadLetter,
+        actor: str,
+        reason: str,
+        *,
+        replayed_as: int | None = None,
+    ) -> None:
+        action = "replay" if event_type == DLQ_REPLAYED else "purge"
+        event = CloudEvent(
+            id=f"{action}-{self.projection}-{letter.sequence}",
+            source=projection_source(self.projection) + "/dlq",
+            type=event_type,
+            subject=letter.entity,
+            tenant=letter.tenant,
+            time=self._clock(),
+            causationid=letter.data.evidence_id,
+            data=DlqActionData(
+                projection=self.projection,
+                dead_letter_sequence=letter.sequence,
+                stream=letter.data.stream,
+                sequence=letter.data.sequence,
+                evidence_id=letter.data.evidence_id,
+                actor=actor,
+                reason=reason,
+                replayed_as=replayed_as,
+            ).model_dump(mode="json"),
+        )
+        await self.store.append(event)

@@ -1,0 +1,136 @@
+"""``riskpipe dlq``: inspect, replay and purge dead letters."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from typing import Any
+
+import click
+from rich.table import Table
+
+from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError
+from riskpipe.cli._app import AppContext, main
+from riskpipe.cli._common import out_console, run
+from riskpipe.wiring import connect_store
+
+
+def _actor() -> str:
+    return os.environ.get("RISKPIPE_ACTOR") or getpass.getuser()
+
+
+def _summary(letter: DeadLetter) -> dict[str, Any]:
+    d = letter.data
+    return {
+        "dlq_sequence": letter.sequence, "status": letter.status, "replayed_as": letter.replayed_as,
+        "tenant": letter.tenant, "entity": letter.entity,
+        "stream": d.stream, "sequence": d.sequence,
+        "evidence_id": d.evidence_id, "error_type": d.error_type, "error": d.error_message,
+        "permanent": d.permanent, "delivery_count": d.delivery_count,
+        "dead_lettered_at": d.dead_lettered_at.isoformat(),
+    }  # fmt: skip
+
+
+@main.group()
+@click.option("--projection", default=None, help="Projection name [default: risk].")
+@click.pass_context
+def dlq(ctx: click.Context, projection: str | None) -> None:
+    """Dead letters: list, show, replay into the projection, purge."""
+    app: AppContext = ctx.obj
+    ctx.meta["projection"] = projection or app.settings.projection
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def dlq_list(ctx: click.Context, as_json: bool) -> None:
+    """Every dead letter still in the queue, oldest first."""
+    letters = run(_with_dlq(ctx, lambda q: q.list()))
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps(_summary(letter), sort_keys=True))
+        return
+    table = Table(title=f"dead letters ({len(letters)})")
+    for col in (
+        "dlq seq",
+        "status",
+        "tenant/entity",
+        "evidence seq",
+        "evidence id",
+        "error",
+        "deliveries",
+    ):
+        table.add_column(col)
+    for letter in letters:
+        d = letter.data
+        table.add_row(
+            str(letter.sequence), letter.status,
+            f"{letter.tenant}/{letter.entity}", str(d.sequence),
+            d.evidence_id or "-", f"{d.error_type}: {d.error_message[:80]}", str(d.delivery_count),
+        )  # fmt: skip
+    out_console().print(table)
+
+
+@dlq.command("show")
+@click.argument("seq", type=int)
+@click.pass_context
+def dlq_show(ctx: click.Context, seq: int) -> None:
+    """One dead letter in full, with its original bytes."""
+    letter = run(_with_dlq(ctx, lambda q: q.get(seq)))
+    body = {**_summary(letter), "original": letter.data.original_bytes().decode("utf-8", "replace")}
+    body["original_headers"] = letter.data.original_headers
+    body["payload_sha256"] = letter.data.payload_sha256
+    body["trace_id"] = letter.data.trace_id
+    click.echo(json.dumps(body, indent=2, sort_keys=True))
+
+
+@dlq.command("replay")
+@click.argument("seq", type=int, required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every pending dead letter.")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@click.pass_context
+def dlq_replay(ctx: click.Context, seq: int | None, replay_all: bool, reason: str) -> None:
+    """Send dead letters back through the projection (recorded on the audit stream)."""
+    targets = _targets(ctx, seq, replay_all, pending_only=True)
+    for target in targets:
+        new_seq = run(
+            _with_dlq(ctx, lambda q, t=target: q.replay(t, actor=_actor(), reason=reason))
+        )
+        click.echo(f"replayed dead letter {target} as evidence sequence {new_seq}")
+    click.echo(f"{len(targets)} replayed")
+
+
+@dlq.command("purge")
+@click.argument("seq", type=int, required=False)
+@click.option("--all", "purge_all", is_flag=True, help="Purge every dead letter.")
+@click.option("--yes", is_flag=True, help="Confirm purging with --all.")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@click.pass_context
+def dlq_purge(ctx: click.Context, seq: int | None, purge_all: bool, yes: bool, reason: str) -> None:
+    """Delete dead letters from the queue (recorded on the audit stream)."""
+    if purge_all and not yes:
+        raise click.UsageError("purging every dead letter needs --yes")
+    targets = _targets(ctx, seq, purge_all, pending_only=False)
+    for target in targets:
+        run(_with_dlq(ctx, lambda q, t=target: q.purge(t, actor=_actor(), reason=reason)))
+        click.echo(f"purged dead letter {target}")
+    click.echo(f"{len(targets)} purged")
+
+
+def _targets(ctx: click.Context, seq: int | None, every: bool, *, pending_only: bool) -> list[int]:
+    if (seq is None) == (not every):
+        raise click.UsageError("give either a DLQ sequence or --all")
+    if seq is not None:
+        return [seq]
+    letters = run(_with_dlq(ctx, lambda q: q.list()))
+    return [x.sequence for x in letters if not pending_only or x.status == "pending"]
+
+
+async def _with_dlq(ctx: click.Context, action: Any) -> Any:  # noqa: ANN401 - the action's result
+    app: AppContext = ctx.find_object(AppContext)  # type: ignore[assignment]
+    async with await connect_store(app.settings, name="riskpipe-dlq") as store:
+        try:
+            return await action(DeadLetterQueue(store, ctx.meta["projection"]))
+        except NotADeadLetterError as exc:
+            raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,120 @@
+"""Operator commands: ``status`` and ``assessments``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+
+from riskpipe.cli._app import AppContext, main, pass_app
+from riskpipe.cli._common import out_console, run
+from riskpipe.status import PipelineStatus, pipeline_status
+from riskpipe.wiring import connect_store
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--projection", default=None, help="Projection name [default: risk].")
+@pass_app
+def status(app: AppContext, as_json: bool, projection: str | None) -> None:
+    """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for."""
+    name = projection or app.settings.projection
+    result = run(_status(app, name))
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), sort_keys=True))
+    else:
+        _print_status(name, result)
+    if (
+        not result.balanced
+        and result.consumer is not None
+        and result.consumer["num_ack_pending"] == 0
+    ):
+        sys.exit(2)
+
+
+async def _status(app: AppContext, name: str) -> PipelineStatus:
+    async with await connect_store(app.settings, name="riskpipe-status") as store:
+        return await pipeline_status(store, name)
+
+
+def _print_status(name: str, s: PipelineStatus) -> None:
+    table = Table(title="streams")
+    table.add_column("stream")
+    table.add_column("messages", justify="right")
+    for stream, count in s.streams.items():
+        table.add_row(stream, str(count))
+    out_console().print(table)
+    if s.consumer is None:
+        click.echo(f"consumer {name}: not created yet (start `riskpipe worker`)")
+    else:
+        c = s.consumer
+        click.echo(
+            f"consumer {name}: pending={c['num_pending']} ack_pending={c['num_ack_pending']}"
+            f" redelivered={c['num_redelivered']} ack_floor={c['ack_floor']}"
+        )
+    click.echo(f"checkpoint: {s.checkpoint}")
+    click.echo(f"dlq: depth={s.dlq_depth} replayed={s.dlq_replayed} purged={s.dlq_purged}")
+    verdict = "OK" if s.balanced else "DOES NOT ADD UP"
+    click.echo(
+        f"accounting: evidence={s.evidence} = assessed={s.assessed}"
+        f" + dead_lettered={s.dead_lettered} + pending={s.pending}  [{verdict}]"
+    )
+    if not s.balanced and s.consumer is not None and s.consumer["num_ack_pending"]:
+        click.echo("  (messages are in flight; the numbers settle once they are acknowledged)")
+
+
+@main.command()
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--entity", required=True, help="Entity id.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
+    """An entity's risk assessments in order, level changes highlighted."""
+    rows = run(_assessments(app, tenant, entity))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True))
+        return
+    table = Table(title=f"assessments for {tenant}/{entity}")
+    for col in (
+        "seq",
+        "evidence",
+        "pattern/id",
+        "level",
+        "score",
+        "confidence",
+        "top contributions",
+    ):
+        table.add_column(col)
+    for row in rows:
+        a = row["assessment"]
+        changed = a["level"] != a["previous_level"]
+        level = f"[bold red]{a['previous_level']} -> {a['level']}[/]" if changed else a["level"]
+        top = sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
+        table.add_row(
+            str(row["sequence"]), str(row["evidence"]["sequence"]), row["evidence"]["id"], level,
+            f"{a['score']:.3f}",
+            f"{a['confidence']:.2f}" + (" (degraded)" if a["degraded"] else ""),
+            ", ".join(f"{k} {v:.3f}" for k, v in top),
+        )  # fmt: skip
+    out_console().print(table)
+    click.echo(f"{len(rows)} assessment(s)")
+
+
+async def _assessments(app: AppContext, tenant: str, entity: str) -> list[dict[str, Any]]:
+    try:
+        async with await connect_store(app.settings, name="riskpipe-assessments") as store:
+            return [
+                {
+                    "sequence": rec.sequence,
+                    "time": rec.event.time.isoformat(),
+                    **(rec.event.data or {}),
+                }
+                async for rec in store.read(tenant, entity, category="risk")
+                if rec.event is not None
+            ]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc

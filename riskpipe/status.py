@@ -1,0 +1,86 @@
+"""The pipeline's state in numbers, and whether every evidence event is accounted for."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from eventstore.errors import NotProvisionedError
+from projections import DeadLetterQueue
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+
+__all__ = ["PipelineStatus", "pipeline_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStatus:
+    """Counts per stream, the consumer's view, and the evidence accounting."""
+
+    streams: dict[str, int]
+    consumer: dict[str, int] | None
+    checkpoint: int
+    dlq_depth: int
+    dlq_replayed: int
+    dlq_purged: int
+    evidence: int
+    assessed: int
+    dead_lettered: int
+    pending: int
+
+    @property
+    def balanced(self) -> bool:
+        """Evidence = assessed + dead-lettered + pending."""
+        return self.evidence == self.assessed + self.dead_lettered + self.pending
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything, as JSON-ready data."""
+        return {**asdict(self), "balanced": self.balanced}
+
+
+async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
+    """Gather the status of ``projection`` from the streams, its consumer and its checkpoint.
+
+    Raises:
+        NotProvisionedError: the streams do not exist (run ``riskpipe init``).
+    """
+    config = store.config
+    names = (config.evidence_stream, config.risk_stream, config.dlq_stream, config.audit_stream)
+    streams = {name: int((await store.stream_state(name))["messages"]) for name in names}
+    consumer = await _consumer(store, projection)
+    entry = await store.kv(config.checkpoint_bucket).get(projection)
+    checkpoint = int(orjson.loads(entry.value)["sequence"]) if entry is not None else 0
+    dlq = DeadLetterQueue(store, projection)
+    depth = await store.count(config.dlq_stream, dlq.subject_filter)
+    actions = await dlq.actions()
+    pending = consumer["num_pending"] + consumer["num_ack_pending"] if consumer else 0
+    assessed = await store.count(config.risk_stream, f"{config.prefix}.risk.>")
+    return PipelineStatus(
+        streams=streams,
+        consumer=consumer,
+        checkpoint=checkpoint,
+        dlq_depth=depth,
+        dlq_replayed=len(actions.replayed),
+        dlq_purged=len(actions.purged),
+        evidence=streams[config.evidence_stream],
+        assessed=assessed,
+        dead_lettered=depth + len(actions.purged),
+        pending=pending if consumer else streams[config.evidence_stream],
+    )
+
+
+async def _consumer(store: EventStore, projection: str) -> dict[str, int] | None:
+    try:
+        info = await store.consumer(projection).info()
+    except NotProvisionedError:
+        return None
+    return {
+        "num_pending": int(info["num_pending"]),
+        "num_ack_pending": int(info["num_ack_pending"]),
+        "num_redelivered": int(info["num_redelivered"]),
+        "ack_floor": int(info["ack_floor"]["stream_seq"]),
+        "delivered": int(info["delivered"]["stream_seq"]),
+    }
