@@ -7,6 +7,7 @@ trail shows who did what to which dead letter, and when.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,8 +16,6 @@ from eventstore import CloudEvent
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._runner import split_subject
 from projections.errors import ProjectionError
-
-from datetime import UTC, datetime
 
 if TYPE_CHECKING:
     from collections.abc import Callable
