@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     replicas: int = Field(default=1, ge=1, le=5)
     projection: str = "risk"
     batch: int = Field(default=256, ge=1, le=10_000)
+    fetch_timeout: float = Field(default=1.0, gt=0.0, le=60.0)
     max_in_flight: int = Field(default=4096, ge=1, le=100_000)
     ack_wait_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_deliver: int = Field(default=5, ge=1, le=100)

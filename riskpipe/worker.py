@@ -74,6 +74,7 @@ class Worker:
             filter_subject=f"{store.config.prefix}.evidence.>",
             settings=RunnerSettings(
                 batch=settings.batch,
+                fetch_timeout=settings.fetch_timeout,
                 max_in_flight=settings.max_in_flight,
                 ack_wait=settings.ack_wait_seconds,
                 max_deliver=settings.max_deliver,

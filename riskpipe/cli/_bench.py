@@ -4,45 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import click
 from rich.table import Table
 
-from eventstore import CloudEvent, EventStore
+from eventstore import EventStore
 from eventstore.baselines import raw_pipelined_publish
 from riskpipe.bench import Measurement, private_server, timed
 from riskpipe.cli._app import bench
 from riskpipe.cli._common import out_console
+from riskpipe.demo import synthetic_evidence
 from riskpipe.wiring import build_schemas
 
 INGEST_TARGET = 0.7
-_SEVERITIES = ("low", "medium", "high", "critical")
-_PATTERNS = ("failed_login_burst", "impossible_travel", "malware_alert", "sanctions_hit")
-
-
-def synthetic_evidence(count: int, *, source: str, entities: int) -> list[CloudEvent]:
-    """``count`` evidence events (~300 bytes each) spread over ``entities`` entities."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    return [
-        CloudEvent(
-            id=f"ev-{i:08d}",
-            source=source,
-            type="riskpipe.evidence.recorded.v1",
-            subject=f"entity-{i % entities:05d}",
-            tenant="bench",
-            time=start + timedelta(seconds=i),
-            data={
-                "pattern": _PATTERNS[i % len(_PATTERNS)],
-                "severity": _SEVERITIES[i % len(_SEVERITIES)],
-                "confidence": 0.9,
-                "attributes": {"ip": f"10.0.{i % 250}.{i % 199}", "count": i % 50},
-            },
-        )
-        for i in range(count)
-    ]
 
 
 @bench.command()

@@ -20,8 +20,8 @@ T = TypeVar("T")
 
 
 def out_console() -> Console:
-    """A console on stdout (plain when not a terminal)."""
-    return Console(soft_wrap=True)
+    """A console on stdout; when it is not a terminal, wide enough not to wrap tables."""
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def err_console() -> Console:
