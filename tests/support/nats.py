@@ -1,4 +1,4 @@
-"""A real nats-server per test: port -1, JetStream, a temp store dir, stopped by PID."""
+"""A real nats-server per test (port -1, JetStream, temp store, killed by PID), and a store."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from eventstore import EventStore, StoreConfig
 from riskpipe.server import NatsServer
+from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-__all__ = ["nats_server"]
+__all__ = ["nats_server", "store"]
 
 
 @pytest.fixture
@@ -24,3 +26,16 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
+    """A store connected to a fresh server, with its streams provisioned."""
+    es = await EventStore.connect(
+        nats_server.url, schemas=build_schemas(), config=StoreConfig(), timeout=2.0
+    )
+    await es.provision()
+    try:
+        yield es
+    finally:
+        await es.close()

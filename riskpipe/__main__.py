@@ -1,0 +1,5 @@
+"""``python -m riskpipe``: the same as the ``riskpipe`` command."""
+
+from riskpipe.cli import main
+
+main()

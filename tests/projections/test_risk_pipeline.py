@@ -1,0 +1,128 @@
+"""The risk pipeline end to end, in process: exactly one effect per evidence, in entity order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from support.events import evidence
+from support.pipeline import check_invariants, read_streams, run_worker
+
+from riskpipe.demo import POISON
+from riskpipe.status import pipeline_status
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+    from riskpipe.server import NatsServer
+
+
+async def _publish(store: EventStore, count: int, entities: int) -> None:
+    events = [
+        evidence(f"x{i}", entity=f"e{i % entities}", minute=i, severity=("low", "high")[i % 2])
+        for i in range(count)
+    ]
+    results = await store.append_many(events)
+    assert not [r for r in results if isinstance(r, Exception)]
+
+
+async def _poison(store: EventStore) -> set[int]:
+    seqs = set()
+    for n, (tenant, entity, payload) in enumerate(POISON):
+        seqs.add(
+            (
+                await store.append_unchecked(
+                    "evidence", tenant, entity, payload, msg_id=f"poison:{n}"
+                )
+            ).sequence
+        )
+    return seqs
+
+
+async def test_every_evidence_has_exactly_one_effect(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """Valid evidence gets one assessment, poison one dead letter, entities stay in order (I4-I6)."""
+    await _publish(store, 200, 7)
+    poison = await _poison(store)
+    await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    check_invariants(streams, poison=poison)
+    assert len(streams.assessments) == 200
+    assert set(streams.dead_letters) == poison
+    status = await pipeline_status(store, "risk")
+    assert status.balanced
+    assert (status.evidence, status.assessed, status.dead_lettered, status.pending) == (
+        204,
+        200,
+        4,
+        0,
+    )
+
+
+async def test_dead_letters_say_why(nats_server: NatsServer, store: EventStore) -> None:
+    """Each kind of poison is dead-lettered once with its error class and original bytes."""
+    poison = await _poison(store)
+    await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    kinds = sorted(letters[0]["error_type"] for letters in streams.dead_letters.values())
+    assert kinds == [
+        "MalformedJSONError",
+        "MalformedJSONError",
+        "SchemaViolationError",
+        "UnknownEventTypeError",
+    ]
+    originals = {letters[0]["payload_sha256"] for letters in streams.dead_letters.values()}
+    assert len(originals) == len(poison)
+    assert all(letters[0]["permanent"] for letters in streams.dead_letters.values())
+
+
+async def test_rerunning_the_worker_adds_nothing(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """A second run over the same stream finds nothing to do: no duplicate assessments."""
+    await _publish(store, 50, 5)
+    await run_worker(store, nats_server.url)
+    await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert sum(len(v) for v in streams.assessments.values()) == 50
+
+
+async def test_redelivered_evidence_is_skipped_not_reassessed(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """A new consumer replaying from the start (as after a lost ack) creates no second assessment."""
+    await _publish(store, 30, 3)
+    await run_worker(store, nats_server.url)
+    await store.client.api("CONSUMER.DELETE.EVIDENCE.risk")
+    await store.kv(store.config.checkpoint_bucket).put("risk", b'{"sequence": 0}')
+    worker = await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    check_invariants(streams)
+    skipped = worker.registry.get_sample_value(
+        "riskpipe_projection_messages_total", {"projection": "risk", "outcome": "duplicate_skipped"}
+    )
+    assert skipped == 30
+
+
+async def test_inbound_headers_never_reach_assessments(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """Headers a producer set on evidence are not copied onto the assessment."""
+    await store.append(
+        evidence("h1"),
+        headers={"X-Injected": "1", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    )
+    await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    assert len(streams.assessment_headers) == 1
+    assert "X-Injected" not in streams.assessment_headers[0]
+
+
+async def test_checkpoint_follows_the_ack_floor(nats_server: NatsServer, store: EventStore) -> None:
+    """After a run the checkpoint is the last sequence and every sequence below it has its effect."""
+    await _publish(store, 40, 4)
+    worker = await run_worker(store, nats_server.url)
+    assert worker.runner.checkpoint == 40
+    entry = await store.kv(store.config.checkpoint_bucket).get("risk")
+    assert entry is not None
+    assert b'"sequence":40' in entry.value

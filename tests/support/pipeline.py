@@ -1,0 +1,174 @@
+"""Driving the pipeline in tests: worker processes, in-process runs, invariant checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from riskpipe.settings import Settings
+from riskpipe.worker import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from eventstore import CloudEvent, EventStore
+
+__all__ = ["Streams", "WorkerProcess", "check_invariants", "read_streams", "run_worker"]
+
+
+async def run_worker(store: EventStore, url: str, **overrides: Any) -> Worker:
+    """Run a worker in this process until nothing is pending; return it (for its metrics)."""
+    settings = Settings(nats_url=url, fetch_timeout=0.2, **overrides)
+    worker = Worker(store, settings, CollectorRegistry())
+    async with asyncio.timeout(60):
+        await worker.run(asyncio.Event(), until_idle=True, http=False)
+    return worker
+
+
+class WorkerProcess:
+    """A ``riskpipe worker`` in its own process, owned by PID: started, stopped, killed, paused."""
+
+    def __init__(
+        self, url: str, *, env: dict[str, str] | None = None, until_idle: bool = False
+    ) -> None:
+        self.url = url
+        self.env = {
+            **os.environ,
+            "RISKPIPE_NATS_URL": url,
+            "RISKPIPE_LOG_FORMAT": "json",
+            **(env or {}),
+        }
+        self.until_idle = until_idle
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: list[dict[str, Any]] = []
+        self._started = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the worker and return once its projection has started."""
+        args = [sys.executable, "-m", "riskpipe", "worker", "--no-http"]
+        if self.until_idle:
+            args.append("--until-idle")
+        self._started.clear()
+        self.proc = subprocess.Popen(
+            args,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        if not self._started.wait(timeout):
+            self.kill()
+            raise RuntimeError(f"worker did not start: {self.lines[-5:]}")
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        with proc.stderr:
+            for raw in proc.stderr:
+                try:
+                    line = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    line = {"event": raw.decode("utf-8", "replace").rstrip()}
+                self.lines.append(line)
+                if line.get("event") == "projection.started":
+                    self._started.set()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The worker's log lines with event ``name``."""
+        return [line for line in self.lines if line.get("event") == name]
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the worker process."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait for a graceful exit; return the exit code."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the process to exit."""
+        if self.proc is None:
+            return 0
+        code = self.proc.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+
+@dataclass
+class Streams:
+    """What the pipeline left behind, indexed for invariant checks."""
+
+    evidence: dict[int, CloudEvent | None] = field(default_factory=dict)
+    evidence_subjects: dict[int, str] = field(default_factory=dict)
+    assessments: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    assessment_headers: list[dict[str, str]] = field(default_factory=list)
+    by_entity: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    dead_letters: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+
+async def read_streams(store: EventStore) -> Streams:
+    """Read evidence, assessments and dead letters from the store."""
+    out = Streams()
+    async for rec in store.read_all():
+        out.evidence[rec.sequence] = rec.event
+        out.evidence_subjects[rec.sequence] = rec.subject
+    async for rec in store.read_all(stream=store.config.risk_stream):
+        assert rec.event is not None, f"undecodable assessment at {rec.sequence}: {rec.error}"
+        data = rec.event.data or {}
+        seq = int(data["evidence"]["sequence"])
+        out.assessments[seq].append(data)
+        out.assessment_headers.append(rec.headers)
+        out.by_entity[rec.subject].append(seq)
+    async for rec in store.read_all(stream=store.config.dlq_stream):
+        assert rec.event is not None
+        data = rec.event.data or {}
+        out.dead_letters[int(data["sequence"])].append(data)
+    return out
+
+
+def check_invariants(streams: Streams, *, poison: Iterable[int] = ()) -> None:
+    """I4 exactly one effect, I5 per-entity order, I6 dead letters complete and exact."""
+    poison = set(poison)
+    for seq in streams.evidence:
+        effects = len(streams.assessments.get(seq, [])) + len(streams.dead_letters.get(seq, []))
+        assert effects == 1, f"evidence {seq}: {effects} effects (assessments+dead letters)"
+        if seq in poison:
+            assert seq in streams.dead_letters, f"poison evidence {seq} was not dead-lettered"
+    for subject, seqs in streams.by_entity.items():
+        assert seqs == sorted(seqs), f"{subject}: assessments out of evidence order {seqs}"
+        assert len(seqs) == len(set(seqs)), f"{subject}: an evidence assessed twice"
+    for seq, letters in streams.dead_letters.items():
+        letter = letters[0]
+        for key in (
+            "sequence",
+            "subject",
+            "error_type",
+            "error_message",
+            "delivery_count",
+            "payload_sha256",
+            "original",
+        ):
+            assert letter.get(key) not in (None, ""), f"dead letter {seq} lacks {key}"
