@@ -40,7 +40,7 @@ async def _poison(store: EventStore) -> set[int]:
 async def test_every_evidence_has_exactly_one_effect(
     nats_server: NatsServer, store: EventStore
 ) -> None:
-    """Valid evidence gets one assessment, poison one dead letter, entities stay in order (I4-I6)."""
+    """Valid evidence gets one assessment, poison one dead letter, entities keep order (I4-I6)."""
     await _publish(store, 200, 7)
     poison = await _poison(store)
     await run_worker(store, nats_server.url)
@@ -90,7 +90,7 @@ async def test_rerunning_the_worker_adds_nothing(
 async def test_redelivered_evidence_is_skipped_not_reassessed(
     nats_server: NatsServer, store: EventStore
 ) -> None:
-    """A new consumer replaying from the start (as after a lost ack) creates no second assessment."""
+    """A new consumer replaying from the start (a lost ack) creates no second assessment."""
     await _publish(store, 30, 3)
     await run_worker(store, nats_server.url)
     await store.client.api("CONSUMER.DELETE.EVIDENCE.risk")
@@ -119,7 +119,7 @@ async def test_inbound_headers_never_reach_assessments(
 
 
 async def test_checkpoint_follows_the_ack_floor(nats_server: NatsServer, store: EventStore) -> None:
-    """After a run the checkpoint is the last sequence and every sequence below it has its effect."""
+    """After a run the checkpoint is the last sequence; every sequence below has its effect."""
     await _publish(store, 40, 4)
     worker = await run_worker(store, nats_server.url)
     assert worker.runner.checkpoint == 40
