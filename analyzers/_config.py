@@ -259,6 +259,7 @@ class Tables:
         "diversity_bonus",
         "diversity_cap",
         "enrichment_weight",
+        "falling",
         "fingerprint",
         "full_sources",
         "half_life",
@@ -285,6 +286,7 @@ class Tables:
         self.enrichment_weight = config.enrichment_weight
         self.thresholds = config.thresholds.ascending()
         self.margin = config.hysteresis_margin
+        self.falling = tuple(threshold - self.margin for threshold in self.thresholds)
         self.volume_half = config.volume_half
         self.full_sources = config.full_sources
         weights = config.confidence_weights

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from enum import StrEnum
 
-__all__ = ["LEVELS", "RiskLevel", "resolve_level"]
+__all__ = ["LEVELS", "RiskLevel", "level_between", "resolve_level"]
 
 
 class RiskLevel(StrEnum):
@@ -35,16 +36,16 @@ def resolve_level(
         thresholds: the entry thresholds of medium, high and critical, ascending.
         margin: how far below a threshold the score must fall to leave the level.
     """
-    rising = _rank_at(score, thresholds, 0.0)
+    falling = tuple(threshold - margin for threshold in thresholds)
+    return level_between(previous, score, thresholds, falling)
+
+
+def level_between(
+    previous: RiskLevel, score: float, rising: tuple[float, ...], falling: tuple[float, ...]
+) -> RiskLevel:
+    """:func:`resolve_level` with the falling thresholds (threshold minus margin) precomputed."""
+    entered = bisect_right(rising, score)
     held = _RANK[previous]
-    if rising > held:
-        return LEVELS[rising]
-    return LEVELS[min(held, _rank_at(score, thresholds, margin))]
-
-
-def _rank_at(score: float, thresholds: tuple[float, ...], margin: float) -> int:
-    rank = 0
-    for index, threshold in enumerate(thresholds, start=1):
-        if score >= threshold - margin:
-            rank = index
-    return rank
+    if entered > held:
+        return LEVELS[entered]
+    return LEVELS[min(held, bisect_right(falling, score))]

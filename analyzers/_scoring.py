@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from analyzers._assessment import Assessment
 from analyzers._construct import trusted
-from analyzers._levels import LEVELS, RiskLevel, resolve_level
+from analyzers._levels import LEVELS, RiskLevel, level_between
 from analyzers._state import EntityRiskState
 from analyzers._version import ANALYZER_VERSION
-from analyzers._window import Features, Window, advance, decay, features, fold
+from analyzers._window import Features, StateFields, advance, decay, features, fold
 from analyzers.errors import EvidenceAlreadyAppliedError
 
 if TYPE_CHECKING:
@@ -91,8 +91,9 @@ def decayed_score(state: EntityRiskState, *, at: datetime, config: AnalyzerConfi
     when = max(at, state.as_of)
     kept = decay((when - state.as_of).total_seconds(), tables.half_life)
     cutoff = when - tables.window_span
-    patterns = advance(state.patterns, kept, cutoff)
-    return features(patterns, advance(state.severities, kept, cutoff), tables).score
+    patterns = advance(state.pattern_mass, state.pattern_seen, kept, cutoff)[0]
+    severities = advance(state.severity_mass, state.severity_seen, kept, cutoff)[0]
+    return features(patterns, severities, tables).score
 
 
 def _assess(
@@ -105,26 +106,26 @@ def _assess(
 ) -> tuple[Assessment, EntityRiskState]:
     if evidence.sequence and evidence.sequence <= state.last_sequence:
         raise EvidenceAlreadyAppliedError(evidence.sequence, state.last_sequence)
-    window = fold(state, evidence, tables)
-    found = features(window.patterns, window.severities, tables)
+    fields = fold(state, evidence, tables)
+    found = features(fields["pattern_mass"], fields["severity_mass"], tables)
     score = _enriched(found.score, enrichment, tables)
     share = None if enrichment is None else score - found.score
-    level = resolve_level(state.level, score, tables.thresholds, tables.margin)
+    level = level_between(state.level, score, tables.thresholds, tables.falling)
     if degraded and _RANK[level] < _RANK[state.level]:
         level = state.level
-    factors = _confidence_factors(window, tables)
+    confidence, factors = _confidence(fields, tables, degraded=degraded)
     assessment = trusted(
         Assessment,
         {
             "evidence_id": evidence.event_id,
             "sequence": evidence.sequence,
-            "as_of": window.as_of,
+            "as_of": fields["as_of"],
             "score": score,
             "level": level,
             "previous_level": state.level,
-            "confidence": _confidence(factors, tables, degraded=degraded),
+            "confidence": confidence,
             "confidence_factors": factors,
-            "patterns": tuple(found.evidence),
+            "patterns": tuple(found.masses),
             "contributions": found.contributions(share),
             "recommendations": _recommendations(level, found, tables, degraded=degraded),
             "enrichment": enrichment,
@@ -133,7 +134,8 @@ def _assess(
             "config_fingerprint": tables.fingerprint,
         },
     )
-    return assessment, _next_state(state, evidence, window, level)
+    fields["level"] = level
+    return assessment, trusted(EntityRiskState, fields)
 
 
 def _enriched(base: float, enrichment: EnrichmentSignal | None, tables: Tables) -> float:
@@ -144,61 +146,48 @@ def _enriched(base: float, enrichment: EnrichmentSignal | None, tables: Tables) 
     return base + modifier * (1.0 - base) if modifier >= 0.0 else base * (1.0 + modifier)
 
 
-def _confidence_factors(window: Window, tables: Tables) -> dict[str, float]:
-    count = window.evidence_count
-    sources = min(1.0, len(window.sources) / tables.full_sources)
-    if count <= 0.0:
-        return {"completeness": 0.0, "recency": 0.0, "sources": sources, "volume": 0.0}
-    return {
-        "completeness": min(1.0, window.reported_count / count),
-        "recency": min(1.0, window.freshness / count),
-        "sources": sources,
-        "volume": count / (count + tables.volume_half),
-    }
-
-
-def _confidence(factors: dict[str, float], tables: Tables, *, degraded: bool) -> float:
-    volume, sources, recency, completeness = tables.confidence_weights
+def _confidence(
+    fields: StateFields, tables: Tables, *, degraded: bool
+) -> tuple[float, dict[str, float]]:
+    """The confidence and its factors: volume, source diversity, recency, completeness."""
+    count = fields["evidence_count"]
+    sources = min(1.0, len(fields["sources"]) / tables.full_sources)
+    if count > 0.0:
+        completeness = min(1.0, fields["reported_count"] / count)
+        recency = min(1.0, fields["freshness"] / count)
+        volume = count / (count + tables.volume_half)
+    else:
+        completeness = recency = volume = 0.0
+    w_volume, w_sources, w_recency, w_completeness = tables.confidence_weights
     value = (
-        volume * factors["volume"]
-        + sources * factors["sources"]
-        + recency * factors["recency"]
-        + completeness * factors["completeness"]
+        w_volume * volume
+        + w_sources * sources
+        + w_recency * recency
+        + w_completeness * completeness
     )
     if degraded:
         value *= tables.degraded_factor
-    return max(0.0, min(1.0, value))
+    factors = {
+        "completeness": completeness,
+        "recency": recency,
+        "sources": sources,
+        "volume": volume,
+    }
+    return max(0.0, min(1.0, value)), factors
 
 
 def _recommendations(
     level: RiskLevel, found: Features, tables: Tables, *, degraded: bool
 ) -> tuple[str, ...]:
     """Level advice first, then advice for the patterns present, biggest share first."""
-    advice = list(tables.level_recommendations[level])
     catalogue = tables.pattern_recommendations
-    present = [pattern for pattern in found.evidence if pattern in catalogue]
-    masses = found.evidence
+    masses = found.masses
+    present = [pattern for pattern in masses if pattern in catalogue]
+    if not present and not degraded:
+        return tables.level_recommendations[level]
+    advice = list(tables.level_recommendations[level])
     for pattern in sorted(present, key=lambda name: (-masses[name], name)):
         advice.extend(catalogue[pattern])
     if degraded:
         advice.append(tables.degraded_recommendation)
     return tuple(dict.fromkeys(advice))
-
-
-def _next_state(
-    state: EntityRiskState, evidence: Evidence, window: Window, level: RiskLevel
-) -> EntityRiskState:
-    return trusted(
-        EntityRiskState,
-        {
-            "level": level,
-            "as_of": window.as_of,
-            "last_sequence": max(state.last_sequence, evidence.sequence),
-            "evidence_count": window.evidence_count,
-            "reported_count": window.reported_count,
-            "freshness": window.freshness,
-            "patterns": window.patterns,
-            "severities": window.severities,
-            "sources": window.sources,
-        },
-    )

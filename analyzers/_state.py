@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from analyzers._evidence import Severity
 from analyzers._levels import RiskLevel
 
-__all__ = ["Aggregate", "EntityRiskState"]
+__all__ = ["EntityRiskState"]
 
 NonNegative = Annotated[float, Field(ge=0.0)]
-Aggregate = tuple[NonNegative, AwareDatetime]
-"""A time-decayed sum, as ``(value at the state's as_of, last time it was added to)``."""
-
 PatternName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
@@ -22,9 +27,10 @@ class EntityRiskState(BaseModel):
     """The compact, JSON-serialisable memory of one entity's risk.
 
     Every decayed sum is valued at ``as_of``, the time of the newest evidence
-    applied. Per pattern and per severity, an :data:`Aggregate` also keeps when
-    it was last added to; entries not added to within the window are dropped.
-    ``sources`` keeps when each source last reported, for source diversity.
+    applied: the evidence count, how much of it reported its own confidence,
+    its freshness, and the weighted mass per pattern and per severity. The
+    ``*_seen`` maps say when each pattern, severity and source was last seen;
+    entries not seen within the window are dropped.
 
     ``model_dump_json()`` and ``model_validate_json()`` round-trip exactly.
     """
@@ -37,15 +43,25 @@ class EntityRiskState(BaseModel):
     evidence_count: NonNegative = 0.0
     reported_count: NonNegative = 0.0
     freshness: NonNegative = 0.0
-    patterns: dict[PatternName, Aggregate] = Field(default_factory=dict)
-    severities: dict[Severity, Aggregate] = Field(default_factory=dict)
+    pattern_mass: dict[PatternName, NonNegative] = Field(default_factory=dict)
+    pattern_seen: dict[PatternName, AwareDatetime] = Field(default_factory=dict)
+    severity_mass: dict[Severity, NonNegative] = Field(default_factory=dict)
+    severity_seen: dict[Severity, AwareDatetime] = Field(default_factory=dict)
     sources: dict[str, AwareDatetime] = Field(default_factory=dict)
 
-    @field_validator("patterns", "severities", mode="after")
+    @field_validator("pattern_mass", "pattern_seen", "severity_mass", "severity_seen")
     @classmethod
-    def _sorted(cls, value: dict[str, Aggregate]) -> dict[str, Aggregate]:
+    def _sorted(cls, value: dict[str, Any]) -> dict[str, Any]:
         """Keep keys sorted, as scoring does, so equal states score identically."""
         return dict(sorted(value.items()))
+
+    @model_validator(mode="after")
+    def _paired(self) -> Self:
+        if self.pattern_mass.keys() != self.pattern_seen.keys():
+            raise ValueError("pattern_mass and pattern_seen must have the same patterns")
+        if self.severity_mass.keys() != self.severity_seen.keys():
+            raise ValueError("severity_mass and severity_seen must have the same severities")
+        return self
 
     @classmethod
     def initial(cls) -> EntityRiskState:

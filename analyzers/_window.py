@@ -9,20 +9,20 @@ arriving out of order is folded exactly as if it had arrived in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime  # noqa: TC003 - dataclass fields are resolved at runtime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from analyzers._evidence import Severity
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from analyzers._config import Tables
     from analyzers._evidence import Evidence
-    from analyzers._state import Aggregate, EntityRiskState
+    from analyzers._levels import RiskLevel
+    from analyzers._state import EntityRiskState
 
-__all__ = ["Features", "Window", "advance", "decay", "features", "fold"]
+__all__ = ["Features", "StateFields", "advance", "decay", "features", "fold"]
 
 K = TypeVar("K", str, Severity)
 
@@ -32,21 +32,27 @@ def decay(seconds: float, half_life: float) -> float:
     return 0.5 ** (seconds / half_life) if seconds > 0.0 else 1.0
 
 
-@dataclass(slots=True)
-class Window:
-    """The aggregates of a state after one more piece of evidence, valued at ``as_of``."""
+class StateFields(TypedDict):
+    """The fields of the next :class:`EntityRiskState`, as :func:`fold` computes them."""
 
+    level: RiskLevel
     as_of: datetime
+    last_sequence: int
     evidence_count: float
     reported_count: float
     freshness: float
-    patterns: dict[str, Aggregate]
-    severities: dict[Severity, Aggregate]
+    pattern_mass: dict[str, float]
+    pattern_seen: dict[str, datetime]
+    severity_mass: dict[Severity, float]
+    severity_seen: dict[Severity, datetime]
     sources: dict[str, datetime]
 
 
-def fold(state: EntityRiskState, evidence: Evidence, tables: Tables) -> Window:
-    """The aggregates of ``state`` with ``evidence`` added, valued at the new ``as_of``."""
+def fold(state: EntityRiskState, evidence: Evidence, tables: Tables) -> StateFields:
+    """The fields of ``state`` with ``evidence`` added, valued at the new ``as_of``.
+
+    The level is left as it was: deciding it is the caller's business.
+    """
     observed = evidence.observed_at
     previous = state.as_of
     half_life = tables.half_life
@@ -59,79 +65,108 @@ def fold(state: EntityRiskState, evidence: Evidence, tables: Tables) -> Window:
         kept = 1.0
         weight = decay((previous - observed).total_seconds(), half_life)
     cutoff = as_of - tables.window_span
-    mass = tables.severity_weights[evidence.severity] * evidence.confidence * weight
-    patterns = advance(state.patterns, kept, cutoff)
-    severities = advance(state.severities, kept, cutoff)
+    pattern_mass, pattern_seen = advance(state.pattern_mass, state.pattern_seen, kept, cutoff)
+    severity_mass, severity_seen = advance(state.severity_mass, state.severity_seen, kept, cutoff)
     if observed >= cutoff:
-        patterns = _add(patterns, evidence.pattern, mass, observed)
-        severities = _add(severities, evidence.severity, evidence.confidence * weight, observed)
-    return Window(
-        as_of,
-        state.evidence_count * kept + weight,
-        state.reported_count * kept + (weight if evidence.confidence_reported else 0.0),
-        state.freshness * kept + weight * decay(evidence.lag_seconds, half_life),
-        _evicted(patterns, tables.max_patterns),
-        severities,
-        _seen(state.sources, evidence.source, observed, cutoff, tables.full_sources),
-    )
-
-
-def advance(aggregates: Mapping[K, Aggregate], kept: float, cutoff: datetime) -> dict[K, Aggregate]:
-    """``aggregates`` scaled by ``kept``, without the entries last seen before ``cutoff``."""
-    if kept == 1.0:
-        return {key: entry for key, entry in aggregates.items() if entry[1] >= cutoff}
+        mass = tables.severity_weights[evidence.severity] * evidence.confidence * weight
+        _add(pattern_mass, pattern_seen, evidence.pattern, mass, observed)
+        _add(
+            severity_mass, severity_seen, evidence.severity, evidence.confidence * weight, observed
+        )
+        _evict(pattern_mass, pattern_seen, tables.max_patterns)
     return {
-        key: (value * kept, last) for key, (value, last) in aggregates.items() if last >= cutoff
+        "level": state.level,
+        "as_of": as_of,
+        "last_sequence": max(state.last_sequence, evidence.sequence),
+        "evidence_count": state.evidence_count * kept + weight,
+        "reported_count": state.reported_count * kept
+        + (weight if evidence.confidence_reported else 0.0),
+        "freshness": state.freshness * kept + weight * decay(evidence.lag_seconds, half_life),
+        "pattern_mass": pattern_mass,
+        "pattern_seen": pattern_seen,
+        "severity_mass": severity_mass,
+        "severity_seen": severity_seen,
+        "sources": _seen(state.sources, evidence.source, observed, cutoff, tables.full_sources),
     }
 
 
-def _add(aggregates: dict[K, Aggregate], key: K, amount: float, at: datetime) -> dict[K, Aggregate]:
-    """``aggregates`` with ``amount`` added under ``key``; keys stay sorted."""
-    entry = aggregates.get(key)
-    if entry is not None:
-        aggregates[key] = (entry[0] + amount, max(entry[1], at))
-        return aggregates
-    aggregates[key] = (amount, at)
-    return dict(sorted(aggregates.items())) if len(aggregates) > 1 else aggregates
+def advance(
+    masses: Mapping[K, float], seen: Mapping[K, datetime], kept: float, cutoff: datetime
+) -> tuple[dict[K, float], dict[K, datetime]]:
+    """Copies of ``masses`` times ``kept`` and of ``seen``, minus entries seen before ``cutoff``."""
+    if seen and min(seen.values()) < cutoff:
+        recent = {key: last for key, last in seen.items() if last >= cutoff}
+        return {key: masses[key] * kept for key in recent}, recent
+    if kept == 1.0:
+        return dict(masses), dict(seen)
+    return {key: value * kept for key, value in masses.items()}, dict(seen)
 
 
-def _evicted(patterns: dict[str, Aggregate], limit: int) -> dict[str, Aggregate]:
+def _add(
+    masses: dict[K, float], seen: dict[K, datetime], key: K, amount: float, at: datetime
+) -> None:
+    """Add ``amount`` under ``key``, keeping both maps sorted by key."""
+    last = seen.get(key)
+    if last is not None:
+        masses[key] += amount
+        if at > last:
+            seen[key] = at
+        return
+    in_order = not masses or key > next(reversed(masses))
+    masses[key] = amount
+    seen[key] = at
+    if not in_order:
+        _sort(masses)
+        _sort(seen)
+
+
+def _sort(mapping: dict[K, float] | dict[K, datetime]) -> None:
+    items = sorted(mapping.items())
+    mapping.clear()
+    mapping.update(items)  # type: ignore[arg-type] # items came from this very mapping
+
+
+def _evict(masses: dict[str, float], seen: dict[str, datetime], limit: int) -> None:
     """Drop the smallest patterns beyond ``limit``; that never lowers the total mass."""
-    excess = len(patterns) - limit
-    if excess <= 0:
-        return patterns
-    ranked = sorted(patterns, key=lambda pattern: (patterns[pattern][0], pattern))
-    dropped = set(ranked[:excess])
-    return {pattern: entry for pattern, entry in patterns.items() if pattern not in dropped}
+    while len(masses) > limit:
+        smallest = min(masses, key=lambda pattern: (masses[pattern], pattern))
+        del masses[smallest]
+        del seen[smallest]
 
 
 def _seen(
     sources: Mapping[str, datetime], source: str, at: datetime, cutoff: datetime, keep: int
 ) -> dict[str, datetime]:
     """Sources seen in the window; only the ``keep`` most recent matter for diversity."""
-    seen = {name: last for name, last in sources.items() if last >= cutoff}
+    if sources and min(sources.values()) < cutoff:
+        seen = {name: last for name, last in sources.items() if last >= cutoff}
+    else:
+        seen = dict(sources)
     last = seen.get(source)
     if at < cutoff or (last is not None and last >= at):
         return seen
     seen[source] = at
-    if last is None:
-        while len(seen) > keep:
-            del seen[min(seen, key=lambda name: (seen[name], name))]
+    while len(seen) > keep:
+        del seen[min(seen, key=seen.__getitem__)]
     return seen
 
 
 class Features:
-    """The raw (unsaturated) feature values of the evidence score, and that score."""
+    """The raw (unsaturated) feature values of the evidence score, and that score.
 
-    __slots__ = ("critical", "diversity", "evidence", "raw", "score")
+    ``masses`` are the severity- and confidence-weighted masses per pattern,
+    sorted by pattern.
+    """
+
+    __slots__ = ("critical", "diversity", "masses", "raw", "score")
 
     def __init__(
-        self, evidence: dict[str, float], critical: float, diversity: float, saturation: float
+        self, masses: Mapping[str, float], critical: float, diversity: float, saturation: float
     ) -> None:
-        self.evidence = evidence
+        self.masses = masses
         self.critical = critical
         self.diversity = diversity
-        self.raw = sum(evidence.values()) + critical + diversity
+        self.raw = sum(masses.values()) + critical + diversity
         self.score = 1.0 - 0.5 ** (self.raw / saturation) if self.raw > 0.0 else 0.0
 
     def contributions(self, enrichment: float | None) -> dict[str, float]:
@@ -144,28 +179,22 @@ class Features:
         shares = {"critical_amplification": self.critical * scale}
         if enrichment is not None:
             shares["enrichment"] = enrichment
-        for name, value in self.evidence.items():
-            shares[f"evidence:{name}"] = value * scale
+        for name, mass in self.masses.items():
+            shares[f"evidence:{name}"] = mass * scale
         shares["pattern_diversity"] = self.diversity * scale
         return shares
 
 
 def features(
-    patterns: Mapping[str, Aggregate], severities: Mapping[Severity, Aggregate], tables: Tables
+    pattern_mass: Mapping[str, float], severity_mass: Mapping[Severity, float], tables: Tables
 ) -> Features:
-    """The evidence features of aggregates valued at one time, and their saturated score.
+    """The evidence features of masses valued at one time, and their saturated score.
 
-    ``patterns`` must be sorted by key, as every state's are.
+    ``pattern_mass`` must be sorted by key, as every state's is.
     """
-    masses = {pattern: entry[0] for pattern, entry in patterns.items()}
-    critical = severities.get(Severity.CRITICAL)
-    distinct = len(masses)
+    distinct = len(pattern_mass)
     diversity = (
         min(tables.diversity_cap, tables.diversity_bonus * (distinct - 1)) if distinct > 1 else 0.0
     )
-    return Features(
-        masses,
-        0.0 if critical is None else tables.amplification * critical[0],
-        diversity,
-        tables.saturation,
-    )
+    critical = tables.amplification * severity_mass.get(Severity.CRITICAL, 0.0)
+    return Features(pattern_mass, critical, diversity, tables.saturation)

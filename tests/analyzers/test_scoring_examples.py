@@ -197,7 +197,7 @@ def test_patterns_beyond_the_limit_drop_the_smallest(config: AnalyzerConfig) -> 
     ]
     assessment, state = assess_many(INITIAL, evidence, config=small)
     assert assessment[-1].patterns == ("impossible_travel", "odd_hours")
-    assert set(state.patterns) == {"impossible_travel", "odd_hours"}
+    assert set(state.pattern_mass) == set(state.pattern_seen) == {"impossible_travel", "odd_hours"}
 
 
 def test_evidence_outside_the_window_is_forgotten(config: AnalyzerConfig) -> None:

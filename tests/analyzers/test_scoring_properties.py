@@ -251,3 +251,16 @@ def test_a_conservative_assessment_never_lowers_the_level(
     assert degraded.confidence <= normal.confidence
     assert degraded.score == normal.score
     assert degraded_state.level == degraded.level
+
+
+def test_copying_a_computed_model_leaves_the_original_alone() -> None:
+    """``model_copy`` of a computed assessment or state changes only the copy."""
+    config = AnalyzerConfig()
+    first, state = assess(INITIAL, make_evidence(0), config=config)
+    second, _ = assess(state, make_evidence(60), config=config)
+    copy = first.model_copy(update={"score": 0.0})
+    assert copy.score == 0.0
+    assert first.score > 0.0
+    assert first.model_fields_set == second.model_fields_set == set(Assessment.model_fields)
+    assert state.model_copy(update={"last_sequence": 5}).last_sequence == 5
+    assert state.last_sequence == 0
