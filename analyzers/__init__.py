@@ -16,8 +16,17 @@ from analyzers._config import (
     SeverityWeights,
 )
 from analyzers._evidence import EVIDENCE_RECORDED, Evidence, EvidenceData, Severity
+from analyzers._facade import (
+    FALLBACK_LEVEL,
+    FALLBACK_SCORE,
+    analysis_report,
+    analyze_evidence_log,
+    analyze_risk_patterns,
+    fallback_report,
+)
 from analyzers._levels import RiskLevel, resolve_level
 from analyzers._loading import load_config
+from analyzers._log import LogEntry, parse_evidence_log
 from analyzers._scoring import assess, assess_many, conservative_assessment, decayed_score
 from analyzers._signal import Enricher, EnrichmentSignal
 from analyzers._state import EntityRiskState
@@ -37,6 +46,8 @@ from analyzers.errors import (
 __all__ = [
     "ANALYZER_VERSION",
     "EVIDENCE_RECORDED",
+    "FALLBACK_LEVEL",
+    "FALLBACK_SCORE",
     "AnalyzerConfig",
     "AnalyzerError",
     "Assessment",
@@ -55,15 +66,21 @@ __all__ = [
     "InvalidEvidenceError",
     "LevelRecommendations",
     "LevelThresholds",
+    "LogEntry",
     "RecommendationCatalogue",
     "RiskLevel",
     "Severity",
     "SeverityWeights",
     "TransientAnalyzerError",
+    "analysis_report",
+    "analyze_evidence_log",
+    "analyze_risk_patterns",
     "assess",
     "assess_many",
     "conservative_assessment",
     "decayed_score",
+    "fallback_report",
     "load_config",
+    "parse_evidence_log",
     "resolve_level",
 ]
