@@ -492,9 +492,15 @@ class EventStore:
         info = await self.client.api(f"STREAM.INFO.{stream}", {"subjects_filter": subject_filter})
         return sum(int(n) for n in (info["state"].get("subjects") or {}).values())
 
-    async def get(self, stream: str, sequence: int) -> RecordedEvent | None:
-        """The message at ``sequence`` in ``stream``, or ``None`` when there is none."""
-        raw = await self.client.direct_get(stream, sequence)
+    async def get(
+        self, stream: str, sequence: int, *, next_on_subject: str | None = None
+    ) -> RecordedEvent | None:
+        """The message at ``sequence`` in ``stream``, or ``None`` when there is none.
+
+        With ``next_on_subject``, the first message on that subject at or after
+        ``sequence`` (one request, however far away it is).
+        """
+        raw = await self.client.direct_get(stream, sequence, next_by_subject=next_on_subject)
         return None if raw is None else self._recorded(raw)
 
     async def delete(self, stream: str, sequence: int) -> None:

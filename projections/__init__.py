@@ -16,11 +16,12 @@ from projections._dlq import (
     DlqActions,
     NotADeadLetterError,
 )
-from projections._message import Handler, Message, Middleware, Outcome, Output, Result
+from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
 
 __all__ = [
+    "CHAIN",
     "DEAD_LETTERED",
     "DLQ_PURGED",
     "DLQ_REPLAYED",

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from eventstore import ANY
 
 if TYPE_CHECKING:
     from eventstore import CloudEvent, Delivery, ExpectedVersion
 
-__all__ = ["Handler", "Message", "Middleware", "Outcome", "Output", "Result"]
+__all__ = ["CHAIN", "Handler", "Message", "Middleware", "Outcome", "Output", "Result"]
+
+CHAIN: Final = "chain"
+"""Expected version of an output that follows another one to the same subject in one result:
+the version that earlier output was stored at (known only once it is committed)."""
 
 Outcome = Literal["assessed", "duplicate_skipped", "dead_lettered", "retried", "paused"]
 
@@ -21,7 +25,7 @@ class Output:
     """An event a handler wants committed before its input is acknowledged."""
 
     event: CloudEvent
-    expected_version: ExpectedVersion = ANY
+    expected_version: ExpectedVersion | Literal["chain"] = ANY
     subject: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 

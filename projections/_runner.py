@@ -28,12 +28,12 @@ from eventstore.errors import (
     TransientStoreError,
 )
 from projections._deadletter import dead_letter
-from projections._message import Message, Result
+from projections._message import CHAIN, Message, Result
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from eventstore import AppendResult, Delivery, DurableConsumer, EventStore
+    from eventstore import AppendResult, Delivery, DurableConsumer, EventStore, ExpectedVersion
     from projections._message import Handler, Output
     from projections._metrics import ProjectionMetrics
 
@@ -315,15 +315,24 @@ class ProjectionRunner:
         return Result.commit((output,), "dead_lettered")
 
     async def _commit(self, outputs: tuple[Output, ...]) -> list[AppendResult]:
-        return [
-            await self.store.append(
+        results: list[AppendResult] = []
+        versions: dict[str, int] = {}
+        for output in outputs:
+            subject = output.subject or self.store.subject_of(output.event)
+            expected: ExpectedVersion = (
+                versions[subject]  # fenced on the output committed just before it
+                if output.expected_version == CHAIN
+                else output.expected_version
+            )
+            result = await self.store.append(
                 output.event,
-                expected_version=output.expected_version,
-                subject=output.subject,
+                expected_version=expected,
+                subject=subject,
                 headers=output.headers or None,
             )
-            for output in outputs
-        ]
+            versions[subject] = result.version
+            results.append(result)
+        return results
 
     async def _acknowledge(self, delivery: Delivery, result: Result) -> None:
         try:

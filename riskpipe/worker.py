@@ -100,7 +100,7 @@ class Worker:
         return chain(
             self.projection.handle,
             log_context,
-            dead_letters(self.store.config, utc_now),
+            dead_letters(self.store.config, utc_now, already_handled=self.projection.is_handled),
             pause_on_open_breaker(probe_after=min(5.0, self.settings.enrichment_reset_seconds)),
             retry(),
             timeout(self.settings.handler_timeout_seconds),

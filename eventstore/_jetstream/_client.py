@@ -171,9 +171,17 @@ class JetStreamClient:
             )
         return _raw_from_direct(stream, msg)
 
-    async def direct_get(self, stream: str, seq: int) -> RawMessage | None:
-        """The message at ``seq``, or ``None`` when there is none (deleted or out of range)."""
-        body = orjson.dumps({"seq": seq})
+    async def direct_get(
+        self, stream: str, seq: int, *, next_by_subject: str | None = None
+    ) -> RawMessage | None:
+        """The message at ``seq``, or ``None`` when there is none (deleted or out of range).
+
+        With ``next_by_subject``: the first message on that subject at or after ``seq``.
+        """
+        request: dict[str, object] = {"seq": seq}
+        if next_by_subject is not None:
+            request["next_by_subj"] = next_by_subject
+        body = orjson.dumps(request)
         with map_errors(f"direct get on {stream}"):
             msg = await self.nc.request(f"{_API}.DIRECT.GET.{stream}", body, timeout=self.timeout)
         return _raw_from_direct(stream, msg)

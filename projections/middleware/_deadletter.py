@@ -12,7 +12,7 @@ from projections._message import Result
 from projections.errors import RetriesExhaustedError, is_transient
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from datetime import datetime
 
     from eventstore import StoreConfig
@@ -24,12 +24,17 @@ _log = structlog.get_logger(__name__)
 
 
 def dead_letters(
-    config: StoreConfig, clock: Callable[[], datetime]
+    config: StoreConfig,
+    clock: Callable[[], datetime],
+    *,
+    already_handled: Callable[[Message], Awaitable[bool]] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Turn a permanent error (or :class:`RetriesExhaustedError`) into a dead letter.
 
     Transient errors pass through untouched: they belong to the retry
-    middleware inside this one.
+    middleware inside this one. Before dead-lettering a message whose retries
+    ran out, ``already_handled`` is asked whether another worker has handled it
+    meanwhile (then it is skipped, so it never has both an effect and a dead letter).
     """
 
     def middleware(handler: Handler) -> Handler:
@@ -40,6 +45,8 @@ def dead_letters(
                 if is_transient(exc) or isinstance(exc, DependencyUnavailable):
                     raise
                 permanent = not isinstance(exc, RetriesExhaustedError)
+                if not permanent and already_handled is not None and await already_handled(message):
+                    return Result.commit((), "duplicate_skipped")
                 cause = exc.cause if isinstance(exc, RetriesExhaustedError) else exc
                 _log.warning(
                     "projection.dead_lettered",

@@ -36,7 +36,8 @@ class RiskAssessedData(BaseModel):
     """The ``data`` of ``riskpipe.risk.assessed.v1``.
 
     ``state`` is the entity's analyzer state after this evidence: the next
-    assessment continues from it, and an audit can re-derive it.
+    assessment continues from it, and an audit can re-derive it. ``cursor``
+    is the projection's position in the entity's evidence.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -45,6 +46,9 @@ class RiskAssessedData(BaseModel):
     evidence: EvidenceRef
     assessment: Assessment
     state: EntityRiskState
+    cursor: int = Field(ge=1)
+    """The highest evidence sequence of this entity handled so far (assessed or
+    dead-lettered); the next assessment continues after it."""
 
 
 def build_schemas() -> EventSchemas:

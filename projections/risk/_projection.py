@@ -3,16 +3,22 @@
 Exactly once: the assessment's ``Nats-Msg-Id`` is derived from the evidence's
 stream position, and it is published with the entity's last assessment
 sequence as the expected version. A redelivery, a restart or a racing (zombie)
-worker therefore either finds the evidence already applied in the entity's
-state, or has its publish refused; on a refusal the state is re-read from the
-last assessment and the message handled again.
+worker therefore either finds the evidence already handled (at or below the
+entity's cursor), or has its publish refused; on a refusal the state is
+re-read from the last assessment and the message handled again.
+
+In order: before assessing evidence ``S`` of an entity, the projection asks
+the stream for the entity's first evidence after its cursor. If that is an
+earlier one (delivered to a worker that died, or to another worker), it is
+handled first, in the same commit. So a redelivery that arrives late can never
+be overtaken by the evidence that followed it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 
@@ -27,10 +33,11 @@ from analyzers import (
     assess,
     conservative_assessment,
 )
-from eventstore import NO_STREAM, CloudEvent
-from projections._deadletter import projection_source
+from eventstore import NO_STREAM, CloudEvent, Delivery
+from eventstore.errors import DecodeError
+from projections._deadletter import dead_letter, projection_source
 from projections._dlq import REPLAY_HEADER
-from projections._message import Message, Output, Result
+from projections._message import CHAIN, Message, Output, Result
 from projections.errors import UnexpectedEventTypeError
 from projections.risk._events import ASSESSED, EvidenceRef, RiskAssessedData
 
@@ -38,20 +45,22 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from analyzers import Enricher, EnrichmentSignal
-    from eventstore import AppendResult, EventStore
+    from analyzers import Enricher
+    from eventstore import AppendResult, EventStore, ExpectedVersion, RecordedEvent
 
 __all__ = ["RiskProjection"]
 
 _log = structlog.get_logger(__name__)
+_PERMANENT = (DecodeError, UnexpectedEventTypeError, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
 class _Known:
-    """An entity's analyzer state and the stream sequence of its last assessment (0: none)."""
+    """An entity's analyzer state, its last assessment's sequence (0: none), and its cursor."""
 
     state: EntityRiskState
     version: int
+    cursor: int
 
 
 class RiskProjection:
@@ -80,26 +89,27 @@ class RiskProjection:
     # -- the handler ------------------------------------------------------------------
 
     async def handle(self, message: Message) -> Result:
-        """Assess one evidence message (or skip it when its entity already includes it)."""
+        """Assess one evidence message, after any earlier one of its entity still unhandled."""
         event = self._decode(message)
-        evidence = self._evidence(event, message)
         known = await self._known(message)
-        if evidence.sequence <= known.state.last_sequence:
+        if message.sequence <= known.cursor:
             return Result.commit((), "duplicate_skipped")
-        assessment, state = await self._assess(message, known.state, evidence)
-        message.context["pending_state"] = state
-        message.context["level"] = assessment.level.value
-        output = Output(
-            self._assessment_event(event, message, assessment, state),
-            expected_version=known.version or NO_STREAM,
-        )
-        return Result.commit((output,), "assessed")
+        outputs, known = await self._catch_up(message, known)
+        output, known = await self._assessed(message, event, known, chained=bool(outputs))
+        message.context["pending"] = known
+        return Result.commit((*outputs, output), "assessed")
+
+    async def is_handled(self, message: Message) -> bool:
+        """Whether the entity's stored cursor is already at or past this message."""
+        self._cache.pop(message.delivery.subject, None)
+        return message.sequence <= (await self._known(message)).cursor
 
     def committed(self, message: Message, results: list[AppendResult]) -> None:
-        """Remember the entity's new state and version once its assessment is stored."""
-        state = message.context.get("pending_state")
-        if state is not None and results:
-            self._remember(message.delivery.subject, _Known(state, results[-1].version))
+        """Remember the entity's new state, version and cursor once its outputs are stored."""
+        known: _Known | None = message.context.get("pending")
+        risk = [r for r in results if r.stream == self.store.config.risk_stream]
+        if known is not None and risk:
+            self._remember(message.delivery.subject, replace(known, version=risk[-1].version))
 
     def conflicted(self, message: Message) -> None:
         """Forget the entity's cached state: someone else assessed it; re-read it."""
@@ -116,15 +126,11 @@ class RiskProjection:
             raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
         return event
 
-    def _evidence(self, event: CloudEvent, message: Message) -> Evidence:
+    def _evidence(self, event: CloudEvent, sequence: int) -> Evidence:
         data = self.store.schemas.typed_data(event)
         assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
         return Evidence.from_data(
-            data,
-            event_id=event.id,
-            source=event.source,
-            sequence=message.delivery.stream_seq,
-            event_time=event.time,
+            data, event_id=event.id, source=event.source, sequence=sequence, event_time=event.time
         )
 
     async def _known(self, message: Message) -> _Known:
@@ -135,14 +141,14 @@ class RiskProjection:
         subject = self.store.config.subject("risk", message.tenant, message.entity)
         last = await self.store.last(subject)
         if last is None:
-            known = _Known(EntityRiskState.initial(), 0)
+            known = _Known(EntityRiskState.initial(), 0, 0)
         else:
             data = self.store.schemas.typed_data(last.event) if last.event else None
             if not isinstance(data, RiskAssessedData):
                 raise TypeError(
                     f"last message on {subject} (seq {last.sequence}) is not an assessment"
                 )
-            known = _Known(data.state, last.sequence)
+            known = _Known(data.state, last.sequence, data.cursor)
         self._remember(key, known)
         return known
 
@@ -152,15 +158,78 @@ class RiskProjection:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
+    async def _assessed(
+        self, message: Message, event: CloudEvent, known: _Known, *, chained: bool
+    ) -> tuple[Output, _Known]:
+        evidence = self._evidence(event, message.sequence)
+        assessment, state = await self._assess(message, known.state, evidence)
+        after = _Known(state, known.version, message.sequence)
+        expected: ExpectedVersion | Literal["chain"] = (
+            CHAIN if chained else (known.version or NO_STREAM)
+        )
+        event_out = self._assessment_event(event, message, assessment, after)
+        return Output(event_out, expected_version=expected), after
+
+    async def _catch_up(self, message: Message, known: _Known) -> tuple[list[Output], _Known]:
+        """Outputs for the entity's evidence between its cursor and this message, in order."""
+        outputs: list[Output] = []
+        subject, stream = message.delivery.subject, message.delivery.stream
+        dead: set[int] | None = None
+        while True:
+            rec = await self.store.get(stream, known.cursor + 1, next_on_subject=subject)
+            if rec is None or rec.sequence >= message.sequence:
+                return outputs, known
+            if dead is None:
+                dead = await self._dead_lettered(message)
+            _log.info("risk.catch_up", earlier=rec.sequence, cursor=known.cursor)
+            if rec.sequence in dead:
+                known = replace(known, cursor=rec.sequence)
+                continue
+            earlier = self._message_for(message, rec)
+            # assessments go to the derived risk subject (subject=None); dead letters do not
+            chained = any(o.subject is None for o in outputs)
+            try:
+                event = _evidence_event(rec)
+                earlier.context["event"] = event
+                output, known = await self._assessed(earlier, event, known, chained=chained)
+            except _PERMANENT as exc:
+                output = dead_letter(
+                    earlier, exc, permanent=True, now=self._clock(), config=self.store.config
+                )
+                known = replace(known, cursor=rec.sequence)
+            outputs.append(output)
+
+    def _message_for(self, message: Message, rec: RecordedEvent) -> Message:
+        delivery = Delivery(
+            subject=rec.subject, data=rec.payload, headers=rec.headers, stream=rec.stream,
+            stream_seq=rec.sequence, consumer_seq=0, num_delivered=1, num_pending=0,
+            stored_at=rec.stored_at, reply="",
+        )  # fmt: skip
+        return Message(
+            message.projection, delivery, message.tenant, message.entity, message.max_deliver
+        )
+
+    async def _dead_lettered(self, message: Message) -> set[int]:
+        """Evidence sequences of this entity that already have a dead letter."""
+        config = self.store.config
+        subject = config.dlq_subject(self.name, message.tenant, message.entity)
+        seqs: set[int] = set()
+        seq = 1
+        while (
+            rec := await self.store.get(config.dlq_stream, seq, next_on_subject=subject)
+        ) is not None:
+            if rec.event is not None and rec.event.data is not None:
+                seqs.add(int(str(rec.event.data["sequence"])))
+            seq = rec.sequence + 1
+        return seqs
+
     async def _assess(
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
         if self.enricher is None:
             return assess(state, evidence, config=self.config)
         try:
-            signal: EnrichmentSignal = await self.enricher.enrich(
-                message.tenant, message.entity, evidence
-            )
+            signal = await self.enricher.enrich(message.tenant, message.entity, evidence)
         except DependencyUnavailable:
             if not self.degraded_mode:
                 raise
@@ -169,7 +238,7 @@ class RiskProjection:
         return assess(state, evidence, config=self.config, enrichment=signal)
 
     def _assessment_event(
-        self, event: CloudEvent, message: Message, assessment: Assessment, state: EntityRiskState
+        self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
     ) -> CloudEvent:
         delivery = message.delivery
         replay_of = delivery.headers.get(REPLAY_HEADER)
@@ -183,7 +252,8 @@ class RiskProjection:
                 replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
             ),
             assessment=assessment,
-            state=state,
+            state=known.state,
+            cursor=known.cursor,
         )
         return CloudEvent(
             id=f"{delivery.stream}-{delivery.stream_seq}",
@@ -196,3 +266,17 @@ class RiskProjection:
             correlationid=event.correlationid,
             data=data.model_dump(mode="json"),
         )
+
+
+def _evidence_event(rec: RecordedEvent) -> CloudEvent:
+    """The evidence event a stored record holds.
+
+    Raises:
+        DecodeError: the record is not a valid event.
+        UnexpectedEventTypeError: it is not evidence.
+    """
+    if rec.event is None:
+        raise rec.error or DecodeError(f"undecodable message at sequence {rec.sequence}")
+    if rec.event.type != EVIDENCE_RECORDED:
+        raise UnexpectedEventTypeError(rec.event.type, EVIDENCE_RECORDED)
+    return rec.event

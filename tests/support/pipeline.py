@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -172,3 +173,32 @@ def check_invariants(streams: Streams, *, poison: Iterable[int] = ()) -> None:
             "original",
         ):
             assert letter.get(key) not in (None, ""), f"dead letter {seq} lacks {key}"
+
+
+async def wait_for_messages(
+    store: EventStore, stream: str, count: int, *, timeout: float = 60
+) -> int:
+    """Wait until ``stream`` holds at least ``count`` messages; woken by each new one.
+
+    A core subscription on the stream's subjects signals arrivals; the count
+    itself always comes from the server, so a missed signal (a reconnect) only
+    costs the one-second re-check.
+    """
+    arrived = asyncio.Event()
+
+    async def on_message(_msg: object) -> None:
+        arrived.set()
+
+    info = await store.client.stream_info(stream)
+    assert info is not None
+    sub = await store.client.nc.subscribe(info["config"]["subjects"][0], cb=on_message)
+    try:
+        async with asyncio.timeout(timeout):
+            while (have := int((await store.stream_state(stream))["messages"])) < count:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await arrived.wait()
+                arrived.clear()
+            return have
+    finally:
+        await sub.unsubscribe()

@@ -1,0 +1,115 @@
+"""Real faults on real processes: kill -9 a worker, pause a zombie, crash the server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+import orjson
+from support.events import evidence
+from support.pipeline import WorkerProcess, check_invariants, read_streams, wait_for_messages
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+    from riskpipe.server import NatsServer
+
+FAST = {
+    "RISKPIPE_ACK_WAIT_SECONDS": "2",
+    "RISKPIPE_FETCH_TIMEOUT": "0.3",
+    "RISKPIPE_BATCH": "16",
+    "RISKPIPE_DRAIN_TIMEOUT_SECONDS": "10",
+}
+
+
+async def _publish(store: EventStore, count: int, entities: int) -> None:
+    events = [evidence(f"f{i}", entity=f"e{i % entities}", minute=i) for i in range(count)]
+    assert not [r for r in await store.append_many(events) if isinstance(r, Exception)]
+
+
+class CheckpointWatch:
+    """Checks every checkpoint the moment it is written: never ahead of committed work (I7)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.seen: list[int] = []
+        self.violations: list[str] = []
+        self._sub: object = None
+
+    async def start(self) -> None:
+        """Subscribe to the checkpoint key's updates."""
+        self._sub = await self.store.client.nc.subscribe(
+            "$KV.rp-checkpoints.risk", cb=self._on_update
+        )
+
+    async def _on_update(self, msg: object) -> None:
+        checkpoint = int(orjson.loads(msg.data)["sequence"])  # type: ignore[attr-defined]
+        if self.seen and checkpoint < self.seen[-1]:
+            self.violations.append(f"checkpoint went back from {self.seen[-1]} to {checkpoint}")
+        self.seen.append(checkpoint)
+        streams = await read_streams(self.store)
+        done = set(streams.assessments) | set(streams.dead_letters)
+        missing = [seq for seq in range(1, checkpoint + 1) if seq not in done]
+        if missing:
+            self.violations.append(f"checkpoint {checkpoint} ahead of work: {missing[:5]}")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        await self._sub.unsubscribe()  # type: ignore[attr-defined]
+
+
+async def test_kill_9_worker_mid_stream(nats_server: NatsServer, store: EventStore) -> None:
+    """kill -9 a worker mid-stream, restart it: one assessment each, in order, checkpoint never ahead."""
+    await _publish(store, 1500, 20)
+    watch = CheckpointWatch(store)
+    await watch.start()
+    first = WorkerProcess(nats_server.url, env=FAST)
+    first.start()
+    await wait_for_messages(store, "RISK", 200)
+    first.kill()
+    stopped_at = int((await store.stream_state("RISK"))["messages"])
+    second = WorkerProcess(nats_server.url, env=FAST, until_idle=True)
+    second.start()
+    assert await asyncio.to_thread(second.wait, 120) == 0
+    await watch.stop()
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert len(streams.assessments) == 1500
+    assert stopped_at < 1500, "the kill should land mid-stream"
+    assert watch.violations == []
+    assert watch.seen, "checkpoints were written while the workers ran"
+
+
+async def test_zombie_worker_adds_no_duplicate(nats_server: NatsServer, store: EventStore) -> None:
+    """A worker paused past ack_wait wakes up after another took over: still one assessment each."""
+    await _publish(store, 800, 8)
+    zombie = WorkerProcess(nats_server.url, env=FAST)
+    zombie.start()
+    await wait_for_messages(store, "RISK", 100)
+    zombie.signal(signal.SIGSTOP)
+    frozen_at = int((await store.stream_state("RISK"))["messages"])
+    rescuer = WorkerProcess(nats_server.url, env=FAST)
+    rescuer.start()
+    await wait_for_messages(store, "RISK", 800, timeout=120)
+    zombie.signal(signal.SIGCONT)
+    assert zombie.stop() == 0
+    assert rescuer.stop() == 0
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert sum(len(a) for a in streams.assessments.values()) == 800
+    assert frozen_at < 800, "the zombie should freeze mid-stream"
+
+
+async def test_server_crash_during_processing(nats_server: NatsServer, store: EventStore) -> None:
+    """kill -9 of the server mid-stream, restart on the same store: the worker reconnects, loses nothing."""
+    await _publish(store, 1500, 15)
+    worker = WorkerProcess(nats_server.url, env=FAST)
+    worker.start()
+    await wait_for_messages(store, "RISK", 200)
+    nats_server.kill()
+    await asyncio.to_thread(nats_server.start)
+    await wait_for_messages(store, "RISK", 1500, timeout=120)
+    assert worker.stop() == 0
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert len(streams.assessments) == 1500
