@@ -59,7 +59,7 @@ class CheckpointWatch:
 
 
 async def test_kill_9_worker_mid_stream(nats_server: NatsServer, store: EventStore) -> None:
-    """kill -9 a worker mid-stream, restart it: one assessment each, in order, checkpoint never ahead."""
+    """Kill -9 a worker mid-stream, restart: one assessment each, in order, checkpoint not ahead."""
     await _publish(store, 1500, 20)
     watch = CheckpointWatch(store)
     await watch.start()
@@ -101,7 +101,7 @@ async def test_zombie_worker_adds_no_duplicate(nats_server: NatsServer, store: E
 
 
 async def test_server_crash_during_processing(nats_server: NatsServer, store: EventStore) -> None:
-    """kill -9 of the server mid-stream, restart on the same store: the worker reconnects, loses nothing."""
+    """Kill -9 the server mid-stream, restart it: the worker reconnects and loses nothing."""
     await _publish(store, 1500, 15)
     worker = WorkerProcess(nats_server.url, env=FAST)
     worker.start()
