@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from reputation_server import ReputationServer
+from support.reputation_server import ReputationServer
 
 from analyzers import AnalyzerConfig
 

@@ -9,8 +9,8 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
-from reputation_server import DROP, HANG, Reply, ReputationServer
 from scoring_strategies import make_evidence
+from support.reputation_server import DROP, HANG, Reply, ReputationServer
 
 from analyzers import (
     DependencyUnavailable,
