@@ -31,12 +31,15 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=4096, ge=1, le=100_000)
     ack_wait_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_deliver: int = Field(default=5, ge=1, le=100)
+    retry_attempts: int = Field(default=2, ge=1, le=10)
+    redelivery_backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
     handler_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
     drain_timeout_seconds: float = Field(default=20.0, ge=0.0, le=600.0)
     degraded_mode: bool = False
     analyzer_config: Path | None = None
     enrichment_url: str | None = None
     enrichment_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
+    enrichment_attempts: int = Field(default=3, ge=1, le=10)
     enrichment_fail_max: int = Field(default=5, ge=1, le=1000)
     enrichment_reset_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     http_host: str = "127.0.0.1"

@@ -90,6 +90,7 @@ class Worker:
             EnricherSettings(
                 url=self.settings.enrichment_url,
                 timeout_seconds=self.settings.enrichment_timeout_seconds,
+                max_attempts=self.settings.enrichment_attempts,
                 fail_max=self.settings.enrichment_fail_max,
                 reset_timeout_seconds=self.settings.enrichment_reset_seconds,
             ),
@@ -102,7 +103,10 @@ class Worker:
             log_context,
             dead_letters(self.store.config, utc_now, already_handled=self.projection.is_handled),
             pause_on_open_breaker(probe_after=min(5.0, self.settings.enrichment_reset_seconds)),
-            retry(),
+            retry(
+                attempts=self.settings.retry_attempts,
+                redelivery_backoff=self.settings.redelivery_backoff_seconds,
+            ),
             timeout(self.settings.handler_timeout_seconds),
         )
 
