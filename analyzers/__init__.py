@@ -15,6 +15,7 @@ from analyzers._config import (
     RecommendationCatalogue,
     SeverityWeights,
 )
+from analyzers._entries import EvidenceEvent, LogEntry
 from analyzers._evidence import EVIDENCE_RECORDED, Evidence, EvidenceData, Severity
 from analyzers._facade import (
     FALLBACK_LEVEL,
@@ -26,7 +27,7 @@ from analyzers._facade import (
 )
 from analyzers._levels import RiskLevel, resolve_level
 from analyzers._loading import load_config
-from analyzers._log import LogEntry, parse_evidence_log
+from analyzers._log import parse_evidence_log
 from analyzers._scoring import assess, assess_many, conservative_assessment, decayed_score
 from analyzers._signal import Enricher, EnrichmentSignal
 from analyzers._state import EntityRiskState
@@ -62,6 +63,7 @@ __all__ = [
     "Evidence",
     "EvidenceAlreadyAppliedError",
     "EvidenceData",
+    "EvidenceEvent",
     "InvalidConfigError",
     "InvalidEvidenceError",
     "LevelRecommendations",

@@ -1,50 +1,30 @@
-"""Offline evidence logs: a JSON array, ``{"evidence": [...]}``, or JSON lines."""
+"""Offline evidence logs: a JSON array, ``{"evidence": [...]}``, or JSON lines.
+
+Each entry is an evidence object (the evidence data with a required
+``observed_at`` and optional ``source``, ``id``, ``recorded_at``) or an
+evidence event in the CloudEvents form ``riskpipe publish`` reads.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime  # noqa: TC003 - pydantic needs it at runtime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import ValidationError
 
-from analyzers._evidence import Evidence, EvidenceData
+from analyzers._entries import evidence_of
 from analyzers._problems import describe
 from analyzers.errors import InvalidEvidenceError
 
-__all__ = ["MAX_LOG_BYTES", "MAX_LOG_ENTRIES", "LogEntry", "parse_evidence_log"]
+if TYPE_CHECKING:
+    from analyzers._evidence import Evidence
+
+__all__ = ["MAX_LOG_BYTES", "MAX_LOG_ENTRIES", "parse_evidence_log"]
 
 MAX_LOG_BYTES = 16 * 1024 * 1024
 MAX_LOG_ENTRIES = 100_000
 _MAX_PROBLEMS = 10
 _SHAPE = 'expected a JSON array of evidence objects, {"evidence": [...]}, or JSON lines'
-
-
-class LogEntry(EvidenceData):
-    """One evidence object in an offline log: the evidence data plus who reported it.
-
-    ``observed_at`` is required: there is no envelope time to fall back on.
-    """
-
-    observed_at: AwareDatetime
-    id: str | None = Field(default=None, min_length=1, max_length=256)
-    source: str = Field(default="log", min_length=1, max_length=256)
-    recorded_at: datetime | None = None
-
-    def to_evidence(self, index: int) -> Evidence:
-        """The entry as :class:`Evidence` (offline: sequence 0, id ``log-<n>`` if absent)."""
-        return Evidence(
-            event_id=self.id if self.id is not None else f"log-{index + 1}",
-            source=self.source,
-            sequence=0,
-            pattern=self.pattern,
-            severity=self.severity,
-            confidence=self.confidence,
-            observed_at=self.observed_at,
-            attributes=dict(self.attributes),
-            recorded_at=self.recorded_at,
-            confidence_reported="confidence" in self.model_fields_set,
-        )
 
 
 def parse_evidence_log(text: str) -> list[Evidence]:
@@ -108,17 +88,24 @@ def _lines(text: str) -> list[tuple[str, Any]]:
 
 def _validated(items: list[tuple[str, Any]]) -> list[Evidence]:
     evidence: list[Evidence] = []
+    entities: set[str] = set()
     problems: list[str] = []
     for index, (where, item) in enumerate(items):
         if not isinstance(item, dict):
             problems.append(f"{where}: expected an evidence object, got {_json_type(item)}")
             continue
         try:
-            evidence.append(LogEntry.model_validate(item).to_evidence(index))
+            found, entity = evidence_of(item, index)
         except ValidationError as exc:
             problems.extend(describe(exc, where))
         except InvalidEvidenceError as exc:
             problems.extend(f"{where}: {problem}" for problem in exc.problems)
+        else:
+            evidence.append(found)
+            entities.update([entity] if entity else [])
+    if len(entities) > 1:
+        shown = ", ".join(sorted(entities)[:3])
+        problems.append(f"the log is about {len(entities)} entities ({shown}): analyse one")
     if problems:
         raise InvalidEvidenceError(problems[:_MAX_PROBLEMS])
     return evidence

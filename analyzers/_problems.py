@@ -22,9 +22,16 @@ def describe(exc: ValidationError, prefix: str = "", whole: str = "value") -> li
     """
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
-        where = prefix + "".join(
+        path = "".join(
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
         )
         message = error["msg"].removeprefix(_VALUE_ERROR)
-        lines.append(f"{where.lstrip('.') or whole}: {message}")
+        lines.append(f"{_where(prefix, path) or whole}: {message}")
     return lines
+
+
+def _where(prefix: str, path: str) -> str:
+    """``evidence[2]`` + ``.severity`` reads as a path; ``line 3`` + ``.data`` as a label."""
+    if not prefix or not path or prefix.endswith("]"):
+        return (prefix + path).lstrip(".")
+    return f"{prefix}: {path.lstrip('.')}"

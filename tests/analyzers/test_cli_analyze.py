@@ -126,3 +126,20 @@ def test_bench_analyze_reports_the_rate_and_the_target() -> None:
     assert figures["target"] == 50_000
     assert figures["assess_per_s"] > 0
     assert figures["evidence"] == 2000
+
+
+def test_the_file_riskpipe_publish_reads_can_be_analysed(tmp_path: Path) -> None:
+    """A JSONL file of evidence events, as given to riskpipe publish, is scored offline."""
+    events = [
+        {"id": "e1", "source": "auth-service", "subject": "user-42", "tenant": "acme",
+         "time": "2026-11-29T08:00:00Z",
+         "data": {"pattern": "failed_login_burst", "severity": "high", "confidence": 0.9}},
+        {"id": "e2", "source": "geo-ip", "subject": "user-42", "tenant": "acme",
+         "time": "2026-11-29T08:05:00Z",
+         "data": {"pattern": "impossible_travel", "severity": "critical"}},
+    ]  # fmt: skip
+    path = write_log(tmp_path, "\n".join(json.dumps(e) for e in events) + "\n", "ev.jsonl")
+    result = CliRunner().invoke(main, ["analyze", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "critical (was medium)" in result.stdout
+    assert "risk assessment of 2 evidence" in result.stdout

@@ -158,3 +158,44 @@ async def test_arbitrary_input_never_raises(log: str) -> None:
     result = await analyze_risk_patterns(log)
     assert result["status"] in {"ANALYSIS", "ANALYSIS_ERROR"}
     assert 0.0 <= result["risk_score"] <= 1.0
+
+
+EVENTS = [
+    {"id": "e1", "source": "auth-service", "subject": "user-42", "tenant": "acme",
+     "time": "2026-11-29T08:00:00Z",
+     "data": {"pattern": "failed_login_burst", "severity": "high", "confidence": 0.9}},
+    {"id": "e2", "source": "geo-ip", "subject": "user-42", "tenant": "acme",
+     "time": "2026-11-29T08:05:00Z",
+     "data": {"pattern": "impossible_travel", "severity": "critical"}},
+]  # fmt: skip
+
+
+async def test_evidence_events_as_published_are_analysed() -> None:
+    """CloudEvents-form evidence (what riskpipe publish reads) is scored at the envelope time."""
+    lines = "\n".join(json.dumps(event) for event in EVENTS)
+    result = await analyze_risk_patterns(lines)
+    assert result["status"] == "ANALYSIS"
+    # 0.54 decayed over 5 minutes + 1.0 + 1.0 (amplification) + 0.25 (diversity)
+    raw = 0.6 * 0.9 * 2 ** (-300 / 86_400) + 2.25
+    assert result["risk_score"] == pytest.approx(1 - 2**-raw)
+    assert result["risk_level"] == "critical"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"subject": "user-7"}, "the log is about 2 entities (acme/user-42, acme/user-7)"),
+        ({"type": "riskpipe.risk.assessed.v1"}, "evidence[1].type: Input should be"),
+        ({"data": {"pattern": "scan"}}, "evidence[1].data.severity: Field required"),
+        ({"time": "yesterday"}, "evidence[1].time: Input should be a valid datetime"),
+        ({"extra": 1}, "evidence[1].extra: Extra inputs are not permitted"),
+    ],
+)
+async def test_invalid_evidence_events_are_reported(
+    change: dict[str, object], message: str
+) -> None:
+    """Mixed entities, other event types and bad envelopes or data give the fallback."""
+    log = json.dumps([EVENTS[0], {**EVENTS[1], **change}])
+    result = await analyze_risk_patterns(log)
+    assert result["status"] == "ANALYSIS_ERROR"
+    assert message in result["error"]
