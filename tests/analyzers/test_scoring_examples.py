@@ -160,6 +160,9 @@ def test_a_degraded_assessment_holds_the_level_and_halves_confidence(
     weak = make_evidence(3 * DAY, pattern="odd_hours", severity=Severity.LOW, source="idp")
     normal, _ = assess(state, weak, config=config)
     degraded, degraded_state = conservative_assessment(state, weak, config=config)
+    # 0.3/4 + 0.3/4 + 0.95/4 + 0.95/4 (amplification) + 0.1 + 0.75 (four patterns) = 1.475
+    assert normal.score == pytest.approx(1 - 2**-1.475)
+    assert normal.score == pytest.approx(0.640267, abs=1e-6)
     assert normal.level is RiskLevel.HIGH
     assert degraded.level is RiskLevel.CRITICAL
     assert degraded.degraded
