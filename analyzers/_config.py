@@ -308,4 +308,4 @@ class Tables:
         # configs compare their private attributes too, so this keeps them comparable.
         return isinstance(other, Tables) and other.fingerprint == self.fingerprint
 
-    __hash__ = None  # type: ignore[assignment] # mutable-looking value object, like a dict
+    __hash__ = None  # type: ignore[assignment] # compared by fingerprint, never used as a key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
@@ -307,8 +308,6 @@ async def test_a_caller_owned_client_is_left_open(
     reputation: ReputationServer, registry: CollectorRegistry
 ) -> None:
     """Closing the enricher leaves a client it was given to its owner."""
-    import httpx  # noqa: PLC0415 - only this test builds its own client
-
     async with httpx.AsyncClient() as client:
         async with HttpEnricher(
             EnricherSettings(url=reputation.url), registry=registry, client=client
