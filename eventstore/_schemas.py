@@ -84,6 +84,35 @@ class EventSchemas:
             raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
         return self.validate(raw)
 
+    def decode(
+        self,
+        payload: bytes,
+        *,
+        max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> tuple[CloudEvent, BaseModel]:
+        """Decode and validate one event for a consumer: the envelope and its typed data.
+
+        Unlike :meth:`parse` the envelope's ``data`` is left as stored (no
+        normalisation): the typed data is what a consumer works with.
+
+        Raises:
+            DecodeError: any subclass, naming what is wrong with the payload.
+        """
+        raw = decode_json(payload, max_bytes=max_bytes, max_depth=max_depth)
+        if not isinstance(raw, dict):
+            raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
+        fields = (
+            raw
+            if "type" in raw or self.default_type is None
+            else {**raw, "type": self.default_type}
+        )
+        try:
+            event = CloudEvent.model_validate(fields)
+        except ValidationError as exc:
+            raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
+        return event, self.typed_data(event)
+
     def validate(self, raw: Mapping[str, Any]) -> CloudEvent:
         """Validate an already-decoded event object.
 

@@ -41,6 +41,8 @@ from eventstore.errors import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
 
+    from pydantic import BaseModel
+
     from eventstore._envelope import CloudEvent
     from eventstore._schemas import EventSchemas
 
@@ -236,11 +238,20 @@ class EventStore:
         return f"{self.config.prefix}.{category}.{event.tenant}.{event.subject}"
 
     def _encode(
-        self, event: CloudEvent, headers: dict[str, str], subject: str | None = None
+        self,
+        event: CloudEvent,
+        headers: dict[str, str],
+        subject: str | None = None,
+        data: BaseModel | None = None,
     ) -> _Encoded:
         # The envelope was validated when the CloudEvent was built; its data is
-        # validated and normalised by the type's model here, then spliced in.
-        payload = encode_event(event, self.schemas.typed_data(event))
+        # validated and normalised by the type's model here (unless the caller
+        # hands over an instance of that model), then written with it.
+        if data is None:
+            data = self.schemas.typed_data(event)
+        elif not isinstance(data, model := self.schemas.get(event.type).data_model):
+            raise TypeError(f"{event.type} data must be a {model.__name__}")
+        payload = encode_event(event, data)
         if len(payload) > self.config.max_payload_bytes:
             raise PayloadTooLargeError(len(payload), self.config.max_payload_bytes)
         msg_id = event.msg_id
@@ -256,11 +267,15 @@ class EventStore:
         expected_version: ExpectedVersion = ANY,
         headers: dict[str, str] | None = None,
         subject: str | None = None,
+        data: BaseModel | None = None,
     ) -> AppendResult:
         """Append one event, at most once per ``(source, id)``.
 
         ``subject`` overrides the subject derived from the event's type, tenant
         and entity (dead letters carry the projection's name in theirs).
+        ``data`` is the event's data as an instance of its type's model, for a
+        caller that built it already (the event's own ``data`` is then ignored):
+        it is written as is, without validating it a second time.
 
         Raises:
             ConcurrencyConflictError: the entity's version is not ``expected_version``.
@@ -270,9 +285,15 @@ class EventStore:
             TransientStoreError: still failing after bounded retries.
         """
         encoded = self._encode(
-            event, {**_caller_headers(headers), **_expected_header(expected_version)}, subject
+            event, {**_caller_headers(headers), **_expected_header(expected_version)}, subject, data
         )
-        async for attempt in _retrying(self.retry_attempts):
+        try:  # the first attempt outside tenacity: retries are the exception, not the rule
+            fut = await self.client.publisher.publish(encoded.message)
+            return await self._settle(encoded, expected_version, fut)
+        except TransientStoreError:
+            if self.retry_attempts <= 1:
+                raise
+        async for attempt in _retrying(self.retry_attempts - 1):
             with attempt:
                 fut = await self.client.publisher.publish(encoded.message)
                 return await self._settle(encoded, expected_version, fut)
@@ -502,6 +523,14 @@ class EventStore:
         """
         raw = await self.client.direct_get(stream, sequence, next_by_subject=next_on_subject)
         return None if raw is None else self._recorded(raw)
+
+    async def next_sequence(self, stream: str, subject: str, from_seq: int) -> int | None:
+        """The sequence of the first message on ``subject`` at or after ``from_seq``, if any.
+
+        One direct-get request; the message itself is not decoded.
+        """
+        raw = await self.client.direct_get(stream, from_seq, next_by_subject=subject)
+        return None if raw is None else raw.seq
 
     async def delete(self, stream: str, sequence: int) -> None:
         """Delete one message (refused by streams that deny deletes, such as evidence).

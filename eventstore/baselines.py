@@ -1,5 +1,9 @@
 """Raw nats-py baselines that benchmarks compare the store against."""
 
-from eventstore._jetstream._baseline import raw_pipelined_publish
+from eventstore._jetstream._baseline import (
+    raw_ordered_read,
+    raw_pipelined_publish,
+    raw_projection_loop,
+)
 
-__all__ = ["raw_pipelined_publish"]
+__all__ = ["raw_ordered_read", "raw_pipelined_publish", "raw_projection_loop"]

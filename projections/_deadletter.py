@@ -89,7 +89,6 @@ def dead_letter(
         time=now,
         causationid=event.id if event is not None else None,
         correlationid=event.correlationid if event is not None else None,
-        data=data.model_dump(mode="json"),
     )
     subject = config.dlq_subject(message.projection, message.tenant, message.entity)
-    return Output(envelope, subject=subject)
+    return Output(envelope, subject=subject, data=data)

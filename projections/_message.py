@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 from eventstore import ANY
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from eventstore import CloudEvent, Delivery, ExpectedVersion
 
 __all__ = ["CHAIN", "Handler", "Message", "Middleware", "Outcome", "Output", "Result"]
@@ -28,6 +30,8 @@ class Output:
     expected_version: ExpectedVersion | Literal["chain"] = ANY
     subject: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    data: BaseModel | None = None
+    """The event's data as its type's model, when the handler built it (not re-validated)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,10 @@ class Message:
     entity: str
     max_deliver: int
     context: dict[str, Any] = field(default_factory=dict)
+    log: dict[str, Any] = field(default_factory=dict)
+    """Fields every log line about this message carries (see :mod:`projections.logctx`)."""
+    delivered_here: Callable[[int, int], bool] = lambda _first, _last: False
+    """Whether every stream sequence in a range was delivered to this worker."""
 
     @property
     def sequence(self) -> int:

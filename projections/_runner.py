@@ -29,6 +29,7 @@ from eventstore.errors import (
 )
 from projections._deadletter import dead_letter
 from projections._message import CHAIN, Message, Result
+from projections._seen import SeenSequences
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,6 +70,7 @@ class RunnerSettings:
 class _Mailbox:
     queue: list[Delivery] = field(default_factory=list)
     blocked_by: int | None = None
+    blocked_since: float = 0.0
     active: bool = False
 
 
@@ -123,6 +125,7 @@ class ProjectionRunner:
         self._stop = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._entity_tasks: set[asyncio.Task[None]] = set()
+        self._seen = SeenSequences()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -218,6 +221,7 @@ class ProjectionRunner:
 
     def _dispatch(self, delivery: Delivery) -> None:
         seq = delivery.stream_seq
+        self._seen.add(seq)
         if delivery.num_delivered > 1 and self._metrics is not None:
             self._metrics.redeliveries.labels(self.name).inc()
         self._in_flight[seq] = delivery
@@ -232,11 +236,15 @@ class ProjectionRunner:
         if box.blocked_by == seq:
             box.blocked_by = None  # the message that blocked its entity is back
         if not box.active and box.blocked_by is None:
-            box.active = True
-            assert self._tasks is not None  # noqa: S101 - set by run()
-            task = self._tasks.create_task(self._drain_mailbox(delivery.subject))
-            self._entity_tasks.add(task)
-            task.add_done_callback(self._entity_tasks.discard)
+            self._start(delivery.subject, box)
+
+    def _start(self, subject: str, box: _Mailbox) -> None:
+        """Start the task that drains an entity's mailbox."""
+        assert self._tasks is not None  # noqa: S101 - set by run()
+        box.active = True
+        task = self._tasks.create_task(self._drain_mailbox(subject))
+        self._entity_tasks.add(task)
+        task.add_done_callback(self._entity_tasks.discard)
 
     async def _drain_mailbox(self, subject: str) -> None:
         box = self._boxes[subject]
@@ -252,6 +260,7 @@ class ProjectionRunner:
                 box.queue.pop(0)
                 if not done:
                     box.blocked_by = delivery.stream_seq
+                    box.blocked_since = time.monotonic()
         finally:
             box.active = False
             if not box.queue and box.blocked_by is None:
@@ -261,7 +270,10 @@ class ProjectionRunner:
 
     def _message(self, delivery: Delivery) -> Message:
         tenant, entity = split_subject(delivery.subject)
-        return Message(self.name, delivery, tenant, entity, self.settings.max_deliver)
+        message = Message(self.name, delivery, tenant, entity, self.settings.max_deliver)
+        if not self._filter or self._filter.endswith(".>"):
+            message.delivered_here = self._seen.covers
+        return message
 
     async def _handle(self, delivery: Delivery) -> bool:
         """Handle until committed and acked (True) or released for redelivery (False)."""
@@ -329,6 +341,7 @@ class ProjectionRunner:
                 expected_version=expected,
                 subject=subject,
                 headers=output.headers or None,
+                data=output.data,
             )
             versions[subject] = result.version
             results.append(result)
@@ -346,6 +359,7 @@ class ProjectionRunner:
             )
 
     async def _release(self, delivery: Delivery, delay: float, outcome: str) -> None:
+        self._seen.release(delivery.stream_seq)
         try:
             await self._consumer.nak(delivery, delay)
         except EventStoreError as exc:  # redelivered after ack_wait anyway
@@ -388,12 +402,25 @@ class ProjectionRunner:
         last_progress = time.monotonic()
         while True:
             await asyncio.sleep(period)
+            self._unblock_stale()
             if time.monotonic() - last_progress >= self.settings.ack_wait / 3:
                 last_progress = time.monotonic()
                 for delivery in list(self._in_flight.values()):
                     with contextlib.suppress(EventStoreError):
                         await self._consumer.in_progress(delivery)
             await self._write_checkpoint()
+
+    def _unblock_stale(self) -> None:
+        """Let an entity's held messages go on if its blocking message went to another worker.
+
+        Safe: the handler finds an earlier unhandled message of the entity itself.
+        """
+        limit = time.monotonic() - 2 * self.settings.ack_wait
+        for subject, box in list(self._boxes.items()):
+            if box.blocked_by is not None and box.blocked_since < limit:
+                box.blocked_by = None
+                if box.queue and not box.active:
+                    self._start(subject, box)
 
     async def _write_checkpoint(self) -> None:
         """Record the consumer's ack floor: every sequence at or below it is committed."""

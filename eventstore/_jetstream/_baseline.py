@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from typing import TYPE_CHECKING
 
 import nats.aio.client
+from nats.js.api import ConsumerConfig, StorageType
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
 
-__all__ = ["raw_pipelined_publish"]
+__all__ = ["raw_ordered_read", "raw_pipelined_publish", "raw_projection_loop"]
 
 
 async def raw_pipelined_publish(
@@ -50,3 +53,82 @@ async def raw_pipelined_publish(
     acks = await asyncio.gather(*futures)
     await nc.drain()
     return sum(1 for ack in acks if b'"error"' not in ack)
+
+
+async def raw_projection_loop(
+    url: str, *, stream: str, filter_subject: str, count: int, batch: int = 256
+) -> int:
+    """The plain nats-py projection loop: fetch, decode, publish a result with Msg-Id, ack.
+
+    Results go to a scratch stream of their own (``BENCH_RAW_RESULTS``); each
+    input is acknowledged after its result's PubAck. Returns how many were
+    processed.
+    """
+    nc = nats.aio.client.Client()
+    await nc.connect(servers=[url], name="riskpipe-bench-raw-loop")
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH_RAW_RESULTS", subjects=["benchraw.>"], storage=StorageType.FILE)
+    sub = await js.pull_subscribe(
+        filter_subject, durable="bench-raw", stream=stream, config=ConsumerConfig(ack_wait=30)
+    )
+    done = 0
+    while done < count:
+        msgs = await sub.fetch(batch, timeout=5)
+        acks = []
+        for msg in msgs:
+            event = json.loads(msg.data)
+            result = json.dumps(
+                {"evidence": event["id"], "score": len(msg.data) % 100 / 100}
+            ).encode()
+            acks.append(
+                await js.publish_async(
+                    f"benchraw.{event['subject']}",
+                    result,
+                    headers={"Nats-Msg-Id": f"raw:{event['id']}"},
+                )
+            )
+        await asyncio.gather(*acks)
+        for msg in msgs:
+            await msg.ack()
+        done += len(msgs)
+    await nc.drain()
+    return done
+
+
+async def raw_ordered_read(url: str, streams: Sequence[str], *, timeout: float = 120.0) -> int:
+    """Read every message of ``streams`` (concurrently) with nats-py ordered consumers.
+
+    Returns how many messages were read. The ordered consumer is nats-py's own
+    fast path for reading a stream: push delivery with flow control, no acks.
+    """
+    nc = nats.aio.client.Client()
+    await nc.connect(servers=[url], name="riskpipe-bench-raw-read")
+    try:
+        js = nc.jetstream()
+        async with asyncio.timeout(timeout):
+            counts = await asyncio.gather(*(_read_stream(js, stream) for stream in streams))
+    finally:
+        await nc.drain()
+    return sum(counts)
+
+
+async def _read_stream(js: JetStreamContext, stream: str) -> int:
+    info = await js.stream_info(stream)
+    last = info.state.last_seq
+    if info.state.messages == 0 or info.config.subjects is None:
+        return 0
+    done = asyncio.Event()
+    count = 0
+
+    async def on_message(msg: Msg) -> None:
+        nonlocal count
+        count += 1
+        if msg.metadata.sequence.stream >= last:
+            done.set()
+
+    sub = await js.subscribe(
+        info.config.subjects[0], stream=stream, ordered_consumer=True, cb=on_message
+    )
+    await done.wait()
+    await sub.unsubscribe()
+    return count

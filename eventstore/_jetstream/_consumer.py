@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from eventstore._jetstream._errors import map_errors
+from eventstore._jetstream._publisher import OutboundMessage
 from eventstore.errors import (
     EventStoreError,
     JetStreamAPIError,
@@ -196,5 +197,5 @@ class DurableConsumer:
         await self._reply(delivery, _WPI)
 
     async def _reply(self, delivery: Delivery, body: bytes) -> None:
-        with map_errors(f"acknowledge {delivery.stream_seq} on {self.name}"):
-            await self.js.nc.publish(delivery.reply, body)
+        # through the publisher's frame writer: one buffered frame, no ack awaited
+        await self.js.publisher.send(OutboundMessage(delivery.reply, body, {}))

@@ -85,6 +85,8 @@ def _parse_ack(subject: str, msg: Msg) -> PubAck | Exception | None:
 
 
 def _frame(subject: str, reply: str, headers: Mapping[str, str], payload: bytes) -> bytes:
+    if not headers:
+        return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
     hdr = b"NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + _CRLF
     size = len(hdr) + len(payload)
     return b"%s %s %s %d %d\r\n%s%s\r\n" % (
@@ -114,6 +116,8 @@ class Publisher:
         self._prefix = ""
         self._sub: Subscription | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._flush_soon = False
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Subscribe the reply inbox and start the reaper; call once before publishing."""
@@ -166,9 +170,21 @@ class Publisher:
         return futures
 
     async def send(self, message: OutboundMessage) -> None:
-        """Send one message without asking for an acknowledgement."""
+        """Send one message without asking for an acknowledgement.
+
+        The frame is flushed with everything else written in the same turn of
+        the event loop: many acks, one flush.
+        """
         await self._write(message, "")
-        await self._flush()
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_soon = False
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     def _register(self, subject: str) -> tuple[str, AckFuture]:
         token = format(next(self._tokens), "x")

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from projections.logctx import message_fields
+
 if TYPE_CHECKING:
     from projections._message import Handler, Message, Result
 
@@ -19,14 +21,15 @@ def log_context(handler: Handler) -> Handler:
 
     async def bound(message: Message) -> Result:
         delivery = message.delivery
-        with structlog.contextvars.bound_contextvars(
+        message.log.update(
             projection=message.projection,
             stream_seq=delivery.stream_seq,
             subject=delivery.subject,
             tenant=message.tenant,
             entity=message.entity,
             delivery_count=delivery.num_delivered,
-        ):
+        )
+        with message_fields(message.log):
             result = await handler(message)
             _log.debug("projection.handled", outcome=result.outcome)
             return result

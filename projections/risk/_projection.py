@@ -119,18 +119,25 @@ class RiskProjection:
 
     def _decode(self, message: Message) -> CloudEvent:
         limit = self.store.config.max_payload_bytes
-        event = self.store.schemas.parse(message.delivery.data, max_bytes=limit)
+        event, data = self.store.schemas.decode(message.delivery.data, max_bytes=limit)
         message.context["event"] = event
-        structlog.contextvars.bind_contextvars(evidence_id=event.id)
+        message.context["data"] = data
+        message.log["evidence_id"] = event.id
         if event.type != EVIDENCE_RECORDED:
             raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
         return event
 
-    def _evidence(self, event: CloudEvent, sequence: int) -> Evidence:
-        data = self.store.schemas.typed_data(event)
+    def _evidence(self, event: CloudEvent, message: Message) -> Evidence:
+        data = message.context.get("data")
+        if not isinstance(data, EvidenceData):
+            data = self.store.schemas.typed_data(event)
         assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
         return Evidence.from_data(
-            data, event_id=event.id, source=event.source, sequence=sequence, event_time=event.time
+            data,
+            event_id=event.id,
+            source=event.source,
+            sequence=message.sequence,
+            event_time=event.time,
         )
 
     async def _known(self, message: Message) -> _Known:
@@ -161,23 +168,28 @@ class RiskProjection:
     async def _assessed(
         self, message: Message, event: CloudEvent, known: _Known, *, chained: bool
     ) -> tuple[Output, _Known]:
-        evidence = self._evidence(event, message.sequence)
+        evidence = self._evidence(event, message)
         assessment, state = await self._assess(message, known.state, evidence)
         after = _Known(state, known.version, message.sequence)
         expected: ExpectedVersion | Literal["chain"] = (
             CHAIN if chained else (known.version or NO_STREAM)
         )
-        event_out = self._assessment_event(event, message, assessment, after)
-        return Output(event_out, expected_version=expected), after
+        event_out, data = self._assessment_event(event, message, assessment, after)
+        return Output(event_out, expected_version=expected, data=data), after
 
     async def _catch_up(self, message: Message, known: _Known) -> tuple[list[Output], _Known]:
         """Outputs for the entity's evidence between its cursor and this message, in order."""
         outputs: list[Output] = []
+        if message.delivered_here(known.cursor + 1, message.sequence - 1):
+            return outputs, known  # every earlier message is handled or queued before this one
         subject, stream = message.delivery.subject, message.delivery.stream
         dead: set[int] | None = None
         while True:
-            rec = await self.store.get(stream, known.cursor + 1, next_on_subject=subject)
-            if rec is None or rec.sequence >= message.sequence:
+            nxt = await self.store.next_sequence(stream, subject, known.cursor + 1)
+            if nxt is None or nxt >= message.sequence:
+                return outputs, known
+            rec = await self.store.get(stream, nxt)
+            if rec is None:
                 return outputs, known
             if dead is None:
                 dead = await self._dead_lettered(message)
@@ -239,7 +251,7 @@ class RiskProjection:
 
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
-    ) -> CloudEvent:
+    ) -> tuple[CloudEvent, RiskAssessedData]:
         delivery = message.delivery
         replay_of = delivery.headers.get(REPLAY_HEADER)
         data = RiskAssessedData(
@@ -264,8 +276,7 @@ class RiskProjection:
             time=self._clock(),
             causationid=event.id,
             correlationid=event.correlationid,
-            data=data.model_dump(mode="json"),
-        )
+        ), data
 
 
 def _evidence_event(rec: RecordedEvent) -> CloudEvent:

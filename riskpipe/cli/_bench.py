@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from prometheus_client import CollectorRegistry
 from rich.table import Table
 
 from eventstore import EventStore
-from eventstore.baselines import raw_pipelined_publish
+from eventstore.baselines import raw_pipelined_publish, raw_projection_loop
 from riskpipe.bench import Measurement, private_server, timed
-from riskpipe.cli._app import bench
+from riskpipe.cli._app import AppContext, bench, pass_app
 from riskpipe.cli._common import out_console
 from riskpipe.demo import synthetic_evidence
-from riskpipe.wiring import build_schemas
+from riskpipe.logs import configure_logging
+from riskpipe.wiring import build_schemas, store_config
+from riskpipe.worker import Worker
+
+if TYPE_CHECKING:
+    from eventstore import RecordedEvent
+    from riskpipe.settings import Settings
 
 INGEST_TARGET = 0.7
 
@@ -72,3 +81,126 @@ async def _ingest(
     finally:
         await store.close()
     return store_m, raw_m
+
+
+PIPELINE_TARGET = 0.5
+
+
+@dataclass(frozen=True)
+class _PipelineRun:
+    count: int
+    entities: int
+    rate: int
+    latency_events: int
+
+
+@bench.command()
+@click.option("--events", "count", default=20_000, show_default=True, help="Evidence events.")
+@click.option("--entities", default=1000, show_default=True, help="Distinct entities.")
+@click.option(
+    "--rate", default=2000, show_default=True, help="Offered rate in the latency run (/s)."
+)
+@click.option(
+    "--latency-events", default=4000, show_default=True, help="Events in the latency run."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_app
+def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
+    app: AppContext, count: int, entities: int, rate: int, latency_events: int, as_json: bool
+) -> None:
+    """Projection throughput against a raw nats-py loop, and end-to-end latency at a fixed rate."""
+    configure_logging("error", app.settings.log_format)
+    run = _PipelineRun(count, entities, rate, latency_events)
+    with private_server() as server:
+        settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
+        figures = asyncio.run(_pipeline(settings, run))
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    rate_out = figures["projection_per_s"]
+    click.echo(f"projection (exactly-once, analyzer, metrics): {rate_out:,} assessments/s")
+    click.echo(
+        f"raw nats-py loop (fetch, decode, publish, ack):  {figures['raw_per_s']:,} messages/s"
+    )
+    verdict = "meets" if figures["ratio"] >= PIPELINE_TARGET else "below"
+    click.echo(f"ratio = {figures['ratio']:.2f} ({verdict} the {PIPELINE_TARGET}x target)")
+    click.echo(
+        f"end-to-end latency at {rate}/s offered ({latency_events} events): "
+        f"p50 {figures['latency_p50_ms']:.1f} ms, p99 {figures['latency_p99_ms']:.1f} ms"
+    )
+
+
+async def _pipeline(settings: Settings, run: _PipelineRun) -> dict[str, Any]:
+    store = await EventStore.connect(
+        settings.nats_url, schemas=build_schemas(), config=store_config(settings)
+    )
+    try:
+        await store.provision()
+        await store.append_many(
+            synthetic_evidence(run.count, source="bench", entities=run.entities)
+        )
+        start = time.perf_counter()
+        worker = Worker(store, settings, CollectorRegistry())
+        await worker.run(asyncio.Event(), until_idle=True, http=False)
+        projection = run.count / (time.perf_counter() - start)
+        start = time.perf_counter()
+        await raw_projection_loop(
+            settings.nats_url,
+            stream=store.config.evidence_stream,
+            filter_subject=f"{store.config.prefix}.evidence.>",
+            count=run.count,
+        )
+        raw = run.count / (time.perf_counter() - start)
+        p50, p99 = await _latency(store, settings, run)
+    finally:
+        await store.close()
+    return {
+        "events": run.count, "projection_per_s": round(projection), "raw_per_s": round(raw),
+        "ratio": round(projection / raw, 3), "target": PIPELINE_TARGET, "rate": run.rate,
+        "latency_p50_ms": round(p50 * 1000, 2), "latency_p99_ms": round(p99 * 1000, 2),
+    }  # fmt: skip
+
+
+async def _latency(store: EventStore, settings: Settings, run: _PipelineRun) -> tuple[float, float]:
+    """Offer events at a fixed rate to a running worker; stored-to-assessed latency p50, p99."""
+    first = int((await store.stream_state(store.config.evidence_stream))["last_seq"]) + 1
+    stop = asyncio.Event()
+    worker = asyncio.create_task(Worker(store, settings, CollectorRegistry()).run(stop, http=False))
+    await _offer(store, run)
+    await _wait_acked(store, first + run.latency_events - 1)
+    stop.set()
+    await worker
+    stored = {rec.sequence: rec.stored_at async for rec in store.read_all(from_seq=first)}
+    latencies = sorted(
+        [
+            (rec.stored_at - stored[seq]).total_seconds()
+            async for rec in store.read_all(stream=store.config.risk_stream)
+            if (seq := _evidence_seq(rec)) in stored
+        ]
+    )
+    return latencies[len(latencies) // 2], latencies[int((len(latencies) - 1) * 0.99)]
+
+
+async def _offer(store: EventStore, run: _PipelineRun) -> None:
+    events = synthetic_evidence(run.latency_events, source="bench-latency", entities=run.entities)
+    tick = 0.01
+    per_tick = max(1, int(run.rate * tick))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for n in range(0, len(events), per_tick):
+        await store.append_many(events[n : n + per_tick])
+        await asyncio.sleep(max(0.0, started + (n // per_tick + 1) * tick - loop.time()))
+
+
+def _evidence_seq(rec: RecordedEvent) -> int:
+    evidence = (rec.event.data or {}).get("evidence") if rec.event is not None else None
+    return int(str(evidence["sequence"])) if isinstance(evidence, dict) else 0
+
+
+async def _wait_acked(store: EventStore, last_seq: int) -> None:
+    async with asyncio.timeout(120):
+        while True:
+            info = await store.consumer("risk").info()
+            if int(info["ack_floor"]["stream_seq"]) >= last_seq:
+                return
+            await asyncio.sleep(0.05)  # polling the server's ack floor
