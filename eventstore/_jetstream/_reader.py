@@ -1,8 +1,16 @@
-"""Reading a stream in order with an ephemeral pull consumer (no acks, no durable state)."""
+"""Reading a stream in order with an ephemeral pull consumer (no acks, no durable state).
+
+The reader keeps two pull requests outstanding, so the server is already
+sending the next batch while the caller works through the current one, and it
+receives through a subscription callback that only appends to a deque: no task
+or timer per message, a timer only when it has to wait.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -10,7 +18,7 @@ import orjson
 
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._errors import map_errors
-from eventstore.errors import EventStoreError, JetStreamAPIError
+from eventstore.errors import EventStoreError, JetStreamAPIError, StoreTimeoutError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -23,6 +31,11 @@ if TYPE_CHECKING:
 __all__ = ["read_range"]
 
 _INACTIVE_NS = 60 * 1_000_000_000
+_NS = 1_000_000_000
+_OUTSTANDING = 2
+_HEARTBEAT = "100"
+_NO_MESSAGES = "404"
+_REQUEST_TIMEOUT = "408"
 
 
 def _metadata(reply: str) -> tuple[int, int, int, int]:
@@ -37,11 +50,9 @@ def _metadata(reply: str) -> tuple[int, int, int, int]:
     )
 
 
-def _to_raw(stream: str, msg: Msg, seq: int, ts_ns: int) -> RawMessage:
-    when = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC).replace(
-        microsecond=(ts_ns % 1_000_000_000) // 1000
-    )
-    return RawMessage(stream, msg.subject, seq, when, msg.data, dict(msg.headers or {}))
+def _stored_at(ts_ns: int) -> datetime:
+    seconds, nanos = divmod(ts_ns, _NS)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
 
 
 async def _create_consumer(
@@ -69,9 +80,12 @@ async def read_range(  # noqa: PLR0913 - keyword-only range options
     filter_subject: str | None,
     start_seq: int,
     end_seq: int,
-    batch: int = 512,
+    batch: int = 1024,
 ) -> AsyncIterator[RawMessage]:
     """Yield the messages of ``stream`` from ``start_seq`` up to ``end_seq`` inclusive, in order.
+
+    The ephemeral consumer is deleted when the iteration ends, also when the
+    caller stops early (close the iterator, e.g. with ``contextlib.aclosing``).
 
     Raises:
         TransientStoreError: the server stopped answering.
@@ -81,8 +95,8 @@ async def read_range(  # noqa: PLR0913 - keyword-only range options
         return
     name = await _create_consumer(js, stream, filter_subject, start_seq)
     reader = _RangeReader(js, stream, name, end_seq, batch)
-    await reader.open()
     try:
+        await reader.open()
         async for raw in reader.messages():
             yield raw
     finally:
@@ -90,69 +104,98 @@ async def read_range(  # noqa: PLR0913 - keyword-only range options
 
 
 class _RangeReader:
-    """Pulls batches with ``no_wait`` until ``end_seq`` or nothing is pending."""
+    """Pulls ``no_wait`` batches, two at a time, until ``end_seq`` or nothing is pending."""
 
     def __init__(
         self, js: JetStreamClient, stream: str, name: str, end_seq: int, batch: int
     ) -> None:
         self.js, self.stream, self.name, self.end_seq = js, stream, name, end_seq
+        self.what = f"read {stream}"
+        self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
         self.request = orjson.dumps({"batch": batch, "no_wait": True})
         self.batch = batch
         self.inbox = js.nc.new_inbox()
         self.expected_cseq = 1
         self.sub: Subscription | None = None
+        self.arrived: deque[Msg] = deque()
+        self.wake = asyncio.Event()
+        # deliveries each outstanding pull request may still bring, oldest first
+        self.outstanding: deque[int] = deque()
+
+    async def _on_message(self, msg: Msg) -> None:
+        self.arrived.append(msg)
+        self.wake.set()
 
     async def open(self) -> None:
-        with map_errors(f"read {self.stream}"):
-            self.sub = await self.js.nc.subscribe(self.inbox)
+        with map_errors(self.what):
+            self.sub = await self.js.nc.subscribe(self.inbox, cb=self._on_message)
 
     async def close(self) -> None:
         with contextlib.suppress(EventStoreError):
             if self.sub is not None:
-                with map_errors(f"read {self.stream}"):
+                with map_errors(self.what):
                     await self.sub.unsubscribe()
             await self.js.api(f"CONSUMER.DELETE.{self.stream}.{self.name}")
 
-    async def _next(self) -> Msg:
-        assert self.sub is not None  # noqa: S101 - open() runs first
-        with map_errors(f"read {self.stream}"):
-            return await self.sub.next_msg(timeout=self.js.timeout)
+    async def _pull(self) -> None:
+        with map_errors(self.what):
+            await self.js.nc.publish(self.next_subject, self.request, reply=self.inbox)
+        self.outstanding.append(self.batch)
+
+    async def _take(self) -> Msg:
+        while not self.arrived:
+            self.wake.clear()
+            try:
+                async with asyncio.timeout(self.js.timeout):
+                    await self.wake.wait()
+            except TimeoutError as exc:
+                raise StoreTimeoutError(f"{self.what}: timed out waiting for the server") from exc
+        return self.arrived.popleft()
 
     async def messages(self) -> AsyncIterator[RawMessage]:
-        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
+        for _ in range(_OUTSTANDING):
+            await self._pull()
         while True:
-            with map_errors(f"read {self.stream}"):
-                await self.js.nc.publish(subject, self.request, reply=self.inbox)
-            received = 0
-            while received < self.batch:
-                msg = await self._next()
-                if (status := (msg.headers or {}).get("Status")) is not None:
-                    if self._batch_over(status, msg):
-                        break
-                    continue
-                raw, pending = self._accept(msg)
-                received += 1
-                if raw.seq > self.end_seq:
+            msg = await self._take()
+            headers = msg.headers
+            if headers and (status := headers.get("Status")) is not None:
+                if not await self._batch_status(status, headers.get("Description", "")):
                     return
-                yield raw
-                if pending == 0 or raw.seq >= self.end_seq:
-                    return
-            if received == 0:
-                return  # nothing left to deliver
+                continue
+            raw, pending = self._accept(msg)
+            if raw.seq > self.end_seq:
+                return
+            yield raw
+            if pending == 0 or raw.seq >= self.end_seq:
+                return
+            await self._delivered()
 
-    def _batch_over(self, status: str, msg: Msg) -> bool:
-        if status in ("404", "408"):
+    async def _delivered(self) -> None:
+        self.outstanding[0] -= 1
+        if self.outstanding[0] == 0:
+            self.outstanding.popleft()
+            await self._pull()
+
+    async def _batch_status(self, status: str, description: str) -> bool:
+        """Handle a status message; whether more messages may follow."""
+        if status == _HEARTBEAT:
             return True
-        if status == "100":
-            return False  # heartbeat
-        description = (msg.headers or {}).get("Description", "")
-        raise JetStreamAPIError(f"read {self.stream}", int(status), 0, description)
+        if status == _NO_MESSAGES:
+            return False  # nothing (more) matches: the range is done
+        if status == _REQUEST_TIMEOUT:
+            self.outstanding.popleft()
+            await self._pull()
+            return True
+        raise JetStreamAPIError(self.what, int(status), 0, description)
 
     def _accept(self, msg: Msg) -> tuple[RawMessage, int]:
         seq, cseq, ts_ns, pending = _metadata(msg.reply)
         if cseq != self.expected_cseq:
             raise EventStoreError(
-                f"read {self.stream}: delivery gap at consumer sequence {self.expected_cseq}"
+                f"{self.what}: delivery gap at consumer sequence {self.expected_cseq}"
             )
         self.expected_cseq += 1
-        return _to_raw(self.stream, msg, seq, ts_ns), pending
+        raw = RawMessage(
+            self.stream, msg.subject, seq, _stored_at(ts_ns), msg.data, dict(msg.headers or {})
+        )
+        return raw, pending
