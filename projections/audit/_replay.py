@@ -1,0 +1,472 @@
+"""Audit replay: re-derive every assessment from the evidence log and compare it with the record.
+
+The replay folds each entity's evidence in stream order exactly as the risk
+projection did: dead-lettered evidence changes nothing, degraded assessments
+are re-derived with the conservative scoring, and an assessment that used an
+enrichment signal is re-derived with the recorded signal (the enricher is
+never called). It only reads: ephemeral consumers without acknowledgements,
+nothing published, no durable state touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from analyzers import (
+    ANALYZER_VERSION,
+    EVIDENCE_RECORDED,
+    AnalyzerConfig,
+    AnalyzerError,
+    Assessment,
+    EntityRiskState,
+    Evidence,
+    EvidenceData,
+    assess,
+    conservative_assessment,
+)
+from eventstore.errors import DecodeError
+from projections import REPLAY_HEADER
+from projections.audit._diff import FieldDifference, first_difference
+from projections.audit._records import (
+    AssessmentJoin,
+    DeadLetterRef,
+    EntityKey,
+    RecordedAssessment,
+    ack_floor,
+    closing,
+    dead_letters,
+    entity_key,
+)
+from projections.audit._report import Finding, FindingKind, LevelChanges, ReplayReport
+from projections.audit._scope import ReplayScope
+from projections.errors import UnexpectedEventTypeError
+from projections.risk import EvidenceRef
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventstore import EventStore, RecordedEvent
+    from projections.risk import RiskAssessedData
+
+__all__ = ["replay"]
+
+_PROGRESS_EVERY = 512
+# per evidence position in range: what became of it, to explain stray assessments
+_NONE, _ASSESSED, _DEAD, _OPEN = 0, 1, 2, 3
+_UNASSESSABLE = (DecodeError, AnalyzerError, UnexpectedEventTypeError, ValueError)
+
+
+async def replay(  # noqa: PLR0913 - every option is keyword-only and defaulted
+    store: EventStore,
+    *,
+    scope: ReplayScope | None = None,
+    config: AnalyzerConfig | None = None,
+    what_if: bool = False,
+    projection: str = "risk",
+    strict: bool = False,
+    max_findings: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayReport:
+    """Re-derive the assessments of ``scope`` and compare them with the recorded ones.
+
+    ``config`` is the analyzer config to replay with (default: ``AnalyzerConfig()``).
+    Verifying (``what_if=False``), an assessment scored by another analyzer
+    version is a version mismatch (a failure only when ``strict``), and one
+    scored with another config by the same version is a config mismatch: the
+    config changed without a version bump. With ``what_if``, such assessments
+    are re-scored with ``config`` and the report counts how levels would have
+    changed. ``progress(done, total)`` is called now and then with evidence
+    positions.
+
+    Raises:
+        NotProvisionedError: the streams do not exist.
+        TransientStoreError: the server stopped answering.
+    """
+    run = _Replay(
+        store,
+        config or AnalyzerConfig(),
+        projection=projection,
+        what_if=what_if,
+        strict=strict,
+        max_findings=max_findings,
+        progress=progress,
+    )
+    return await run.run(scope or ReplayScope())
+
+
+@dataclass(slots=True)
+class _Chains:
+    """One entity's states: as verified, and (in a what-if) as the other config folds them."""
+
+    verified: EntityRiskState
+    what_if: EntityRiskState
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    floor: int
+    risk_last: int
+    evidence_last: int
+
+
+class _Replay:
+    def __init__(  # noqa: PLR0913 - the options of replay(), passed through
+        self,
+        store: EventStore,
+        config: AnalyzerConfig,
+        *,
+        projection: str,
+        what_if: bool,
+        strict: bool,
+        max_findings: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.store, self.config, self.projection = store, config, projection
+        self.fingerprint = config.fingerprint()
+        self.what_if, self.strict, self.max_findings = what_if, strict, max_findings
+        self.progress = progress
+        self.chains: dict[EntityKey, _Chains] = {}
+        self.letters: dict[int, DeadLetterRef] = {}
+        self.effects = bytearray()
+        self.report: ReplayReport
+        self.join: AssessmentJoin
+        self.scope = ReplayScope()
+        self.floor = 0
+
+    async def run(self, scope: ReplayScope) -> ReplayReport:
+        started = time.perf_counter()
+        bounds = await self._bounds()
+        until = min(scope.until_seq or bounds.evidence_last, bounds.evidence_last)
+        self.scope = replace(scope, until_seq=until) if until >= scope.from_seq else scope
+        self.floor = bounds.floor
+        self.report = ReplayReport(
+            mode="what-if" if self.what_if else "verify",
+            scope=self.scope,
+            projection=self.projection,
+            analyzer_version=ANALYZER_VERSION,
+            config_fingerprint=self.fingerprint,
+            strict=self.strict,
+            level_changes=LevelChanges() if self.what_if else None,
+        )
+        if until >= scope.from_seq:
+            self.letters = await dead_letters(self.store, self.projection, scope)
+            self.effects = bytearray(until - scope.from_seq + 1)
+            await self._replay(scope.from_seq, until, bounds, open_ended=scope.until_seq is None)
+        self.report.elapsed_seconds = time.perf_counter() - started
+        return self.report
+
+    async def _bounds(self) -> _Bounds:
+        # The ack floor first: everything at or below it has its effect in the
+        # risk stream as read next. The risk stream before the evidence stream:
+        # every assessment read then refers to evidence that exists.
+        floor = await ack_floor(self.store, self.projection)
+        config = self.store.config
+        risk = await self.store.stream_state(config.risk_stream)
+        evidence = await self.store.stream_state(config.evidence_stream)
+        return _Bounds(floor, int(risk["last_seq"]), int(evidence["last_seq"]))
+
+    async def _replay(self, first: int, last: int, bounds: _Bounds, *, open_ended: bool) -> None:
+        config, scope = self.store.config, self.scope
+        risk = self.store.read_all(
+            stream=config.risk_stream,
+            until_seq=bounds.risk_last,
+            filter_subject=scope.subject_filter(config, "risk"),
+        )
+        evidence = self.store.read_all(
+            from_seq=first, until_seq=last, filter_subject=scope.subject_filter(config, "evidence")
+        )
+        async with closing(risk) as risk_records, closing(evidence) as evidence_records:
+            self.join = AssessmentJoin(
+                self.store, risk_records, from_seq=first, until_seq=last, keep_beyond=open_ended
+            )
+            async for rec in evidence_records:
+                await self._evidence(rec)
+                if self.progress is not None and rec.sequence % _PROGRESS_EVERY == 0:
+                    self.progress(rec.sequence - first + 1, last - first + 1)
+            await self._strays(last)
+        if self.progress is not None:
+            self.progress(last - first + 1, last - first + 1)
+
+    # -- one evidence event ---------------------------------------------------------------
+
+    async def _evidence(self, rec: RecordedEvent) -> None:
+        key, seq = entity_key(rec.subject), rec.sequence
+        self._count(key, "evidence")
+        letter = self.letters.get(seq)
+        found = await self.join.take(seq, key, wait=letter is None)
+        own = [a for a in found if a.key == key]
+        for stray in (a for a in found if a.key != key):
+            self._extra(stray, f"stored on another entity's subject than evidence {seq}")
+        if letter is not None:
+            self._mark(seq, _DEAD)
+            self._count(key, "dead_lettered")
+            for stray in own:
+                self._extra(stray, f"evidence {seq} was dead-lettered, yet assessed too")
+            return
+        if not own:
+            self._unassessed(key, seq)
+            return
+        self._mark(seq, _ASSESSED)
+        self._check(rec, key, own[0])
+        for stray in own[1:]:
+            self._extra(
+                stray, f"a second assessment of evidence {seq} (risk seq {own[0].sequence})"
+            )
+
+    def _unassessed(self, key: EntityKey, seq: int) -> None:
+        self._mark(seq, _OPEN)
+        if seq > self.floor:
+            self._count(key, "pending")
+            return
+        detail = f"evidence {seq} has neither an assessment nor a dead letter"
+        self._find("missing", key, detail, evidence=seq)
+
+    def _check(self, rec: RecordedEvent, key: EntityKey, recorded: RecordedAssessment) -> None:
+        try:
+            evidence, ref = self._evidence_of(rec)
+        except _UNASSESSABLE as exc:
+            why = f"evidence {rec.sequence} cannot be assessed ({exc}): it should be a dead letter"
+            self._extra(recorded, why)
+            return
+        self._count(key, "checked")
+        chains = self._chains(key)
+        before = chains.verified
+        verified: tuple[Assessment, EntityRiskState] | None = None
+        if self._verifiable(recorded.data.assessment):
+            verified = self._verify(key, recorded, evidence, ref, chains)
+        elif self.what_if:
+            self._count(key, "rescored")
+            chains.verified = recorded.data.state
+        else:
+            self._mismatch(key, recorded, evidence, ref, chains)
+        if self.what_if:
+            reuse = verified if chains.what_if is before else None
+            self._what_if(key, recorded, evidence, chains, reuse)
+
+    def _evidence_of(self, rec: RecordedEvent) -> tuple[Evidence, EvidenceRef]:
+        """The evidence as the projection scored it, and the reference its assessment holds."""
+        event = rec.event
+        if event is None:
+            raise rec.error or DecodeError(f"undecodable message at sequence {rec.sequence}")
+        if event.type != EVIDENCE_RECORDED:
+            raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
+        data = self.store.schemas.typed_data(event)
+        assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
+        evidence = Evidence.from_data(
+            data, event_id=event.id, source=event.source, sequence=rec.sequence,
+            event_time=event.time,
+        )  # fmt: skip
+        replay_of = rec.headers.get(REPLAY_HEADER)
+        ref = EvidenceRef(
+            id=event.id,
+            source=event.source,
+            stream=rec.stream,
+            sequence=rec.sequence,
+            replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
+        )
+        return evidence, ref
+
+    def _verifiable(self, recorded: Assessment) -> bool:
+        return (
+            recorded.analyzer_version == ANALYZER_VERSION
+            and recorded.config_fingerprint == self.fingerprint
+        )
+
+    # -- verification ------------------------------------------------------------------------
+
+    def _verify(
+        self,
+        key: EntityKey,
+        recorded: RecordedAssessment,
+        evidence: Evidence,
+        ref: EvidenceRef,
+        chains: _Chains,
+    ) -> tuple[Assessment, EntityRiskState] | None:
+        seq = evidence.sequence
+        try:
+            derived = self._derive(chains.verified, evidence, recorded.data.assessment)
+        except AnalyzerError as exc:
+            chains.verified = recorded.data.state
+            self._find(
+                "differs", key, f"re-deriving failed: {exc}", evidence=seq, at=recorded.sequence
+            )
+            return None
+        chains.verified = derived[1]
+        difference = self._compare(recorded.data, ref, *derived)
+        if difference is None:
+            self._count(key, "identical")
+        else:
+            detail = f"re-derived assessment differs: {difference.describe()}"
+            self._find(
+                "differs", key, detail, evidence=seq, at=recorded.sequence, difference=difference
+            )
+        return derived
+
+    def _mismatch(
+        self,
+        key: EntityKey,
+        recorded: RecordedAssessment,
+        evidence: Evidence,
+        ref: EvidenceRef,
+        chains: _Chains,
+    ) -> None:
+        """Verifying, an assessment from another analyzer version or config: say which."""
+        scored = recorded.data.assessment
+        seq, at = evidence.sequence, recorded.sequence
+        if scored.analyzer_version != ANALYZER_VERSION:
+            detail = (
+                f"scored by analyzer {scored.analyzer_version}, this is {ANALYZER_VERSION}:"
+                " not re-derived (replay with that version)"
+            )
+            self._find("version_mismatch", key, detail, evidence=seq, at=at)
+        else:
+            difference = None
+            # the mismatch is the finding; a failed re-derivation adds nothing to it
+            with contextlib.suppress(AnalyzerError):
+                difference = self._compare(
+                    recorded.data, ref, *self._derive(chains.verified, evidence, scored)
+                )
+            detail = (
+                f"scored with config {scored.config_fingerprint[:12]}, replayed with"
+                f" {self.fingerprint[:12]}, same analyzer {ANALYZER_VERSION}: the config"
+                " changed without a version bump"
+            )
+            if difference is not None:
+                detail += f"; first difference {difference.describe()}"
+            self._find("config_mismatch", key, detail, evidence=seq, at=at, difference=difference)
+        chains.verified = recorded.data.state
+
+    def _compare(
+        self,
+        data: RiskAssessedData,
+        ref: EvidenceRef,
+        assessment: Assessment,
+        state: EntityRiskState,
+    ) -> FieldDifference | None:
+        """The first field where the record differs from the re-derivation, or ``None``.
+
+        Byte-identical means the fields are equal *and* the canonical JSON of
+        the two assessments is the same text.
+        """
+        same = (
+            data.projection == self.projection
+            and data.evidence == ref
+            and data.assessment == assessment
+            and data.state == state
+        )
+        recorded_json = data.assessment.canonical_json()
+        if same and recorded_json == assessment.canonical_json():
+            return None
+        found = first_difference(
+            _comparable(data.projection, data.evidence, data.assessment, data.state),
+            _comparable(self.projection, ref, assessment, state),
+        )
+        return found or FieldDifference(
+            "assessment (canonical JSON)", recorded_json, assessment.canonical_json()
+        )
+
+    # -- what-if ----------------------------------------------------------------------------
+
+    def _what_if(
+        self,
+        key: EntityKey,
+        recorded: RecordedAssessment,
+        evidence: Evidence,
+        chains: _Chains,
+        reuse: tuple[Assessment, EntityRiskState] | None,
+    ) -> None:
+        try:
+            assessment, state = reuse or self._derive(
+                chains.what_if, evidence, recorded.data.assessment
+            )
+        except AnalyzerError:
+            return  # already reported by the verification, or unverifiable anyway
+        chains.what_if = state
+        assert self.report.level_changes is not None  # noqa: S101 - set for every what-if
+        self.report.level_changes.add(
+            key, recorded.data.assessment.level.value, assessment.level.value
+        )
+
+    def _derive(
+        self, state: EntityRiskState, evidence: Evidence, recorded: Assessment
+    ) -> tuple[Assessment, EntityRiskState]:
+        """Score as the projection did: conservatively when degraded, with the recorded signal."""
+        if recorded.degraded:
+            return conservative_assessment(state, evidence, config=self.config)
+        return assess(state, evidence, config=self.config, enrichment=recorded.enrichment)
+
+    def _chains(self, key: EntityKey) -> _Chains:
+        chains = self.chains.get(key)
+        if chains is None:
+            seed = self.join.seeds.get(key)
+            state = seed.data.state if seed is not None else EntityRiskState.initial()
+            chains = self.chains[key] = _Chains(state, state)
+        return chains
+
+    # -- strays, findings and counts ---------------------------------------------------------
+
+    async def _strays(self, last: int) -> None:
+        """Assessments no evidence took: read the rest of the risk stream for them."""
+        first = self.scope.from_seq
+        for stray in await self.join.leftovers():
+            seq = stray.data.evidence.sequence
+            why = {
+                _NONE: f"there is no evidence {seq} in this scope",
+                _ASSESSED: f"evidence {seq} was assessed already",
+                _DEAD: f"evidence {seq} was dead-lettered",
+            }.get(self.effects[seq - first], f"evidence {seq} had no assessment when replayed")
+            self._extra(stray, why)
+        for stray in self.join.beyond:
+            seq = stray.data.evidence.sequence
+            self._extra(stray, f"there is no evidence {seq}: the evidence stream ends at {last}")
+        for bad in self.join.unreadable:
+            key = entity_key(bad.subject)
+            detail = f"risk seq {bad.sequence} is not a valid assessment: {bad.error}"
+            self._find("unreadable", key, detail, at=bad.sequence)
+
+    def _extra(self, stray: RecordedAssessment, why: str) -> None:
+        seq = stray.data.evidence.sequence
+        detail = f"unexpected assessment: {why}"
+        self._find("extra", stray.key, detail, evidence=seq, at=stray.sequence)
+
+    def _find(  # noqa: PLR0913 - a finding's fields, keyword-only
+        self,
+        kind: FindingKind,
+        key: EntityKey,
+        detail: str,
+        *,
+        evidence: int | None = None,
+        at: int | None = None,
+        difference: FieldDifference | None = None,
+    ) -> None:
+        """Record a finding about entity ``key``: evidence sequence, risk sequence ``at``."""
+        finding = Finding(kind, *key, evidence, at, detail, difference)
+        self.report.totals.count(kind)
+        entity = self.report.entity(key)
+        entity.counts.count(kind)
+        if entity.first_finding is None:
+            entity.first_finding = finding
+        if len(self.report.findings) < self.max_findings:
+            self.report.findings.append(finding)
+
+    def _count(self, key: EntityKey, name: str) -> None:
+        totals, entity = self.report.totals, self.report.entity(key).counts
+        setattr(totals, name, getattr(totals, name) + 1)
+        setattr(entity, name, getattr(entity, name) + 1)
+
+    def _mark(self, seq: int, effect: int) -> None:
+        self.effects[seq - self.scope.from_seq] = effect
+
+
+def _comparable(
+    projection: str, ref: EvidenceRef, assessment: Assessment, state: EntityRiskState
+) -> dict[str, object]:
+    return {
+        "projection": projection,
+        "evidence": ref.model_dump(mode="json"),
+        "assessment": assessment.model_dump(mode="json"),
+        "state": state.model_dump(mode="json"),
+    }
