@@ -137,7 +137,7 @@ def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
         if value is not None:
             doc[key] = value
     if data is not None:
-        doc["data"] = data.model_dump(mode="json", exclude_none=True)
+        doc["data"] = data.model_dump(mode="json", exclude_none=True, exclude_unset=True)
     try:
         return orjson.dumps(doc, option=_OPTIONS)
     except TypeError as exc:

@@ -136,7 +136,9 @@ class EventSchemas:
             SchemaViolationError: the data does not match the model.
             UnknownEventTypeError: the type is not registered.
         """
-        normal = self.typed_data(event).model_dump(mode="json", exclude_none=True)
+        normal = self.typed_data(event).model_dump(
+            mode="json", exclude_none=True, exclude_unset=True
+        )
         return event if normal == event.data else event.model_copy(update={"data": normal})
 
     def typed_data(self, event: CloudEvent) -> BaseModel:

@@ -28,11 +28,13 @@ GOOD = evidence_line("a1")
 
 
 def test_valid_event_is_normalised(schemas: EventSchemas) -> None:
-    """A valid event parses, with defaults (confidence, observed_at) filled in."""
+    """A valid event parses with observed_at made explicit; unset defaults stay unset."""
     event = schemas.parse(GOOD.encode())
     assert event.data is not None
-    assert event.data["confidence"] == 1.0
     assert event.data["observed_at"] == "2026-01-01T00:00:00Z"
+    assert "confidence" not in event.data, "the producer did not report a confidence"
+    typed = schemas.typed_data(event)
+    assert typed.confidence == 1.0  # type: ignore[attr-defined]
 
 
 def test_missing_type_defaults_to_evidence(schemas: EventSchemas) -> None:
