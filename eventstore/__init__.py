@@ -6,21 +6,16 @@ entity, and atomic in batches; reads are ordered. Every error is an
 """
 
 from eventstore import errors
+from eventstore._append import ANY, MAX_BATCH, NO_STREAM, AppendResult, ExpectedVersion
 from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json, encode_json
 from eventstore._envelope import CloudEvent
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
 from eventstore._kv import KeyValue, KVEntry
+from eventstore._provision import ProvisionReport
 from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
-from eventstore._store import (
-    ANY,
-    MAX_BATCH,
-    NO_STREAM,
-    AppendResult,
-    EventStore,
-    ExpectedVersion,
-    ProvisionReport,
-)
+from eventstore._store import EventStore
+from eventstore._telemetry import StoreMetrics
 from eventstore._tokens import EventId, SourceRef, Token, validate_token
 from eventstore._topology import Category, StoreConfig
 
@@ -47,6 +42,7 @@ __all__ = [
     "RecordedEvent",
     "SourceRef",
     "StoreConfig",
+    "StoreMetrics",
     "Token",
     "decode_json",
     "encode_json",

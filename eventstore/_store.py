@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-import structlog
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
+from opentelemetry.trace import SpanKind
+
+from eventstore._append import (
+    ANY,
+    MAX_BATCH,
+    MAX_BATCHES_IN_FLIGHT,
+    MSG_ID,
+    WRONG_LAST_SEQUENCE,
+    AckFuture,
+    AppendResult,
+    Encoded,
+    ExpectedVersion,
+    caller_headers,
+    expected_header,
+    expected_number,
+    retrying,
 )
-
 from eventstore._codec import encode_event
 from eventstore._jetstream._client import JetStreamClient, RawMessage
 from eventstore._jetstream._consumer import DurableConsumer
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
 from eventstore._jetstream._reader import read_range
 from eventstore._kv import KeyValue
+from eventstore._provision import ProvisionReport, provision
 from eventstore._recorded import RecordedEvent, to_recorded
+from eventstore._telemetry import (
+    AppendOutcome,
+    StoreMetrics,
+    inject_trace,
+    span_attributes,
+    tracer,
+)
 from eventstore._tokens import validate_token
 from eventstore._topology import Category, StoreConfig
 from eventstore.errors import (
@@ -29,9 +46,8 @@ from eventstore.errors import (
     BatchLimitError,
     BatchRejectedError,
     ConcurrencyConflictError,
-    ConfigDriftError,
+    DecodeError,
     EventStoreError,
-    InvalidHeaderError,
     JetStreamAPIError,
     NotProvisionedError,
     PayloadTooLargeError,
@@ -46,106 +62,7 @@ if TYPE_CHECKING:
     from eventstore._envelope import CloudEvent
     from eventstore._schemas import EventSchemas
 
-__all__ = ["ANY", "NO_STREAM", "AppendResult", "EventStore", "ExpectedVersion", "ProvisionReport"]
-
-ANY: Final = "any"
-NO_STREAM: Final = "no_stream"
-ExpectedVersion = int | Literal["any", "no_stream"]
-
-MSG_ID = "Nats-Msg-Id"
-EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
-MAX_BATCH = 1000
-MAX_BATCHES_IN_FLIGHT = 50
-_WRONG_LAST_SEQUENCE = 10071
-_log = structlog.get_logger(__name__)
-# Fields compared to detect drift; the server fills in others we do not manage.
-_MANAGED = (
-    "subjects", "retention", "storage", "discard", "num_replicas", "duplicate_window",
-    "max_msg_size", "max_msgs_per_subject", "max_age", "deny_delete", "deny_purge",
-    "allow_rollup_hdrs", "allow_msg_ttl", "allow_atomic", "allow_direct",
-)  # fmt: skip
-
-
-AckFuture = asyncio.Future[PubAck | None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    event: CloudEvent | None
-    msg_id: str
-    message: OutboundMessage
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """Where an appended event sits. ``version`` is the entity's version after it.
-
-    An entity's version is the stream sequence of its latest event: strictly
-    increasing, not contiguous. ``duplicate`` is true when the event had been
-    stored before (same ``source`` and ``id``); sequence and version then point
-    at the original.
-    """
-
-    stream: str
-    subject: str
-    sequence: int
-    duplicate: bool
-
-    @property
-    def version(self) -> int:
-        """The entity's version after this append."""
-        return self.sequence
-
-
-@dataclass
-class ProvisionReport:
-    """What provisioning created, found as expected, and found drifted."""
-
-    created: list[str] = field(default_factory=list)
-    found: list[str] = field(default_factory=list)
-    drifted: list[ConfigDriftError] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing drifted."""
-        return not self.drifted
-
-
-def _expected_header(expected: ExpectedVersion) -> dict[str, str]:
-    if expected == ANY:
-        return {}
-    if expected == NO_STREAM:
-        return {EXPECTED_LAST_SUBJECT_SEQ: "0"}
-    if isinstance(expected, int) and expected > 0:
-        return {EXPECTED_LAST_SUBJECT_SEQ: str(expected)}
-    raise ValueError(
-        f"expected_version must be 'any', 'no_stream' or a positive int, not {expected!r}"
-    )
-
-
-def _expected_number(expected: ExpectedVersion) -> int:
-    return 0 if expected == NO_STREAM else int(expected)
-
-
-def _caller_headers(headers: dict[str, str] | None) -> dict[str, str]:
-    """Headers a caller may add (trace context and the like), never JetStream control ones."""
-    if not headers:
-        return {}
-    for key, value in headers.items():
-        if key.lower().startswith("nats-"):
-            raise InvalidHeaderError(f"header {key!r} is reserved for the event store")
-        if any(c in key + value for c in "\r\n\0") or ":" in key:
-            raise InvalidHeaderError(f"header {key!r} holds a control character or a colon")
-    return dict(headers)
-
-
-def _retrying(attempts: int) -> AsyncRetrying:
-    return AsyncRetrying(
-        retry=retry_if_exception_type(TransientStoreError),
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
-        reraise=True,
-    )
+__all__ = ["EventStore"]
 
 
 class EventStore:
@@ -155,16 +72,22 @@ class EventStore:
     """
 
     def __init__(
-        self, client: JetStreamClient, *, schemas: EventSchemas, config: StoreConfig | None = None
+        self,
+        client: JetStreamClient,
+        *,
+        schemas: EventSchemas,
+        config: StoreConfig | None = None,
+        metrics: StoreMetrics | None = None,
     ) -> None:
         self.client = client
         self.schemas = schemas
         self.config = config or StoreConfig()
+        self.metrics = metrics
         self.retry_attempts = 5
         self._batch_slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
 
     @classmethod
-    async def connect(
+    async def connect(  # noqa: PLR0913 - where to connect and what to connect with, keyword-only
         cls,
         url: str,
         *,
@@ -172,6 +95,7 @@ class EventStore:
         config: StoreConfig | None = None,
         name: str = "riskpipe",
         timeout: float = 5.0,
+        metrics: StoreMetrics | None = None,
     ) -> EventStore:
         """Connect to NATS at ``url`` (comma-separated for a cluster).
 
@@ -179,7 +103,7 @@ class EventStore:
             StoreUnavailableError: no server answered.
         """
         client = await JetStreamClient.connect(url, name=name, timeout=timeout)
-        return cls(client, schemas=schemas, config=config)
+        return cls(client, schemas=schemas, config=config, metrics=metrics)
 
     @classmethod
     async def from_client(
@@ -210,20 +134,7 @@ class EventStore:
         A drifted stream is never changed here: changing a production stream is
         an operator's decision.
         """
-        report = ProvisionReport()
-        for want in self.config.stream_configs():
-            name = want["name"]
-            info = await self.client.stream_info(name)
-            if info is None:
-                await self.client.api(f"STREAM.CREATE.{name}", want)
-                report.created.append(name)
-                continue
-            diff = _drift(info["config"], want)
-            if diff:
-                report.drifted.append(ConfigDriftError(name, diff))
-            else:
-                report.found.append(name)
-        return report
+        return await provision(self.client, self.config)
 
     # -- appending ------------------------------------------------------------
 
@@ -243,7 +154,7 @@ class EventStore:
         headers: dict[str, str],
         subject: str | None = None,
         data: BaseModel | None = None,
-    ) -> _Encoded:
+    ) -> Encoded:
         # The envelope was validated when the CloudEvent was built; its data is
         # validated and normalised by the type's model here (unless the caller
         # hands over an instance of that model), then written with it.
@@ -258,7 +169,7 @@ class EventStore:
         message = OutboundMessage(
             subject or self.subject_of(event), payload, {**headers, MSG_ID: msg_id}
         )
-        return _Encoded(event, msg_id, message)
+        return Encoded(event, msg_id, message)
 
     async def append(
         self,
@@ -284,29 +195,69 @@ class EventStore:
             AppendRejectedError: the server refused it.
             TransientStoreError: still failing after bounded retries.
         """
-        encoded = self._encode(
-            event, {**_caller_headers(headers), **_expected_header(expected_version)}, subject, data
+        hdrs = {**caller_headers(headers), **expected_header(expected_version)}
+        with tracer.start_as_current_span("send", kind=SpanKind.PRODUCER) as span:
+            inject_trace(hdrs)
+            try:
+                encoded = self._encode(event, hdrs, subject, data)
+            except DecodeError:
+                self._count(self._stream_of_type(event), "rejected")
+                raise
+            message = encoded.message
+            span.update_name(f"send {message.subject}")
+            span.set_attributes(dict(span_attributes(message.subject, "", encoded.msg_id)))
+            return await self._send(encoded, expected_version)
+
+    async def _send(self, encoded: Encoded, expected: ExpectedVersion) -> AppendResult:
+        stream = self._stream_of_subject(encoded.message.subject)
+        started = time.perf_counter()
+        try:
+            result = await self._publish_with_retries(encoded, expected)
+        except ConcurrencyConflictError:
+            self._count(stream, "conflict")
+            raise
+        except (AppendRejectedError, EventStoreError) as exc:
+            if not isinstance(exc, TransientStoreError):
+                self._count(stream, "rejected")
+            raise
+        self._count(
+            stream, "duplicate" if result.duplicate else "stored", time.perf_counter() - started
         )
+        return result
+
+    async def _publish_with_retries(
+        self, encoded: Encoded, expected: ExpectedVersion
+    ) -> AppendResult:
         try:  # the first attempt outside tenacity: retries are the exception, not the rule
             fut = await self.client.publisher.publish(encoded.message)
-            return await self._settle(encoded, expected_version, fut)
+            return await self._settle(encoded, expected, fut)
         except TransientStoreError:
             if self.retry_attempts <= 1:
                 raise
-        async for attempt in _retrying(self.retry_attempts - 1):
+        async for attempt in retrying(self.retry_attempts - 1):
             with attempt:
                 fut = await self.client.publisher.publish(encoded.message)
-                return await self._settle(encoded, expected_version, fut)
+                return await self._settle(encoded, expected, fut)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
+    def _count(self, stream: str, outcome: AppendOutcome, seconds: float | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.record(stream, outcome, seconds)
+
+    def _stream_of_type(self, event: CloudEvent) -> str:
+        try:
+            return self.config.stream_for(self.schemas.get(event.type).category)  # type: ignore[arg-type]
+        except EventStoreError:
+            return "unknown"
+
     async def _settle(
-        self, encoded: _Encoded, expected: ExpectedVersion, fut: AckFuture
+        self, encoded: Encoded, expected: ExpectedVersion, fut: AckFuture
     ) -> AppendResult:
         subject = encoded.message.subject
         try:
             ack = await fut
         except JetStreamAPIError as exc:
-            if exc.err_code == _WRONG_LAST_SEQUENCE:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
                 return await self._resolve_conflict(subject, encoded.msg_id, expected)
             raise AppendRejectedError(exc.what, exc.code, exc.err_code, exc.description) from exc
         if ack is None:
@@ -323,7 +274,7 @@ class EventStore:
         if last is not None and last.headers.get(MSG_ID) == msg_id:
             return AppendResult(stream, subject, last.seq, duplicate=True)
         actual = last.seq if last is not None else 0
-        raise ConcurrencyConflictError(subject, _expected_number(expected), actual)
+        raise ConcurrencyConflictError(subject, expected_number(expected), actual)
 
     def _stream_of_subject(self, subject: str) -> str:
         category = subject.split(".")[len(self.config.prefix.split("."))]
@@ -348,10 +299,10 @@ class EventStore:
             ValueError: ``tenant`` or ``entity`` is not a token.
             AppendRejectedError: the server refused it (e.g. over the size limit).
         """
-        hdrs = {**_caller_headers(headers), MSG_ID: msg_id}
+        hdrs = {**caller_headers(headers), MSG_ID: msg_id}
         message = OutboundMessage(self.config.subject(category, tenant, entity), payload, hdrs)
         fut = await self.client.publisher.publish(message)
-        return await self._settle(_Encoded(None, msg_id, message), ANY, fut)
+        return await self._settle(Encoded(None, msg_id, message), ANY, fut)
 
     async def append_many(
         self, events: Iterable[CloudEvent], *, headers: dict[str, str] | None = None
@@ -362,38 +313,63 @@ class EventStore:
         are all in flight together, bounded by the publisher's window. Events
         whose acknowledgement failed transiently are retried one by one.
         """
-        extra = _caller_headers(headers)
-        slots: list[_Encoded | EventStoreError] = []
+        with tracer.start_as_current_span("send batch", kind=SpanKind.PRODUCER):
+            extra = inject_trace(caller_headers(headers))
+            return await self._append_many(events, extra, headers)
+
+    async def _append_many(
+        self, events: Iterable[CloudEvent], extra: dict[str, str], headers: dict[str, str] | None
+    ) -> list[AppendResult | EventStoreError]:
+        slots: list[Encoded | EventStoreError] = []
         for event in events:
             try:
                 slots.append(self._encode(event, extra))
             except EventStoreError as exc:
+                self._count(self._stream_of_type(event), "rejected")
                 slots.append(exc)
-        encoded = [slot for slot in slots if isinstance(slot, _Encoded)]
+        encoded = [slot for slot in slots if isinstance(slot, Encoded)]
+        started = time.perf_counter()
         futures = await self.client.publisher.publish_many([e.message for e in encoded])
-        if futures:
-            await asyncio.wait(futures)
-        settled = iter(
-            [await self._settle_one(e, f, headers) for e, f in zip(encoded, futures, strict=True)]
-        )
-        return [slot if isinstance(slot, EventStoreError) else next(settled) for slot in slots]
+        settled: list[AppendResult | EventStoreError] = []
+        for item, fut in zip(encoded, futures, strict=True):
+            try:
+                ack = await fut
+            except EventStoreError:
+                ack = None
+            if ack is None:
+                settled.append(await self._settle_one(item, fut, headers))
+                continue
+            outcome: AppendOutcome = "duplicate" if ack.duplicate else "stored"
+            self._count(ack.stream, outcome, time.perf_counter() - started)
+            settled.append(AppendResult(ack.stream, item.message.subject, ack.seq, ack.duplicate))
+        results = iter(settled)
+        return [slot if isinstance(slot, EventStoreError) else next(results) for slot in slots]
 
     async def _settle_one(
-        self, encoded: _Encoded, fut: AckFuture, headers: dict[str, str] | None
+        self, encoded: Encoded, fut: AckFuture, headers: dict[str, str] | None
     ) -> AppendResult | EventStoreError:
+        """The result of an append whose first attempt did not simply succeed."""
         exc = fut.exception()
-        if exc is None:
-            ack = fut.result()
-            if ack is not None:
-                return AppendResult(ack.stream, encoded.message.subject, ack.seq, ack.duplicate)
         try:
             if not isinstance(exc, TransientStoreError):
-                return await self._settle(encoded, ANY, fut)
+                return (
+                    await self._send(encoded, ANY)
+                    if exc is None
+                    else await self._settle_failed(encoded, fut)
+                )
             # retried one by one; the Msg-Id makes a late first attempt harmless
             assert encoded.event is not None  # noqa: S101 - append_many always has the event
             return await self.append(encoded.event, headers=headers)
         except EventStoreError as error:
             return error
+
+    async def _settle_failed(self, encoded: Encoded, fut: AckFuture) -> AppendResult:
+        stream = self._stream_of_subject(encoded.message.subject)
+        try:
+            return await self._settle(encoded, ANY, fut)
+        except EventStoreError:
+            self._count(stream, "rejected")
+            raise
 
     async def append_batch(
         self,
@@ -422,7 +398,7 @@ class EventStore:
             for i, e in enumerate(encoded)
         ]
 
-    def _check_batch(self, events: Sequence[CloudEvent]) -> list[_Encoded]:
+    def _check_batch(self, events: Sequence[CloudEvent]) -> list[Encoded]:
         if not 1 <= len(events) <= MAX_BATCH:
             raise BatchLimitError(
                 f"an atomic batch holds 1 to {MAX_BATCH} events, got {len(events)}"
@@ -435,14 +411,14 @@ class EventStore:
         return encoded
 
     async def _send_batch(
-        self, bid: str, encoded: list[_Encoded], expected: ExpectedVersion
+        self, bid: str, encoded: list[Encoded], expected: ExpectedVersion
     ) -> PubAck:
         publisher, last = self.client.publisher, len(encoded)
         futures = []
         for n, item in enumerate(encoded, start=1):
             hdrs = {**item.message.headers, "Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(n)}
             if n == 1:
-                hdrs.update(_expected_header(expected))
+                hdrs.update(expected_header(expected))
             if n == last:
                 hdrs["Nats-Batch-Commit"] = "1"
             message = OutboundMessage(item.message.subject, item.message.payload, hdrs)
@@ -455,7 +431,7 @@ class EventStore:
     async def _batch_outcome(
         self,
         bid: str,
-        encoded: list[_Encoded],
+        encoded: list[Encoded],
         expected: ExpectedVersion,
         futures: list[AckFuture],
     ) -> PubAck:
@@ -463,10 +439,10 @@ class EventStore:
         first_subject = encoded[0].message.subject
         for result in results:
             if isinstance(result, JetStreamAPIError):
-                if result.err_code == _WRONG_LAST_SEQUENCE:
+                if result.err_code == WRONG_LAST_SEQUENCE:
                     actual = await self._last_seq(first_subject)
                     raise ConcurrencyConflictError(
-                        first_subject, _expected_number(expected), actual
+                        first_subject, expected_number(expected), actual
                     ) from result
                 raise BatchRejectedError(
                     bid, result.code, result.err_code, result.description
@@ -592,14 +568,3 @@ class EventStore:
 
     def _recorded(self, raw: RawMessage) -> RecordedEvent:
         return to_recorded(raw, self.schemas, self.config)
-
-
-def _drift(found: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[object, object]]:
-    diff = {}
-    for key in _MANAGED:
-        if key not in want:
-            continue
-        have = found.get(key, False if isinstance(want[key], bool) else None)
-        if have != want[key]:
-            diff[key] = (have, want[key])
-    return diff

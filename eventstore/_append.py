@@ -1,0 +1,129 @@
+"""The vocabulary of appending: expected versions, results, headers, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from eventstore._jetstream._publisher import OutboundMessage, PubAck
+from eventstore.errors import InvalidHeaderError, TransientStoreError
+
+if TYPE_CHECKING:
+    from eventstore._envelope import CloudEvent
+
+__all__ = [
+    "ANY",
+    "EXPECTED_LAST_SUBJECT_SEQ",
+    "MAX_BATCH",
+    "MAX_BATCHES_IN_FLIGHT",
+    "MSG_ID",
+    "NO_STREAM",
+    "WRONG_LAST_SEQUENCE",
+    "AckFuture",
+    "AppendResult",
+    "Encoded",
+    "ExpectedVersion",
+    "caller_headers",
+    "expected_header",
+    "expected_number",
+    "retrying",
+]
+
+ANY: Final = "any"
+NO_STREAM: Final = "no_stream"
+ExpectedVersion = int | Literal["any", "no_stream"]
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+MAX_BATCH = 1000
+MAX_BATCHES_IN_FLIGHT = 50
+WRONG_LAST_SEQUENCE = 10071
+
+
+AckFuture = asyncio.Future[PubAck | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An event ready to send: its identity and the message that carries it."""
+
+    event: CloudEvent | None
+    msg_id: str
+    message: OutboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an appended event sits. ``version`` is the entity's version after it.
+
+    An entity's version is the stream sequence of its latest event: strictly
+    increasing, not contiguous. ``duplicate`` is true when the event had been
+    stored before (same ``source`` and ``id``); sequence and version then point
+    at the original.
+    """
+
+    stream: str
+    subject: str
+    sequence: int
+    duplicate: bool
+
+    @property
+    def version(self) -> int:
+        """The entity's version after this append."""
+        return self.sequence
+
+
+def expected_header(expected: ExpectedVersion) -> dict[str, str]:
+    """The JetStream header for an expected version (none for ``ANY``).
+
+    Raises:
+        ValueError: ``expected`` is not ``ANY``, ``NO_STREAM`` or a positive int.
+    """
+    if expected == ANY:
+        return {}
+    if expected == NO_STREAM:
+        return {EXPECTED_LAST_SUBJECT_SEQ: "0"}
+    if isinstance(expected, int) and expected > 0:
+        return {EXPECTED_LAST_SUBJECT_SEQ: str(expected)}
+    raise ValueError(
+        f"expected_version must be 'any', 'no_stream' or a positive int, not {expected!r}"
+    )
+
+
+def expected_number(expected: ExpectedVersion) -> int:
+    """The expected version as a number (``NO_STREAM`` is 0)."""
+    return 0 if expected == NO_STREAM else int(expected)
+
+
+def caller_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """Headers a caller may add (trace context and the like), never JetStream control ones.
+
+    Raises:
+        InvalidHeaderError: a ``Nats-*`` header, or a control character in one.
+    """
+    if not headers:
+        return {}
+    for key, value in headers.items():
+        if key.lower().startswith("nats-"):
+            raise InvalidHeaderError(f"header {key!r} is reserved for the event store")
+        if any(c in key + value for c in "\r\n\0") or ":" in key:
+            raise InvalidHeaderError(f"header {key!r} holds a control character or a colon")
+    return dict(headers)
+
+
+def retrying(attempts: int) -> AsyncRetrying:
+    """Bounded retries of transient failures, exponential backoff with jitter."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(TransientStoreError),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
+        reraise=True,
+    )

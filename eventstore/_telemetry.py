@@ -1,0 +1,63 @@
+"""What the event store emits: Prometheus metrics (on a registry passed in) and trace context.
+
+The store only *emits*: it never configures an exporter. Without an
+OpenTelemetry SDK installed by the application, spans are no-ops and nothing
+is added to message headers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from opentelemetry import propagate, trace
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["AppendOutcome", "StoreMetrics", "inject_trace", "tracer"]
+
+AppendOutcome = Literal["stored", "duplicate", "conflict", "rejected"]
+tracer = trace.get_tracer("eventstore")
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class StoreMetrics:
+    """Append counters by outcome and an append latency histogram (label: stream)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.appends = Counter(
+            "riskpipe_store_appends_total",
+            "Events appended, by stream and outcome (stored, duplicate, conflict, rejected).",
+            ["stream", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "riskpipe_store_append_seconds",
+            "From sending an event to its acknowledgement by JetStream.",
+            ["stream"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+
+    def record(self, stream: str, outcome: AppendOutcome, seconds: float | None = None) -> None:
+        """Count one append, and its latency when it reached the server."""
+        self.appends.labels(stream, outcome).inc()
+        if seconds is not None:
+            self.latency.labels(stream).observe(seconds)
+
+
+def inject_trace(headers: dict[str, str]) -> dict[str, str]:
+    """Add the current span's W3C ``traceparent``/``tracestate`` to ``headers`` (if any)."""
+    propagate.inject(headers)
+    return headers
+
+
+def span_attributes(subject: str, stream: str, message_id: str | None) -> Iterator[tuple[str, str]]:
+    """Messaging semantic-convention attributes of a publish."""
+    yield "messaging.system", "nats"
+    yield "messaging.operation.type", "send"
+    yield "messaging.destination.name", subject
+    yield "messaging.nats.stream", stream
+    if message_id is not None:
+        yield "messaging.message.id", message_id
