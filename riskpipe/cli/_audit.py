@@ -1,0 +1,507 @@
+"""Audit commands: ``replay``, ``explain``, ``export``, and ``bench replay``.
+
+All of them only read the log: ephemeral consumers without acknowledgements,
+nothing published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from prometheus_client import CollectorRegistry
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from analyzers import AnalyzerConfig, InvalidConfigError, load_config
+from eventstore.baselines import raw_ordered_read
+from projections.audit import (
+    Explanation,
+    InvalidScopeError,
+    ReplayReport,
+    ReplayScope,
+    explain,
+    export_file,
+    first_stored_after,
+    replay,
+)
+from riskpipe.bench import Measurement, private_server, timed
+from riskpipe.cli._app import AppContext, bench, main, pass_app
+from riskpipe.cli._common import err_console, out_console, run
+from riskpipe.demo import synthetic_evidence
+from riskpipe.logs import configure_logging
+from riskpipe.wiring import connect_store
+from riskpipe.worker import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from rich.progress import Task
+
+    from eventstore import EventStore
+    from projections.audit import ExportFormat
+    from riskpipe.settings import Settings
+
+REPLAY_TARGET = 0.5
+
+
+class _Time(click.ParamType[datetime]):
+    """An ISO 8601 time; without a timezone it is UTC."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            when = value
+        else:
+            try:
+                when = datetime.fromisoformat(str(value))
+            except ValueError:
+                self.fail(
+                    f"{value!r} is not an ISO 8601 time (e.g. 2026-11-29T08:00:00Z)", param, ctx
+                )
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+TIME = _Time()
+
+
+# -- replay ------------------------------------------------------------------------------------
+
+
+@main.command("replay")
+@click.option("--tenant", default=None, help="Only this tenant's evidence.")
+@click.option("--entity", default=None, help="Only this entity (needs --tenant).")
+@click.option(
+    "--from-seq", type=click.IntRange(min=1), default=None, help="First evidence sequence."
+)
+@click.option("--since", type=TIME, default=None, help="First evidence stored at or after TIME.")
+@click.option(
+    "--until-seq", type=click.IntRange(min=1), default=None, help="Last evidence sequence."
+)
+@click.option("--until", type=TIME, default=None, help="Last evidence stored at or before TIME.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="What-if: re-score with this analyzer config (.toml/.yaml) and report level changes.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail on assessments from another analyzer version too."
+)
+@click.option("--projection", default=None, help="Projection name [default: risk].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON report to FILE.",
+)
+@click.option("--limit", default=50, show_default=True, help="Rows listed per table.")
+@pass_app
+def replay_command(  # noqa: PLR0913, PLR0917 - one click option each
+    app: AppContext,
+    tenant: str | None,
+    entity: str | None,
+    from_seq: int | None,
+    since: datetime | None,
+    until_seq: int | None,
+    until: datetime | None,
+    config_path: Path | None,
+    strict: bool,
+    projection: str | None,
+    as_json: bool,
+    report_path: Path | None,
+    limit: int,
+) -> None:
+    """Re-derive every assessment from the evidence log and verify it against the record.
+
+    Exit status 0 only when nothing differs and nothing is missing. With
+    --config it is a what-if: history is re-scored with that config and the
+    report counts how levels would have changed; nothing is ever published.
+    """
+    if from_seq is not None and since is not None:
+        raise click.UsageError("give --from-seq or --since, not both")
+    if until_seq is not None and until is not None:
+        raise click.UsageError("give --until-seq or --until, not both")
+    config = _analyzer_config(config_path)
+    bounds = _Bounds(tenant, entity, from_seq, since, until_seq, until)
+    report = run(
+        _replay(app.settings, bounds, config, what_if=config_path is not None, strict=strict,
+                projection=projection or app.settings.projection)
+    )  # fmt: skip
+    document = report.as_dict()
+    if report_path is not None:
+        report_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(document))
+    else:
+        _print_replay(report, limit)
+    sys.exit(0 if report.ok else 1)
+
+
+def _analyzer_config(path: Path | None) -> AnalyzerConfig:
+    if path is None:
+        return AnalyzerConfig()
+    try:
+        return load_config(path)
+    except InvalidConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """What to replay, as given: sequences, or times to turn into sequences."""
+
+    tenant: str | None
+    entity: str | None
+    from_seq: int | None
+    since: datetime | None
+    until_seq: int | None
+    until: datetime | None
+
+    async def scope(self, store: EventStore) -> ReplayScope:
+        """The scope, with times resolved to evidence sequences by when they were stored."""
+        from_seq, until_seq = self.from_seq, self.until_seq
+        if self.since is not None:
+            from_seq = await first_stored_after(store, self.since, inclusive=True)
+        if self.until is not None:
+            until_seq = await first_stored_after(store, self.until, inclusive=False) - 1
+        timed_range = self.since is not None or self.until is not None
+        if timed_range and from_seq and until_seq is not None and until_seq < from_seq:
+            raise click.UsageError("no evidence was stored in that time range")
+        try:
+            return ReplayScope(self.tenant, self.entity, from_seq or 1, until_seq)
+        except InvalidScopeError as exc:
+            raise click.UsageError(str(exc)) from exc
+
+
+async def _replay(  # noqa: PLR0913 - the command's options, passed through
+    settings: Settings,
+    bounds: _Bounds,
+    config: AnalyzerConfig,
+    *,
+    what_if: bool,
+    strict: bool,
+    projection: str,
+) -> ReplayReport:
+    async with await connect_store(settings, name="riskpipe-replay") as store:
+        scope = await bounds.scope(store)
+        with _progress() as progress:
+            return await replay(
+                store, scope=scope, config=config, what_if=what_if, projection=projection,
+                strict=strict, progress=progress,
+            )  # fmt: skip
+
+
+class _Rate(ProgressColumn):
+    """Evidence positions per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} evidence/s" if speed else "- evidence/s", style="cyan")
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar with rate and ETA on stderr, only when stderr is a terminal."""
+    console = err_console()
+    if not console.is_terminal:
+        yield None
+        return
+    columns = (BarColumn(), MofNCompleteColumn(), _Rate(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("replay", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _print_replay(report: ReplayReport, limit: int) -> None:
+    console = out_console()
+    scope = report.scope
+    what = f"{scope.tenant or 'every tenant'}" + (f"/{scope.entity}" if scope.entity else "")
+    console.print(
+        f"{report.mode} replay of {what}, evidence {scope.from_seq}..{scope.until_seq or '-'},"
+        f" analyzer {report.analyzer_version}, config {report.config_fingerprint[:12]}"
+    )
+    console.print(_entities_table(report, limit))
+    for finding in report.findings[:limit]:
+        where = f"{finding.tenant}/{finding.entity} evidence {finding.evidence_sequence or '-'}"
+        risk = f" (risk seq {finding.assessment_sequence})" if finding.assessment_sequence else ""
+        console.print(f"[bold red]{finding.kind}[/] {where}{risk}: {finding.detail}", markup=True)
+    if report.level_changes is not None:
+        _print_level_changes(report, limit)
+    t = report.totals
+    rate = t.evidence / report.elapsed_seconds if report.elapsed_seconds else 0.0
+    verdict = "OK" if report.ok else f"FAILED ({report.failures} finding(s))"
+    click.echo(
+        f"checked={t.checked} identical={t.identical} differing={t.differing}"
+        f" config_mismatch={t.config_mismatch} version_mismatch={t.version_mismatch}"
+        f" rescored={t.rescored} extra={t.extra} unreadable={t.unreadable} missing={t.missing}"
+        f" dead_lettered={t.dead_lettered} pending={t.pending}"
+        f" in {report.elapsed_seconds:.1f}s ({rate:,.0f} evidence/s): {verdict}"
+    )
+
+
+def _entities_table(report: ReplayReport, limit: int) -> Table:
+    rows = sorted(
+        report.entities.values(), key=lambda e: (e.first_finding is None, e.tenant, e.entity)
+    )
+    table = Table(title=f"entities ({len(rows)}; with findings first)")
+    columns = ("tenant/entity", "evidence", "checked", "identical", "problems", "dead-lettered",
+               "pending", "first finding")  # fmt: skip
+    for col in columns:
+        table.add_column(col)
+    for e in rows[:limit]:
+        c, first = e.counts, e.first_finding
+        note = f"{first.kind}: {first.detail}" if first else "-"
+        table.add_row(
+            f"{e.tenant}/{e.entity}", str(c.evidence), str(c.checked), str(c.identical),
+            str(c.failures(strict=report.strict)), str(c.dead_lettered), str(c.pending), note[:110],
+        )  # fmt: skip
+    if len(rows) > limit:
+        table.caption = f"... and {len(rows) - limit} more (--limit, or --json for all)"
+    return table
+
+
+def _print_level_changes(report: ReplayReport, limit: int) -> None:
+    changes = report.level_changes
+    assert changes is not None  # noqa: S101 - checked by the caller
+    console = out_console()
+    table = Table(title=f"what-if level changes: {changes.upgrades} up, {changes.downgrades} down")
+    for col in ("recorded -> what-if", "assessments"):
+        table.add_column(col)
+    for transition, count in changes.as_dict()["transitions"].items():
+        table.add_row(transition, str(count))
+    table.add_row("unchanged", str(changes.unchanged))
+    console.print(table)
+    affected = changes.affected()
+    entities = Table(title=f"entities affected ({len(affected)})")
+    for col in ("tenant/entity", "changed", "recorded final", "what-if final"):
+        entities.add_column(col)
+    for (tenant, entity), change in list(affected.items())[:limit]:
+        entities.add_row(
+            f"{tenant}/{entity}", str(change.changed), str(change.recorded_final),
+            str(change.what_if_final),
+        )  # fmt: skip
+    console.print(entities)
+
+
+# -- explain -----------------------------------------------------------------------------------
+
+
+@main.command("explain")
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--entity", required=True, help="Entity id.")
+@click.option("--at", type=TIME, default=None, help="As of the evidence stored at or before TIME.")
+@click.option("--seq", type=click.IntRange(min=1), default=None, help="As of evidence sequence N.")
+@click.option("--projection", default=None, help="Projection name [default: risk].")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as one JSON document.")
+@pass_app
+def explain_command(  # noqa: PLR0913, PLR0917 - one click option each
+    app: AppContext,
+    tenant: str,
+    entity: str,
+    at: datetime | None,
+    seq: int | None,
+    projection: str | None,
+    as_json: bool,
+) -> None:
+    """An entity's timeline up to a point: evidence, assessments, level changes, dead letters."""
+    if at is not None and seq is not None:
+        raise click.UsageError("give --at or --seq, not both")
+    name = projection or app.settings.projection
+    explanation = run(_explain(app.settings, tenant, entity, at=at, seq=seq, name=name))
+    if as_json:
+        click.echo(json.dumps(explanation.as_dict()))
+        return
+    _print_explanation(explanation)
+
+
+async def _explain(  # noqa: PLR0913 - the command's options, passed through
+    settings: Settings,
+    tenant: str,
+    entity: str,
+    *,
+    at: datetime | None,
+    seq: int | None,
+    name: str,
+) -> Explanation:
+    async with await connect_store(settings, name="riskpipe-explain") as store:
+        try:
+            return await explain(store, tenant, entity, at=at, seq=seq, projection=name)
+        except InvalidScopeError as exc:
+            raise click.UsageError(str(exc)) from exc
+
+
+def _print_explanation(explanation: Explanation) -> None:
+    console = out_console()
+    document = explanation.as_dict()
+    point = f"seq {explanation.seq}" if explanation.seq else (document["at"] or "now")
+    console.print(f"{explanation.tenant}/{explanation.entity} as of {point}: {document['counts']}")
+    table = Table(title="timeline")
+    for col in ("seq", "stored", "evidence", "outcome", "level", "score"):
+        table.add_column(col)
+    for entry in explanation.timeline:
+        what = (
+            f"{entry.evidence_id} {entry.evidence.pattern}/{entry.evidence.severity.value}"
+            if entry.evidence
+            else str(entry.error)
+        )
+        level, score, outcome = "-", "-", str(entry.outcome)
+        if entry.assessment is not None:
+            a = entry.assessment.data.assessment
+            level = (
+                f"[bold red]{a.previous_level.value} -> {a.level.value}[/]"
+                if entry.level_changed
+                else a.level.value
+            )
+            score = f"{a.score:.3f}"
+        if entry.dead_letter is not None:
+            outcome += f" ({entry.dead_letter.error_type or 'purged'})"
+            outcome += "".join(f", {x.kind} by {x.actor}" for x in entry.actions)
+        table.add_row(
+            str(entry.sequence),
+            entry.stored_at.isoformat(timespec="seconds"),
+            what[:60],
+            outcome,
+            level,
+            score,
+        )
+    console.print(table)
+    current = document["current"]
+    if current is None:
+        click.echo("no assessment yet")
+        return
+    click.echo(
+        f"level {current['level']} score {current['score']:.3f} confidence"
+        f" {current['confidence']:.2f} as of {current['as_of']}"
+        + (" (degraded)" if current["degraded"] else "")
+    )
+    for c in current["contributions"]:
+        click.echo(f"  {c['feature']:<40} {c['share']:+.4f}")
+    for line in current["recommendations"]:
+        click.echo(f"  - {line}")
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+@main.command("export")
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--entity", default=None, help="Only this entity.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), required=True, help="File format."
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write."
+)
+@click.option("--projection", default=None, help="Projection name [default: risk].")
+@pass_app
+def export_command(  # noqa: PLR0913, PLR0917 - one click option each
+    app: AppContext,
+    tenant: str,
+    entity: str | None,
+    fmt: ExportFormat,
+    out: Path,
+    projection: str | None,
+) -> None:
+    """Evidence joined with the assessment or dead letter it caused, one row per evidence."""
+    name = projection or app.settings.projection
+    count = run(_export(app.settings, tenant, entity=entity, fmt=fmt, out=out, name=name))
+    click.echo(f"exported {count} row(s) to {out}")
+
+
+async def _export(  # noqa: PLR0913 - the command's options, passed through
+    settings: Settings,
+    tenant: str,
+    *,
+    entity: str | None,
+    fmt: ExportFormat,
+    out: Path,
+    name: str,
+) -> int:
+    async with await connect_store(settings, name="riskpipe-export") as store:
+        try:
+            return await export_file(store, out, fmt, tenant, entity=entity, projection=name)
+        except InvalidScopeError as exc:
+            raise click.UsageError(str(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc}") from exc
+
+
+# -- bench replay ------------------------------------------------------------------------------
+
+
+@bench.command("replay")
+@click.option("--events", "count", default=20_000, show_default=True, help="Evidence events.")
+@click.option("--entities", default=1000, show_default=True, help="Distinct entities.")
+@click.option("--runs", default=3, show_default=True, help="Runs per path; medians are reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_app
+def bench_replay(app: AppContext, count: int, entities: int, runs: int, as_json: bool) -> None:
+    """Replay verification against a raw ordered-consumer read of the same log, same run."""
+    configure_logging("error", app.settings.log_format)
+    with private_server() as server:
+        settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
+        replay_m, raw_m = asyncio.run(_bench_replay(settings, count, entities, runs))
+    ratio = replay_m.median / raw_m.median
+    figures: dict[str, Any] = {
+        "events": count, "runs": runs, "replay_per_s": round(replay_m.median),
+        "raw_per_s": round(raw_m.median), "ratio": round(ratio, 3), "target": REPLAY_TARGET,
+    }  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    table = Table(title=f"replay: {count} evidence + {count} assessments x {runs} runs (medians)")
+    for col in ("path", "evidence/s", "runs"):
+        table.add_column(col)
+    for m in (replay_m, raw_m):
+        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
+    out_console().print(table)
+    verdict = "meets" if ratio >= REPLAY_TARGET else "below"
+    click.echo(f"ratio replay/raw = {ratio:.2f} ({verdict} the {REPLAY_TARGET}x target)")
+
+
+async def _bench_replay(
+    settings: Settings, count: int, entities: int, runs: int
+) -> tuple[Measurement, Measurement]:
+    replay_m = Measurement("riskpipe replay (decode, re-derive, compare)")
+    raw_m = Measurement("raw nats-py ordered consumers, EVIDENCE + RISK")
+    async with await connect_store(settings, name="riskpipe-bench") as store:
+        await store.provision()
+        await store.append_many(synthetic_evidence(count, source="bench", entities=entities))
+        await Worker(store, settings, CollectorRegistry()).run(
+            asyncio.Event(), until_idle=True, http=False
+        )
+        streams = [store.config.evidence_stream, store.config.risk_stream]
+        for _ in range(runs):
+            raw_m.rates.append(
+                await timed(count, partial(raw_ordered_read, settings.nats_url, streams))
+            )
+            replay_m.rates.append(await timed(count, partial(_verified, store, count)))
+    return replay_m, raw_m
+
+
+async def _verified(store: EventStore, count: int) -> None:
+    report = await replay(store)
+    if not report.ok or report.totals.identical != count:
+        raise click.ClickException(f"the replay did not verify: {report.totals.as_dict()}")
