@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import orjson
 import structlog
+from opentelemetry import context as otel_context
 
 from eventstore import ConsumerSettings, validate_token
 from eventstore.errors import (
@@ -292,7 +293,7 @@ class ProjectionRunner:
                 await self._release(delivery, result.delay, result.outcome)
                 return False
             try:
-                self._on_commit(message, await self._commit(result.outputs))
+                self._on_commit(message, await self._commit(result.outputs, message))
             except ConcurrencyConflictError as exc:
                 conflicts += 1
                 _log.info(
@@ -323,10 +324,22 @@ class ProjectionRunner:
         output = dead_letter(
             message, exc, permanent=True, now=self._clock(), config=self.store.config
         )
-        await self._commit((output,))
+        await self._commit((output,), message)
         return Result.commit((output,), "dead_lettered")
 
-    async def _commit(self, outputs: tuple[Output, ...]) -> list[AppendResult]:
+    async def _commit(
+        self, outputs: tuple[Output, ...], message: Message | None = None
+    ) -> list[AppendResult]:
+        # under the message's trace: what it produces continues the producer's trace
+        trace_context = message.context.get("otel_context") if message is not None else None
+        token = otel_context.attach(trace_context) if trace_context is not None else None
+        try:
+            return await self._commit_in_order(outputs)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    async def _commit_in_order(self, outputs: tuple[Output, ...]) -> list[AppendResult]:
         results: list[AppendResult] = []
         versions: dict[str, int] = {}
         for output in outputs:

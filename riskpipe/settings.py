@@ -44,5 +44,7 @@ class Settings(BaseSettings):
     enrichment_reset_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9464, ge=0, le=65535)
+    traces_exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

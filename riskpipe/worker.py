@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
+from prometheus_client import Gauge
 
 from analyzers import AnalyzerConfig, load_config
 from analyzers.enrichment import EnricherSettings, HttpEnricher
-from projections import ProjectionMetrics, ProjectionRunner, RunnerSettings
+from eventstore import StoreMetrics
+from eventstore.errors import EventStoreError
+from projections import DeadLetterQueue, ProjectionMetrics, ProjectionRunner, RunnerSettings
 from projections.middleware import (
     chain,
     dead_letters,
@@ -17,13 +22,12 @@ from projections.middleware import (
     pause_on_open_breaker,
     retry,
     timeout,
+    tracing,
 )
-from projections.risk import RiskProjection
+from projections.risk import RiskMetrics, RiskProjection
 from riskpipe.http import HealthServer
 
 if TYPE_CHECKING:
-    import asyncio
-
     from prometheus_client import CollectorRegistry
 
     from eventstore import EventStore
@@ -56,6 +60,21 @@ class Worker:
         self.store = store
         self.settings = settings
         self.registry = registry
+        if store.metrics is None:
+            store.metrics = StoreMetrics(registry)
+        self.dlq = DeadLetterQueue(store, settings.projection, clock=utc_now)
+        self._dlq_depth = Gauge(
+            "riskpipe_dlq_depth_messages",
+            "Dead letters of the projection still in the queue.",
+            ["projection"],
+            registry=registry,
+        )
+        self._dlq_age = Gauge(
+            "riskpipe_dlq_oldest_age_seconds",
+            "Age of the oldest dead letter still in the queue (0 when empty).",
+            ["projection"],
+            registry=registry,
+        )
         self.enricher = self._enricher()
         self.projection = RiskProjection(
             store,
@@ -64,6 +83,7 @@ class Worker:
             name=settings.projection,
             enricher=self.enricher,
             degraded_mode=settings.degraded_mode,
+            metrics=RiskMetrics(registry),
         )
         self.runner = ProjectionRunner(
             store,
@@ -100,6 +120,7 @@ class Worker:
     def _handler(self) -> Handler:
         return chain(
             self.projection.handle,
+            tracing,
             log_context,
             dead_letters(self.store.config, utc_now, already_handled=self.projection.is_handled),
             pause_on_open_breaker(probe_after=min(5.0, self.settings.enrichment_reset_seconds)),
@@ -109,6 +130,22 @@ class Worker:
             ),
             timeout(self.settings.handler_timeout_seconds),
         )
+
+    async def observe_dlq(self) -> None:
+        """Refresh the DLQ depth and oldest-age gauges."""
+        depth, age = await self.dlq.depth()
+        self._dlq_depth.labels(self.settings.projection).set(depth)
+        self._dlq_age.labels(self.settings.projection).set(age or 0.0)
+
+    async def _observe_dlq(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.observe_dlq()
+            except EventStoreError as exc:
+                _log.debug("worker.dlq_observe_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await stop.wait()
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when connected, the consumer is set up, and consumption is not paused."""
@@ -135,9 +172,11 @@ class Worker:
             )
             await server.start()
             _log.info("worker.http", host=server.host, port=server.port)
+        observer = asyncio.create_task(self._observe_dlq(stop), name="dlq-observer")
         try:
             await self.runner.run(stop, until_idle=until_idle)
         finally:
+            observer.cancel()
             if server is not None:
                 await server.stop()
             if self.enricher is not None:

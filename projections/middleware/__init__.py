@@ -1,8 +1,8 @@
 """Middlewares around a projection handler, one concern each.
 
 A middleware takes a handler and returns a handler. The usual chain, outermost
-first: :func:`log_context`, :func:`dead_letters`, :func:`pause_on_open_breaker`,
-:func:`retry`, :func:`timeout`.
+first: :func:`tracing`, :func:`log_context`, :func:`dead_letters`,
+:func:`pause_on_open_breaker`, :func:`retry`, :func:`timeout`.
 """
 
 from projections._message import Handler, Middleware
@@ -11,8 +11,17 @@ from projections.middleware._logging import log_context
 from projections.middleware._pause import pause_on_open_breaker
 from projections.middleware._retry import retry
 from projections.middleware._timeout import timeout
+from projections.middleware._tracing import tracing
 
-__all__ = ["chain", "dead_letters", "log_context", "pause_on_open_breaker", "retry", "timeout"]
+__all__ = [
+    "chain",
+    "dead_letters",
+    "log_context",
+    "pause_on_open_breaker",
+    "retry",
+    "timeout",
+    "tracing",
+]
 
 
 def chain(handler: Handler, *middlewares: Middleware) -> Handler:

@@ -1,6 +1,14 @@
 """The risk projection and the events it writes."""
 
 from projections.risk._events import ASSESSED, EvidenceRef, RiskAssessedData, build_schemas
+from projections.risk._metrics import RiskMetrics
 from projections.risk._projection import RiskProjection
 
-__all__ = ["ASSESSED", "EvidenceRef", "RiskAssessedData", "RiskProjection", "build_schemas"]
+__all__ = [
+    "ASSESSED",
+    "EvidenceRef",
+    "RiskAssessedData",
+    "RiskMetrics",
+    "RiskProjection",
+    "build_schemas",
+]

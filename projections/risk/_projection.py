@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import structlog
+from opentelemetry import trace
 
 from analyzers import (
     EVIDENCE_RECORDED,
@@ -47,10 +48,12 @@ if TYPE_CHECKING:
 
     from analyzers import Enricher
     from eventstore import AppendResult, EventStore, ExpectedVersion, RecordedEvent
+    from projections.risk._metrics import RiskMetrics
 
 __all__ = ["RiskProjection"]
 
 _log = structlog.get_logger(__name__)
+tracer = trace.get_tracer("projections.risk")
 _PERMANENT = (DecodeError, UnexpectedEventTypeError, ValueError)
 
 
@@ -76,6 +79,7 @@ class RiskProjection:
         enricher: Enricher | None = None,
         degraded_mode: bool = False,
         cache_size: int = 100_000,
+        metrics: RiskMetrics | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -85,6 +89,11 @@ class RiskProjection:
         self._clock = clock
         self._cache: OrderedDict[str, _Known] = OrderedDict()
         self._cache_size = cache_size
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.analyzer.info(
+                {"version": config.analyzer_version, "config_fingerprint": config.fingerprint()}
+            )
 
     # -- the handler ------------------------------------------------------------------
 
@@ -97,6 +106,9 @@ class RiskProjection:
         outputs, known = await self._catch_up(message, known)
         output, known = await self._assessed(message, event, known, chained=bool(outputs))
         message.context["pending"] = known
+        message.context["assessments"] = [
+            o.data.assessment for o in (*outputs, output) if isinstance(o.data, RiskAssessedData)
+        ]
         return Result.commit((*outputs, output), "assessed")
 
     async def is_handled(self, message: Message) -> bool:
@@ -110,6 +122,10 @@ class RiskProjection:
         risk = [r for r in results if r.stream == self.store.config.risk_stream]
         if known is not None and risk:
             self._remember(message.delivery.subject, replace(known, version=risk[-1].version))
+        if self._metrics is not None and risk:
+            for assessment in message.context.get("assessments", ()):
+                degraded = "true" if assessment.degraded else "false"
+                self._metrics.assessments.labels(assessment.level.value, degraded).inc()
 
     def conflicted(self, message: Message) -> None:
         """Forget the entity's cached state: someone else assessed it; re-read it."""
@@ -238,16 +254,21 @@ class RiskProjection:
     async def _assess(
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
-        if self.enricher is None:
-            return assess(state, evidence, config=self.config)
-        try:
-            signal = await self.enricher.enrich(message.tenant, message.entity, evidence)
-        except DependencyUnavailable:
-            if not self.degraded_mode:
-                raise
-            _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
-            return conservative_assessment(state, evidence, config=self.config)
-        return assess(state, evidence, config=self.config, enrichment=signal)
+        signal = None
+        if self.enricher is not None:
+            try:
+                with tracer.start_as_current_span("enrich"):
+                    signal = await self.enricher.enrich(message.tenant, message.entity, evidence)
+            except DependencyUnavailable:
+                if not self.degraded_mode:
+                    raise
+                _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
+                with tracer.start_as_current_span(
+                    "analyze", attributes={"riskpipe.degraded": True}
+                ):
+                    return conservative_assessment(state, evidence, config=self.config)
+        with tracer.start_as_current_span("analyze"):
+            return assess(state, evidence, config=self.config, enrichment=signal)
 
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known

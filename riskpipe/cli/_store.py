@@ -14,6 +14,7 @@ from rich.table import Table
 from eventstore.errors import DecodeError, EventStoreError
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import err_console, out_console, run
+from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store
 
 if TYPE_CHECKING:
@@ -93,6 +94,15 @@ def _lines(file: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 async def _publish(app: AppContext, file: IO[bytes]) -> PublishSummary:
+    provider = configure_tracing(app.settings, service="riskpipe-publish")
+    try:
+        return await _publish_file(app, file)
+    finally:
+        if provider is not None:
+            provider.shutdown()
+
+
+async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
     summary = PublishSummary()
     async with await connect_store(app.settings, name="riskpipe-publish") as store:
         with _progress() as progress:

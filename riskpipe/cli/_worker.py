@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import run
+from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import connect_store
 from riskpipe.worker import Worker
 
@@ -55,6 +56,7 @@ async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    provider = configure_tracing(settings, service=f"riskpipe-worker-{settings.projection}")
     store = await connect_store(settings, name=f"riskpipe-worker-{settings.projection}")
     try:
         report = await store.provision()
@@ -66,3 +68,5 @@ async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:
         )
     finally:
         await store.close()
+        if provider is not None:
+            provider.shutdown()
