@@ -124,6 +124,8 @@ class ProjectionRunner:
         self._room = asyncio.Event()
         self._resumed = asyncio.Event()
         self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+        """Set once the consumer is in place and fetching has begun."""
         self._tasks: asyncio.TaskGroup | None = None
         self._entity_tasks: set[asyncio.Task[None]] = set()
         self._seen = SeenSequences()
@@ -135,6 +137,7 @@ class ProjectionRunner:
         self._stop = stop or asyncio.Event()
         await self._ensure_consumer()
         self.state = "running"
+        self.started.set()
         _log.info("projection.started", projection=self.name, checkpoint=self.checkpoint)
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks

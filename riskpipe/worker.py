@@ -75,6 +75,7 @@ class Worker:
             ["projection"],
             registry=registry,
         )
+        self.http: HealthServer | None = None
         self.enricher = self._enricher()
         self.projection = RiskProjection(
             store,
@@ -164,7 +165,7 @@ class Worker:
         """Serve HTTP (optionally) and run the projection until ``stop`` or idle."""
         server = None
         if http:
-            server = HealthServer(
+            server = self.http = HealthServer(
                 registry=self.registry,
                 readiness=self.readiness,
                 host=self.settings.http_host,

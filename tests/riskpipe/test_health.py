@@ -1,0 +1,101 @@
+"""The worker's /healthz, /readyz and /metrics over real HTTP, through real outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from support.events import evidence
+from support.reputation_server import Reply, ReputationServer
+
+from riskpipe.settings import Settings
+from riskpipe.worker import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from eventstore import EventStore
+    from riskpipe.server import NatsServer
+
+
+async def _get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def _until(port: int, path: str, status: int) -> str:
+    """Poll an endpoint until it answers ``status`` (the condition lives in another process)."""
+    async with asyncio.timeout(30):
+        while True:
+            code, body = await _get(port, path)
+            if code == status:
+                return body
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _running(store: EventStore, url: str, **overrides: object) -> AsyncIterator[Worker]:
+    settings = Settings(nats_url=url, http_port=0, fetch_timeout=0.2, **overrides)
+    worker = Worker(store, settings, CollectorRegistry())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            await worker.runner.started.wait()
+        yield worker
+    finally:
+        stop.set()
+        await task
+
+
+async def test_health_ready_and_metrics(nats_server: NatsServer, store: EventStore) -> None:
+    """Healthz is always 200; readyz is 200 when connected and running; metrics are exposed."""
+    async with _running(store, nats_server.url) as worker:
+        port = worker.http.port  # type: ignore[union-attr]
+        assert await _get(port, "/healthz") == (200, "ok\n")
+        assert (await _get(port, "/readyz")) == (200, "ready\n")
+        code, body = await _get(port, "/metrics")
+        assert code == 200
+        assert "riskpipe_projection_messages_total" in body
+        assert (await _get(port, "/nope"))[0] == 404
+
+
+async def test_readyz_follows_the_nats_connection(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """With the server down readyz says why and answers 503; after a restart it is ready again."""
+    async with _running(store, nats_server.url) as worker:
+        port = worker.http.port  # type: ignore[union-attr]
+        nats_server.kill()
+        assert "not connected to NATS" in await _until(port, "/readyz", 503)
+        assert (await _get(port, "/healthz"))[0] == 200
+        await asyncio.to_thread(nats_server.start)
+        assert await _until(port, "/readyz", 200) == "ready\n"
+
+
+async def test_readyz_reports_an_open_breaker(nats_server: NatsServer, store: EventStore) -> None:
+    """When enrichment's breaker opens the worker pauses and readyz says so; it recovers."""
+    reputation = ReputationServer()
+    await reputation.start()
+    reputation.script(
+        Reply(status=503), Reply(status=503), Reply(status=200, body=b'{"modifier": 0}')
+    )
+    try:
+        await store.append(evidence("b1"))
+        async with _running(
+            store, nats_server.url, enrichment_url=reputation.url, enrichment_attempts=1,
+            enrichment_fail_max=1, enrichment_reset_seconds=1.0, retry_attempts=1,
+            redelivery_backoff_seconds=(0.05,),
+        ) as worker:  # fmt: skip
+            port = worker.http.port  # type: ignore[union-attr]
+            assert "paused" in await _until(port, "/readyz", 503)
+            await _until(port, "/readyz", 200)
+    finally:
+        await reputation.stop()
