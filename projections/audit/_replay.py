@@ -184,7 +184,7 @@ class _Replay:
             )
             async for rec in evidence_records:
                 await self._evidence(rec)
-                if self.progress is not None and rec.sequence % _PROGRESS_EVERY == 0:
+                if self.progress is not None and self.report.totals.evidence % _PROGRESS_EVERY == 0:
                     self.progress(rec.sequence - first + 1, last - first + 1)
             await self._strays(last)
         if self.progress is not None:

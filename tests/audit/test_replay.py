@@ -55,8 +55,10 @@ async def test_replay_of_a_real_run_is_identical(
 ) -> None:
     """Every assessment of a real run re-derives byte-identically; poison is dead-lettered."""
     await _pipeline(store, nats_server.url)
-    report = await replay(store)
+    calls: list[tuple[int, int]] = []
+    report = await replay(store, progress=lambda done, total: calls.append((done, total)))
     assert report.ok, report.findings[:3]
+    assert calls[-1] == (304, 304)
     totals = report.totals
     assert (totals.evidence, totals.checked, totals.identical) == (304, 300, 300)
     assert (totals.dead_lettered, totals.missing, totals.pending, totals.extra) == (4, 0, 0, 0)
