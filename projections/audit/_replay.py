@@ -178,6 +178,8 @@ class _Replay:
         evidence = self.store.read_all(
             from_seq=first, until_seq=last, filter_subject=scope.subject_filter(config, "evidence")
         )
+        if self.progress is not None:
+            self.progress(0, last - first + 1)
         async with closing(risk) as risk_records, closing(evidence) as evidence_records:
             self.join = AssessmentJoin(
                 self.store, risk_records, from_seq=first, until_seq=last, keep_beyond=open_ended
