@@ -163,6 +163,7 @@ def test_bench_replay_prints_both_rates_and_the_ratio() -> None:
     figures = json.loads(result.stdout)
     assert figures["replay_per_s"] > 0
     assert figures["raw_per_s"] > 0
+    assert figures["store_read_per_s"] > 0
     assert figures["ratio"] == pytest.approx(
         figures["replay_per_s"] / figures["raw_per_s"], rel=0.01
     )
