@@ -1,4 +1,4 @@
-"""Fixtures for the deployment artefacts: server passwords in the environment, throwaway TLS."""
+"""Fixtures for deploy/: passwords in the environment, throwaway TLS, a session per user."""
 
 from __future__ import annotations
 
@@ -7,13 +7,19 @@ import shutil
 import ssl
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from nats_sessions import Session, Sessions
+
+from eventstore import StoreConfig
+from riskpipe.server import NatsServer
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import AsyncIterator, Iterator
 
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NATS_USERS = ("admin", "producer", "worker", "auditor", "sys")
 
 
@@ -101,3 +107,54 @@ def mtls_client(pki: Pki) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca))
     context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
     return context
+
+
+@pytest.fixture
+def secured_server(tmp_path: Path, nats_passwords: dict[str, str]) -> Iterator[NatsServer]:
+    """A server started from the unmodified ``deploy/nats/accounts.conf``."""
+    del nats_passwords  # needed for the environment variables it exports
+    server = NatsServer(data_dir=tmp_path / "nats", config_file=DEPLOY / "nats" / "accounts.conf")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+async def sessions(
+    secured_server: NatsServer, nats_passwords: dict[str, str]
+) -> AsyncIterator[Sessions]:
+    """Connections for the test, closed after it."""
+    opened = Sessions(secured_server, nats_passwords)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def admin(sessions: Sessions) -> Session:
+    """The admin, after creating every stream and bucket exactly as ``riskpipe init`` does."""
+    admin = await sessions.open("admin")
+    for config in StoreConfig().stream_configs():
+        answer = await admin.api(f"STREAM.CREATE.{config['name']}", config)
+        assert "error" not in answer, answer
+    return admin
+
+
+@pytest.fixture
+async def producer(admin: Session, sessions: Sessions) -> Session:
+    """The producer, connected once the streams exist."""
+    del admin
+    return await sessions.open("producer")
+
+
+@pytest.fixture
+async def worker(admin: Session, sessions: Sessions) -> Session:
+    """The worker, connected once the streams exist."""
+    del admin
+    return await sessions.open("worker")
+
+
+@pytest.fixture
+async def auditor(admin: Session, sessions: Sessions) -> Session:
+    """The auditor, connected once the streams exist."""
+    del admin
+    return await sessions.open("auditor")

@@ -1,0 +1,117 @@
+"""Connections per NATS user that notice when the server refuses them a subject."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import nats.aio.client
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from nats.aio.client import Client
+    from nats.js.client import JetStreamContext
+
+    from riskpipe.server import NatsServer
+
+__all__ = ["Session", "Sessions", "create_risk_consumer", "stored"]
+
+_VIOLATION = re.compile(
+    r'permissions violation for (?:publish|subscription) to "([^"]+)"', re.IGNORECASE
+)
+
+
+class Session:
+    """One user's connection; it records which subjects the server refused it."""
+
+    def __init__(self, user: str, nc: Client) -> None:
+        self.user = user
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=3)
+        self._refusals: dict[str, asyncio.Future[None]] = {}
+
+    def _refusal(self, subject: str) -> asyncio.Future[None]:
+        key = subject.lower()  # nats-py lower-cases the server's error line
+        if key not in self._refusals:
+            self._refusals[key] = asyncio.get_running_loop().create_future()
+        return self._refusals[key]
+
+    async def on_error(self, exc: Exception) -> None:
+        """Error callback: resolve the refusal of the subject a violation names."""
+        if (match := _VIOLATION.search(str(exc))) and not self._refusal(match[1]).done():
+            self._refusal(match[1]).set_result(None)
+
+    async def refused(self, subject: str, operation: Awaitable[object]) -> None:
+        """Start ``operation``; return once the server refuses ``subject``, fail if it succeeds."""
+        task, refusal = asyncio.ensure_future(operation), self._refusal(subject)
+        try:
+            async with asyncio.timeout(3):
+                done, _ = await asyncio.wait({task, refusal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if refusal not in done:
+            pytest.fail(f"{self.user} was allowed {subject}: {task.result()!r}")
+
+    async def api(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A JetStream API request; the decoded answer, error or not."""
+        payload = json.dumps(body).encode() if body is not None else b""
+        msg = await self.nc.request(f"$JS.API.{subject}", payload, timeout=3)
+        answer: dict[str, Any] = json.loads(msg.data)
+        return answer
+
+    def request(self, subject: str, body: dict[str, Any] | None = None) -> Awaitable[object]:
+        """A raw request on ``subject``, for the refusal checks."""
+        payload = json.dumps(body).encode() if body is not None else b""
+        return self.nc.request(subject, payload, timeout=3)
+
+    async def subscribe(self, subject: str) -> None:
+        """Subscribe and round-trip to the server, so a refusal arrives before this returns."""
+        await self.nc.subscribe(subject)
+        await self.nc.flush(timeout=3)
+
+
+class Sessions:
+    """Opens one connection per user and closes them all at the end of a test."""
+
+    def __init__(self, server: NatsServer, passwords: dict[str, str]) -> None:
+        self.server = server
+        self.passwords = passwords
+        self.opened: list[Session] = []
+
+    async def open(self, user: str) -> Session:
+        """Connect as ``user`` with its password."""
+        session = Session(user, nats.aio.client.Client())
+        async with asyncio.timeout(5):
+            await session.nc.connect(
+                self.server.url,
+                user=user,
+                password=self.passwords[user],
+                allow_reconnect=False,
+                error_cb=session.on_error,
+            )
+        self.opened.append(session)
+        return session
+
+    async def close(self) -> None:
+        """Close every connection this test opened."""
+        for session in self.opened:
+            await session.nc.close()
+
+
+async def stored(admin: Session, stream: str) -> int:
+    """How many messages ``stream`` holds, as the admin sees it."""
+    return (await admin.js.stream_info(stream)).state.messages
+
+
+async def create_risk_consumer(session: Session) -> None:
+    """Create the worker's durable consumer the way the projection does."""
+    config = {"durable_name": "risk", "ack_policy": "explicit", "filter_subject": "rp.evidence.>"}
+    answer = await session.api(
+        "CONSUMER.CREATE.EVIDENCE.risk", {"stream_name": "EVIDENCE", "config": config}
+    )
+    assert "error" not in answer, answer

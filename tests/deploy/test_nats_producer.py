@@ -1,0 +1,140 @@
+"""The producer on deploy/nats/accounts.conf: it appends and reads evidence, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import nats.aio.client
+import nats.errors
+import nats.js.errors
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats_sessions import stored
+
+if TYPE_CHECKING:
+    from nats_sessions import Session
+
+    from riskpipe.server import NatsServer
+
+_ROLLUP_NOT_PERMITTED = 10111
+_MSG_TTL_DISABLED = 10166
+
+
+@pytest.mark.parametrize(("user", "password"), [(None, None), ("producer", "wrong-password")])
+async def test_unknown_clients_are_refused(
+    secured_server: NatsServer, user: str | None, password: str | None
+) -> None:
+    """A client without credentials, or with a wrong password, cannot connect."""
+    nc = nats.aio.client.Client()
+
+    async def quiet(_exc: Exception) -> None:
+        """The refusal is raised by ``connect``."""
+
+    try:
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            async with asyncio.timeout(5):
+                await nc.connect(
+                    secured_server.url,
+                    user=user,
+                    password=password,
+                    allow_reconnect=False,
+                    error_cb=quiet,
+                )
+    finally:
+        await nc.close()  # nats-py leaves the socket of a refused connection open
+
+
+async def test_producer_appends_evidence(producer: Session) -> None:
+    """The producer's evidence is stored in EVIDENCE and acknowledged with a PubAck."""
+    ack = await producer.js.publish("rp.evidence.t1.e1", b"{}", headers={"Nats-Msg-Id": "src:1"})
+    assert (ack.stream, ack.seq) == ("EVIDENCE", 1)
+
+
+@pytest.mark.parametrize(
+    ("subject", "stream"),
+    [("rp.risk.t1.e1", "RISK"), ("rp.dlq.risk.t1.e1", "DLQ"), ("rp.audit.t1.e1", "AUDIT")],
+)
+async def test_producer_cannot_publish_outside_evidence(
+    admin: Session, producer: Session, subject: str, stream: str
+) -> None:
+    """Assessments, dead letters and audit records from the producer are refused, not stored."""
+    await producer.refused(subject, producer.js.publish(subject, b"{}"))
+    assert await stored(admin, stream) == 0
+
+
+async def test_producer_cannot_erase_or_rewrite_evidence(admin: Session, producer: Session) -> None:
+    """Purging, deleting or reconfiguring EVIDENCE, or deleting a message, is refused."""
+    await producer.js.publish("rp.evidence.t1.e1", b"{}")
+    loosened = {"name": "EVIDENCE", "subjects": ["rp.evidence.>"], "allow_rollup_hdrs": True}
+    for subject, body in [
+        ("$JS.API.STREAM.PURGE.EVIDENCE", None),
+        ("$JS.API.STREAM.DELETE.EVIDENCE", None),
+        ("$JS.API.STREAM.MSG.DELETE.EVIDENCE", {"seq": 1}),
+        ("$JS.API.STREAM.UPDATE.EVIDENCE", loosened),
+    ]:
+        await producer.refused(subject, producer.request(subject, body))
+    assert await stored(admin, "EVIDENCE") == 1
+    assert not (await admin.js.stream_info("EVIDENCE")).config.allow_rollup_hdrs
+
+
+async def test_producer_reads_back_its_evidence(producer: Session) -> None:
+    """Direct get, message get and an ephemeral pull consumer all work for the producer."""
+    await producer.js.publish("rp.evidence.t1.e1", b'{"n":1}')
+    direct = await producer.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
+    by_api = await producer.js.get_msg("EVIDENCE", seq=1)
+    assert direct.data == by_api.data == b'{"n":1}'
+    assert (await producer.js.account_info()).streams >= 1
+    legacy = await producer.api(
+        "CONSUMER.CREATE.EVIDENCE",
+        {"stream_name": "EVIDENCE", "config": {"ack_policy": "none", "mem_storage": True}},
+    )
+    assert "error" not in legacy, legacy
+    sub = await producer.js.pull_subscribe(
+        "rp.evidence.t1.e1", stream="EVIDENCE", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+    )
+    assert [msg.data for msg in await sub.fetch(1, timeout=3)] == [b'{"n":1}']
+    await sub.unsubscribe()
+    for name in (sub._consumer, legacy["name"]):  # noqa: SLF001 - nats-py keeps the name private
+        assert await producer.js.delete_consumer("EVIDENCE", name)
+
+
+async def test_producer_cannot_listen_on_stream_subjects(producer: Session) -> None:
+    """A core subscription to rp.> (assessments in flight) is refused to the producer."""
+    await producer.refused("rp.>", producer.subscribe("rp.>"))
+
+
+# -- headers an attacker may inject -------------------------------------------
+
+
+@pytest.mark.parametrize("rollup", ["all", "sub"])
+async def test_evidence_ignores_an_injected_rollup(
+    admin: Session, producer: Session, rollup: str
+) -> None:
+    """A ``Nats-Rollup`` header is rejected by EVIDENCE and earlier evidence survives."""
+    await producer.js.publish("rp.evidence.t1.e1", b"first")
+    await producer.js.publish("rp.evidence.t1.e2", b"other")
+    with pytest.raises(nats.js.errors.APIError) as raised:
+        await producer.js.publish("rp.evidence.t1.e1", b"erase", headers={"Nats-Rollup": rollup})
+    assert raised.value.err_code == _ROLLUP_NOT_PERMITTED
+    assert await stored(admin, "EVIDENCE") == 2
+    assert (await admin.js.get_msg("EVIDENCE", seq=1)).data == b"first"
+
+
+async def test_evidence_ignores_an_injected_ttl(admin: Session, producer: Session) -> None:
+    """A ``Nats-TTL`` header is rejected by EVIDENCE, so evidence cannot be made to expire."""
+    with pytest.raises(nats.js.errors.APIError) as raised:
+        await producer.js.publish("rp.evidence.t1.e1", b"{}", headers={"Nats-TTL": "1s"})
+    assert raised.value.err_code == _MSG_TTL_DISABLED
+    assert await stored(admin, "EVIDENCE") == 0
+
+
+async def test_trace_destination_is_held_to_the_publisher_permissions(
+    admin: Session, producer: Session
+) -> None:
+    """A ``Nats-Trace-Dest`` naming a subject the producer may not publish is refused."""
+    headers = {"Nats-Trace-Dest": "rp.risk.t1.e1"}
+    await producer.refused(
+        "rp.risk.t1.e1", producer.js.publish("rp.evidence.t1.e1", b"{}", headers=headers)
+    )
+    assert await stored(admin, "RISK") == 0

@@ -1,0 +1,110 @@
+"""The worker on deploy/nats/accounts.conf: evidence in, assessments and dead letters out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from nats_sessions import create_risk_consumer, stored
+
+if TYPE_CHECKING:
+    from nats_sessions import Session, Sessions
+
+
+@pytest.mark.parametrize(
+    ("subject", "stream"), [("rp.evidence.t1.e1", "EVIDENCE"), ("rp.audit.t1.e1", "AUDIT")]
+)
+async def test_worker_cannot_publish_evidence_or_audit_records(
+    admin: Session, worker: Session, subject: str, stream: str
+) -> None:
+    """Evidence and audit records from the worker are refused and not stored."""
+    await worker.refused(subject, worker.js.publish(subject, b"{}"))
+    assert await stored(admin, stream) == 0
+
+
+async def test_worker_publishes_assessments_and_dead_letters(worker: Session) -> None:
+    """The worker's assessment (with its OCC header) and dead letter are both acknowledged."""
+    first = {"Nats-Msg-Id": "risk:1", "Nats-Expected-Last-Subject-Sequence": "0"}
+    assessment = await worker.js.publish("rp.risk.t1.e1", b"{}", headers=first)
+    dead_letter = await worker.js.publish("rp.dlq.risk.t1.e1", b"{}")
+    assert (assessment.stream, dead_letter.stream) == ("RISK", "DLQ")
+
+
+async def test_worker_reads_the_last_assessment_of_an_entity(worker: Session) -> None:
+    """A direct get by subject returns the entity's latest assessment to the worker."""
+    await worker.js.publish("rp.risk.t1.e1", b"old")
+    await worker.js.publish("rp.risk.t1.e1", b"new")
+    last = await worker.js.get_last_msg("RISK", "rp.risk.t1.e1", direct=True)
+    assert (last.data, last.seq) == (b"new", 2)
+    assert (await worker.js.get_msg("RISK", seq=1)).data == b"old"
+
+
+async def test_worker_consumes_evidence_through_its_durable_consumer(
+    producer: Session, worker: Session
+) -> None:
+    """The worker creates ``risk``, fetches evidence and acks it; the ack floor moves."""
+    await producer.js.publish("rp.evidence.t1.e1", b"{}")
+    direct = await worker.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
+    assert direct.data == (await worker.js.get_msg("EVIDENCE", seq=1)).data == b"{}"
+    await create_risk_consumer(worker)
+    sub = await worker.js.pull_subscribe_bind("risk", stream="EVIDENCE")
+    [msg] = await sub.fetch(1, timeout=3)
+    await msg.ack_sync(timeout=3)
+    info = await worker.js.consumer_info("EVIDENCE", "risk")
+    assert (info.ack_floor.stream_seq, info.num_ack_pending) == (1, 0)
+    partition = await worker.api(
+        "CONSUMER.DURABLE.CREATE.EVIDENCE.risk-0",
+        {"stream_name": "EVIDENCE", "config": {"durable_name": "risk-0", "ack_policy": "explicit"}},
+    )
+    assert "error" not in partition, partition
+
+
+async def test_worker_reads_and_writes_its_buckets(worker: Session) -> None:
+    """The worker puts, compare-and-sets and reads rp-checkpoints and rp-leases."""
+    checkpoints = await worker.js.key_value("rp-checkpoints")
+    revision = await checkpoints.put("risk", b"1")
+    assert await checkpoints.update("risk", b"2", last=revision) == revision + 1
+    assert (await checkpoints.get("risk")).value == b"2"
+    leases = await worker.js.key_value("rp-leases")
+    assert await leases.create("risk.0", b"worker-a") == 1
+    raw = await worker.nc.request(
+        "$JS.API.DIRECT.GET.KV_rp-leases.$KV.rp-leases.risk.0", b"", timeout=3
+    )
+    assert raw.data == b"worker-a"
+
+
+async def test_worker_cannot_erase_streams_or_buckets(admin: Session, worker: Session) -> None:
+    """Purging or deleting any stream or bucket, or writing other buckets, is refused."""
+    await worker.js.publish("rp.dlq.risk.t1.e1", b"{}")
+    for subject, body in [
+        ("$JS.API.STREAM.PURGE.DLQ", None),
+        ("$JS.API.STREAM.PURGE.RISK", None),
+        ("$JS.API.STREAM.MSG.DELETE.DLQ", {"seq": 1}),
+        ("$JS.API.STREAM.PURGE.KV_rp-checkpoints", None),
+        ("$JS.API.STREAM.DELETE.KV_rp-leases", None),
+        ("$KV.rp-other.key", None),
+    ]:
+        await worker.refused(subject, worker.request(subject, body))
+    assert await stored(admin, "DLQ") == 1
+
+
+@pytest.mark.parametrize("user", ["producer", "auditor"])
+async def test_only_the_worker_drives_its_durable_consumer(
+    admin: Session, sessions: Sessions, user: str
+) -> None:
+    """Others cannot redefine, drain or delete the ``risk`` consumer; it stays as created."""
+    await create_risk_consumer(admin)
+    other = await sessions.open(user)
+    narrowed = {
+        "durable_name": "risk",
+        "ack_policy": "explicit",
+        "filter_subject": "rp.evidence.x.>",
+    }
+    for subject, body in [
+        ("$JS.API.CONSUMER.CREATE.EVIDENCE.risk", {"stream_name": "EVIDENCE", "config": narrowed}),
+        ("$JS.API.CONSUMER.MSG.NEXT.EVIDENCE.risk", {"batch": 1}),
+        ("$JS.API.CONSUMER.DELETE.EVIDENCE.risk", None),
+    ]:
+        await other.refused(subject, other.request(subject, body))
+    info = await admin.js.consumer_info("EVIDENCE", "risk")
+    assert info.config.filter_subject == "rp.evidence.>"
