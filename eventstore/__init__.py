@@ -15,7 +15,7 @@ from eventstore._provision import ProvisionReport
 from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
 from eventstore._store import EventStore
-from eventstore._telemetry import StoreMetrics
+from eventstore._telemetry import StoreMetrics, tracing_enabled
 from eventstore._tokens import EventId, SourceRef, Token, validate_token
 from eventstore._topology import Category, StoreConfig
 
@@ -47,5 +47,6 @@ __all__ = [
     "decode_json",
     "encode_json",
     "errors",
+    "tracing_enabled",
     "validate_token",
 ]

@@ -38,6 +38,7 @@ from eventstore._telemetry import (
     inject_trace,
     span_attributes,
     tracer,
+    tracing_enabled,
 )
 from eventstore._tokens import validate_token
 from eventstore._topology import Category, StoreConfig
@@ -196,17 +197,30 @@ class EventStore:
             TransientStoreError: still failing after bounded retries.
         """
         hdrs = {**caller_headers(headers), **expected_header(expected_version)}
+        if not tracing_enabled():
+            return await self._send(
+                self._encoded_or_counted(event, hdrs, subject, data), expected_version
+            )
         with tracer.start_as_current_span("send", kind=SpanKind.PRODUCER) as span:
             inject_trace(hdrs)
-            try:
-                encoded = self._encode(event, hdrs, subject, data)
-            except DecodeError:
-                self._count(self._stream_of_type(event), "rejected")
-                raise
+            encoded = self._encoded_or_counted(event, hdrs, subject, data)
             message = encoded.message
             span.update_name(f"send {message.subject}")
             span.set_attributes(dict(span_attributes(message.subject, "", encoded.msg_id)))
             return await self._send(encoded, expected_version)
+
+    def _encoded_or_counted(
+        self,
+        event: CloudEvent,
+        headers: dict[str, str],
+        subject: str | None,
+        data: BaseModel | None,
+    ) -> Encoded:
+        try:
+            return self._encode(event, headers, subject, data)
+        except DecodeError:
+            self._count(self._stream_of_type(event), "rejected")
+            raise
 
     async def _send(self, encoded: Encoded, expected: ExpectedVersion) -> AppendResult:
         stream = self._stream_of_subject(encoded.message.subject)
@@ -313,6 +327,8 @@ class EventStore:
         are all in flight together, bounded by the publisher's window. Events
         whose acknowledgement failed transiently are retried one by one.
         """
+        if not tracing_enabled():
+            return await self._append_many(events, caller_headers(headers), headers)
         with tracer.start_as_current_span("send batch", kind=SpanKind.PRODUCER):
             extra = inject_trace(caller_headers(headers))
             return await self._append_many(events, extra, headers)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["AppendOutcome", "StoreMetrics", "inject_trace", "tracer"]
+__all__ = ["AppendOutcome", "StoreMetrics", "inject_trace", "tracer", "tracing_enabled"]
 
 AppendOutcome = Literal["stored", "duplicate", "conflict", "rejected"]
 tracer = trace.get_tracer("eventstore")
@@ -45,6 +45,12 @@ class StoreMetrics:
         self.appends.labels(stream, outcome).inc()
         if seconds is not None:
             self.latency.labels(stream).observe(seconds)
+
+
+def tracing_enabled() -> bool:
+    """Whether an SDK tracer provider is installed (otherwise spans are no-ops: skip the work)."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def inject_trace(headers: dict[str, str]) -> dict[str, str]:

@@ -35,6 +35,8 @@ from projections._seen import SeenSequences
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from prometheus_client import Counter
+
     from eventstore import AppendResult, Delivery, DurableConsumer, EventStore, ExpectedVersion
     from projections._message import Handler, Output
     from projections._metrics import ProjectionMetrics
@@ -117,6 +119,10 @@ class ProjectionRunner:
         self._filter = filter_subject
         self._metrics = metrics
         self._clock = clock
+        self._outcomes: dict[str, Counter] = {}
+        if metrics is not None:  # labelled children looked up once, not per message
+            self._processing = metrics.processing.labels(name)
+            self._end_to_end = metrics.end_to_end.labels(name)
         self._consumer: DurableConsumer = store.consumer(name)
         self._boxes: dict[str, _Mailbox] = {}
         self._in_flight: dict[int, Delivery] = {}
@@ -370,9 +376,7 @@ class ProjectionRunner:
             _log.warning("projection.ack_failed", projection=self.name, error=str(exc))
         self._finish(delivery, result.outcome)
         if self._metrics is not None:
-            self._metrics.end_to_end.labels(self.name).observe(
-                max(0.0, time.time() - delivery.stored_at.timestamp())
-            )
+            self._end_to_end.observe(max(0.0, time.time() - delivery.stored_at.timestamp()))
 
     async def _release(self, delivery: Delivery, delay: float, outcome: str) -> None:
         self._seen.release(delivery.stream_seq)
@@ -389,9 +393,13 @@ class ProjectionRunner:
         if len(self._in_flight) < self.settings.max_in_flight:
             self._room.set()
         if self._metrics is not None:
-            self._metrics.messages.labels(self.name, outcome).inc()
+            if (counter := self._outcomes.get(outcome)) is None:
+                counter = self._outcomes[outcome] = self._metrics.messages.labels(
+                    self.name, outcome
+                )
+            counter.inc()
             if received is not None:
-                self._metrics.processing.labels(self.name).observe(time.monotonic() - received)
+                self._processing.observe(time.monotonic() - received)
 
     async def _pause(self, result: Result) -> None:
         if self.state != "paused":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -15,7 +17,6 @@ from eventstore.errors import (
     EventStoreError,
     JetStreamAPIError,
     NotProvisionedError,
-    StoreTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ class DurableConsumer:
         self.name = name
         self._inbox = js.nc.new_inbox()
         self._sub: Subscription | None = None
+        self._received: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
 
     async def ensure(self, settings: ConsumerSettings) -> dict[str, Any]:
         """Create the consumer if missing (with ``settings``); return its info."""
@@ -135,7 +138,7 @@ class DurableConsumer:
         """
         if self._sub is None:
             with map_errors(f"subscribe {self.name}"):
-                self._sub = await self.js.nc.subscribe(self._inbox)
+                self._sub = await self.js.nc.subscribe(self._inbox, cb=self._on_message)
         expires = max(int((timeout - 0.05) * _NS), _NS // 100)
         request = orjson.dumps({"batch": batch, "expires": expires})
         with map_errors(f"fetch from {self.name}"):
@@ -144,31 +147,43 @@ class DurableConsumer:
             )
         return await self._collect(batch, timeout)
 
+    async def _on_message(self, msg: Msg) -> None:
+        self._received.append(msg)
+        self._arrived.set()
+
     async def _collect(self, batch: int, timeout: float) -> list[Delivery]:
-        assert self._sub is not None  # noqa: S101 - fetch subscribes first
+        """Deliveries that arrived for the pull request, drained without a wait per message."""
         out: list[Delivery] = []
         deadline = asyncio.get_running_loop().time() + timeout + 1.0
         while len(out) < batch:
+            while self._received and len(out) < batch:
+                if not self._take(self._received.popleft(), out):
+                    return out
+            if len(out) >= batch:
+                break
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
-            try:
-                with map_errors(f"fetch from {self.name}"):
-                    msg = await self._sub.next_msg(timeout=remaining)
-            except StoreTimeoutError:
-                break
-            status = (msg.headers or {}).get("Status")
-            if status is None:
-                out.append(_delivery(msg))
-            elif status in ("404", "408"):
-                break  # no more messages / request expired
-            elif status == "409":
-                if "Consumer Deleted" in (msg.headers or {}).get("Description", ""):
-                    raise NotProvisionedError(f"consumer {self.name} was deleted")
-                break  # e.g. max ack pending reached: try again later
-            elif status != "100":
-                raise JetStreamAPIError(f"fetch from {self.name}", int(status), 0, "")
+            self._arrived.clear()
+            if not self._received:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._arrived.wait()
         return out
+
+    def _take(self, msg: Msg, out: list[Delivery]) -> bool:
+        """Add a delivery to ``out``; False when a status message ends the request."""
+        status = (msg.headers or {}).get("Status")
+        if status is None:
+            out.append(_delivery(msg))
+            return True
+        if status == "100":
+            return True  # heartbeat
+        if status == "409" and "Consumer Deleted" in (msg.headers or {}).get("Description", ""):
+            raise NotProvisionedError(f"consumer {self.name} was deleted")
+        if status in ("404", "408", "409"):
+            return False  # no messages, request expired, or e.g. max ack pending: try again later
+        raise JetStreamAPIError(f"fetch from {self.name}", int(status), 0, "")
 
     async def close(self) -> None:
         """Drop the fetch inbox subscription."""

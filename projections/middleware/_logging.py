@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import structlog
-
 from projections.logctx import message_fields
 
 if TYPE_CHECKING:
     from projections._message import Handler, Message, Result
 
 __all__ = ["log_context"]
-
-_log = structlog.get_logger(__name__)
 
 
 def log_context(handler: Handler) -> Handler:
@@ -30,8 +26,6 @@ def log_context(handler: Handler) -> Handler:
             delivery_count=delivery.num_delivered,
         )
         with message_fields(message.log):
-            result = await handler(message)
-            _log.debug("projection.handled", outcome=result.outcome)
-            return result
+            return await handler(message)
 
     return bound

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from eventstore import tracing_enabled
+
 if TYPE_CHECKING:
     from projections._message import Handler, Message, Result
 
@@ -24,6 +26,10 @@ def tracing(handler: Handler) -> Handler:
     """
 
     async def traced(message: Message) -> Result:
+        if not tracing_enabled():
+            message.context["traced"] = False
+            return await handler(message)
+        message.context["traced"] = True
         delivery = message.delivery
         parent = propagate.extract(delivery.headers)
         with tracer.start_as_current_span(

@@ -17,6 +17,7 @@ be overtaken by the evidence that followed it.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -254,20 +255,19 @@ class RiskProjection:
     async def _assess(
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
+        traced = message.context.get("traced", False)
         signal = None
         if self.enricher is not None:
             try:
-                with tracer.start_as_current_span("enrich"):
+                with _span("enrich", traced):
                     signal = await self.enricher.enrich(message.tenant, message.entity, evidence)
             except DependencyUnavailable:
                 if not self.degraded_mode:
                     raise
                 _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
-                with tracer.start_as_current_span(
-                    "analyze", attributes={"riskpipe.degraded": True}
-                ):
+                with _span("analyze", traced):
                     return conservative_assessment(state, evidence, config=self.config)
-        with tracer.start_as_current_span("analyze"):
+        with _span("analyze", traced):
             return assess(state, evidence, config=self.config, enrichment=signal)
 
     def _assessment_event(
@@ -312,3 +312,8 @@ def _evidence_event(rec: RecordedEvent) -> CloudEvent:
     if rec.event.type != EVIDENCE_RECORDED:
         raise UnexpectedEventTypeError(rec.event.type, EVIDENCE_RECORDED)
     return rec.event
+
+
+def _span(name: str, traced: bool) -> AbstractContextManager[object]:  # noqa: FBT001 - a switch
+    """A child span when tracing is on; nothing (not even a no-op span) when it is off."""
+    return tracer.start_as_current_span(name) if traced else nullcontext()
