@@ -15,21 +15,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from analyzers import (
-    ANALYZER_VERSION,
-    EVIDENCE_RECORDED,
-    AnalyzerConfig,
-    AnalyzerError,
-    Assessment,
-    EntityRiskState,
-    Evidence,
-    EvidenceData,
-    assess,
-    conservative_assessment,
-)
-from eventstore.errors import DecodeError
-from projections import REPLAY_HEADER
-from projections.audit._diff import FieldDifference, first_difference
+from analyzers import ANALYZER_VERSION, AnalyzerConfig, AnalyzerError, EntityRiskState
+from projections.audit._derive import UNASSESSABLE, compare, derive, evidence_of
 from projections.audit._records import (
     AssessmentJoin,
     DeadLetterRef,
@@ -42,21 +29,20 @@ from projections.audit._records import (
 )
 from projections.audit._report import Finding, FindingKind, LevelChanges, ReplayReport
 from projections.audit._scope import ReplayScope
-from projections.errors import UnexpectedEventTypeError
-from projections.risk import EvidenceRef
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from analyzers import Assessment, Evidence
     from eventstore import EventStore, RecordedEvent
-    from projections.risk import RiskAssessedData
+    from projections.audit._diff import FieldDifference
+    from projections.risk import EvidenceRef
 
 __all__ = ["replay"]
 
 _PROGRESS_EVERY = 512
 # per evidence position in range: what became of it, to explain stray assessments
 _NONE, _ASSESSED, _DEAD, _OPEN = 0, 1, 2, 3
-_UNASSESSABLE = (DecodeError, AnalyzerError, UnexpectedEventTypeError, ValueError)
 
 
 async def replay(  # noqa: PLR0913 - every option is keyword-only and defaulted
@@ -228,8 +214,8 @@ class _Replay:
 
     def _check(self, rec: RecordedEvent, key: EntityKey, recorded: RecordedAssessment) -> None:
         try:
-            evidence, ref = self._evidence_of(rec)
-        except _UNASSESSABLE as exc:
+            evidence, ref = evidence_of(self.store.schemas, rec)
+        except UNASSESSABLE as exc:
             why = f"evidence {rec.sequence} cannot be assessed ({exc}): it should be a dead letter"
             self._extra(recorded, why)
             return
@@ -247,29 +233,6 @@ class _Replay:
         if self.what_if:
             reuse = verified if chains.what_if is before else None
             self._what_if(key, recorded, evidence, chains, reuse)
-
-    def _evidence_of(self, rec: RecordedEvent) -> tuple[Evidence, EvidenceRef]:
-        """The evidence as the projection scored it, and the reference its assessment holds."""
-        event = rec.event
-        if event is None:
-            raise rec.error or DecodeError(f"undecodable message at sequence {rec.sequence}")
-        if event.type != EVIDENCE_RECORDED:
-            raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
-        data = self.store.schemas.typed_data(event)
-        assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
-        evidence = Evidence.from_data(
-            data, event_id=event.id, source=event.source, sequence=rec.sequence,
-            event_time=event.time,
-        )  # fmt: skip
-        replay_of = rec.headers.get(REPLAY_HEADER)
-        ref = EvidenceRef(
-            id=event.id,
-            source=event.source,
-            stream=rec.stream,
-            sequence=rec.sequence,
-            replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
-        )
-        return evidence, ref
 
     def _verifiable(self, recorded: Assessment) -> bool:
         return (
@@ -289,7 +252,7 @@ class _Replay:
     ) -> tuple[Assessment, EntityRiskState] | None:
         seq = evidence.sequence
         try:
-            derived = self._derive(chains.verified, evidence, recorded.data.assessment)
+            derived = derive(self.config, chains.verified, evidence, recorded.data.assessment)
         except AnalyzerError as exc:
             chains.verified = recorded.data.state
             self._find(
@@ -297,7 +260,7 @@ class _Replay:
             )
             return None
         chains.verified = derived[1]
-        difference = self._compare(recorded.data, ref, *derived)
+        difference = compare(recorded.data, (self.projection, ref, *derived))
         if difference is None:
             self._count(key, "identical")
         else:
@@ -328,9 +291,8 @@ class _Replay:
             difference = None
             # the mismatch is the finding; a failed re-derivation adds nothing to it
             with contextlib.suppress(AnalyzerError):
-                difference = self._compare(
-                    recorded.data, ref, *self._derive(chains.verified, evidence, scored)
-                )
+                derived = derive(self.config, chains.verified, evidence, scored)
+                difference = compare(recorded.data, (self.projection, ref, *derived))
             detail = (
                 f"scored with config {scored.config_fingerprint[:12]}, replayed with"
                 f" {self.fingerprint[:12]}, same analyzer {ANALYZER_VERSION}: the config"
@@ -340,35 +302,6 @@ class _Replay:
                 detail += f"; first difference {difference.describe()}"
             self._find("config_mismatch", key, detail, evidence=seq, at=at, difference=difference)
         chains.verified = recorded.data.state
-
-    def _compare(
-        self,
-        data: RiskAssessedData,
-        ref: EvidenceRef,
-        assessment: Assessment,
-        state: EntityRiskState,
-    ) -> FieldDifference | None:
-        """The first field where the record differs from the re-derivation, or ``None``.
-
-        Byte-identical means the fields are equal *and* the canonical JSON of
-        the two assessments is the same text.
-        """
-        same = (
-            data.projection == self.projection
-            and data.evidence == ref
-            and data.assessment == assessment
-            and data.state == state
-        )
-        recorded_json = data.assessment.canonical_json()
-        if same and recorded_json == assessment.canonical_json():
-            return None
-        found = first_difference(
-            _comparable(data.projection, data.evidence, data.assessment, data.state),
-            _comparable(self.projection, ref, assessment, state),
-        )
-        return found or FieldDifference(
-            "assessment (canonical JSON)", recorded_json, assessment.canonical_json()
-        )
 
     # -- what-if ----------------------------------------------------------------------------
 
@@ -381,8 +314,8 @@ class _Replay:
         reuse: tuple[Assessment, EntityRiskState] | None,
     ) -> None:
         try:
-            assessment, state = reuse or self._derive(
-                chains.what_if, evidence, recorded.data.assessment
+            assessment, state = reuse or derive(
+                self.config, chains.what_if, evidence, recorded.data.assessment
             )
         except AnalyzerError:
             return  # already reported by the verification, or unverifiable anyway
@@ -391,14 +324,6 @@ class _Replay:
         self.report.level_changes.add(
             key, recorded.data.assessment.level.value, assessment.level.value
         )
-
-    def _derive(
-        self, state: EntityRiskState, evidence: Evidence, recorded: Assessment
-    ) -> tuple[Assessment, EntityRiskState]:
-        """Score as the projection did: conservatively when degraded, with the recorded signal."""
-        if recorded.degraded:
-            return conservative_assessment(state, evidence, config=self.config)
-        return assess(state, evidence, config=self.config, enrichment=recorded.enrichment)
 
     def _chains(self, key: EntityKey) -> _Chains:
         chains = self.chains.get(key)
@@ -461,14 +386,3 @@ class _Replay:
 
     def _mark(self, seq: int, effect: int) -> None:
         self.effects[seq - self.scope.from_seq] = effect
-
-
-def _comparable(
-    projection: str, ref: EvidenceRef, assessment: Assessment, state: EntityRiskState
-) -> dict[str, object]:
-    return {
-        "projection": projection,
-        "evidence": ref.model_dump(mode="json"),
-        "assessment": assessment.model_dump(mode="json"),
-        "state": state.model_dump(mode="json"),
-    }
