@@ -102,15 +102,18 @@ class EventSchemas:
         raw = decode_json(payload, max_bytes=max_bytes, max_depth=max_depth)
         if not isinstance(raw, dict):
             raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
-        fields = (
-            raw
-            if "type" in raw or self.default_type is None
-            else {**raw, "type": self.default_type}
-        )
+        data = raw.get("data")
+        fields = {**raw, "data": None}
+        if "type" not in raw and self.default_type is not None:
+            fields["type"] = self.default_type
         try:
-            event = CloudEvent.model_validate(fields)
+            envelope = CloudEvent.model_validate(fields)
         except ValidationError as exc:
             raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
+        if data is not None and not isinstance(data, dict):
+            raise SchemaViolationError(envelope.type, ["data: must be a JSON object"])
+        # data came from the strict decoder, so it is JSON; its type's model validates it
+        event = envelope.model_copy(update={"data": data})
         return event, self.typed_data(event)
 
     def validate(self, raw: Mapping[str, Any]) -> CloudEvent:
