@@ -32,7 +32,12 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
     out = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
-        out.append(f"{where or 'event'}: {err['msg']}")
+        message = err["msg"]
+        if err["type"] == "string_pattern_mismatch":
+            name = str(err["loc"][-1]) if err["loc"] else "value"
+            pattern = (err.get("ctx") or {}).get("pattern", "")
+            message = f"invalid {name} {err['input']!r}: must match {pattern}"
+        out.append(f"{where or 'event'}: {message}")
     return out
 
 
