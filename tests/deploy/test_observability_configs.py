@@ -560,23 +560,31 @@ tests:
         exp_alerts:
           - exp_labels: {severity: warning}
 
-  # An unhealthy server and an exporter whose server does not answer fire.
+  # An unhealthy server, a server its exporter cannot reach, and an exporter
+  # that is down fire; a healthy server does not.
   - interval: 1m
     input_series:
-      - series: 'up{job="nats", instance="nats-exporter-1:7777"}'
+      - series: 'up{job="nats", instance="x1:7777"}'
         values: '1x10'
-      - series: 'gnatsd_healthz_status{instance="nats-exporter-1:7777", server_id="nats-1"}'
+      - series: 'nats_varz_connections{job="nats", instance="x1:7777", server_id="n1"}'
+        values: '4x10'
+      - series: 'nats_healthz_status{job="nats", instance="x1:7777", server_id="n1"}'
         values: '0x10'
-      - series: 'up{job="nats", instance="nats-exporter-2:7777"}'
+      - series: 'up{job="nats", instance="x2:7777"}'
         values: '1x10'
-      - series: 'gnatsd_healthz_status{instance="nats-exporter-2:7777", server_id="nats-2"}'
+      - series: 'nats_varz_connections{job="nats", instance="x2:7777", server_id="n2"}'
+        values: '4x10'
+      - series: 'nats_healthz_status{job="nats", instance="x2:7777", server_id="n2"}'
         values: '1x10'
-      - series: 'up{job="nats", instance="nats-exporter-3:7777"}'
+      - series: 'up{job="nats", instance="x3:7777"}'
         values: '1x10'
+      - series: 'up{job="nats", instance="x4:7777"}'
+        values: '0x10'
     alert_rule_test:
       - eval_time: 5m
         alertname: RiskpipeNatsServerUnhealthy
         exp_alerts:
-          - exp_labels: {severity: warning, job: nats, instance: "nats-exporter-2:7777"}
-          - exp_labels: {severity: warning, job: nats, instance: "nats-exporter-3:7777"}
+          - exp_labels: {severity: warning, job: nats, instance: "x2:7777", server_id: n2}
+          - exp_labels: {severity: warning, job: nats, instance: "x3:7777"}
+          - exp_labels: {severity: warning, job: nats, instance: "x4:7777"}
 """
