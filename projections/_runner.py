@@ -92,6 +92,14 @@ def split_subject(subject: str) -> tuple[str, str]:
         return _INVALID, _INVALID
 
 
+def _remove(queue: list[Delivery], seq: int) -> None:
+    """Drop the delivery of stream sequence ``seq`` from a mailbox queue."""
+    for at, queued in enumerate(queue):
+        if queued.stream_seq == seq:
+            del queue[at]
+            return
+
+
 class ProjectionRunner:
     """Runs one projection over one durable consumer until stopped (or idle)."""
 
@@ -267,7 +275,9 @@ class ProjectionRunner:
                     _log.exception("projection.handler_crashed", projection=self.name)
                     await self._release(delivery, 5.0, "retried")
                     done = False
-                box.queue.pop(0)
+                _remove(
+                    box.queue, delivery.stream_seq
+                )  # not pop(0): a redelivery may sit ahead now
                 if not done:
                     box.blocked_by = delivery.stream_seq
                     box.blocked_since = time.monotonic()

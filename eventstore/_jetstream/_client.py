@@ -27,6 +27,7 @@ __all__ = ["JetStreamClient", "RawMessage"]
 
 _log = structlog.get_logger(__name__)
 _API = "$JS.API"
+_DRAIN_SECONDS = 5
 _NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
 
 
@@ -98,6 +99,7 @@ class JetStreamClient:
                     name=name,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
+                    drain_timeout=_DRAIN_SECONDS,
                     connect_timeout=max(1, min(2, int(connect_timeout))),
                     error_cb=_error_log(nc),
                     disconnected_cb=_connection_log(nc, url, "nats.disconnected"),
@@ -131,11 +133,19 @@ class JetStreamClient:
         return bool(self.nc.is_connected)
 
     async def close(self) -> None:
-        """Stop publishing and drain the connection if this client owns it."""
+        """Stop publishing and drain the connection (bounded) if this client owns it."""
         await self.publisher.stop()
-        if self._owned and not self.nc.is_closed:
-            with map_errors("drain connection"):
+        if not self._owned or self.nc.is_closed:
+            return
+        if not self.nc.is_connected:
+            await self.nc.close()  # nothing to drain over a connection that is down
+            return
+        try:
+            async with asyncio.timeout(2 * _DRAIN_SECONDS):
                 await self.nc.drain()
+        except (TimeoutError, nats.errors.Error) as exc:
+            _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
+            await self.nc.close()
 
     async def api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a JetStream API request under ``$JS.API`` and return its JSON answer.

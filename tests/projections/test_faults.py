@@ -70,7 +70,7 @@ async def test_kill_9_worker_mid_stream(nats_server: NatsServer, store: EventSto
     stopped_at = int((await store.stream_state("RISK"))["messages"])
     second = WorkerProcess(nats_server.url, env=FAST, until_idle=True)
     second.start()
-    assert await asyncio.to_thread(second.wait, 120) == 0
+    assert await asyncio.to_thread(second.wait, 100) == 0
     await watch.stop()
     streams = await read_streams(store)
     check_invariants(streams)
@@ -92,8 +92,8 @@ async def test_zombie_worker_adds_no_duplicate(nats_server: NatsServer, store: E
     rescuer.start()
     await wait_for_messages(store, "RISK", 800, timeout=120)
     zombie.signal(signal.SIGCONT)
-    assert zombie.stop() == 0
-    assert rescuer.stop() == 0
+    assert zombie.stop(timeout=90) == 0
+    assert rescuer.stop(timeout=90) == 0
     streams = await read_streams(store)
     check_invariants(streams)
     assert sum(len(a) for a in streams.assessments.values()) == 800

@@ -109,10 +109,18 @@ class WorkerProcess:
         return self.wait(timeout)
 
     def wait(self, timeout: float = 60.0) -> int:
-        """Wait for the process to exit."""
+        """Wait for the process to exit; if it hangs, kill it and fail with its last log lines."""
         if self.proc is None:
             return 0
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            tail = "\n".join(str(line) for line in self.lines[-15:])
+            raise AssertionError(
+                f"worker did not exit within {timeout}s; last log lines:\n{tail}"
+            ) from None
         if self._reader is not None:
             self._reader.join(5)
         return code
