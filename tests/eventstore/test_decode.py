@@ -123,7 +123,7 @@ def test_attributes_must_be_flat_and_bounded(schemas: EventSchemas) -> None:
         schemas.parse(nested.encode())
     many = ",".join(f'"k{i}":{i}' for i in range(65))
     wide = GOOD.replace('"severity":"high"', f'"severity":"high","attributes":{{{many}}}')
-    with pytest.raises(SchemaViolationError, match="attributes: .*at most 64"):
+    with pytest.raises(SchemaViolationError, match=r"attributes: .*at most 64"):
         schemas.parse(wide.encode())
 
 
