@@ -109,17 +109,18 @@ class DeadLetterQueue:
                 purged.add(seq)
         return DlqActions(replayed, purged)
 
-    async def depth(self) -> tuple[int, float | None]:
-        """How many dead letters are queued, and the age in seconds of the oldest (if any)."""
-        depth = await self.store.count(self.store.config.dlq_stream, self.subject_filter)
-        if depth == 0:
-            return 0, None
+    async def depth(self) -> int:
+        """How many dead letters of this projection are queued."""
+        return await self.store.count(self.store.config.dlq_stream, self.subject_filter)
+
+    async def oldest_age(self) -> float | None:
+        """Age in seconds of the oldest queued dead letter, or ``None`` when there is none."""
         first = await self.store.get(
             self.store.config.dlq_stream, 1, next_on_subject=self.subject_filter
         )
-        if first is None:
-            return depth, None
-        return depth, max(0.0, (self._clock() - first.stored_at).total_seconds())
+        return (
+            None if first is None else max(0.0, (self._clock() - first.stored_at).total_seconds())
+        )
 
     async def list(self) -> list[DeadLetter]:
         """Every dead letter still in the queue, oldest first."""

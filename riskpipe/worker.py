@@ -134,8 +134,9 @@ class Worker:
 
     async def observe_dlq(self) -> None:
         """Refresh the DLQ depth and oldest-age gauges."""
-        depth, age = await self.dlq.depth()
-        self._dlq_depth.labels(self.settings.projection).set(depth)
+        # depth first: it needs only stream info, the age needs a read permission too
+        self._dlq_depth.labels(self.settings.projection).set(await self.dlq.depth())
+        age = await self.dlq.oldest_age()
         self._dlq_age.labels(self.settings.projection).set(age or 0.0)
 
     async def _observe_dlq(self, stop: asyncio.Event) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 
-__all__ = ["JetStreamClient", "RawMessage"]
+__all__ = ["JetStreamClient", "RawMessage", "redact"]
 
 _log = structlog.get_logger(__name__)
 _API = "$JS.API"
@@ -102,13 +102,13 @@ class JetStreamClient:
                     drain_timeout=_DRAIN_SECONDS,
                     connect_timeout=max(1, min(2, int(connect_timeout))),
                     error_cb=_error_log(nc),
-                    disconnected_cb=_connection_log(nc, url, "nats.disconnected"),
-                    reconnected_cb=_connection_log(nc, url, "nats.reconnected"),
+                    disconnected_cb=_connection_log(nc, redact(url), "nats.disconnected"),
+                    reconnected_cb=_connection_log(nc, redact(url), "nats.reconnected"),
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await nc.close()
             raise StoreUnavailableError(
-                f"cannot connect to NATS at {url}: {exc or 'timed out'}"
+                f"cannot connect to NATS at {redact(url)}: {str(exc) or 'no answer in time'}"
             ) from exc
         client = cls(nc, timeout=timeout)
         await client.publisher.start()
@@ -205,6 +205,21 @@ def _error_log(nc: Client) -> Callable[[Exception], Awaitable[None]]:
             _log.warning("nats.error", error=str(exc), error_type=type(exc).__name__)
 
     return log
+
+
+def redact(url: str) -> str:
+    """``url`` (comma-separated servers) with any user name, password or token hidden."""
+    return ",".join(_redact_one(part.strip()) for part in url.split(","))
+
+
+def _redact_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at or not userinfo:
+        return url
+    return f"{scheme}{sep}***@{host}"
 
 
 def _connection_log(nc: Client, url: str, event: str) -> Callable[[], Awaitable[None]]:

@@ -121,3 +121,12 @@ def test_schema_prints_every_type() -> None:
     schemas = json.loads(result.stdout)
     assert {"envelope", "riskpipe.evidence.recorded.v1"} <= set(schemas)
     assert "pattern" in schemas["riskpipe.evidence.recorded.v1"]["properties"]
+
+
+def test_credentials_in_the_url_are_never_printed() -> None:
+    """A password in the NATS URL is redacted from error messages."""
+    runner = CliRunner(env={"RISKPIPE_NATS_URL": "nats://worker:s3cret-pw@127.0.0.1:1"})
+    result = runner.invoke(main, ["init"])
+    assert result.exit_code == 1
+    assert "nats://***@127.0.0.1:1" in result.stderr
+    assert "s3cret-pw" not in result.output
