@@ -87,10 +87,13 @@ def _parse_ack(subject: str, msg: Msg) -> PubAck | Exception | None:
 def _frame(subject: str, reply: str, headers: Mapping[str, str], payload: bytes) -> bytes:
     if not headers:
         return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
-    hdr = b"NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + _CRLF
+    lines = ["NATS/1.0\r\n"]
+    for key, value in headers.items():
+        lines += (key, ": ", value, "\r\n")
+    lines.append("\r\n")
+    hdr = "".join(lines).encode()
     size = len(hdr) + len(payload)
-    return b"%s %s %s %d %d\r\n%s%s\r\n" % (
-        b"HPUB",
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
         subject.encode(),
         reply.encode(),
         len(hdr),
