@@ -69,10 +69,16 @@ class Session:
         payload = json.dumps(body).encode() if body is not None else b""
         return self.nc.request(subject, payload, timeout=3)
 
-    async def subscribe(self, subject: str) -> None:
-        """Subscribe and round-trip to the server, so a refusal arrives before this returns."""
+    async def subscription_refused(self, subject: str) -> None:
+        """Subscribe to ``subject`` and return once the server refuses it.
+
+        A subscription has no answer to wait for, and the server may report the
+        violation after its next PONG, so only the violation itself is proof.
+        """
+        refusal = self._refusal(subject)
         await self.nc.subscribe(subject)
-        await self.nc.flush(timeout=3)
+        async with asyncio.timeout(3):
+            await refusal
 
 
 class Sessions:

@@ -101,7 +101,7 @@ async def test_producer_reads_back_its_evidence(producer: Session) -> None:
 
 async def test_producer_cannot_listen_on_stream_subjects(producer: Session) -> None:
     """A core subscription to rp.> (assessments in flight) is refused to the producer."""
-    await producer.refused("rp.>", producer.subscribe("rp.>"))
+    await producer.subscription_refused("rp.>")
 
 
 # -- headers an attacker may inject -------------------------------------------
