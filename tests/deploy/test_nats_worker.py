@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -28,6 +29,15 @@ async def test_worker_publishes_assessments_and_dead_letters(worker: Session) ->
     assessment = await worker.js.publish("rp.risk.t1.e1", b"{}", headers=first)
     dead_letter = await worker.js.publish("rp.dlq.risk.t1.e1", b"{}")
     assert (assessment.stream, dead_letter.stream) == ("RISK", "DLQ")
+
+
+async def test_worker_reads_its_dead_letters(worker: Session) -> None:
+    """A direct get of the first dead letter under a subject filter works for the worker."""
+    await worker.js.publish("rp.dlq.risk.t1.e1", b"dead")
+    request = json.dumps({"seq": 1, "next_by_subj": "rp.dlq.risk.>"}).encode()
+    first = await worker.nc.request("$JS.API.DIRECT.GET.DLQ", request, timeout=3)
+    assert first.data == b"dead"
+    assert (first.headers or {}).get("Nats-Sequence") == "1"
 
 
 async def test_worker_reads_the_last_assessment_of_an_entity(worker: Session) -> None:
