@@ -144,10 +144,19 @@ class Publisher:
     async def publish(self, message: OutboundMessage) -> AckFuture:
         """Send one message; the future resolves with its PubAck or a store error.
 
+        The frame is flushed together with whatever else is written in the same
+        turn of the event loop (many concurrent single publishes, one flush).
+
         Raises:
             StoreUnavailableError: the client could not send it at all.
         """
-        return (await self.publish_many([message]))[0]
+        if self._in_flight >= self._window:
+            await self._flush()
+            await self._wait_for_room()
+        token, fut = self._register(message.subject)
+        await self._write(message, self._prefix + token)
+        self._flush_later()
+        return fut
 
     async def publish_many(self, messages: Sequence[OutboundMessage]) -> list[AckFuture]:
         """Send messages in order, flushing once per burst; one future per message.
@@ -179,6 +188,9 @@ class Publisher:
         the event loop: many acks, one flush.
         """
         await self._write(message, "")
+        self._flush_later()
+
+    def _flush_later(self) -> None:
         if not self._flush_soon:
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self._start_flush)

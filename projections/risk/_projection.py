@@ -273,11 +273,13 @@ class RiskProjection:
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
     ) -> tuple[CloudEvent, RiskAssessedData]:
+        # Built without re-validation: every value here was validated on its way in
+        # (the evidence envelope, the stream position, the analyzer's own models).
         delivery = message.delivery
         replay_of = delivery.headers.get(REPLAY_HEADER)
-        data = RiskAssessedData(
+        data = RiskAssessedData.model_construct(
             projection=self.name,
-            evidence=EvidenceRef(
+            evidence=EvidenceRef.model_construct(
                 id=event.id,
                 source=event.source,
                 stream=delivery.stream,
@@ -288,7 +290,7 @@ class RiskProjection:
             state=known.state,
             cursor=known.cursor,
         )
-        return CloudEvent(
+        envelope = CloudEvent.model_construct(
             id=f"{delivery.stream}-{delivery.stream_seq}",
             source=projection_source(self.name),
             type=ASSESSED,
@@ -297,7 +299,9 @@ class RiskProjection:
             time=self._clock(),
             causationid=event.id,
             correlationid=event.correlationid,
-        ), data
+            data=None,
+        )
+        return envelope, data
 
 
 def _evidence_event(rec: RecordedEvent) -> CloudEvent:
