@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from opentelemetry.trace import SpanKind
@@ -548,14 +549,16 @@ class EventStore:
         last = await self.client.direct_get_last(stream, subject)
         if last is None:
             return
-        async for raw in read_range(
+        reader = read_range(
             self.client,
             stream,
             filter_subject=subject,
             start_seq=max(from_version, 1),
             end_seq=last.seq,
-        ):
-            yield self._recorded(raw)
+        )
+        async with aclosing(reader):  # a caller that stops early still frees the consumer
+            async for raw in reader:
+                yield self._recorded(raw)
 
     async def read_all(
         self,
@@ -572,10 +575,12 @@ class EventStore:
             return
         last = int(info["state"]["last_seq"])
         end = last if until_seq is None else min(until_seq, last)
-        async for raw in read_range(
+        reader = read_range(
             self.client, name, filter_subject=filter_subject, start_seq=from_seq, end_seq=end
-        ):
-            yield self._recorded(raw)
+        )
+        async with aclosing(reader):  # a caller that stops early still frees the consumer
+            async for raw in reader:
+                yield self._recorded(raw)
 
     async def last(self, subject: str) -> RecordedEvent | None:
         """The latest event stored on ``subject``, or ``None``."""

@@ -21,7 +21,7 @@ from eventstore._jetstream._errors import map_errors
 from eventstore.errors import EventStoreError, JetStreamAPIError, StoreTimeoutError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
@@ -81,7 +81,7 @@ async def read_range(  # noqa: PLR0913 - keyword-only range options
     start_seq: int,
     end_seq: int,
     batch: int = 1024,
-) -> AsyncIterator[RawMessage]:
+) -> AsyncGenerator[RawMessage, None]:
     """Yield the messages of ``stream`` from ``start_seq`` up to ``end_seq`` inclusive, in order.
 
     The ephemeral consumer is deleted when the iteration ends, also when the
