@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from support.events import evidence
 from support.pipeline import run_worker
 from support.reputation_server import Reply, ReputationServer
@@ -15,8 +14,6 @@ from projections.audit import ReplayScope, explain, export_rows, replay
 from riskpipe.demo import POISON, demo_evidence
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from eventstore import EventStore
     from riskpipe.server import NatsServer
 
@@ -124,17 +121,6 @@ async def test_evidence_without_any_effect_is_missing(
     assert finding.kind == "missing"
     assert finding.evidence_sequence == letter.data.sequence
     assert finding.evidence_sequence in poison
-
-
-@pytest.fixture
-async def reputation() -> AsyncIterator[ReputationServer]:
-    """A scripted reputation service on a free loopback port."""
-    server = ReputationServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def _enriched(reputation: ReputationServer, **overrides: object) -> dict[str, object]:

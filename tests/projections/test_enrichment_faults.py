@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
 from support.events import evidence
 from support.pipeline import check_invariants, read_streams, run_worker
 from support.reputation_server import Reply, ReputationServer
@@ -13,24 +12,11 @@ from projections import DeadLetterQueue
 from riskpipe.status import pipeline_status
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from eventstore import EventStore
     from riskpipe.server import NatsServer
 
 DOWN = Reply(status=503, body=b'{"error": "maintenance"}')
 UP = Reply(status=200, body=b'{"modifier": 0.2}')
-
-
-@pytest.fixture
-async def reputation() -> AsyncIterator[ReputationServer]:
-    """A scripted reputation service on a free loopback port."""
-    server = ReputationServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def _settings(reputation: ReputationServer, **overrides: object) -> dict[str, object]:

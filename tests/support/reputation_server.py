@@ -10,9 +10,14 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DROP", "HANG", "Reply", "ReputationServer"]
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["DROP", "HANG", "Reply", "ReputationServer", "reputation"]
 
 _REASONS = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 503: "Service Unavailable"}
 
@@ -111,3 +116,14 @@ class ReputationServer:
             + reply.body
         )
         await writer.drain()
+
+
+@pytest.fixture
+async def reputation() -> AsyncIterator[ReputationServer]:
+    """A scripted reputation service on a free loopback port, stopped after the test."""
+    server = ReputationServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
