@@ -6,6 +6,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _bench,
     _demo,
     _dlq,
+    _explain,
     _ops,
     _server,
     _store,

@@ -1,23 +1,19 @@
-"""Audit commands: ``replay``, ``explain``, ``export``, and ``bench replay``.
+"""``riskpipe replay``: re-derive every assessment from the log and compare.
 
-All of them only read the log: ephemeral consumers without acknowledgements,
-nothing published.
+It only reads the log: ephemeral consumers without acknowledgements, nothing
+published.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
-from prometheus_client import CollectorRegistry
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,61 +25,25 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzers import AnalyzerConfig, InvalidConfigError, load_config
-from eventstore.baselines import raw_ordered_read
 from projections.audit import (
-    Explanation,
     InvalidScopeError,
     ReplayReport,
     ReplayScope,
-    explain,
-    export_file,
     first_stored_after,
     replay,
 )
-from riskpipe.bench import Measurement, private_server, timed
-from riskpipe.cli._app import AppContext, bench, main, pass_app
-from riskpipe.cli._common import err_console, out_console, run
-from riskpipe.demo import synthetic_evidence
-from riskpipe.logs import configure_logging
+from riskpipe.cli._app import AppContext, main, pass_app
+from riskpipe.cli._common import TIME, err_console, out_console, run
 from riskpipe.wiring import connect_store
-from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from datetime import datetime
 
     from rich.progress import Task
 
     from eventstore import EventStore
-    from projections.audit import ExportFormat
     from riskpipe.settings import Settings
-
-REPLAY_TARGET = 0.5
-
-
-class _Time(click.ParamType[datetime]):
-    """An ISO 8601 time; without a timezone it is UTC."""
-
-    name = "TIME"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        if isinstance(value, datetime):
-            when = value
-        else:
-            try:
-                when = datetime.fromisoformat(str(value))
-            except ValueError:
-                self.fail(
-                    f"{value!r} is not an ISO 8601 time (e.g. 2026-11-29T08:00:00Z)", param, ctx
-                )
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-TIME = _Time()
-
-
-# -- replay ------------------------------------------------------------------------------------
 
 
 @main.command("replay")
@@ -306,215 +266,3 @@ def _print_level_changes(report: ReplayReport, limit: int) -> None:
 
 
 # -- explain -----------------------------------------------------------------------------------
-
-
-@main.command("explain")
-@click.option("--tenant", required=True, help="Tenant id.")
-@click.option("--entity", required=True, help="Entity id.")
-@click.option("--at", type=TIME, default=None, help="As of the evidence stored at or before TIME.")
-@click.option("--seq", type=click.IntRange(min=1), default=None, help="As of evidence sequence N.")
-@click.option("--projection", default=None, help="Projection name [default: risk].")
-@click.option("--json", "as_json", is_flag=True, help="Print the explanation as one JSON document.")
-@pass_app
-def explain_command(  # noqa: PLR0913, PLR0917 - one click option each
-    app: AppContext,
-    tenant: str,
-    entity: str,
-    at: datetime | None,
-    seq: int | None,
-    projection: str | None,
-    as_json: bool,
-) -> None:
-    """An entity's timeline up to a point: evidence, assessments, level changes, dead letters."""
-    if at is not None and seq is not None:
-        raise click.UsageError("give --at or --seq, not both")
-    name = projection or app.settings.projection
-    explanation = run(_explain(app.settings, tenant, entity, at=at, seq=seq, name=name))
-    if as_json:
-        click.echo(json.dumps(explanation.as_dict()))
-        return
-    _print_explanation(explanation)
-
-
-async def _explain(  # noqa: PLR0913 - the command's options, passed through
-    settings: Settings,
-    tenant: str,
-    entity: str,
-    *,
-    at: datetime | None,
-    seq: int | None,
-    name: str,
-) -> Explanation:
-    async with await connect_store(settings, name="riskpipe-explain") as store:
-        try:
-            return await explain(store, tenant, entity, at=at, seq=seq, projection=name)
-        except InvalidScopeError as exc:
-            raise click.UsageError(str(exc)) from exc
-
-
-def _print_explanation(explanation: Explanation) -> None:
-    console = out_console()
-    document = explanation.as_dict()
-    point = f"seq {explanation.seq}" if explanation.seq else (document["at"] or "now")
-    console.print(f"{explanation.tenant}/{explanation.entity} as of {point}: {document['counts']}")
-    table = Table(title="timeline")
-    for col in ("seq", "stored", "evidence", "outcome", "level", "score"):
-        table.add_column(col)
-    for entry in explanation.timeline:
-        what = (
-            f"{entry.evidence_id} {entry.evidence.pattern}/{entry.evidence.severity.value}"
-            if entry.evidence
-            else str(entry.error)
-        )
-        level, score, outcome = "-", "-", str(entry.outcome)
-        if entry.assessment is not None:
-            a = entry.assessment.data.assessment
-            level = (
-                f"[bold red]{a.previous_level.value} -> {a.level.value}[/]"
-                if entry.level_changed
-                else a.level.value
-            )
-            score = f"{a.score:.3f}"
-        if entry.dead_letter is not None:
-            outcome += f" ({entry.dead_letter.error_type or 'purged'})"
-            outcome += "".join(f", {x.kind} by {x.actor}" for x in entry.actions)
-        table.add_row(
-            str(entry.sequence),
-            entry.stored_at.isoformat(timespec="seconds"),
-            what[:60],
-            outcome,
-            level,
-            score,
-        )
-    console.print(table)
-    current = document["current"]
-    if current is None:
-        click.echo("no assessment yet")
-        return
-    click.echo(
-        f"level {current['level']} score {current['score']:.3f} confidence"
-        f" {current['confidence']:.2f} as of {current['as_of']}"
-        + (" (degraded)" if current["degraded"] else "")
-    )
-    for c in current["contributions"]:
-        click.echo(f"  {c['feature']:<40} {c['share']:+.4f}")
-    for line in current["recommendations"]:
-        click.echo(f"  - {line}")
-
-
-# -- export ------------------------------------------------------------------------------------
-
-
-@main.command("export")
-@click.option("--tenant", required=True, help="Tenant id.")
-@click.option("--entity", default=None, help="Only this entity.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), required=True, help="File format."
-)
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write."
-)
-@click.option("--projection", default=None, help="Projection name [default: risk].")
-@pass_app
-def export_command(  # noqa: PLR0913, PLR0917 - one click option each
-    app: AppContext,
-    tenant: str,
-    entity: str | None,
-    fmt: ExportFormat,
-    out: Path,
-    projection: str | None,
-) -> None:
-    """Evidence joined with the assessment or dead letter it caused, one row per evidence."""
-    name = projection or app.settings.projection
-    count = run(_export(app.settings, tenant, entity=entity, fmt=fmt, out=out, name=name))
-    click.echo(f"exported {count} row(s) to {out}")
-
-
-async def _export(  # noqa: PLR0913 - the command's options, passed through
-    settings: Settings,
-    tenant: str,
-    *,
-    entity: str | None,
-    fmt: ExportFormat,
-    out: Path,
-    name: str,
-) -> int:
-    async with await connect_store(settings, name="riskpipe-export") as store:
-        try:
-            return await export_file(store, out, fmt, tenant, entity=entity, projection=name)
-        except InvalidScopeError as exc:
-            raise click.UsageError(str(exc)) from exc
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {out}: {exc}") from exc
-
-
-# -- bench replay ------------------------------------------------------------------------------
-
-
-@bench.command("replay")
-@click.option("--events", "count", default=20_000, show_default=True, help="Evidence events.")
-@click.option("--entities", default=1000, show_default=True, help="Distinct entities.")
-@click.option("--runs", default=3, show_default=True, help="Runs per path; medians are reported.")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@pass_app
-def bench_replay(app: AppContext, count: int, entities: int, runs: int, as_json: bool) -> None:
-    """Replay verification against a raw ordered-consumer read of the same log, same run.
-
-    Also measures the store's own decoded read of both streams: the most a
-    replay through the store could reach if verifying cost nothing.
-    """
-    configure_logging("error", app.settings.log_format)
-    with private_server() as server:
-        settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
-        replay_m, decoded_m, raw_m = asyncio.run(_bench_replay(settings, count, entities, runs))
-    ratio = replay_m.median / raw_m.median
-    figures: dict[str, Any] = {
-        "events": count, "runs": runs, "replay_per_s": round(replay_m.median),
-        "store_read_per_s": round(decoded_m.median), "raw_per_s": round(raw_m.median),
-        "ratio": round(ratio, 3), "target": REPLAY_TARGET,
-    }  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(figures))
-        return
-    table = Table(title=f"replay: {count} evidence + {count} assessments x {runs} runs (medians)")
-    for col in ("path", "evidence/s", "runs"):
-        table.add_column(col)
-    for m in (replay_m, decoded_m, raw_m):
-        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
-    out_console().print(table)
-    verdict = "meets" if ratio >= REPLAY_TARGET else "below"
-    click.echo(f"ratio replay/raw = {ratio:.2f} ({verdict} the {REPLAY_TARGET}x target)")
-
-
-async def _bench_replay(
-    settings: Settings, count: int, entities: int, runs: int
-) -> tuple[Measurement, Measurement, Measurement]:
-    replay_m = Measurement("riskpipe replay (decode, re-derive, compare)")
-    decoded_m = Measurement("store.read_all of EVIDENCE + RISK (decoded, no checks)")
-    raw_m = Measurement("raw nats-py ordered consumers, EVIDENCE + RISK")
-    async with await connect_store(settings, name="riskpipe-bench") as store:
-        await store.provision()
-        await store.append_many(synthetic_evidence(count, source="bench", entities=entities))
-        await Worker(store, settings, CollectorRegistry()).run(
-            asyncio.Event(), until_idle=True, http=False
-        )
-        streams = [store.config.evidence_stream, store.config.risk_stream]
-        for _ in range(runs):
-            raw_m.rates.append(
-                await timed(count, partial(raw_ordered_read, settings.nats_url, streams))
-            )
-            decoded_m.rates.append(await timed(count, partial(_decoded_read, store, streams)))
-            replay_m.rates.append(await timed(count, partial(_verified, store, count)))
-    return replay_m, decoded_m, raw_m
-
-
-async def _decoded_read(store: EventStore, streams: list[str]) -> None:
-    for stream in streams:
-        async for _ in store.read_all(stream=stream):
-            pass
-
-
-async def _verified(store: EventStore, count: int) -> None:
-    report = await replay(store)
-    if not report.ok or report.totals.identical != count:
-        raise click.ClickException(f"the replay did not verify: {report.totals.as_dict()}")

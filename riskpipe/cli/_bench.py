@@ -14,13 +14,14 @@ from prometheus_client import CollectorRegistry
 from rich.table import Table
 
 from eventstore import EventStore
-from eventstore.baselines import raw_pipelined_publish, raw_projection_loop
+from eventstore.baselines import raw_ordered_read, raw_pipelined_publish, raw_projection_loop
+from projections.audit import replay
 from riskpipe.bench import Measurement, private_server, timed
 from riskpipe.cli._app import AppContext, bench, pass_app
 from riskpipe.cli._common import out_console
 from riskpipe.demo import synthetic_evidence
 from riskpipe.logs import configure_logging
-from riskpipe.wiring import build_schemas, store_config
+from riskpipe.wiring import build_schemas, connect_store, store_config
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
@@ -204,3 +205,75 @@ async def _wait_acked(store: EventStore, last_seq: int) -> None:
             if int(info["ack_floor"]["stream_seq"]) >= last_seq:
                 return
             await asyncio.sleep(0.05)  # polling the server's ack floor
+
+
+REPLAY_TARGET = 0.5
+
+
+@bench.command("replay")
+@click.option("--events", "count", default=20_000, show_default=True, help="Evidence events.")
+@click.option("--entities", default=1000, show_default=True, help="Distinct entities.")
+@click.option("--runs", default=3, show_default=True, help="Runs per path; medians are reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_app
+def bench_replay(app: AppContext, count: int, entities: int, runs: int, as_json: bool) -> None:
+    """Replay verification against a raw ordered-consumer read of the same log, same run.
+
+    Also measures the store's own decoded read of both streams: the most a
+    replay through the store could reach if verifying cost nothing.
+    """
+    configure_logging("error", app.settings.log_format)
+    with private_server() as server:
+        settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
+        replay_m, decoded_m, raw_m = asyncio.run(_bench_replay(settings, count, entities, runs))
+    ratio = replay_m.median / raw_m.median
+    figures: dict[str, Any] = {
+        "events": count, "runs": runs, "replay_per_s": round(replay_m.median),
+        "store_read_per_s": round(decoded_m.median), "raw_per_s": round(raw_m.median),
+        "ratio": round(ratio, 3), "target": REPLAY_TARGET,
+    }  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    table = Table(title=f"replay: {count} evidence + {count} assessments x {runs} runs (medians)")
+    for col in ("path", "evidence/s", "runs"):
+        table.add_column(col)
+    for m in (replay_m, decoded_m, raw_m):
+        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
+    out_console().print(table)
+    verdict = "meets" if ratio >= REPLAY_TARGET else "below"
+    click.echo(f"ratio replay/raw = {ratio:.2f} ({verdict} the {REPLAY_TARGET}x target)")
+
+
+async def _bench_replay(
+    settings: Settings, count: int, entities: int, runs: int
+) -> tuple[Measurement, Measurement, Measurement]:
+    replay_m = Measurement("riskpipe replay (decode, re-derive, compare)")
+    decoded_m = Measurement("store.read_all of EVIDENCE + RISK (decoded, no checks)")
+    raw_m = Measurement("raw nats-py ordered consumers, EVIDENCE + RISK")
+    async with await connect_store(settings, name="riskpipe-bench") as store:
+        await store.provision()
+        await store.append_many(synthetic_evidence(count, source="bench", entities=entities))
+        await Worker(store, settings, CollectorRegistry()).run(
+            asyncio.Event(), until_idle=True, http=False
+        )
+        streams = [store.config.evidence_stream, store.config.risk_stream]
+        for _ in range(runs):
+            raw_m.rates.append(
+                await timed(count, partial(raw_ordered_read, settings.nats_url, streams))
+            )
+            decoded_m.rates.append(await timed(count, partial(_decoded_read, store, streams)))
+            replay_m.rates.append(await timed(count, partial(_verified, store, count)))
+    return replay_m, decoded_m, raw_m
+
+
+async def _decoded_read(store: EventStore, streams: list[str]) -> None:
+    for stream in streams:
+        async for _ in store.read_all(stream=stream):
+            pass
+
+
+async def _verified(store: EventStore, count: int) -> None:
+    report = await replay(store)
+    if not report.ok or report.totals.identical != count:
+        raise click.ClickException(f"the replay did not verify: {report.totals.as_dict()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -14,7 +15,7 @@ from eventstore.errors import EventStoreError, StoreUnavailableError
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-__all__ = ["err_console", "out_console", "run"]
+__all__ = ["TIME", "err_console", "out_console", "run"]
 
 T = TypeVar("T")
 
@@ -42,3 +43,26 @@ def run(coro: Coroutine[object, object, T]) -> T:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)
+
+
+class _Time(click.ParamType[datetime]):
+    """An ISO 8601 time; without a timezone it is UTC."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            when = value
+        else:
+            try:
+                when = datetime.fromisoformat(str(value))
+            except ValueError:
+                self.fail(
+                    f"{value!r} is not an ISO 8601 time (e.g. 2026-11-29T08:00:00Z)", param, ctx
+                )
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+TIME = _Time()
