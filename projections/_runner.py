@@ -202,8 +202,12 @@ class ProjectionRunner:
     async def _fetch_loop(self, *, until_idle: bool) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            if self.state == "paused" or len(self._in_flight) >= self.settings.max_in_flight:
-                await self._wait_for(self._room if self.state != "paused" else self._resumed, 0.5)
+            if self.state == "paused":
+                await self._wait_for(self._resumed, 0.5)
+                continue
+            if len(self._in_flight) >= self.settings.max_in_flight:
+                self._room.clear()  # set again by _finish once a message is done
+                await self._wait_for(self._room, 0.5)
                 continue
             try:
                 room = self.settings.max_in_flight - len(self._in_flight)
