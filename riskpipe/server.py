@@ -153,6 +153,11 @@ class NatsServer:
                 proc.wait()
         self._join_pump()
 
+    def terminate(self) -> None:
+        """Ask the server to stop (SIGTERM) without waiting: safe from a signal handler."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+
     def kill(self) -> None:
         """Kill with SIGKILL, as a crash would, and reap the process."""
         proc, self._proc = self._proc, None

@@ -36,12 +36,14 @@ def server(app: AppContext, data_dir: Path | None, host: str, port: int, quiet: 
         raise click.ClickException(str(exc)) from exc
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
+        # only signal the child here: waiting for it belongs to the main flow below
         click.echo(f"riskpipe server: {signal.Signals(signum).name}, stopping", err=True)
-        proc.stop()
+        proc.terminate()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     click.echo(f"riskpipe server: ready on {proc.url}, data in {store}", err=True)
     code = proc.wait()
-    if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+    proc.stop()
+    if code not in (0, 1, -signal.SIGTERM, -signal.SIGINT):
         raise click.ClickException(f"nats-server exited with code {code}")
