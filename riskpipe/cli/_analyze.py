@@ -29,7 +29,7 @@ from analyzers import (
 )
 from riskpipe.bench import Measurement
 from riskpipe.cli._app import bench, main
-from riskpipe.cli._common import out_console
+from riskpipe.cli._common import measurement_table, out_console
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -130,12 +130,8 @@ def bench_analyze(count: int, entities: int, runs: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(figures))
         return
-    table = Table(title=f"analyze: {count} evidence, {entities} entities x {runs} runs")
-    for column in ("path", "assessments/s (median)", "runs"):
-        table.add_column(column)
-    for m in (pure, persisted):
-        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
-    out_console().print(table)
+    title = f"analyze: {count} evidence, {entities} entities x {runs} runs"
+    out_console().print(measurement_table(title, "assessments/s", (pure, persisted)))
     verdict = "meets" if pure.median >= ANALYZE_TARGET else "below"
     click.echo(
         f"assess: {pure.median:,.0f}/s on one core ({verdict} the {ANALYZE_TARGET:,}/s target)"

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from prometheus_client import CollectorRegistry
-from rich.table import Table
 
 from eventstore import EventStore
 from eventstore.baselines import raw_ordered_read, raw_pipelined_publish, raw_projection_loop
 from projections.audit import replay
 from riskpipe.bench import Measurement, private_server, timed
 from riskpipe.cli._app import AppContext, bench, pass_app
-from riskpipe.cli._common import out_console
+from riskpipe.cli._common import measurement_table, out_console
 from riskpipe.demo import synthetic_evidence
 from riskpipe.logs import configure_logging
 from riskpipe.wiring import build_schemas, connect_store, store_config
@@ -49,12 +48,8 @@ def ingest(count: int, entities: int, runs: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(figures))
         return
-    table = Table(title=f"ingest: {count} events x {runs} runs (medians)")
-    for col in ("path", "events/s", "runs"):
-        table.add_column(col)
-    for m in (store_m, raw_m):
-        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
-    out_console().print(table)
+    title = f"ingest: {count} events x {runs} runs"
+    out_console().print(measurement_table(title, "events/s", (store_m, raw_m)))
     verdict = "meets" if ratio >= INGEST_TARGET else "below"
     click.echo(f"ratio store/raw = {ratio:.2f} ({verdict} the {INGEST_TARGET}x target)")
 
@@ -235,12 +230,8 @@ def bench_replay(app: AppContext, count: int, entities: int, runs: int, as_json:
     if as_json:
         click.echo(json.dumps(figures))
         return
-    table = Table(title=f"replay: {count} evidence + {count} assessments x {runs} runs (medians)")
-    for col in ("path", "evidence/s", "runs"):
-        table.add_column(col)
-    for m in (replay_m, decoded_m, raw_m):
-        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
-    out_console().print(table)
+    title = f"replay: {count} evidence + {count} assessments x {runs} runs"
+    out_console().print(measurement_table(title, "evidence/s", (replay_m, decoded_m, raw_m)))
     verdict = "meets" if ratio >= REPLAY_TARGET else "below"
     click.echo(f"ratio replay/raw = {ratio:.2f} ({verdict} the {REPLAY_TARGET}x target)")
 

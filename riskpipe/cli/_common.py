@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from eventstore.errors import EventStoreError, StoreUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Coroutine, Iterable
 
-__all__ = ["TIME", "err_console", "out_console", "run"]
+    from riskpipe.bench import Measurement
+
+__all__ = ["TIME", "err_console", "measurement_table", "out_console", "run"]
 
 T = TypeVar("T")
 
@@ -66,3 +69,13 @@ class _Time(click.ParamType[datetime]):
 
 
 TIME = _Time()
+
+
+def measurement_table(title: str, unit: str, measurements: Iterable[Measurement]) -> Table:
+    """A benchmark's paths as a table: median rate and every run."""
+    table = Table(title=title)
+    for column in ("path", f"{unit} (median)", "runs"):
+        table.add_column(column)
+    for m in measurements:
+        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
+    return table
