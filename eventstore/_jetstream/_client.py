@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -137,15 +138,17 @@ class JetStreamClient:
         await self.publisher.stop()
         if not self._owned or self.nc.is_closed:
             return
-        if not self.nc.is_connected:
-            await self.nc.close()  # nothing to drain over a connection that is down
-            return
-        try:
-            async with asyncio.timeout(2 * _DRAIN_SECONDS):
-                await self.nc.drain()
-        except (TimeoutError, nats.errors.Error) as exc:
-            _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
-            await self.nc.close()
+        if self.nc.is_connected:
+            try:
+                async with asyncio.timeout(2 * _DRAIN_SECONDS):
+                    await self.nc.drain()
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
+        if not self.nc.is_closed:
+            # nothing to drain over a connection that is down; closing it may find
+            # the socket already gone, which is what closing wants anyway
+            with contextlib.suppress(OSError, nats.errors.Error):
+                await self.nc.close()
 
     async def api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a JetStream API request under ``$JS.API`` and return its JSON answer.

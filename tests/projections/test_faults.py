@@ -113,3 +113,12 @@ async def test_server_crash_during_processing(nats_server: NatsServer, store: Ev
     streams = await read_streams(store)
     check_invariants(streams)
     assert len(streams.assessments) == 1500
+
+
+async def test_worker_stops_cleanly_while_nats_is_down(nats_server: NatsServer) -> None:
+    """SIGTERM while the server is gone: the worker still exits 0, promptly."""
+    worker = WorkerProcess(nats_server.url, env=FAST)
+    worker.start()
+    nats_server.kill()
+    assert worker.stop(timeout=40) == 0
+    assert worker.events("projection.stopped")
