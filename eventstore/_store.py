@@ -165,12 +165,11 @@ class EventStore:
         elif not isinstance(data, model := self.schemas.get(event.type).data_model):
             raise TypeError(f"{event.type} data must be a {model.__name__}")
         payload = encode_event(event, data)
-        if len(payload) > self.config.max_payload_bytes:
-            raise PayloadTooLargeError(len(payload), self.config.max_payload_bytes)
+        subject = subject or self.subject_of(event)
+        if len(payload) > (limit := self._payload_limit(subject)):
+            raise PayloadTooLargeError(len(payload), limit)
         msg_id = event.msg_id
-        message = OutboundMessage(
-            subject or self.subject_of(event), payload, {**headers, MSG_ID: msg_id}
-        )
+        message = OutboundMessage(subject, payload, {**headers, MSG_ID: msg_id})
         return Encoded(event, msg_id, message)
 
     async def append(
@@ -290,6 +289,12 @@ class EventStore:
             return AppendResult(stream, subject, last.seq, duplicate=True)
         actual = last.seq if last is not None else 0
         raise ConcurrencyConflictError(subject, expected_number(expected), actual)
+
+    def _payload_limit(self, subject: str) -> int:
+        # evidence is capped at the configured limit; derived events (a dead letter
+        # carries the original bytes base64-encoded) get the room their stream has
+        factor = 1 if self._stream_of_subject(subject) == self.config.evidence_stream else 2
+        return self.config.max_payload_bytes * factor
 
     def _stream_of_subject(self, subject: str) -> str:
         category = subject.split(".")[len(self.config.prefix.split("."))]

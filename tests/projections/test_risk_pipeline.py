@@ -126,3 +126,15 @@ async def test_checkpoint_follows_the_ack_floor(nats_server: NatsServer, store: 
     entry = await store.kv(store.config.checkpoint_bucket).get("risk")
     assert entry is not None
     assert b'"sequence":40' in entry.value
+
+
+async def test_poison_near_the_size_limit_is_dead_lettered(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """A 60 KiB poison message fits in a dead letter (base64 and all), once."""
+    payload = b'{"garbage": "' + b"x" * 60_000 + b'"'
+    await store.append_unchecked("evidence", "t1", "big", payload, msg_id="poison:big")
+    await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    check_invariants(streams, poison={1})
+    assert streams.dead_letters[1][0]["error_type"] == "MalformedJSONError"
