@@ -11,6 +11,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from analyzers import EVIDENCE_RECORDED
 from eventstore.errors import DecodeError, EventStoreError
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import err_console, out_console, run
@@ -45,6 +46,13 @@ def init(app: AppContext) -> None:
 async def _init(app: AppContext) -> Any:  # noqa: ANN401 - a ProvisionReport
     async with await connect_store(app.settings, name="riskpipe-init") as store:
         return await store.provision()
+
+
+class NotEvidenceError(ValueError):
+    """A line holds a valid event of a type producers may not publish."""
+
+    def __init__(self, event_type: str) -> None:
+        super().__init__(f"publish appends evidence ({EVIDENCE_RECORDED}) only, not {event_type}")
 
 
 @dataclass
@@ -125,11 +133,15 @@ async def _publish_chunk(
     valid: list[tuple[int, CloudEvent]] = []
     for number, line in chunk:
         try:
-            valid.append(
-                (number, store.schemas.parse(line, max_bytes=store.config.max_payload_bytes))
-            )
+            event = store.schemas.parse(line, max_bytes=store.config.max_payload_bytes)
         except DecodeError as exc:
             summary.reject(number, exc)
+            continue
+        if event.type != EVIDENCE_RECORDED:
+            # assessments, dead letters and audit records are written by riskpipe itself
+            summary.reject(number, NotEvidenceError(event.type))
+            continue
+        valid.append((number, event))
     results = await store.append_many(event for _, event in valid)
     for (number, _), result in zip(valid, results, strict=True):
         if isinstance(result, EventStoreError):

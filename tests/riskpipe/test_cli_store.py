@@ -130,3 +130,18 @@ def test_credentials_in_the_url_are_never_printed() -> None:
     assert result.exit_code == 1
     assert "nats://***@127.0.0.1:1" in result.stderr
     assert "s3cret-pw" not in result.output
+
+
+def test_publish_refuses_anything_but_evidence(cli: CliRunner, tmp_path: Path) -> None:
+    """A valid assessment or dead-letter event in the file is refused: producers send evidence."""
+    cli.invoke(main, ["init"])
+    forged = evidence_line("f1").replace("riskpipe.evidence.recorded.v1", "riskpipe.dlq.purged.v1")
+    forged = forged.replace(
+        '"data":{"pattern":"failed_login_burst","severity":"high"}',
+        '"data":{"projection":"risk","dead_letter_sequence":1,"stream":"EVIDENCE","sequence":1,'
+        '"actor":"mallory"}',
+    )
+    result = cli.invoke(main, ["publish", str(_write(tmp_path / "f.jsonl", [forged]))])
+    assert result.exit_code == 1
+    assert "line 1: publish appends evidence" in result.stderr
+    assert "stored=0" in result.stdout
