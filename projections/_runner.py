@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -128,6 +129,8 @@ class ProjectionRunner:
         self._metrics = metrics
         self._clock = clock
         self._outcomes: dict[str, Counter] = {}
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        """How many messages this runner finished, by outcome."""
         if metrics is not None:  # labelled children looked up once, not per message
             self._processing = metrics.processing.labels(name)
             self._end_to_end = metrics.end_to_end.labels(name)
@@ -165,7 +168,12 @@ class ProjectionRunner:
         await self._write_checkpoint()
         await self._consumer.close()
         self.state = "stopped"
-        _log.info("projection.stopped", projection=self.name, checkpoint=self.checkpoint)
+        _log.info(
+            "projection.stopped",
+            projection=self.name,
+            checkpoint=self.checkpoint,
+            outcomes=dict(self.outcomes),
+        )
 
     async def _ensure_consumer(self) -> None:
         entry = await self.store.kv(self.store.config.checkpoint_bucket).get(self.name)
@@ -401,6 +409,7 @@ class ProjectionRunner:
         self._finish(delivery, outcome)
 
     def _finish(self, delivery: Delivery, outcome: str) -> None:
+        self.outcomes[outcome] += 1
         seq = delivery.stream_seq
         self._in_flight.pop(seq, None)
         received = self._received.pop(seq, None)

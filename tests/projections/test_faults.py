@@ -122,3 +122,21 @@ async def test_worker_stops_cleanly_while_nats_is_down(nats_server: NatsServer) 
     nats_server.kill()
     assert worker.stop(timeout=40) == 0
     assert worker.events("projection.stopped")
+
+
+async def test_two_workers_race_on_one_consumer(nats_server: NatsServer, store: EventStore) -> None:
+    """Two workers sharing the consumer: still one assessment per evidence, each entity in order."""
+    await _publish(store, 1200, 6)
+    workers = [WorkerProcess(nats_server.url, env=FAST) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    await wait_for_messages(store, "RISK", 1200, timeout=120)
+    assert [worker.stop(timeout=60) for worker in workers] == [0, 0]
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert sum(len(a) for a in streams.assessments.values()) == 1200
+    handled = [
+        len(w.events("risk.catch_up")) + len(w.events("projection.conflict")) for w in workers
+    ]
+    assert all(w.events("projection.started") for w in workers)
+    del handled  # how often the entities raced varies from run to run; the invariants may not
