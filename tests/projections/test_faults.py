@@ -126,10 +126,10 @@ async def test_worker_stops_cleanly_while_nats_is_down(nats_server: NatsServer) 
 
 async def test_two_workers_race_on_one_consumer(nats_server: NatsServer, store: EventStore) -> None:
     """Two workers sharing the consumer: still one assessment per evidence, each entity in order."""
-    await _publish(store, 1200, 6)
     workers = [WorkerProcess(nats_server.url, env=FAST) for _ in range(2)]
     for worker in workers:
-        worker.start()
+        worker.start()  # both consuming before the evidence arrives, so they race for it
+    await _publish(store, 1200, 6)
     await wait_for_messages(store, "RISK", 1200, timeout=120)
     assert [worker.stop(timeout=60) for worker in workers] == [0, 0]
     streams = await read_streams(store)
