@@ -273,13 +273,13 @@ class RiskProjection:
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
     ) -> tuple[CloudEvent, RiskAssessedData]:
-        # Built without re-validation: every value here was validated on its way in
-        # (the evidence envelope, the stream position, the analyzer's own models).
         delivery = message.delivery
         replay_of = delivery.headers.get(REPLAY_HEADER)
-        data = RiskAssessedData.model_construct(
+        # The analyzer's models pass through as instances (pydantic does not
+        # re-validate them); the rest is cheap to validate, so it is.
+        data = RiskAssessedData(
             projection=self.name,
-            evidence=EvidenceRef.model_construct(
+            evidence=EvidenceRef(
                 id=event.id,
                 source=event.source,
                 stream=delivery.stream,
@@ -290,7 +290,7 @@ class RiskProjection:
             state=known.state,
             cursor=known.cursor,
         )
-        envelope = CloudEvent.model_construct(
+        envelope = CloudEvent(
             id=f"{delivery.stream}-{delivery.stream_seq}",
             source=projection_source(self.name),
             type=ASSESSED,
@@ -299,7 +299,6 @@ class RiskProjection:
             time=self._clock(),
             causationid=event.id,
             correlationid=event.correlationid,
-            data=None,
         )
         return envelope, data
 
