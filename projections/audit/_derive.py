@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from analyzers import (
-    EVIDENCE_RECORDED,
     AnalyzerError,
     Evidence,
     EvidenceData,
@@ -13,10 +12,9 @@ from analyzers import (
     conservative_assessment,
 )
 from eventstore.errors import DecodeError
-from projections import REPLAY_HEADER
 from projections.audit._diff import FieldDifference, first_difference
 from projections.errors import UnexpectedEventTypeError
-from projections.risk import EvidenceRef
+from projections.risk import EvidenceRef, evidence_event, evidence_ref
 
 if TYPE_CHECKING:
     from analyzers import AnalyzerConfig, Assessment, EntityRiskState
@@ -37,24 +35,13 @@ def evidence_of(schemas: EventSchemas, rec: RecordedEvent) -> tuple[Evidence, Ev
         UnexpectedEventTypeError: it is not evidence.
         InvalidEvidenceError: the analyzer refuses it.
     """
-    event = rec.event
-    if event is None:
-        raise rec.error or DecodeError(f"undecodable message at sequence {rec.sequence}")
-    if event.type != EVIDENCE_RECORDED:
-        raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
+    event = evidence_event(rec)
     data = schemas.typed_data(event)
     assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
     evidence = Evidence.from_data(
         data, event_id=event.id, source=event.source, sequence=rec.sequence, event_time=event.time
     )
-    replay_of = rec.headers.get(REPLAY_HEADER)
-    ref = EvidenceRef(
-        id=event.id,
-        source=event.source,
-        stream=rec.stream,
-        sequence=rec.sequence,
-        replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
-    )
+    ref = evidence_ref(event, rec.stream, rec.sequence, rec.headers)
     return evidence, ref
 
 

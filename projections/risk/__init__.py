@@ -1,6 +1,13 @@
 """The risk projection and the events it writes."""
 
-from projections.risk._events import ASSESSED, EvidenceRef, RiskAssessedData, build_schemas
+from projections.risk._events import (
+    ASSESSED,
+    EvidenceRef,
+    RiskAssessedData,
+    build_schemas,
+    evidence_event,
+    evidence_ref,
+)
 from projections.risk._metrics import RiskMetrics
 from projections.risk._projection import RiskProjection
 
@@ -11,4 +18,6 @@ __all__ = [
     "RiskMetrics",
     "RiskProjection",
     "build_schemas",
+    "evidence_event",
+    "evidence_ref",
 ]

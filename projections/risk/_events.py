@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from analyzers import EVIDENCE_RECORDED, Assessment, EntityRiskState, EvidenceData
 from eventstore import EventSchemas
+from eventstore.errors import DecodeError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from eventstore import CloudEvent, RecordedEvent
 from projections._deadletter import DEAD_LETTERED, DeadLetterData
-from projections._dlq import DLQ_PURGED, DLQ_REPLAYED, DlqActionData
+from projections._dlq import DLQ_PURGED, DLQ_REPLAYED, REPLAY_HEADER, DlqActionData
+from projections.errors import UnexpectedEventTypeError
 
 __all__ = [
     "ASSESSED",
     "EvidenceRef",
     "RiskAssessedData",
     "build_schemas",
+    "evidence_event",
+    "evidence_ref",
 ]
 
 ASSESSED = "riskpipe.risk.assessed.v1"
@@ -60,3 +71,31 @@ def build_schemas() -> EventSchemas:
     schemas.register(DLQ_REPLAYED, DlqActionData, category="audit")
     schemas.register(DLQ_PURGED, DlqActionData, category="audit")
     return schemas
+
+
+def evidence_event(rec: RecordedEvent) -> CloudEvent:
+    """The evidence event a stored record holds.
+
+    Raises:
+        DecodeError: the record is not a valid event.
+        UnexpectedEventTypeError: it is not evidence.
+    """
+    if rec.event is None:
+        raise rec.error or DecodeError(f"undecodable message at sequence {rec.sequence}")
+    if rec.event.type != EVIDENCE_RECORDED:
+        raise UnexpectedEventTypeError(rec.event.type, EVIDENCE_RECORDED)
+    return rec.event
+
+
+def evidence_ref(
+    event: CloudEvent, stream: str, sequence: int, headers: Mapping[str, str]
+) -> EvidenceRef:
+    """What an assessment records of the evidence it follows (a DLQ re-send included)."""
+    replay_of = headers.get(REPLAY_HEADER)
+    return EvidenceRef(
+        id=event.id,
+        source=event.source,
+        stream=stream,
+        sequence=sequence,
+        replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
+    )

@@ -38,10 +38,14 @@ from analyzers import (
 from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
 from projections._deadletter import dead_letter, projection_source
-from projections._dlq import REPLAY_HEADER
 from projections._message import CHAIN, Message, Output, Result
 from projections.errors import UnexpectedEventTypeError
-from projections.risk._events import ASSESSED, EvidenceRef, RiskAssessedData
+from projections.risk._events import (
+    ASSESSED,
+    RiskAssessedData,
+    evidence_event,
+    evidence_ref,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -218,7 +222,7 @@ class RiskProjection:
             # assessments go to the derived risk subject (subject=None); dead letters do not
             chained = any(o.subject is None for o in outputs)
             try:
-                event = _evidence_event(rec)
+                event = evidence_event(rec)
                 earlier.context["event"] = event
                 output, known = await self._assessed(earlier, event, known, chained=chained)
             except _PERMANENT as exc:
@@ -274,18 +278,11 @@ class RiskProjection:
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
     ) -> tuple[CloudEvent, RiskAssessedData]:
         delivery = message.delivery
-        replay_of = delivery.headers.get(REPLAY_HEADER)
         # The analyzer's models pass through as instances (pydantic does not
         # re-validate them); the rest is cheap to validate, so it is.
         data = RiskAssessedData(
             projection=self.name,
-            evidence=EvidenceRef(
-                id=event.id,
-                source=event.source,
-                stream=delivery.stream,
-                sequence=delivery.stream_seq,
-                replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
-            ),
+            evidence=evidence_ref(event, delivery.stream, delivery.stream_seq, delivery.headers),
             assessment=assessment,
             state=known.state,
             cursor=known.cursor,
@@ -301,20 +298,6 @@ class RiskProjection:
             correlationid=event.correlationid,
         )
         return envelope, data
-
-
-def _evidence_event(rec: RecordedEvent) -> CloudEvent:
-    """The evidence event a stored record holds.
-
-    Raises:
-        DecodeError: the record is not a valid event.
-        UnexpectedEventTypeError: it is not evidence.
-    """
-    if rec.event is None:
-        raise rec.error or DecodeError(f"undecodable message at sequence {rec.sequence}")
-    if rec.event.type != EVIDENCE_RECORDED:
-        raise UnexpectedEventTypeError(rec.event.type, EVIDENCE_RECORDED)
-    return rec.event
 
 
 def _span(name: str, traced: bool) -> AbstractContextManager[object]:  # noqa: FBT001 - a switch
