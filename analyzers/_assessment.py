@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from analyzers._canonical import canonical_json
 from analyzers._levels import RiskLevel
 from analyzers._signal import EnrichmentSignal
 
@@ -45,10 +44,4 @@ class Assessment(BaseModel):
 
     def canonical_json(self) -> str:
         """The assessment as compact JSON with sorted keys: same inputs, same text."""
-        return json.dumps(
-            self.model_dump(mode="json"),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        return canonical_json(self)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 
@@ -17,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from analyzers._canonical import canonical_json
 from analyzers._evidence import Severity
 from analyzers._levels import LEVELS, RiskLevel
 from analyzers._version import ANALYZER_VERSION
@@ -220,13 +220,7 @@ class AnalyzerConfig(_Frozen):
 
     def canonical_json(self) -> str:
         """The config as compact JSON with sorted keys: equal configs, equal text."""
-        return json.dumps(
-            self.model_dump(mode="json"),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        return canonical_json(self)
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of :meth:`canonical_json`: stable across processes and files."""
