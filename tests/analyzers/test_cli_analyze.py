@@ -6,22 +6,13 @@ import json
 from typing import TYPE_CHECKING
 
 from click.testing import CliRunner
+from support.events import SAMPLE_LOG as LOG
 
 from analyzers import analyze_risk_patterns
 from riskpipe.cli import main
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-LOG = [
-    {"pattern": "failed_login_burst", "severity": "high", "confidence": 1.0,
-     "observed_at": "2024-05-01T00:00:00Z", "source": "idp"},
-    {"pattern": "impossible_travel", "severity": "medium", "confidence": 1.0,
-     "observed_at": "2024-05-02T00:00:00Z", "recorded_at": "2024-05-02T12:00:00Z",
-     "source": "geo"},
-    {"pattern": "malware_detected", "severity": "critical", "confidence": 0.95,
-     "observed_at": "2024-05-02T00:00:00Z", "source": "edr"},
-]  # fmt: skip
 
 
 def write_log(tmp_path: Path, text: str, name: str = "log.json") -> Path:

@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.events import SAMPLE_LOG as LOG
 
 from analyzers import ANALYZER_VERSION, AnalyzerConfig, analyze_risk_patterns
 
@@ -21,15 +22,6 @@ KEYS = {
     "retries",
     "analyzer_version",
 }
-LOG = [
-    {"pattern": "failed_login_burst", "severity": "high", "confidence": 1.0,
-     "observed_at": "2024-05-01T00:00:00Z", "source": "idp"},
-    {"pattern": "impossible_travel", "severity": "medium", "confidence": 1.0,
-     "observed_at": "2024-05-02T00:00:00Z", "recorded_at": "2024-05-02T12:00:00Z",
-     "source": "geo"},
-    {"pattern": "malware_detected", "severity": "critical", "confidence": 0.95,
-     "observed_at": "2024-05-02T00:00:00Z", "source": "edr"},
-]  # fmt: skip
 
 
 async def test_a_valid_log_is_analysed() -> None:

@@ -7,9 +7,20 @@ from typing import Any
 
 from eventstore import CloudEvent
 
-__all__ = ["BASE_TIME", "evidence", "evidence_line"]
+__all__ = ["BASE_TIME", "SAMPLE_LOG", "evidence", "evidence_line"]
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+SAMPLE_LOG: list[dict[str, Any]] = [
+    {"pattern": "failed_login_burst", "severity": "high", "confidence": 1.0,
+     "observed_at": "2024-05-01T00:00:00Z", "source": "idp"},
+    {"pattern": "impossible_travel", "severity": "medium", "confidence": 1.0,
+     "observed_at": "2024-05-02T00:00:00Z", "recorded_at": "2024-05-02T12:00:00Z",
+     "source": "geo"},
+    {"pattern": "malware_detected", "severity": "critical", "confidence": 0.95,
+     "observed_at": "2024-05-02T00:00:00Z", "source": "edr"},
+]  # fmt: skip
+"""An evidence log for one entity, as `riskpipe analyze` and the facade read it."""
 
 
 def evidence(  # noqa: PLR0913 - a test builder with a default for everything
