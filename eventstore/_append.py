@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from tenacity import (
     AsyncRetrying,
@@ -51,8 +51,7 @@ WRONG_LAST_SEQUENCE = 10071
 AckFuture = asyncio.Future[PubAck | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
+class Encoded(NamedTuple):
     """An event ready to send: its identity and the message that carries it."""
 
     event: CloudEvent | None

@@ -142,8 +142,11 @@ def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
     if event.causationid is not None:
         doc["causationid"] = event.causationid
     if data is not None:
-        # python mode: orjson writes datetimes, enums and tuples itself, faster than pydantic
-        doc["data"] = data.model_dump(exclude_none=True, exclude_unset=True)
+        # python mode: orjson writes datetimes, enums and tuples itself, faster than
+        # pydantic; the serializer itself, without model_dump's argument handling
+        doc["data"] = data.__pydantic_serializer__.to_python(
+            data, exclude_none=True, exclude_unset=True
+        )
     try:
         return orjson.dumps(doc, option=_OPTIONS)
     except TypeError as exc:

@@ -149,14 +149,14 @@ class EventSchemas:
         )
         return event if normal == event.data else event.model_copy(update={"data": normal})
 
-    def typed_data(self, event: CloudEvent) -> BaseModel:
-        """The event's data, validated by its type's model.
+    def typed_data(self, event: CloudEvent, spec: EventType | None = None) -> BaseModel:
+        """The event's data, validated by its type's model (``spec``, when looked up already).
 
         Raises:
             SchemaViolationError: the data does not match the model.
             UnknownEventTypeError: the type is not registered.
         """
-        spec = self.get(event.type)
+        spec = spec or self.get(event.type)
         try:
             return spec.data_model.model_validate(
                 event.data if event.data is not None else {},

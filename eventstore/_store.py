@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
 from opentelemetry.trace import SpanKind
 
@@ -66,6 +67,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EventStore"]
 
+_CHUNK = 256
+"""Events encoded per send in ``append_many``."""
+
 
 class EventStore:
     """Append events to JetStream and read them back.
@@ -87,6 +91,10 @@ class EventStore:
         self.metrics = metrics
         self.retry_attempts = 5
         self._batch_slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        # evidence is capped at the configured limit; derived events (a dead letter
+        # carries the original bytes base64-encoded) get the room their stream has
+        limit = self.config.max_payload_bytes
+        self._limits = {c: limit if c == "evidence" else 2 * limit for c in get_args(Category)}
 
     @classmethod
     async def connect(  # noqa: PLR0913 - where to connect and what to connect with, keyword-only
@@ -160,15 +168,20 @@ class EventStore:
         # The envelope was validated when the CloudEvent was built; its data is
         # validated and normalised by the type's model here (unless the caller
         # hands over an instance of that model), then written with it.
+        spec = self.schemas.get(event.type)
         if data is None:
-            data = self.schemas.typed_data(event)
-        elif not isinstance(data, model := self.schemas.get(event.type).data_model):
-            raise TypeError(f"{event.type} data must be a {model.__name__}")
+            data = self.schemas.typed_data(event, spec)
+        elif not isinstance(data, spec.data_model):
+            raise TypeError(f"{event.type} data must be a {spec.data_model.__name__}")
         payload = encode_event(event, data)
-        subject = subject or self.subject_of(event)
-        if len(payload) > (limit := self._payload_limit(subject)):
+        if subject is None:
+            subject = f"{self.config.prefix}.{spec.category}.{event.tenant}.{event.subject}"
+            limit = self._limits[spec.category]
+        else:
+            limit = self._payload_limit(subject)
+        if len(payload) > limit:
             raise PayloadTooLargeError(len(payload), limit)
-        msg_id = event.msg_id
+        msg_id = f"{event.source}:{event.id}"
         message = OutboundMessage(subject, payload, {**headers, MSG_ID: msg_id})
         return Encoded(event, msg_id, message)
 
@@ -291,14 +304,13 @@ class EventStore:
         raise ConcurrencyConflictError(subject, expected_number(expected), actual)
 
     def _payload_limit(self, subject: str) -> int:
-        # evidence is capped at the configured limit; derived events (a dead letter
-        # carries the original bytes base64-encoded) get the room their stream has
-        factor = 1 if self._stream_of_subject(subject) == self.config.evidence_stream else 2
-        return self.config.max_payload_bytes * factor
+        return self._limits[self._category_of_subject(subject)]
 
     def _stream_of_subject(self, subject: str) -> str:
-        category = subject.split(".")[len(self.config.prefix.split("."))]
-        return self.config.stream_for(category)  # type: ignore[arg-type]
+        return self.config.stream_for(self._category_of_subject(subject))
+
+    def _category_of_subject(self, subject: str) -> Category:
+        return subject.split(".")[len(self.config.prefix.split("."))]  # type: ignore[return-value]
 
     async def append_unchecked(  # noqa: PLR0913 - where, what, and how to deduplicate it
         self,
@@ -343,17 +355,25 @@ class EventStore:
         self, events: Iterable[CloudEvent], extra: dict[str, str], headers: dict[str, str] | None
     ) -> list[AppendResult | EventStoreError]:
         slots: list[Encoded | EventStoreError] = []
-        for event in events:
-            try:
-                slots.append(self._encode(event, extra))
-            except EventStoreError as exc:
-                self._count(self._stream_of_type(event), "rejected")
-                slots.append(exc)
-        encoded = [slot for slot in slots if isinstance(slot, Encoded)]
-        started = time.perf_counter()
-        futures = await self.client.publisher.publish_many([e.message for e in encoded])
+        sent: list[tuple[Encoded, AckFuture, float]] = []
+        pending = iter(events)
+        # Encode and send a chunk at a time: the server stores one chunk while the
+        # next is being encoded, instead of idling until every event is encoded.
+        while chunk := list(itertools.islice(pending, _CHUNK)):
+            encoded: list[Encoded] = []
+            for event in chunk:
+                try:
+                    encoded.append(self._encode(event, extra))
+                except EventStoreError as exc:
+                    self._count(self._stream_of_type(event), "rejected")
+                    slots.append(exc)
+                    continue
+                slots.append(encoded[-1])
+            started = time.perf_counter()
+            futures = await self.client.publisher.publish_many([e.message for e in encoded])
+            sent += ((item, fut, started) for item, fut in zip(encoded, futures, strict=True))
         settled: list[AppendResult | EventStoreError] = []
-        for item, fut in zip(encoded, futures, strict=True):
+        for item, fut, started in sent:
             try:
                 ack = await fut
             except EventStoreError:

@@ -15,6 +15,7 @@ import orjson
 import structlog
 
 from eventstore._jetstream._errors import map_errors
+from eventstore._jetstream._inline import InlineDispatch
 from eventstore._jetstream._publisher import Publisher
 from eventstore.errors import JetStreamAPIError, NotProvisionedError, StoreUnavailableError
 
@@ -80,7 +81,8 @@ class JetStreamClient:
     def __init__(self, nc: Client, *, timeout: float = 5.0, owned: bool = True) -> None:
         self.nc = nc
         self.timeout = timeout
-        self.publisher = Publisher(nc, timeout=timeout)
+        self.inline = InlineDispatch(nc)
+        self.publisher = Publisher(nc, self.inline, timeout=timeout)
         self._owned = owned
 
     @classmethod

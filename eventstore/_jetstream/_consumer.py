@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from eventstore._jetstream._errors import map_errors
+from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._publisher import OutboundMessage
 from eventstore.errors import (
     EventStoreError,
@@ -20,7 +21,6 @@ from eventstore.errors import (
 )
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
     from eventstore._jetstream._client import JetStreamClient
@@ -31,6 +31,8 @@ _NS = 1_000_000_000
 _ACK = b"+ACK"
 _TERM = b"+TERM"
 _WPI = b"+WPI"
+# a message as the inline subscription hands it over: subject, reply, data, raw headers
+_Arrived = tuple[bytes, bytes, bytes, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,24 +83,25 @@ class Delivery:
     reply: str
 
 
-def _delivery(msg: Msg) -> Delivery:
-    tokens = msg.reply.split(".")
+def _delivery(subject: bytes, reply: bytes, data: bytes, headers: dict[str, str]) -> Delivery:
+    ack = reply.decode()
+    tokens = ack.split(".")
     base = 2 if len(tokens) == 9 else 4  # noqa: PLR2004 - v1 ack subjects have 9 tokens
     ts_ns = int(tokens[base + 5])
     stored_at = datetime.fromtimestamp(ts_ns // _NS, tz=UTC).replace(
         microsecond=(ts_ns % _NS) // 1000
     )
     return Delivery(
-        subject=msg.subject,
-        data=msg.data,
-        headers=dict(msg.headers or {}),
+        subject=subject.decode(),
+        data=data,
+        headers=headers,
         stream=tokens[base],
         stream_seq=int(tokens[base + 3]),
         consumer_seq=int(tokens[base + 4]),
         num_delivered=int(tokens[base + 2]),
         num_pending=int(tokens[base + 6]),
         stored_at=stored_at,
-        reply=msg.reply,
+        reply=ack,
     )
 
 
@@ -111,7 +114,7 @@ class DurableConsumer:
         self.name = name
         self._inbox = js.nc.new_inbox()
         self._sub: Subscription | None = None
-        self._received: deque[Msg] = deque()
+        self._received: deque[_Arrived] = deque()
         self._arrived = asyncio.Event()
 
     async def ensure(self, settings: ConsumerSettings) -> dict[str, Any]:
@@ -138,7 +141,7 @@ class DurableConsumer:
         """
         if self._sub is None:
             with map_errors(f"subscribe {self.name}"):
-                self._sub = await self.js.nc.subscribe(self._inbox, cb=self._on_message)
+                self._sub = await self.js.inline.subscribe(self._inbox, self._on_message)
         expires = max(int((timeout - 0.05) * _NS), _NS // 100)
         request = orjson.dumps({"batch": batch, "expires": expires})
         with map_errors(f"fetch from {self.name}"):
@@ -147,8 +150,8 @@ class DurableConsumer:
             )
         return await self._collect(batch, timeout)
 
-    async def _on_message(self, msg: Msg) -> None:
-        self._received.append(msg)
+    def _on_message(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        self._received.append((subject, reply, data, headers))
         self._arrived.set()
 
     async def _collect(self, batch: int, timeout: float) -> list[Delivery]:
@@ -171,15 +174,17 @@ class DurableConsumer:
                         await self._arrived.wait()
         return out
 
-    def _take(self, msg: Msg, out: list[Delivery]) -> bool:
+    def _take(self, arrived: _Arrived, out: list[Delivery]) -> bool:
         """Add a delivery to ``out``; False when a status message ends the request."""
-        status = (msg.headers or {}).get("Status")
+        subject, reply, data, raw = arrived
+        headers = parse_headers(raw)
+        status = headers.get("Status")
         if status is None:
-            out.append(_delivery(msg))
+            out.append(_delivery(subject, reply, data, headers))
             return True
         if status == "100":
             return True  # heartbeat
-        if status == "409" and "Consumer Deleted" in (msg.headers or {}).get("Description", ""):
+        if status == "409" and "Consumer Deleted" in headers.get("Description", ""):
             raise NotProvisionedError(f"consumer {self.name} was deleted")
         if status in ("404", "408", "409"):
             return False  # no messages, request expired, or e.g. max ack pending: try again later
@@ -191,7 +196,7 @@ class DurableConsumer:
             sub, self._sub = self._sub, None
             try:
                 with map_errors(f"unsubscribe {self.name}"):
-                    await sub.unsubscribe()
+                    await self.js.inline.unsubscribe(sub)
             except EventStoreError:
                 pass  # the connection is going away anyway
 

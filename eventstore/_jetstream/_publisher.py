@@ -2,8 +2,10 @@
 
 Every publish carries a reply subject under one wildcard inbox subscription,
 so acknowledgements are matched to their futures without a round trip per
-message. A window bounds how many are in flight; one reaper task fails the
-ones whose acknowledgement is overdue.
+message; the inbox is an inline subscription (see ``_inline``), so an
+acknowledgement costs a dict lookup and a future, not a task switch. A window
+bounds how many are in flight; one reaper task fails the ones whose
+acknowledgement is overdue.
 
 Frames are written straight into the client's outgoing buffer and flushed once
 per burst, instead of one ``nc.publish`` (header parsing, a flush request) per
@@ -19,19 +21,18 @@ import asyncio
 import contextlib
 import itertools
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
 from eventstore._jetstream._errors import map_errors
+from eventstore._jetstream._inline import InlineDispatch, parse_headers
 from eventstore.errors import JetStreamAPIError, StoreTimeoutError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
 __all__ = ["OutboundMessage", "PubAck", "Publisher"]
@@ -42,19 +43,16 @@ _CRLF = b"\r\n"
 AckFuture = asyncio.Future["PubAck | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class PubAck:
+class PubAck(NamedTuple):
     """JetStream's answer to a stored (or deduplicated) message."""
 
     stream: str
     seq: int
     duplicate: bool = False
     batch: str | None = None
-    count: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
+class OutboundMessage(NamedTuple):
     """A message to publish; header names and values are already checked by the caller."""
 
     subject: str
@@ -62,12 +60,12 @@ class OutboundMessage:
     headers: Mapping[str, str]
 
 
-def _parse_ack(subject: str, msg: Msg) -> PubAck | Exception | None:
-    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+def _parse_ack(subject: str, data: bytes, headers: bytes | None) -> PubAck | Exception | None:
+    if headers is not None and parse_headers(headers).get("Status") == _NO_RESPONDERS:
         return StoreUnavailableError(f"publish to {subject}: no stream is listening on it")
-    if not msg.data:
+    if not data:
         return None  # an empty reply acknowledges a non-final atomic batch message
-    resp = orjson.loads(msg.data)
+    resp = orjson.loads(data)
     if err := resp.get("error"):
         return JetStreamAPIError(
             f"publish to {subject}",
@@ -76,28 +74,24 @@ def _parse_ack(subject: str, msg: Msg) -> PubAck | Exception | None:
             str(err.get("description", "")),
         )
     return PubAck(
-        stream=resp["stream"],
-        seq=int(resp["seq"]),
-        duplicate=bool(resp.get("duplicate", False)),
-        batch=resp.get("batch"),
-        count=resp.get("count"),
+        resp["stream"],
+        int(resp["seq"]),
+        bool(resp.get("duplicate", False)),
+        resp.get("batch"),
     )
 
 
-def _frame(subject: str, reply: str, headers: Mapping[str, str], payload: bytes) -> bytes:
+def _frame(subject: str, reply: bytes, headers: Mapping[str, str], payload: bytes) -> bytes:
     if not headers:
-        return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
-    lines = ["NATS/1.0\r\n"]
-    for key, value in headers.items():
-        lines += (key, ": ", value, "\r\n")
-    lines.append("\r\n")
-    hdr = "".join(lines).encode()
-    size = len(hdr) + len(payload)
+        return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply, len(payload), payload)
+    hdr = (
+        "NATS/1.0\r\n" + "".join([f"{k}: {v}\r\n" for k, v in headers.items()]) + "\r\n"
+    ).encode()
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
         subject.encode(),
-        reply.encode(),
+        reply,
         len(hdr),
-        size,
+        len(hdr) + len(payload),
         hdr,
         payload,
     )
@@ -106,8 +100,11 @@ def _frame(subject: str, reply: str, headers: Mapping[str, str], payload: bytes)
 class Publisher:
     """Publishes with a window of in-flight acknowledgements."""
 
-    def __init__(self, nc: Client, *, window: int = 4096, timeout: float = 5.0) -> None:
+    def __init__(
+        self, nc: Client, inline: InlineDispatch, *, window: int = 4096, timeout: float = 5.0
+    ) -> None:
         self._nc = nc
+        self._inline = inline
         self._timeout = timeout
         self._window = window
         self._in_flight = 0
@@ -115,8 +112,8 @@ class Publisher:
         self._room.set()
         self._tokens = itertools.count()
         # token -> (subject, future, deadline on the monotonic clock)
-        self._pending: dict[str, tuple[str, AckFuture, float]] = {}
-        self._prefix = ""
+        self._pending: dict[bytes, tuple[str, AckFuture, float]] = {}
+        self._prefix = b""
         self._sub: Subscription | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._flush_soon = False
@@ -124,9 +121,10 @@ class Publisher:
 
     async def start(self) -> None:
         """Subscribe the reply inbox and start the reaper; call once before publishing."""
-        self._prefix = self._nc.new_inbox() + "."
+        inbox = self._nc.new_inbox()
+        self._prefix = f"{inbox}.".encode()
         with map_errors("subscribe publish-ack inbox"):
-            self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+            self._sub = await self._inline.subscribe(f"{inbox}.*", self._on_reply)
         self._reaper = asyncio.create_task(self._reap(), name="riskpipe-puback-reaper")
 
     async def stop(self) -> None:
@@ -139,7 +137,7 @@ class Publisher:
             self._fail(token, StoreUnavailableError("publish: publisher closed"))
         if self._sub is not None:
             with map_errors("unsubscribe publish-ack inbox"):
-                await self._sub.unsubscribe()
+                await self._inline.unsubscribe(self._sub)
 
     async def publish(self, message: OutboundMessage) -> AckFuture:
         """Send one message; the future resolves with its PubAck or a store error.
@@ -179,6 +177,9 @@ class Publisher:
                 await self._flush()
                 burst = 0
         await self._flush()
+        # one turn of the event loop: the flusher writes the burst now and arrived
+        # acknowledgements are read, while the caller prepares what comes next
+        await asyncio.sleep(0)
         return futures
 
     async def send(self, message: OutboundMessage) -> None:
@@ -187,7 +188,7 @@ class Publisher:
         The frame is flushed with everything else written in the same turn of
         the event loop: many acks, one flush.
         """
-        await self._write(message, "")
+        await self._write(message, b"")
         self._flush_later()
 
     def _flush_later(self) -> None:
@@ -201,8 +202,8 @@ class Publisher:
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    def _register(self, subject: str) -> tuple[str, AckFuture]:
-        token = format(next(self._tokens), "x")
+    def _register(self, subject: str) -> tuple[bytes, AckFuture]:
+        token = b"%x" % next(self._tokens)
         fut: AckFuture = asyncio.get_running_loop().create_future()
         self._pending[token] = (subject, fut, time.monotonic() + self._timeout)
         self._in_flight += 1
@@ -210,7 +211,7 @@ class Publisher:
             self._room.clear()
         return token, fut
 
-    async def _write(self, message: OutboundMessage, reply: str) -> None:
+    async def _write(self, message: OutboundMessage, reply: bytes) -> None:
         nc = self._nc
         if nc.is_connected and not nc.is_draining_pubs:
             frame = _frame(message.subject, reply, message.headers, message.payload)
@@ -220,7 +221,10 @@ class Publisher:
         try:
             with map_errors(f"publish to {message.subject}"):
                 await nc.publish(
-                    message.subject, message.payload, reply=reply, headers=dict(message.headers)
+                    message.subject,
+                    message.payload,
+                    reply=reply.decode(),
+                    headers=dict(message.headers),
                 )
         except BaseException:
             if reply:
@@ -238,7 +242,7 @@ class Publisher:
     async def _wait_for_room(self) -> None:
         await self._room.wait()
 
-    def _settled(self, token: str) -> tuple[str, AckFuture] | None:
+    def _settled(self, token: bytes) -> tuple[str, AckFuture] | None:
         entry = self._pending.pop(token, None)
         if entry is None:
             return None
@@ -247,7 +251,7 @@ class Publisher:
             self._room.set()  # resume at half the window: fewer, larger bursts
         return entry[0], entry[1]
 
-    def _fail(self, token: str, exc: Exception) -> None:
+    def _fail(self, token: bytes, exc: Exception) -> None:
         entry = self._settled(token)
         if entry is not None and not entry[1].done():
             entry[1].set_exception(exc)
@@ -265,12 +269,12 @@ class Publisher:
                     StoreTimeoutError(f"publish to {subject}: no PubAck within {self._timeout}s"),
                 )
 
-    async def _on_reply(self, msg: Msg) -> None:
-        entry = self._settled(msg.subject[len(self._prefix) :])
+    def _on_reply(self, subject: bytes, _reply: bytes, data: bytes, headers: bytes | None) -> None:
+        entry = self._settled(subject[len(self._prefix) :])
         if entry is None or entry[1].done():
             return
-        subject, fut = entry
-        result = _parse_ack(subject, msg)
+        published, fut = entry
+        result = _parse_ack(published, data, headers)
         if isinstance(result, Exception):
             fut.set_exception(result)
         else:
