@@ -8,6 +8,7 @@ import click
 from pydantic import ValidationError
 
 from riskpipe.logs import configure_logging
+from riskpipe.runtime import tune_gc
 from riskpipe.settings import Settings
 
 __all__ = ["AppContext", "bench", "main", "pass_app"]
@@ -64,6 +65,7 @@ def main(
     # click has already validated the choices of these flags
     settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_level, settings.log_format)
+    tune_gc(settings.gc_threshold)
     ctx.obj = AppContext(settings=settings)
 
 
