@@ -31,6 +31,9 @@ _NS = 1_000_000_000
 _ACK = b"+ACK"
 _TERM = b"+TERM"
 _WPI = b"+WPI"
+# no new pull request within this long of the last one while waiting (a server that
+# refuses requests at once, e.g. at max ack pending, must not be asked in a loop)
+_REPULL_AFTER = 0.1
 # a message as the inline subscription hands it over: subject, reply, data, raw headers
 _Arrived = tuple[bytes, bytes, bytes, bytes | None]
 
@@ -116,6 +119,9 @@ class DurableConsumer:
         self._sub: Subscription | None = None
         self._received: deque[_Arrived] = deque()
         self._arrived = asyncio.Event()
+        self._requested = 0  # messages asked for by pull requests and not yet delivered
+        self._requests_end = 0.0  # when the latest pull request will have expired (loop time)
+        self._pulled_at = 0.0
 
     async def ensure(self, settings: ConsumerSettings) -> dict[str, Any]:
         """Create the consumer if missing (with ``settings``); return its info."""
@@ -136,62 +142,92 @@ class DurableConsumer:
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
         """Up to ``batch`` deliveries, waiting at most ``timeout`` seconds for the first.
 
+        Pull requests are kept topped up rather than issued one per call: a new
+        one (for ``batch`` messages, expiring after ``timeout``) goes out
+        whenever fewer than half a batch is still requested, so the server is
+        already sending the next messages while the caller handles these. It
+        returns as soon as something has arrived, without waiting for a full
+        batch: a quiet stream costs latency nowhere.
+
         Raises:
             TransientStoreError: not connected, or the server did not answer.
+            NotProvisionedError: the consumer was deleted.
         """
+        loop = asyncio.get_running_loop()
         if self._sub is None:
             with map_errors(f"subscribe {self.name}"):
                 self._sub = await self.js.inline.subscribe(self._inbox, self._on_message)
-        expires = max(int((timeout - 0.05) * _NS), _NS // 100)
-        request = orjson.dumps({"batch": batch, "expires": expires})
+        if loop.time() >= self._requests_end:
+            self._requested = 0  # every request has expired (its 408 may have been lost)
+        if self._requested <= batch // 2:
+            await self._pull(batch, timeout)
+        out: list[Delivery] = []
+        deadline = loop.time() + timeout
+        while True:
+            self._take_arrived(batch, out)
+            if out or loop.time() >= deadline:
+                return out
+            if self._requested <= batch // 2 and loop.time() - self._pulled_at >= _REPULL_AFTER:
+                await self._pull(batch, timeout)  # a request ended while waiting: top up
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - loop.time()):
+                    await self._arrived.wait()
+
+    async def _pull(self, batch: int, timeout: float) -> None:
+        expires = max(timeout - 0.05, 0.01)
+        request = orjson.dumps({"batch": batch, "expires": int(expires * _NS)})
         with map_errors(f"fetch from {self.name}"):
             await self.js.nc.publish(
                 f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}", request, reply=self._inbox
             )
-        return await self._collect(batch, timeout)
+        self._requested += batch
+        self._pulled_at = asyncio.get_running_loop().time()
+        # a margin for the 408 that ends the request to arrive
+        self._requests_end = asyncio.get_running_loop().time() + expires + 1.0
 
     def _on_message(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         self._received.append((subject, reply, data, headers))
         self._arrived.set()
 
-    async def _collect(self, batch: int, timeout: float) -> list[Delivery]:
-        """Deliveries that arrived for the pull request, drained without a wait per message."""
-        out: list[Delivery] = []
-        deadline = asyncio.get_running_loop().time() + timeout + 1.0
-        while len(out) < batch:
-            while self._received and len(out) < batch:
-                if not self._take(self._received.popleft(), out):
-                    return out
-            if len(out) >= batch:
-                break
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            self._arrived.clear()
-            if not self._received:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await self._arrived.wait()
-        return out
+    def _take_arrived(self, batch: int, out: list[Delivery]) -> None:
+        """Move arrived deliveries to ``out``, reading status messages on the way."""
+        while self._received and len(out) < batch:
+            subject, reply, data, raw = self._received.popleft()
+            headers = parse_headers(raw)
+            status = headers.get("Status")
+            if status is None:
+                self._requested = max(0, self._requested - 1)
+                out.append(_delivery(subject, reply, data, headers))
+            else:
+                self._status(status, headers)
 
-    def _take(self, arrived: _Arrived, out: list[Delivery]) -> bool:
-        """Add a delivery to ``out``; False when a status message ends the request."""
-        subject, reply, data, raw = arrived
-        headers = parse_headers(raw)
-        status = headers.get("Status")
-        if status is None:
-            out.append(_delivery(subject, reply, data, headers))
-            return True
+    def _status(self, status: str, headers: dict[str, str]) -> None:
+        """A status message: a heartbeat, or the end of (part of) a pull request."""
         if status == "100":
-            return True  # heartbeat
+            return  # heartbeat
         if status == "409" and "Consumer Deleted" in headers.get("Description", ""):
+            self._requested = 0
             raise NotProvisionedError(f"consumer {self.name} was deleted")
         if status in ("404", "408", "409"):
-            return False  # no messages, request expired, or e.g. max ack pending: try again later
+            # no messages, request expired, or e.g. max ack pending: what that request
+            # still had outstanding is no longer coming
+            unfilled = headers.get("Nats-Pending-Messages")
+            self._requested = (
+                max(0, self._requested - int(unfilled)) if unfilled and unfilled.isdigit() else 0
+            )
+            return
         raise JetStreamAPIError(f"fetch from {self.name}", int(status), 0, "")
 
     async def close(self) -> None:
-        """Drop the fetch inbox subscription."""
+        """Release deliveries that arrived but were never fetched; drop the inbox subscription."""
+        unfetched: list[Delivery] = []
+        with contextlib.suppress(EventStoreError):
+            self._take_arrived(len(self._received), unfetched)
+        for delivery in unfetched:
+            with contextlib.suppress(EventStoreError):
+                await self.nak(delivery, 0.0)
+        self._requested = 0
         if self._sub is not None:
             sub, self._sub = self._sub, None
             try:
