@@ -67,6 +67,27 @@ def _depth(value: object) -> int:
     return 0
 
 
+_NOT_CANONICAL = object()
+
+
+def _canonical(payload: bytes) -> Any:  # noqa: ANN401 - JSON, or the marker
+    """The value of ``payload`` if it is canonical JSON (as the store writes it), else a marker.
+
+    The fast path for stored events: orjson decodes, and writing the value back
+    must give the very same bytes. That proves what the strict decoder checks:
+    a duplicate key would be missing from the re-encoded text, and invalid
+    UTF-8, NaN or Infinity do not decode at all. Anything else (other spacing or
+    key order, escapes, a failure) goes through the strict decoder.
+    """
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return _NOT_CANONICAL
+    if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != payload:
+        return _NOT_CANONICAL
+    return value
+
+
 def decode_json(
     payload: bytes,
     *,
@@ -83,14 +104,16 @@ def decode_json(
     """
     if len(payload) > max_bytes:
         raise PayloadTooLargeError(len(payload), max_bytes)
+    # Cheap guard first: fewer openers than the limit cannot nest past it.
+    openers = payload.count(b"{") + payload.count(b"[")
+    if openers <= max_depth and (value := _canonical(payload)) is not _NOT_CANONICAL:
+        return value
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidUTF8Error(
             f"payload is not valid UTF-8: {exc.reason} at byte {exc.start}"
         ) from exc
-    # Cheap guard first: fewer openers than the limit cannot nest past it.
-    openers = payload.count(b"{") + payload.count(b"[")
     try:
         value = _DECODER.decode(text)
     except RecursionError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from support.events import evidence_line
 
@@ -52,6 +54,11 @@ def test_missing_type_defaults_to_evidence(schemas: EventSchemas) -> None:
         (b'{"a": Infinity}', MalformedJSONError, "Infinity"),
         (b'{"a": -Infinity}', MalformedJSONError, "Infinity"),
         (b'{"a": 1, "a": 2}', MalformedJSONError, "duplicate key 'a'"),
+        # compact, sorted: what the canonical fast path sees first
+        (b'{"a":1,"a":1}', MalformedJSONError, "duplicate key 'a'"),
+        (b'{"a":{"b":2,"b":2}}', MalformedJSONError, "duplicate key 'b'"),
+        (b'{"a":NaN}', MalformedJSONError, "NaN"),
+        (b"[" * 17 + b"]" * 17, NestingTooDeepError, "limit is 16"),
         (b"[" * 40 + b"]" * 40, NestingTooDeepError, "limit is 16"),
         (b"[" * 60_000, NestingTooDeepError, "limit"),
         (b'"just a string"', MalformedJSONError, "JSON object"),
@@ -65,6 +72,22 @@ def test_bad_bytes_are_refused(
         schemas.parse(payload)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        GOOD.encode(),
+        b'{"a":[1,2.5,"\xc3\xa9",null,true],"b":{"c":-0.0}}',
+        b'{"a":1,"b":2}',
+        b'{"b":1,"a":2}',
+        b'{ "a": 1 }',
+        b'{"big":123456789012345678901234567890}',
+    ],
+)
+def test_canonical_and_other_json_decode_the_same(payload: bytes) -> None:
+    """The canonical fast path and the strict decoder agree on every valid payload."""
+    assert decode_json(payload) == json.loads(payload)
+
+
 def test_oversized_payload_is_refused() -> None:
     """A payload over the limit is refused before it is parsed."""
     with pytest.raises(PayloadTooLargeError, match="70000 bytes, the limit is 65536"):
@@ -74,11 +97,11 @@ def test_oversized_payload_is_refused() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('"subject":"e1"', '"subject":"e.1"', "invalid token 'e.1'"),
-        ('"subject":"e1"', '"subject":"e*"', "invalid token"),
-        ('"subject":"e1"', '"subject":"e>"', "invalid token"),
-        ('"subject":"e1"', '"subject":"e 1"', "invalid token"),
-        ('"tenant":"t1"', '"tenant":"t.1"', "invalid token"),
+        ('"subject":"e1"', '"subject":"e.1"', "subject: invalid subject 'e.1'"),
+        ('"subject":"e1"', '"subject":"e*"', "invalid subject"),
+        ('"subject":"e1"', '"subject":"e>"', "invalid subject"),
+        ('"subject":"e1"', '"subject":"e 1"', "invalid subject"),
+        ('"tenant":"t1"', '"tenant":"t.1"', "tenant: invalid tenant 't.1'"),
         ('"id":"a1"', '"id":"a 1"', "invalid id"),
         ('"source":"test-src"', '"source":"a\\r\\nb"', "invalid source"),
         ('"time":"2026-01-01T00:00:00Z"', '"time":"yesterday"', "time"),
