@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json
 from eventstore._envelope import CloudEvent
+from eventstore._tokens import PATTERN_HINTS
 from eventstore.errors import MalformedJSONError, SchemaViolationError, UnknownEventTypeError
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
         if err["type"] == "string_pattern_mismatch":
             name = str(err["loc"][-1]) if err["loc"] else "value"
             pattern = (err.get("ctx") or {}).get("pattern", "")
-            message = f"invalid {name} {err['input']!r}: must match {pattern}"
+            hint = PATTERN_HINTS.get(pattern, f"must match {pattern}")
+            message = f"invalid {name} {err['input']!r}: {hint}"
         out.append(f"{where or 'event'}: {message}")
     return out
 
@@ -108,17 +110,17 @@ class EventSchemas:
         if not isinstance(raw, dict):
             raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
         data = raw.get("data")
-        fields = {**raw, "data": None}
+        # the envelope is validated with its data (as JSON) unless the data is not an
+        # object: then the envelope's own errors come first, and that one after
+        fields = raw if data is None or isinstance(data, dict) else {**raw, "data": None}
         if "type" not in raw and self.default_type is not None:
-            fields["type"] = self.default_type
+            fields = {**fields, "type": self.default_type}
         try:
-            envelope = CloudEvent.model_validate(fields)
+            event = CloudEvent.model_validate(fields)
         except ValidationError as exc:
             raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
         if data is not None and not isinstance(data, dict):
-            raise SchemaViolationError(envelope.type, ["data: must be a JSON object"])
-        # data came from the strict decoder, so it is JSON; its type's model validates it
-        event = envelope.model_copy(update={"data": data})
+            raise SchemaViolationError(event.type, ["data: must be a JSON object"])
         return event, self.typed_data(event)
 
     def validate(self, raw: Mapping[str, Any]) -> CloudEvent:

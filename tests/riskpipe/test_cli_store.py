@@ -76,7 +76,7 @@ def test_publish_reports_each_bad_line(cli: CliRunner, tmp_path: Path) -> None:
     errors = dict(
         line.split(": ", 1) for line in result.stderr.splitlines() if line.startswith("line ")
     )
-    assert "invalid token 'a.b'" in errors["line 4"]
+    assert "invalid subject 'a.b'" in errors["line 4"]
     assert "duplicate key 'id'" in errors["line 6"]
     assert "unknown event type" in errors["line 7"]
     assert "limit is 65536" in errors["line 8"]
