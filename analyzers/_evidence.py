@@ -160,21 +160,31 @@ class Evidence:
 
 
 def _problems(evidence: Evidence) -> list[str]:
-    checks = (
-        (bool(evidence.event_id), "event_id must not be empty"),
-        (bool(evidence.source), "source must not be empty"),
-        (_is_sequence(evidence.sequence), "sequence must be an integer >= 0"),
-        (_is_pattern(evidence.pattern), f"invalid pattern {evidence.pattern!r}"),
-        (evidence.severity in _SEVERITIES, f"invalid severity {evidence.severity!r}"),
-        (_is_unit(evidence.confidence), "confidence must be a finite number in [0, 1]"),
-        (_is_aware(evidence.observed_at), "observed_at must be a timezone-aware datetime"),
-        (_in_era(evidence.observed_at), f"observed_at must be in the years {_FIRST_YEAR} to 9999"),
-        (
-            evidence.recorded_at is None or _is_aware(evidence.recorded_at),
-            "recorded_at must be a timezone-aware datetime",
-        ),
+    passed = (
+        bool(evidence.event_id),
+        bool(evidence.source),
+        _is_sequence(evidence.sequence),
+        _is_pattern(evidence.pattern),
+        evidence.severity in _SEVERITIES,
+        _is_unit(evidence.confidence),
+        _is_aware(evidence.observed_at),
+        _in_era(evidence.observed_at),
+        evidence.recorded_at is None or _is_aware(evidence.recorded_at),
     )
-    return [problem for ok, problem in checks if not ok]
+    if all(passed):
+        return []  # the usual case: no message is formatted
+    messages = (
+        "event_id must not be empty",
+        "source must not be empty",
+        "sequence must be an integer >= 0",
+        f"invalid pattern {evidence.pattern!r}",
+        f"invalid severity {evidence.severity!r}",
+        "confidence must be a finite number in [0, 1]",
+        "observed_at must be a timezone-aware datetime",
+        f"observed_at must be in the years {_FIRST_YEAR} to 9999",
+        "recorded_at must be a timezone-aware datetime",
+    )
+    return [message for ok, message in zip(passed, messages, strict=True) if not ok]
 
 
 _SEVERITIES = frozenset(Severity)

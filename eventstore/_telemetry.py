@@ -39,18 +39,36 @@ class StoreMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        self._appends: dict[tuple[str, str], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
 
     def record(self, stream: str, outcome: AppendOutcome, seconds: float | None = None) -> None:
         """Count one append, and its latency when it reached the server."""
-        self.appends.labels(stream, outcome).inc()
+        # labelled children are looked up once each: .labels() costs more than .inc()
+        if (counter := self._appends.get((stream, outcome))) is None:
+            counter = self._appends[stream, outcome] = self.appends.labels(stream, outcome)
+        counter.inc()
         if seconds is not None:
-            self.latency.labels(stream).observe(seconds)
+            if (histogram := self._latency.get(stream)) is None:
+                histogram = self._latency[stream] = self.latency.labels(stream)
+            histogram.observe(seconds)
+
+
+_UNKNOWN = object()
 
 
 def tracing_enabled() -> bool:
     """Whether an SDK tracer provider is installed (otherwise spans are no-ops: skip the work)."""
-    provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    # The global that trace.set_tracer_provider sets, read directly: the public
+    # getter reads the environment on every call, twice per message here. (A
+    # provider named by OTEL_PYTHON_TRACER_PROVIDER is loaded into it by the
+    # getter, which this module's get_tracer call runs at import.)
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is _UNKNOWN:  # another opentelemetry-api: the public way
+        provider = trace.get_tracer_provider()
+    return provider is not None and not isinstance(
+        provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider
+    )
 
 
 def inject_trace(headers: dict[str, str]) -> dict[str, str]:

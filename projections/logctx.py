@@ -9,26 +9,34 @@ each field separately.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, MutableMapping
+    from collections.abc import MutableMapping
 
 __all__ = ["current_message_fields", "merge_message_context", "message_fields"]
 
 _FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("riskpipe_message_log", default=None)
 
 
-@contextmanager
-def message_fields(fields: dict[str, Any]) -> Iterator[None]:
-    """Make ``fields`` the log context of everything logged inside the block."""
-    token = _FIELDS.set(fields)
-    try:
-        yield
-    finally:
-        _FIELDS.reset(token)
+class message_fields:  # noqa: N801 - used like a function: ``with message_fields(f):``
+    """Make ``fields`` the log context of everything logged inside the block.
+
+    A class rather than a generator-based context manager: it is entered for
+    every message, and this costs a quarter of that.
+    """
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = _FIELDS.set(self._fields)
+
+    def __exit__(self, *_exc: object) -> None:
+        _FIELDS.reset(self._token)
 
 
 def current_message_fields() -> dict[str, Any]:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
+    from prometheus_client import Counter
+
     from analyzers import Enricher
     from eventstore import AppendResult, EventStore, ExpectedVersion, RecordedEvent
     from projections.risk._metrics import RiskMetrics
@@ -95,6 +97,7 @@ class RiskProjection:
         self._cache: OrderedDict[str, _Known] = OrderedDict()
         self._cache_size = cache_size
         self._metrics = metrics
+        self._assessed_by: dict[tuple[str, str], Counter] = {}  # labelled children, looked up once
         if metrics is not None:
             metrics.analyzer.info(
                 {"version": config.analyzer_version, "config_fingerprint": config.fingerprint()}
@@ -129,8 +132,10 @@ class RiskProjection:
             self._remember(message.delivery.subject, replace(known, version=risk[-1].version))
         if self._metrics is not None and risk:
             for assessment in message.context.get("assessments", ()):
-                degraded = "true" if assessment.degraded else "false"
-                self._metrics.assessments.labels(assessment.level.value, degraded).inc()
+                key = (assessment.level.value, "true" if assessment.degraded else "false")
+                if (counter := self._assessed_by.get(key)) is None:
+                    counter = self._assessed_by[key] = self._metrics.assessments.labels(*key)
+                counter.inc()
 
     def conflicted(self, message: Message) -> None:
         """Forget the entity's cached state: someone else assessed it; re-read it."""
