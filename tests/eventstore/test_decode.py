@@ -132,3 +132,37 @@ def test_description_is_bounded(schemas: EventSchemas) -> None:
     long = GOOD.replace('"severity":"high"', '"severity":"high","description":"' + "x" * 1001 + '"')
     with pytest.raises(SchemaViolationError, match="description"):
         schemas.parse(long.encode())
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"a":[1,1.5,-0.0,1e-07,"\\u00e9",true,null],"b":{"c":"x\\"y"}}',
+        '{"a":[1,1.5,-0.0,1e-07,"é",true,null],"b":{"c":"x\\"y"}}'.encode(),
+        b'{"b":{"c":"x\\"y"},"a":[1,1.5,-0.0,1e-07,"\\u00e9",true,null]}',
+        b'{ "a": [1, 1.5, -0.0, 1E-7, "\\u00e9", true, null], "b": {"c": "x\\"y"} }',
+    ],
+)
+def test_every_spelling_decodes_to_the_same_value(payload: bytes) -> None:
+    """Canonical JSON (read by the fast path) and other spellings decode alike, types included."""
+    value = decode_json(payload)
+    expected = {"a": [1, 1.5, -0.0, 1e-07, "é", True, None], "b": {"c": 'x"y'}}
+    assert value == expected
+    assert [type(v) for v in value["a"]] == [type(v) for v in expected["a"]]  # type: ignore[index]
+    assert str(value["a"][2]) == "-0.0"
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "message"),
+    [
+        (b'{"a":1,"a":2}', MalformedJSONError, "duplicate key 'a'"),
+        (b'{"a":{"b":1,"b":1}}', MalformedJSONError, "duplicate key 'b'"),
+        (b"[" * 300 + b"]" * 300, NestingTooDeepError, "limit is 256"),
+    ],
+)
+def test_compact_payloads_are_as_strict(
+    payload: bytes, error: type[DecodeError], message: str
+) -> None:
+    """Compact, sorted JSON is refused for the same reasons: duplicates, nesting."""
+    with pytest.raises(error, match=message):
+        decode_json(payload, max_depth=256)
