@@ -9,6 +9,7 @@ from eventstore import errors
 from eventstore._append import ANY, MAX_BATCH, NO_STREAM, AppendResult, ExpectedVersion
 from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json, encode_json
 from eventstore._envelope import CloudEvent
+from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
 from eventstore._kv import KeyValue, KVEntry
 from eventstore._provision import ProvisionReport
@@ -39,6 +40,7 @@ __all__ = [
     "KVEntry",
     "KeyValue",
     "ProvisionReport",
+    "RawMessage",
     "RecordedEvent",
     "SourceRef",
     "StoreConfig",
