@@ -228,8 +228,7 @@ class _Replay:
             return False
         chains.verified = state
         self._mark(raw.seq, _ASSESSED)
-        self._count(key, "checked")
-        self._count(key, "identical")
+        self._count(key, "checked", "identical")
         return True
 
     def _unassessed(self, key: EntityKey, seq: int) -> None:
@@ -407,10 +406,11 @@ class _Replay:
         if len(self.report.findings) < self.max_findings:
             self.report.findings.append(finding)
 
-    def _count(self, key: EntityKey, name: str) -> None:
+    def _count(self, key: EntityKey, *names: str) -> None:
         totals, entity = self.report.totals, self.report.entity(key).counts
-        setattr(totals, name, getattr(totals, name) + 1)
-        setattr(entity, name, getattr(entity, name) + 1)
+        for name in names:
+            setattr(totals, name, getattr(totals, name) + 1)
+            setattr(entity, name, getattr(entity, name) + 1)
 
     def _mark(self, seq: int, effect: int) -> None:
         self.effects[seq - self.scope.from_seq] = effect
