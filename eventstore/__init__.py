@@ -7,8 +7,15 @@ entity, and atomic in batches; reads are ordered. Every error is an
 
 from eventstore import errors
 from eventstore._append import ANY, MAX_BATCH, NO_STREAM, AppendResult, ExpectedVersion
-from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json, encode_json
+from eventstore._codec import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    decode_json,
+    encode_event,
+    encode_json,
+)
 from eventstore._envelope import CloudEvent
+from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
 from eventstore._kv import KeyValue, KVEntry
 from eventstore._provision import ProvisionReport
@@ -39,12 +46,14 @@ __all__ = [
     "KVEntry",
     "KeyValue",
     "ProvisionReport",
+    "RawMessage",
     "RecordedEvent",
     "SourceRef",
     "StoreConfig",
     "StoreMetrics",
     "Token",
     "decode_json",
+    "encode_event",
     "encode_json",
     "errors",
     "tracing_enabled",

@@ -67,27 +67,6 @@ def _depth(value: object) -> int:
     return 0
 
 
-_NOT_CANONICAL = object()
-
-
-def _canonical(payload: bytes) -> Any:  # noqa: ANN401 - JSON, or the marker
-    """The value of ``payload`` if it is canonical JSON (as the store writes it), else a marker.
-
-    The fast path for stored events: orjson decodes, and writing the value back
-    must give the very same bytes. That proves what the strict decoder checks:
-    a duplicate key would be missing from the re-encoded text, and invalid
-    UTF-8, NaN or Infinity do not decode at all. Anything else (other spacing or
-    key order, escapes, a failure) goes through the strict decoder.
-    """
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return _NOT_CANONICAL
-    if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != payload:
-        return _NOT_CANONICAL
-    return value
-
-
 def decode_json(
     payload: bytes,
     *,
@@ -106,8 +85,38 @@ def decode_json(
         raise PayloadTooLargeError(len(payload), max_bytes)
     # Cheap guard first: fewer openers than the limit cannot nest past it.
     openers = payload.count(b"{") + payload.count(b"[")
-    if openers <= max_depth and (value := _canonical(payload)) is not _NOT_CANONICAL:
-        return value
+    value = _canonical(payload)
+    if value is _NOT_CANONICAL:
+        value = _strict(payload, openers, max_depth)
+    if openers > max_depth and (depth := _depth(value)) > max_depth:
+        raise NestingTooDeepError(depth, max_depth)
+    return value
+
+
+_NOT_CANONICAL: Any = object()
+
+
+def _canonical(payload: bytes) -> Any:  # noqa: ANN401 - JSON is Any by nature
+    """``payload`` decoded by orjson if it is canonical JSON, else ``_NOT_CANONICAL``.
+
+    What the store writes is canonical (compact, sorted keys), and orjson reads
+    it several times faster than the strict decoder. A payload that orjson
+    writes back byte for byte has no duplicate keys, no NaN and valid UTF-8,
+    and its value is exactly what the strict decoder returns; anything else
+    (including what orjson refuses) goes to the strict decoder, for its error.
+    """
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return _NOT_CANONICAL
+    try:
+        canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == payload
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return _NOT_CANONICAL
+    return value if canonical else _NOT_CANONICAL
+
+
+def _strict(payload: bytes, openers: int, max_depth: int) -> Any:  # noqa: ANN401 - JSON
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -124,8 +133,6 @@ def decode_json(
         ) from exc
     except ValueError as exc:
         raise MalformedJSONError(f"malformed JSON: {exc}") from exc
-    if openers > max_depth and (depth := _depth(value)) > max_depth:
-        raise NestingTooDeepError(depth, max_depth)
     return value
 
 

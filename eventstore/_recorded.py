@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from eventstore._codec import decode_json
 from eventstore.errors import DecodeError
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+    from pydantic import BaseModel
 
     from eventstore._envelope import CloudEvent
     from eventstore._jetstream._client import RawMessage
     from eventstore._schemas import EventSchemas
     from eventstore._topology import StoreConfig
 
-__all__ = ["RecordedEvent", "to_recorded"]
+__all__ = ["RecordedEvent", "decode_recorded", "recorded_json", "to_recorded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +39,39 @@ class RecordedEvent:
     error: DecodeError | None = None
 
 
+def _limits(config: StoreConfig) -> dict[str, int]:
+    # derived events (a dead letter holds the original base64-encoded) get twice the room
+    return {"max_bytes": config.max_payload_bytes * 2, "max_depth": config.max_depth}
+
+
 def to_recorded(raw: RawMessage, schemas: EventSchemas, config: StoreConfig) -> RecordedEvent:
     """Decode a raw stored message strictly; keep the error instead of raising."""
     try:
-        event = schemas.parse(
-            raw.data, max_bytes=config.max_payload_bytes * 2, max_depth=config.max_depth
-        )
+        event = schemas.parse(raw.data, **_limits(config))
     except DecodeError as exc:
         return RecordedEvent(
             raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, None, exc
         )
     return RecordedEvent(raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, event)
+
+
+def decode_recorded(
+    raw: RawMessage, schemas: EventSchemas, config: StoreConfig
+) -> tuple[CloudEvent, BaseModel]:
+    """The event of a stored message and its typed data, as :meth:`EventSchemas.decode` gives them.
+
+    Accepts what :func:`to_recorded` accepts, without normalising the envelope's data.
+
+    Raises:
+        DecodeError: the stored bytes are not a valid event.
+    """
+    return schemas.decode(raw.data, **_limits(config))
+
+
+def recorded_json(raw: RawMessage, config: StoreConfig) -> Any:  # noqa: ANN401 - JSON
+    """The JSON value of a stored message, decoded as strictly as :func:`to_recorded` decodes it.
+
+    Raises:
+        DecodeError: the stored bytes are not JSON within the limits.
+    """
+    return decode_json(raw.data, **_limits(config))

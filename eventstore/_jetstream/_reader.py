@@ -3,7 +3,9 @@
 The reader keeps two pull requests outstanding, so the server is already
 sending the next batch while the caller works through the current one, and it
 receives through a subscription callback that only appends to a deque: no task
-or timer per message, a timer only when it has to wait.
+or timer per message, a timer only when it has to wait. ``read_batches`` hands
+over everything that has arrived at once, for callers that would otherwise
+pay for one generator step per message.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import orjson
@@ -28,10 +30,11 @@ if TYPE_CHECKING:
 
     from eventstore._jetstream._client import JetStreamClient
 
-__all__ = ["read_range"]
+__all__ = ["read_batches", "read_range"]
 
 _INACTIVE_NS = 60 * 1_000_000_000
-_NS = 1_000_000_000
+_NS_PER_MICROSECOND = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUTSTANDING = 2
 _HEARTBEAT = "100"
 _NO_MESSAGES = "404"
@@ -51,8 +54,8 @@ def _metadata(reply: str) -> tuple[int, int, int, int]:
 
 
 def _stored_at(ts_ns: int) -> datetime:
-    seconds, nanos = divmod(ts_ns, _NS)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+    # the same instant as datetime.fromtimestamp, at a third of the cost
+    return _EPOCH + timedelta(microseconds=ts_ns // _NS_PER_MICROSECOND)
 
 
 async def _create_consumer(
@@ -91,14 +94,38 @@ async def read_range(  # noqa: PLR0913 - keyword-only range options
         TransientStoreError: the server stopped answering.
         EventStoreError: the consumer could not be created or a delivery was lost.
     """
+    batches = read_batches(
+        js, stream, filter_subject=filter_subject, start_seq=start_seq, end_seq=end_seq, batch=batch
+    )
+    async with contextlib.aclosing(batches):
+        async for arrived in batches:
+            for raw in arrived:
+                yield raw
+
+
+async def read_batches(  # noqa: PLR0913 - keyword-only range options
+    js: JetStreamClient,
+    stream: str,
+    *,
+    filter_subject: str | None,
+    start_seq: int,
+    end_seq: int,
+    batch: int = 1024,
+) -> AsyncGenerator[list[RawMessage], None]:
+    """Like :func:`read_range`, but yield the messages in lists, as many as have arrived.
+
+    Raises:
+        TransientStoreError: the server stopped answering.
+        EventStoreError: the consumer could not be created or a delivery was lost.
+    """
     if end_seq < start_seq:
         return
     name = await _create_consumer(js, stream, filter_subject, start_seq)
     reader = _RangeReader(js, stream, name, end_seq, batch)
     try:
         await reader.open()
-        async for raw in reader.messages():
-            yield raw
+        async for arrived in reader.batches():
+            yield arrived
     finally:
         await reader.close()
 
@@ -142,7 +169,7 @@ class _RangeReader:
             await self.js.nc.publish(self.next_subject, self.request, reply=self.inbox)
         self.outstanding.append(self.batch)
 
-    async def _take(self) -> Msg:
+    async def _wait(self) -> None:
         while not self.arrived:
             self.wake.clear()
             try:
@@ -150,31 +177,37 @@ class _RangeReader:
                     await self.wake.wait()
             except TimeoutError as exc:
                 raise StoreTimeoutError(f"{self.what}: timed out waiting for the server") from exc
-        return self.arrived.popleft()
 
-    async def messages(self) -> AsyncIterator[RawMessage]:
+    async def batches(self) -> AsyncIterator[list[RawMessage]]:
         for _ in range(_OUTSTANDING):
             await self._pull()
-        while True:
-            msg = await self._take()
-            headers = msg.headers
-            if headers and (status := headers.get("Status")) is not None:
-                if not await self._batch_status(status, headers.get("Description", "")):
-                    return
-                continue
-            raw, pending = self._accept(msg)
-            if raw.seq > self.end_seq:
-                return
-            yield raw
-            if pending == 0 or raw.seq >= self.end_seq:
-                return
-            await self._delivered()
+        more = True
+        while more:
+            await self._wait()
+            arrived: list[RawMessage] = []
+            while more and self.arrived:
+                msg = self.arrived.popleft()
+                headers = msg.headers
+                if headers and (status := headers.get("Status")) is not None:
+                    more = await self._batch_status(status, headers.get("Description", ""))
+                    continue
+                raw, pending = self._accept(msg)
+                more = pending > 0 and raw.seq < self.end_seq
+                if raw.seq > self.end_seq:
+                    break
+                arrived.append(raw)
+                if more and self._delivered():
+                    await self._pull()
+            if arrived:
+                yield arrived
 
-    async def _delivered(self) -> None:
+    def _delivered(self) -> bool:
+        """Count one delivery; whether it completed a pull request (so pull the next)."""
         self.outstanding[0] -= 1
         if self.outstanding[0] == 0:
             self.outstanding.popleft()
-            await self._pull()
+            return True
+        return False
 
     async def _batch_status(self, status: str, description: str) -> bool:
         """Handle a status message; whether more messages may follow."""

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from pydantic import ValidationError
 
 from analyzers import (
+    ANALYZER_VERSION,
     AnalyzerError,
+    EnrichmentSignal,
     Evidence,
     EvidenceData,
     assess,
     conservative_assessment,
 )
+from eventstore import CloudEvent, RecordedEvent, encode_event
 from eventstore.errors import DecodeError
 from projections.audit._diff import FieldDifference, first_difference
 from projections.errors import UnexpectedEventTypeError
-from projections.risk import EvidenceRef, evidence_event, evidence_ref
+from projections.risk import EvidenceRef, RiskAssessedData, evidence_event, evidence_ref
 
 if TYPE_CHECKING:
-    from analyzers import AnalyzerConfig, Assessment, EntityRiskState
-    from eventstore import EventSchemas, RecordedEvent
-    from projections.risk import RiskAssessedData
+    from pydantic import BaseModel
 
-__all__ = ["UNASSESSABLE", "compare", "derive", "evidence_of"]
+    from analyzers import AnalyzerConfig, Assessment, EntityRiskState
+    from eventstore import EventSchemas, EventStore, RawMessage
+    from projections.audit._records import StoredAssessment
+
+__all__ = ["UNASSESSABLE", "ByteVerifier", "compare", "derive", "evidence_of"]
 
 UNASSESSABLE = (DecodeError, AnalyzerError, UnexpectedEventTypeError, ValueError)
 """What stored evidence that the projection would have dead-lettered raises here."""
@@ -35,18 +43,51 @@ def evidence_of(schemas: EventSchemas, rec: RecordedEvent) -> tuple[Evidence, Ev
         UnexpectedEventTypeError: it is not evidence.
         InvalidEvidenceError: the analyzer refuses it.
     """
+    return _scored(rec, schemas.typed_data(evidence_event(rec)))
+
+
+def _decoded_evidence(store: EventStore, raw: RawMessage) -> tuple[Evidence, EvidenceRef]:
+    """:func:`evidence_of` a stored message, validated once, as the projection decodes it.
+
+    Raises:
+        DecodeError: the stored message is not a valid event.
+        UnexpectedEventTypeError: it is not evidence.
+        InvalidEvidenceError: the analyzer refuses it.
+    """
+    event, data = store.decoded(raw)
+    rec = RecordedEvent(raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, event)
+    return _scored(rec, data)
+
+
+def _scored(rec: RecordedEvent, data: BaseModel) -> tuple[Evidence, EvidenceRef]:
+    """The evidence of ``rec`` with its typed ``data``, if it is evidence (else raises)."""
     event = evidence_event(rec)
-    data = schemas.typed_data(event)
     assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
     evidence = Evidence.from_data(
         data, event_id=event.id, source=event.source, sequence=rec.sequence, event_time=event.time
     )
-    ref = evidence_ref(event, rec.stream, rec.sequence, rec.headers)
-    return evidence, ref
+    return evidence, evidence_ref(event, rec.stream, rec.sequence, rec.headers)
+
+
+class Scoring(Protocol):
+    """How the projection scored a recorded assessment: what re-deriving it needs of it."""
+
+    @property
+    def degraded(self) -> bool:
+        """Scored conservatively, while enrichment was down."""
+
+    @property
+    def enrichment(self) -> EnrichmentSignal | None:
+        """The enrichment signal it used."""
+
+
+class _Scored(NamedTuple):
+    degraded: bool
+    enrichment: EnrichmentSignal | None
 
 
 def derive(
-    config: AnalyzerConfig, state: EntityRiskState, evidence: Evidence, recorded: Assessment
+    config: AnalyzerConfig, state: EntityRiskState, evidence: Evidence, recorded: Scoring
 ) -> tuple[Assessment, EntityRiskState]:
     """Score as the projection did: conservatively when degraded, with the recorded signal.
 
@@ -95,3 +136,52 @@ def _comparable(
         "assessment": assessment.model_dump(mode="json"),
         "state": state.model_dump(mode="json"),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class ByteVerifier:
+    """Verifies the common case, an identical assessment, by comparing bytes.
+
+    Validating a recorded assessment and comparing it field by field costs
+    more than the rest of a replay. The codec is canonical, so the assessment
+    the projection stored is, byte for byte, the recorded envelope encoded
+    with the re-derived data (with the recorded ``cursor``, which is not
+    compared). Equal bytes prove the record valid and identical at once.
+    Anything else gives ``None``, and the caller takes the precise path, so
+    findings and their wording never depend on this one.
+    """
+
+    store: EventStore
+    config: AnalyzerConfig
+    fingerprint: str
+    projection: str
+
+    def verified(
+        self, state: EntityRiskState, raw: RawMessage, stored: StoredAssessment
+    ) -> EntityRiskState | None:
+        """The re-derived state after evidence ``raw`` if ``stored`` is its identical assessment."""
+        data = stored.value["data"]  # a dict: the join checked it holds the evidence sequence
+        scored = data.get("assessment")
+        if (
+            not isinstance(scored, dict)
+            or scored.get("analyzer_version") != ANALYZER_VERSION
+            or scored.get("config_fingerprint") != self.fingerprint
+            or type(degraded := scored.get("degraded", False)) is not bool
+        ):
+            return None
+        try:
+            evidence, ref = _decoded_evidence(self.store, raw)
+            signal = scored.get("enrichment")
+            enrichment = None if signal is None else EnrichmentSignal.model_validate(signal)
+            assessment, after = derive(self.config, state, evidence, _Scored(degraded, enrichment))
+            envelope = CloudEvent.model_validate({**stored.value, "data": None})
+            expected = RiskAssessedData(
+                projection=self.projection,
+                evidence=ref,
+                assessment=assessment,
+                state=after,
+                cursor=data.get("cursor"),
+            )
+        except (*UNASSESSABLE, ValidationError):
+            return None
+        return after if encode_event(envelope, expected) == stored.raw.data else None

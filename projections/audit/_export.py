@@ -111,7 +111,7 @@ async def export_rows(
     risk_last = int((await store.stream_state(config.risk_stream))["last_seq"])
     last = int((await store.stream_state(config.evidence_stream))["last_seq"])
     letters = await dead_letters(store, projection, scope)
-    risk = store.read_all(
+    risk = store.read_batches(
         stream=config.risk_stream,
         until_seq=risk_last,
         filter_subject=scope.subject_filter(config, "risk"),
@@ -124,7 +124,7 @@ async def export_rows(
         async for rec in records:
             key = entity_key(rec.subject)
             letter = letters.get(rec.sequence)
-            found = await join.take(rec.sequence, key, wait=letter is None)
+            found = join.resolve(await join.take(rec.sequence, key, wait=letter is None))
             own = next((a for a in found if a.key == key), None)
             yield _row(store, rec, own, letter, floor)
 

@@ -6,15 +6,23 @@ every assessment records (``data.evidence.sequence``; its CloudEvents
 the evidence stream and buffers only what it has read ahead: an entity's
 assessments follow its evidence order, so once one of them is past an evidence
 sequence, that evidence has no (further) assessment to wait for.
+
+Validating an assessment costs more than everything else a replay does with
+it, so the join validates only what it must: an assessment of evidence in the
+range is handed out as a :class:`StoredAssessment` (its JSON, decoded as
+strictly as ever) for the caller to settle by comparing bytes, or to
+:meth:`AssessmentJoin.resolve`. The outcome is the same as validating each one
+as it is read.
 """
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from eventstore.errors import EventStoreError, NotProvisionedError
+from eventstore.errors import DecodeError, EventStoreError, NotProvisionedError
 from projections import (
     DEAD_LETTERED,
     DLQ_PURGED,
@@ -26,10 +34,10 @@ from projections import (
 from projections.risk import ASSESSED, RiskAssessedData
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from datetime import datetime
 
-    from eventstore import CloudEvent, EventStore, RecordedEvent
+    from eventstore import CloudEvent, EventStore, RawMessage, RecordedEvent
     from projections.audit._scope import ReplayScope
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "EntityKey",
     "EvidenceOutcome",
     "RecordedAssessment",
+    "StoredAssessment",
     "UnreadableAssessment",
     "ack_floor",
     "closing",
@@ -76,8 +85,13 @@ async def closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]
             await close()
 
 
+@lru_cache(maxsize=1 << 16)
 def entity_key(subject: str) -> EntityKey:
-    """The ``(tenant, entity)`` of a ``<prefix>.<category>.<tenant>.<entity>`` subject."""
+    """The ``(tenant, entity)`` of a ``<prefix>.<category>.<tenant>.<entity>`` subject.
+
+    Cached: a replay asks twice per evidence event, for a few subjects per entity,
+    and validating the tokens each time cost it several percent.
+    """
     return split_subject(subject)
 
 
@@ -95,6 +109,34 @@ class RecordedAssessment:
     def key(self) -> EntityKey:
         """The entity whose subject it is stored on."""
         return entity_key(self.subject)
+
+    @property
+    def evidence_sequence(self) -> int:
+        """The stream sequence of the evidence it assesses."""
+        return self.data.evidence.sequence
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAssessment:
+    """A risk stream message not validated yet, whose JSON names the evidence it assesses.
+
+    ``value`` is its JSON, decoded as strictly as :meth:`EventStore.recorded`
+    decodes it. Whether it is a valid assessment is not known yet.
+    """
+
+    raw: RawMessage
+    value: dict[str, Any]
+    evidence_sequence: int
+
+    @property
+    def sequence(self) -> int:
+        """Its risk stream sequence."""
+        return self.raw.seq
+
+    @property
+    def key(self) -> EntityKey:
+        """The entity whose subject it is stored on."""
+        return entity_key(self.raw.subject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,71 +258,151 @@ class AssessmentJoin:
     """Recorded assessments by evidence sequence, read from the risk stream only as far as needed.
 
     Assessments of evidence before the range are not kept: the latest one of
-    each entity is its ``seed`` (the state the range starts from).
+    each entity is its ``seed`` (the state the range starts from). Those and
+    the ones after the range are validated as they are read; the ones in the
+    range are handed out by :meth:`take` as they are stored.
     """
 
     def __init__(
         self,
         store: EventStore,
-        records: AsyncIterator[RecordedEvent],
+        batches: AsyncIterator[list[RawMessage]],
         *,
         from_seq: int,
         until_seq: int,
         keep_beyond: bool,
     ) -> None:
         self._store = store
-        self._records = records
+        self._batches = batches
+        self._arrived: Iterator[RawMessage] = iter(())
         self._from, self._until = from_seq, until_seq
         self._keep_beyond = keep_beyond
-        self._buffer: dict[int, list[RecordedAssessment]] = {}
+        self._buffer: dict[int, list[RecordedAssessment | StoredAssessment]] = {}
         self._high: dict[EntityKey, int] = {}
+        self._valid_high: dict[EntityKey, int] = {}
         self._exhausted = False
+        self._unreadable: list[UnreadableAssessment] = []
         self.seeds: dict[EntityKey, RecordedAssessment] = {}
-        self.unreadable: list[UnreadableAssessment] = []
         self.beyond: list[RecordedAssessment] = []
         """With ``keep_beyond``: assessments of evidence after the range's end."""
 
-    async def take(self, sequence: int, key: EntityKey, *, wait: bool) -> list[RecordedAssessment]:
-        """The recorded assessments of evidence ``sequence`` of entity ``key``, in stream order.
+    @property
+    def unreadable(self) -> list[UnreadableAssessment]:
+        """Messages on the risk stream found not to be valid assessments, in stream order."""
+        return sorted(self._unreadable, key=lambda bad: bad.sequence)
+
+    async def take(
+        self, sequence: int, key: EntityKey, *, wait: bool
+    ) -> list[RecordedAssessment | StoredAssessment]:
+        """The assessments stored for evidence ``sequence`` of entity ``key``, in stream order.
 
         With ``wait``, reads on until they are found or cannot come any more;
-        without, returns only what has been read already.
+        without, returns only what has been read already. What is not a
+        :class:`RecordedAssessment` yet is not validated: settle it, or
+        :meth:`resolve` it.
         """
         if wait:
             while (
                 sequence not in self._buffer
-                and self._high.get(key, 0) < sequence
+                and not self._passed(sequence, key)
                 and await self._read_one()
             ):
                 pass
         return self._buffer.pop(sequence, [])
 
+    def resolve(
+        self, found: list[RecordedAssessment | StoredAssessment]
+    ) -> list[RecordedAssessment]:
+        """The valid ones of ``found``, validated; the others are kept as unreadable."""
+        return [valid for stored in found if (valid := self._validated(stored)) is not None]
+
     async def leftovers(self) -> list[RecordedAssessment]:
         """Read the rest of the risk stream; every in-range assessment nobody took."""
         while await self._read_one():
             pass
-        left = [a for found in self._buffer.values() for a in found]
+        left = self.resolve([a for found in self._buffer.values() for a in found])
         self._buffer.clear()
         return sorted(left, key=lambda a: a.sequence)
 
-    async def _read_one(self) -> bool:
-        if self._exhausted:
+    def _passed(self, sequence: int, key: EntityKey) -> bool:
+        """Whether a valid assessment of ``key`` after evidence ``sequence`` has been read."""
+        if self._high.get(key, 0) < sequence:
             return False
-        rec = await anext(self._records, None)
-        if rec is None:
-            self._exhausted = True
-            return False
-        found = read_assessment(self._store, rec)
+        if self._valid_high.get(key, 0) < sequence:
+            # only a valid assessment proves it: validate those of key read ahead
+            for after, found in list(self._buffer.items()):
+                if after > sequence:
+                    self._validate_of(key, after, found)
+            self._high[key] = self._valid_high.get(key, 0)
+        return self._high[key] >= sequence
+
+    def _validate_of(
+        self, key: EntityKey, sequence: int, found: list[RecordedAssessment | StoredAssessment]
+    ) -> None:
+        kept = [
+            valid
+            for stored in found
+            if (valid := self._validated(stored) if stored.key == key else stored) is not None
+        ]
+        if kept:
+            self._buffer[sequence] = kept
+        else:
+            del self._buffer[sequence]
+
+    def _validated(
+        self, stored: RecordedAssessment | StoredAssessment
+    ) -> RecordedAssessment | None:
+        if isinstance(stored, RecordedAssessment):
+            return stored
+        return self._validate(stored.raw)
+
+    def _validate(self, raw: RawMessage) -> RecordedAssessment | None:
+        """The assessment ``raw`` holds, validated; ``None`` (kept as unreadable) if none."""
+        found = read_assessment(self._store, self._store.recorded(raw))
         if isinstance(found, UnreadableAssessment):
-            self.unreadable.append(found)
-            return True
-        self._place(found)
+            self._unreadable.append(found)
+            return None
+        key = found.key
+        self._valid_high[key] = max(self._valid_high.get(key, 0), found.evidence_sequence)
+        return found
+
+    async def _read_one(self) -> bool:
+        raw = next(self._arrived, None)
+        while raw is None:
+            batch = None if self._exhausted else await anext(self._batches, None)
+            if batch is None:
+                self._exhausted = True
+                return False
+            self._arrived = iter(batch)
+            raw = next(self._arrived, None)
+        stored = self._stored(raw)
+        if stored is not None and self._from <= stored.evidence_sequence <= self._until:
+            self._place(stored)
+        elif valid := self._validate(raw):
+            self._place(valid)
         return True
 
-    def _place(self, found: RecordedAssessment) -> None:
-        sequence, key = found.data.evidence.sequence, found.key
+    def _stored(self, raw: RawMessage) -> StoredAssessment | None:
+        """The message as stored, if its JSON is an assessment's that names its evidence."""
+        try:
+            value = self._store.decoded_json(raw)
+        except DecodeError:
+            return None
+        data = (
+            value.get("data") if isinstance(value, dict) and value.get("type") == ASSESSED else None
+        )
+        evidence = data.get("evidence") if isinstance(data, dict) else None
+        sequence = evidence.get("sequence") if isinstance(evidence, dict) else None
+        if type(sequence) is not int:  # not a bool either
+            return None
+        return StoredAssessment(raw, value, sequence)
+
+    def _place(self, found: RecordedAssessment | StoredAssessment) -> None:
+        sequence, key = found.evidence_sequence, found.key
         self._high[key] = max(self._high.get(key, 0), sequence)
-        if sequence < self._from:
+        if isinstance(found, StoredAssessment):
+            self._buffer.setdefault(sequence, []).append(found)
+        elif sequence < self._from:
             seed = self.seeds.get(key)
             if seed is None or seed.data.evidence.sequence < sequence:
                 self.seeds[key] = found

@@ -16,12 +16,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from analyzers import ANALYZER_VERSION, AnalyzerConfig, AnalyzerError, EntityRiskState
-from projections.audit._derive import UNASSESSABLE, compare, derive, evidence_of
+from projections.audit._derive import UNASSESSABLE, ByteVerifier, compare, derive, evidence_of
 from projections.audit._records import (
     AssessmentJoin,
     DeadLetterRef,
     EntityKey,
     RecordedAssessment,
+    StoredAssessment,
     ack_floor,
     closing,
     dead_letters,
@@ -34,13 +35,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from analyzers import Assessment, Evidence
-    from eventstore import EventStore, RecordedEvent
+    from eventstore import EventStore, RawMessage, RecordedEvent
     from projections.audit._diff import FieldDifference
     from projections.risk import EvidenceRef
 
 __all__ = ["replay"]
 
-_PROGRESS_EVERY = 512
 # per evidence position in range: what became of it, to explain stray assessments
 _NONE, _ASSESSED, _DEAD, _OPEN = 0, 1, 2, 3
 
@@ -112,6 +112,7 @@ class _Replay:
     ) -> None:
         self.store, self.config, self.projection = store, config, projection
         self.fingerprint = config.fingerprint()
+        self.verifier = ByteVerifier(store, config, self.fingerprint, projection)
         self.what_if, self.strict, self.max_findings = what_if, strict, max_findings
         self.progress = progress
         self.chains: dict[EntityKey, _Chains] = {}
@@ -156,35 +157,39 @@ class _Replay:
 
     async def _replay(self, first: int, last: int, bounds: _Bounds, *, open_ended: bool) -> None:
         config, scope = self.store.config, self.scope
-        risk = self.store.read_all(
+        risk = self.store.read_batches(
             stream=config.risk_stream,
             until_seq=bounds.risk_last,
             filter_subject=scope.subject_filter(config, "risk"),
         )
-        evidence = self.store.read_all(
+        evidence = self.store.read_batches(
             from_seq=first, until_seq=last, filter_subject=scope.subject_filter(config, "evidence")
         )
         if self.progress is not None:
             self.progress(0, last - first + 1)
-        async with closing(risk) as risk_records, closing(evidence) as evidence_records:
+        async with closing(risk) as risk_batches, closing(evidence) as evidence_batches:
             self.join = AssessmentJoin(
-                self.store, risk_records, from_seq=first, until_seq=last, keep_beyond=open_ended
+                self.store, risk_batches, from_seq=first, until_seq=last, keep_beyond=open_ended
             )
-            async for rec in evidence_records:
-                await self._evidence(rec)
-                if self.progress is not None and self.report.totals.evidence % _PROGRESS_EVERY == 0:
-                    self.progress(rec.sequence - first + 1, last - first + 1)
+            async for batch in evidence_batches:
+                for raw in batch:
+                    await self._evidence(raw)
+                if self.progress is not None:
+                    self.progress(batch[-1].seq - first + 1, last - first + 1)
             await self._strays(last)
         if self.progress is not None:
             self.progress(last - first + 1, last - first + 1)
 
     # -- one evidence event ---------------------------------------------------------------
 
-    async def _evidence(self, rec: RecordedEvent) -> None:
-        key, seq = entity_key(rec.subject), rec.sequence
+    async def _evidence(self, raw: RawMessage) -> None:
+        key, seq = entity_key(raw.subject), raw.seq
         self._count(key, "evidence")
         letter = self.letters.get(seq)
-        found = await self.join.take(seq, key, wait=letter is None)
+        stored = await self.join.take(seq, key, wait=letter is None)
+        if letter is None and self._identical(raw, key, stored):
+            return
+        found = self.join.resolve(stored)
         own = [a for a in found if a.key == key]
         for stray in (a for a in found if a.key != key):
             self._extra(stray, f"stored on another entity's subject than evidence {seq}")
@@ -198,11 +203,33 @@ class _Replay:
             self._unassessed(key, seq)
             return
         self._mark(seq, _ASSESSED)
-        self._check(rec, key, own[0])
+        self._check(self.store.recorded(raw), key, own[0])
         for stray in own[1:]:
             self._extra(
                 stray, f"a second assessment of evidence {seq} (risk seq {own[0].sequence})"
             )
+
+    def _identical(
+        self, raw: RawMessage, key: EntityKey, stored: list[RecordedAssessment | StoredAssessment]
+    ) -> bool:
+        """Settle the common case by comparing bytes: the one assessment, identical.
+
+        False when that does not settle it (nothing is counted then): the
+        caller validates the assessments and compares them field by field.
+        """
+        if self.what_if or len(stored) != 1:
+            return False
+        candidate = stored[0]
+        if not isinstance(candidate, StoredAssessment) or candidate.key != key:
+            return False
+        chains = self._chains(key)
+        state = self.verifier.verified(chains.verified, raw, candidate)
+        if state is None:
+            return False
+        chains.verified = state
+        self._mark(raw.seq, _ASSESSED)
+        self._count(key, "checked", "identical")
+        return True
 
     def _unassessed(self, key: EntityKey, seq: int) -> None:
         self._mark(seq, _OPEN)
@@ -379,10 +406,11 @@ class _Replay:
         if len(self.report.findings) < self.max_findings:
             self.report.findings.append(finding)
 
-    def _count(self, key: EntityKey, name: str) -> None:
+    def _count(self, key: EntityKey, *names: str) -> None:
         totals, entity = self.report.totals, self.report.entity(key).counts
-        setattr(totals, name, getattr(totals, name) + 1)
-        setattr(entity, name, getattr(entity, name) + 1)
+        for name in names:
+            setattr(totals, name, getattr(totals, name) + 1)
+            setattr(entity, name, getattr(entity, name) + 1)
 
     def _mark(self, seq: int, effect: int) -> None:
         self.effects[seq - self.scope.from_seq] = effect

@@ -54,3 +54,31 @@ async def test_read_of_an_empty_range_is_empty(store: EventStore) -> None:
     assert [r async for r in store.read_all(from_seq=6)] == []
     state = await store.stream_state(store.config.evidence_stream)
     assert state["consumer_count"] == 0
+
+
+async def test_batches_hold_what_read_all_reads(store: EventStore) -> None:
+    """Batched raw reading yields the same messages, in order; decoded they are read_all's."""
+    await _publish(store, 2600, 7)
+    batches = [b async for b in store.read_batches(from_seq=5, until_seq=2500)]
+    raws = [raw for batch in batches for raw in batch]
+    assert len(batches) > 1
+    assert [raw.seq for raw in raws] == list(range(5, 2501))
+    decoded = [store.recorded(raw) for raw in raws]
+    assert decoded == [r async for r in store.read_all(from_seq=5, until_seq=2500)]
+    only = [
+        raw.seq
+        async for batch in store.read_batches(filter_subject="rp.evidence.t1.e3")
+        for raw in batch
+    ]
+    assert only == list(range(4, 2601, 7))
+
+
+async def test_stopping_batches_early_deletes_the_consumer(store: EventStore) -> None:
+    """Closing the batched reader before its end leaves no consumer behind either."""
+    await _publish(store, 2600, 2)
+    async with aclosing(store.read_batches()) as batches:
+        async for batch in batches:
+            assert batch
+            break
+    state = await store.stream_state(store.config.evidence_stream)
+    assert state["consumer_count"] == 0
