@@ -447,8 +447,14 @@ class ProjectionRunner:
     async def _keepalive(self) -> None:
         period = max(0.2, min(self.settings.ack_wait / 3, self.settings.checkpoint_interval))
         last_progress = time.monotonic()
-        while True:
-            await asyncio.sleep(period)
+        # Ends when the runner stops, not only when cancelled: on Python 3.11 a
+        # cancellation that meets a reply arriving in the same loop iteration can
+        # be lost inside the client's request, and the task group would wait for
+        # this task forever.
+        while not self._stop.is_set():
+            await self._wait_for(self._stop, period)
+            if self._stop.is_set():
+                return
             self._unblock_stale()
             if time.monotonic() - last_progress >= self.settings.ack_wait / 3:
                 last_progress = time.monotonic()
