@@ -20,12 +20,12 @@ import orjson
 
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._errors import map_errors
+from eventstore._jetstream._inline import parse_headers
 from eventstore.errors import EventStoreError, JetStreamAPIError, StoreTimeoutError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
 
-    from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
     from eventstore._jetstream._client import JetStreamClient
@@ -144,24 +144,24 @@ class _RangeReader:
         self.inbox = js.nc.new_inbox()
         self.expected_cseq = 1
         self.sub: Subscription | None = None
-        self.arrived: deque[Msg] = deque()
+        self.arrived: deque[tuple[bytes, bytes, bytes, bytes | None]] = deque()
         self.wake = asyncio.Event()
         # deliveries each outstanding pull request may still bring, oldest first
         self.outstanding: deque[int] = deque()
 
-    async def _on_message(self, msg: Msg) -> None:
-        self.arrived.append(msg)
+    def _on_message(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        self.arrived.append((subject, reply, data, headers))
         self.wake.set()
 
     async def open(self) -> None:
         with map_errors(self.what):
-            self.sub = await self.js.nc.subscribe(self.inbox, cb=self._on_message)
+            self.sub = await self.js.inline.subscribe(self.inbox, self._on_message)
 
     async def close(self) -> None:
         with contextlib.suppress(EventStoreError):
             if self.sub is not None:
                 with map_errors(self.what):
-                    await self.sub.unsubscribe()
+                    await self.js.inline.unsubscribe(self.sub)
             await self.js.api(f"CONSUMER.DELETE.{self.stream}.{self.name}")
 
     async def _pull(self) -> None:
@@ -186,12 +186,12 @@ class _RangeReader:
             await self._wait()
             arrived: list[RawMessage] = []
             while more and self.arrived:
-                msg = self.arrived.popleft()
-                headers = msg.headers
-                if headers and (status := headers.get("Status")) is not None:
+                subject, reply, data, raw_headers = self.arrived.popleft()
+                headers = parse_headers(raw_headers)
+                if (status := headers.get("Status")) is not None:
                     more = await self._batch_status(status, headers.get("Description", ""))
                     continue
-                raw, pending = self._accept(msg)
+                raw, pending = self._accept(subject, reply, data, headers)
                 more = pending > 0 and raw.seq < self.end_seq
                 if raw.seq > self.end_seq:
                     break
@@ -221,14 +221,14 @@ class _RangeReader:
             return True
         raise JetStreamAPIError(self.what, int(status), 0, description)
 
-    def _accept(self, msg: Msg) -> tuple[RawMessage, int]:
-        seq, cseq, ts_ns, pending = _metadata(msg.reply)
+    def _accept(
+        self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str]
+    ) -> tuple[RawMessage, int]:
+        seq, cseq, ts_ns, pending = _metadata(reply.decode())
         if cseq != self.expected_cseq:
             raise EventStoreError(
                 f"{self.what}: delivery gap at consumer sequence {self.expected_cseq}"
             )
         self.expected_cseq += 1
-        raw = RawMessage(
-            self.stream, msg.subject, seq, _stored_at(ts_ns), msg.data, dict(msg.headers or {})
-        )
+        raw = RawMessage(self.stream, subject.decode(), seq, _stored_at(ts_ns), data, headers)
         return raw, pending
