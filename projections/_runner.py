@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import collections
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,9 @@ def _utc_now() -> datetime:
 
 
 RunnerState = Literal["starting", "running", "paused", "draining", "stopped"]
+# With until_idle, once the consumer has nothing left: how long a fetch waits
+# before asking whether everything is acknowledged
+_IDLE_PROBE = 0.05
 _INVALID = "_invalid"
 
 
@@ -78,6 +82,7 @@ class _Mailbox:
     active: bool = False
 
 
+@functools.lru_cache(maxsize=65_536)  # checked once per subject, not once per message
 def split_subject(subject: str) -> tuple[str, str]:
     """``(tenant, entity)`` of ``<prefix>.<category>.<tenant>.<entity>``.
 
@@ -146,6 +151,7 @@ class ProjectionRunner:
         self._tasks: asyncio.TaskGroup | None = None
         self._entity_tasks: set[asyncio.Task[None]] = set()
         self._seen = SeenSequences()
+        self._backlog: int | None = None  # messages the consumer had left after the last delivery
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -217,11 +223,12 @@ class ProjectionRunner:
                 self._room.clear()  # set again by _finish once a message is done
                 await self._wait_for(self._room, 0.5)
                 continue
+            wait = self.settings.fetch_timeout
+            if until_idle and self._backlog == 0:
+                wait = min(wait, _IDLE_PROBE)  # the last delivery said nothing was left
             try:
                 room = self.settings.max_in_flight - len(self._in_flight)
-                deliveries = await self._consumer.fetch(
-                    min(self.settings.batch, room), self.settings.fetch_timeout
-                )
+                deliveries = await self._consumer.fetch(min(self.settings.batch, room), wait)
             except NotProvisionedError:
                 _log.warning("projection.consumer_missing", projection=self.name)
                 await self._ensure_consumer()
@@ -251,6 +258,7 @@ class ProjectionRunner:
 
     def _dispatch(self, delivery: Delivery) -> None:
         seq = delivery.stream_seq
+        self._backlog = delivery.num_pending
         self._seen.add(seq)
         if delivery.num_delivered > 1 and self._metrics is not None:
             self._metrics.redeliveries.labels(self.name).inc()
