@@ -48,5 +48,5 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    gc_threshold: int = Field(default=20_000, ge=0, le=10_000_000)
+    gc_threshold: int = Field(default=100_000, ge=0, le=10_000_000)
     """Young-generation GC threshold of the riskpipe commands (0: CPython's default)."""
