@@ -148,7 +148,11 @@ def encode_json(value: object) -> bytes:
         raise MalformedJSONError(f"cannot encode as JSON: {exc}") from exc
 
 
-_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_SORT_KEYS
+# Enum dict keys (e.g. a state's masses by severity) need OPT_NON_STR_KEYS, which
+# doubles the cost of writing everything else: data models are learned to need
+# it on their first event that does.
+_NON_STR_KEYS: set[type[BaseModel]] = set()
 
 
 def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
@@ -177,7 +181,13 @@ def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
         doc["data"] = data.__pydantic_serializer__.to_python(
             data, exclude_none=True, exclude_unset=True
         )
+    if data is None or type(data) not in _NON_STR_KEYS:
+        try:
+            return orjson.dumps(doc, option=_OPTIONS)
+        except TypeError:
+            if data is not None:
+                _NON_STR_KEYS.add(type(data))
     try:
-        return orjson.dumps(doc, option=_OPTIONS)
+        return orjson.dumps(doc, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         raise MalformedJSONError(f"cannot encode as JSON: {exc}") from exc

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from enum import StrEnum
+
 import pytest
+from pydantic import BaseModel, ConfigDict
 from support.events import evidence_line
 
-from eventstore import EventSchemas, decode_json
+from eventstore import CloudEvent, EventSchemas, decode_json, encode_event
 from eventstore.errors import (
     DecodeError,
     InvalidUTF8Error,
@@ -167,3 +171,34 @@ def test_compact_payloads_are_as_strict(
     """Compact, sorted JSON is refused for the same reasons: duplicates, nesting."""
     with pytest.raises(error, match=message):
         decode_json(payload, max_depth=256)
+
+
+class _Level(StrEnum):
+    HIGH = "high"
+    LOW = "low"
+
+
+class _Masses(BaseModel):
+    by_level: dict[_Level, float]
+    note: str | None = None
+
+
+class _Opaque(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    thing: object
+
+
+def test_encoding_writes_enum_keys_as_sorted_strings() -> None:
+    """Data with enum dict keys is written canonically, the same bytes every time."""
+    event = CloudEvent(id="a1", source="s", type="x.v1", subject="e1", time=datetime.now(UTC))
+    data = _Masses(by_level={_Level.LOW: 1.0, _Level.HIGH: 2.0})
+    first, second = encode_event(event, data), encode_event(event, data)
+    assert first == second
+    assert b'"data":{"by_level":{"high":2.0,"low":1.0}}' in first
+
+
+def test_encoding_what_json_cannot_hold_is_a_typed_error() -> None:
+    """A value JSON cannot represent raises MalformedJSONError, not a bare TypeError."""
+    event = CloudEvent(id="a1", source="s", type="x.v1", subject="e1", time=datetime.now(UTC))
+    with pytest.raises(MalformedJSONError, match="cannot encode as JSON"):
+        encode_event(event, _Opaque(thing=object()))
