@@ -84,14 +84,18 @@ def _parse_ack(subject: str, data: bytes, headers: bytes | None) -> PubAck | Exc
 def _frame(subject: str, reply: bytes, headers: Mapping[str, str], payload: bytes) -> bytes:
     if not headers:
         return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply, len(payload), payload)
-    hdr = (
-        "NATS/1.0\r\n" + "".join([f"{k}: {v}\r\n" for k, v in headers.items()]) + "\r\n"
-    ).encode()
+    if len(headers) == 1:  # the usual append: the message id alone
+        ((key, value),) = headers.items()
+        hdr = f"NATS/1.0\r\n{key}: {value}\r\n\r\n".encode()
+    else:
+        lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
+    size = len(hdr)
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
         subject.encode(),
         reply,
-        len(hdr),
-        len(hdr) + len(payload),
+        size,
+        size + len(payload),
         hdr,
         payload,
     )

@@ -129,7 +129,9 @@ class RiskProjection:
         known: _Known | None = message.context.get("pending")
         risk = [r for r in results if r.stream == self.store.config.risk_stream]
         if known is not None and risk:
-            self._remember(message.delivery.subject, replace(known, version=risk[-1].version))
+            self._remember(
+                message.delivery.subject, _Known(known.state, risk[-1].version, known.cursor)
+            )
         if self._metrics is not None and risk:
             for assessment in message.context.get("assessments", ()):
                 key = (assessment.level.value, "true" if assessment.degraded else "false")
