@@ -381,8 +381,9 @@ class EventStore:
             if ack is None:
                 settled.append(await self._settle_one(item, fut, headers))
                 continue
-            outcome: AppendOutcome = "duplicate" if ack.duplicate else "stored"
-            self._count(ack.stream, outcome, time.perf_counter() - started)
+            if self.metrics is not None:
+                outcome: AppendOutcome = "duplicate" if ack.duplicate else "stored"
+                self.metrics.record(ack.stream, outcome, time.perf_counter() - started)
             settled.append(AppendResult(ack.stream, item.message.subject, ack.seq, ack.duplicate))
         results = iter(settled)
         return [slot if isinstance(slot, EventStoreError) else next(results) for slot in slots]

@@ -95,27 +95,22 @@ def parse_headers(raw: bytes | None) -> dict[str, str]:
     """The headers of a raw ``NATS/1.0`` block, as nats-py would give them.
 
     An inline status (``NATS/1.0 503``, ``NATS/1.0 404 No Messages``) becomes
-    ``Status`` and ``Description`` entries.
+    ``Status`` and ``Description`` entries. Names that are not ASCII tokens are
+    skipped; values are UTF-8, undecodable bytes replaced.
     """
     if not raw:
         return {}
-    first, _, rest = raw.partition(b"\r\n")
+    first, *lines = raw.decode("utf-8", "replace").split("\r\n")
     out: dict[str, str] = {}
     status_line = first[_STATUS_LINE:].strip()
     if status_line:
-        status, _, description = status_line.partition(b" ")
+        status, _, description = status_line.partition(" ")
         if status.isdigit() and len(status) == _STATUS_LEN:
-            out["Status"] = status.decode()
+            out["Status"] = status
         if description:
-            out["Description"] = description.strip().decode("utf-8", "replace")
-    for line in rest.split(b"\r\n"):
-        name, sep, value = line.partition(b":")
-        if not sep:
-            continue
-        try:
-            key = name.strip().decode("ascii")
-        except UnicodeDecodeError:
-            continue  # not a header name; nats-py skips it too
-        if key and not any(c.isspace() for c in key):
-            out[key] = value.strip().decode("utf-8", "replace")
+            out["Description"] = description.strip()
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep and (key := name.strip()) and key.isascii() and len(key.split()) == 1:
+            out[key] = value.strip()
     return out

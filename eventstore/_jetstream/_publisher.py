@@ -156,7 +156,9 @@ class Publisher:
             await self._flush()
             await self._wait_for_room()
         token, fut = self._register(message.subject)
-        await self._write(message, self._prefix + token)
+        reply = self._prefix + token
+        if not self._buffer(message, reply):
+            await self._write(message, reply)
         self._flush_later()
         return fut
 
@@ -175,7 +177,9 @@ class Publisher:
                 await self._wait_for_room()
             token, fut = self._register(message.subject)
             futures.append(fut)
-            await self._write(message, self._prefix + token)
+            reply = self._prefix + token
+            if not self._buffer(message, reply):
+                await self._write(message, reply)
             burst += 1
             if burst >= _FLUSH_EVERY:
                 await self._flush()
@@ -192,7 +196,8 @@ class Publisher:
         The frame is flushed with everything else written in the same turn of
         the event loop: many acks, one flush.
         """
-        await self._write(message, b"")
+        if not self._buffer(message, b""):
+            await self._write(message, b"")
         self._flush_later()
 
     def _flush_later(self) -> None:
@@ -215,13 +220,19 @@ class Publisher:
             self._room.clear()
         return token, fut
 
-    async def _write(self, message: OutboundMessage, reply: bytes) -> None:
+    def _buffer(self, message: OutboundMessage, reply: bytes) -> bool:
+        """Write the frame into the client's buffer when connected (no coroutine per message)."""
         nc = self._nc
-        if nc.is_connected and not nc.is_draining_pubs:
-            frame = _frame(message.subject, reply, message.headers, message.payload)
-            nc._pending.append(frame)  # noqa: SLF001 - see the module docstring
-            nc._pending_data_size += len(frame)  # noqa: SLF001 - same
-            return
+        if not nc.is_connected or nc.is_draining_pubs:
+            return False
+        frame = _frame(message.subject, reply, message.headers, message.payload)
+        nc._pending.append(frame)  # noqa: SLF001 - see the module docstring
+        nc._pending_data_size += len(frame)  # noqa: SLF001 - same
+        return True
+
+    async def _write(self, message: OutboundMessage, reply: bytes) -> None:
+        """Publish through the client, which buffers it while reconnecting."""
+        nc = self._nc
         try:
             with map_errors(f"publish to {message.subject}"):
                 await nc.publish(
