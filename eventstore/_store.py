@@ -374,8 +374,8 @@ class EventStore:
             sent += ((item, fut, started) for item, fut in zip(encoded, futures, strict=True))
         settled: list[AppendResult | EventStoreError] = []
         for item, fut, started in sent:
-            try:
-                ack = await fut
+            try:  # most have their PubAck by now: no await for those
+                ack = fut.result() if fut.done() else await fut
             except EventStoreError:
                 ack = None
             if ack is None:
