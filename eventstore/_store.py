@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 import uuid
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal, Self, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, cast, get_args
 
 from opentelemetry.trace import SpanKind
 
@@ -69,6 +70,15 @@ __all__ = ["EventStore"]
 
 _CHUNK = 256
 """Events encoded per send in ``append_many``."""
+_CHUNKS_AHEAD = 8
+"""Chunks ``append_many`` keeps in flight before settling the oldest."""
+
+
+class _SentChunk(NamedTuple):
+    sent: list[tuple[int, Encoded]]
+    """(position in the input, the encoded event) of each event sent."""
+    futures: list[AckFuture]
+    started: float
 
 
 class EventStore:
@@ -354,39 +364,52 @@ class EventStore:
     async def _append_many(
         self, events: Iterable[CloudEvent], extra: dict[str, str], headers: dict[str, str] | None
     ) -> list[AppendResult | EventStoreError]:
-        slots: list[Encoded | EventStoreError] = []
-        sent: list[tuple[Encoded, AckFuture, float]] = []
-        pending = iter(events)
         # Encode and send a chunk at a time: the server stores one chunk while the
-        # next is being encoded, instead of idling until every event is encoded.
+        # next is being encoded. Chunks are settled (results built, messages and
+        # futures dropped) once a few newer ones are in flight, so what a call
+        # keeps alive is its results, not every message it sent.
+        results: list[AppendResult | EventStoreError | None] = []
+        in_flight: collections.deque[_SentChunk] = collections.deque()
+        pending = iter(events)
         while chunk := list(itertools.islice(pending, _CHUNK)):
-            encoded: list[Encoded] = []
+            sent: list[tuple[int, Encoded]] = []
             for event in chunk:
                 try:
-                    encoded.append(self._encode(event, extra))
+                    sent.append((len(results), self._encode(event, extra)))
                 except EventStoreError as exc:
                     self._count(self._stream_of_type(event), "rejected")
-                    slots.append(exc)
+                    results.append(exc)
                     continue
-                slots.append(encoded[-1])
+                results.append(None)
             started = time.perf_counter()
-            futures = await self.client.publisher.publish_many([e.message for e in encoded])
-            sent += ((item, fut, started) for item, fut in zip(encoded, futures, strict=True))
-        settled: list[AppendResult | EventStoreError] = []
-        for item, fut, started in sent:
+            futures = await self.client.publisher.publish_many([e.message for _, e in sent])
+            in_flight.append(_SentChunk(sent, futures, started))
+            while len(in_flight) > _CHUNKS_AHEAD:
+                await self._settle_chunk(in_flight.popleft(), results, headers)
+        while in_flight:
+            await self._settle_chunk(in_flight.popleft(), results, headers)
+        # every chunk is settled: no placeholder is left
+        return cast("list[AppendResult | EventStoreError]", results)
+
+    async def _settle_chunk(
+        self,
+        chunk: _SentChunk,
+        results: list[AppendResult | EventStoreError | None],
+        headers: dict[str, str] | None,
+    ) -> None:
+        """Put the results of a sent chunk in their places in ``results``."""
+        for (at, item), fut in zip(chunk.sent, chunk.futures, strict=True):
             try:  # most have their PubAck by now: no await for those
                 ack = fut.result() if fut.done() else await fut
             except EventStoreError:
                 ack = None
             if ack is None:
-                settled.append(await self._settle_one(item, fut, headers))
+                results[at] = await self._settle_one(item, fut, headers)
                 continue
             if self.metrics is not None:
                 outcome: AppendOutcome = "duplicate" if ack.duplicate else "stored"
-                self.metrics.record(ack.stream, outcome, time.perf_counter() - started)
-            settled.append(AppendResult(ack.stream, item.message.subject, ack.seq, ack.duplicate))
-        results = iter(settled)
-        return [slot if isinstance(slot, EventStoreError) else next(results) for slot in slots]
+                self.metrics.record(ack.stream, outcome, time.perf_counter() - chunk.started)
+            results[at] = AppendResult(ack.stream, item.message.subject, ack.seq, ack.duplicate)
 
     async def _settle_one(
         self, encoded: Encoded, fut: AckFuture, headers: dict[str, str] | None
