@@ -15,6 +15,7 @@ from analyzers._config import (
     RecommendationCatalogue,
     SeverityWeights,
 )
+from analyzers._construct import trusted
 from analyzers._entries import EvidenceEvent, LogEntry
 from analyzers._evidence import EVIDENCE_RECORDED, Evidence, EvidenceData, Severity
 from analyzers._facade import (
@@ -85,4 +86,5 @@ __all__ = [
     "load_config",
     "parse_evidence_log",
     "resolve_level",
+    "trusted",
 ]

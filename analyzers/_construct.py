@@ -22,7 +22,8 @@ def trusted(model: type[M], values: Mapping[str, object]) -> M:
     This is :meth:`pydantic.BaseModel.model_construct` for the case where every
     field is supplied with a value of the right type: scoring computes and
     type-checks these values itself, and validating them again would cost more
-    than the scoring. Tests pin that the instances equal validated ones.
+    than the scoring (the risk projection builds its events the same way).
+    Tests pin that the instances equal validated ones.
 
     All instances of a model share one fields-set: every field is set, and a
     frozen model never adds to it (``model_copy`` copies it before updating).

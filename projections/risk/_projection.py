@@ -34,6 +34,7 @@ from analyzers import (
     EvidenceData,
     assess,
     conservative_assessment,
+    trusted,
 )
 from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
@@ -285,24 +286,36 @@ class RiskProjection:
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
     ) -> tuple[CloudEvent, RiskAssessedData]:
         delivery = message.delivery
-        # The analyzer's models pass through as instances (pydantic does not
-        # re-validate them); the rest is cheap to validate, so it is.
-        data = RiskAssessedData(
-            projection=self.name,
-            evidence=evidence_ref(event, delivery.stream, delivery.stream_seq, delivery.headers),
-            assessment=assessment,
-            state=known.state,
-            cursor=known.cursor,
+        # Every value is known valid: the analyzer's models, the validated evidence
+        # envelope's tokens, a stream name and sequence, an aware clock. Built
+        # without validating them again (a test pins equality with validated ones).
+        data = trusted(
+            RiskAssessedData,
+            {
+                "projection": self.name,
+                "evidence": evidence_ref(
+                    event, delivery.stream, delivery.stream_seq, delivery.headers
+                ),
+                "assessment": assessment,
+                "state": known.state,
+                "cursor": known.cursor,
+            },
         )
-        envelope = CloudEvent(
-            id=f"{delivery.stream}-{delivery.stream_seq}",
-            source=projection_source(self.name),
-            type=ASSESSED,
-            subject=message.entity,
-            tenant=message.tenant,
-            time=self._clock(),
-            causationid=event.id,
-            correlationid=event.correlationid,
+        envelope = trusted(
+            CloudEvent,
+            {
+                "specversion": "1.0",
+                "id": f"{delivery.stream}-{delivery.stream_seq}",
+                "source": projection_source(self.name),
+                "type": ASSESSED,
+                "subject": message.entity,
+                "tenant": message.tenant,
+                "time": self._clock(),
+                "datacontenttype": "application/json",
+                "correlationid": event.correlationid,
+                "causationid": event.id,
+                "data": None,
+            },
         )
         return envelope, data
 

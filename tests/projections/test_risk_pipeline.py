@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from support.events import evidence
 from support.pipeline import check_invariants, read_streams, run_worker
 
+from eventstore import encode_event
 from riskpipe.demo import POISON
 from riskpipe.status import pipeline_status
 
@@ -138,3 +139,21 @@ async def test_poison_near_the_size_limit_is_dead_lettered(
     streams = await read_streams(store)
     check_invariants(streams, poison={1})
     assert streams.dead_letters[1][0]["error_type"] == "MalformedJSONError"
+
+
+async def test_assessments_are_exactly_what_validated_models_encode_to(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """Each stored assessment is byte for byte what its validated envelope and data encode to.
+
+    The projection builds them from known-valid values without validating again.
+    """
+    await _publish(store, 60, 4)
+    await run_worker(store, nats_server.url)
+    checked = 0
+    async for rec in store.read_all(stream=store.config.risk_stream):
+        assert rec.event is not None, rec.error
+        data = store.schemas.typed_data(rec.event)
+        assert encode_event(rec.event, data) == rec.payload
+        checked += 1
+    assert checked == 60
