@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from analyzers import EVIDENCE_RECORDED, Assessment, EntityRiskState, EvidenceData
+from analyzers import EVIDENCE_RECORDED, Assessment, EntityRiskState, EvidenceData, trusted
 from eventstore import EventSchemas
 from eventstore.errors import DecodeError
 
@@ -92,10 +92,14 @@ def evidence_ref(
 ) -> EvidenceRef:
     """What an assessment records of the evidence it follows (a DLQ re-send included)."""
     replay_of = headers.get(REPLAY_HEADER)
-    return EvidenceRef(
-        id=event.id,
-        source=event.source,
-        stream=stream,
-        sequence=sequence,
-        replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
+    # from a validated event and a stored message's place: nothing to validate again
+    return trusted(
+        EvidenceRef,
+        {
+            "id": event.id,
+            "source": event.source,
+            "stream": stream,
+            "sequence": sequence,
+            "replay_of": int(replay_of) if replay_of and replay_of.isdigit() else None,
+        },
     )
