@@ -23,10 +23,32 @@ from riskpipe.wiring import build_schemas, connect_store, store_config
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore import RecordedEvent
     from riskpipe.settings import Settings
 
 INGEST_TARGET = 0.7
+
+
+def _report(
+    figures: dict[str, Any],
+    measured: Sequence[Measurement],
+    title: str,
+    unit: str,
+    *,
+    as_json: bool,
+) -> None:
+    """The figures as one JSON object, or the measurements as a table."""
+    if as_json:
+        click.echo(json.dumps(figures))
+    else:
+        out_console().print(measurement_table(title, unit, measured))
+
+
+def _verdict(label: str, ratio: float, target: float) -> None:
+    verdict = "meets" if ratio >= target else "below"
+    click.echo(f"{label} = {ratio:.2f} ({verdict} the {target}x target)")
 
 
 @bench.command()
@@ -46,13 +68,10 @@ def ingest(count: int, entities: int, runs: int, as_json: bool) -> None:
         "store_per_s": round(store_m.median), "raw_per_s": round(raw_m.median),
         "ratio": round(ratio, 3), "target": INGEST_TARGET,
     }  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(figures))
-        return
     title = f"ingest: {count} events x {runs} runs"
-    out_console().print(measurement_table(title, "events/s", (store_m, raw_m)))
-    verdict = "meets" if ratio >= INGEST_TARGET else "below"
-    click.echo(f"ratio store/raw = {ratio:.2f} ({verdict} the {INGEST_TARGET}x target)")
+    _report(figures, (store_m, raw_m), title, "events/s", as_json=as_json)
+    if not as_json:
+        _verdict("ratio store/raw", ratio, INGEST_TARGET)
 
 
 async def _ingest(
@@ -123,14 +142,11 @@ def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
     with private_server() as server:
         settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
         figures = asyncio.run(_pipeline(settings, run))
-    if as_json:
-        figures.pop("measurements")
-        click.echo(json.dumps(figures))
-        return
     title = f"pipeline: {count} evidence events x {runs} runs"
-    out_console().print(measurement_table(title, "events/s", figures.pop("measurements")))
-    verdict = "meets" if figures["ratio"] >= PIPELINE_TARGET else "below"
-    click.echo(f"ratio = {figures['ratio']:.2f} ({verdict} the {PIPELINE_TARGET}x target)")
+    _report(figures, figures.pop("measurements"), title, "events/s", as_json=as_json)
+    if as_json:
+        return
+    _verdict("ratio", figures["ratio"], PIPELINE_TARGET)
     click.echo(
         f"end-to-end latency at {rate}/s offered ({latency_events} events): "
         f"p50 {figures['latency_p50_ms']:.1f} ms, p99 {figures['latency_p99_ms']:.1f} ms"
@@ -241,13 +257,10 @@ def bench_replay(app: AppContext, count: int, entities: int, runs: int, as_json:
         "store_read_per_s": round(decoded_m.median), "raw_per_s": round(raw_m.median),
         "ratio": round(ratio, 3), "target": REPLAY_TARGET,
     }  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(figures))
-        return
     title = f"replay: {count} evidence + {count} assessments x {runs} runs"
-    out_console().print(measurement_table(title, "evidence/s", (replay_m, decoded_m, raw_m)))
-    verdict = "meets" if ratio >= REPLAY_TARGET else "below"
-    click.echo(f"ratio replay/raw = {ratio:.2f} ({verdict} the {REPLAY_TARGET}x target)")
+    _report(figures, (replay_m, decoded_m, raw_m), title, "evidence/s", as_json=as_json)
+    if not as_json:
+        _verdict("ratio replay/raw", ratio, REPLAY_TARGET)
 
 
 async def _bench_replay(
