@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from eventstore._jetstream._acks import ack_metadata
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._publisher import OutboundMessage
@@ -21,6 +21,8 @@ from eventstore.errors import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from nats.aio.subscription import Subscription
 
     from eventstore._jetstream._client import JetStreamClient
@@ -88,22 +90,17 @@ class Delivery:
 
 def _delivery(subject: bytes, reply: bytes, data: bytes, headers: dict[str, str]) -> Delivery:
     ack = reply.decode()
-    tokens = ack.split(".")
-    base = 2 if len(tokens) == 9 else 4  # noqa: PLR2004 - v1 ack subjects have 9 tokens
-    ts_ns = int(tokens[base + 5])
-    stored_at = datetime.fromtimestamp(ts_ns // _NS, tz=UTC).replace(
-        microsecond=(ts_ns % _NS) // 1000
-    )
+    meta = ack_metadata(ack)
     return Delivery(
         subject=subject.decode(),
         data=data,
         headers=headers,
-        stream=tokens[base],
-        stream_seq=int(tokens[base + 3]),
-        consumer_seq=int(tokens[base + 4]),
-        num_delivered=int(tokens[base + 2]),
-        num_pending=int(tokens[base + 6]),
-        stored_at=stored_at,
+        stream=meta.stream,
+        stream_seq=meta.stream_seq,
+        consumer_seq=meta.consumer_seq,
+        num_delivered=meta.num_delivered,
+        num_pending=meta.num_pending,
+        stored_at=meta.stored_at,
         reply=ack,
     )
 

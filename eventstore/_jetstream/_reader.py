@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import orjson
 
+from eventstore._jetstream._acks import ack_metadata
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import parse_headers
@@ -33,29 +33,10 @@ if TYPE_CHECKING:
 __all__ = ["read_batches", "read_range"]
 
 _INACTIVE_NS = 60 * 1_000_000_000
-_NS_PER_MICROSECOND = 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUTSTANDING = 2
 _HEARTBEAT = "100"
 _NO_MESSAGES = "404"
 _REQUEST_TIMEOUT = "408"
-
-
-def _metadata(reply: str) -> tuple[int, int, int, int]:
-    """(stream seq, consumer seq, timestamp ns, pending) from a ``$JS.ACK`` reply subject."""
-    tokens = reply.split(".")
-    base = 2 if len(tokens) == 9 else 4  # noqa: PLR2004 - v1 ack subjects have 9 tokens
-    return (
-        int(tokens[base + 3]),
-        int(tokens[base + 4]),
-        int(tokens[base + 5]),
-        int(tokens[base + 6]),
-    )
-
-
-def _stored_at(ts_ns: int) -> datetime:
-    # the same instant as datetime.fromtimestamp, at a third of the cost
-    return _EPOCH + timedelta(microseconds=ts_ns // _NS_PER_MICROSECOND)
 
 
 async def _create_consumer(
@@ -224,11 +205,12 @@ class _RangeReader:
     def _accept(
         self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str]
     ) -> tuple[RawMessage, int]:
-        seq, cseq, ts_ns, pending = _metadata(reply.decode())
+        meta = ack_metadata(reply.decode())
+        seq, cseq, pending = meta.stream_seq, meta.consumer_seq, meta.num_pending
         if cseq != self.expected_cseq:
             raise EventStoreError(
                 f"{self.what}: delivery gap at consumer sequence {self.expected_cseq}"
             )
         self.expected_cseq += 1
-        raw = RawMessage(self.stream, subject.decode(), seq, _stored_at(ts_ns), data, headers)
+        raw = RawMessage(self.stream, subject.decode(), seq, meta.stored_at, data, headers)
         return raw, pending
