@@ -31,16 +31,18 @@ class _Watchdog:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.period = max(seconds / _CHECKS_PER_TIMEOUT, _MIN_PERIOD)
-        # task -> (deadline on the loop clock, cancellations it had when the call began)
-        self.running: dict[asyncio.Task[object], tuple[float, int]] = {}
+        self.running: dict[asyncio.Task[object], float] = {}  # task -> deadline (loop clock)
         self.expired: set[asyncio.Task[object]] = set()
         self.task: asyncio.Task[None] | None = None
 
-    def enter(self, task: asyncio.Task[object]) -> None:
+    def enter(self, task: asyncio.Task[object]) -> int:
+        """Watch ``task``'s call; the cancellations it had already (not ours to convert)."""
         loop = asyncio.get_running_loop()
-        self.running[task] = (loop.time() + self.seconds, task.cancelling())
+        began = task.cancelling()
+        self.running[task] = loop.time() + self.seconds
         if self.task is None or self.task.done():
             self.task = loop.create_task(self._watch(), name="handler-timeout-watchdog")
+        return began
 
     def leave(self, task: asyncio.Task[object]) -> bool:
         """Forget ``task``'s call; whether the watchdog cancelled it."""
@@ -55,7 +57,7 @@ class _Watchdog:
         while self.running:
             await asyncio.sleep(self.period)
             now = loop.time()
-            for task, (deadline, _) in list(self.running.items()):
+            for task, deadline in list(self.running.items()):
                 if deadline <= now and task not in self.expired:
                     self.expired.add(task)
                     task.cancel()
@@ -71,8 +73,7 @@ def timeout(seconds: float) -> Callable[[Handler], Handler]:
             task = asyncio.current_task()
             if task is None:  # pragma: no cover - handlers always run in a task
                 return await handler(message)
-            watchdog.enter(task)
-            began = watchdog.running[task][1]
+            began = watchdog.enter(task)
             try:
                 result = await handler(message)
             except asyncio.CancelledError as exc:
