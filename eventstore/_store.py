@@ -164,7 +164,9 @@ class EventStore:
         Raises:
             UnknownEventTypeError: the type is not registered.
         """
-        category = self.schemas.get(event.type).category
+        return self._subject(event, self.schemas.get(event.type).category)
+
+    def _subject(self, event: CloudEvent, category: str) -> str:
         # tenant and subject are tokens: CloudEvent validated them when it was built
         return f"{self.config.prefix}.{category}.{event.tenant}.{event.subject}"
 
@@ -185,13 +187,13 @@ class EventStore:
             raise TypeError(f"{event.type} data must be a {spec.data_model.__name__}")
         payload = encode_event(event, data)
         if subject is None:
-            subject = f"{self.config.prefix}.{spec.category}.{event.tenant}.{event.subject}"
+            subject = self._subject(event, spec.category)
             limit = self._limits[spec.category]
         else:
             limit = self._payload_limit(subject)
         if len(payload) > limit:
             raise PayloadTooLargeError(len(payload), limit)
-        msg_id = f"{event.source}:{event.id}"
+        msg_id = event.msg_id
         message = OutboundMessage(subject, payload, {**headers, MSG_ID: msg_id})
         return Encoded(event, msg_id, message)
 
