@@ -6,9 +6,11 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+import pytest
 from support.events import evidence
 
 from eventstore import ConsumerSettings
+from eventstore.errors import NotProvisionedError
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -81,3 +83,19 @@ async def test_closing_releases_deliveries_never_handed_out(store: EventStore) -
         assert {d.num_delivered for d in rest} == {2}, "released, then delivered again"
     finally:
         await second.close()
+
+
+async def test_a_consumer_deleted_while_fetching_is_reported_as_not_provisioned(
+    store: EventStore,
+) -> None:
+    """The server ends a waiting pull with 409 Consumer Deleted: a typed error, not a hang."""
+    consumer = store.consumer("doomed")
+    await consumer.ensure(ConsumerSettings(ack_wait=30))
+    try:
+        waiting = asyncio.create_task(consumer.fetch(256, TIMEOUT))
+        await asyncio.sleep(0.2)
+        await store.client.api(f"CONSUMER.DELETE.{store.config.evidence_stream}.doomed")
+        with pytest.raises(NotProvisionedError, match="consumer doomed was deleted"):
+            await waiting
+    finally:
+        await consumer.close()
