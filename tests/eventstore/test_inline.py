@@ -7,13 +7,10 @@ from typing import TYPE_CHECKING
 
 import nats.aio.client
 import pytest
-from support.events import evidence
 
 from eventstore._jetstream._inline import InlineDispatch, parse_headers
-from eventstore.errors import SchemaViolationError
 
 if TYPE_CHECKING:
-    from eventstore import EventStore
     from riskpipe.server import NatsServer
 
 
@@ -75,29 +72,3 @@ async def test_a_failing_handler_neither_loses_later_messages_nor_others(
         assert nc.is_connected
     finally:
         await nc.close()
-
-
-async def test_append_many_keeps_input_order_across_chunks(store: EventStore) -> None:
-    """Results line up with the input across send chunks, rejected events included.
-
-    More than the chunks kept in flight, so early chunks are settled while
-    later ones are still being sent.
-    """
-    total = 256 * 11 + 7
-    bad = {0, 255, 256, 511, 700, 2303, 2304, total - 1}
-    events = [
-        evidence(f"c{i}").model_copy(update={"data": {"pattern": "Bad", "severity": "low"}})
-        if i in bad
-        else evidence(f"c{i}")
-        for i in range(total)
-    ]
-    events[900] = evidence("c899")  # a duplicate of an event earlier in the same call
-    results = await store.append_many(events)
-    rejected = [isinstance(r, SchemaViolationError) for r in results]
-    assert rejected == [i in bad for i in range(total)]
-    duplicate = results[900]
-    assert not isinstance(duplicate, Exception)
-    assert duplicate.duplicate
-    assert duplicate.sequence == results[899].sequence  # type: ignore[union-attr]
-    stored = [r.sequence for r in results if not isinstance(r, Exception) and not r.duplicate]
-    assert stored == list(range(1, total - len(bad)))
