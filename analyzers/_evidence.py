@@ -145,18 +145,32 @@ class Evidence:
         Raises:
             InvalidEvidenceError: the envelope facts are out of range.
         """
-        return cls(
-            event_id=event_id,
-            source=source,
-            sequence=sequence,
-            pattern=data.pattern,
-            severity=data.severity,
-            confidence=data.confidence,
-            observed_at=data.observed(event_time),
-            attributes=dict(data.attributes),
-            recorded_at=event_time,
-            confidence_reported="confidence" in data.model_fields_set,
-        )
+        observed = data.observed(event_time)
+        fields: dict[str, object] = {
+            "event_id": event_id,
+            "source": source,
+            "sequence": sequence,
+            "pattern": data.pattern,
+            "severity": data.severity,
+            "confidence": data.confidence,
+            "observed_at": observed,
+            "attributes": dict(data.attributes),
+            "recorded_at": event_time,
+            "confidence_reported": "confidence" in data.model_fields_set,
+        }
+        observed = observed.astimezone(UTC)
+        recorded = event_time.astimezone(UTC)
+        if not (event_id and source and _is_sequence(sequence) and _in_era(observed)):
+            return cls(**fields)  # type: ignore[arg-type] # raises, naming the problem
+        # The data model validated the rest (pattern, severity, confidence, aware
+        # times): set the fields as __post_init__ would, without checking again.
+        evidence = object.__new__(cls)
+        fields["observed_at"] = observed
+        fields["recorded_at"] = recorded
+        fields["lag_seconds"] = max(0.0, (recorded - observed).total_seconds())
+        for name, value in fields.items():
+            _set(evidence, name, value)
+        return evidence
 
 
 def _problems(evidence: Evidence) -> list[str]:
@@ -188,6 +202,7 @@ def _problems(evidence: Evidence) -> list[str]:
 
 
 _SEVERITIES = frozenset(Severity)
+_set = object.__setattr__
 # Far from datetime.min, so subtracting a decay window can never overflow.
 _FIRST_YEAR = 1970
 

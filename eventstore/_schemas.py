@@ -110,17 +110,20 @@ class EventSchemas:
         if not isinstance(raw, dict):
             raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
         data = raw.get("data")
-        # the envelope is validated with its data (as JSON) unless the data is not an
-        # object: then the envelope's own errors come first, and that one after
-        fields = raw if data is None or isinstance(data, dict) else {**raw, "data": None}
+        # The envelope is validated without its data, which the typed model validates
+        # next: decoded JSON is JSON, checking it value by value as such is redundant.
+        fields = raw if data is None else {**raw, "data": None}
         if "type" not in raw and self.default_type is not None:
             fields = {**fields, "type": self.default_type}
         try:
             event = CloudEvent.model_validate(fields)
         except ValidationError as exc:
             raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
-        if data is not None and not isinstance(data, dict):
+        if data is None:
+            return event, self.typed_data(event)
+        if not isinstance(data, dict):
             raise SchemaViolationError(event.type, ["data: must be a JSON object"])
+        event.__dict__["data"] = data  # frozen: set once, as validation would have
         return event, self.typed_data(event)
 
     def validate(self, raw: Mapping[str, Any]) -> CloudEvent:

@@ -53,6 +53,69 @@ def test_from_data_keeps_the_producer_observation_time_and_confidence() -> None:
 
 
 @pytest.mark.parametrize(
+    "data",
+    [
+        {"pattern": "scan", "severity": "high"},
+        {
+            "pattern": "scan",
+            "severity": "critical",
+            "confidence": 0.25,
+            "observed_at": "2024-05-01T16:30:00+05:30",
+            "attributes": {"ip": "10.0.0.1", "n": 3},
+        },
+        {"pattern": "late", "severity": "low", "observed_at": "2024-05-02T00:00:00Z"},
+    ],
+)
+def test_from_data_equals_the_checked_construction(data: dict[str, object]) -> None:
+    """The unchecked fast path builds exactly what the checking constructor builds."""
+    validated = EvidenceData.model_validate(data)
+    fast = Evidence.from_data(
+        validated, event_id="evt-1", source="idp", sequence=42, event_time=EVENT_TIME
+    )
+    checked = Evidence(
+        event_id="evt-1",
+        source="idp",
+        sequence=42,
+        pattern=validated.pattern,
+        severity=validated.severity,
+        confidence=validated.confidence,
+        observed_at=validated.observed(EVENT_TIME),
+        attributes=dict(validated.attributes),
+        recorded_at=EVENT_TIME,
+        confidence_reported="confidence" in data,
+    )
+    assert fast == checked
+    assert fast.lag_seconds == checked.lag_seconds
+    assert fast.observed_at.tzinfo is UTC
+    assert fast.recorded_at is not None
+    assert fast.recorded_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("envelope", "message"),
+    [
+        ({"event_id": ""}, "event_id must not be empty"),
+        ({"sequence": -1}, "sequence must be an integer"),
+        ({"event_time": datetime(1960, 1, 1, tzinfo=UTC)}, "years 1970 to 9999"),
+    ],
+)
+def test_from_data_still_refuses_bad_envelope_facts(
+    envelope: dict[str, object], message: str
+) -> None:
+    """What the data model does not check, from_data does: a clear InvalidEvidenceError."""
+    facts: dict[str, object] = {
+        "event_id": "e",
+        "source": "s",
+        "sequence": 0,
+        "event_time": EVENT_TIME,
+        **envelope,
+    }
+    data = EvidenceData.model_validate({"pattern": "scan", "severity": "low"})
+    with pytest.raises(InvalidEvidenceError, match=message):
+        Evidence.from_data(data, **facts)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"observed_at": datetime(2024, 5, 1)}, "timezone-aware"),  # noqa: DTZ001 - the naive time under test
