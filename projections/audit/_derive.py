@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from pydantic import ValidationError
@@ -20,7 +21,13 @@ from eventstore import CloudEvent, RecordedEvent, encode_event
 from eventstore.errors import DecodeError
 from projections.audit._diff import FieldDifference, first_difference
 from projections.errors import UnexpectedEventTypeError
-from projections.risk import EvidenceRef, RiskAssessedData, evidence_event, evidence_ref
+from projections.risk import (
+    EvidenceRef,
+    RiskAssessedData,
+    assessment_event,
+    evidence_event,
+    evidence_ref,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -46,8 +53,12 @@ def evidence_of(schemas: EventSchemas, rec: RecordedEvent) -> tuple[Evidence, Ev
     return _scored(rec, schemas.typed_data(evidence_event(rec)))
 
 
-def _decoded_evidence(store: EventStore, raw: RawMessage) -> tuple[Evidence, EvidenceRef]:
+def _decoded_evidence(
+    store: EventStore, raw: RawMessage
+) -> tuple[CloudEvent, Evidence, EvidenceRef]:
     """:func:`evidence_of` a stored message, validated once, as the projection decodes it.
+
+    Also returns the evidence event.
 
     Raises:
         DecodeError: the stored message is not a valid event.
@@ -56,7 +67,7 @@ def _decoded_evidence(store: EventStore, raw: RawMessage) -> tuple[Evidence, Evi
     """
     event, data = store.decoded(raw)
     rec = RecordedEvent(raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, event)
-    return _scored(rec, data)
+    return (event, *_scored(rec, data))
 
 
 def _scored(rec: RecordedEvent, data: BaseModel) -> tuple[Evidence, EvidenceRef]:
@@ -159,29 +170,52 @@ class ByteVerifier:
     def verified(
         self, state: EntityRiskState, raw: RawMessage, stored: StoredAssessment
     ) -> EntityRiskState | None:
-        """The re-derived state after evidence ``raw`` if ``stored`` is its identical assessment."""
-        data = stored.value["data"]  # a dict: the join checked it holds the evidence sequence
+        """The re-derived state after evidence ``raw`` if ``stored`` is its identical assessment.
+
+        The expected bytes are the event the projection would have written, with
+        the recorded ``time`` and ``cursor``: those are the only values taken
+        from the record, and only in the form the encoder writes them.
+        """
+        recorded = stored.value  # a dict: the join checked it holds the evidence sequence
+        data = recorded["data"]
         scored = data.get("assessment")
+        cursor = data.get("cursor")
         if (
             not isinstance(scored, dict)
             or scored.get("analyzer_version") != ANALYZER_VERSION
             or scored.get("config_fingerprint") != self.fingerprint
             or type(degraded := scored.get("degraded", False)) is not bool
+            or type(cursor) is not int  # not a bool either
+            or cursor < 1
+            or (time := _instant(recorded.get("time"))) is None
         ):
             return None
         try:
-            evidence, ref = _decoded_evidence(self.store, raw)
+            event, evidence, ref = _decoded_evidence(self.store, raw)
             signal = scored.get("enrichment")
             enrichment = None if signal is None else EnrichmentSignal.model_validate(signal)
             assessment, after = derive(self.config, state, evidence, _Scored(degraded, enrichment))
-            envelope = CloudEvent.model_validate({**stored.value, "data": None})
-            expected = RiskAssessedData(
-                projection=self.projection,
-                evidence=ref,
-                assessment=assessment,
-                state=after,
-                cursor=data.get("cursor"),
-            )
         except (*UNASSESSABLE, ValidationError):
             return None
+        envelope, expected = assessment_event(
+            self.projection,
+            event,
+            ref,
+            assessment,
+            after,
+            entity=stored.key,
+            cursor=cursor,
+            time=time,
+        )
         return after if encode_event(envelope, expected) == stored.raw.data else None
+
+
+def _instant(value: object) -> datetime | None:
+    """An aware time from its ISO 8601 text; ``None`` if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

@@ -9,10 +9,10 @@ sequence, that evidence has no (further) assessment to wait for.
 
 Validating an assessment costs more than everything else a replay does with
 it, so the join validates only what it must: an assessment of evidence in the
-range is handed out as a :class:`StoredAssessment` (its JSON, decoded as
-strictly as ever) for the caller to settle by comparing bytes, or to
-:meth:`AssessmentJoin.resolve`. The outcome is the same as validating each one
-as it is read.
+range is handed out as a :class:`StoredAssessment` (its JSON, read by orjson
+alone) for the caller to settle by comparing bytes, or to
+:meth:`AssessmentJoin.resolve`, which validates it strictly. The outcome is
+the same as validating each one as it is read.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from eventstore.errors import DecodeError, EventStoreError, NotProvisionedError
+import orjson
+
+from eventstore.errors import EventStoreError, NotProvisionedError
 from projections import (
     DEAD_LETTERED,
     DLQ_PURGED,
@@ -120,8 +122,11 @@ class RecordedAssessment:
 class StoredAssessment:
     """A risk stream message not validated yet, whose JSON names the evidence it assesses.
 
-    ``value`` is its JSON, decoded as strictly as :meth:`EventStore.recorded`
-    decodes it. Whether it is a valid assessment is not known yet.
+    ``value`` is its JSON as orjson reads it, without the strict decoder's
+    checks (duplicate keys, limits, canonical form): whether it is a valid
+    assessment is not known yet. Settling it by comparing bytes with the
+    canonical encoding proves all of that at once; anything else validates
+    ``raw`` strictly.
     """
 
     raw: RawMessage
@@ -385,9 +390,9 @@ class AssessmentJoin:
     def _stored(self, raw: RawMessage) -> StoredAssessment | None:
         """The message as stored, if its JSON is an assessment's that names its evidence."""
         try:
-            value = self._store.decoded_json(raw)
-        except DecodeError:
-            return None
+            value = orjson.loads(raw.data)
+        except orjson.JSONDecodeError:
+            return None  # validated strictly next, for its error
         data = (
             value.get("data") if isinstance(value, dict) and value.get("type") == ASSESSED else None
         )

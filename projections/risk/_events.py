@@ -12,9 +12,11 @@ from eventstore.errors import DecodeError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
-    from eventstore import CloudEvent, RecordedEvent
-from projections._deadletter import DEAD_LETTERED, DeadLetterData
+    from eventstore import RecordedEvent
+from eventstore import CloudEvent
+from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._dlq import DLQ_PURGED, DLQ_REPLAYED, REPLAY_HEADER, DlqActionData
 from projections.errors import UnexpectedEventTypeError
 
@@ -22,6 +24,7 @@ __all__ = [
     "ASSESSED",
     "EvidenceRef",
     "RiskAssessedData",
+    "assessment_event",
     "build_schemas",
     "evidence_event",
     "evidence_ref",
@@ -103,3 +106,51 @@ def evidence_ref(
             "replay_of": int(replay_of) if replay_of and replay_of.isdigit() else None,
         },
     )
+
+
+def assessment_event(  # noqa: PLR0913 - the facts an assessment event is made of
+    projection: str,
+    evidence: CloudEvent,
+    ref: EvidenceRef,
+    assessment: Assessment,
+    state: EntityRiskState,
+    *,
+    entity: tuple[str, str],
+    cursor: int,
+    time: datetime,
+) -> tuple[CloudEvent, RiskAssessedData]:
+    """The event the projection writes for ``evidence`` of ``entity`` (tenant, entity), and data.
+
+    Every value must be known valid: the analyzer's models, the validated
+    evidence envelope's tokens, its reference, the tokens of the subject it
+    was stored on, a cursor >= 1 and an aware time. They are not validated
+    again (a test pins equality with validated ones). The id is the
+    evidence's place in the log, so it is deterministic.
+    """
+    data = trusted(
+        RiskAssessedData,
+        {
+            "projection": projection,
+            "evidence": ref,
+            "assessment": assessment,
+            "state": state,
+            "cursor": cursor,
+        },
+    )
+    envelope = trusted(
+        CloudEvent,
+        {
+            "specversion": "1.0",
+            "id": f"{ref.stream}-{ref.sequence}",
+            "source": projection_source(projection),
+            "type": ASSESSED,
+            "subject": entity[1],
+            "tenant": entity[0],
+            "time": time,
+            "datacontenttype": "application/json",
+            "correlationid": evidence.correlationid,
+            "causationid": evidence.id,
+            "data": None,
+        },
+    )
+    return envelope, data

@@ -34,16 +34,15 @@ from analyzers import (
     EvidenceData,
     assess,
     conservative_assessment,
-    trusted,
 )
 from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
-from projections._deadletter import dead_letter, projection_source
+from projections._deadletter import dead_letter
 from projections._message import CHAIN, Message, Output, Result
 from projections.errors import UnexpectedEventTypeError
 from projections.risk._events import (
-    ASSESSED,
     RiskAssessedData,
+    assessment_event,
     evidence_event,
     evidence_ref,
 )
@@ -286,38 +285,16 @@ class RiskProjection:
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
     ) -> tuple[CloudEvent, RiskAssessedData]:
         delivery = message.delivery
-        # Every value is known valid: the analyzer's models, the validated evidence
-        # envelope's tokens, a stream name and sequence, an aware clock. Built
-        # without validating them again (a test pins equality with validated ones).
-        data = trusted(
-            RiskAssessedData,
-            {
-                "projection": self.name,
-                "evidence": evidence_ref(
-                    event, delivery.stream, delivery.stream_seq, delivery.headers
-                ),
-                "assessment": assessment,
-                "state": known.state,
-                "cursor": known.cursor,
-            },
+        return assessment_event(
+            self.name,
+            event,
+            evidence_ref(event, delivery.stream, delivery.stream_seq, delivery.headers),
+            assessment,
+            known.state,
+            entity=(message.tenant, message.entity),
+            cursor=known.cursor,
+            time=self._clock(),
         )
-        envelope = trusted(
-            CloudEvent,
-            {
-                "specversion": "1.0",
-                "id": f"{delivery.stream}-{delivery.stream_seq}",
-                "source": projection_source(self.name),
-                "type": ASSESSED,
-                "subject": message.entity,
-                "tenant": message.tenant,
-                "time": self._clock(),
-                "datacontenttype": "application/json",
-                "correlationid": event.correlationid,
-                "causationid": event.id,
-                "data": None,
-            },
-        )
-        return envelope, data
 
 
 def _span(name: str, traced: bool) -> AbstractContextManager[object]:  # noqa: FBT001 - a switch

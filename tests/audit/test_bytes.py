@@ -123,6 +123,13 @@ TAMPERED: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "extra_field": (_sub(r'"cursor":', '"note":"x","cursor":'), "unreadable"),
     "bad_envelope": (_sub(r'"tenant":"t1"', '"tenant":"t 1"'), "unreadable"),
     "not_assessed": (_sub(r'"type":"[^"]+"', '"type":"riskpipe.risk.other.v1"'), "unreadable"),
+    # the values the byte comparison takes from the record: only in canonical form
+    "offset_time": (_sub(r'"time":"([^"]+)Z"', r'"time":"\1+00:00"'), "identical"),
+    "naive_time": (_sub(r'"time":"([^"]+)Z"', r'"time":"\1"'), "unreadable"),
+    "float_cursor": (_sub(r'"cursor":(\d+)', r'"cursor":\1.0'), "identical"),
+    "text_cursor": (_sub(r'"cursor":(\d+)', r'"cursor":"\1"'), "identical"),
+    "zero_cursor": (_sub(r'"cursor":\d+', '"cursor":0'), "unreadable"),
+    "envelope_id": (_sub(r'"id":"EVIDENCE-\d+"', '"id":"forged-1"'), "identical"),
 }
 
 
