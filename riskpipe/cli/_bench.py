@@ -124,7 +124,7 @@ class _PipelineRun:
 @click.option(
     "--latency-events", default=4000, show_default=True, help="Events in the latency run."
 )
-@click.option("--runs", default=3, show_default=True, help="Runs per path; medians are reported.")
+@click.option("--runs", default=5, show_default=True, help="Runs per path; medians are reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @pass_app
 def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
