@@ -21,7 +21,7 @@ from eventstore._kv import KeyValue, KVEntry
 from eventstore._provision import ProvisionReport
 from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
-from eventstore._store import EventStore
+from eventstore._store import EventStore, PendingAppend
 from eventstore._telemetry import StoreMetrics, tracing_enabled
 from eventstore._tokens import EventId, SourceRef, Token, validate_token
 from eventstore._topology import Category, StoreConfig
@@ -45,6 +45,7 @@ __all__ = [
     "ExpectedVersion",
     "KVEntry",
     "KeyValue",
+    "PendingAppend",
     "ProvisionReport",
     "RawMessage",
     "RecordedEvent",

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from eventstore._envelope import CloudEvent
     from eventstore._schemas import EventSchemas
 
-__all__ = ["EventStore"]
+__all__ = ["EventStore", "PendingAppend"]
 
 _CHUNK = 256
 """Events encoded per send in ``append_many``."""
@@ -79,6 +79,37 @@ class _SentChunk(NamedTuple):
     """(position in the input, the encoded event) of each event sent."""
     futures: list[AckFuture]
     started: float
+
+
+class PendingAppend:
+    """An append started by :meth:`EventStore.append_soon`: its PubAck's future.
+
+    Add a done callback to ``future``; then :meth:`result` says how it went.
+    """
+
+    __slots__ = ("_started", "_store", "_subject", "future")
+
+    def __init__(self, store: EventStore, subject: str, future: AckFuture, started: float) -> None:
+        self._store = store
+        self._subject = subject
+        self._started = started
+        self.future = future
+
+    def result(self) -> AppendResult | None:
+        """Once ``future`` is done: where the event is stored, or ``None`` to :meth:`append` it.
+
+        ``None`` for anything but a PubAck (stored, or a duplicate): a conflict,
+        a refusal or a timeout is settled by :meth:`EventStore.append`.
+        """
+        fut = self.future
+        if fut.cancelled() or fut.exception() is not None:
+            return None
+        ack = fut.result()
+        if ack is None:
+            return None
+        outcome: AppendOutcome = "duplicate" if ack.duplicate else "stored"
+        self._store._count(ack.stream, outcome, time.perf_counter() - self._started)  # noqa: SLF001 - its own store
+        return AppendResult(ack.stream, self._subject, ack.seq, ack.duplicate)
 
 
 class EventStore:
@@ -233,6 +264,39 @@ class EventStore:
             span.update_name(f"send {message.subject}")
             span.set_attributes(dict(span_attributes(message.subject, "", encoded.msg_id)))
             return await self._send(encoded, expected_version)
+
+    def append_soon(
+        self,
+        event: CloudEvent,
+        *,
+        expected_version: ExpectedVersion = ANY,
+        headers: dict[str, str] | None = None,
+        subject: str | None = None,
+        data: BaseModel | None = None,
+    ) -> PendingAppend | None:
+        """Start :meth:`append` without waiting for the server; ``None`` if it must wait.
+
+        For a caller that has other work to do meanwhile (a projection runner
+        moving on to other entities). The returned :class:`PendingAppend`
+        settles only the common case, stored or a duplicate; anything else
+        (a conflict, a refusal, a timeout) is for :meth:`append` to settle,
+        which publishes the event again: the same ``Nats-Msg-Id`` and fence
+        make that safe. ``None`` (nothing sent) while tracing is on, the
+        window of unacknowledged publishes is full, the client is
+        reconnecting, or the event does not encode: :meth:`append` then
+        waits, or raises the error.
+        """
+        if tracing_enabled():
+            return None
+        hdrs = {**caller_headers(headers), **expected_header(expected_version)}
+        try:
+            encoded = self._encode(event, hdrs, subject, data)
+        except DecodeError:
+            return None  # append raises it, counted once
+        fut = self.client.publisher.publish_nowait(encoded.message)
+        if fut is None:
+            return None
+        return PendingAppend(self, encoded.message.subject, fut, time.perf_counter())
 
     def _encoded_or_counted(
         self,

@@ -1,10 +1,19 @@
 """The projection runner: fetch, hand to the handler chain, commit what it returns, then ack.
 
 Messages are dispatched to one mailbox per subject (per entity) and each
-mailbox is drained by its own task, strictly in stream order; mailboxes of
-different entities run concurrently. A message whose handler asks for a retry
-is nak'ed with a delay and its entity's later messages are held (their ack
-timer kept alive) until it comes back, so per-entity order survives retries.
+mailbox is drained by one task at a time, strictly in stream order; mailboxes
+of different entities run concurrently. A message whose handler asks for a
+retry is nak'ed with a delay and its entity's later messages are held (their
+ack timer kept alive) until it comes back, so per-entity order survives
+retries.
+
+The tasks are lanes: long-lived tasks that take the next ready mailbox, so a
+message costs no task of its own. In the common case (one output, no trace to
+continue) a lane does not wait for the output's PubAck either: it starts the
+append and moves on, and the PubAck's callback acknowledges the message and
+hands its mailbox back to a lane. Anything else the callback sees (a conflict,
+a refusal, a timeout, a lost connection) goes back to the awaiting path, which
+settles it exactly as if the lane had waited.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import structlog
@@ -35,11 +44,18 @@ from projections._message import CHAIN, Message, Result
 from projections._seen import SeenSequences
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from prometheus_client import Counter
 
-    from eventstore import AppendResult, Delivery, DurableConsumer, EventStore, ExpectedVersion
+    from eventstore import (
+        AppendResult,
+        Delivery,
+        DurableConsumer,
+        EventStore,
+        ExpectedVersion,
+        PendingAppend,
+    )
     from projections._message import Handler, Output
     from projections._metrics import ProjectionMetrics
 
@@ -72,6 +88,10 @@ class RunnerSettings:
     checkpoint_interval: float = 1.0
     max_conflicts: int = 5
     drain_timeout: float = 20.0
+
+
+_MAX_PARKED_LANES = 256
+"""Idle lanes kept parked; more end, to be started again when needed."""
 
 
 @dataclass(slots=True)
@@ -149,7 +169,13 @@ class ProjectionRunner:
         self.started = asyncio.Event()
         """Set once the consumer is in place and fetching has begun."""
         self._tasks: asyncio.TaskGroup | None = None
-        self._entity_tasks: set[asyncio.Task[None]] = set()
+        self._lanes: set[asyncio.Task[None]] = set()  # and the tasks that finish a commit
+        self._ready: collections.deque[str] = collections.deque()  # mailboxes to drain
+        self._parked: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._committing = 0  # commits whose PubAck's callback has not run yet
+        self._commits_done = asyncio.Event()
+        self._commits_done.set()
+        self._drained = False
         self._seen = SeenSequences()
         self._backlog: int | None = None  # messages the consumer had left after the last delivery
 
@@ -198,13 +224,24 @@ class ProjectionRunner:
         )
 
     async def _drain(self) -> None:
-        """Let entity tasks finish their current message, then release what is held."""
+        """Let lanes finish their message and commits get their PubAck; release the rest."""
         self._stop.set()
         self._resumed.set()  # wake paused tasks so they can release their message
-        if self._entity_tasks:
-            _, late = await asyncio.wait(self._entity_tasks, timeout=self.settings.drain_timeout)
-            for task in late:
-                task.cancel()
+        self._wake_lanes()  # parked lanes see the stop and end
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_timeout
+        while self._lanes or self._committing:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            waiting: set[asyncio.Future[Any]] = set(self._lanes)
+            commits = loop.create_task(self._commits_done.wait())
+            waiting.add(commits)
+            await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            commits.cancel()
+        for task in list(self._lanes):
+            task.cancel()
+        self._drained = True  # a PubAck arriving later finds its message released below
         for delivery in list(self._in_flight.values()):
             with contextlib.suppress(EventStoreError):
                 await self._consumer.nak(delivery, delay=1.0)
@@ -277,34 +314,80 @@ class ProjectionRunner:
             self._start(delivery.subject, box)
 
     def _start(self, subject: str, box: _Mailbox) -> None:
-        """Start the task that drains an entity's mailbox."""
-        assert self._tasks is not None  # noqa: S101 - set by run()
+        """Have a lane drain an entity's mailbox."""
         box.active = True
-        task = self._tasks.create_task(self._drain_mailbox(subject))
-        self._entity_tasks.add(task)
-        task.add_done_callback(self._entity_tasks.discard)
+        self._schedule(subject)
+
+    def _schedule(self, subject: str) -> None:
+        """Queue an active mailbox for a lane: a parked one, or a new one if none is."""
+        self._ready.append(subject)
+        if not self._wake_lanes(1):
+            self._spawn(self._lane())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a lane does: in the task group, awaited when draining."""
+        assert self._tasks is not None  # noqa: S101 - set by run()
+        task = self._tasks.create_task(work)
+        self._lanes.add(task)
+        task.add_done_callback(self._lanes.discard)
+
+    def _wake_lanes(self, count: int | None = None) -> int:
+        """Wake ``count`` parked lanes (all if ``None``); how many were woken."""
+        woken = 0
+        while self._parked and (count is None or woken < count):
+            parked = self._parked.pop()  # the most recently parked
+            if not parked.done():
+                parked.set_result(None)
+                woken += 1
+        return woken
+
+    async def _lane(self) -> None:
+        """Drain ready mailboxes one after the other; park while none is ready."""
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            if self._ready:
+                await self._drain_mailbox(self._ready.popleft())
+                continue
+            if len(self._parked) >= _MAX_PARKED_LANES:
+                return  # enough lanes wait already: a burst's extra lanes end
+            parked = loop.create_future()
+            self._parked.append(parked)
+            await parked
 
     async def _drain_mailbox(self, subject: str) -> None:
         box = self._boxes[subject]
-        try:
-            while box.queue and box.blocked_by is None and not self._stop.is_set():
-                delivery = box.queue[0]
-                try:
-                    done = await self._handle(delivery)
-                except Exception:  # noqa: BLE001 - a handler bug must not take the worker down
-                    _log.exception("projection.handler_crashed", projection=self.name)
-                    await self._release(delivery, 5.0, "retried")
-                    done = False
-                _remove(
-                    box.queue, delivery.stream_seq
-                )  # not pop(0): a redelivery may sit ahead now
-                if not done:
-                    box.blocked_by = delivery.stream_seq
-                    box.blocked_since = time.monotonic()
-        finally:
-            box.active = False
-            if not box.queue and box.blocked_by is None:
-                self._boxes.pop(subject, None)
+        while box.queue and box.blocked_by is None and not self._stop.is_set():
+            delivery = box.queue[0]
+            try:
+                done = await self._handle(delivery)
+            except Exception:  # noqa: BLE001 - a handler bug must not take the worker down
+                _log.exception("projection.handler_crashed", projection=self.name)
+                await self._release(delivery, 5.0, "retried")
+                done = False
+            if done is None:
+                return  # committing: the PubAck's callback goes on with the mailbox
+            self._handled(box, delivery, done=done)
+        self._rest(subject, box)
+
+    def _handled(self, box: _Mailbox, delivery: Delivery, *, done: bool) -> None:
+        """Take a finished message out of its mailbox; one released for redelivery blocks it."""
+        _remove(box.queue, delivery.stream_seq)  # not pop(0): a redelivery may sit ahead now
+        if not done:
+            box.blocked_by = delivery.stream_seq
+            box.blocked_since = time.monotonic()
+
+    def _rest(self, subject: str, box: _Mailbox) -> None:
+        """A mailbox no lane drains any more: forget it if nothing is left in it."""
+        box.active = False
+        if not box.queue and box.blocked_by is None:
+            self._boxes.pop(subject, None)
+
+    def _go_on(self, subject: str, box: _Mailbox) -> None:
+        """After a message committed without its lane: drain the rest, or let the mailbox rest."""
+        if box.queue and box.blocked_by is None and not self._stop.is_set():
+            self._schedule(subject)
+        else:
+            self._rest(subject, box)
 
     # -- handling one message -----------------------------------------------------
 
@@ -315,22 +398,24 @@ class ProjectionRunner:
             message.delivered_here = self._seen.covers
         return message
 
-    async def _handle(self, delivery: Delivery) -> bool:
-        """Handle until committed and acked (True) or released for redelivery (False)."""
-        message = self._message(delivery)
+    async def _handle(
+        self, delivery: Delivery, handled: tuple[Message, Result] | None = None
+    ) -> bool | None:
+        """Handle until committed and acked (True) or released for redelivery (False).
+
+        ``None``: committing without waiting, the PubAck's callback finishes
+        it. ``handled`` is a message already handled, whose commit is settled
+        here.
+        """
+        message, result = handled or (self._message(delivery), None)
         conflicts = 0
         while True:
-            result = await self._handler(message)
-            if result.kind == "pause":
-                await self._pause(result)
-                if self._stop.is_set():
-                    await self._release(delivery, 1.0, "paused")
+            if result is None:
+                result = await self._outcome(delivery, message)
+                if result is None:
                     return False
-                continue
-            self._resume()
-            if result.kind == "retry":
-                await self._release(delivery, result.delay, result.outcome)
-                return False
+                if not conflicts and self._commit_soon(delivery, message, result):
+                    return None
             try:
                 self._on_commit(message, await self._commit(result.outputs, message))
             except ConcurrencyConflictError as exc:
@@ -343,7 +428,7 @@ class ProjectionRunner:
                 )
                 self._on_conflict(message)
                 if conflicts <= self.settings.max_conflicts:
-                    message = self._message(delivery)
+                    message, result = self._message(delivery), None
                     continue
                 await self._release(delivery, 1.0, "retried")
                 return False
@@ -358,6 +443,25 @@ class ProjectionRunner:
                 result = await self._dead_letter(message, exc)
             await self._acknowledge(delivery, result)
             return True
+
+    async def _outcome(self, delivery: Delivery, message: Message) -> Result | None:
+        """The handler's result to commit; ``None`` once the message is released instead.
+
+        Released: the handler asked for a retry, or paused until the runner stopped.
+        """
+        while True:
+            result = await self._handler(message)
+            if result.kind == "pause":
+                await self._pause(result)
+                if self._stop.is_set():
+                    await self._release(delivery, 1.0, "paused")
+                    return None
+                continue
+            self._resume()
+            if result.kind == "retry":
+                await self._release(delivery, result.delay, result.outcome)
+                return None
+            return result
 
     async def _dead_letter(self, message: Message, exc: EventStoreError) -> Result:
         output = dead_letter(
@@ -399,11 +503,102 @@ class ProjectionRunner:
             results.append(result)
         return results
 
+    def _commit_soon(self, delivery: Delivery, message: Message, result: Result) -> bool:
+        """Start committing the one output of ``result`` without waiting; whether it started.
+
+        The PubAck's callback, :meth:`_committed`, acknowledges the message.
+        False when there is not exactly one output (or it is chained), when
+        the commit must continue a trace, or when the store cannot start the
+        append without waiting: the caller then commits and waits.
+        """
+        if len(result.outputs) != 1 or message.context.get("otel_context") is not None:
+            return False
+        (output,) = result.outputs
+        if output.expected_version == CHAIN:
+            return False
+        try:
+            subject = output.subject or self.store.subject_of(output.event)
+        except EventStoreError:
+            return False  # the awaiting path raises it, and dead-letters the message
+        pending = self.store.append_soon(
+            output.event,
+            expected_version=output.expected_version,
+            subject=subject,
+            headers=output.headers or None,
+            data=output.data,
+        )
+        if pending is None:
+            return False
+        self._committing += 1
+        self._commits_done.clear()
+        pending.future.add_done_callback(
+            functools.partial(self._committed, delivery, (message, result), pending)
+        )
+        return True
+
+    def _committed(
+        self,
+        delivery: Delivery,
+        handled: tuple[Message, Result],
+        pending: PendingAppend,
+        _: asyncio.Future[Any],
+    ) -> None:
+        """The PubAck of a commit started by :meth:`_commit_soon`: finish its message."""
+        self._committing -= 1
+        if not self._committing:
+            self._commits_done.set()
+        stored = pending.result()
+        if self._drained:
+            return  # stopped meanwhile: the message was released for redelivery
+        if stored is None:  # not stored, or not known to be: the awaiting path settles it
+            self._spawn(self._settle(delivery, handled))
+            return
+        message, result = handled
+        subject, box = delivery.subject, self._boxes[delivery.subject]
+        try:
+            self._on_commit(message, [stored])
+        except Exception:  # noqa: BLE001 - as a handler bug: released, the worker goes on
+            _log.exception("projection.handler_crashed", projection=self.name)
+            self._spawn(self._crashed(delivery, box))
+            return
+        if not self._consumer.ack_nowait(delivery):
+            self._spawn(self._acknowledge_late(delivery, result))
+            return
+        self._acknowledged(delivery, result)
+        self._handled(box, delivery, done=True)
+        self._go_on(subject, box)
+
+    async def _settle(self, delivery: Delivery, handled: tuple[Message, Result]) -> None:
+        """Finish a message whose commit its PubAck did not settle, as if the lane had waited."""
+        box = self._boxes[delivery.subject]
+        try:
+            done = await self._handle(delivery, handled)
+        except Exception:  # noqa: BLE001 - a handler bug must not take the worker down
+            _log.exception("projection.handler_crashed", projection=self.name)
+            await self._release(delivery, 5.0, "retried")
+            done = False
+        self._handled(box, delivery, done=bool(done))
+        self._go_on(delivery.subject, box)
+
+    async def _crashed(self, delivery: Delivery, box: _Mailbox) -> None:
+        await self._release(delivery, 5.0, "retried")
+        self._handled(box, delivery, done=False)
+        self._go_on(delivery.subject, box)
+
+    async def _acknowledge_late(self, delivery: Delivery, result: Result) -> None:
+        await self._acknowledge(delivery, result)
+        box = self._boxes[delivery.subject]
+        self._handled(box, delivery, done=True)
+        self._go_on(delivery.subject, box)
+
     async def _acknowledge(self, delivery: Delivery, result: Result) -> None:
         try:
             await self._consumer.ack(delivery)
         except EventStoreError as exc:  # redelivered later; the handler sees it is done
             _log.warning("projection.ack_failed", projection=self.name, error=str(exc))
+        self._acknowledged(delivery, result)
+
+    def _acknowledged(self, delivery: Delivery, result: Result) -> None:
         self._finish(delivery, result.outcome)
         if self._metrics is not None:
             self._end_to_end.observe(max(0.0, time.time() - delivery.stored_at.timestamp()))

@@ -237,6 +237,10 @@ class DurableConsumer:
         """Acknowledge: the delivery's effects are committed."""
         await self._reply(delivery, _ACK)
 
+    def ack_nowait(self, delivery: Delivery) -> bool:
+        """:meth:`ack` if it can be sent without waiting (connected); whether it was."""
+        return self.js.publisher.send_nowait(OutboundMessage(delivery.reply, _ACK, {}))
+
     async def nak(self, delivery: Delivery, delay: float) -> None:
         """Ask for redelivery after ``delay`` seconds (never a bare nak: no hot loops)."""
         await self._reply(delivery, b"-NAK " + orjson.dumps({"delay": int(delay * _NS)}))

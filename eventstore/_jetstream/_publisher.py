@@ -162,6 +162,23 @@ class Publisher:
         self._flush_later()
         return fut
 
+    def publish_nowait(self, message: OutboundMessage) -> AckFuture | None:
+        """:meth:`publish` if it can be done without waiting, else ``None`` (nothing sent).
+
+        It cannot while the window of unacknowledged publishes is full or the
+        client is not connected (then :meth:`publish` waits, or buffers the
+        message in the client until it reconnects).
+        """
+        if self._in_flight >= self._window or not self._nc.is_connected:
+            return None
+        token, fut = self._register(message.subject)
+        if not self._buffer(message, self._prefix + token):
+            self._fail(token, StoreUnavailableError("publish: not sent"))
+            fut.exception()  # retrieved here: the caller gets None, not this future
+            return None
+        self._flush_later()
+        return fut
+
     async def publish_many(self, messages: Sequence[OutboundMessage]) -> list[AckFuture]:
         """Send messages in order, flushing once per burst; one future per message.
 
@@ -199,6 +216,13 @@ class Publisher:
         if not self._buffer(message, b""):
             await self._write(message, b"")
         self._flush_later()
+
+    def send_nowait(self, message: OutboundMessage) -> bool:
+        """:meth:`send` if it can be done without waiting; whether it was sent."""
+        if not self._buffer(message, b""):
+            return False
+        self._flush_later()
+        return True
 
     def _flush_later(self) -> None:
         if not self._flush_soon:
