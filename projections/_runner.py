@@ -213,7 +213,7 @@ class ProjectionRunner:
             self.checkpoint = int(orjson.loads(entry.value)["sequence"])
         # The server delivers without limit; the runner enforces max_deliver by
         # dead-lettering, so no message is ever silently abandoned by the server.
-        await self._consumer.ensure(
+        info = await self._consumer.ensure(
             ConsumerSettings(
                 ack_wait=self.settings.ack_wait,
                 max_deliver=-1,
@@ -222,6 +222,8 @@ class ProjectionRunner:
                 start_seq=self.checkpoint + 1 if self.checkpoint else None,
             )
         )
+        # acknowledged means handled: a restarted worker need not look for gaps below it
+        self._seen.handled_through(int(info.get("ack_floor", {}).get("stream_seq", 0)))
 
     async def _drain(self) -> None:
         """Let lanes finish their message and commits get their PubAck; release the rest."""

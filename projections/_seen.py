@@ -12,8 +12,9 @@ class SeenSequences:
 
     For a consumer over the whole stream, deliveries of new messages come in
     stream order. ``covers(first, last)`` is true when every sequence in that
-    range was delivered here, so any message of an entity in it is already
-    handled or waiting in its mailbox. Holes appear when another worker shares
+    range was handled before this process started (at or below the consumer's
+    ack floor then) or delivered here, so any message of an entity in it is
+    already handled or waiting in its mailbox. Holes appear when another worker shares
     the consumer; past a bound the tracker gives up and ``covers`` is false.
     """
 
@@ -22,6 +23,12 @@ class SeenSequences:
         self.last = 0
         self.holes: set[int] = set()
         self.fragmented = False
+        self.done = 0
+        """Every sequence up to this one is handled already (acknowledged: its effect stored)."""
+
+    def handled_through(self, seq: int) -> None:
+        """Record that every sequence up to ``seq`` is handled (the consumer's ack floor)."""
+        self.done = max(self.done, seq)
 
     def add(self, seq: int) -> None:
         """Record a delivery of ``seq``."""
@@ -41,7 +48,10 @@ class SeenSequences:
             self.holes.add(seq)
 
     def covers(self, first: int, last: int) -> bool:
-        """Whether every sequence in ``first..last`` was delivered to this process."""
+        """Whether every sequence in ``first..last`` was handled already or delivered here."""
+        if last <= self.done:
+            return True
+        first = max(first, self.done + 1)
         if self.fragmented or self.first == 0 or first < self.first or last > self.last:
             return False
         return not self.holes or not any(first <= hole <= last for hole in self.holes)

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 from support.events import evidence
 from support.pipeline import check_invariants, read_streams, run_worker
 
-from eventstore import encode_event
+from eventstore import EventStore, encode_event
 from riskpipe.demo import POISON
 from riskpipe.status import pipeline_status
 
 if TYPE_CHECKING:
-    from eventstore import EventStore
+    import pytest
+
     from riskpipe.server import NatsServer
 
 
@@ -86,6 +87,29 @@ async def test_rerunning_the_worker_adds_nothing(
     streams = await read_streams(store)
     check_invariants(streams)
     assert sum(len(v) for v in streams.assessments.values()) == 50
+
+
+async def test_a_restarted_worker_trusts_its_ack_floor(
+    nats_server: NatsServer, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart no entity is searched for unhandled evidence below the ack floor."""
+    await _publish(store, 60, 6)
+    await run_worker(store, nats_server.url)
+    events = [evidence(f"y{i}", entity=f"e{i % 6}", minute=100 + i) for i in range(30)]
+    assert not [r for r in await store.append_many(events) if isinstance(r, Exception)]
+    lookups: list[int] = []
+    next_sequence = EventStore.next_sequence
+
+    async def counted(self: EventStore, stream: str, subject: str, after: int) -> int | None:
+        lookups.append(after)
+        return await next_sequence(self, stream, subject, after)
+
+    monkeypatch.setattr(EventStore, "next_sequence", counted)
+    await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert len(streams.assessments) == 90
+    assert lookups == []
 
 
 async def test_redelivered_evidence_is_skipped_not_reassessed(
