@@ -721,8 +721,12 @@ class EventStore:
 
     async def last(self, subject: str) -> RecordedEvent | None:
         """The latest event stored on ``subject``, or ``None``."""
-        raw = await self.client.direct_get_last(self._stream_of_subject(subject), subject)
+        raw = await self.last_message(subject)
         return None if raw is None else self.recorded(raw)
+
+    async def last_message(self, subject: str) -> RawMessage | None:
+        """The latest message stored on ``subject``, undecoded (see :meth:`decoded`), if any."""
+        return await self.client.direct_get_last(self._stream_of_subject(subject), subject)
 
     def recorded(self, raw: RawMessage) -> RecordedEvent:
         """A stored message decoded strictly, as every read returns it."""

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from prometheus_client import Counter
+    from pydantic import BaseModel
 
     from analyzers import Enricher
     from eventstore import AppendResult, EventStore, ExpectedVersion, RecordedEvent
@@ -174,16 +175,17 @@ class RiskProjection:
             self._cache.move_to_end(key)
             return known
         subject = self.store.config.subject("risk", message.tenant, message.entity)
-        last = await self.store.last(subject)
+        last = await self.store.last_message(subject)
         if last is None:
             known = _Known(EntityRiskState.initial(), 0, 0)
         else:
-            data = self.store.schemas.typed_data(last.event) if last.event else None
+            try:  # validated once, as evidence is: the envelope, then the typed data
+                data: BaseModel | None = self.store.decoded(last)[1]
+            except DecodeError:
+                data = None
             if not isinstance(data, RiskAssessedData):
-                raise TypeError(
-                    f"last message on {subject} (seq {last.sequence}) is not an assessment"
-                )
-            known = _Known(data.state, last.sequence, data.cursor)
+                raise TypeError(f"last message on {subject} (seq {last.seq}) is not an assessment")
+            known = _Known(data.state, last.seq, data.cursor)
         self._remember(key, known)
         return known
 
