@@ -283,16 +283,16 @@ class EventStore:
         which publishes the event again: the same ``Nats-Msg-Id`` and fence
         make that safe. ``None`` (nothing sent) while tracing is on, the
         window of unacknowledged publishes is full, the client is
-        reconnecting, or the event does not encode: :meth:`append` then
-        waits, or raises the error.
+        reconnecting, or the event or a header is refused: :meth:`append`
+        then waits, or raises the error (counted once, there).
         """
         if tracing_enabled():
             return None
-        hdrs = {**caller_headers(headers), **expected_header(expected_version)}
         try:
+            hdrs = {**caller_headers(headers), **expected_header(expected_version)}
             encoded = self._encode(event, hdrs, subject, data)
-        except DecodeError:
-            return None  # append raises it, counted once
+        except (EventStoreError, ValueError):
+            return None
         fut = self.client.publisher.publish_nowait(encoded.message)
         if fut is None:
             return None
