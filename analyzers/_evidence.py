@@ -158,12 +158,12 @@ class Evidence:
             "recorded_at": event_time,
             "confidence_reported": "confidence" in data.model_fields_set,
         }
-        observed = observed.astimezone(UTC)
-        recorded = event_time.astimezone(UTC)
         if not (event_id and source and _is_sequence(sequence) and _in_era(observed)):
             return cls(**fields)  # type: ignore[arg-type] # raises, naming the problem
         # The data model validated the rest (pattern, severity, confidence, aware
         # times): set the fields as __post_init__ would, without checking again.
+        observed = observed.astimezone(UTC)
+        recorded = event_time.astimezone(UTC)
         evidence = object.__new__(cls)
         fields["observed_at"] = observed
         fields["recorded_at"] = recorded

@@ -64,6 +64,8 @@ def test_from_data_keeps_the_producer_observation_time_and_confidence() -> None:
             "attributes": {"ip": "10.0.0.1", "n": 3},
         },
         {"pattern": "late", "severity": "low", "observed_at": "2024-05-02T00:00:00Z"},
+        # the era is checked on the time as given, before it is moved to UTC
+        {"pattern": "edge", "severity": "low", "observed_at": "1970-01-01T00:30:00+01:00"},
     ],
 )
 def test_from_data_equals_the_checked_construction(data: dict[str, object]) -> None:
@@ -97,6 +99,10 @@ def test_from_data_equals_the_checked_construction(data: dict[str, object]) -> N
         ({"event_id": ""}, "event_id must not be empty"),
         ({"sequence": -1}, "sequence must be an integer"),
         ({"event_time": datetime(1960, 1, 1, tzinfo=UTC)}, "years 1970 to 9999"),
+        (
+            {"event_time": datetime(1969, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1)))},
+            "years 1970 to 9999",
+        ),
     ],
 )
 def test_from_data_still_refuses_bad_envelope_facts(
