@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from eventstore._codec import decode_json
 from eventstore.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from eventstore._schemas import EventSchemas
     from eventstore._topology import StoreConfig
 
-__all__ = ["RecordedEvent", "decode_recorded", "recorded_json", "to_recorded"]
+__all__ = ["RecordedEvent", "decode_recorded", "to_recorded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +65,3 @@ def decode_recorded(
         DecodeError: the stored bytes are not a valid event.
     """
     return schemas.decode(raw.data, **_limits(config))
-
-
-def recorded_json(raw: RawMessage, config: StoreConfig) -> Any:  # noqa: ANN401 - JSON
-    """The JSON value of a stored message, decoded as strictly as :func:`to_recorded` decodes it.
-
-    Raises:
-        DecodeError: the stored bytes are not JSON within the limits.
-    """
-    return decode_json(raw.data, **_limits(config))

@@ -34,7 +34,7 @@ from eventstore._jetstream._publisher import OutboundMessage, PubAck
 from eventstore._jetstream._reader import read_batches, read_range
 from eventstore._kv import KeyValue
 from eventstore._provision import ProvisionReport, provision
-from eventstore._recorded import RecordedEvent, decode_recorded, recorded_json, to_recorded
+from eventstore._recorded import RecordedEvent, decode_recorded, to_recorded
 from eventstore._telemetry import (
     AppendOutcome,
     StoreMetrics,
@@ -739,11 +739,3 @@ class EventStore:
             DecodeError: the stored bytes are not a valid event.
         """
         return decode_recorded(raw, self.schemas, self.config)
-
-    def decoded_json(self, raw: RawMessage) -> Any:  # noqa: ANN401 - JSON
-        """The JSON value of a stored message, decoded as strictly as :meth:`recorded` does.
-
-        Raises:
-            DecodeError: the stored bytes are not JSON within the limits.
-        """
-        return recorded_json(raw, self.config)
