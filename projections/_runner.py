@@ -384,8 +384,11 @@ class ProjectionRunner:
         if not box.queue and box.blocked_by is None:
             self._boxes.pop(subject, None)
 
-    def _go_on(self, subject: str, box: _Mailbox) -> None:
-        """After a message committed without its lane: drain the rest, or let the mailbox rest."""
+    def _finished_off_lane(self, delivery: Delivery, *, done: bool) -> None:
+        """A message finished outside its lane: take it out, then drain the rest or rest."""
+        subject = delivery.subject
+        box = self._boxes[subject]
+        self._handled(box, delivery, done=done)
         if box.queue and box.blocked_by is None and not self._stop.is_set():
             self._schedule(subject)
         else:
@@ -556,42 +559,35 @@ class ProjectionRunner:
             self._spawn(self._settle(delivery, handled))
             return
         message, result = handled
-        subject, box = delivery.subject, self._boxes[delivery.subject]
         try:
             self._on_commit(message, [stored])
         except Exception:  # noqa: BLE001 - as a handler bug: released, the worker goes on
             _log.exception("projection.handler_crashed", projection=self.name)
-            self._spawn(self._crashed(delivery, box))
+            self._spawn(self._crashed(delivery))
             return
         if not self._consumer.ack_nowait(delivery):
             self._spawn(self._acknowledge_late(delivery, result))
             return
         self._acknowledged(delivery, result)
-        self._handled(box, delivery, done=True)
-        self._go_on(subject, box)
+        self._finished_off_lane(delivery, done=True)
 
     async def _settle(self, delivery: Delivery, handled: tuple[Message, Result]) -> None:
         """Finish a message whose commit its PubAck did not settle, as if the lane had waited."""
-        box = self._boxes[delivery.subject]
         try:
             done = await self._handle(delivery, handled)
         except Exception:  # noqa: BLE001 - a handler bug must not take the worker down
             _log.exception("projection.handler_crashed", projection=self.name)
             await self._release(delivery, 5.0, "retried")
             done = False
-        self._handled(box, delivery, done=bool(done))
-        self._go_on(delivery.subject, box)
+        self._finished_off_lane(delivery, done=bool(done))
 
-    async def _crashed(self, delivery: Delivery, box: _Mailbox) -> None:
+    async def _crashed(self, delivery: Delivery) -> None:
         await self._release(delivery, 5.0, "retried")
-        self._handled(box, delivery, done=False)
-        self._go_on(delivery.subject, box)
+        self._finished_off_lane(delivery, done=False)
 
     async def _acknowledge_late(self, delivery: Delivery, result: Result) -> None:
         await self._acknowledge(delivery, result)
-        box = self._boxes[delivery.subject]
-        self._handled(box, delivery, done=True)
-        self._go_on(delivery.subject, box)
+        self._finished_off_lane(delivery, done=True)
 
     async def _acknowledge(self, delivery: Delivery, result: Result) -> None:
         try:
