@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 from support.events import evidence
 
-from eventstore import ANY, MAX_BATCH, NO_STREAM, EventStore
-from eventstore.errors import BatchLimitError, ConcurrencyConflictError, SchemaViolationError
+from eventstore import ANY, MAX_BATCH, NO_STREAM, AppendResult, EventStore
+from eventstore.errors import (
+    BatchLimitError,
+    ConcurrencyConflictError,
+    InvalidHeaderError,
+    JetStreamAPIError,
+    SchemaViolationError,
+)
 
 
 async def _ids(store: EventStore, entity: str = "e1") -> list[str]:
@@ -213,3 +219,42 @@ async def test_any_is_the_default_expectation(store: EventStore) -> None:
     """ANY appends whatever the entity's version."""
     await store.append(evidence("a1"))
     assert (await store.append(evidence("a2"), expected_version=ANY)).version == 2
+
+
+async def test_append_soon_settles_the_common_case(store: EventStore) -> None:
+    """Started without waiting: the PubAck's future gives the append's result."""
+    pending = store.append_soon(evidence("s1"), expected_version=NO_STREAM)
+    assert pending is not None
+    await pending.future
+    result = pending.result()
+    assert result is not None
+    assert (result.sequence, result.subject, result.duplicate) == (1, "rp.evidence.t1.e1", False)
+    again = store.append_soon(evidence("s1"))
+    assert again is not None
+    await again.future
+    assert again.result() == AppendResult(result.stream, result.subject, 1, duplicate=True)
+
+
+async def test_append_soon_leaves_a_conflict_to_append(store: EventStore) -> None:
+    """A refused PubAck is not a result: append settles it, with its typed error."""
+    await store.append(evidence("c1"))
+    pending = store.append_soon(evidence("c2"), expected_version=NO_STREAM)
+    assert pending is not None
+    with pytest.raises(JetStreamAPIError):
+        await pending.future
+    assert pending.result() is None
+    with pytest.raises(ConcurrencyConflictError):
+        await store.append(evidence("c2"), expected_version=NO_STREAM)
+
+
+async def test_append_soon_leaves_refused_events_and_headers_to_append(store: EventStore) -> None:
+    """Nothing is sent for what append refuses; append raises the typed error, as ever."""
+    invalid = evidence("bad", severity="extreme")
+    bad_header = {"Nats-Msg-Id": "mine"}
+    assert store.append_soon(invalid) is None
+    assert store.append_soon(evidence("h1"), headers=bad_header) is None
+    with pytest.raises(SchemaViolationError, match="severity"):
+        await store.append(invalid)
+    with pytest.raises(InvalidHeaderError):
+        await store.append(evidence("h1"), headers=bad_header)
+    assert await _ids(store) == []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from support.events import evidence
 from support.pipeline import check_invariants, read_streams, run_worker
 
-from eventstore import EventStore, PendingAppend
+from eventstore import DurableConsumer, EventStore, PendingAppend
 from projections.risk import RiskProjection
 
 if TYPE_CHECKING:
@@ -111,3 +111,31 @@ async def test_a_failing_commit_callback_releases_the_message(
     assert len(streams.assessments) == 30
     assert worker.runner.outcomes["retried"] == 1
     assert worker.runner.outcomes["assessed"] == 30  # the redelivery found it stored
+
+
+async def test_commits_that_cannot_start_at_once_wait_as_before(
+    nats_server: NatsServer, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No append started early (window full, reconnecting): every commit waits, same effects."""
+    await _publish(store, 40, 4)
+    counts = _count_appends(monkeypatch)
+    monkeypatch.setattr(EventStore, "append_soon", lambda *_, **__: None)
+    worker = await run_worker(store, nats_server.url)
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert len(streams.assessments) == 40
+    assert counts["waited"] == 40
+    assert worker.runner.outcomes == {"assessed": 40}
+
+
+async def test_an_ack_that_cannot_be_buffered_is_sent_by_waiting(
+    nats_server: NatsServer, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PubAck arriving while the ack cannot be written: the ack is sent by a task instead."""
+    await _publish(store, 30, 3)
+    monkeypatch.setattr(DurableConsumer, "ack_nowait", lambda *_: False)
+    worker = await run_worker(store, nats_server.url)
+    assert worker.runner.outcomes == {"assessed": 30}
+    info = await store.consumer("risk").info()
+    assert (info["num_ack_pending"], info["num_pending"]) == (0, 0), "every message acked"
+    assert len((await read_streams(store)).assessments) == 30
