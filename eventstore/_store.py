@@ -618,8 +618,27 @@ class EventStore:
         Raises:
             NotProvisionedError: the stream does not exist.
         """
-        info = await self.client.api(f"STREAM.INFO.{stream}", {"subjects_filter": subject_filter})
-        return sum(int(n) for n in (info["state"].get("subjects") or {}).values())
+        return sum((await self.subjects(stream, subject_filter)).values())
+
+    async def subjects(self, stream: str, subject_filter: str) -> dict[str, int]:
+        """The subjects of ``stream`` matching ``subject_filter``, and how many messages each holds.
+
+        Read in pages, as the server hands out at most 100,000 subjects per request.
+
+        Raises:
+            NotProvisionedError: the stream does not exist.
+        """
+        found: dict[str, int] = {}
+        while True:
+            info = await self.client.api(
+                f"STREAM.INFO.{stream}", {"subjects_filter": subject_filter, "offset": len(found)}
+            )
+            before = len(found)
+            found.update(
+                (subject, int(n)) for subject, n in (info["state"].get("subjects") or {}).items()
+            )
+            if len(found) == before or len(found) >= int(info.get("total", 0)):
+                return found
 
     async def get(
         self, stream: str, sequence: int, *, next_on_subject: str | None = None

@@ -33,9 +33,14 @@ _DRAIN_SECONDS = 5
 _NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawMessage:
-    """A stored message: where it sits, when it was stored, its bytes and headers."""
+    """A stored message: where it sits, when it was stored, its bytes and headers.
+
+    A value: never changed once made. Not a frozen dataclass only because
+    every message read makes one, and a frozen one costs four times as much
+    to make.
+    """
 
     stream: str
     subject: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from support.events import evidence
 
@@ -258,3 +260,21 @@ async def test_append_soon_leaves_refused_events_and_headers_to_append(store: Ev
     with pytest.raises(InvalidHeaderError):
         await store.append(evidence("h1"), headers=bad_header)
     assert await _ids(store) == []
+
+
+async def test_subjects_are_read_past_the_servers_page_of_100000(store: EventStore) -> None:
+    """The server lists at most 100,000 subjects per request; `subjects` reads every page."""
+    stream, extra = store.config.evidence_stream, 1234
+    nc = store.client.nc
+    for n in range(100_000 + extra):
+        await nc.publish(f"rp.evidence.t{n % 3}.e{n}", b"{}")
+    await nc.publish("rp.evidence.t0.e0", b"{}")  # a second message on one subject
+    await nc.flush()
+    for _ in range(200):  # the server stores what it was sent in order; wait for the last
+        if (await store.stream_state(stream))["messages"] == 100_001 + extra:
+            break
+        await asyncio.sleep(0.05)
+    found = await store.subjects(stream, "rp.evidence.>")
+    assert len(found) == 100_000 + extra
+    assert (found["rp.evidence.t0.e0"], found[f"rp.evidence.t1.e{100_000 + extra - 1}"]) == (2, 1)
+    assert await store.count(stream, "rp.evidence.t2.*") == (100_000 + extra) // 3
