@@ -31,7 +31,7 @@ from projections.audit._report import (
     ReplayReport,
 )
 from projections.audit._scope import ReplayScope, first_stored_after
-from projections.audit.errors import AuditError, InvalidScopeError
+from projections.audit.errors import AuditError, InvalidScopeError, ReplayPartError
 
 __all__ = [
     "ABSENT",
@@ -53,6 +53,7 @@ __all__ = [
     "LevelChanges",
     "RecordedAssessment",
     "ReplayMode",
+    "ReplayPartError",
     "ReplayReport",
     "ReplayScope",
     "TimelineEntry",

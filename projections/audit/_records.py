@@ -52,6 +52,7 @@ __all__ = [
     "UnreadableAssessment",
     "ack_floor",
     "closing",
+    "closing_iterator",
     "dead_letters",
     "entity_key",
     "outcome_of",
@@ -82,9 +83,14 @@ async def closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]
     try:
         yield iterator
     finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
+        await closing_iterator(iterator)
+
+
+async def closing_iterator(iterator: AsyncIterator[T]) -> None:
+    """Close ``iterator`` if it can be closed (a generator: its consumer is deleted at once)."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
 
 
 @lru_cache(maxsize=1 << 16)
@@ -118,7 +124,7 @@ class RecordedAssessment:
         return self.data.evidence.sequence
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredAssessment:
     """A risk stream message not validated yet, whose JSON names the evidence it assesses.
 
@@ -126,22 +132,20 @@ class StoredAssessment:
     checks (duplicate keys, limits, canonical form): whether it is a valid
     assessment is not known yet. Settling it by comparing bytes with the
     canonical encoding proves all of that at once; anything else validates
-    ``raw`` strictly.
+    ``raw`` strictly. A value, never changed, but not a frozen dataclass: one
+    is made per assessment read, and a frozen one costs several times more.
     """
 
     raw: RawMessage
     value: dict[str, Any]
     evidence_sequence: int
+    key: EntityKey
+    """The entity whose subject it is stored on."""
 
     @property
     def sequence(self) -> int:
         """Its risk stream sequence."""
         return self.raw.seq
-
-    @property
-    def key(self) -> EntityKey:
-        """The entity whose subject it is stored on."""
-        return entity_key(self.raw.subject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,21 +303,35 @@ class AssessmentJoin:
     async def take(
         self, sequence: int, key: EntityKey, *, wait: bool
     ) -> list[RecordedAssessment | StoredAssessment]:
-        """The assessments stored for evidence ``sequence`` of entity ``key``, in stream order.
+        """The assessments of evidence ``sequence`` stored on entity ``key``'s subject, in order.
 
-        With ``wait``, reads on until they are found or cannot come any more;
+        With ``wait``, reads on until one is found or none can come any more;
         without, returns only what has been read already. What is not a
         :class:`RecordedAssessment` yet is not validated: settle it, or
-        :meth:`resolve` it.
+        :meth:`resolve` it. Assessments of ``sequence`` stored on another
+        entity's subject stay for :meth:`leftovers`: what a reader of one
+        entity's subjects finds never depends on the other entities.
         """
         if wait:
             while (
-                sequence not in self._buffer
+                not self._holds(sequence, key)
                 and not self._passed(sequence, key)
                 and await self._read_one()
             ):
                 pass
-        return self._buffer.pop(sequence, [])
+        found = self._buffer.get(sequence)
+        if not found:
+            return []
+        own = [stored for stored in found if stored.key == key]
+        if len(own) == len(found):
+            del self._buffer[sequence]
+        else:
+            self._buffer[sequence] = [stored for stored in found if stored.key != key]
+        return own
+
+    def _holds(self, sequence: int, key: EntityKey) -> bool:
+        found = self._buffer.get(sequence)
+        return found is not None and any(stored.key == key for stored in found)
 
     def resolve(
         self, found: list[RecordedAssessment | StoredAssessment]
@@ -400,7 +418,7 @@ class AssessmentJoin:
         sequence = evidence.get("sequence") if isinstance(evidence, dict) else None
         if type(sequence) is not int:  # not a bool either
             return None
-        return StoredAssessment(raw, value, sequence)
+        return StoredAssessment(raw, value, sequence, entity_key(raw.subject))
 
     def _place(self, found: RecordedAssessment | StoredAssessment) -> None:
         sequence, key = found.evidence_sequence, found.key

@@ -17,6 +17,15 @@ from typing import TYPE_CHECKING
 
 from analyzers import ANALYZER_VERSION, AnalyzerConfig, AnalyzerError, EntityRiskState
 from projections.audit._derive import UNASSESSABLE, ByteVerifier, compare, derive, evidence_of
+from projections.audit._parallel import (
+    Child,
+    Inbox,
+    Partition,
+    auto_jobs,
+    fork_child,
+    handing_over,
+    partition,
+)
 from projections.audit._records import (
     AssessmentJoin,
     DeadLetterRef,
@@ -32,17 +41,28 @@ from projections.audit._report import Finding, FindingKind, LevelChanges, Replay
 from projections.audit._scope import ReplayScope
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from analyzers import Assessment, Evidence
     from eventstore import EventStore, RawMessage, RecordedEvent
     from projections.audit._diff import FieldDifference
     from projections.risk import EvidenceRef
 
+    _Batches = AsyncIterator[list[RawMessage]]
+
 __all__ = ["replay"]
 
 # per evidence position in range: what became of it, to explain stray assessments
 _NONE, _ASSESSED, _DEAD, _OPEN = 0, 1, 2, 3
+# why an assessment is extra, by what became of its evidence; _OTHER: another entity's
+_OTHER = 4
+_WHY = {
+    _NONE: "there is no evidence {seq} in this scope",
+    _ASSESSED: "a second assessment of evidence {seq}",
+    _DEAD: "evidence {seq} was dead-lettered, yet assessed too",
+    _OPEN: "evidence {seq} had no assessment when replayed",
+    _OTHER: "stored on another entity's subject than evidence {seq}",
+}
 
 
 async def replay(  # noqa: PLR0913 - every option is keyword-only and defaulted
@@ -55,6 +75,7 @@ async def replay(  # noqa: PLR0913 - every option is keyword-only and defaulted
     strict: bool = False,
     max_findings: int = 1000,
     progress: Callable[[int, int], None] | None = None,
+    jobs: int | None = 1,
 ) -> ReplayReport:
     """Re-derive the assessments of ``scope`` and compare them with the recorded ones.
 
@@ -66,6 +87,12 @@ async def replay(  # noqa: PLR0913 - every option is keyword-only and defaulted
     are re-scored with ``config`` and the report counts how levels would have
     changed. ``progress(done, total)`` is called now and then with evidence
     positions.
+
+    With ``jobs`` above 1 (``None``: as many as suit the scope and the
+    machine, see :func:`auto_jobs`), the scope's entities are split into that many
+    groups, each replayed by a forked process on a connection of its own (see
+    :func:`entity_groups` for when a scope stays in one process); the report
+    is the same as one process gives.
 
     Raises:
         NotProvisionedError: the streams do not exist.
@@ -80,7 +107,7 @@ async def replay(  # noqa: PLR0913 - every option is keyword-only and defaulted
         max_findings=max_findings,
         progress=progress,
     )
-    return await run.run(scope or ReplayScope())
+    return await run.run(scope or ReplayScope(), jobs)
 
 
 @dataclass(slots=True)
@@ -89,6 +116,15 @@ class _Chains:
 
     verified: EntityRiskState
     what_if: EntityRiskState
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What the replay of one group of entities found, for the parent to merge."""
+
+    report: ReplayReport
+    effects: bytearray
+    leftovers: list[RecordedAssessment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +159,7 @@ class _Replay:
         self.scope = ReplayScope()
         self.floor = 0
 
-    async def run(self, scope: ReplayScope) -> ReplayReport:
+    async def run(self, scope: ReplayScope, jobs: int | None) -> ReplayReport:
         started = time.perf_counter()
         bounds = await self._bounds()
         until = min(scope.until_seq or bounds.evidence_last, bounds.evidence_last)
@@ -141,7 +177,15 @@ class _Replay:
         if until >= scope.from_seq:
             self.letters = await dead_letters(self.store, self.projection, scope)
             self.effects = bytearray(until - scope.from_seq + 1)
-            await self._replay(scope.from_seq, until, bounds, open_ended=scope.until_seq is None)
+            open_ended = scope.until_seq is None
+            jobs = auto_jobs(len(self.effects)) if jobs is None else jobs
+            split = await partition(self.store, self.scope, jobs)
+            if split is None:
+                leftovers = await self._replay(*self._reads(bounds), bounds, open_ended=open_ended)
+            else:
+                leftovers = await self._in_parts(split, bounds, open_ended=open_ended)
+            await self._strays(leftovers)
+        self.report.settle(self.max_findings)
         self.report.elapsed_seconds = time.perf_counter() - started
         return self.report
 
@@ -155,16 +199,68 @@ class _Replay:
         evidence = await self.store.stream_state(config.evidence_stream)
         return _Bounds(floor, int(risk["last_seq"]), int(evidence["last_seq"]))
 
-    async def _replay(self, first: int, last: int, bounds: _Bounds, *, open_ended: bool) -> None:
+    def _reads(self, bounds: _Bounds) -> tuple[_Batches, _Batches]:
+        """Reading the scope's evidence, and the risk stream as it was when the replay began."""
         config, scope = self.store.config, self.scope
+        evidence = self.store.read_batches(
+            from_seq=scope.from_seq,
+            until_seq=scope.until_seq,
+            filter_subject=scope.subject_filter(config, "evidence"),
+        )
         risk = self.store.read_batches(
             stream=config.risk_stream,
             until_seq=bounds.risk_last,
             filter_subject=scope.subject_filter(config, "risk"),
         )
-        evidence = self.store.read_batches(
-            from_seq=first, until_seq=last, filter_subject=scope.subject_filter(config, "evidence")
-        )
+        return evidence, risk
+
+    async def _in_parts(
+        self, split: Partition, bounds: _Bounds, *, open_ended: bool
+    ) -> list[RecordedAssessment]:
+        """Replay part 0 here and every other part in a forked child; merge what they found.
+
+        A child is this replay as it stands when forked (bounds, dead letters,
+        an empty report), fed the messages of its part as this process reads
+        them. Entities never share state, so the parts add up to the replay
+        of the whole scope.
+        """
+
+        async def replay_part(inbox: Inbox) -> _Part:
+            self.progress = None  # the parent reports progress
+            evidence, risk = inbox.batches("evidence"), inbox.batches("risk")
+            leftovers = await self._replay(evidence, risk, bounds, open_ended=open_ended)
+            return _Part(self.report, self.effects, leftovers)
+
+        children: list[Child] = []
+        try:
+            for part in range(1, split.parts):
+                children.append(fork_child(part, replay_part, children))
+            evidence, risk = self._reads(bounds)
+            leftovers = await self._replay(
+                handing_over(evidence, "evidence", split, children),
+                handing_over(risk, "risk", split, children),
+                bounds,
+                open_ended=open_ended,
+            )
+            found_parts = [await child.result() for child in children]
+        finally:
+            for child in children:
+                await child.stop()
+        effects = int.from_bytes(self.effects, "little")
+        for found in found_parts:
+            assert isinstance(found, _Part)  # noqa: S101 - what replay_part returns
+            self.report.absorb(found.report)
+            effects |= int.from_bytes(found.effects, "little")  # each marks its own evidence
+            leftovers.extend(found.leftovers)
+        self.effects = bytearray(effects.to_bytes(len(self.effects), "little"))
+        self.report.jobs = split.parts
+        return sorted(leftovers, key=lambda stray: stray.sequence)
+
+    async def _replay(
+        self, evidence: _Batches, risk: _Batches, bounds: _Bounds, *, open_ended: bool
+    ) -> list[RecordedAssessment]:
+        """Replay the evidence read (the scope's, or a part's); the assessments no evidence took."""
+        first, last = self.scope.from_seq, self.scope.until_seq or bounds.evidence_last
         if self.progress is not None:
             self.progress(0, last - first + 1)
         async with closing(risk) as risk_batches, closing(evidence) as evidence_batches:
@@ -176,9 +272,17 @@ class _Replay:
                     await self._evidence(raw)
                 if self.progress is not None:
                     self.progress(batch[-1].seq - first + 1, last - first + 1)
-            await self._strays(last)
+            leftovers = await self.join.leftovers()
+        for stray in self.join.beyond:
+            seq = stray.data.evidence.sequence
+            self._extra(stray, f"there is no evidence {seq}: the evidence stream ends at {last}")
+        for bad in self.join.unreadable:
+            key = entity_key(bad.subject)
+            detail = f"risk seq {bad.sequence} is not a valid assessment: {bad.error}"
+            self._find("unreadable", key, detail, at=bad.sequence)
         if self.progress is not None:
             self.progress(last - first + 1, last - first + 1)
+        return leftovers
 
     # -- one evidence event ---------------------------------------------------------------
 
@@ -189,15 +293,12 @@ class _Replay:
         stored = await self.join.take(seq, key, wait=letter is None)
         if letter is None and self._identical(raw, key, stored):
             return
-        found = self.join.resolve(stored)
-        own = [a for a in found if a.key == key]
-        for stray in (a for a in found if a.key != key):
-            self._extra(stray, f"stored on another entity's subject than evidence {seq}")
+        own = self.join.resolve(stored)
         if letter is not None:
             self._mark(seq, _DEAD)
             self._count(key, "dead_lettered")
             for stray in own:
-                self._extra(stray, f"evidence {seq} was dead-lettered, yet assessed too")
+                self._extra(stray, _WHY[_DEAD].format(seq=seq))
             return
         if not own:
             self._unassessed(key, seq)
@@ -205,9 +306,7 @@ class _Replay:
         self._mark(seq, _ASSESSED)
         self._check(self.store.recorded(raw), key, own[0])
         for stray in own[1:]:
-            self._extra(
-                stray, f"a second assessment of evidence {seq} (risk seq {own[0].sequence})"
-            )
+            self._extra(stray, _WHY[_ASSESSED].format(seq=seq))
 
     def _identical(
         self, raw: RawMessage, key: EntityKey, stored: list[RecordedAssessment | StoredAssessment]
@@ -362,24 +461,27 @@ class _Replay:
 
     # -- strays, findings and counts ---------------------------------------------------------
 
-    async def _strays(self, last: int) -> None:
-        """Assessments no evidence took: read the rest of the risk stream for them."""
+    async def _strays(self, leftovers: list[RecordedAssessment]) -> None:
+        """Assessments of evidence in range that no evidence took, each with why it is extra."""
         first = self.scope.from_seq
-        for stray in await self.join.leftovers():
+        owners: dict[int, EntityKey | None] = {}
+        for stray in leftovers:
             seq = stray.data.evidence.sequence
-            why = {
-                _NONE: f"there is no evidence {seq} in this scope",
-                _ASSESSED: f"evidence {seq} was assessed already",
-                _DEAD: f"evidence {seq} was dead-lettered",
-            }.get(self.effects[seq - first], f"evidence {seq} had no assessment when replayed")
-            self._extra(stray, why)
-        for stray in self.join.beyond:
-            seq = stray.data.evidence.sequence
-            self._extra(stray, f"there is no evidence {seq}: the evidence stream ends at {last}")
-        for bad in self.join.unreadable:
-            key = entity_key(bad.subject)
-            detail = f"risk seq {bad.sequence} is not a valid assessment: {bad.error}"
-            self._find("unreadable", key, detail, at=bad.sequence)
+            effect = self.effects[seq - first]
+            if effect != _NONE:
+                if seq not in owners:
+                    owners[seq] = await self._owner(seq)
+                if owners[seq] != stray.key:
+                    effect = _OTHER
+            self._extra(stray, _WHY[effect].format(seq=seq))
+
+    async def _owner(self, seq: int) -> EntityKey | None:
+        """The entity of evidence ``seq``: one direct get, for an assessment no evidence took."""
+        rec = await self.store.get(self.store.config.evidence_stream, seq)
+        try:
+            return None if rec is None else entity_key(rec.subject)
+        except ValueError:
+            return None
 
     def _extra(self, stray: RecordedAssessment, why: str) -> None:
         seq = stray.data.evidence.sequence
@@ -397,14 +499,7 @@ class _Replay:
         difference: FieldDifference | None = None,
     ) -> None:
         """Record a finding about entity ``key``: evidence sequence, risk sequence ``at``."""
-        finding = Finding(kind, *key, evidence, at, detail, difference)
-        self.report.totals.count(kind)
-        entity = self.report.entity(key)
-        entity.counts.count(kind)
-        if entity.first_finding is None:
-            entity.first_finding = finding
-        if len(self.report.findings) < self.max_findings:
-            self.report.findings.append(finding)
+        self.report.add(Finding(kind, *key, evidence, at, detail, difference), self.max_findings)
 
     def _count(self, key: EntityKey, *names: str) -> None:
         totals, entity = self.report.totals, self.report.entity(key).counts

@@ -32,6 +32,7 @@ _FAILING: frozenset[str] = frozenset(
     {"differs", "config_mismatch", "extra", "unreadable", "missing"}
 )
 _RANK = {level.value: rank for rank, level in enumerate(RiskLevel)}
+_LAST = 1 << 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,16 @@ class Finding:
     assessment_sequence: int | None
     detail: str
     difference: FieldDifference | None = None
+
+    @property
+    def order(self) -> tuple[int, int, str, str, str, str]:
+        """Where it sorts: by evidence, then risk sequence (findings without one last)."""
+        evidence, at = self.evidence_sequence, self.assessment_sequence
+        return (
+            _LAST if evidence is None else evidence,
+            _LAST if at is None else at,
+            self.kind, self.tenant, self.entity, self.detail,
+        )  # fmt: skip
 
     def fails(self, *, strict: bool) -> bool:
         """Whether it makes the replay fail (a version mismatch only when ``strict``)."""
@@ -91,6 +102,11 @@ class Counts:
         """How many findings make the replay fail."""
         failing = self.differing + self.config_mismatch + self.extra + self.unreadable
         return failing + self.missing + (self.version_mismatch if strict else 0)
+
+    def absorb(self, other: Counts) -> None:
+        """Add ``other``'s counts to these."""
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:
         """JSON-ready."""
@@ -153,6 +169,12 @@ class LevelChanges:
         """Assessments whose level would have been lower."""
         return sum(n for (old, new), n in self.transitions.items() if _RANK[new] < _RANK[old])
 
+    def absorb(self, other: LevelChanges) -> None:
+        """Add another replay's level changes, of other entities, to these."""
+        self.transitions.update(other.transitions)
+        self.unchanged += other.unchanged
+        self.entities.update(other.entities)
+
     def affected(self) -> dict[EntityKey, EntityLevelChange]:
         """The entities with at least one changed level."""
         return {key: change for key, change in sorted(self.entities.items()) if change.changed}
@@ -189,9 +211,12 @@ class ReplayReport:
     totals: Counts = field(default_factory=Counts)
     entities: dict[EntityKey, EntityReplay] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
-    """The first ``max_findings`` findings; ``totals`` counts them all."""
+    """The first ``max_findings`` findings in log order (:attr:`Finding.order`); ``totals``
+    counts them all."""
     level_changes: LevelChanges | None = None
     elapsed_seconds: float = 0.0
+    jobs: int = 1
+    """How many processes replayed it."""
 
     @property
     def failures(self) -> int:
@@ -202,6 +227,37 @@ class ReplayReport:
     def ok(self) -> bool:
         """Nothing differs and nothing is missing."""
         return self.failures == 0
+
+    def add(self, finding: Finding, max_findings: int) -> None:
+        """Count ``finding`` and keep it if it is among the first ``max_findings`` in log order."""
+        self.totals.count(finding.kind)
+        entity = self.entity((finding.tenant, finding.entity))
+        entity.counts.count(finding.kind)
+        if entity.first_finding is None or finding.order < entity.first_finding.order:
+            entity.first_finding = finding
+        self.findings.append(finding)
+        if len(self.findings) >= 2 * max_findings + 64:
+            self.settle(max_findings)
+
+    def settle(self, max_findings: int) -> None:
+        """Keep the first ``max_findings`` findings in log order, whatever order they came in."""
+        self.findings.sort(key=lambda finding: finding.order)
+        del self.findings[max_findings:]
+
+    def absorb(self, other: ReplayReport) -> None:
+        """Add the report of another part of the same replay (other entities) to this one."""
+        self.totals.absorb(other.totals)
+        for key, found in other.entities.items():
+            mine = self.entities.get(key)
+            if mine is None:
+                self.entities[key] = found
+                continue
+            mine.counts.absorb(found.counts)
+            first = [f for f in (mine.first_finding, found.first_finding) if f is not None]
+            mine.first_finding = min(first, key=lambda f: f.order, default=None)
+        self.findings.extend(other.findings)
+        if self.level_changes is not None and other.level_changes is not None:
+            self.level_changes.absorb(other.level_changes)
 
     def entity(self, key: EntityKey) -> EntityReplay:
         """The result of entity ``key``, created on first use."""
@@ -222,6 +278,7 @@ class ReplayReport:
             "strict": self.strict,
             "summary": {**self.totals.as_dict(), "failures": self.failures},
             "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "jobs": self.jobs,
             "entities": [e.as_dict() for _, e in sorted(self.entities.items())],
             "findings": [f.as_dict() for f in self.findings],
             "level_changes": self.level_changes.as_dict() if self.level_changes else None,

@@ -13,3 +13,7 @@ class AuditError(ProjectionError):
 
 class InvalidScopeError(AuditError, ValueError):
     """A replay, explain or export scope that cannot select anything sensible."""
+
+
+class ReplayPartError(AuditError):
+    """A process replaying part of a scope failed or died; the replay has no report."""

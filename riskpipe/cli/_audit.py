@@ -77,6 +77,13 @@ if TYPE_CHECKING:
     help="Also write the JSON report to FILE.",
 )
 @click.option("--limit", default=50, show_default=True, help="Rows listed per table.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes replaying the scope's entities in parts [default: one per CPU, up to 4,"
+    " as the scope's size warrants; 1: this process alone].",
+)
 @pass_app
 def replay_command(  # noqa: PLR0913, PLR0917 - one click option each
     app: AppContext,
@@ -92,6 +99,7 @@ def replay_command(  # noqa: PLR0913, PLR0917 - one click option each
     as_json: bool,
     report_path: Path | None,
     limit: int,
+    jobs: int | None,
 ) -> None:
     """Re-derive every assessment from the evidence log and verify it against the record.
 
@@ -107,7 +115,7 @@ def replay_command(  # noqa: PLR0913, PLR0917 - one click option each
     bounds = _Bounds(tenant, entity, from_seq, since, until_seq, until)
     report = run(
         _replay(app.settings, bounds, config, what_if=config_path is not None, strict=strict,
-                projection=projection or app.settings.projection)
+                projection=projection or app.settings.projection, jobs=jobs)
     )  # fmt: skip
     document = report.as_dict()
     if report_path is not None:
@@ -163,13 +171,14 @@ async def _replay(  # noqa: PLR0913 - the command's options, passed through
     what_if: bool,
     strict: bool,
     projection: str,
+    jobs: int | None,
 ) -> ReplayReport:
     async with await connect_store(settings, name="riskpipe-replay") as store:
         scope = await bounds.scope(store)
         with _progress() as progress:
             return await replay(
                 store, scope=scope, config=config, what_if=what_if, projection=projection,
-                strict=strict, progress=progress,
+                strict=strict, progress=progress, jobs=jobs,
             )  # fmt: skip
 
 
@@ -198,9 +207,10 @@ def _print_replay(report: ReplayReport, limit: int) -> None:
     console = out_console()
     scope = report.scope
     what = f"{scope.tenant or 'every tenant'}" + (f"/{scope.entity}" if scope.entity else "")
+    processes = f", {report.jobs} processes" if report.jobs > 1 else ""
     console.print(
         f"{report.mode} replay of {what}, evidence {scope.from_seq}..{scope.until_seq or '-'},"
-        f" analyzer {report.analyzer_version}, config {report.config_fingerprint[:12]}"
+        f" analyzer {report.analyzer_version}, config {report.config_fingerprint[:12]}{processes}"
     )
     console.print(_entities_table(report, limit))
     for finding in report.findings[:limit]:

@@ -239,33 +239,44 @@ REPLAY_TARGET = 0.5
 @click.option("--events", "count", default=20_000, show_default=True, help="Evidence events.")
 @click.option("--entities", default=1000, show_default=True, help="Distinct entities.")
 @click.option("--runs", default=3, show_default=True, help="Runs per path; medians are reported.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replay processes, as `riskpipe replay --jobs` [default: as replay chooses].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @pass_app
-def bench_replay(app: AppContext, count: int, entities: int, runs: int, as_json: bool) -> None:
+def bench_replay(  # noqa: PLR0913, PLR0917 - one click option each
+    app: AppContext, count: int, entities: int, runs: int, jobs: int | None, as_json: bool
+) -> None:
     """Replay verification against a raw ordered-consumer read of the same log, same run.
 
-    Also measures the store's own decoded read of both streams: the most a
-    replay through the store could reach if verifying cost nothing.
+    The replay runs as `riskpipe replay` does: by default in as many processes
+    as it chooses on this machine. Also measures the store's own decoded read
+    of both streams: what one process reads before it verifies anything.
     """
     configure_logging("error", app.settings.log_format)
     with private_server() as server:
         settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
-        replay_m, decoded_m, raw_m = asyncio.run(_bench_replay(settings, count, entities, runs))
+        replay_m, decoded_m, raw_m, used = asyncio.run(
+            _bench_replay(settings, count, entities, runs, jobs)
+        )
     ratio = replay_m.median / raw_m.median
     figures: dict[str, Any] = {
-        "events": count, "runs": runs, "replay_per_s": round(replay_m.median),
+        "events": count, "runs": runs, "jobs": used, "replay_per_s": round(replay_m.median),
         "store_read_per_s": round(decoded_m.median), "raw_per_s": round(raw_m.median),
         "ratio": round(ratio, 3), "target": REPLAY_TARGET,
     }  # fmt: skip
-    title = f"replay: {count} evidence + {count} assessments x {runs} runs"
+    title = f"replay: {count} evidence + {count} assessments x {runs} runs, {used} process(es)"
     _report(figures, (replay_m, decoded_m, raw_m), title, "evidence/s", as_json=as_json)
     if not as_json:
         _verdict("ratio replay/raw", ratio, REPLAY_TARGET)
 
 
 async def _bench_replay(
-    settings: Settings, count: int, entities: int, runs: int
-) -> tuple[Measurement, Measurement, Measurement]:
+    settings: Settings, count: int, entities: int, runs: int, jobs: int | None
+) -> tuple[Measurement, Measurement, Measurement, int]:
     replay_m = Measurement("riskpipe replay (decode, re-derive, compare)")
     decoded_m = Measurement("store.read_all of EVIDENCE + RISK (decoded, no checks)")
     raw_m = Measurement("raw nats-py ordered consumers, EVIDENCE + RISK")
@@ -276,13 +287,14 @@ async def _bench_replay(
             asyncio.Event(), until_idle=True, http=False
         )
         streams = [store.config.evidence_stream, store.config.risk_stream]
+        used: list[int] = []
         for _ in range(runs):
             raw_m.rates.append(
                 await timed(count, partial(raw_ordered_read, settings.nats_url, streams))
             )
             decoded_m.rates.append(await timed(count, partial(_decoded_read, store, streams)))
-            replay_m.rates.append(await timed(count, partial(_verified, store, count)))
-    return replay_m, decoded_m, raw_m
+            replay_m.rates.append(await timed(count, partial(_verified, store, count, jobs, used)))
+    return replay_m, decoded_m, raw_m, max(used, default=1)
 
 
 async def _decoded_read(store: EventStore, streams: list[str]) -> None:
@@ -291,7 +303,8 @@ async def _decoded_read(store: EventStore, streams: list[str]) -> None:
             pass
 
 
-async def _verified(store: EventStore, count: int) -> None:
-    report = await replay(store)
+async def _verified(store: EventStore, count: int, jobs: int | None, used: list[int]) -> None:
+    report = await replay(store, jobs=jobs)
     if not report.ok or report.totals.identical != count:
         raise click.ClickException(f"the replay did not verify: {report.totals.as_dict()}")
+    used.append(report.jobs)

@@ -110,6 +110,23 @@ def test_what_if_prints_level_changes(
     assert "thresholds" in refused.output
 
 
+def test_replay_in_several_processes_reports_the_same(
+    cli: CliRunner, nats_server: NatsServer
+) -> None:
+    """--jobs 2 replays in two processes, says so, and finds what one process finds."""
+    asyncio.run(_pipeline(nats_server.url, forge=True))
+    alone = cli.invoke(main, ["replay", "--jobs", "1", "--json"])
+    parts = cli.invoke(main, ["replay", "--jobs", "2", "--json"])
+    assert (alone.exit_code, parts.exit_code) == (1, 1)
+    one, two = json.loads(alone.stdout), json.loads(parts.stdout)
+    assert (one.pop("jobs"), two.pop("jobs")) == (1, 2)
+    del one["elapsed_seconds"], two["elapsed_seconds"]
+    assert two == one
+    text = cli.invoke(main, ["replay", "--jobs", "2"])
+    assert ", 2 processes" in text.stdout
+    assert cli.invoke(main, ["replay", "--jobs", "0"]).exit_code == 2
+
+
 def test_replay_refuses_contradictory_bounds(cli: CliRunner) -> None:
     """Two starts, two ends, or an entity without its tenant are usage errors."""
     for args in (

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, Any
 
 from support.events import evidence
-from support.pipeline import run_worker
+from support.pipeline import demo_run, run_worker
 from support.reputation_server import Reply, ReputationServer
 
 from projections import DeadLetterQueue
 from projections.audit import ReplayScope, explain, export_rows, replay
-from riskpipe.demo import POISON, demo_evidence
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -19,21 +17,6 @@ if TYPE_CHECKING:
 
 DOWN = Reply(status=503, body=b'{"error": "maintenance"}')
 UP = Reply(status=200, body=b'{"modifier": 0.2}')
-
-
-async def _pipeline(store: EventStore, url: str, events: int = 300) -> set[int]:
-    """Demo evidence and the demo's poison messages, scored by a real worker; the poison seqs."""
-    rng = random.Random(7)  # noqa: S311 - sample data, not secrets
-    results = await store.append_many(demo_evidence(rng, events=events))
-    assert not [r for r in results if isinstance(r, Exception)]
-    poison = set()
-    for n, (tenant, entity, payload) in enumerate(POISON):
-        stored = await store.append_unchecked(
-            "evidence", tenant, entity, payload, msg_id=f"poison:{n}"
-        )
-        poison.add(stored.sequence)
-    await run_worker(store, url)
-    return poison
 
 
 async def _snapshot(store: EventStore) -> dict[str, Any]:
@@ -51,7 +34,7 @@ async def test_replay_of_a_real_run_is_identical(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """Every assessment of a real run re-derives byte-identically; poison is dead-lettered."""
-    await _pipeline(store, nats_server.url)
+    await demo_run(store, nats_server.url)
     calls: list[tuple[int, int]] = []
     report = await replay(store, progress=lambda done, total: calls.append((done, total)))
     assert report.ok, report.findings[:3]
@@ -67,9 +50,10 @@ async def test_audit_tools_publish_and_acknowledge_nothing(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """Replay, what-if, explain and export leave every stream and the risk consumer as they were."""
-    await _pipeline(store, nats_server.url)
+    await demo_run(store, nats_server.url)
     before = await _snapshot(store)
     await replay(store)
+    await replay(store, jobs=2)
     await replay(store, what_if=True)
     await explain(store, "acme", "user-carol", seq=150)
     assert len([row async for row in export_rows(store, "globex")]) > 0
@@ -82,7 +66,7 @@ async def test_scoped_replays_verify_their_slice(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """A tenant, an entity, or a later start (seeded from the recorded state) all verify."""
-    await _pipeline(store, nats_server.url)
+    await demo_run(store, nats_server.url)
     carol = await replay(store, scope=ReplayScope("acme", "user-carol"))
     assert carol.ok
     assert set(carol.entities) == {("acme", "user-carol")}
@@ -99,7 +83,7 @@ async def test_unprocessed_evidence_is_pending_not_missing(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """Evidence the worker has not reached yet is reported as pending and does not fail."""
-    await _pipeline(store, nats_server.url, events=40)
+    await demo_run(store, nats_server.url, events=40)
     for i in range(5):
         await store.append(evidence(f"late{i}", tenant="acme", entity="user-late", minute=i))
     report = await replay(store)
@@ -111,7 +95,7 @@ async def test_evidence_without_any_effect_is_missing(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """A dead letter deleted without a purge record leaves its evidence missing: replay fails."""
-    poison = await _pipeline(store, nats_server.url, events=20)
+    poison = await demo_run(store, nats_server.url, events=20)
     letter = (await DeadLetterQueue(store, "risk").list())[0]
     await store.delete(store.config.dlq_stream, letter.sequence)
     report = await replay(store)

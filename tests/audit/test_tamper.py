@@ -98,7 +98,7 @@ async def test_a_forged_second_assessment_fails_the_replay(
     [finding] = report.findings
     assert finding.kind == "extra"
     assert (finding.tenant, finding.entity) == ("t1", "e2")
-    assert "assessed already" in finding.detail
+    assert f"a second assessment of evidence {finding.evidence_sequence}" in finding.detail
 
 
 async def test_a_forged_assessment_the_projection_accepted_differs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from prometheus_client import CollectorRegistry
 
+from riskpipe.demo import POISON, demo_evidence
 from riskpipe.settings import Settings
 from riskpipe.worker import Worker
 
@@ -24,7 +26,29 @@ if TYPE_CHECKING:
 
     from eventstore import CloudEvent, EventStore
 
-__all__ = ["Streams", "WorkerProcess", "check_invariants", "read_streams", "run_worker"]
+__all__ = [
+    "Streams",
+    "WorkerProcess",
+    "check_invariants",
+    "demo_run",
+    "read_streams",
+    "run_worker",
+]
+
+
+async def demo_run(store: EventStore, url: str, events: int = 300) -> set[int]:
+    """Demo evidence and the demo's poison messages, scored by a real worker; the poison seqs."""
+    rng = random.Random(7)  # noqa: S311 - sample data, not secrets
+    results = await store.append_many(demo_evidence(rng, events=events))
+    assert not [r for r in results if isinstance(r, Exception)]
+    poison = set()
+    for n, (tenant, entity, payload) in enumerate(POISON):
+        stored = await store.append_unchecked(
+            "evidence", tenant, entity, payload, msg_id=f"poison:{n}"
+        )
+        poison.add(stored.sequence)
+    await run_worker(store, url)
+    return poison
 
 
 async def run_worker(store: EventStore, url: str, **overrides: Any) -> Worker:
