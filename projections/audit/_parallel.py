@@ -38,7 +38,6 @@ import struct
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from eventstore import RawMessage
@@ -47,10 +46,15 @@ from projections.audit.errors import ReplayPartError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+    from datetime import datetime
     from multiprocessing.process import BaseProcess
 
     from eventstore import Category, EventStore
     from projections.audit._scope import ReplayScope
+
+    _Columns = tuple[
+        list[str], list[str], list[int], list[datetime], list[bytes], list[dict[str, str]]
+    ]
 
 __all__ = [
     "Child",
@@ -69,9 +73,6 @@ OWN_SHARE = 0.5
 """The parent's part, relative to a child's: it also reads and hands over everything."""
 
 Source = Literal["evidence", "risk"]
-_Row = tuple[str, str, int, int, bytes, dict[str, str]]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _LENGTH = struct.Struct("!Q")
 MAX_BACKLOG = 32 << 20
 """Bytes waiting for a child before the parent waits for it to catch up."""
@@ -172,8 +173,7 @@ class Child:
         """
         if self._failed is not None:
             raise self._gone(self._failed)
-        rows = None if batch is None else [_row(raw) for raw in batch]
-        frame = memoryview(_frame((source, rows)))
+        frame = memoryview(_frame((source, None if batch is None else _columns(batch))))
         if not self._backlog:
             try:
                 frame = frame[self.sock.send(frame) :]
@@ -326,8 +326,8 @@ class Inbox:
         while True:
             while not waiting:
                 # a blocking read: the child has nothing else to do until it arrives
-                arrived, rows = pickle.loads(_receive(self._sock))  # noqa: S301 - our parent
-                self._waiting[arrived].append(None if rows is None else [_raw(r) for r in rows])
+                arrived, columns = pickle.loads(_receive(self._sock))  # noqa: S301 - our parent
+                self._waiting[arrived].append(None if columns is None else _messages(columns))
             batch = waiting.popleft()
             if batch is None:
                 return
@@ -414,12 +414,17 @@ def _portable(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _row(raw: RawMessage) -> _Row:
-    # plain values pickle several times faster than the dataclass and its datetime
-    micros = (raw.time - _EPOCH) // _MICROSECOND
-    return raw.stream, raw.subject, raw.seq, micros, raw.data, raw.headers
+def _columns(batch: list[RawMessage]) -> _Columns:
+    # a list per field pickles several times faster than the dataclasses
+    return (
+        [raw.stream for raw in batch],
+        [raw.subject for raw in batch],
+        [raw.seq for raw in batch],
+        [raw.time for raw in batch],
+        [raw.data for raw in batch],
+        [raw.headers for raw in batch],
+    )
 
 
-def _raw(row: _Row) -> RawMessage:
-    stream, subject, seq, micros, data, headers = row
-    return RawMessage(stream, subject, seq, _EPOCH + timedelta(microseconds=micros), data, headers)
+def _messages(columns: _Columns) -> list[RawMessage]:
+    return list(map(RawMessage, *columns))

@@ -322,6 +322,9 @@ class AssessmentJoin:
         found = self._buffer.get(sequence)
         if not found:
             return []
+        if len(found) == 1 and found[0].key == key:  # the common case
+            del self._buffer[sequence]
+            return found
         own = [stored for stored in found if stored.key == key]
         if len(own) == len(found):
             del self._buffer[sequence]
@@ -330,8 +333,10 @@ class AssessmentJoin:
         return own
 
     def _holds(self, sequence: int, key: EntityKey) -> bool:
-        found = self._buffer.get(sequence)
-        return found is not None and any(stored.key == key for stored in found)
+        for stored in self._buffer.get(sequence, ()):  # noqa: SIM110 - any() costs more here
+            if stored.key == key:
+                return True
+        return False
 
     def resolve(
         self, found: list[RecordedAssessment | StoredAssessment]

@@ -288,7 +288,8 @@ class _Replay:
 
     async def _evidence(self, raw: RawMessage) -> None:
         key, seq = entity_key(raw.subject), raw.seq
-        self._count(key, "evidence")
+        self.report.totals.evidence += 1
+        self.report.entity(key).counts.evidence += 1
         letter = self.letters.get(seq)
         stored = await self.join.take(seq, key, wait=letter is None)
         if letter is None and self._identical(raw, key, stored):
@@ -326,8 +327,10 @@ class _Replay:
         if state is None:
             return False
         chains.verified = state
-        self._mark(raw.seq, _ASSESSED)
-        self._count(key, "checked", "identical")
+        self.effects[raw.seq - self.scope.from_seq] = _ASSESSED
+        totals, counts = self.report.totals, self.report.entity(key).counts
+        totals.checked, totals.identical = totals.checked + 1, totals.identical + 1
+        counts.checked, counts.identical = counts.checked + 1, counts.identical + 1
         return True
 
     def _unassessed(self, key: EntityKey, seq: int) -> None:
