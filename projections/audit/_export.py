@@ -125,8 +125,7 @@ async def export_rows(
             key = entity_key(rec.subject)
             letter = letters.get(rec.sequence)
             found = join.resolve(await join.take(rec.sequence, key, wait=letter is None))
-            own = next((a for a in found if a.key == key), None)
-            yield _row(store, rec, own, letter, floor)
+            yield _row(store, rec, found[0] if found else None, letter, floor)
 
 
 def _row(

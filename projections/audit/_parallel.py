@@ -35,6 +35,7 @@ import pickle
 import signal
 import socket
 import struct
+import sys
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -114,12 +115,13 @@ async def partition(store: EventStore, scope: ReplayScope, jobs: int) -> Partiti
     An entity's work is the messages on its evidence and risk subjects; the
     heaviest go first, each to the part furthest below its share (part 0's
     share is :data:`OWN_SHARE` of a child's). ``None`` (one process) for
-    ``jobs`` below 2, a scope of one entity, or a system that cannot fork.
+    ``jobs`` below 2, a scope of one entity, or a system other than Linux
+    (elsewhere forking a process with threads is not safe).
     """
     if (
         jobs < 2  # noqa: PLR2004 - one part is no split
         or scope.entity is not None
-        or "fork" not in multiprocessing.get_all_start_methods()
+        or not sys.platform.startswith("linux")  # where forking a process is safe
     ):
         return None
     config = store.config

@@ -27,6 +27,7 @@ from rich.text import Text
 from analyzers import AnalyzerConfig, InvalidConfigError, load_config
 from projections.audit import (
     InvalidScopeError,
+    ReplayPartError,
     ReplayReport,
     ReplayScope,
     first_stored_after,
@@ -176,10 +177,16 @@ async def _replay(  # noqa: PLR0913 - the command's options, passed through
     async with await connect_store(settings, name="riskpipe-replay") as store:
         scope = await bounds.scope(store)
         with _progress() as progress:
-            return await replay(
-                store, scope=scope, config=config, what_if=what_if, projection=projection,
-                strict=strict, progress=progress, jobs=jobs,
-            )  # fmt: skip
+            try:
+                return await replay(
+                    store, scope=scope, config=config, what_if=what_if, projection=projection,
+                    strict=strict, progress=progress, jobs=jobs,
+                )  # fmt: skip
+            except ReplayPartError as exc:
+                cause = f" ({exc.__cause__!r})" if exc.__cause__ else ""
+                raise click.ClickException(
+                    f"{exc}{cause}; there is no report. `--jobs 1` replays in this process alone."
+                ) from exc
 
 
 class _Rate(ProgressColumn):

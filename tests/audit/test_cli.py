@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import random
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 from support.pipeline import run_worker
 
 from eventstore import CloudEvent, EventStore
+from projections.audit._replay import _Replay
 from riskpipe.cli import main
 from riskpipe.demo import POISON, demo_evidence
 from riskpipe.wiring import build_schemas
@@ -20,6 +23,7 @@ from riskpipe.wiring import build_schemas
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from eventstore import RawMessage
     from riskpipe.server import NatsServer
 
 
@@ -125,6 +129,26 @@ def test_replay_in_several_processes_reports_the_same(
     text = cli.invoke(main, ["replay", "--jobs", "2"])
     assert ", 2 processes" in text.stdout
     assert cli.invoke(main, ["replay", "--jobs", "0"]).exit_code == 2
+
+
+def test_replay_whose_part_dies_says_so_without_a_report(
+    cli: CliRunner, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay process killed mid-way: exit 1, one line naming it, no report printed."""
+    asyncio.run(_pipeline(nats_server.url))
+    parent, step = os.getpid(), _Replay._evidence  # noqa: SLF001 - the step to break
+
+    async def dying(self: _Replay, raw: RawMessage) -> None:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        await step(self, raw)
+
+    monkeypatch.setattr(_Replay, "_evidence", dying)
+    result = cli.invoke(main, ["replay", "--jobs", "2", "--json"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "replay part 1 ended without a result (exit code -9)" in result.stderr
+    assert "--jobs 1" in result.stderr
 
 
 def test_replay_refuses_contradictory_bounds(cli: CliRunner) -> None:

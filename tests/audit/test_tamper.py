@@ -9,7 +9,7 @@ from support.pipeline import run_worker
 
 from analyzers import AnalyzerConfig, Evidence, EvidenceData, assess
 from eventstore import CloudEvent
-from projections.audit import replay
+from projections.audit import export_rows, replay
 from projections.risk import ASSESSED, RiskAssessedData
 
 if TYPE_CHECKING:
@@ -99,6 +99,29 @@ async def test_a_forged_second_assessment_fails_the_replay(
     assert finding.kind == "extra"
     assert (finding.tenant, finding.entity) == ("t1", "e2")
     assert f"a second assessment of evidence {finding.evidence_sequence}" in finding.detail
+
+
+async def test_an_assessment_forged_on_another_subject_hides_nothing(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """A forgery for e2's evidence, stored first on e1's subject, is extra; e2's own one counts."""
+    await _publish(store, 8)
+    await run_worker(store, nats_server.url)
+    stored = await store.append(evidence("next", entity="e2", minute=100, severity="low"))
+    last = await store.last(store.config.subject("risk", "t1", "e1"))
+    assert last is not None
+    assert last.event is not None
+    data = dict(last.event.data or {})
+    data["evidence"] = {**data["evidence"], "id": "next", "sequence": stored.sequence}  # type: ignore[dict-item]
+    await _append_forged(store, data, "e1", "forged-elsewhere")
+    await run_worker(store, nats_server.url)
+    report = await replay(store)
+    assert (report.totals.identical, report.totals.missing, report.totals.extra) == (9, 0, 1)
+    [finding] = report.findings
+    assert (finding.kind, finding.entity, finding.evidence_sequence) == ("extra", "e1", 9)
+    assert "stored on another entity's subject than evidence 9" in finding.detail
+    rows = [row async for row in export_rows(store, "t1", entity="e2")]
+    assert (rows[-1].evidence_sequence, rows[-1].outcome) == (9, "assessed")
 
 
 async def test_a_forged_assessment_the_projection_accepted_differs(
