@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-__all__ = ["AckMetadata", "ack_metadata"]
+__all__ = ["AckMetadata", "ack_metadata", "instant"]
 
 _V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
 _NS_PER_MICROSECOND = 1000
@@ -19,8 +19,22 @@ class AckMetadata(NamedTuple):
     num_delivered: int
     stream_seq: int
     consumer_seq: int
-    stored_at: datetime
+    stored_ns: int
+    """When it was stored, in nanoseconds since the epoch."""
     num_pending: int
+
+    @property
+    def stored_at(self) -> datetime:
+        """When it was stored (to the microsecond)."""
+        return instant(self.stored_ns)
+
+
+def instant(ns: int) -> datetime:
+    """The UTC time ``ns`` nanoseconds after the epoch, to the microsecond.
+
+    The same instant as ``datetime.fromtimestamp``, at a third of the cost.
+    """
+    return _EPOCH + timedelta(microseconds=ns // _NS_PER_MICROSECOND)
 
 
 def ack_metadata(reply: str) -> AckMetadata:
@@ -32,7 +46,6 @@ def ack_metadata(reply: str) -> AckMetadata:
         int(tokens[base + 2]),
         int(tokens[base + 3]),
         int(tokens[base + 4]),
-        # the same instant as datetime.fromtimestamp, at a third of the cost
-        _EPOCH + timedelta(microseconds=int(tokens[base + 5]) // _NS_PER_MICROSECOND),
+        int(tokens[base + 5]),
         int(tokens[base + 6]),
     )

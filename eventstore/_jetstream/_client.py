@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import nats.aio.client
@@ -14,6 +14,7 @@ import nats.js.errors
 import orjson
 import structlog
 
+from eventstore._jetstream._acks import instant
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import InlineDispatch
 from eventstore._jetstream._publisher import Publisher
@@ -31,6 +32,8 @@ _log = structlog.get_logger(__name__)
 _API = "$JS.API"
 _DRAIN_SECONDS = 5
 _NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 
 
 @dataclass(slots=True)
@@ -39,22 +42,29 @@ class RawMessage:
 
     A value: never changed once made. Not a frozen dataclass only because
     every message read makes one, and a frozen one costs four times as much
-    to make.
+    to make. For the same reason the time it was stored is kept as the
+    server gives it, in nanoseconds, and made a ``datetime`` only when asked.
     """
 
     stream: str
     subject: str
     seq: int
-    time: datetime
+    stored_ns: int
+    """When it was stored, in nanoseconds since the epoch."""
     data: bytes
     headers: dict[str, str]
 
+    @property
+    def time(self) -> datetime:
+        """When it was stored (to the microsecond)."""
+        return instant(self.stored_ns)
 
-def _parse_time(text: str) -> datetime:
-    # The server writes RFC 3339 with nanoseconds; Python keeps microseconds.
+
+def _parse_ns(text: str) -> int:
+    """Nanoseconds since the epoch of the server's RFC 3339 time (with nanoseconds)."""
     head, _, frac = text.rstrip("Z").partition(".")
-    micros = (frac + "000000")[:6]
-    return datetime.fromisoformat(f"{head}.{micros}").replace(tzinfo=UTC)
+    seconds = (datetime.fromisoformat(head).replace(tzinfo=UTC) - _EPOCH) // _SECOND
+    return seconds * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 def _raw_from_direct(stream: str, msg: Msg) -> RawMessage | None:
@@ -70,7 +80,7 @@ def _raw_from_direct(stream: str, msg: Msg) -> RawMessage | None:
         stream=stream,
         subject=headers.pop("Nats-Subject"),
         seq=int(headers.pop("Nats-Sequence")),
-        time=_parse_time(headers.pop("Nats-Time-Stamp")),
+        stored_ns=_parse_ns(headers.pop("Nats-Time-Stamp")),
         data=msg.data,
         headers={
             k: v

@@ -212,5 +212,5 @@ class _RangeReader:
                 f"{self.what}: delivery gap at consumer sequence {self.expected_cseq}"
             )
         self.expected_cseq += 1
-        raw = RawMessage(self.stream, subject.decode(), seq, meta.stored_at, data, headers)
+        raw = RawMessage(self.stream, subject.decode(), seq, meta.stored_ns, data, headers)
         return raw, pending

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from analyzers import (
     ANALYZER_VERSION,
+    EVIDENCE_RECORDED,
     AnalyzerError,
     EnrichmentSignal,
     Evidence,
@@ -30,6 +31,8 @@ from projections.risk import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pydantic import BaseModel
 
     from analyzers import AnalyzerConfig, Assessment, EntityRiskState
@@ -50,7 +53,8 @@ def evidence_of(schemas: EventSchemas, rec: RecordedEvent) -> tuple[Evidence, Ev
         UnexpectedEventTypeError: it is not evidence.
         InvalidEvidenceError: the analyzer refuses it.
     """
-    return _scored(rec, schemas.typed_data(evidence_event(rec)))
+    event = evidence_event(rec)
+    return _scored(event, schemas.typed_data(event), rec.stream, rec.sequence, rec.headers)
 
 
 def _decoded_evidence(
@@ -66,18 +70,20 @@ def _decoded_evidence(
         InvalidEvidenceError: the analyzer refuses it.
     """
     event, data = store.decoded(raw)
-    rec = RecordedEvent(raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, event)
-    return (event, *_scored(rec, data))
+    if event.type != EVIDENCE_RECORDED:
+        raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
+    return (event, *_scored(event, data, raw.stream, raw.seq, raw.headers))
 
 
-def _scored(rec: RecordedEvent, data: BaseModel) -> tuple[Evidence, EvidenceRef]:
-    """The evidence of ``rec`` with its typed ``data``, if it is evidence (else raises)."""
-    event = evidence_event(rec)
+def _scored(
+    event: CloudEvent, data: BaseModel, stream: str, sequence: int, headers: Mapping[str, str]
+) -> tuple[Evidence, EvidenceRef]:
+    """The evidence of evidence ``event`` with its typed ``data``, stored at ``sequence``."""
     assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
     evidence = Evidence.from_data(
-        data, event_id=event.id, source=event.source, sequence=rec.sequence, event_time=event.time
+        data, event_id=event.id, source=event.source, sequence=sequence, event_time=event.time
     )
-    return evidence, evidence_ref(event, rec.stream, rec.sequence, rec.headers)
+    return evidence, evidence_ref(event, stream, sequence, headers)
 
 
 class Scoring(Protocol):

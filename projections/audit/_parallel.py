@@ -47,15 +47,12 @@ from projections.audit.errors import ReplayPartError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-    from datetime import datetime
     from multiprocessing.process import BaseProcess
 
     from eventstore import Category, EventStore
     from projections.audit._scope import ReplayScope
 
-    _Columns = tuple[
-        list[str], list[str], list[int], list[datetime], list[bytes], list[dict[str, str]]
-    ]
+    _Columns = tuple[list[str], list[str], list[int], list[int], list[bytes], list[dict[str, str]]]
 
 __all__ = [
     "Child",
@@ -422,7 +419,7 @@ def _columns(batch: list[RawMessage]) -> _Columns:
         [raw.stream for raw in batch],
         [raw.subject for raw in batch],
         [raw.seq for raw in batch],
-        [raw.time for raw in batch],
+        [raw.stored_ns for raw in batch],
         [raw.data for raw in batch],
         [raw.headers for raw in batch],
     )
