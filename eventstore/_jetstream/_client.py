@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ import structlog
 
 from eventstore._jetstream._acks import instant
 from eventstore._jetstream._errors import map_errors
-from eventstore._jetstream._inline import InlineDispatch
+from eventstore._jetstream._inline import InlineDispatch, parse_headers
 from eventstore._jetstream._publisher import Publisher
 from eventstore.errors import JetStreamAPIError, NotProvisionedError, StoreUnavailableError
 
@@ -52,7 +52,18 @@ class RawMessage:
     stored_ns: int
     """When it was stored, in nanoseconds since the epoch."""
     data: bytes
-    headers: dict[str, str]
+    header_block: bytes | None = None
+    """Its NATS header block as received (``NATS/1.0`` and the header lines), if any."""
+    parsed_headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    """Its headers once parsed from ``header_block``, or as given without one."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Its headers, parsed on first use: most readers never look at them."""
+        headers = self.parsed_headers
+        if headers is None:
+            headers = self.parsed_headers = parse_headers(self.header_block)
+        return headers
 
     @property
     def time(self) -> datetime:
@@ -82,7 +93,7 @@ def _raw_from_direct(stream: str, msg: Msg) -> RawMessage | None:
         seq=int(headers.pop("Nats-Sequence")),
         stored_ns=_parse_ns(headers.pop("Nats-Time-Stamp")),
         data=msg.data,
-        headers={
+        parsed_headers={
             k: v
             for k, v in headers.items()
             if k not in ("Nats-Stream", "Nats-Last-Sequence", "Nats-Num-Pending")

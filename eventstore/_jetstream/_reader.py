@@ -167,12 +167,13 @@ class _RangeReader:
             await self._wait()
             arrived: list[RawMessage] = []
             while more and self.arrived:
-                subject, reply, data, raw_headers = self.arrived.popleft()
-                headers = parse_headers(raw_headers)
-                if (status := headers.get("Status")) is not None:
+                subject, reply, data, block = self.arrived.popleft()
+                # a message's header block is parsed only if someone asks; a status's now
+                headers = parse_headers(block) if block and block[8:9] == b" " else None
+                if headers is not None and (status := headers.get("Status")) is not None:
                     more = await self._batch_status(status, headers.get("Description", ""))
                     continue
-                raw, pending = self._accept(subject, reply, data, headers)
+                raw, pending = self._accept(subject, reply, data, block, headers)
                 more = pending > 0 and raw.seq < self.end_seq
                 if raw.seq > self.end_seq:
                     break
@@ -203,7 +204,12 @@ class _RangeReader:
         raise JetStreamAPIError(self.what, int(status), 0, description)
 
     def _accept(
-        self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str]
+        self,
+        subject: bytes,
+        reply: bytes,
+        data: bytes,
+        block: bytes | None,
+        headers: dict[str, str] | None,
     ) -> tuple[RawMessage, int]:
         meta = ack_metadata(reply.decode())
         seq, cseq, pending = meta.stream_seq, meta.consumer_seq, meta.num_pending
@@ -212,5 +218,5 @@ class _RangeReader:
                 f"{self.what}: delivery gap at consumer sequence {self.expected_cseq}"
             )
         self.expected_cseq += 1
-        raw = RawMessage(self.stream, subject.decode(), seq, meta.stored_ns, data, headers)
+        raw = RawMessage(self.stream, subject.decode(), seq, meta.stored_ns, data, block, headers)
         return raw, pending

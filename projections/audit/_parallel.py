@@ -52,7 +52,15 @@ if TYPE_CHECKING:
     from eventstore import Category, EventStore
     from projections.audit._scope import ReplayScope
 
-    _Columns = tuple[list[str], list[str], list[int], list[int], list[bytes], list[dict[str, str]]]
+    _Columns = tuple[
+        list[str],
+        list[str],
+        list[int],
+        list[int],
+        list[bytes],
+        list[bytes | None],
+        list[dict[str, str] | None],
+    ]
 
 __all__ = [
     "Child",
@@ -421,7 +429,8 @@ def _columns(batch: list[RawMessage]) -> _Columns:
         [raw.seq for raw in batch],
         [raw.stored_ns for raw in batch],
         [raw.data for raw in batch],
-        [raw.headers for raw in batch],
+        [raw.header_block for raw in batch],
+        [raw.parsed_headers for raw in batch],
     )
 
 
