@@ -278,3 +278,21 @@ async def test_subjects_are_read_past_the_servers_page_of_100000(store: EventSto
     assert len(found) == 100_000 + extra
     assert (found["rp.evidence.t0.e0"], found[f"rp.evidence.t1.e{100_000 + extra - 1}"]) == (2, 1)
     assert await store.count(stream, "rp.evidence.t2.*") == (100_000 + extra) // 3
+
+
+async def test_a_message_read_and_fetched_directly_is_the_same(store: EventStore) -> None:
+    """Stored time to the nanosecond, subject, bytes and headers agree between both reads."""
+    await store.append(evidence("a1"))
+    [read] = [raw async for batch in store.read_batches() for raw in batch]
+    fetched = await store.client.direct_get(store.config.evidence_stream, read.seq)
+    assert fetched is not None
+    assert (fetched.subject, fetched.stored_ns, fetched.data) == (
+        read.subject,
+        read.stored_ns,
+        read.data,
+    )
+    assert read.header_block is not None
+    assert read.parsed_headers is None, "not parsed until asked for"
+    assert read.headers == fetched.headers == {"Nats-Msg-Id": "test-src:a1"}
+    assert read.time == fetched.time
+    assert read.time.tzinfo is not None
