@@ -138,8 +138,7 @@ async def partition(store: EventStore, scope: ReplayScope, jobs: int) -> Partiti
     for category, stream in streams:
         wanted = scope.subject_filter(config, category) or f"{config.prefix}.{category}.>"
         for subject, count in (await store.subjects(stream, wanted)).items():
-            with contextlib.suppress(ValueError):  # not an entity's subject: the replay says so
-                weights[entity_key(subject)] += count
+            weights[entity_key(subject)] += count
     parts = min(jobs, len(weights))
     if parts < 2:  # noqa: PLR2004 - one part is no split
         return None

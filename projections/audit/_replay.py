@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import structlog
+
 from analyzers import ANALYZER_VERSION, AnalyzerConfig, AnalyzerError, EntityRiskState
 from projections.audit._derive import UNASSESSABLE, ByteVerifier, compare, derive, evidence_of
 from projections.audit._parallel import (
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     _Batches = AsyncIterator[list[RawMessage]]
 
 __all__ = ["replay"]
+
+_log = structlog.get_logger(__name__)
 
 # per evidence position in range: what became of it, to explain stray assessments
 _NONE, _ASSESSED, _DEAD, _OPEN = 0, 1, 2, 3
@@ -120,7 +124,7 @@ class _Chains:
 
 @dataclass(frozen=True, slots=True)
 class _Part:
-    """What the replay of one group of entities found, for the parent to merge."""
+    """What the replay of one part of the entities found, for the parent to merge."""
 
     report: ReplayReport
     effects: bytearray
@@ -233,8 +237,15 @@ class _Replay:
 
         children: list[Child] = []
         try:
-            for part in range(1, split.parts):
-                children.append(fork_child(part, replay_part, children))
+            try:
+                for part in range(1, split.parts):
+                    children.append(fork_child(part, replay_part, children))
+            except OSError as exc:  # out of processes or memory: one process can still do it
+                _log.warning("replay.fork_failed", error=str(exc), parts=split.parts)
+                for child in children:
+                    await child.stop()
+                children.clear()
+                return await self._replay(*self._reads(bounds), bounds, open_ended=open_ended)
             evidence, risk = self._reads(bounds)
             leftovers = await self._replay(
                 handing_over(evidence, "evidence", split, children),
@@ -481,10 +492,7 @@ class _Replay:
     async def _owner(self, seq: int) -> EntityKey | None:
         """The entity of evidence ``seq``: one direct get, for an assessment no evidence took."""
         rec = await self.store.get(self.store.config.evidence_stream, seq)
-        try:
-            return None if rec is None else entity_key(rec.subject)
-        except ValueError:
-            return None
+        return None if rec is None else entity_key(rec.subject)
 
     def _extra(self, stray: RecordedAssessment, why: str) -> None:
         seq = stray.data.evidence.sequence

@@ -144,3 +144,18 @@ async def test_a_failing_part_fails_the_replay_and_leaves_no_process(
     assert multiprocessing.active_children() == []
     monkeypatch.setattr(_Replay, "_evidence", evidence_of)
     assert (await replay(store, jobs=2)).ok
+
+
+async def test_a_replay_that_cannot_fork_runs_in_one_process(
+    nats_server: NatsServer, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of processes, the replay still gives the whole report, from one process."""
+    await demo_run(store, nats_server.url, events=200)
+
+    def no_fork(*_args: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("projections.audit._replay.fork_child", no_fork)
+    report = await replay(store, jobs=2)
+    assert (report.ok, report.jobs, report.totals.identical) == (True, 1, 200)
+    assert multiprocessing.active_children() == []
