@@ -13,7 +13,7 @@ from support.pipeline import demo_run, run_worker
 
 from analyzers import AnalyzerConfig
 from projections.audit import ReplayPartError, ReplayReport, ReplayScope, replay
-from projections.audit._parallel import OWN_SHARE, partition
+from projections.audit._parallel import OWN_SHARE, auto_jobs, partition
 from projections.audit._replay import _Replay
 
 if TYPE_CHECKING:
@@ -159,3 +159,11 @@ async def test_a_replay_that_cannot_fork_runs_in_one_process(
     report = await replay(store, jobs=2)
     assert (report.ok, report.jobs, report.totals.identical) == (True, 1, 200)
     assert multiprocessing.active_children() == []
+
+
+def test_the_default_is_a_process_per_cpu_for_a_large_enough_range() -> None:
+    """One process per 500 evidence positions, per CPU, at most 4; never none."""
+    cpus = len(os.sched_getaffinity(0))
+    assert auto_jobs(0) == auto_jobs(499) == 1
+    assert auto_jobs(1000) == min(cpus, 2)
+    assert auto_jobs(10**7) == min(cpus, 4)
