@@ -11,17 +11,16 @@ Why not let each child read for itself? Reading all of both streams costs
 each child a fifth of a whole replay; and a consumer filtered on one part's
 subjects delivers several times more slowly than one reading everything (and
 the server checks its filters pairwise when it creates it). Handing a message
-over through a pipe costs a few microseconds.
+over through a socket costs a couple of microseconds.
 
 The children are forked, not spawned: a fork starts in milliseconds with
 everything imported and the replay's state (bounds, dead letters) already
 read, where a fresh interpreter costs most of a second. A child never touches
 what it inherited from the parent's event loop: it runs a loop of its own,
-and sends its result back pickled through its pipe.
+and sends its result back pickled through its socket.
 
-Flow control is the pipe's: a parent that hands messages over faster than a
-child replays them waits on the write, so memory stays bounded by what the
-pipes and one read batch hold.
+A parent that hands messages over faster than a child replays them waits
+once :data:`MAX_BACKLOG` bytes are queued for it, so memory stays bounded.
 """
 
 from __future__ import annotations
