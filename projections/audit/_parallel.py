@@ -169,7 +169,7 @@ class Child:
         self._backlog: deque[memoryview] = deque()
         self._backlog_bytes = 0
         self._writer: asyncio.Task[None] | None = None
-        self._failed: OSError | None = None
+        self._failed: Exception | None = None
 
     async def hand_over(self, source: Source, batch: list[RawMessage] | None) -> None:
         """Send the child a batch of ``source`` (``None``: that source has ended).
@@ -206,14 +206,15 @@ class Child:
         """
         if self._writer is not None:
             await self._writer
+        if self._failed is None:
+            self.sock.settimeout(None)  # nothing left to write: wait for the result in a thread
+            try:
+                frame = await asyncio.to_thread(_receive, self.sock)
+            except (EOFError, OSError) as exc:
+                self._failed = exc
         if self._failed is not None:
             raise self._gone(self._failed)
-        try:
-            kind, body, why = pickle.loads(await _receive_async(self.sock))  # noqa: S301 - our child
-        except (EOFError, OSError) as exc:
-            kind, body, why = "gone", exc, None
-        if kind == "gone":
-            raise self._gone(body)
+        kind, body, why = pickle.loads(frame)  # noqa: S301 - our own child
         if kind == "failed":
             raise ReplayPartError(f"replay part {self.part} failed: {why}") from body
         return body
@@ -388,28 +389,6 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
             raise EOFError("the other end closed")
         got += n
     return bytes(buffer)
-
-
-async def _receive_async(sock: socket.socket) -> bytes:
-    """One frame, read without blocking the event loop.
-
-    Raises:
-        EOFError: the other end closed.
-    """
-    loop = asyncio.get_running_loop()
-
-    async def exactly(size: int) -> bytes:
-        buffer = bytearray(size)
-        view, got = memoryview(buffer), 0
-        while got < size:
-            n = await loop.sock_recv_into(sock, view[got:])
-            if n == 0:
-                raise EOFError("the other end closed")
-            got += n
-        return bytes(buffer)
-
-    (size,) = _LENGTH.unpack(await exactly(_LENGTH.size))
-    return await exactly(size)
 
 
 def _portable(exc: BaseException) -> BaseException | None:
