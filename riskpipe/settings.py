@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_NATS_URL", "Settings"]
@@ -20,6 +20,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RISKPIPE_", frozen=True, extra="ignore")
 
     nats_url: str = DEFAULT_NATS_URL
+    """NATS server URL(s), comma-separated; may carry ``user:password@`` or a token."""
+    # Connecting securely (docs/security.md): TLS files, then one way to authenticate.
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_hostname: str | None = None
+    nats_creds: Path | None = None
+    nkey_seed: Path | None = None
+    """A file holding the user's NKey seed (the seed itself never goes in a variable)."""
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
     data_dir: Path = Path(".riskpipe")
     subject_prefix: str = "rp"
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)

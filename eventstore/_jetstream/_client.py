@@ -15,10 +15,17 @@ import orjson
 import structlog
 
 from eventstore._jetstream._acks import instant
+from eventstore._jetstream._auth import connect_kwargs, refused_reason
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import InlineDispatch, parse_headers
 from eventstore._jetstream._publisher import Publisher
-from eventstore.errors import JetStreamAPIError, NotProvisionedError, StoreUnavailableError
+from eventstore._jetstream._refusals import Refusals
+from eventstore.errors import (
+    AuthenticationError,
+    JetStreamAPIError,
+    NotProvisionedError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -26,11 +33,14 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 
+    from eventstore._options import ConnectOptions
+
 __all__ = ["JetStreamClient", "RawMessage", "redact"]
 
 _log = structlog.get_logger(__name__)
 _API = "$JS.API"
 _DRAIN_SECONDS = 5
+_ABANDON_SECONDS = 0.5
 _NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
@@ -113,14 +123,25 @@ class JetStreamClient:
 
     @classmethod
     async def connect(
-        cls, url: str, *, name: str, timeout: float = 5.0, connect_timeout: float = 5.0
+        cls,
+        url: str,
+        *,
+        name: str,
+        timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        options: ConnectOptions | None = None,
     ) -> JetStreamClient:
         """Connect to ``url``, reconnecting forever once connected.
 
         Raises:
+            CredentialsError: a TLS, creds or seed file in ``options`` is unusable.
+            AuthenticationError: the server refused the credentials, or TLS failed.
             StoreUnavailableError: no server answered within ``connect_timeout``.
         """
+        secure = connect_kwargs(options)  # every file checked before anything is sent
         nc = nats.aio.client.Client()
+        refusals = Refusals.attach(nc)
+        first = _FirstConnect(nc)
         try:
             async with asyncio.timeout(connect_timeout):
                 await nc.connect(
@@ -130,15 +151,19 @@ class JetStreamClient:
                     reconnect_time_wait=1,
                     drain_timeout=_DRAIN_SECONDS,
                     connect_timeout=max(1, min(2, int(connect_timeout))),
-                    error_cb=_error_log(nc),
+                    error_cb=refusals.callback(first.or_then(_error_log(nc))),
                     disconnected_cb=_connection_log(nc, redact(url), "nats.disconnected"),
                     reconnected_cb=_connection_log(nc, redact(url), "nats.reconnected"),
+                    **secure,
                 )
+        except _RefusedError as exc:
+            await first.abandon()
+            raise AuthenticationError(f"cannot connect to NATS at {redact(url)}: {exc}") from exc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            await nc.close()
-            raise StoreUnavailableError(
-                f"cannot connect to NATS at {redact(url)}: {str(exc) or 'no answer in time'}"
-            ) from exc
+            await first.abandon()
+            why = str(exc) or str(nc.last_error or "") or "no answer in time"
+            raise StoreUnavailableError(f"cannot connect to NATS at {redact(url)}: {why}") from exc
+        first.done = True
         client = cls(nc, timeout=timeout)
         await client.publisher.start()
         return client
@@ -236,6 +261,46 @@ def _error_log(nc: Client) -> Callable[[Exception], Awaitable[None]]:
             _log.warning("nats.error", error=str(exc), error_type=type(exc).__name__)
 
     return log
+
+
+class _RefusedError(Exception):
+    """Raised from the error callback to end a first connection that cannot succeed."""
+
+
+class _FirstConnect:
+    """Ends the first connection attempt at once on an error that retrying cannot fix.
+
+    Without it, nats-py retries a refused password or an untrusted certificate
+    until the connect time-out, which then reads as "no answer". nats-py awaits
+    the error callback inside ``connect``, so raising there ends ``connect``.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.done = False
+
+    def or_then(
+        self, then: Callable[[Exception], Awaitable[None]]
+    ) -> Callable[[Exception], Awaitable[None]]:
+        """The connect-time check, then ``then`` for every error once connected."""
+
+        async def on_error(exc: Exception) -> None:
+            if not self.done and (reason := refused_reason(exc)) is not None:
+                raise _RefusedError(reason)
+            await then(exc)
+
+        return on_error
+
+    async def abandon(self) -> None:
+        """Close a connection that never came up.
+
+        After a failed TLS upgrade nats-py's close waits forever for a socket
+        that asyncio has already closed, so the wait is bounded.
+        """
+        self.done = True
+        with contextlib.suppress(TimeoutError, OSError, nats.errors.Error):
+            async with asyncio.timeout(_ABANDON_SECONDS):
+                await self.nc.close()
 
 
 def redact(url: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import click
 from pydantic import ValidationError
 
+from riskpipe.cli._connect import connection_options, connection_overrides
 from riskpipe.logs import configure_logging
 from riskpipe.runtime import tune_gc
 from riskpipe.settings import Settings
@@ -43,6 +44,7 @@ pass_app = click.make_pass_decorator(AppContext)
     default=None,
     help="Log format; auto is console on a terminal, JSON lines otherwise.",
 )
+@connection_options
 @click.version_option(package_name="riskpipe")
 @click.pass_context
 def main(
@@ -58,6 +60,7 @@ def main(
         )
         if value
     }
+    overrides.update(connection_overrides(ctx))  # TLS files and credentials
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -1,0 +1,178 @@
+"""Every command and the library connect through mutual TLS and each role's credentials.
+
+The servers run the unmodified ``deploy/nats/tls.conf`` and ``accounts.conf``;
+the commands are the ones docs/security.md shows, run as real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+from conftest import DEPLOY
+from support.events import evidence, evidence_line
+
+from eventstore import ConnectOptions, EventStore
+from eventstore.errors import AuthenticationError
+from riskpipe.server import NatsServer
+from riskpipe.wiring import build_schemas
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from conftest import Pki
+
+TLS_CONF = DEPLOY / "nats" / "tls.conf"
+
+
+def riskpipe(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``riskpipe`` command line in a process of its own, JSON logs on stderr."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RISKPIPE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "riskpipe", "--log-format", "json", *args],
+        env={**clean, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def mtls_nats(
+    tmp_path: Path, nats_passwords: dict[str, str], nats_tls_env: Pki
+) -> Iterator[NatsServer]:
+    """A server started from the unmodified ``deploy/nats/tls.conf``: mutual TLS required."""
+    del nats_passwords, nats_tls_env  # needed for the environment variables they export
+    server = NatsServer(data_dir=tmp_path / "nats", config_file=TLS_CONF)
+    server.start()
+    yield server
+    server.kill()
+
+
+def tls_url(server: NatsServer) -> str:
+    """The server's address as a ``tls://`` URL."""
+    return f"tls://127.0.0.1:{server.port}"
+
+
+def tls_flags(pki: Pki) -> list[str]:
+    """The global flags that trust the CA and present the client certificate."""
+    return [
+        *("--tls-ca", str(pki.ca)),
+        *("--tls-cert", str(pki.client_cert)),
+        *("--tls-key", str(pki.client_key)),
+    ]
+
+
+def tls_env(pki: Pki) -> dict[str, str]:
+    """The same, as environment variables."""
+    return {
+        "RISKPIPE_TLS_CA": str(pki.ca),
+        "RISKPIPE_TLS_CERT": str(pki.client_cert),
+        "RISKPIPE_TLS_KEY": str(pki.client_key),
+    }
+
+
+def test_commands_run_over_mutual_tls_with_flags_and_variables(
+    mtls_nats: NatsServer, pki: Pki, nats_passwords: dict[str, str]
+) -> None:
+    """init, publish, worker, status and replay work over mutual TLS, each as its own user."""
+    url = tls_url(mtls_nats)
+    admin = ["--nats-url", url, *tls_flags(pki), "--user", "admin"]
+    admin_env = {"RISKPIPE_NATS_PASSWORD": nats_passwords["admin"]}
+    init = riskpipe(*admin, "init", env=admin_env)
+    assert init.returncode == 0, init.stderr
+
+    # the producer through variables only, its password in the URL
+    producer_env = {
+        **tls_env(pki),
+        "RISKPIPE_NATS_URL": f"tls://producer:{nats_passwords['producer']}@127.0.0.1:{mtls_nats.port}",
+    }
+    lines = "\n".join(evidence_line(f"ev-{n}", entity="user-42", minute=n) for n in range(3))
+    published = riskpipe("publish", "-", env=producer_env, stdin=lines + "\n")
+    assert published.returncode == 0, published.stderr
+    assert "stored=3" in published.stdout
+
+    worker_env = {
+        **tls_env(pki),
+        "RISKPIPE_NATS_URL": url,
+        "RISKPIPE_NATS_USER": "worker",
+        "RISKPIPE_NATS_PASSWORD": nats_passwords["worker"],
+    }
+    worked = riskpipe("worker", "--until-idle", "--no-http", env=worker_env)
+    assert worked.returncode == 0, worked.stderr
+
+    auditor = ["--nats-url", url, *tls_flags(pki), "--user", "auditor"]
+    auditor_env = {"RISKPIPE_NATS_PASSWORD": nats_passwords["auditor"]}
+    status = riskpipe(*admin, "status", env=admin_env)
+    assert status.returncode == 0, status.stderr
+    assert "OK" in status.stdout
+    replay = riskpipe(*auditor, "replay", "--jobs", "2", env=auditor_env)
+    assert replay.returncode == 0, replay.stderr + replay.stdout
+
+
+def test_without_a_client_certificate_mutual_tls_is_one_clear_line(
+    mtls_nats: NatsServer, pki: Pki, nats_passwords: dict[str, str]
+) -> None:
+    """Trusting the CA without presenting a certificate fails at once, saying why."""
+    result = riskpipe(
+        *("--nats-url", tls_url(mtls_nats), "--tls-ca", str(pki.ca), "--user", "admin"),
+        "status",
+        env={"RISKPIPE_NATS_PASSWORD": nats_passwords["admin"]},
+    )
+    assert result.returncode == 1
+    assert "client certificate" in result.stderr
+    assert "no answer in time" not in result.stderr
+    assert nats_passwords["admin"] not in result.stderr + result.stdout
+
+
+def test_an_untrusted_server_certificate_is_one_clear_line(
+    mtls_nats: NatsServer, nats_passwords: dict[str, str]
+) -> None:
+    """Without the private CA the server's certificate is refused, not reported as silence."""
+    result = riskpipe(
+        *("--nats-url", tls_url(mtls_nats), "--user", "admin", "status"),
+        env={"RISKPIPE_NATS_PASSWORD": nats_passwords["admin"]},
+    )
+    assert result.returncode == 1
+    assert "certificate is not trusted" in result.stderr
+    assert "no answer in time" not in result.stderr
+
+
+async def test_the_library_connects_with_connect_options(
+    mtls_nats: NatsServer, pki: Pki, nats_passwords: dict[str, str]
+) -> None:
+    """EventStore.connect takes the TLS files and the password as ConnectOptions."""
+    options = ConnectOptions(
+        tls_ca=pki.ca,
+        tls_cert=pki.client_cert,
+        tls_key=pki.client_key,
+        user="admin",
+        password=nats_passwords["admin"],
+    )
+    async with await EventStore.connect(
+        tls_url(mtls_nats), schemas=build_schemas(), options=options
+    ) as store:
+        await store.provision()
+        result = await store.append(evidence("lib-1"))
+    assert (result.stream, result.sequence) == ("EVIDENCE", 1)
+    assert nats_passwords["admin"] not in repr(options)
+
+
+async def test_a_wrong_password_is_refused_at_once(mtls_nats: NatsServer, pki: Pki) -> None:
+    """A refused password ends connecting with an authentication error, not a time-out."""
+    options = ConnectOptions(
+        tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=pki.client_key,
+        user="admin", password="wrong-password",  # noqa: S106 - refused on purpose
+    )  # fmt: skip
+    async with asyncio.timeout(4):  # the connect time-out is 5 s
+        with pytest.raises(AuthenticationError, match="refused the credentials"):
+            await EventStore.connect(tls_url(mtls_nats), schemas=build_schemas(), options=options)
