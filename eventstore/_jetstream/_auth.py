@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import stat
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import nkeys
@@ -41,6 +42,7 @@ class _QuietTlsEof(logging.Filter):
 
 logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
+_MAX_FILE_BYTES = 16 * 1024 * 1024
 _JWT_MARK = b"-----BEGIN NATS USER JWT-----"
 _SEED_MARK = b"-----BEGIN USER NKEY SEED-----"
 
@@ -189,12 +191,18 @@ def _after(lines: list[bytes], mark: bytes) -> bytes:
 
 
 def _read(path: Path, what: str) -> bytes:
+    """The file's bytes; it must be a regular file of a sane size (``/dev/zero`` never ends)."""
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise CredentialsError(f"{what} file {path} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise CredentialsError(f"{what} file {path} is not a regular file")
+        if info.st_size > _MAX_FILE_BYTES:
+            raise CredentialsError(f"{what} file {path} is too large to be one")
         return path.read_bytes()
     except FileNotFoundError as exc:
         raise CredentialsError(f"{what} file {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise CredentialsError(f"{what} file {path} is a directory") from exc
     except PermissionError as exc:
         raise CredentialsError(f"{what} file {path} cannot be read: permission denied") from exc
     except OSError as exc:
