@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from conftest import Pki
 
 TLS_CONF = DEPLOY / "nats" / "tls.conf"
+SECURITY_MD = DEPLOY.parent / "docs" / "security.md"
 
 
 def riskpipe(
@@ -82,7 +84,7 @@ def tls_env(pki: Pki) -> dict[str, str]:
 
 
 def test_commands_run_over_mutual_tls_with_flags_and_variables(
-    mtls_nats: NatsServer, pki: Pki, nats_passwords: dict[str, str]
+    mtls_nats: NatsServer, pki: Pki, nats_passwords: dict[str, str], tmp_path: Path
 ) -> None:
     """init, publish, worker, status and replay work over mutual TLS, each as its own user."""
     url = tls_url(mtls_nats)
@@ -96,8 +98,11 @@ def test_commands_run_over_mutual_tls_with_flags_and_variables(
         **tls_env(pki),
         "RISKPIPE_NATS_URL": f"tls://producer:{nats_passwords['producer']}@127.0.0.1:{mtls_nats.port}",
     }
-    lines = "\n".join(evidence_line(f"ev-{n}", entity="user-42", minute=n) for n in range(3))
-    published = riskpipe("publish", "-", env=producer_env, stdin=lines + "\n")
+    evidence_file = tmp_path / "evidence.jsonl"
+    evidence_file.write_text(
+        "".join(evidence_line(f"ev-{n}", entity="user-42", minute=n) + "\n" for n in range(3))
+    )
+    published = riskpipe("publish", str(evidence_file), env=producer_env)
     assert published.returncode == 0, published.stderr
     assert "stored=3" in published.stdout
 
@@ -176,3 +181,51 @@ async def test_a_wrong_password_is_refused_at_once(mtls_nats: NatsServer, pki: P
     async with asyncio.timeout(4):  # the connect time-out is 5 s
         with pytest.raises(AuthenticationError, match="refused the credentials"):
             await EventStore.connect(tls_url(mtls_nats), schemas=build_schemas(), options=options)
+
+
+def documented_openssl_commands() -> str:
+    """The shell block that follows "With openssl:" in docs/security.md."""
+    text = SECURITY_MD.read_text()
+    block = re.search(r"With openssl:\n\n```sh\n(.*?)```", text, re.DOTALL)
+    assert block is not None, "docs/security.md lost its openssl commands"
+    return block[1]
+
+
+@pytest.fixture
+def documented_pki(tmp_path: Path, pki: Pki) -> Path:
+    """A directory of certificates made by running the documented commands."""
+    del pki  # its fixture checks that openssl is there, as for every TLS test
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", documented_openssl_commands()],
+        cwd=directory, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return directory
+
+
+async def test_the_documented_certificates_serve_mutual_tls(
+    tmp_path: Path,
+    documented_pki: Path,
+    nats_passwords: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The openssl commands in docs/security.md make certificates tls.conf and the client accept."""
+    for name, file in (("CERT", "server.pem"), ("KEY", "server-key.pem"), ("CA", "ca.pem")):
+        monkeypatch.setenv(f"NATS_TLS_{name}", str(documented_pki / file))
+    server = NatsServer(data_dir=tmp_path / "nats", config_file=TLS_CONF)
+    server.start()
+    try:
+        options = ConnectOptions(
+            tls_ca=documented_pki / "ca.pem",
+            tls_cert=documented_pki / "client.pem",
+            tls_key=documented_pki / "client-key.pem",
+            user="admin",
+            password=nats_passwords["admin"],
+        )
+        async with await EventStore.connect(
+            tls_url(server), schemas=build_schemas(), options=options
+        ) as store:
+            assert (await store.provision()).ok
+    finally:
+        server.kill()
