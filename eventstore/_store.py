@@ -193,7 +193,7 @@ class EventStore:
 
     async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         refusals = refusals_of(self.client.nc)
-        denied = refusals.settle() if refusals is not None else None
+        denied = await refusals.settle(exc) if refusals is not None else None
         await self.close()
         if denied is not None:
             raise denied from exc

@@ -16,6 +16,7 @@ Nothing here runs per message: a task registers once, when its block starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -86,20 +87,26 @@ class Refusals:
         if task is not None:
             self._watching.add(task)
 
-    def settle(self) -> PermissionDeniedError | None:
+    async def settle(self, ended_by: BaseException | None) -> PermissionDeniedError | None:
         """Stop watching; the denial that cancelled the current task, if one did.
 
-        The cancellation it caused is withdrawn, so the caller can raise the
-        denial in its place.
+        The cancellation it caused is taken back, so the caller can raise the
+        denial in its place; if the block ended some other way before that
+        cancellation reached it, it is taken here, before the caller awaits
+        anything else. A cancellation from elsewhere still stands: then the
+        caller gets ``None`` and lets it propagate.
         """
         task = asyncio.current_task()
         if task is None:
             return None
         self._watching.discard(task)
         error = self._denied.pop(task, None)
-        if error is not None:
-            task.uncancel()
-        return error
+        if error is None:
+            return None
+        if not isinstance(ended_by, asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)  # a pending cancellation is delivered at this await
+        return error if task.uncancel() == 0 else None
 
 
 def refusals_of(nc: Client) -> Refusals | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -230,6 +231,27 @@ async def test_a_refused_append_raises_permission_denied_in_the_library(
                 await store.append(evidence("denied-1", tenant="t1", entity="e1"))
     assert refused.value.subject == "rp.evidence.t1.e1"
     assert str(refused.value) == "permission denied: rp.evidence.t1.e1"
+
+
+async def test_a_denial_swallowed_inside_the_block_still_ends_it(
+    secured_server: NatsServer, nats_passwords: dict[str, str]
+) -> None:
+    """Code that swallows the cancellation cannot hide a denial: leaving the block raises it."""
+    worker = ConnectOptions(user="worker", password=nats_passwords["worker"])
+
+    async def careless() -> None:
+        async with await EventStore.connect(
+            secured_server.url, schemas=build_schemas(), options=worker
+        ) as store:
+            with contextlib.suppress(asyncio.CancelledError):
+                await store.append(evidence("denied-2", tenant="t1", entity="e1"))
+
+    async with asyncio.timeout(3):
+        with pytest.raises(PermissionDeniedError, match=r"rp\.evidence\.t1\.e1"):
+            await careless()
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0  # the task is not left cancelled
 
 
 # -- NKeys instead of passwords -------------------------------------------------
