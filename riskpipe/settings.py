@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_NATS_URL", "Settings"]
@@ -62,3 +62,13 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     gc_threshold: int = Field(default=100_000, ge=0, le=10_000_000)
     """Young-generation GC threshold of the riskpipe commands (0: CPython's default)."""
+
+    @field_validator(
+        "tls_ca", "tls_cert", "tls_key", "tls_hostname", "nats_creds", "nkey_seed",
+        "nats_user", "nats_password", "nats_token",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable (a template's unused slot) is unset, not the current directory."""
+        return None if value == "" else value

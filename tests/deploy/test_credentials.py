@@ -329,12 +329,17 @@ def token_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Na
 
 
 def test_a_token_by_flag_variable_or_url(token_server: NatsServer) -> None:
-    """The token works as --token, as RISKPIPE_NATS_TOKEN and in the URL; a wrong one is refused."""
+    """The token works as --token, as RISKPIPE_NATS_TOKEN and in the URL; a wrong one is refused.
+
+    Empty variables beside it count as unset.
+    """
     token = os.environ["TEST_NATS_TOKEN"]
     assert riskpipe("--nats-url", token_server.url, "--token", token, "init").returncode == 0
+    unused = dict.fromkeys(("RISKPIPE_TLS_CA", "RISKPIPE_NATS_USER", "RISKPIPE_NKEY_SEED"), "")
     by_env = riskpipe(
-        "status", env={"RISKPIPE_NATS_URL": token_server.url, "RISKPIPE_NATS_TOKEN": token}
-    )
+        "status",
+        env={"RISKPIPE_NATS_URL": token_server.url, "RISKPIPE_NATS_TOKEN": token, **unused},
+    )  # an empty variable is an unused one
     assert by_env.returncode == 0, by_env.stderr
     in_url = token_server.url.replace("nats://", f"nats://{token}@")
     assert riskpipe("--nats-url", in_url, "status").returncode == 0
