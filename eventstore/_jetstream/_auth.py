@@ -16,14 +16,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import nkeys
 
+from eventstore._jetstream._tlsonly import (
+    CredentialsKeptError,
+    TrackedContext,
+    lift_userinfo,
+    over_tls_only,
+)
+from eventstore._options import ConnectOptions
 from eventstore.errors import CredentialsError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from eventstore._options import ConnectOptions
-
-__all__ = ["connect_kwargs", "refused_reason"]
+__all__ = ["connect_kwargs", "connect_plan", "refused_reason"]
 
 _EOF_NOISE = "returning true from eof_received() has no effect when using ssl"
 
@@ -45,6 +50,32 @@ logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 _MAX_FILE_BYTES = 16 * 1024 * 1024
 _JWT_MARK = b"-----BEGIN NATS USER JWT-----"
 _SEED_MARK = b"-----BEGIN USER NKEY SEED-----"
+
+
+_IDENTITY = frozenset({"user_credentials", "nkeys_seed", "token", "user", "password"})
+
+
+def connect_plan(url: str, options: ConnectOptions | None) -> tuple[list[str], dict[str, Any]]:
+    """The servers to dial and nats-py ``connect`` arguments for ``url`` and ``options``.
+
+    When TLS is asked for (a ``tls://`` URL or TLS files), a password or token,
+    given apart or in the URL, goes out only over TLS (see ``_tlsonly``).
+
+    Raises:
+        CredentialsError: a file is unusable, or the options contradict each other.
+    """
+    servers = [server.strip() for server in url.split(",")]
+    kwargs = connect_kwargs(options)
+    if "tls" not in kwargs and not any(s.lower().startswith("tls://") for s in servers):
+        return servers, kwargs
+    context = kwargs.setdefault("tls", tls_context(options or ConnectOptions()))
+    if not _IDENTITY.intersection(kwargs):
+        servers, lifted = lift_userinfo(servers)
+        kwargs |= lifted
+    for secret in ("password", "token"):
+        if isinstance(kwargs.get(secret), str):
+            kwargs[secret] = over_tls_only(context, kwargs[secret])
+    return servers, kwargs
 
 
 def connect_kwargs(options: ConnectOptions | None) -> dict[str, Any]:
@@ -82,6 +113,8 @@ def refused_reason(exc: BaseException) -> str | None:
     An untrusted server certificate, a TLS handshake the server ends (mutual
     TLS without a client certificate) and a refused password or key are final.
     """
+    if isinstance(exc, CredentialsKeptError):
+        return str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"the server's TLS certificate is not trusted: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
@@ -113,7 +146,7 @@ def _check_one_identity(options: ConnectOptions) -> None:
         raise CredentialsError(f"give one way to authenticate to NATS, not {' and '.join(given)}")
 
 
-def tls_context(options: ConnectOptions) -> ssl.SSLContext:
+def tls_context(options: ConnectOptions) -> TrackedContext:
     """A client TLS context: the CA to trust (default: the system's) and the client certificate.
 
     Raises:
@@ -124,8 +157,10 @@ def tls_context(options: ConnectOptions) -> ssl.SSLContext:
         raise CredentialsError(
             f"a TLS client certificate and its key go together: the {missing} is missing"
         )
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if options.tls_ca is not None:
+    context = TrackedContext.client()
+    if options.tls_ca is None:
+        context.load_default_certs()
+    else:
         _read(options.tls_ca, "TLS CA")
         try:
             context.load_verify_locations(cafile=str(options.tls_ca))

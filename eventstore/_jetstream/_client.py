@@ -15,7 +15,8 @@ import orjson
 import structlog
 
 from eventstore._jetstream._acks import instant
-from eventstore._jetstream._auth import connect_kwargs, refused_reason
+from eventstore._jetstream._auth import connect_plan
+from eventstore._jetstream._connecting import FirstConnect, RefusedError
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import InlineDispatch, parse_headers
 from eventstore._jetstream._publisher import Publisher
@@ -40,7 +41,6 @@ __all__ = ["JetStreamClient", "RawMessage", "redact"]
 _log = structlog.get_logger(__name__)
 _API = "$JS.API"
 _DRAIN_SECONDS = 5
-_ABANDON_SECONDS = 0.5
 _NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
@@ -138,14 +138,14 @@ class JetStreamClient:
             AuthenticationError: the server refused the credentials, or TLS failed.
             StoreUnavailableError: no server answered within ``connect_timeout``.
         """
-        secure = connect_kwargs(options)  # every file checked before anything is sent
+        servers, secure = connect_plan(url, options)  # files checked before anything is sent
         nc = nats.aio.client.Client()
         refusals = Refusals.attach(nc)
-        first = _FirstConnect(nc)
+        first = FirstConnect(nc)
         try:
             async with asyncio.timeout(connect_timeout):
                 await nc.connect(
-                    servers=[s.strip() for s in url.split(",")],
+                    servers=servers,
                     name=name,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
@@ -156,7 +156,7 @@ class JetStreamClient:
                     reconnected_cb=_connection_log(nc, redact(url), "nats.reconnected"),
                     **secure,
                 )
-        except _RefusedError as exc:
+        except RefusedError as exc:
             await first.abandon()
             raise AuthenticationError(f"cannot connect to NATS at {redact(url)}: {exc}") from exc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
@@ -261,46 +261,6 @@ def _error_log(nc: Client) -> Callable[[Exception], Awaitable[None]]:
             _log.warning("nats.error", error=str(exc), error_type=type(exc).__name__)
 
     return log
-
-
-class _RefusedError(Exception):
-    """Raised from the error callback to end a first connection that cannot succeed."""
-
-
-class _FirstConnect:
-    """Ends the first connection attempt at once on an error that retrying cannot fix.
-
-    Without it, nats-py retries a refused password or an untrusted certificate
-    until the connect time-out, which then reads as "no answer". nats-py awaits
-    the error callback inside ``connect``, so raising there ends ``connect``.
-    """
-
-    def __init__(self, nc: Client) -> None:
-        self.nc = nc
-        self.done = False
-
-    def or_then(
-        self, then: Callable[[Exception], Awaitable[None]]
-    ) -> Callable[[Exception], Awaitable[None]]:
-        """The connect-time check, then ``then`` for every error once connected."""
-
-        async def on_error(exc: Exception) -> None:
-            if not self.done and (reason := refused_reason(exc)) is not None:
-                raise _RefusedError(reason)
-            await then(exc)
-
-        return on_error
-
-    async def abandon(self) -> None:
-        """Close a connection that never came up.
-
-        After a failed TLS upgrade nats-py's close waits forever for a socket
-        that asyncio has already closed, so the wait is bounded.
-        """
-        self.done = True
-        with contextlib.suppress(TimeoutError, OSError, nats.errors.Error):
-            async with asyncio.timeout(_ABANDON_SECONDS):
-                await self.nc.close()
 
 
 def redact(url: str) -> str:

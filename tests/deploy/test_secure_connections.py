@@ -7,11 +7,12 @@ the commands are the ones docs/security.md shows, run as real processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import pytest
 from conftest import DEPLOY
@@ -229,3 +230,74 @@ async def test_the_documented_certificates_serve_mutual_tls(
             assert (await store.provision()).ok
     finally:
         server.kill()
+
+
+class Tap:
+    """A TCP relay in front of a server that keeps every byte the client sent through it."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.sent = bytearray()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers += [writer, up_writer]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, keep: bool) -> None:
+            while data := await src.read(65536):
+                if keep:
+                    self.sent.extend(data)
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        try:
+            await asyncio.gather(
+                pump(reader, up_writer, keep=True), pump(up_reader, writer, keep=False)
+            )
+        except ConnectionError:
+            pass  # either side hung up
+        finally:
+            for each in (writer, up_writer):
+                each.close()
+                with contextlib.suppress(ConnectionError):
+                    await each.wait_closed()
+
+
+@pytest.mark.parametrize("where", ["options", "url"])
+async def test_a_password_never_goes_out_in_plain_text_when_tls_was_asked_for(
+    secured_server: NatsServer, nats_passwords: dict[str, str], pki: Pki, where: str
+) -> None:
+    """A server that does not start TLS for a tls:// client never sees the password."""
+    password = nats_passwords["admin"]
+    async with Tap(secured_server.port) as tap:
+        url = f"tls://127.0.0.1:{tap.port}"
+        options = ConnectOptions(tls_ca=pki.ca)
+        if where == "url":
+            url = url.replace("tls://", f"tls://admin:{password}@")
+        else:
+            options = ConnectOptions(tls_ca=pki.ca, user="admin", password=password)
+        with pytest.raises(AuthenticationError, match="credentials not sent in plain text"):
+            await EventStore.connect(url, schemas=build_schemas(), options=options)
+    assert b"CONNECT" not in tap.sent
+    assert password.encode() not in tap.sent
