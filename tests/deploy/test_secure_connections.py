@@ -301,3 +301,24 @@ async def test_a_password_never_goes_out_in_plain_text_when_tls_was_asked_for(
             await EventStore.connect(url, schemas=build_schemas(), options=options)
     assert b"CONNECT" not in tap.sent
     assert password.encode() not in tap.sent
+
+
+async def test_tls_hostname_names_the_certificate_to_expect(
+    mtls_nats: NatsServer, pki: Pki, nats_passwords: dict[str, str]
+) -> None:
+    """The certificate is checked against tls_hostname: its own name passes, another fails."""
+
+    def options(hostname: str) -> ConnectOptions:
+        return ConnectOptions(
+            tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=pki.client_key,
+            tls_hostname=hostname, user="admin", password=nats_passwords["admin"],
+        )  # fmt: skip
+
+    async with await EventStore.connect(
+        tls_url(mtls_nats), schemas=build_schemas(), options=options("localhost")
+    ) as store:
+        assert store.client.connected
+    with pytest.raises(AuthenticationError, match="not trusted: Hostname mismatch"):
+        await EventStore.connect(
+            tls_url(mtls_nats), schemas=build_schemas(), options=options("nats.example.com")
+        )
