@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = ["connection_options", "connection_overrides"]
 
-F = TypeVar("F", bound="Callable[..., Any]")
+_F = TypeVar("_F", bound="Callable[..., Any]")
+_META = "riskpipe.connection"
 _FILE = click.Path(path_type=Path)  # checked when connecting, like the variables' files
 
 # (flag, settings field, type, help); each flag overrides its RISKPIPE_* variable
@@ -31,9 +32,6 @@ _OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
 _SECRET = frozenset({"nats_password", "nats_token"})
 
 
-_META = "riskpipe.connection"
-
-
 def _env(field: str) -> str:
     return "RISKPIPE_" + field.upper()
 
@@ -45,7 +43,7 @@ def _keep(ctx: click.Context, param: click.Parameter, value: object) -> None:
         given[param.name] = SecretStr(str(value)) if param.name in _SECRET else value
 
 
-def connection_options(command: F) -> F:
+def connection_options(command: _F) -> _F:
     """Add the TLS and credential flags to ``command`` (their values go to ``ctx.meta``)."""
     for flag, field, kind, text in reversed(_OPTIONS):
         command = click.option(
