@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError
+from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError, ReplayRefusedError
 from riskpipe.cli._app import AppContext, main
 from riskpipe.cli._common import out_console, run
 from riskpipe.wiring import connect_store
@@ -91,14 +91,26 @@ def dlq_show(ctx: click.Context, seq: int) -> None:
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @click.pass_context
 def dlq_replay(ctx: click.Context, seq: int | None, replay_all: bool, reason: str) -> None:
-    """Send dead letters back through the projection (recorded on the audit stream)."""
+    """Send dead letters back through the projection (recorded on the audit stream).
+
+    A dead letter is replayed once: asking again, however much later, is
+    refused (exit 1) with when, by whom and as which evidence it was replayed.
+    """
     targets = _targets(ctx, seq, replay_all, pending_only=True)
+    refused = 0
     for target in targets:
-        new_seq = run(
-            _with_dlq(ctx, lambda q, t=target: q.replay(t, actor=_actor(), reason=reason))
-        )
+        try:
+            new_seq = run(
+                _with_dlq(ctx, lambda q, t=target: q.replay(t, actor=_actor(), reason=reason))
+            )
+        except ReplayRefusedError as exc:
+            refused += 1
+            click.echo(f"Error: {exc}", err=True)
+            continue
         click.echo(f"replayed dead letter {target} as evidence sequence {new_seq}")
-    click.echo(f"{len(targets)} replayed")
+    click.echo(f"{len(targets) - refused} replayed" + (f", {refused} refused" if refused else ""))
+    if refused:
+        ctx.exit(1)
 
 
 @dlq.command("purge")
