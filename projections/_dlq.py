@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventstore import NO_STREAM, CloudEvent
+from eventstore import NO_STREAM, CloudEvent, validate_token
 from eventstore.errors import ConcurrencyConflictError
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._runner import split_subject
@@ -108,7 +108,11 @@ class DlqActions:
 
 
 class DeadLetterQueue:
-    """One projection's dead letters."""
+    """One projection's dead letters.
+
+    Raises:
+        ValueError: ``projection`` is not a subject token.
+    """
 
     def __init__(
         self,
@@ -118,7 +122,7 @@ class DeadLetterQueue:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.store = store
-        self.projection = projection
+        self.projection = validate_token(projection, what="projection")
         self._clock = clock
         self._new_id = new_id
         self.subject_filter = f"{store.config.prefix}.dlq.{projection}.>"

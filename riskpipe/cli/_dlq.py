@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from eventstore import validate_token
 from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError, ReplayRefusedError
 from riskpipe.cli._app import AppContext, main
 from riskpipe.cli._common import out_console, run
@@ -38,7 +39,11 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
 def dlq(ctx: click.Context, projection: str | None) -> None:
     """Dead letters: list, show, replay into the projection, purge."""
     app: AppContext = ctx.obj
-    ctx.meta["projection"] = projection or app.settings.projection
+    name = projection or app.settings.projection
+    try:
+        ctx.meta["projection"] = validate_token(name, what="projection")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--projection") from exc
 
 
 @dlq.command("list")

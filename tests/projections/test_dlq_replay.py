@@ -119,3 +119,10 @@ async def test_a_replay_that_died_after_its_claim_is_finished_by_the_next(
     assert await _evidence_count(store) == 2
     with pytest.raises(ReplayRefusedError):
         await queue.replay(seq, actor="carol")
+
+
+@pytest.mark.parametrize("name", ["a.b", "risk.>", "*", "two words", ""])
+def test_a_projection_name_that_is_not_a_token_is_refused(store: EventStore, name: str) -> None:
+    """A projection name becomes part of subjects: wildcards and dots are refused up front."""
+    with pytest.raises(ValueError, match="invalid projection"):
+        DeadLetterQueue(store, name)
