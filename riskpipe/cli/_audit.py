@@ -34,8 +34,7 @@ from projections.audit import (
     replay,
 )
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import TIME, err_console, out_console, run
-from riskpipe.wiring import connect_store
+from riskpipe.cli._common import TIME, connect_provisioned, err_console, out_console, run
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -174,7 +173,7 @@ async def _replay(  # noqa: PLR0913 - the command's options, passed through
     projection: str,
     jobs: int | None,
 ) -> ReplayReport:
-    async with await connect_store(settings, name="riskpipe-replay") as store:
+    async with await connect_provisioned(settings, name="riskpipe-replay") as store:
         scope = await bounds.scope(store)
         with _progress() as progress:
             try:

@@ -11,14 +11,24 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from eventstore.errors import EventStoreError, StoreUnavailableError
+from eventstore.errors import EventStoreError, NotProvisionedError, StoreUnavailableError
+from riskpipe.wiring import connect_store
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
 
+    from eventstore import EventStore
     from riskpipe.bench import Measurement
+    from riskpipe.settings import Settings
 
-__all__ = ["TIME", "err_console", "measurement_table", "out_console", "run"]
+__all__ = [
+    "TIME",
+    "connect_provisioned",
+    "err_console",
+    "measurement_table",
+    "out_console",
+    "run",
+]
 
 T = TypeVar("T")
 
@@ -37,6 +47,8 @@ def run(coro: Coroutine[object, object, T]) -> T:
     """Run a command's coroutine; turn store errors into one clear line and exit 1."""
     try:
         return asyncio.run(coro)
+    except NotProvisionedError as exc:
+        raise click.ClickException(f"not provisioned: {exc}") from exc
     except StoreUnavailableError as exc:
         hint = (
             " (is `riskpipe server` running, or --nats-url set?)" if "connect" in str(exc) else ""
@@ -46,6 +58,27 @@ def run(coro: Coroutine[object, object, T]) -> T:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)
+
+
+async def connect_provisioned(settings: Settings, *, name: str) -> EventStore:
+    """A store on a server where ``riskpipe init`` has created every stream and bucket.
+
+    A command that reads or writes the log checks first, so that on a fresh
+    server it says what to do instead of reporting an empty log, or a
+    confusing "no responders" from a stream that is not there.
+
+    Raises:
+        NotProvisionedError: a stream or bucket is missing.
+        StoreUnavailableError: NATS cannot be reached.
+    """
+    store = await connect_store(settings, name=name)
+    try:
+        for stream in store.config.stream_configs():
+            await store.stream_state(stream["name"])
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 class _Time(click.ParamType[datetime]):

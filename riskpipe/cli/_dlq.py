@@ -12,8 +12,7 @@ from rich.table import Table
 
 from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError
 from riskpipe.cli._app import AppContext, main
-from riskpipe.cli._common import out_console, run
-from riskpipe.wiring import connect_store
+from riskpipe.cli._common import connect_provisioned, out_console, run
 
 
 def _actor() -> str:
@@ -129,7 +128,7 @@ def _targets(ctx: click.Context, seq: int | None, every: bool, *, pending_only: 
 
 async def _with_dlq(ctx: click.Context, action: Any) -> Any:  # noqa: ANN401 - the action's result
     app: AppContext = ctx.find_object(AppContext)  # type: ignore[assignment]
-    async with await connect_store(app.settings, name="riskpipe-dlq") as store:
+    async with await connect_provisioned(app.settings, name="riskpipe-dlq") as store:
         try:
             return await action(DeadLetterQueue(store, ctx.meta["projection"]))
         except NotADeadLetterError as exc:

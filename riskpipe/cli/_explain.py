@@ -19,8 +19,7 @@ from projections.audit import (
     export_file,
 )
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import TIME, out_console, run
-from riskpipe.wiring import connect_store
+from riskpipe.cli._common import TIME, connect_provisioned, out_console, run
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -66,7 +65,7 @@ async def _explain(  # noqa: PLR0913 - the command's options, passed through
     seq: int | None,
     name: str,
 ) -> Explanation:
-    async with await connect_store(settings, name="riskpipe-explain") as store:
+    async with await connect_provisioned(settings, name="riskpipe-explain") as store:
         try:
             return await explain(store, tenant, entity, at=at, seq=seq, projection=name)
         except InvalidScopeError as exc:
@@ -160,7 +159,7 @@ async def _export(  # noqa: PLR0913 - the command's options, passed through
     out: Path,
     name: str,
 ) -> int:
-    async with await connect_store(settings, name="riskpipe-export") as store:
+    async with await connect_provisioned(settings, name="riskpipe-export") as store:
         try:
             return await export_file(store, out, fmt, tenant, entity=entity, projection=name)
         except InvalidScopeError as exc:

@@ -10,9 +10,8 @@ import click
 from rich.table import Table
 
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import out_console, run
+from riskpipe.cli._common import connect_provisioned, out_console, run
 from riskpipe.status import PipelineStatus, pipeline_status
-from riskpipe.wiring import connect_store
 
 
 @main.command()
@@ -36,7 +35,7 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
 
 
 async def _status(app: AppContext, name: str) -> PipelineStatus:
-    async with await connect_store(app.settings, name="riskpipe-status") as store:
+    async with await connect_provisioned(app.settings, name="riskpipe-status") as store:
         return await pipeline_status(store, name)
 
 
@@ -106,7 +105,7 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
 
 async def _assessments(app: AppContext, tenant: str, entity: str) -> list[dict[str, Any]]:
     try:
-        async with await connect_store(app.settings, name="riskpipe-assessments") as store:
+        async with await connect_provisioned(app.settings, name="riskpipe-assessments") as store:
             return [
                 {
                     "sequence": rec.sequence,

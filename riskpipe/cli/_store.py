@@ -14,7 +14,7 @@ from rich.table import Table
 from analyzers import EVIDENCE_RECORDED
 from eventstore.errors import DecodeError, EventStoreError
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import err_console, out_console, run
+from riskpipe.cli._common import connect_provisioned, err_console, out_console, run
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store
 
@@ -112,7 +112,7 @@ async def _publish(app: AppContext, file: IO[bytes]) -> PublishSummary:
 
 async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
     summary = PublishSummary()
-    async with await connect_store(app.settings, name="riskpipe-publish") as store:
+    async with await connect_provisioned(app.settings, name="riskpipe-publish") as store:
         with _progress() as progress:
             task = progress.add_task("publishing", total=None)
             chunk: list[tuple[int, bytes]] = []
@@ -192,7 +192,7 @@ def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
 
 async def _events(app: AppContext, tenant: str, entity: str) -> list[dict[str, Any]]:
     try:
-        async with await connect_store(app.settings, name="riskpipe-events") as store:
+        async with await connect_provisioned(app.settings, name="riskpipe-events") as store:
             return [
                 {
                     "sequence": rec.sequence,
