@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from riskpipe.settings import Settings
 
 __all__ = [
+    "ID_COLUMNS",
     "TIME",
+    "add_columns",
     "connect_provisioned",
     "err_console",
     "measurement_table",
@@ -36,6 +38,20 @@ T = TypeVar("T")
 def out_console() -> Console:
     """A console on stdout; when it is not a terminal, wide enough not to wrap tables."""
     return Console(width=None if sys.stdout.isatty() else 160)
+
+
+ID_COLUMNS = frozenset({"tenant/entity", "evidence id", "id", "source", "pattern/id", "evidence"})
+"""Table columns that hold ids: wrapped onto more lines when narrow, never cut short."""
+
+
+def add_columns(table: Table, *names: str) -> None:
+    """Add columns to ``table``; an id column folds instead of ending in an ellipsis.
+
+    An id cut short cannot be searched for or pasted into the next command, so
+    on a narrow console it is wrapped onto as many lines as it needs.
+    """
+    for name in names:
+        table.add_column(name, overflow="fold" if name in ID_COLUMNS else "ellipsis")
 
 
 def err_console() -> Console:

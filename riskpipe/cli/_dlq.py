@@ -8,11 +8,12 @@ import os
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError
 from riskpipe.cli._app import AppContext, main
-from riskpipe.cli._common import connect_provisioned, out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
 
 
 def _actor() -> str:
@@ -51,22 +52,17 @@ def dlq_list(ctx: click.Context, as_json: bool) -> None:
             click.echo(json.dumps(_summary(letter), sort_keys=True))
         return
     table = Table(title=f"dead letters ({len(letters)})")
-    for col in (
-        "dlq seq",
-        "status",
-        "tenant/entity",
-        "evidence seq",
-        "evidence id",
-        "error",
+    add_columns(
+        table, "dlq seq", "status", "tenant/entity", "evidence seq", "evidence id", "error",
         "deliveries",
-    ):
-        table.add_column(col)
+    )  # fmt: skip
     for letter in letters:
         d = letter.data
         table.add_row(
             str(letter.sequence), letter.status,
-            f"{letter.tenant}/{letter.entity}", str(d.sequence),
-            d.evidence_id or "-", f"{d.error_type}: {d.error_message[:80]}", str(d.delivery_count),
+            escape(f"{letter.tenant}/{letter.entity}"), str(d.sequence),
+            escape(d.evidence_id or "-"), escape(f"{d.error_type}: {d.error_message[:80]}"),
+            str(d.delivery_count),
         )  # fmt: skip
     out_console().print(table)
 

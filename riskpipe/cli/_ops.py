@@ -7,10 +7,11 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import connect_provisioned, out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
 from riskpipe.status import PipelineStatus, pipeline_status
 
 
@@ -19,7 +20,16 @@ from riskpipe.status import PipelineStatus, pipeline_status
 @click.option("--projection", default=None, help="Projection name [default: risk].")
 @pass_app
 def status(app: AppContext, as_json: bool, projection: str | None) -> None:
-    """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for."""
+    """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for.
+
+    \b
+    Exit status:
+      0  evidence = assessed + dead-lettered + pending, or messages are still
+         in flight (acknowledgements pending: the numbers settle by themselves)
+      1  an error: NATS unreachable, or not provisioned (run `riskpipe init`)
+      2  the accounting does not add up and nothing is in flight: evidence is
+         unaccounted for (2 is also every command's exit status on a usage error)
+    """  # noqa: D301 - \b keeps click from rewrapping the table
     name = projection or app.settings.projection
     result = run(_status(app, name))
     if as_json:
@@ -78,23 +88,18 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
             click.echo(json.dumps(row, sort_keys=True))
         return
     table = Table(title=f"assessments for {tenant}/{entity}")
-    for col in (
-        "seq",
-        "evidence",
-        "pattern/id",
-        "level",
-        "score",
-        "confidence",
+    add_columns(
+        table, "seq", "evidence seq", "pattern/id", "level", "score", "confidence",
         "top contributions",
-    ):
-        table.add_column(col)
+    )  # fmt: skip
     for row in rows:
         a = row["assessment"]
         changed = a["level"] != a["previous_level"]
         level = f"[bold red]{a['previous_level']} -> {a['level']}[/]" if changed else a["level"]
         top = sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
         table.add_row(
-            str(row["sequence"]), str(row["evidence"]["sequence"]), row["evidence"]["id"], level,
+            str(row["sequence"]), str(row["evidence"]["sequence"]),
+            escape(row["evidence"]["id"]), level,
             f"{a['score']:.3f}",
             f"{a['confidence']:.2f}" + (" (degraded)" if a["degraded"] else ""),
             ", ".join(f"{k} {v:.3f}" for k, v in top),

@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from analyzers import EVIDENCE_RECORDED
 from eventstore.errors import DecodeError, EventStoreError
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import connect_provisioned, err_console, out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, err_console, out_console, run
 from riskpipe.telemetry import configure_tracing
-from riskpipe.wiring import build_schemas, connect_store
+from riskpipe.wiring import build_schemas, connect_store, store_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,12 +30,21 @@ CHUNK = 2000
 @main.command()
 @pass_app
 def init(app: AppContext) -> None:
-    """Create the streams and buckets (idempotent); report any that drifted."""
+    """Create the streams and buckets (idempotent); report any that drifted.
+
+    \b
+    Exit status:
+      0  everything exists as expected (created now or found)
+      1  a stream exists with other settings (drift; left unchanged), or an error
+    """  # noqa: D301 - \b keeps click from rewrapping the table
     report = run(_init(app))
-    for name in report.created:
-        click.echo(f"created  {name}")
-    for name in report.found:
-        click.echo(f"found    {name}")
+    reserved = f"KV_{store_config(app.settings).lease_bucket}"
+    for verb, names in (("created", report.created), ("found", report.found)):
+        for name in names:
+            note = (
+                "  (reserved for partition leases; nothing uses it yet)" if name == reserved else ""
+            )
+            click.echo(f"{verb:<8} {name}{note}")
     for drift in report.drifted:
         click.echo(f"DRIFTED  {drift}", err=True)
     if not report.ok:
@@ -84,7 +94,12 @@ def publish(app: AppContext, file: IO[bytes], as_json: bool) -> None:
 
     Invalid lines are reported as `line N: reason` on stderr and not appended.
     Re-running the same file stores nothing new.
-    """
+
+    \b
+    Exit status:
+      0  every line was stored or was a duplicate
+      1  a line was rejected (the valid lines are stored), or an error
+    """  # noqa: D301 - \b keeps click from rewrapping the table
     summary = run(_publish(app, file))
     if as_json:
         click.echo(json.dumps({**summary.__dict__}, indent=None))
@@ -177,14 +192,13 @@ def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
             click.echo(json.dumps(rec, sort_keys=True))
         return
     table = Table(title=f"evidence for {tenant}/{entity}")
-    for col in ("seq", "stored at", "id", "source", "pattern", "severity", "confidence"):
-        table.add_column(col)
+    add_columns(table, "seq", "stored at", "id", "source", "pattern", "severity", "confidence")
     for rec in records:
         ev, data = rec.get("event") or {}, (rec.get("event") or {}).get("data") or {}
         table.add_row(
-            str(rec["sequence"]), rec["stored_at"], ev.get("id", "?"), ev.get("source", "?"),
-            data.get("pattern", rec.get("error", "?")), data.get("severity", "?"),
-            str(data.get("confidence", "?")),
+            str(rec["sequence"]), rec["stored_at"], escape(ev.get("id", "?")),
+            escape(ev.get("source", "?")), escape(data.get("pattern", rec.get("error", "?"))),
+            data.get("severity", "?"), str(data.get("confidence", "none (1.0 used)")),
         )  # fmt: skip
     out_console().print(table)
     click.echo(f"{len(records)} event(s)")

@@ -68,3 +68,16 @@ def test_after_init_an_empty_log_replays_ok(cli: CliRunner) -> None:
     result = cli.invoke(main, ["replay"])
     assert result.exit_code == 0, result.output
     assert result.stdout.rstrip().endswith(": OK")
+
+
+def test_init_says_the_lease_bucket_is_reserved(cli: CliRunner) -> None:
+    """Init marks rp-leases as reserved and unused, the first time and every time after."""
+    for verb in ("created", "found"):
+        result = cli.invoke(main, ["init"])
+        assert result.exit_code == 0, result.output
+        [line] = [x for x in result.stdout.splitlines() if "KV_rp-leases" in x]
+        assert line.startswith(verb)
+        assert "reserved" in line
+        assert "nothing uses it yet" in line
+        [checkpoints] = [x for x in result.stdout.splitlines() if "KV_rp-checkpoints" in x]
+        assert "reserved" not in checkpoints
