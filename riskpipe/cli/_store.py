@@ -22,7 +22,7 @@ from riskpipe.wiring import build_schemas, connect_store, store_config
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from eventstore import CloudEvent, EventStore
+    from eventstore import CloudEvent, EventSchemas, EventStore
 
 CHUNK = 2000
 
@@ -142,19 +142,31 @@ async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
     return summary
 
 
+def publishable(schemas: EventSchemas, line: bytes, *, max_bytes: int) -> CloudEvent:
+    """The evidence event one line of a publish file holds: what ``riskpipe publish`` accepts.
+
+    ``riskpipe schema --publish`` is the JSON Schema of exactly these lines.
+
+    Raises:
+        DecodeError: the line is not a valid event.
+        NotEvidenceError: it is a valid event of a type producers may not publish.
+    """
+    event = schemas.parse(line, max_bytes=max_bytes)
+    if event.type != EVIDENCE_RECORDED:
+        # assessments, dead letters and audit records are written by riskpipe itself
+        raise NotEvidenceError(event.type)
+    return event
+
+
 async def _publish_chunk(
     store: EventStore, chunk: list[tuple[int, bytes]], summary: PublishSummary
 ) -> None:
     valid: list[tuple[int, CloudEvent]] = []
     for number, line in chunk:
         try:
-            event = store.schemas.parse(line, max_bytes=store.config.max_payload_bytes)
-        except DecodeError as exc:
+            event = publishable(store.schemas, line, max_bytes=store.config.max_payload_bytes)
+        except (DecodeError, NotEvidenceError) as exc:
             summary.reject(number, exc)
-            continue
-        if event.type != EVIDENCE_RECORDED:
-            # assessments, dead letters and audit records are written by riskpipe itself
-            summary.reject(number, NotEvidenceError(event.type))
             continue
         valid.append((number, event))
     results = await store.append_many(event for _, event in valid)
@@ -222,8 +234,20 @@ async def _events(app: AppContext, tenant: str, entity: str) -> list[dict[str, A
 
 @main.command()
 @click.option("--type", "event_type", default=None, help="Only this event type.")
-def schema(event_type: str | None) -> None:
+@click.option(
+    "--publish",
+    "for_publish",
+    is_flag=True,
+    help="Only the schema of one line `riskpipe publish` accepts: a whole evidence event.",
+)
+def schema(event_type: str | None, for_publish: bool) -> None:
     """Print the JSON Schema of the envelope and of every event type's data."""
+    if for_publish:
+        if event_type is not None:
+            raise click.UsageError("give --type or --publish, not both")
+        whole = build_schemas().event_json_schema(EVIDENCE_RECORDED)
+        click.echo(json.dumps(whole, indent=2, sort_keys=True))
+        return
     schemas = build_schemas().json_schemas()
     if event_type is not None:
         if event_type not in schemas:
