@@ -17,7 +17,7 @@ from riskpipe.wiring import connect_store
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
 
-    from eventstore import EventStore
+    from eventstore import Category, EventStore
     from riskpipe.bench import Measurement
     from riskpipe.settings import Settings
 
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_CATEGORIES: tuple[Category, ...] = ("evidence", "risk", "dlq", "audit")
 
 
 def out_console() -> Console:
@@ -76,21 +77,25 @@ def run(coro: Coroutine[object, object, T]) -> T:
         sys.exit(130)
 
 
-async def connect_provisioned(settings: Settings, *, name: str) -> EventStore:
-    """A store on a server where ``riskpipe init`` has created every stream and bucket.
+async def connect_provisioned(
+    settings: Settings, *, name: str, categories: Iterable[Category] = _CATEGORIES
+) -> EventStore:
+    """A store on a server where ``riskpipe init`` has created the streams a command uses.
 
     A command that reads or writes the log checks first, so that on a fresh
     server it says what to do instead of reporting an empty log, or a
-    confusing "no responders" from a stream that is not there.
+    confusing "no responders" from a stream that is not there. It checks only
+    the streams of ``categories``: a producer may look up the evidence stream
+    and no other.
 
     Raises:
-        NotProvisionedError: a stream or bucket is missing.
+        NotProvisionedError: a stream is missing.
         StoreUnavailableError: NATS cannot be reached.
     """
     store = await connect_store(settings, name=name)
     try:
-        for stream in store.config.stream_configs():
-            await store.stream_state(stream["name"])
+        for category in categories:
+            await store.stream_state(store.config.stream_for(category))
     except BaseException:
         await store.close()
         raise

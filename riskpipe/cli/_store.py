@@ -127,7 +127,9 @@ async def _publish(app: AppContext, file: IO[bytes]) -> PublishSummary:
 
 async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
     summary = PublishSummary()
-    async with await connect_provisioned(app.settings, name="riskpipe-publish") as store:
+    async with await connect_provisioned(
+        app.settings, name="riskpipe-publish", categories=("evidence",)
+    ) as store:
         with _progress() as progress:
             task = progress.add_task("publishing", total=None)
             chunk: list[tuple[int, bytes]] = []
