@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 from click.testing import CliRunner
 from support.events import evidence_line
 
@@ -17,6 +18,8 @@ from riskpipe.cli import main
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from riskpipe.server import NatsServer
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
@@ -33,6 +36,14 @@ async def _extra_assessment(url: str) -> None:
         await store.append(CloudEvent.model_validate(copy.model_dump()))
     finally:
         await store.close()
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Give later tests back the logging set-up the commands here replace."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 from click.testing import CliRunner
 from support.events import evidence_line
 
 from riskpipe.cli import main
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from riskpipe.server import NatsServer
@@ -28,6 +30,14 @@ COMMANDS = [
     ["dlq", "show", "1"],
     ["dlq", "replay", "--all", "--reason", "test"],
 ]
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Give later tests back the logging set-up the commands here replace."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
