@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from eventstore._tokens import EventId, SourceRef, Token
+from eventstore._tokens import EventId, SourceRef, Timestamp, Token
 
 __all__ = ["CloudEvent", "msg_id_for"]
 
@@ -40,7 +40,7 @@ class CloudEvent(BaseModel):
     type: str = Field(pattern=_EVENT_TYPE, max_length=128)
     subject: Token
     tenant: Token = "default"
-    time: AwareDatetime
+    time: Timestamp
     datacontenttype: Literal["application/json"] = "application/json"
     correlationid: EventId | None = None
     causationid: EventId | None = None

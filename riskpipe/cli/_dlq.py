@@ -8,13 +8,13 @@ import os
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from eventstore import validate_token
 from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError, ReplayRefusedError
 from riskpipe.cli._app import AppContext, main
-from riskpipe.cli._common import out_console, run
-from riskpipe.wiring import connect_store
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
 
 
 def _actor() -> str:
@@ -57,22 +57,17 @@ def dlq_list(ctx: click.Context, as_json: bool) -> None:
             click.echo(json.dumps(_summary(letter), sort_keys=True))
         return
     table = Table(title=f"dead letters ({len(letters)})")
-    for col in (
-        "dlq seq",
-        "status",
-        "tenant/entity",
-        "evidence seq",
-        "evidence id",
-        "error",
+    add_columns(
+        table, "dlq seq", "status", "tenant/entity", "evidence seq", "evidence id", "error",
         "deliveries",
-    ):
-        table.add_column(col)
+    )  # fmt: skip
     for letter in letters:
         d = letter.data
         table.add_row(
             str(letter.sequence), letter.status,
-            f"{letter.tenant}/{letter.entity}", str(d.sequence),
-            d.evidence_id or "-", f"{d.error_type}: {d.error_message[:80]}", str(d.delivery_count),
+            escape(f"{letter.tenant}/{letter.entity}"), str(d.sequence),
+            escape(d.evidence_id or "-"), escape(f"{d.error_type}: {d.error_message[:80]}"),
+            str(d.delivery_count),
         )  # fmt: skip
     out_console().print(table)
 
@@ -146,7 +141,7 @@ def _targets(ctx: click.Context, seq: int | None, every: bool, *, pending_only: 
 
 async def _with_dlq(ctx: click.Context, action: Any) -> Any:  # noqa: ANN401 - the action's result
     app: AppContext = ctx.find_object(AppContext)  # type: ignore[assignment]
-    async with await connect_store(app.settings, name="riskpipe-dlq") as store:
+    async with await connect_provisioned(app.settings, name="riskpipe-dlq") as store:
         try:
             return await action(DeadLetterQueue(store, ctx.meta["projection"]))
         except NotADeadLetterError as exc:
