@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_NATS_URL", "Settings"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+_NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+# up to the last "@": a password may contain "/" or "@" too
+_USERINFO = re.compile(r"^([^:/]*://)?.*@", re.DOTALL)
 
 
 class Settings(BaseSettings):
@@ -37,7 +42,9 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = Field(default=20.0, ge=0.0, le=600.0)
     degraded_mode: bool = False
     analyzer_config: Path | None = None
-    enrichment_url: str | None = None
+    enrichment_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = (
+        None
+    )
     enrichment_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
     enrichment_attempts: int = Field(default=3, ge=1, le=10)
     enrichment_fail_max: int = Field(default=5, ge=1, le=1000)
@@ -50,3 +57,32 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     gc_threshold: int = Field(default=100_000, ge=0, le=10_000_000)
     """Young-generation GC threshold of the riskpipe commands (0: CPython's default)."""
+
+    @field_validator("nats_url")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        """Each comma-separated server is a NATS URL, so a typo fails here, not at connect."""
+        for server in value.split(","):
+            _check_server(server.strip())
+        return value
+
+
+def _check_server(server: str) -> None:
+    """Raise ``ValueError`` unless ``server`` is ``[scheme://][user[:pw]@]host[:port]``.
+
+    The messages show the URL without its user and password, and never quote
+    the parser's own message, which may hold a piece of the password.
+    """
+    shown = repr(_USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", server))
+    try:
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+    except ValueError:
+        raise ValueError(f"{shown} is not a NATS server URL") from None
+    if parts.scheme not in _NATS_SCHEMES:
+        raise ValueError(f"{shown}: the scheme must be one of nats, tls, ws, wss")
+    if not parts.hostname:
+        raise ValueError(f"{shown} has no host")
+    try:
+        parts.port  # noqa: B018 - reading the port is the check
+    except ValueError:
+        raise ValueError(f"{shown}: the port must be a number from 0 to 65535") from None
