@@ -112,5 +112,5 @@ def describe_invalid(exc: ValidationError, flags: Collection[str] = ()) -> list[
         name = f"{PREFIX}{field.upper()}"
         if field in flags:  # a flag's value may come from the variable too (click's envvar)
             name += f" or --{field.replace('_', '-')}"
-        problems.append(f"{name}: {error['msg']}")
+        problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
     return problems
