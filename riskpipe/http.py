@@ -9,7 +9,8 @@ larger app (an HTTP API) can serve them beside its own.
 negotiation: the OpenMetrics format when the ``Accept`` header asks for it,
 gzip when ``Accept-Encoding`` allows it. Every route answers ``HEAD`` too.
 A request whose header block is larger than :data:`MAX_HEADER_BYTES` is
-answered ``431`` and its connection closed.
+answered ``431`` and its connection closed; a connection that sends no
+request within :data:`FIRST_REQUEST_SECONDS` is closed.
 """
 
 from __future__ import annotations
@@ -42,10 +43,19 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["MAX_HEADER_BYTES", "Check", "HealthServer", "always_alive", "health_routes"]
+__all__ = [
+    "FIRST_REQUEST_SECONDS",
+    "MAX_HEADER_BYTES",
+    "Check",
+    "HealthServer",
+    "always_alive",
+    "health_routes",
+]
 
 MAX_HEADER_BYTES = 64 * 1024
 """The largest request line plus header block a request may have."""
+FIRST_REQUEST_SECONDS = 10.0
+"""How long a new connection may take to send its first request's headers."""
 
 Check: TypeAlias = Callable[[], tuple[bool, str]]
 """A health check: ``(ok, reason)``; the reason is the response body."""
@@ -146,11 +156,29 @@ class _HintedConnection(h11.Connection):
 
 
 class _H11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, answering 431 (not 400) to a header block over the limit."""
+    """uvicorn's h11 protocol, with 431 for a header block over the limit and a first deadline.
+
+    uvicorn answers 400 to every request h11 rejects, although h11 says which
+    status fits; and it waits for a new connection's first request forever.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - uvicorn's own
         super().__init__(*args, **kwargs)
         self.conn = _HintedConnection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Serve a connection, and drop it if no request arrives in time (slow clients)."""
+        super().connection_made(transport)
+        self._deadline = self.loop.call_later(FIRST_REQUEST_SECONDS, self._drop_if_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection's deadline."""
+        self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _drop_if_idle(self) -> None:
+        if self.cycle is None:  # uvicorn starts a cycle once a request's headers are in
+            self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         """Answer a request h11 could not parse, with h11's status for it."""
@@ -187,6 +215,9 @@ class _EmbeddedServer(uvicorn.Server):
 
 class _ToStructlog(logging.Handler):
     """Sends uvicorn's log records (warnings and errors only) to structlog, as one line each."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
         _log.log(

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from structlog.testing import capture_logs
 
+import riskpipe.http
 from riskpipe.errors import HttpServerError
 from riskpipe.http import MAX_HEADER_BYTES, HealthServer
 
@@ -114,6 +115,15 @@ async def test_a_header_just_under_the_limit_is_served(server: HealthServer) -> 
     async with _client(server) as client:
         response = await client.get("/healthz", headers={"X-Big": big})
     assert (response.status_code, response.text) == (200, "ok\n")
+
+
+async def test_a_connection_without_a_request_is_closed(
+    server: HealthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that connects and sends nothing (or too slowly) is disconnected."""
+    monkeypatch.setattr(riskpipe.http, "FIRST_REQUEST_SECONDS", 0.2)
+    for start in (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"):
+        assert await _raw(server.port, start) == b""
 
 
 async def test_unknown_paths_and_methods(server: HealthServer) -> None:
