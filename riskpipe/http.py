@@ -126,7 +126,7 @@ class _HeaderLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            size = len(scope["raw_path"]) + len(scope.get("query_string", b""))
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
             size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
             if size > self.limit:
                 response = _too_large()
