@@ -97,6 +97,21 @@ async def test_metrics_are_gzipped_when_accepted(server: HealthServer) -> None:
     assert "demo_events_total 3.0" in response.text  # httpx decompressed it
 
 
+async def test_metrics_can_be_filtered_by_name() -> None:
+    """``?name[]=`` limits the exposition to the metrics named."""
+    registry = _registry()
+    Counter("other_events", "Other events.", registry=registry).inc()
+    http = HealthServer(registry=registry, readiness=lambda: (True, "ok"), port=0)
+    await http.start()
+    try:
+        async with _client(http) as client:
+            response = await client.get("/metrics", params={"name[]": "other_events_total"})
+    finally:
+        await http.stop()
+    assert "other_events_total 1.0" in response.text
+    assert "demo_events" not in response.text
+
+
 @pytest.mark.parametrize("complete", [True, False], ids=["complete", "still-arriving"])
 async def test_an_oversized_header_gets_431(server: HealthServer, complete: bool) -> None:  # noqa: FBT001
     """A header block over the limit, complete or not, is answered 431; the server lives on."""
