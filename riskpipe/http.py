@@ -125,14 +125,18 @@ class _HeaderLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
-            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-            if size > self.limit:
-                response = _too_large()
-                await response(scope, receive, send)
-                return
+        if scope["type"] == "http" and _head_size(scope) > self.limit:
+            await _too_large()(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+
+def _head_size(scope: Scope) -> int:
+    """The bytes of a request's line and headers as sent (give or take optional spaces)."""
+    query = scope.get("query_string") or b""
+    target = len(scope.get("raw_path") or scope["path"].encode()) + (len(query) + 1 if query else 0)
+    line = len(scope["method"]) + 1 + target + len(" HTTP/") + len(scope["http_version"]) + 2
+    return line + sum(len(name) + 2 + len(value) + 2 for name, value in scope["headers"]) + 2
 
 
 _TOO_LARGE = f"request header fields too large (limit {MAX_HEADER_BYTES} bytes)\n".encode()
