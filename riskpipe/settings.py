@@ -15,6 +15,8 @@ __all__ = ["DEFAULT_NATS_URL", "Settings"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 _NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+_HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+"""An http(s) URL, checked at start-up rather than at the first request."""
 # up to the last "@": a password may contain "/" or "@" too
 _USERINFO = re.compile(r"^([^:/]*://)?.*@", re.DOTALL)
 
@@ -42,9 +44,7 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = Field(default=20.0, ge=0.0, le=600.0)
     degraded_mode: bool = False
     analyzer_config: Path | None = None
-    enrichment_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = (
-        None
-    )
+    enrichment_url: _HttpUrl | None = None
     enrichment_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
     enrichment_attempts: int = Field(default=3, ge=1, le=10)
     enrichment_fail_max: int = Field(default=5, ge=1, le=1000)
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9464, ge=0, le=65535)
     traces_exporter: Literal["none", "console", "otlp"] = "none"
-    otlp_endpoint: str | None = None
+    otlp_endpoint: _HttpUrl | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     gc_threshold: int = Field(default=100_000, ge=0, le=10_000_000)

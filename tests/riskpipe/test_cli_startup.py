@@ -126,13 +126,14 @@ def test_an_unreachable_nats_server_is_one_json_line() -> None:
         ({"RISKPIPE_HTTP_PORT": "70000"}, "RISKPIPE_HTTP_PORT: Input should be less than"),
         ({"RISKPIPE_LOG_LEVEL": "loud"}, "RISKPIPE_LOG_LEVEL: Input should be 'debug'"),
         ({"RISKPIPE_ENRICHMENT_URL": "reputation:8080"}, "RISKPIPE_ENRICHMENT_URL: String should"),
+        ({"RISKPIPE_OTLP_ENDPOINT": "collector:4318"}, "RISKPIPE_OTLP_ENDPOINT: String should"),
         (
             {"RISKPIPE_NATS_URL": "nats://worker:s3cret@127.0.0.1:99999"},
             "'nats://***@127.0.0.1:99999': the port must be a number from 0 to 65535",
         ),
         ({"RISKPIPE_NATS_URL": "http://127.0.0.1:4222"}, "the scheme must be one of nats"),
     ],
-    ids=["integer", "range", "choice", "enrichment-url", "nats-port", "nats-scheme"],
+    ids=["integer", "range", "choice", "enrichment-url", "otlp-url", "nats-port", "nats-scheme"],
 )
 def test_an_invalid_setting_is_one_json_line(env: dict[str, str], expected: str) -> None:
     """An invalid RISKPIPE_* value exits 2 with one JSON line naming the variable, no value."""
