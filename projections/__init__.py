@@ -8,6 +8,7 @@ commits them, and only then acknowledges the message.
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, dead_letter, projection_source
 from projections._dlq import (
     DLQ_PURGED,
+    DLQ_REPLAY_STARTED,
     DLQ_REPLAYED,
     REPLAY_HEADER,
     DeadLetter,
@@ -15,6 +16,7 @@ from projections._dlq import (
     DlqActionData,
     DlqActions,
     NotADeadLetterError,
+    ReplayRefusedError,
 )
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
@@ -25,6 +27,7 @@ __all__ = [
     "DEAD_LETTERED",
     "DLQ_PURGED",
     "DLQ_REPLAYED",
+    "DLQ_REPLAY_STARTED",
     "REPLAY_HEADER",
     "DeadLetter",
     "DeadLetterData",
@@ -39,6 +42,7 @@ __all__ = [
     "Output",
     "ProjectionMetrics",
     "ProjectionRunner",
+    "ReplayRefusedError",
     "Result",
     "RunnerSettings",
     "RunnerState",

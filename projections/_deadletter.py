@@ -91,4 +91,6 @@ def dead_letter(
         correlationid=event.correlationid if event is not None else None,
     )
     subject = config.dlq_subject(message.projection, message.tenant, message.entity)
-    return Output(envelope, subject=subject, data=data)
+    # the producer's trace context, passed on when no span of ours continues it
+    headers = dict(message.context.get("trace_headers") or {})
+    return Output(envelope, subject=subject, data=data, headers=headers)

@@ -3,29 +3,61 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
+import structlog
 from rich.console import Console
 from rich.table import Table
 
-from eventstore.errors import EventStoreError, StoreUnavailableError
+from eventstore.errors import EventStoreError, NotProvisionedError, StoreUnavailableError
+from riskpipe.wiring import connect_store
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
 
+    from eventstore import Category, EventStore
     from riskpipe.bench import Measurement
+    from riskpipe.settings import Settings
 
-__all__ = ["TIME", "err_console", "measurement_table", "out_console", "run"]
+__all__ = [
+    "ID_COLUMNS",
+    "TIME",
+    "add_columns",
+    "connect_provisioned",
+    "err_console",
+    "fail",
+    "measurement_table",
+    "out_console",
+    "run",
+    "store_error",
+]
 
 T = TypeVar("T")
+_CATEGORIES: tuple[Category, ...] = ("evidence", "risk", "dlq", "audit")
+_log = structlog.get_logger("riskpipe")
 
 
 def out_console() -> Console:
     """A console on stdout; when it is not a terminal, wide enough not to wrap tables."""
     return Console(width=None if sys.stdout.isatty() else 160)
+
+
+ID_COLUMNS = frozenset({"tenant/entity", "evidence id", "id", "source", "pattern/id", "evidence"})
+"""Table columns that hold ids: wrapped onto more lines when narrow, never cut short."""
+
+
+def add_columns(table: Table, *names: str) -> None:
+    """Add columns to ``table``; an id column folds instead of ending in an ellipsis.
+
+    An id cut short cannot be searched for or pasted into the next command, so
+    on a narrow console it is wrapped onto as many lines as it needs.
+    """
+    for name in names:
+        table.add_column(name, overflow="fold" if name in ID_COLUMNS else "ellipsis")
 
 
 def err_console() -> Console:
@@ -37,15 +69,56 @@ def run(coro: Coroutine[object, object, T]) -> T:
     """Run a command's coroutine; turn store errors into one clear line and exit 1."""
     try:
         return asyncio.run(coro)
-    except StoreUnavailableError as exc:
-        hint = (
-            " (is `riskpipe server` running, or --nats-url set?)" if "connect" in str(exc) else ""
-        )
-        raise click.ClickException(f"{exc}{hint}") from exc
+    except NotProvisionedError as exc:
+        raise click.ClickException(f"not provisioned: {exc}") from exc
     except EventStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(store_error(exc)) from exc
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)
+
+
+async def connect_provisioned(
+    settings: Settings, *, name: str, categories: Iterable[Category] = _CATEGORIES
+) -> EventStore:
+    """A store on a server where ``riskpipe init`` has created the streams a command uses.
+
+    A command that reads or writes the log checks first, so that on a fresh
+    server it says what to do instead of reporting an empty log, or a
+    confusing "no responders" from a stream that is not there. It checks only
+    the streams of ``categories``: a producer may look up the evidence stream
+    and no other.
+
+    Raises:
+        NotProvisionedError: a stream is missing.
+        PermissionDeniedError: the user may not look a stream up.
+        StoreUnavailableError: NATS cannot be reached.
+    """
+    store = await connect_store(settings, name=name)
+    async with contextlib.AsyncExitStack() as checking:
+        # inside the store's block: closed if a check fails, and a permission
+        # denial ends the checks at once instead of waiting for a time-out
+        await checking.enter_async_context(store)
+        for category in categories:
+            await store.stream_state(store.config.stream_for(category))
+        checking.pop_all()  # from here the caller's own `async with` closes it
+    return store
+
+
+def store_error(exc: EventStoreError) -> str:
+    """A store error's message, with a hint when NATS could not be reached."""
+    if isinstance(exc, StoreUnavailableError) and "connect" in str(exc):
+        return f"{exc} (is `riskpipe server` running, or --nats-url set?)"
+    return str(exc)
+
+
+def fail(event: str, message: str, *, code: int = 1) -> NoReturn:
+    """Log one error line in the configured log format, then exit with ``code``.
+
+    For processes whose stderr is a log stream (the worker): a supervisor or a
+    log pipeline reads the reason as one record, not a traceback.
+    """
+    _log.error(event, error=" ".join(message.split()))  # one line, whatever the message holds
+    sys.exit(code)
 
 
 class _Time(click.ParamType[datetime]):

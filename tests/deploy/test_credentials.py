@@ -203,6 +203,20 @@ def test_a_command_the_role_may_not_run_reads_permission_denied(
     assert "timed out" not in result.stderr
 
 
+def test_a_command_checking_its_streams_first_is_denied_at_once(
+    secured_server: NatsServer, nats_passwords: dict[str, str]
+) -> None:
+    """The producer listing dead letters is refused while the command checks the streams."""
+    assert riskpipe("init", env=_role_env(secured_server, nats_passwords, "admin")).returncode == 0
+    started = time.monotonic()
+    result = riskpipe("dlq", "list", env=_role_env(secured_server, nats_passwords, "producer"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "Error: permission denied: $js.api.stream.info."
+    )
+    assert time.monotonic() - started < 4  # a refused request waits 5 s for its time-out
+
+
 def test_provisioning_needs_the_admin(
     secured_server: NatsServer, nats_passwords: dict[str, str]
 ) -> None:
