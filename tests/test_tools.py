@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import ast
+from pathlib import Path
 
 import pytest
 from support.tools import REQUIRE_TOOLS, require_tool
 
-if TYPE_CHECKING:
-    from pathlib import Path
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -68,3 +68,30 @@ def test_every_tool_a_test_runs_is_listed() -> None:
     """Asking for a tool not in the list is an error, so each one has its install line."""
     with pytest.raises(KeyError):
         require_tool("docker")
+
+
+def _bare_commands(path: Path) -> list[str]:
+    """Where ``path`` runs a command by a literal name, or looks one up with ``shutil.which``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        literal = (
+            node.args
+            and isinstance(node.args[0], ast.List | ast.Tuple)
+            and node.args[0].elts
+            and isinstance(node.args[0].elts[0], ast.Constant)
+        )
+        if name == "shutil.which" or (name.startswith("subprocess.") and literal):
+            found.append(f"{path.relative_to(TESTS)}:{node.lineno}")
+    return found
+
+
+def test_every_test_finds_its_tools_through_the_switch() -> None:
+    """No test runs a command by a bare name or finds one itself: all go through require_tool."""
+    own = TESTS / "support" / "tools.py"
+    offenders = [
+        hit for path in sorted(TESTS.rglob("*.py")) if path != own for hit in _bare_commands(path)
+    ]
+    assert offenders == []
