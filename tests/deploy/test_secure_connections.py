@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Self
 import pytest
 from conftest import DEPLOY
 from support.events import evidence, evidence_line
+from support.tools import require_tool
 
 from eventstore import ConnectOptions, EventStore
 from eventstore.errors import AuthenticationError
@@ -199,7 +200,7 @@ def documented_pki(tmp_path: Path, pki: Pki) -> Path:
     directory = tmp_path / "pki"
     directory.mkdir()
     subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", documented_openssl_commands()],
+        [require_tool("bash"), "-euo", "pipefail", "-c", documented_openssl_commands()],
         cwd=directory, check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return directory
