@@ -18,6 +18,7 @@ from eventstore._envelope import CloudEvent, msg_id_for
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
 from eventstore._kv import KeyValue, KVEntry
+from eventstore._options import ConnectOptions
 from eventstore._provision import ProvisionReport
 from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
@@ -35,6 +36,7 @@ __all__ = [
     "AppendResult",
     "Category",
     "CloudEvent",
+    "ConnectOptions",
     "ConsumerSettings",
     "Delivery",
     "DurableConsumer",

@@ -32,6 +32,7 @@ from eventstore._jetstream._client import JetStreamClient, RawMessage
 from eventstore._jetstream._consumer import DurableConsumer
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
 from eventstore._jetstream._reader import read_batches, read_range
+from eventstore._jetstream._refusals import refusals_of
 from eventstore._kv import KeyValue
 from eventstore._provision import ProvisionReport, provision
 from eventstore._recorded import RecordedEvent, decode_recorded, to_recorded
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from eventstore._envelope import CloudEvent
+    from eventstore._options import ConnectOptions
     from eventstore._schemas import EventSchemas
 
 __all__ = ["EventStore", "PendingAppend"]
@@ -147,13 +149,19 @@ class EventStore:
         name: str = "riskpipe",
         timeout: float = 5.0,
         metrics: StoreMetrics | None = None,
+        options: ConnectOptions | None = None,
     ) -> EventStore:
         """Connect to NATS at ``url`` (comma-separated for a cluster).
 
+        ``options`` gives TLS files and credentials; a user and password, or a
+        token, may also be written in the URL (``nats://user:password@host``).
+
         Raises:
+            CredentialsError: a TLS, creds or seed file in ``options`` is unusable.
+            AuthenticationError: the server refused the credentials, or TLS failed.
             StoreUnavailableError: no server answered.
         """
-        client = await JetStreamClient.connect(url, name=name, timeout=timeout)
+        client = await JetStreamClient.connect(url, name=name, timeout=timeout, options=options)
         return cls(client, schemas=schemas, config=config, metrics=metrics)
 
     @classmethod
@@ -172,10 +180,23 @@ class EventStore:
         await self.client.close()
 
     async def __aenter__(self) -> Self:
+        """Use the store in a block; a permission denial ends the block.
+
+        On a connection made by :meth:`connect`, the server refusing the user
+        any subject cancels the block at once, and leaving it raises
+        :class:`~eventstore.errors.PermissionDeniedError` naming the subject,
+        instead of the time-out the refused request would meet.
+        """
+        if (refusals := refusals_of(self.client.nc)) is not None:
+            refusals.watch()
         return self
 
-    async def __aexit__(self, *_exc: object) -> None:
+    async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        refusals = refusals_of(self.client.nc)
+        denied = await refusals.settle(exc) if refusals is not None else None
         await self.close()
+        if denied is not None:
+            raise denied from exc
 
     # -- provisioning ---------------------------------------------------------
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 __all__ = [
     "AppendRejectedError",
+    "AuthenticationError",
     "BatchLimitError",
     "BatchRejectedError",
     "ConcurrencyConflictError",
     "ConfigDriftError",
+    "CredentialsError",
     "DecodeError",
     "EventStoreError",
     "InvalidHeaderError",
@@ -22,6 +24,7 @@ __all__ = [
     "NestingTooDeepError",
     "NotProvisionedError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "SchemaViolationError",
     "StoreTimeoutError",
     "StoreUnavailableError",
@@ -159,3 +162,29 @@ class ConfigDriftError(EventStoreError):
             for key, (found, want) in sorted(differences.items())
         )
         super().__init__(f"stream {stream} drifted from its expected config: {shown}")
+
+
+class CredentialsError(EventStoreError, ValueError):
+    """A TLS, creds or NKey file that cannot be used, or connect options that contradict.
+
+    Raised before anything is sent. The message names the file, never its content.
+    """
+
+
+class AuthenticationError(EventStoreError):
+    """The server refused the client's credentials, or TLS failed either way.
+
+    Permanent: connecting again with the same options gets the same answer.
+    """
+
+
+class PermissionDeniedError(EventStoreError):
+    """The server refused the connection's user a subject (publish or subscribe).
+
+    NATS reports the subject in lower case, so ``subject`` is as the server sent it.
+    """
+
+    def __init__(self, subject: str, operation: str = "publish") -> None:
+        self.subject = subject
+        self.operation = operation
+        super().__init__(f"permission denied: {subject}")

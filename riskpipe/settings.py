@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_NATS_URL", "Duration", "Settings", "parse_duration"]
@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RISKPIPE_", frozen=True, extra="ignore")
 
     nats_url: str = DEFAULT_NATS_URL
+    """NATS server URL(s), comma-separated; may carry ``user:password@`` or a token."""
+    # Connecting securely (docs/security.md): TLS files, then one way to authenticate.
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_hostname: str | None = None
+    nats_creds: Path | None = None
+    nkey_seed: Path | None = None
+    """A file holding the user's NKey seed (the seed itself never goes in a variable)."""
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
     data_dir: Path = Path(".riskpipe")
     subject_prefix: str = "rp"
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
@@ -96,6 +108,16 @@ class Settings(BaseSettings):
         for server in value.split(","):
             _check_server(server.strip())
         return value
+
+    @field_validator(
+        "tls_ca", "tls_cert", "tls_key", "tls_hostname", "nats_creds", "nkey_seed",
+        "nats_user", "nats_password", "nats_token",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable (a template's unused slot) is unset, not the current directory."""
+        return None if value == "" else value
 
 
 def _check_server(server: str) -> None:

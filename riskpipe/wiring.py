@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventstore import EventSchemas, EventStore, StoreConfig
+from eventstore import ConnectOptions, EventSchemas, EventStore, StoreConfig
 from projections.risk import build_schemas as _risk_schemas
 
 if TYPE_CHECKING:
     from riskpipe.settings import Settings
 
-__all__ = ["build_schemas", "connect_store", "store_config"]
+__all__ = ["build_schemas", "connect_options", "connect_store", "private_settings", "store_config"]
 
 
 def build_schemas() -> EventSchemas:
@@ -28,12 +28,53 @@ def store_config(settings: Settings) -> StoreConfig:
     )
 
 
+def connect_options(settings: Settings) -> ConnectOptions:
+    """TLS files and credentials, from settings."""
+    return ConnectOptions(
+        tls_ca=settings.tls_ca,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        tls_hostname=settings.tls_hostname,
+        creds=settings.nats_creds,
+        nkey_seed=settings.nkey_seed,
+        user=settings.nats_user,
+        password=settings.nats_password,
+        token=settings.nats_token,
+    )
+
+
+_CONNECT_FIELDS = (
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_hostname",
+    "nats_creds",
+    "nkey_seed",
+    "nats_user",
+    "nats_password",
+    "nats_token",
+)
+
+
+def private_settings(settings: Settings, url: str, **updates: object) -> Settings:
+    """``settings`` pointed at a private, unsecured server (demo, benchmarks): no TLS, no login."""
+    return settings.model_copy(
+        update={**dict.fromkeys(_CONNECT_FIELDS, None), "nats_url": url, **updates}
+    )
+
+
 async def connect_store(settings: Settings, *, name: str = "riskpipe") -> EventStore:
-    """Connect an event store to ``settings.nats_url``.
+    """Connect an event store to ``settings.nats_url``, with its TLS files and credentials.
 
     Raises:
+        CredentialsError: a TLS, creds or seed file is unusable.
+        AuthenticationError: the server refused the credentials, or TLS failed.
         StoreUnavailableError: NATS cannot be reached.
     """
     return await EventStore.connect(
-        settings.nats_url, schemas=build_schemas(), config=store_config(settings), name=name
+        settings.nats_url,
+        schemas=build_schemas(),
+        config=store_config(settings),
+        name=name,
+        options=connect_options(settings),
     )

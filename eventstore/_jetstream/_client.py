@@ -15,16 +15,26 @@ import orjson
 import structlog
 
 from eventstore._jetstream._acks import instant
+from eventstore._jetstream._auth import connect_plan
+from eventstore._jetstream._connecting import FirstConnect, RefusedError
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import InlineDispatch, parse_headers
 from eventstore._jetstream._publisher import Publisher
-from eventstore.errors import JetStreamAPIError, NotProvisionedError, StoreUnavailableError
+from eventstore._jetstream._refusals import Refusals
+from eventstore.errors import (
+    AuthenticationError,
+    JetStreamAPIError,
+    NotProvisionedError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from nats.aio.client import Client
     from nats.aio.msg import Msg
+
+    from eventstore._options import ConnectOptions
 
 __all__ = ["JetStreamClient", "RawMessage", "redact"]
 
@@ -113,32 +123,47 @@ class JetStreamClient:
 
     @classmethod
     async def connect(
-        cls, url: str, *, name: str, timeout: float = 5.0, connect_timeout: float = 5.0
+        cls,
+        url: str,
+        *,
+        name: str,
+        timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        options: ConnectOptions | None = None,
     ) -> JetStreamClient:
         """Connect to ``url``, reconnecting forever once connected.
 
         Raises:
+            CredentialsError: a TLS, creds or seed file in ``options`` is unusable.
+            AuthenticationError: the server refused the credentials, or TLS failed.
             StoreUnavailableError: no server answered within ``connect_timeout``.
         """
+        servers, secure = connect_plan(url, options)  # files checked before anything is sent
         nc = nats.aio.client.Client()
+        refusals = Refusals.attach(nc)
+        first = FirstConnect(nc)
         try:
             async with asyncio.timeout(connect_timeout):
                 await nc.connect(
-                    servers=[s.strip() for s in url.split(",")],
+                    servers=servers,
                     name=name,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
                     drain_timeout=_DRAIN_SECONDS,
                     connect_timeout=max(1, min(2, int(connect_timeout))),
-                    error_cb=_error_log(nc),
+                    error_cb=refusals.callback(first.or_then(_error_log(nc))),
                     disconnected_cb=_connection_log(nc, redact(url), "nats.disconnected"),
                     reconnected_cb=_connection_log(nc, redact(url), "nats.reconnected"),
+                    **secure,
                 )
+        except RefusedError as exc:
+            await first.abandon()
+            raise AuthenticationError(f"cannot connect to NATS at {redact(url)}: {exc}") from exc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            await nc.close()
-            raise StoreUnavailableError(
-                f"cannot connect to NATS at {redact(url)}: {str(exc) or 'no answer in time'}"
-            ) from exc
+            await first.abandon()
+            why = str(exc) or str(nc.last_error or "") or "no answer in time"
+            raise StoreUnavailableError(f"cannot connect to NATS at {redact(url)}: {why}") from exc
+        first.done = True
         client = cls(nc, timeout=timeout)
         await client.publisher.start()
         return client

@@ -11,6 +11,7 @@ import structlog
 from pydantic import ValidationError
 
 from riskpipe.cli._common import fail
+from riskpipe.cli._connect import connection_options, connection_overrides
 from riskpipe.environment import describe_invalid, unknown_variables
 from riskpipe.logs import LogFormat, configure_logging
 from riskpipe.runtime import tune_gc
@@ -48,6 +49,7 @@ pass_app = click.make_pass_decorator(AppContext)
     default=None,
     help="Log format; auto is console on a terminal, JSON lines otherwise.",
 )
+@connection_options
 @click.version_option(package_name="riskpipe")
 @click.pass_context
 def main(
@@ -63,6 +65,7 @@ def main(
         )
         if value
     }
+    overrides.update(connection_overrides(ctx))  # TLS files and credentials
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type] # validated like the environment
     except ValidationError as exc:

@@ -19,7 +19,7 @@ from riskpipe.cli._app import AppContext, bench, pass_app
 from riskpipe.cli._common import measurement_table, out_console
 from riskpipe.demo import synthetic_evidence
 from riskpipe.logs import configure_logging
-from riskpipe.wiring import build_schemas, connect_store, store_config
+from riskpipe.wiring import build_schemas, connect_store, private_settings, store_config
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
     configure_logging("error", app.settings.log_format)
     run = _PipelineRun(count, entities, rate, latency_events, runs)
     with private_server() as server:
-        settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
+        settings = private_settings(app.settings, server.url, fetch_timeout=0.2)
         figures = asyncio.run(_pipeline(settings, run))
     title = f"pipeline: {count} evidence events x {runs} runs"
     _report(figures, figures.pop("measurements"), title, "events/s", as_json=as_json)
@@ -258,7 +258,7 @@ def bench_replay(  # noqa: PLR0913, PLR0917 - one click option each
     """
     configure_logging("error", app.settings.log_format)
     with private_server() as server:
-        settings = app.settings.model_copy(update={"nats_url": server.url, "fetch_timeout": 0.2})
+        settings = private_settings(app.settings, server.url, fetch_timeout=0.2)
         replay_m, decoded_m, raw_m, used = asyncio.run(
             _bench_replay(settings, count, entities, runs, jobs)
         )

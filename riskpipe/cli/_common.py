@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn, TypeVar
@@ -89,15 +90,17 @@ async def connect_provisioned(
 
     Raises:
         NotProvisionedError: a stream is missing.
+        PermissionDeniedError: the user may not look a stream up.
         StoreUnavailableError: NATS cannot be reached.
     """
     store = await connect_store(settings, name=name)
-    try:
+    async with contextlib.AsyncExitStack() as checking:
+        # inside the store's block: closed if a check fails, and a permission
+        # denial ends the checks at once instead of waiting for a time-out
+        await checking.enter_async_context(store)
         for category in categories:
             await store.stream_state(store.config.stream_for(category))
-    except BaseException:
-        await store.close()
-        raise
+        checking.pop_all()  # from here the caller's own `async with` closes it
     return store
 
 

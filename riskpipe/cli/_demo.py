@@ -20,7 +20,7 @@ from riskpipe.cli._common import out_console, run
 from riskpipe.demo import POISON, demo_evidence
 from riskpipe.logs import configure_logging
 from riskpipe.status import pipeline_status
-from riskpipe.wiring import build_schemas, store_config
+from riskpipe.wiring import build_schemas, private_settings, store_config
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def demo(app: AppContext, events: int, seed: int) -> None:
     configure_logging("error", app.settings.log_format)  # the demo's tables say what matters
     with private_server() as server:
         click.echo(f"nats-server with JetStream on {server.url} (private, temporary)")
-        settings = app.settings.model_copy(update={"nats_url": server.url})
+        settings = private_settings(app.settings, server.url)
         ok = run(_demo(settings, events, seed))
     click.echo(f"done in {time.monotonic() - started:.1f}s; the private server is stopped")
     if not ok:

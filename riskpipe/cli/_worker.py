@@ -73,14 +73,14 @@ async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:
     provider = configure_tracing(settings, service=f"riskpipe-worker-{settings.projection}")
     store = await connect_store(settings, name=f"riskpipe-worker-{settings.projection}")
     try:
-        report = await store.provision()
-        if not report.ok:
-            for drift in report.drifted:
-                _log.warning("worker.stream_drift", detail=str(drift))
-        await Worker(store, settings, CollectorRegistry()).run(
-            stop, until_idle=until_idle, http=http
-        )
+        async with store:  # closes it; a permission denial ends the block with its subject
+            report = await store.provision()
+            if not report.ok:
+                for drift in report.drifted:
+                    _log.warning("worker.stream_drift", detail=str(drift))
+            await Worker(store, settings, CollectorRegistry()).run(
+                stop, until_idle=until_idle, http=http
+            )
     finally:
-        await store.close()
         if provider is not None:
             provider.shutdown()

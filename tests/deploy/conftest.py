@@ -49,9 +49,26 @@ def _openssl(*args: str | Path) -> None:
     subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, timeout=30)
 
 
-def _leaf(directory: Path, name: str, ca: Path, ca_key: Path, extensions: str) -> None:
+# Python 3.13 verifies with VERIFY_X509_STRICT: a CA needs critical basicConstraints and
+# keyUsage, a leaf needs keyUsage, an authority key identifier and its names as SANs.
+_CA_EXTENSIONS = (
+    "basicConstraints=critical,CA:TRUE",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "subjectKeyIdentifier=hash",
+)
+_LEAF_EXTENSIONS = (
+    "basicConstraints=critical,CA:FALSE",
+    "keyUsage=critical,digitalSignature",
+    "subjectKeyIdentifier=hash",
+    "authorityKeyIdentifier=keyid,issuer",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+)
+
+
+def _leaf(directory: Path, name: str, ca: Path, ca_key: Path, usage: str) -> None:
+    """A certificate for ``name`` signed by the CA, for ``usage`` (serverAuth or clientAuth)."""
     key, csr, ext = (directory / f"{name}-key.pem", directory / f"{name}.csr", directory / name)
-    ext.write_text(f"basicConstraints=critical,CA:FALSE\n{extensions}\n")
+    ext.write_text("\n".join((*_LEAF_EXTENSIONS, f"extendedKeyUsage={usage}")) + "\n")
     _openssl(
         *("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
         *("-keyout", key, "-out", csr, "-subj", f"/CN={name}"),
@@ -70,11 +87,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     _openssl(
         *("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
         *("-keyout", ca_key, "-out", ca, "-subj", "/CN=riskpipe-test-ca", "-days", "1"),
+        *(arg for extension in _CA_EXTENSIONS for arg in ("-addext", extension)),
     )
-    _leaf(
-        directory, "server", ca, ca_key, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"
-    )
-    _leaf(directory, "client", ca, ca_key, "extendedKeyUsage=clientAuth")
+    _leaf(directory, "server", ca, ca_key, "serverAuth")
+    _leaf(directory, "client", ca, ca_key, "clientAuth")
     return Pki(
         ca=ca,
         server_cert=directory / "server.pem",

@@ -113,26 +113,26 @@ def start_server(data_dir: Path, config: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-def tls_server(
+def mtls_server(
     tmp_path: Path, nats_passwords: object, nats_tls_env: object
 ) -> Iterator[NatsServer]:
-    """A server started from ``tls.conf`` with the throwaway certificates."""
+    """A server started from the unmodified ``tls.conf`` (mutual TLS) with the throwaway certs."""
     del nats_passwords, nats_tls_env  # needed for the environment variables they export
     yield from start_server(tmp_path / "nats", NATS_DIR / "tls.conf")
 
 
 @pytest.fixture
-def mtls_server(
+def tls_server(
     tmp_path: Path, nats_passwords: object, nats_tls_env: object
 ) -> Iterator[NatsServer]:
-    """A server from a copy of ``tls.conf`` with its documented ``verify: true`` switched on."""
+    """A server from a copy of ``tls.conf`` with ``verify: true`` commented out, as documented."""
     del nats_passwords, nats_tls_env  # needed for the environment variables they export
     copy = tmp_path / "conf"
     shutil.copytree(NATS_DIR, copy)
     tls_conf = copy / "tls.conf"
     text = tls_conf.read_text()
-    assert "# verify: true" in text
-    tls_conf.write_text(text.replace("# verify: true", "verify: true"))
+    assert "\n  verify: true\n" in text
+    tls_conf.write_text(text.replace("\n  verify: true\n", "\n  # verify: true\n"))
     yield from start_server(tmp_path / "nats", tls_conf)
 
 

@@ -24,6 +24,7 @@ TOOLS = {
     "openssl": "apt-get install openssl",
     "pgrep": "apt-get install procps",
     "setpriv": "apt-get install util-linux",
+    "bash": "apt-get install bash",
 }
 """Every tool a test may run, with how to install it on Debian (what ``.ci/run`` does)."""
 

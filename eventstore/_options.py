@@ -1,0 +1,45 @@
+"""How to connect securely: TLS files and one way to authenticate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+__all__ = ["ConnectOptions"]
+
+
+class ConnectOptions(BaseModel):
+    """TLS and authentication for :meth:`EventStore.connect <eventstore.EventStore.connect>`.
+
+    Every field is optional; the files are checked when connecting, before
+    anything is sent, and a file that cannot be used raises
+    :class:`~eventstore.errors.CredentialsError` naming it. Give at most one
+    way to authenticate: ``creds``, ``nkey_seed``, ``token``, or ``user`` with
+    ``password`` (a user and password, or a token, may also be written in the
+    URL; these options win over the URL). Secrets are :class:`SecretStr`, so
+    they never show in a repr or a log line.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tls_ca: Path | None = None
+    """PEM bundle of the CA(s) that signed the server's certificate (default: the system's)."""
+    tls_cert: Path | None = None
+    """PEM client certificate, for servers that require mutual TLS (``verify: true``)."""
+    tls_key: Path | None = None
+    """The client certificate's unencrypted PEM private key."""
+    tls_hostname: str | None = None
+    """The name the server's certificate must carry, when it differs from the URL's host."""
+    creds: Path | None = None
+    """A NATS ``.creds`` file (user JWT and NKey seed), for servers in operator mode."""
+    nkey_seed: Path | None = None
+    """A file holding a user's NKey seed (``SU...``), for servers that list NKey users."""
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+
+    @property
+    def uses_tls_files(self) -> bool:
+        """Whether any TLS file is given (the connection then needs a TLS context)."""
+        return any(p is not None for p in (self.tls_ca, self.tls_cert, self.tls_key))
