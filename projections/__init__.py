@@ -15,6 +15,7 @@ from projections._dlq import (
     DlqActionData,
     DlqActions,
     NotADeadLetterError,
+    OriginalUnavailableError,
 )
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
@@ -35,6 +36,7 @@ __all__ = [
     "Message",
     "Middleware",
     "NotADeadLetterError",
+    "OriginalUnavailableError",
     "Outcome",
     "Output",
     "ProjectionMetrics",

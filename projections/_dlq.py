@@ -6,6 +6,7 @@ trail shows who did what to which dead letter, and when.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -31,6 +32,7 @@ __all__ = [
     "DlqActionData",
     "DlqActions",
     "NotADeadLetterError",
+    "OriginalUnavailableError",
 ]
 
 REPLAY_HEADER = "Riskpipe-Replay-Of"
@@ -57,6 +59,10 @@ class DlqActionData(BaseModel):
 
 class NotADeadLetterError(ProjectionError, LookupError):
     """There is no dead letter of this projection at that sequence."""
+
+
+class OriginalUnavailableError(ProjectionError, LookupError):
+    """A dead letter's copy of its original is cut short, and the stored original is not there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,26 +172,55 @@ class DeadLetterQueue:
         ``Riskpipe-Replay-Of`` header. Replaying the same dead letter twice sends
         it once (its ``Nats-Msg-Id`` is derived from the dead letter).
 
+        A dead letter whose copy of the original was cut short
+        (``original_truncated``) replays the original as stored at its stream
+        and sequence, once its SHA-256 matches the dead letter's.
+
         Raises:
             NotADeadLetterError: no such dead letter.
+            OriginalUnavailableError: the copy is truncated and the stored
+                original is gone or differs; nothing was sent.
         """
         letter = await self.get(sequence)
         tenant, entity = split_subject(letter.data.subject)
-        headers = {
-            k: v
-            for k, v in letter.data.original_headers.items()
-            if not k.lower().startswith("nats-")
-        }
+        original, original_headers = await self.original(letter)
+        headers = {k: v for k, v in original_headers.items() if not k.lower().startswith("nats-")}
         result = await self.store.append_unchecked(
             "evidence",
             tenant,
             entity,
-            letter.data.original_bytes(),
+            original,
             msg_id=f"riskpipe-dlq-replay:{self.projection}:{sequence}",
             headers={**headers, REPLAY_HEADER: str(letter.data.sequence)},
         )
         await self._record(DLQ_REPLAYED, letter, actor, reason, replayed_as=result.sequence)
         return result.sequence
+
+    async def original(self, letter: DeadLetter) -> tuple[bytes, dict[str, str]]:
+        """The complete original bytes and headers of ``letter``.
+
+        From the dead letter itself, or, when its copy was cut short, from the
+        stream it came from, checked against the dead letter's SHA-256.
+
+        Raises:
+            OriginalUnavailableError: truncated, and the stored original is gone or differs.
+        """
+        data = letter.data
+        if not data.original_truncated:
+            return data.original_bytes(), data.original_headers
+        stored = await self.store.get(data.stream, data.sequence)
+        where = f"{data.stream} sequence {data.sequence}"
+        if stored is None:
+            raise OriginalUnavailableError(
+                f"dead letter {letter.sequence} holds only part of its original,"
+                f" and {where} no longer exists"
+            )
+        if hashlib.sha256(stored.payload).hexdigest() != data.payload_sha256:
+            raise OriginalUnavailableError(
+                f"dead letter {letter.sequence} holds only part of its original,"
+                f" and {where} does not match its payload_sha256"
+            )
+        return stored.payload, dict(stored.headers)
 
     async def purge(self, sequence: int, *, actor: str, reason: str = "") -> None:
         """Delete the dead letter from the queue, recording who did it.

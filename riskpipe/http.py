@@ -30,11 +30,13 @@ class HealthServer:
         *,
         registry: CollectorRegistry,
         readiness: Callable[[], tuple[bool, str]],
+        liveness: Callable[[], tuple[bool, str]] | None = None,
         host: str = "127.0.0.1",
         port: int = 9464,
     ) -> None:
         self.registry = registry
         self.readiness = readiness
+        self.liveness = liveness
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -73,7 +75,9 @@ class HealthServer:
             return "405 Method Not Allowed", "text/plain", b"only GET\n"
         path = parts[1].split("?", 1)[0]
         if path == "/healthz":
-            return "200 OK", "text/plain", b"ok\n"
+            alive, why = self.liveness() if self.liveness is not None else (True, "ok")
+            status = "200 OK" if alive else "503 Service Unavailable"
+            return status, "text/plain", (why + "\n").encode()
         if path == "/readyz":
             ready, reason = self.readiness()
             status = "200 OK" if ready else "503 Service Unavailable"

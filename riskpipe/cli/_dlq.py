@@ -10,7 +10,12 @@ from typing import Any
 import click
 from rich.table import Table
 
-from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError
+from projections import (
+    DeadLetter,
+    DeadLetterQueue,
+    NotADeadLetterError,
+    OriginalUnavailableError,
+)
 from riskpipe.cli._app import AppContext, main
 from riskpipe.cli._common import out_console, run
 from riskpipe.wiring import connect_store
@@ -82,6 +87,9 @@ def dlq_show(ctx: click.Context, seq: int) -> None:
     body["original_headers"] = letter.data.original_headers
     body["payload_sha256"] = letter.data.payload_sha256
     body["trace_id"] = letter.data.trace_id
+    body["original_size"] = letter.data.original_size
+    body["original_truncated"] = letter.data.original_truncated
+    body["envelope"] = letter.data.envelope
     click.echo(json.dumps(body, indent=2, sort_keys=True))
 
 
@@ -132,5 +140,5 @@ async def _with_dlq(ctx: click.Context, action: Any) -> Any:  # noqa: ANN401 - t
     async with await connect_store(app.settings, name="riskpipe-dlq") as store:
         try:
             return await action(DeadLetterQueue(store, ctx.meta["projection"]))
-        except NotADeadLetterError as exc:
+        except (NotADeadLetterError, OriginalUnavailableError) as exc:
             raise click.ClickException(str(exc)) from exc
