@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import tomllib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nats.aio.client
@@ -14,6 +16,7 @@ from support.proxy import nats_proxy
 
 from eventstore import EventStore, StoreConfig
 from eventstore._jetstream._transport import (
+    VERIFIED,
     FastTransport,
     OutboundMessage,
     Transport,
@@ -201,3 +204,11 @@ async def test_close_after_the_server_closed_the_connection(nats_server: NatsSer
     await asyncio.sleep(0)
     loop.set_exception_handler(None)
     assert unretrieved == []
+
+
+def test_the_dependency_range_is_the_verified_range() -> None:
+    """pyproject.toml admits exactly the nats-py versions the fast path was verified against."""
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    (spec,) = [d for d in project["project"]["dependencies"] if d.startswith("nats-py")]
+    (low_major, low_minor), (high_major, high_minor) = VERIFIED
+    assert spec == f"nats-py>={low_major}.{low_minor},<{high_major}.{high_minor}"
