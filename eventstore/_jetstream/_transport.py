@@ -266,7 +266,6 @@ class FastTransport(Transport):
     def __init__(self, nc: Client) -> None:
         super().__init__(nc)
         self._handlers: dict[int, InlineHandler] = {}
-        self._closed = False
         # nats-py annotates the header block as bytes; the parser passes None without one
         self._fallback = cast("_Process", nc._process_msg)  # noqa: SLF001 - the boundary
         self._patched = "_process_msg" in vars(nc)  # already replaced on this instance?
@@ -325,7 +324,6 @@ class FastTransport(Transport):
         When something replaced it again since, that stays in place and this
         transport only passes every message on from then on.
         """
-        self._closed = True
         self._handlers.clear()
         nc = self.nc
         if vars(nc).get("_process_msg") != self._process:

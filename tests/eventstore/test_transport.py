@@ -15,6 +15,7 @@ from support.events import evidence
 from support.proxy import nats_proxy
 
 from eventstore import EventStore, StoreConfig
+from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._transport import (
     VERIFIED,
     FastTransport,
@@ -23,6 +24,7 @@ from eventstore._jetstream._transport import (
     fast_path_problem,
     select_transport,
 )
+from eventstore._jetstream._transport import _block as header_block_of
 from eventstore.errors import MessageTooLargeError, TransientStoreError
 from riskpipe.wiring import build_schemas
 
@@ -137,6 +139,20 @@ async def test_the_public_api_path_works_end_to_end(nats_server: NatsServer) -> 
         await nc.close()
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Nats-Msg-Id": "a:b"},
+        {"Status": "503"},
+        {"Status": "404", "Description": "No Messages"},
+        {"Status": "100", "Description": "Idle Heartbeat", "Nats-Last-Stream": "7"},
+    ],
+)
+def test_the_public_path_hands_handlers_the_headers_it_received(headers: dict[str, str]) -> None:
+    """Headers nats-py parsed, statuses included, reach inline handlers as the same block."""
+    assert parse_headers(header_block_of(headers)) == headers
+
+
 async def test_closing_a_store_unhooks_the_callers_client(nats_server: NatsServer) -> None:
     """from_client hooks the caller's client only while the store is open."""
     nc = await _connect(nats_server.url)
@@ -171,11 +187,18 @@ async def test_a_message_over_max_payload_is_refused_before_it_is_written(
         limit = store.client.max_payload
         # nats-py's own check sees only the payload, which is just under the limit
         payload = b"x" * (limit - 10)
-        for _ in range(2):  # the single and the pipelined path
-            with pytest.raises(MessageTooLargeError, match="max_payload"):
-                await store.append_unchecked("evidence", "t1", "e1", payload, msg_id="big")
-            (result,) = await store.append_many([evidence("after-big")])
-            assert not isinstance(result, Exception)
+        with pytest.raises(MessageTooLargeError, match="max_payload"):
+            await store.append_unchecked("evidence", "t1", "e1", payload, msg_id="big")
+        publisher = store.client.publisher
+        big = OutboundMessage("rp.evidence.t1.e1", payload, {"Nats-Msg-Id": "big"})
+        assert publisher.publish_nowait(big) is None
+        small = OutboundMessage("rp.evidence.t1.e1", b"{}", {"Nats-Msg-Id": "small"})
+        refused, stored = await publisher.publish_many([big, small])
+        with pytest.raises(MessageTooLargeError):
+            await refused
+        assert (await stored) is not None
+        (result,) = await store.append_many([evidence("after-big")])
+        assert not isinstance(result, Exception)
         assert store.client.connected
         assert not store.client.closed
         assert store.payload_limit("dlq") < limit
