@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from eventstore.errors import MessageTooLargeError, TransientStoreError
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from riskpipe.server import NatsServer
 
 MESSAGES = [
@@ -85,6 +88,18 @@ async def test_fast_frames_are_byte_equal_to_what_publish_sends(nats_server: Nat
     assert fast_bytes.startswith(b"PUB t.plain ")
 
 
+@pytest.fixture
+def every_log_level() -> Iterator[None]:
+    """Warnings reach capture_logs whatever level an earlier test configured."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("every_log_level")
 async def test_the_verified_client_passes_and_a_changed_one_does_not(
     nats_server: NatsServer,
 ) -> None:
