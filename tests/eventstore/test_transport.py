@@ -250,3 +250,20 @@ def test_the_dependency_range_is_the_verified_range() -> None:
     (spec,) = [d for d in project["project"]["dependencies"] if d.startswith("nats-py")]
     (low_major, low_minor), (high_major, high_minor) = VERIFIED
     assert spec == f"nats-py>={low_major}.{low_minor},<{high_major}.{high_minor}"
+
+
+async def test_close_while_the_server_is_down_with_frames_buffered(
+    nats_server: NatsServer,
+) -> None:
+    """The server is gone, publishes wait in the client's buffer: close() still does not raise."""
+    store = await EventStore.connect(nats_server.url, schemas=build_schemas(), timeout=1.0)
+    await store.provision()
+    nats_server.kill()
+    async with asyncio.timeout(10):
+        # nats-py notices the lost socket in its read loop; it offers nothing to await
+        while store.client.connected:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await store.client.publisher.send(OutboundMessage("rp.evidence.t1.e1", b"{}", {}))
+    assert store.client.nc.pending_data_size > 0
+    await store.close()
+    assert store.client.closed
