@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 import nats.aio.client
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.events import evidence
 from support.proxy import nats_proxy
 
 from eventstore import EventStore, StoreConfig
+from eventstore._append import caller_headers
 from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._transport import (
     VERIFIED,
@@ -23,6 +26,7 @@ from eventstore._jetstream._transport import (
     OutboundMessage,
     Transport,
     fast_path_problem,
+    frame,
     select_transport,
 )
 from eventstore._jetstream._transport import _block as header_block_of
@@ -267,3 +271,37 @@ async def test_close_while_the_server_is_down_with_frames_buffered(
     assert store.client.nc.pending_data_size > 0
     await store.close()
     assert store.client.closed
+
+
+_NAME_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_names = st.text(_NAME_CHARS, min_size=1, max_size=20).filter(
+    lambda name: not name.lower().startswith("nats-")
+)
+_values = st.text(st.characters(blacklist_characters="\r\n\0"), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    subject=st.from_regex(r"[a-z0-9_-]{1,10}(\.[a-z0-9_-]{1,10}){0,4}", fullmatch=True),
+    reply=st.sampled_from(["", "_INBOX.abc.1f"]),
+    headers=st.dictionaries(_names, _values, max_size=4),
+    msg_id=st.none() | st.from_regex(r"[a-z]{1,8}:[A-Za-z0-9:._-]{1,16}", fullmatch=True),
+    payload=st.binary(max_size=64),
+)
+def test_fast_frames_equal_publish_for_every_header_the_store_accepts(
+    subject: str, reply: str, headers: dict[str, str], msg_id: str | None, payload: bytes
+) -> None:
+    """For any headers the store lets through, a fast frame is the bytes nc.publish buffers."""
+    checked = caller_headers(headers)
+    if msg_id is not None:
+        checked["Nats-Msg-Id"] = msg_id
+
+    async def publish() -> bytes:
+        nc = nats.aio.client.Client()
+        nc._max_pending_size = 1 << 20  # noqa: SLF001 - buffer without a server
+        await nc.publish(subject, payload, reply=reply, headers=checked or None)
+        (written,) = nc._pending  # noqa: SLF001 - exactly what it would send
+        return written
+
+    fast = frame(subject, reply.encode(), checked, payload, 1 << 20)
+    assert fast == asyncio.run(publish())
