@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from typing import Any
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -93,25 +92,25 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
     """
     delivery = message.delivery
     event: CloudEvent | None = message.context.get("event")
-    fields: dict[str, Any] = {
-        "projection": message.projection,
-        "stream": delivery.stream,
-        "sequence": delivery.stream_seq,
-        "subject": delivery.subject,
-        "delivery_count": delivery.num_delivered,
-        "error_type": type(error).__name__,
-        "error_message": str(error)[:4000],
-        "permanent": permanent,
-        "original": base64.b64encode(delivery.data).decode(),
-        "original_headers": dict(delivery.headers),
-        "original_size": len(delivery.data),
-        "payload_sha256": hashlib.sha256(delivery.data).hexdigest(),
-        "evidence_id": event.id if event is not None else None,
-        "evidence_source": event.source if event is not None else None,
-        "trace_id": message.context.get("trace_id"),
-        "dead_lettered_at": now,
-        "envelope": _envelope(event, delivery.data),
-    }
+    data = DeadLetterData(
+        projection=message.projection,
+        stream=delivery.stream,
+        sequence=delivery.stream_seq,
+        subject=delivery.subject,
+        delivery_count=delivery.num_delivered,
+        error_type=type(error).__name__,
+        error_message=str(error)[:4000],
+        permanent=permanent,
+        original=base64.b64encode(delivery.data).decode(),
+        original_headers=dict(delivery.headers),
+        original_size=len(delivery.data),
+        payload_sha256=hashlib.sha256(delivery.data).hexdigest(),
+        evidence_id=event.id if event is not None else None,
+        evidence_source=event.source if event is not None else None,
+        trace_id=message.context.get("trace_id"),
+        dead_lettered_at=now,
+        envelope=_envelope(event, delivery.data),
+    )
     envelope = CloudEvent(
         id=f"{delivery.stream}-{delivery.stream_seq}",
         source=projection_source(message.projection),
@@ -122,7 +121,6 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
         causationid=event.id if event is not None else None,
         correlationid=event.correlationid if event is not None else None,
     )
-    data = DeadLetterData(**fields)
     if max_bytes is not None:
         data = _fitted(envelope, data, delivery.data, max_bytes)
     subject = config.dlq_subject(message.projection, message.tenant, message.entity)
