@@ -23,11 +23,15 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from analyzers.errors import InvalidEvidenceError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
 
 __all__ = [
     "EVIDENCE_RECORDED",
@@ -61,6 +65,49 @@ AttributeValue = Annotated[str, Field(max_length=MAX_ATTRIBUTE_STRING)] | int | 
 AttributeKey = Annotated[str, StringConstraints(pattern=_ATTRIBUTE_KEY.pattern)]
 PatternName = Annotated[str, StringConstraints(pattern=_PATTERN.pattern)]
 
+# The same RFC 3339 form as the envelope's `time` (eventstore's `RFC3339`; this package
+# may not import eventstore): upper-case `T` and `Z`, seconds, a timezone, no year 0000.
+_RFC3339 = (
+    r"^(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:0[1-9]|1[0-2])"
+    r"-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+class _Rfc3339:
+    """A ``datetime``, or a string in RFC 3339 form (no number, no lax format).
+
+    Checked inside pydantic-core, so that JSON input is held to exactly what the
+    published JSON Schema says.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls,
+        source: Any,  # noqa: ANN401 - pydantic hook
+        handler: GetCoreSchemaHandler,
+    ) -> core_schema.CoreSchema:
+        aware = handler(source)
+        return core_schema.union_schema(
+            [
+                core_schema.chain_schema([core_schema.is_instance_schema(datetime), aware]),
+                core_schema.chain_schema([core_schema.str_schema(pattern=_RFC3339), aware]),
+            ],
+            custom_error_type="datetime_rfc3339",
+            custom_error_message="must be a valid RFC 3339 date-time with a timezone,"
+            " e.g. 2026-11-29T08:00:00Z",
+            serialization=aware.get("serialization"),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time", "pattern": _RFC3339}
+
+
+_Timestamp = Annotated[AwareDatetime, _Rfc3339()]
+
 
 class EvidenceData(BaseModel):
     """The ``data`` of an evidence event: one observation about one entity."""
@@ -70,10 +117,14 @@ class EvidenceData(BaseModel):
     pattern: PatternName
     """A lowercase token naming what was observed, e.g. ``failed_login_burst``."""
     severity: Severity
-    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
-    observed_at: AwareDatetime | None = None
+    # strict: a number, as the JSON Schema says, never a numeric string or a boolean
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0, strict=True)
+    observed_at: _Timestamp | None = None
     attributes: dict[AttributeKey, AttributeValue] = Field(
-        default_factory=dict, max_length=MAX_ATTRIBUTES
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        # the keys' pattern is the only way in: no other key is allowed
+        json_schema_extra={"additionalProperties": False},
     )
     description: str | None = Field(default=None, max_length=1000)
 

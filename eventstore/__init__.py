@@ -14,7 +14,7 @@ from eventstore._codec import (
     encode_event,
     encode_json,
 )
-from eventstore._envelope import CloudEvent
+from eventstore._envelope import CloudEvent, msg_id_for
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
 from eventstore._kv import KeyValue, KVEntry
@@ -57,6 +57,7 @@ __all__ = [
     "encode_event",
     "encode_json",
     "errors",
+    "msg_id_for",
     "tracing_enabled",
     "validate_token",
 ]

@@ -171,8 +171,50 @@ class EventSchemas:
             raise SchemaViolationError(event.type, _problems(exc, "data")) from exc
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
-        """JSON Schema of the envelope and of every registered type's data."""
-        out: dict[str, dict[str, Any]] = {_ENVELOPE: CloudEvent.model_json_schema()}
+        """JSON Schema of the envelope and of every registered type's data.
+
+        The envelope's ``type`` is optional when the registry has a default type,
+        as :meth:`parse` fills it in.
+        """
+        out: dict[str, dict[str, Any]] = {_ENVELOPE: self._envelope_schema()}
         for name in self.names():
             out[name] = self._types[name].data_model.model_json_schema()
         return out
+
+    def event_json_schema(self, name: str) -> dict[str, Any]:
+        """JSON Schema (2020-12) of one whole event of type ``name``, as :meth:`parse` takes it.
+
+        The envelope with ``type`` fixed to ``name`` (optional when ``name`` is
+        the default type) and ``data`` described by the type's model (required
+        when that model has required fields). What JSON Schema cannot say is
+        checked on top: the byte size, the nesting depth and duplicate keys.
+
+        Raises:
+            UnknownEventTypeError: no such type is registered.
+        """
+        data = self.get(name).data_model.model_json_schema()
+        event = self._envelope_schema()
+        defs = {**event.pop("$defs", {}), **data.pop("$defs", {})}
+        event["properties"]["type"] = {"const": name, "default": name, "title": "Type"}
+        required = [field for field in event["required"] if field != "type"]
+        if name != self.default_type:
+            required.append("type")
+        if data.get("required"):
+            required.append("data")
+        else:
+            data = {"anyOf": [data, {"type": "null"}], "default": None}
+        event["properties"]["data"] = data
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            **event,
+            "title": f"{name} event",
+            "required": required,
+            **({"$defs": defs} if defs else {}),
+        }
+
+    def _envelope_schema(self) -> dict[str, Any]:
+        schema = CloudEvent.model_json_schema()
+        if self.default_type is not None:
+            schema["required"] = [field for field in schema["required"] if field != "type"]
+            schema["properties"]["type"]["default"] = self.default_type
+        return schema

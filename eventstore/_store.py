@@ -427,10 +427,20 @@ class EventStore:
         This is how a misbehaving producer that bypasses the store looks to
         consumers; use it to rehearse poison messages, never for real evidence.
 
+        ``msg_id`` must not begin with a digit: such keys belong to events
+        (:func:`~eventstore.msg_id_for`), and a raw message must never be able
+        to shadow one.
+
         Raises:
-            ValueError: ``tenant`` or ``entity`` is not a token.
+            ValueError: ``tenant`` or ``entity`` is not a token, or ``msg_id``
+                is empty or begins with a digit.
             AppendRejectedError: the server refused it (e.g. over the size limit).
         """
+        if not msg_id or msg_id[0].isdigit():
+            raise ValueError(
+                f"raw message key {msg_id!r} must be non-empty and not begin with a digit"
+                " (keys that do are reserved for events)"
+            )
         hdrs = {**caller_headers(headers), MSG_ID: msg_id}
         message = OutboundMessage(self.config.subject(category, tenant, entity), payload, hdrs)
         fut = await self.client.publisher.publish(message)

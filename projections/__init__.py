@@ -8,6 +8,7 @@ commits them, and only then acknowledges the message.
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, dead_letter, projection_source
 from projections._dlq import (
     DLQ_PURGED,
+    DLQ_REPLAY_STARTED,
     DLQ_REPLAYED,
     REPLAY_HEADER,
     DeadLetter,
@@ -16,6 +17,7 @@ from projections._dlq import (
     DlqActions,
     NotADeadLetterError,
     OriginalUnavailableError,
+    ReplayRefusedError,
 )
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
@@ -26,6 +28,7 @@ __all__ = [
     "DEAD_LETTERED",
     "DLQ_PURGED",
     "DLQ_REPLAYED",
+    "DLQ_REPLAY_STARTED",
     "REPLAY_HEADER",
     "DeadLetter",
     "DeadLetterData",
@@ -41,6 +44,7 @@ __all__ = [
     "Output",
     "ProjectionMetrics",
     "ProjectionRunner",
+    "ReplayRefusedError",
     "Result",
     "RunnerSettings",
     "RunnerState",

@@ -124,7 +124,9 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
     if max_bytes is not None:
         data = _fitted(envelope, data, delivery.data, max_bytes)
     subject = config.dlq_subject(message.projection, message.tenant, message.entity)
-    return Output(envelope, subject=subject, data=data)
+    # the producer's trace context, passed on when no span of ours continues it
+    headers = dict(message.context.get("trace_headers") or {})
+    return Output(envelope, subject=subject, data=data, headers=headers)
 
 
 def _fitted(

@@ -7,13 +7,15 @@ trail shows who did what to which dead letter, and when.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventstore import CloudEvent
+from eventstore import NO_STREAM, CloudEvent, validate_token
+from eventstore.errors import ConcurrencyConflictError
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._runner import split_subject
 from projections.errors import ProjectionError
@@ -21,11 +23,12 @@ from projections.errors import ProjectionError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from eventstore import EventStore, RecordedEvent
+    from eventstore import EventStore, ExpectedVersion, RecordedEvent
 
 __all__ = [
     "DLQ_PURGED",
     "DLQ_REPLAYED",
+    "DLQ_REPLAY_STARTED",
     "REPLAY_HEADER",
     "DeadLetter",
     "DeadLetterQueue",
@@ -33,12 +36,15 @@ __all__ = [
     "DlqActions",
     "NotADeadLetterError",
     "OriginalUnavailableError",
+    "ReplayRefusedError",
 ]
 
 REPLAY_HEADER = "Riskpipe-Replay-Of"
 """Set on evidence re-sent from the dead-letter queue: the original's stream sequence."""
 DLQ_REPLAYED = "riskpipe.dlq.replayed.v1"
 DLQ_PURGED = "riskpipe.dlq.purged.v1"
+DLQ_REPLAY_STARTED = "riskpipe.dlq.replay_started.v1"
+"""Claims a dead letter's replay, fenced on the letter's own audit subject: one claim wins."""
 
 
 class DlqActionData(BaseModel):
@@ -55,6 +61,9 @@ class DlqActionData(BaseModel):
     reason: str = Field(default="", max_length=1000)
     replayed_as: int | None = None
     """For a replay: the stream sequence of the re-sent evidence."""
+    evidence_floor: int | None = Field(default=None, ge=0)
+    """For a replay's claim: the entity's last evidence sequence before the re-send,
+    where a resumed replay looks for it."""
 
 
 class NotADeadLetterError(ProjectionError, LookupError):
@@ -63,6 +72,24 @@ class NotADeadLetterError(ProjectionError, LookupError):
 
 class OriginalUnavailableError(ProjectionError, LookupError):
     """A dead letter's copy of its original is cut short, and the stored original is not there."""
+
+
+class ReplayRefusedError(ProjectionError):
+    """The dead letter was replayed already, or another replay of it holds the claim."""
+
+    def __init__(self, sequence: int, record: CloudEvent) -> None:
+        data = DlqActionData.model_validate(record.data)
+        self.sequence = sequence
+        self.actor = data.actor
+        self.at = record.time
+        self.replayed_as = data.replayed_as if record.type == DLQ_REPLAYED else None
+        when = f"{self.at:%Y-%m-%dT%H:%M:%SZ} by {self.actor}"
+        what = (
+            f"was replayed already, as evidence sequence {self.replayed_as}, at {when}"
+            if self.replayed_as is not None
+            else f"is being replayed by another process (claimed at {when})"
+        )
+        super().__init__(f"dead letter {sequence} {what}: not replayed again")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +114,23 @@ class DlqActions:
 
 
 class DeadLetterQueue:
-    """One projection's dead letters."""
+    """One projection's dead letters.
+
+    Raises:
+        ValueError: ``projection`` is not a subject token.
+    """
 
     def __init__(
         self,
         store: EventStore,
         projection: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.store = store
-        self.projection = projection
+        self.projection = validate_token(projection, what="projection")
         self._clock = clock
+        self._new_id = new_id
         self.subject_filter = f"{store.config.prefix}.dlq.{projection}.>"
 
     async def actions(self) -> DlqActions:
@@ -169,8 +202,13 @@ class DeadLetterQueue:
         """Send the original message back through the projection; return its new sequence.
 
         The original bytes and headers go back on the original subject with a
-        ``Riskpipe-Replay-Of`` header. Replaying the same dead letter twice sends
-        it once (its ``Nats-Msg-Id`` is derived from the dead letter).
+        ``Riskpipe-Replay-Of`` header. A dead letter is replayed at most once,
+        however long after the first replay the second is asked for: the
+        replay is claimed first with an append fenced on the letter's own
+        audit subject, so of two replays one wins, and a replay asked for
+        again later finds the record and is refused. A replay whose process
+        died after its claim is finished by the next one, which re-sends
+        the evidence only if it is not in the stream already.
 
         A dead letter whose copy of the original was cut short
         (``original_truncated``) replays the original as stored at its stream
@@ -178,22 +216,114 @@ class DeadLetterQueue:
 
         Raises:
             NotADeadLetterError: no such dead letter.
+            ReplayRefusedError: it was replayed already, or is being replayed.
             OriginalUnavailableError: the copy is truncated and the stored
-                original is gone or differs; nothing was sent.
+                original is gone or differs; nothing was claimed or sent.
         """
         letter = await self.get(sequence)
+        trail = self._trail(letter)
+        last = await self.store.last(trail)
+        if letter.replayed_as is not None and last is None:
+            # replayed before claims existed: its record is on the entity's subject
+            last = await self._replay_record(letter)
+        if last is not None and last.event is not None and last.event.type == DLQ_REPLAYED:
+            raise ReplayRefusedError(sequence, last.event)
+        original = await self.original(letter)  # before the claim: a refusal leaves no trace
+        floor = await self._evidence_floor(letter, last)
+        # one id per attempt: two replays racing must not pass for one retried append
+        attempt = self._new_id()
+        claim = await self._claim(
+            letter, trail, last, floor=floor, actor=actor, reason=reason, attempt=attempt
+        )
+        new_seq = await self._resend(letter, floor, original)
+        try:
+            await self._record(
+                DLQ_REPLAYED, letter, actor, reason,
+                replayed_as=new_seq, subject=trail, after=claim, attempt=attempt,
+            )  # fmt: skip
+        except ConcurrencyConflictError:
+            await self._refuse_from(trail, sequence)
+        return new_seq
+
+    def _trail(self, letter: DeadLetter) -> str:
+        """The audit subject of one dead letter's replay: its claims and its record."""
+        entity_subject = self.store.config.subject("audit", letter.tenant, letter.entity)
+        return f"{entity_subject}.replay.{self.projection}.{letter.sequence}"
+
+    async def _replay_record(self, letter: DeadLetter) -> RecordedEvent | None:
+        async for rec in self.store.read(letter.tenant, letter.entity, category="audit"):
+            data = (rec.event.data or {}) if rec.event is not None else {}
+            if (
+                rec.event is not None
+                and rec.event.type == DLQ_REPLAYED
+                and data.get("projection") == self.projection
+                and data.get("dead_letter_sequence") == letter.sequence
+            ):
+                return rec
+        return None
+
+    async def _evidence_floor(self, letter: DeadLetter, last: RecordedEvent | None) -> int:
+        """Where the re-sent evidence can be: after the first claim's floor, or after now."""
+        if last is not None and last.event is not None:
+            return int(str((last.event.data or {}).get("evidence_floor") or 0))
+        newest = await self.store.last_message(letter.data.subject)
+        return 0 if newest is None else newest.seq
+
+    async def _claim(  # noqa: PLR0913 - the letter, where, after what, and who
+        self,
+        letter: DeadLetter,
+        trail: str,
+        last: RecordedEvent | None,
+        *,
+        floor: int,
+        actor: str,
+        reason: str,
+        attempt: str,
+    ) -> int:
+        """Claim the replay: the first claim, or the next one after an unfinished replay."""
+        try:
+            return await self._record(
+                DLQ_REPLAY_STARTED, letter, actor, reason,
+                subject=trail, after=last.sequence if last is not None else None,
+                floor=floor, attempt=attempt,
+            )  # fmt: skip
+        except ConcurrencyConflictError:
+            await self._refuse_from(trail, letter.sequence)
+
+    async def _refuse_from(self, trail: str, sequence: int) -> NoReturn:
+        """Raise why the replay of ``sequence`` lost its fence, from the trail's last record."""
+        last = await self.store.last(trail)
+        if last is None or last.event is None:
+            raise ProjectionError(
+                f"dead letter {sequence}: its replay record on {trail} is unreadable"
+            )
+        raise ReplayRefusedError(sequence, last.event)
+
+    async def _resend(
+        self,
+        letter: DeadLetter,
+        floor: int,
+        original: tuple[bytes, dict[str, str]] | None = None,
+    ) -> int:
+        """Append the original again, unless a replay that died got that far already.
+
+        ``original``: its bytes and headers, as :meth:`original` gives them (read here if not).
+        """
+        msg_id = f"riskpipe-dlq-replay:{self.projection}:{letter.sequence}"
         tenant, entity = split_subject(letter.data.subject)
-        original, original_headers = await self.original(letter)
+        async for rec in self.store.read(tenant, entity, from_version=floor + 1):
+            if rec.headers.get("Nats-Msg-Id") == msg_id:
+                return rec.sequence
+        payload, original_headers = original or await self.original(letter)
         headers = {k: v for k, v in original_headers.items() if not k.lower().startswith("nats-")}
         result = await self.store.append_unchecked(
             "evidence",
             tenant,
             entity,
-            original,
-            msg_id=f"riskpipe-dlq-replay:{self.projection}:{sequence}",
+            payload,
+            msg_id=msg_id,
             headers={**headers, REPLAY_HEADER: str(letter.data.sequence)},
         )
-        await self._record(DLQ_REPLAYED, letter, actor, reason, replayed_as=result.sequence)
         return result.sequence
 
     async def original(self, letter: DeadLetter) -> tuple[bytes, dict[str, str]]:
@@ -232,7 +362,7 @@ class DeadLetterQueue:
         await self._record(DLQ_PURGED, letter, actor, reason)
         await self.store.delete(self.store.config.dlq_stream, sequence)
 
-    async def _record(
+    async def _record(  # noqa: PLR0913 - what, on which letter, by whom, where and after what
         self,
         event_type: str,
         letter: DeadLetter,
@@ -240,10 +370,16 @@ class DeadLetterQueue:
         reason: str,
         *,
         replayed_as: int | None = None,
-    ) -> None:
-        action = "replay" if event_type == DLQ_REPLAYED else "purge"
+        subject: str | None = None,
+        after: int | None = None,
+        floor: int | None = None,
+        attempt: str | None = None,
+    ) -> int:
+        """Append an action on ``letter``; fenced on ``subject`` when given; its sequence."""
+        action = {DLQ_REPLAYED: "replay", DLQ_PURGED: "purge"}.get(event_type, "replay-claim")
+        suffix = "" if attempt is None else f"-{attempt}"
         event = CloudEvent(
-            id=f"{action}-{self.projection}-{letter.sequence}",
+            id=f"{action}-{self.projection}-{letter.sequence}{suffix}",
             source=projection_source(self.projection) + "/dlq",
             type=event_type,
             subject=letter.entity,
@@ -259,6 +395,10 @@ class DeadLetterQueue:
                 actor=actor,
                 reason=reason,
                 replayed_as=replayed_as,
+                evidence_floor=floor,
             ).model_dump(mode="json"),
         )
-        await self.store.append(event)
+        if subject is None:
+            return (await self.store.append(event)).sequence
+        fence: ExpectedVersion = NO_STREAM if after is None else after
+        return (await self.store.append(event, subject=subject, expected_version=fence)).sequence

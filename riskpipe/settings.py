@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_NATS_URL", "Settings"]
+__all__ = ["DEFAULT_NATS_URL", "Duration", "Settings", "parse_duration"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+_UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([wdhms]))", re.IGNORECASE)
+
+
+def parse_duration(value: object) -> object:
+    """A duration from friendly text: ``3600`` (seconds), ``90s``, ``15m``, ``2h``, ``7d``.
+
+    Anything else (a ``timedelta``, an ISO 8601 ``PT2H``) is left to pydantic.
+
+    Raises:
+        ValueError: text that looks like neither.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return timedelta(seconds=float(text))
+    if text[:1] in ("P", "p", "-"):
+        return text
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts).lower() != text.replace(" ", "").lower():
+        raise ValueError(
+            f"{value!r} is not a duration: use seconds (3600) or a number with a unit"
+            " (90s, 15m, 2h, 7d, 1w, or 1h30m)"
+        )
+    return timedelta(seconds=sum(float(n) * _UNITS[u.lower()] for n, u in parts))
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A ``timedelta`` that also reads ``3600``, ``2h``, ``7d`` and the like."""
 
 
 class Settings(BaseSettings):
@@ -23,7 +55,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".riskpipe")
     subject_prefix: str = "rp"
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
-    duplicate_window: timedelta = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
+    duplicate_window: Duration = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
     replicas: int = Field(default=1, ge=1, le=5)
     projection: str = "risk"
     batch: int = Field(default=256, ge=1, le=10_000)

@@ -67,7 +67,7 @@ class TimelineEntry:
             "evidence_id": self.evidence_id,
             "source": self.source,
             "time": self.time.isoformat() if self.time else None,
-            "evidence": self.evidence.model_dump(mode="json") if self.evidence else None,
+            "evidence": _evidence_document(self.evidence) if self.evidence else None,
             "error": self.error,
             "replay_of": self.replay_of,
             "assessment": _assessment_summary(self.assessment) if self.assessment else None,
@@ -232,6 +232,19 @@ def _actions_until(
         return True
 
     return tuple(action for action in letter.actions if done(action))
+
+
+def _evidence_document(data: EvidenceData) -> dict[str, Any]:
+    """Evidence data as JSON, its ``confidence`` ``None`` when the producer reported none.
+
+    ``confidence_used`` is the value the analyzer scored with (the default 1.0
+    when none was reported), so the two are never confused.
+    """
+    document = data.model_dump(mode="json")
+    if "confidence" not in data.model_fields_set:
+        document["confidence"] = None
+    document["confidence_used"] = data.confidence
+    return document
 
 
 def _assessment_summary(recorded: RecordedAssessment) -> dict[str, Any]:

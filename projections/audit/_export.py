@@ -95,6 +95,12 @@ class ExportRow(BaseModel):
     error_type: str | None = None
     error_message: str | None = None
     dead_lettered_at: datetime | None = None
+    evidence_confidence_used: float | None = None
+    """The confidence the analyzer used: the reported one, else the default (1.0).
+
+    ``evidence_confidence`` is what the producer reported, ``None`` when it
+    reported none. Last, so that the CSV columns of earlier exports keep their places.
+    """
 
 
 async def export_rows(
@@ -171,7 +177,10 @@ def _evidence_fields(store: EventStore, rec: RecordedEvent) -> dict[str, Any]:
         **envelope,
         "pattern": data.pattern,
         "severity": data.severity.value,
-        "evidence_confidence": data.confidence,
+        # Reported and default confidence are kept apart: a producer's 1.0 is a claim,
+        # the default is the absence of one.
+        "evidence_confidence": data.confidence if "confidence" in data.model_fields_set else None,
+        "evidence_confidence_used": data.confidence,
         "observed_at": data.observed_at,
         "attributes": data.attributes,
         "description": data.description,

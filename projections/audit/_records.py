@@ -227,10 +227,12 @@ async def _dlq_actions(
 ) -> AsyncIterator[tuple[DlqAction, int]]:
     config = store.config
     async for rec in store.read_all(
-        stream=config.audit_stream, filter_subject=scope.subject_filter(config, "audit")
+        stream=config.audit_stream, filter_subject=scope.audit_filter(config)
     ):
         event = rec.event
         if event is None or event.type not in (DLQ_REPLAYED, DLQ_PURGED):
+            continue
+        if scope.entity is not None and event.subject != scope.entity:
             continue
         data = store.schemas.typed_data(event)
         if not isinstance(data, DlqActionData) or data.projection != projection:

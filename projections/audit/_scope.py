@@ -53,6 +53,14 @@ class ReplayScope:
             return None
         return f"{config.prefix}.{category}.{self.tenant}.{self.entity or '>'}"
 
+    def audit_filter(self, config: StoreConfig) -> str | None:
+        """The subject filter of operator actions for this scope; ``None``: the whole stream.
+
+        A tenant's, even when scoped to one entity: an entity's actions sit on
+        its audit subject and on subjects below it (one per replayed dead letter).
+        """
+        return None if self.tenant is None else f"{config.prefix}.audit.{self.tenant}.>"
+
     def dlq_filter(self, config: StoreConfig, projection: str) -> str:
         """The subject filter of ``projection``'s dead letters in this scope."""
         tail = f"{self.tenant}.{self.entity or '>'}" if self.tenant else ">"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
@@ -12,22 +13,69 @@ from eventstore import tracing_enabled
 if TYPE_CHECKING:
     from projections._message import Handler, Message, Result
 
-__all__ = ["tracing"]
+__all__ = ["incoming_trace", "tracing"]
 
 tracer = trace.get_tracer("projections")
 
 
-def tracing(handler: Handler) -> Handler:
-    """Extract ``traceparent`` from the delivery and handle the message in a consumer span.
+_TRACE_HEADERS = ("traceparent", "tracestate")
 
-    The span's context is kept on the message: the runner commits the outputs
-    under it, so assessments and dead letters carry the same trace. Its ids go
-    into the message's log fields.
+
+def incoming_trace(headers: dict[str, str]) -> dict[str, str] | None:
+    """The W3C trace headers to pass on from ``headers``, or ``None`` when there is no valid one.
+
+    Read and re-written by the configured propagator (W3C trace context by
+    default), so a malformed or oversized ``traceparent`` is dropped, never
+    forwarded.
     """
+    if "traceparent" not in headers:
+        return None
+    parent = propagate.extract(headers)
+    if not trace.get_current_span(parent).get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=parent)
+    return {k: v for k, v in carrier.items() if k in _TRACE_HEADERS} or None
+
+
+def _passed_on(result: Result, headers: dict[str, str]) -> Result:
+    """``result`` with the incoming trace headers on every output that has none of its own."""
+    if not result.outputs:
+        return result
+    outputs = tuple(
+        o if "traceparent" in o.headers else replace(o, headers={**o.headers, **headers})
+        for o in result.outputs
+    )
+    return replace(result, outputs=outputs)
+
+
+def tracing(handler: Handler) -> Handler:
+    """Continue the producer's trace: in a consumer span, or by passing its context on.
+
+    With tracing on, ``traceparent`` is extracted from the delivery and the
+    message is handled in a consumer span whose context is kept on the
+    message: the runner commits the outputs under it, so assessments and dead
+    letters carry the same trace. With tracing off (no SDK), no span is made,
+    but the incoming ``traceparent`` and ``tracestate`` are passed on
+    unchanged to what the message produces, as W3C trace context asks of a
+    service that records nothing. Either way the trace id goes into the
+    message's log fields and its dead letter.
+    """
+
+    async def passing_on(message: Message) -> Result:
+        headers = incoming_trace(message.delivery.headers)
+        if headers is None:
+            return await handler(message)
+        trace_id = headers["traceparent"].split("-")[1]
+        message.context["trace_id"] = message.log["trace_id"] = trace_id
+        message.context["trace_headers"] = headers
+        return _passed_on(await handler(message), headers)
 
     async def traced(message: Message) -> Result:
         if not tracing_enabled():
             message.context["traced"] = False
+            if "traceparent" in message.delivery.headers:
+                return await passing_on(message)
             return await handler(message)
         message.context["traced"] = True
         delivery = message.delivery

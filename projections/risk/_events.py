@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from eventstore import RecordedEvent
 from eventstore import CloudEvent
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
-from projections._dlq import DLQ_PURGED, DLQ_REPLAYED, REPLAY_HEADER, DlqActionData
+from projections._dlq import (
+    DLQ_PURGED,
+    DLQ_REPLAY_STARTED,
+    DLQ_REPLAYED,
+    REPLAY_HEADER,
+    DlqActionData,
+)
 from projections.errors import UnexpectedEventTypeError
 
 __all__ = [
@@ -73,6 +79,7 @@ def build_schemas() -> EventSchemas:
     schemas.register(DEAD_LETTERED, DeadLetterData, category="dlq")
     schemas.register(DLQ_REPLAYED, DlqActionData, category="audit")
     schemas.register(DLQ_PURGED, DlqActionData, category="audit")
+    schemas.register(DLQ_REPLAY_STARTED, DlqActionData, category="audit")
     return schemas
 
 

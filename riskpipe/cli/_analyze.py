@@ -63,7 +63,7 @@ def analyze_command(log: IO[bytes], as_json: bool, config_path: Path | None) -> 
     assessments, _ = assess_many(EntityRiskState.initial(), evidence, config=config)
     final = assessments[-1]
     if as_json:
-        click.echo(json.dumps(analysis_report(final), indent=2, sort_keys=True))
+        click.echo(json.dumps(analysis_report(final), sort_keys=True))
         return
     out_console().print(_table(final, len(evidence)))
 
@@ -88,7 +88,7 @@ def _text(log: IO[bytes]) -> str:
 
 def _fail(error: str, *, as_json: bool) -> NoReturn:
     if as_json:
-        click.echo(json.dumps(fallback_report(error), indent=2, sort_keys=True))
+        click.echo(json.dumps(fallback_report(error), sort_keys=True))
         raise click.exceptions.Exit(1)
     raise click.ClickException(error)
 

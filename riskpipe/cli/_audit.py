@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,8 +35,14 @@ from projections.audit import (
     replay,
 )
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import TIME, err_console, out_console, run
-from riskpipe.wiring import connect_store
+from riskpipe.cli._common import (
+    TIME,
+    add_columns,
+    connect_provisioned,
+    err_console,
+    out_console,
+    run,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -104,16 +111,23 @@ def replay_command(  # noqa: PLR0913, PLR0917 - one click option each
 ) -> None:
     """Re-derive every assessment from the evidence log and verify it against the record.
 
-    Exit status 0 only when nothing differs and nothing is missing. With
-    --config it is a what-if: history is re-scored with that config and the
-    report counts how levels would have changed; nothing is ever published.
-    """
+    With --config it is a what-if: history is re-scored with that config and
+    the report counts how levels would have changed; nothing is ever published.
+
+    \b
+    Exit status:
+      0  nothing differs and nothing is missing (a what-if: it ran)
+      1  a finding (an assessment differs, is missing or extra, ...), or an
+         error: NATS unreachable, not provisioned, a bad --config
+      2  a usage error (contradictory bounds, an entity without --tenant)
+    """  # noqa: D301 - \b keeps click from rewrapping the table
     if from_seq is not None and since is not None:
         raise click.UsageError("give --from-seq or --since, not both")
     if until_seq is not None and until is not None:
         raise click.UsageError("give --until-seq or --until, not both")
     config = _analyzer_config(config_path)
     bounds = _Bounds(tenant, entity, from_seq, since, until_seq, until)
+    bounds.check()
     report = run(
         _replay(app.settings, bounds, config, what_if=config_path is not None, strict=strict,
                 projection=projection or app.settings.projection, jobs=jobs)
@@ -148,6 +162,17 @@ class _Bounds:
     until_seq: int | None
     until: datetime | None
 
+    def check(self) -> None:
+        """Refuse a scope that no log could make valid, before connecting to any server.
+
+        Raises:
+            click.UsageError: an entity without its tenant, a bad token, an empty range.
+        """
+        try:
+            ReplayScope(self.tenant, self.entity, self.from_seq or 1, self.until_seq)
+        except InvalidScopeError as exc:
+            raise click.UsageError(str(exc)) from exc
+
     async def scope(self, store: EventStore) -> ReplayScope:
         """The scope, with times resolved to evidence sequences by when they were stored."""
         from_seq, until_seq = self.from_seq, self.until_seq
@@ -174,7 +199,7 @@ async def _replay(  # noqa: PLR0913 - the command's options, passed through
     projection: str,
     jobs: int | None,
 ) -> ReplayReport:
-    async with await connect_store(settings, name="riskpipe-replay") as store:
+    async with await connect_provisioned(settings, name="riskpipe-replay") as store:
         scope = await bounds.scope(store)
         with _progress() as progress:
             try:
@@ -223,7 +248,8 @@ def _print_replay(report: ReplayReport, limit: int) -> None:
     for finding in report.findings[:limit]:
         where = f"{finding.tenant}/{finding.entity} evidence {finding.evidence_sequence or '-'}"
         risk = f" (risk seq {finding.assessment_sequence})" if finding.assessment_sequence else ""
-        console.print(f"[bold red]{finding.kind}[/] {where}{risk}: {finding.detail}", markup=True)
+        text = escape(f"{where}{risk}: {finding.detail}")
+        console.print(f"[bold red]{finding.kind}[/] {text}", markup=True)
     if report.level_changes is not None:
         _print_level_changes(report, limit)
     t = report.totals
@@ -245,14 +271,14 @@ def _entities_table(report: ReplayReport, limit: int) -> Table:
     table = Table(title=f"entities ({len(rows)}; with findings first)")
     columns = ("tenant/entity", "evidence", "checked", "identical", "problems", "dead-lettered",
                "pending", "first finding")  # fmt: skip
-    for col in columns:
-        table.add_column(col)
+    add_columns(table, *columns)
     for e in rows[:limit]:
         c, first = e.counts, e.first_finding
         note = f"{first.kind}: {first.detail}" if first else "-"
         table.add_row(
-            f"{e.tenant}/{e.entity}", str(c.evidence), str(c.checked), str(c.identical),
-            str(c.failures(strict=report.strict)), str(c.dead_lettered), str(c.pending), note[:110],
+            escape(f"{e.tenant}/{e.entity}"), str(c.evidence), str(c.checked), str(c.identical),
+            str(c.failures(strict=report.strict)), str(c.dead_lettered), str(c.pending),
+            escape(note[:110]),
         )  # fmt: skip
     if len(rows) > limit:
         table.caption = f"... and {len(rows) - limit} more (--limit, or --json for all)"
@@ -272,11 +298,10 @@ def _print_level_changes(report: ReplayReport, limit: int) -> None:
     console.print(table)
     affected = changes.affected()
     entities = Table(title=f"entities affected ({len(affected)})")
-    for col in ("tenant/entity", "changed", "recorded final", "what-if final"):
-        entities.add_column(col)
+    add_columns(entities, "tenant/entity", "changed", "recorded final", "what-if final")
     for (tenant, entity), change in list(affected.items())[:limit]:
         entities.add_row(
-            f"{tenant}/{entity}", str(change.changed), str(change.recorded_final),
+            escape(f"{tenant}/{entity}"), str(change.changed), str(change.recorded_final),
             str(change.what_if_final),
         )  # fmt: skip
     console.print(entities)

@@ -11,21 +11,48 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from eventstore.errors import EventStoreError, StoreUnavailableError
+from eventstore.errors import EventStoreError, NotProvisionedError, StoreUnavailableError
+from riskpipe.wiring import connect_store
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
 
+    from eventstore import Category, EventStore
     from riskpipe.bench import Measurement
+    from riskpipe.settings import Settings
 
-__all__ = ["TIME", "err_console", "measurement_table", "out_console", "run"]
+__all__ = [
+    "ID_COLUMNS",
+    "TIME",
+    "add_columns",
+    "connect_provisioned",
+    "err_console",
+    "measurement_table",
+    "out_console",
+    "run",
+]
 
 T = TypeVar("T")
+_CATEGORIES: tuple[Category, ...] = ("evidence", "risk", "dlq", "audit")
 
 
 def out_console() -> Console:
     """A console on stdout; when it is not a terminal, wide enough not to wrap tables."""
     return Console(width=None if sys.stdout.isatty() else 160)
+
+
+ID_COLUMNS = frozenset({"tenant/entity", "evidence id", "id", "source", "pattern/id", "evidence"})
+"""Table columns that hold ids: wrapped onto more lines when narrow, never cut short."""
+
+
+def add_columns(table: Table, *names: str) -> None:
+    """Add columns to ``table``; an id column folds instead of ending in an ellipsis.
+
+    An id cut short cannot be searched for or pasted into the next command, so
+    on a narrow console it is wrapped onto as many lines as it needs.
+    """
+    for name in names:
+        table.add_column(name, overflow="fold" if name in ID_COLUMNS else "ellipsis")
 
 
 def err_console() -> Console:
@@ -37,6 +64,8 @@ def run(coro: Coroutine[object, object, T]) -> T:
     """Run a command's coroutine; turn store errors into one clear line and exit 1."""
     try:
         return asyncio.run(coro)
+    except NotProvisionedError as exc:
+        raise click.ClickException(f"not provisioned: {exc}") from exc
     except StoreUnavailableError as exc:
         hint = (
             " (is `riskpipe server` running, or --nats-url set?)" if "connect" in str(exc) else ""
@@ -46,6 +75,31 @@ def run(coro: Coroutine[object, object, T]) -> T:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)
+
+
+async def connect_provisioned(
+    settings: Settings, *, name: str, categories: Iterable[Category] = _CATEGORIES
+) -> EventStore:
+    """A store on a server where ``riskpipe init`` has created the streams a command uses.
+
+    A command that reads or writes the log checks first, so that on a fresh
+    server it says what to do instead of reporting an empty log, or a
+    confusing "no responders" from a stream that is not there. It checks only
+    the streams of ``categories``: a producer may look up the evidence stream
+    and no other.
+
+    Raises:
+        NotProvisionedError: a stream is missing.
+        StoreUnavailableError: NATS cannot be reached.
+    """
+    store = await connect_store(settings, name=name)
+    try:
+        for category in categories:
+            await store.stream_state(store.config.stream_for(category))
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 class _Time(click.ParamType[datetime]):

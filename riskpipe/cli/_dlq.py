@@ -8,17 +8,19 @@ import os
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
+from eventstore import validate_token
 from projections import (
     DeadLetter,
     DeadLetterQueue,
     NotADeadLetterError,
     OriginalUnavailableError,
+    ReplayRefusedError,
 )
 from riskpipe.cli._app import AppContext, main
-from riskpipe.cli._common import out_console, run
-from riskpipe.wiring import connect_store
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
 
 
 def _actor() -> str:
@@ -43,7 +45,11 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
 def dlq(ctx: click.Context, projection: str | None) -> None:
     """Dead letters: list, show, replay into the projection, purge."""
     app: AppContext = ctx.obj
-    ctx.meta["projection"] = projection or app.settings.projection
+    name = projection or app.settings.projection
+    try:
+        ctx.meta["projection"] = validate_token(name, what="projection")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--projection") from exc
 
 
 @dlq.command("list")
@@ -57,22 +63,17 @@ def dlq_list(ctx: click.Context, as_json: bool) -> None:
             click.echo(json.dumps(_summary(letter), sort_keys=True))
         return
     table = Table(title=f"dead letters ({len(letters)})")
-    for col in (
-        "dlq seq",
-        "status",
-        "tenant/entity",
-        "evidence seq",
-        "evidence id",
-        "error",
+    add_columns(
+        table, "dlq seq", "status", "tenant/entity", "evidence seq", "evidence id", "error",
         "deliveries",
-    ):
-        table.add_column(col)
+    )  # fmt: skip
     for letter in letters:
         d = letter.data
         table.add_row(
             str(letter.sequence), letter.status,
-            f"{letter.tenant}/{letter.entity}", str(d.sequence),
-            d.evidence_id or "-", f"{d.error_type}: {d.error_message[:80]}", str(d.delivery_count),
+            escape(f"{letter.tenant}/{letter.entity}"), str(d.sequence),
+            escape(d.evidence_id or "-"), escape(f"{d.error_type}: {d.error_message[:80]}"),
+            str(d.delivery_count),
         )  # fmt: skip
     out_console().print(table)
 
@@ -99,14 +100,26 @@ def dlq_show(ctx: click.Context, seq: int) -> None:
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @click.pass_context
 def dlq_replay(ctx: click.Context, seq: int | None, replay_all: bool, reason: str) -> None:
-    """Send dead letters back through the projection (recorded on the audit stream)."""
+    """Send dead letters back through the projection (recorded on the audit stream).
+
+    A dead letter is replayed once: asking again, however much later, is
+    refused (exit 1) with when, by whom and as which evidence it was replayed.
+    """
     targets = _targets(ctx, seq, replay_all, pending_only=True)
+    refused = 0
     for target in targets:
-        new_seq = run(
-            _with_dlq(ctx, lambda q, t=target: q.replay(t, actor=_actor(), reason=reason))
-        )
+        try:
+            new_seq = run(
+                _with_dlq(ctx, lambda q, t=target: q.replay(t, actor=_actor(), reason=reason))
+            )
+        except ReplayRefusedError as exc:
+            refused += 1
+            click.echo(f"Error: {exc}", err=True)
+            continue
         click.echo(f"replayed dead letter {target} as evidence sequence {new_seq}")
-    click.echo(f"{len(targets)} replayed")
+    click.echo(f"{len(targets) - refused} replayed" + (f", {refused} refused" if refused else ""))
+    if refused:
+        ctx.exit(1)
 
 
 @dlq.command("purge")
@@ -137,7 +150,7 @@ def _targets(ctx: click.Context, seq: int | None, every: bool, *, pending_only: 
 
 async def _with_dlq(ctx: click.Context, action: Any) -> Any:  # noqa: ANN401 - the action's result
     app: AppContext = ctx.find_object(AppContext)  # type: ignore[assignment]
-    async with await connect_store(app.settings, name="riskpipe-dlq") as store:
+    async with await connect_provisioned(app.settings, name="riskpipe-dlq") as store:
         try:
             return await action(DeadLetterQueue(store, ctx.meta["projection"]))
         except (NotADeadLetterError, OriginalUnavailableError) as exc:

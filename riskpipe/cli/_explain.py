@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from projections.audit import (
@@ -19,13 +20,12 @@ from projections.audit import (
     export_file,
 )
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import TIME, out_console, run
-from riskpipe.wiring import connect_store
+from riskpipe.cli._common import TIME, add_columns, connect_provisioned, out_console, run
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from projections.audit import ExportFormat
+    from projections.audit import ExportFormat, TimelineEntry
     from riskpipe.settings import Settings
 
 
@@ -52,7 +52,7 @@ def explain_command(  # noqa: PLR0913, PLR0917 - one click option each
     name = projection or app.settings.projection
     explanation = run(_explain(app.settings, tenant, entity, at=at, seq=seq, name=name))
     if as_json:
-        click.echo(json.dumps(explanation.as_dict()))
+        click.echo(json.dumps(explanation.as_dict(), allow_nan=False))
         return
     _print_explanation(explanation)
 
@@ -66,7 +66,7 @@ async def _explain(  # noqa: PLR0913 - the command's options, passed through
     seq: int | None,
     name: str,
 ) -> Explanation:
-    async with await connect_store(settings, name="riskpipe-explain") as store:
+    async with await connect_provisioned(settings, name="riskpipe-explain") as store:
         try:
             return await explain(store, tenant, entity, at=at, seq=seq, projection=name)
         except InvalidScopeError as exc:
@@ -75,40 +75,14 @@ async def _explain(  # noqa: PLR0913 - the command's options, passed through
 
 def _print_explanation(explanation: Explanation) -> None:
     console = out_console()
-    document = explanation.as_dict()
-    point = f"seq {explanation.seq}" if explanation.seq else (document["at"] or "now")
-    console.print(f"{explanation.tenant}/{explanation.entity} as of {point}: {document['counts']}")
+    for line in _summary_lines(explanation):
+        console.print(line, markup=False, highlight=False)
     table = Table(title="timeline")
-    for col in ("seq", "stored", "evidence", "outcome", "level", "score"):
-        table.add_column(col)
+    add_columns(table, "seq", "stored", "evidence", "outcome", "level", "score")
     for entry in explanation.timeline:
-        what = (
-            f"{entry.evidence_id} {entry.evidence.pattern}/{entry.evidence.severity.value}"
-            if entry.evidence
-            else str(entry.error)
-        )
-        level, score, outcome = "-", "-", str(entry.outcome)
-        if entry.assessment is not None:
-            a = entry.assessment.data.assessment
-            level = (
-                f"[bold red]{a.previous_level.value} -> {a.level.value}[/]"
-                if entry.level_changed
-                else a.level.value
-            )
-            score = f"{a.score:.3f}"
-        if entry.dead_letter is not None:
-            outcome += f" ({entry.dead_letter.error_type or 'purged'})"
-            outcome += "".join(f", {x.kind} by {x.actor}" for x in entry.actions)
-        table.add_row(
-            str(entry.sequence),
-            entry.stored_at.isoformat(timespec="seconds"),
-            what[:60],
-            outcome,
-            level,
-            score,
-        )
+        table.add_row(*_timeline_cells(entry))
     console.print(table)
-    current = document["current"]
+    current = explanation.as_dict()["current"]
     if current is None:
         click.echo("no assessment yet")
         return
@@ -121,6 +95,59 @@ def _print_explanation(explanation: Explanation) -> None:
         click.echo(f"  {c['feature']:<40} {c['share']:+.4f}")
     for line in current["recommendations"]:
         click.echo(f"  - {line}")
+
+
+def _summary_lines(explanation: Explanation) -> list[str]:
+    """The heading: whose timeline, up to where, and what became of its evidence."""
+    if explanation.seq is not None:
+        point = f"evidence sequence {explanation.seq}"
+    elif explanation.at is not None:
+        point = explanation.at.isoformat()
+    else:
+        point = "now"
+    counts = explanation.counts()
+    outcomes = ", ".join(
+        f"{counts[key]} {label}"
+        for key, label in (
+            ("assessed", "assessed"),
+            ("dead_lettered", "dead-lettered"),
+            ("pending", "pending"),
+            ("missing", "missing"),
+        )
+        if counts[key] or key != "missing"
+    )
+    changes = len(explanation.level_changes)
+    return [
+        f"{explanation.tenant}/{explanation.entity} as of {point}",
+        f"{counts['evidence']} evidence event(s): {outcomes}; {changes} level change(s)",
+    ]
+
+
+def _timeline_cells(entry: TimelineEntry) -> tuple[str, ...]:
+    """One timeline row; the evidence id in full (only an error message is shortened)."""
+    what = (
+        f"{entry.evidence_id} {entry.evidence.pattern}/{entry.evidence.severity.value}"
+        if entry.evidence
+        else _shorten(str(entry.error), 60)
+    )
+    level, score, outcome = "-", "-", str(entry.outcome)
+    if entry.assessment is not None:
+        a = entry.assessment.data.assessment
+        level = (
+            f"[bold red]{a.previous_level.value} -> {a.level.value}[/]"
+            if entry.level_changed
+            else a.level.value
+        )
+        score = f"{a.score:.3f}"
+    if entry.dead_letter is not None:
+        outcome += f" ({entry.dead_letter.error_type or 'purged'})"
+        outcome += "".join(f", {x.kind} by {x.actor}" for x in entry.actions)
+    stored = entry.stored_at.isoformat(timespec="seconds")
+    return (str(entry.sequence), stored, escape(what), escape(outcome), level, score)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -160,7 +187,7 @@ async def _export(  # noqa: PLR0913 - the command's options, passed through
     out: Path,
     name: str,
 ) -> int:
-    async with await connect_store(settings, name="riskpipe-export") as store:
+    async with await connect_provisioned(settings, name="riskpipe-export") as store:
         try:
             return await export_file(store, out, fmt, tenant, entity=entity, projection=name)
         except InvalidScopeError as exc:

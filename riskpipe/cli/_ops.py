@@ -7,12 +7,12 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
 from riskpipe.status import PipelineStatus, pipeline_status
-from riskpipe.wiring import connect_store
 
 
 @main.command()
@@ -20,7 +20,16 @@ from riskpipe.wiring import connect_store
 @click.option("--projection", default=None, help="Projection name [default: risk].")
 @pass_app
 def status(app: AppContext, as_json: bool, projection: str | None) -> None:
-    """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for."""
+    """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for.
+
+    \b
+    Exit status:
+      0  evidence = assessed + dead-lettered + pending, or messages are still
+         in flight (acknowledgements pending: the numbers settle by themselves)
+      1  an error: NATS unreachable, or not provisioned (run `riskpipe init`)
+      2  the accounting does not add up and nothing is in flight: evidence is
+         unaccounted for (2 is also every command's exit status on a usage error)
+    """  # noqa: D301 - \b keeps click from rewrapping the table
     name = projection or app.settings.projection
     result = run(_status(app, name))
     if as_json:
@@ -36,7 +45,7 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
 
 
 async def _status(app: AppContext, name: str) -> PipelineStatus:
-    async with await connect_store(app.settings, name="riskpipe-status") as store:
+    async with await connect_provisioned(app.settings, name="riskpipe-status") as store:
         return await pipeline_status(store, name)
 
 
@@ -79,23 +88,18 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
             click.echo(json.dumps(row, sort_keys=True))
         return
     table = Table(title=f"assessments for {tenant}/{entity}")
-    for col in (
-        "seq",
-        "evidence",
-        "pattern/id",
-        "level",
-        "score",
-        "confidence",
+    add_columns(
+        table, "seq", "evidence seq", "pattern/id", "level", "score", "confidence",
         "top contributions",
-    ):
-        table.add_column(col)
+    )  # fmt: skip
     for row in rows:
         a = row["assessment"]
         changed = a["level"] != a["previous_level"]
         level = f"[bold red]{a['previous_level']} -> {a['level']}[/]" if changed else a["level"]
         top = sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
         table.add_row(
-            str(row["sequence"]), str(row["evidence"]["sequence"]), row["evidence"]["id"], level,
+            str(row["sequence"]), str(row["evidence"]["sequence"]),
+            escape(row["evidence"]["id"]), level,
             f"{a['score']:.3f}",
             f"{a['confidence']:.2f}" + (" (degraded)" if a["degraded"] else ""),
             ", ".join(f"{k} {v:.3f}" for k, v in top),
@@ -106,7 +110,7 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
 
 async def _assessments(app: AppContext, tenant: str, entity: str) -> list[dict[str, Any]]:
     try:
-        async with await connect_store(app.settings, name="riskpipe-assessments") as store:
+        async with await connect_provisioned(app.settings, name="riskpipe-assessments") as store:
             return [
                 {
                     "sequence": rec.sequence,

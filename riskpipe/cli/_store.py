@@ -8,20 +8,21 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from analyzers import EVIDENCE_RECORDED
 from eventstore.errors import DecodeError, EventStoreError
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import err_console, out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, err_console, out_console, run
 from riskpipe.telemetry import configure_tracing
-from riskpipe.wiring import build_schemas, connect_store
+from riskpipe.wiring import build_schemas, connect_store, store_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from eventstore import CloudEvent, EventStore
+    from eventstore import CloudEvent, EventSchemas, EventStore
 
 CHUNK = 2000
 
@@ -29,12 +30,21 @@ CHUNK = 2000
 @main.command()
 @pass_app
 def init(app: AppContext) -> None:
-    """Create the streams and buckets (idempotent); report any that drifted."""
+    """Create the streams and buckets (idempotent); report any that drifted.
+
+    \b
+    Exit status:
+      0  everything exists as expected (created now or found)
+      1  a stream exists with other settings (drift; left unchanged), or an error
+    """  # noqa: D301 - \b keeps click from rewrapping the table
     report = run(_init(app))
-    for name in report.created:
-        click.echo(f"created  {name}")
-    for name in report.found:
-        click.echo(f"found    {name}")
+    reserved = f"KV_{store_config(app.settings).lease_bucket}"
+    for verb, names in (("created", report.created), ("found", report.found)):
+        for name in names:
+            note = (
+                "  (reserved for partition leases; nothing uses it yet)" if name == reserved else ""
+            )
+            click.echo(f"{verb:<8} {name}{note}")
     for drift in report.drifted:
         click.echo(f"DRIFTED  {drift}", err=True)
     if not report.ok:
@@ -84,7 +94,12 @@ def publish(app: AppContext, file: IO[bytes], as_json: bool) -> None:
 
     Invalid lines are reported as `line N: reason` on stderr and not appended.
     Re-running the same file stores nothing new.
-    """
+
+    \b
+    Exit status:
+      0  every line was stored or was a duplicate
+      1  a line was rejected (the valid lines are stored), or an error
+    """  # noqa: D301 - \b keeps click from rewrapping the table
     summary = run(_publish(app, file))
     if as_json:
         click.echo(json.dumps({**summary.__dict__}, indent=None))
@@ -112,7 +127,9 @@ async def _publish(app: AppContext, file: IO[bytes]) -> PublishSummary:
 
 async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
     summary = PublishSummary()
-    async with await connect_store(app.settings, name="riskpipe-publish") as store:
+    async with await connect_provisioned(
+        app.settings, name="riskpipe-publish", categories=("evidence",)
+    ) as store:
         with _progress() as progress:
             task = progress.add_task("publishing", total=None)
             chunk: list[tuple[int, bytes]] = []
@@ -127,19 +144,31 @@ async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
     return summary
 
 
+def publishable(schemas: EventSchemas, line: bytes, *, max_bytes: int) -> CloudEvent:
+    """The evidence event one line of a publish file holds: what ``riskpipe publish`` accepts.
+
+    ``riskpipe schema --publish`` is the JSON Schema of exactly these lines.
+
+    Raises:
+        DecodeError: the line is not a valid event.
+        NotEvidenceError: it is a valid event of a type producers may not publish.
+    """
+    event = schemas.parse(line, max_bytes=max_bytes)
+    if event.type != EVIDENCE_RECORDED:
+        # assessments, dead letters and audit records are written by riskpipe itself
+        raise NotEvidenceError(event.type)
+    return event
+
+
 async def _publish_chunk(
     store: EventStore, chunk: list[tuple[int, bytes]], summary: PublishSummary
 ) -> None:
     valid: list[tuple[int, CloudEvent]] = []
     for number, line in chunk:
         try:
-            event = store.schemas.parse(line, max_bytes=store.config.max_payload_bytes)
-        except DecodeError as exc:
+            event = publishable(store.schemas, line, max_bytes=store.config.max_payload_bytes)
+        except (DecodeError, NotEvidenceError) as exc:
             summary.reject(number, exc)
-            continue
-        if event.type != EVIDENCE_RECORDED:
-            # assessments, dead letters and audit records are written by riskpipe itself
-            summary.reject(number, NotEvidenceError(event.type))
             continue
         valid.append((number, event))
     results = await store.append_many(event for _, event in valid)
@@ -177,14 +206,13 @@ def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
             click.echo(json.dumps(rec, sort_keys=True))
         return
     table = Table(title=f"evidence for {tenant}/{entity}")
-    for col in ("seq", "stored at", "id", "source", "pattern", "severity", "confidence"):
-        table.add_column(col)
+    add_columns(table, "seq", "stored at", "id", "source", "pattern", "severity", "confidence")
     for rec in records:
         ev, data = rec.get("event") or {}, (rec.get("event") or {}).get("data") or {}
         table.add_row(
-            str(rec["sequence"]), rec["stored_at"], ev.get("id", "?"), ev.get("source", "?"),
-            data.get("pattern", rec.get("error", "?")), data.get("severity", "?"),
-            str(data.get("confidence", "?")),
+            str(rec["sequence"]), rec["stored_at"], escape(ev.get("id", "?")),
+            escape(ev.get("source", "?")), escape(data.get("pattern", rec.get("error", "?"))),
+            data.get("severity", "?"), str(data.get("confidence", "none (1.0 used)")),
         )  # fmt: skip
     out_console().print(table)
     click.echo(f"{len(records)} event(s)")
@@ -192,7 +220,7 @@ def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
 
 async def _events(app: AppContext, tenant: str, entity: str) -> list[dict[str, Any]]:
     try:
-        async with await connect_store(app.settings, name="riskpipe-events") as store:
+        async with await connect_provisioned(app.settings, name="riskpipe-events") as store:
             return [
                 {
                     "sequence": rec.sequence,
@@ -208,8 +236,20 @@ async def _events(app: AppContext, tenant: str, entity: str) -> list[dict[str, A
 
 @main.command()
 @click.option("--type", "event_type", default=None, help="Only this event type.")
-def schema(event_type: str | None) -> None:
+@click.option(
+    "--publish",
+    "for_publish",
+    is_flag=True,
+    help="Only the schema of one line `riskpipe publish` accepts: a whole evidence event.",
+)
+def schema(event_type: str | None, for_publish: bool) -> None:
     """Print the JSON Schema of the envelope and of every event type's data."""
+    if for_publish:
+        if event_type is not None:
+            raise click.UsageError("give --type or --publish, not both")
+        whole = build_schemas().event_json_schema(EVIDENCE_RECORDED)
+        click.echo(json.dumps(whole, indent=2, sort_keys=True))
+        return
     schemas = build_schemas().json_schemas()
     if event_type is not None:
         if event_type not in schemas:

@@ -293,6 +293,6 @@ async def test_a_message_read_and_fetched_directly_is_the_same(store: EventStore
     )
     assert read.header_block is not None
     assert read.parsed_headers is None, "not parsed until asked for"
-    assert read.headers == fetched.headers == {"Nats-Msg-Id": "test-src:a1"}
+    assert read.headers == fetched.headers == {"Nats-Msg-Id": "8:test-src:a1"}
     assert read.time == fetched.time
     assert read.time.tzinfo is not None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
 from support.events import evidence
 from support.pipeline import check_invariants, read_streams, run_worker
 from support.reputation_server import Reply, ReputationServer
 
-from projections import DeadLetterQueue
+from projections import DeadLetterQueue, ReplayRefusedError
 from riskpipe.status import pipeline_status
 
 if TYPE_CHECKING:
@@ -127,7 +128,8 @@ async def test_dlq_replay_and_purge_leave_audit_events(
     assert set(letters) == {1, 2}
     reputation.script(UP)
     new_seq = await queue.replay(letters[1].sequence, actor="alice", reason="service fixed")
-    assert await queue.replay(letters[1].sequence, actor="alice") == new_seq, "replay is idempotent"
+    with pytest.raises(ReplayRefusedError, match=f"as evidence sequence {new_seq}"):
+        await queue.replay(letters[1].sequence, actor="alice")
     await queue.purge(letters[2].sequence, actor="bob", reason="garbage")
     await run_worker(store, nats_server.url, **_settings(reputation))
     streams = await read_streams(store)
@@ -140,6 +142,7 @@ async def test_dlq_replay_and_purge_leave_audit_events(
     ]
     audit = [rec.event async for rec in store.read_all(stream="AUDIT") if rec.event is not None]
     assert [(e.type, (e.data or {})["actor"]) for e in audit] == [
+        ("riskpipe.dlq.replay_started.v1", "alice"),
         ("riskpipe.dlq.replayed.v1", "alice"),
         ("riskpipe.dlq.purged.v1", "bob"),
     ]

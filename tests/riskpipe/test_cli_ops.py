@@ -86,6 +86,9 @@ def test_dlq_list_show_replay_purge(cli: CliRunner) -> None:
     )
     assert replayed.exit_code == 0
     assert "as evidence sequence 9" in replayed.stdout
+    again = cli.invoke(main, ["dlq", "replay", str(letters[0]["dlq_sequence"])])
+    assert again.exit_code == 1
+    assert "replayed already, as evidence sequence 9" in again.stderr
     refused = cli.invoke(main, ["dlq", "purge", "--all"])
     assert refused.exit_code == 2
     assert "--yes" in refused.output

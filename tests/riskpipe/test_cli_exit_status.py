@@ -1,0 +1,97 @@
+"""Exit statuses are what `--help` and docs/operations.md say they are."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import structlog
+from click.testing import CliRunner
+from support.events import evidence_line
+
+from eventstore import CloudEvent, EventStore
+from riskpipe.cli import main
+from riskpipe.wiring import build_schemas
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from riskpipe.server import NatsServer
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+async def _extra_assessment(url: str) -> None:
+    """Append a second copy of the last assessment: one more assessed than evidence."""
+    store = await EventStore.connect(url, schemas=build_schemas())
+    try:
+        last = await store.last(store.config.subject("risk", "t1", "e1"))
+        assert last is not None
+        assert last.event is not None
+        copy = last.event.model_copy(update={"id": "copied"})
+        await store.append(CloudEvent.model_validate(copy.model_dump()))
+    finally:
+        await store.close()
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Give later tests back the logging set-up the commands here replace."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture
+def cli(nats_server: NatsServer, tmp_path: Path) -> CliRunner:
+    """A server where 3 evidence events were published and all assessed."""
+    runner = CliRunner(env={"RISKPIPE_NATS_URL": nats_server.url, "RISKPIPE_LOG_LEVEL": "error"})
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    (tmp_path / "ev.jsonl").write_text("\n".join(evidence_line(f"a{i}") for i in range(3)) + "\n")
+    assert runner.invoke(main, ["publish", str(tmp_path / "ev.jsonl")]).exit_code == 0
+    assert runner.invoke(main, ["worker", "--until-idle", "--no-http"]).exit_code == 0
+    return runner
+
+
+def test_status_exits_2_only_when_the_accounting_has_a_gap(
+    cli: CliRunner, nats_server: NatsServer
+) -> None:
+    """Status exits 0 while the numbers add up, and 2 once they do not with nothing in flight."""
+    assert cli.invoke(main, ["status"]).exit_code == 0
+    asyncio.run(_extra_assessment(nats_server.url))
+    result = cli.invoke(main, ["status", "--json"])
+    assert result.exit_code == 2
+    status = json.loads(result.stdout)
+    assert (status["balanced"], status["consumer"]["num_ack_pending"]) == (False, 0)
+    assert "DOES NOT ADD UP" in cli.invoke(main, ["status"]).stdout
+
+
+def _codes(help_text: str) -> list[str]:
+    """The exit statuses a command's --help lists under "Exit status:"."""
+    block = help_text.split("Exit status:", 1)[1].split("Options:", 1)[0]
+    return re.findall(r"^\s+(\d)\s{2}", block, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("command", "codes"),
+    [
+        ("status", ["0", "1", "2"]),
+        ("replay", ["0", "1", "2"]),
+        ("publish", ["0", "1"]),
+        ("init", ["0", "1"]),
+    ],
+)
+def test_help_and_operations_md_list_every_exit_status(command: str, codes: list[str]) -> None:
+    """A command's --help lists its exit statuses, and operations.md has a row for it."""
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert _codes(result.stdout) == codes
+    doc = OPERATIONS.read_text().split("## Command-line output and exit status", 1)[1]
+    section = doc.split("\n## ", 1)[0]
+    rows = [row for row in section.splitlines() if row.startswith(f"| `{command}` |")]
+    assert len(rows) == 1
+    assert len(rows[0].split(" | ")) == 4, "a description for 0, 1 and 2"

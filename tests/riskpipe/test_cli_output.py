@@ -1,0 +1,160 @@
+"""What commands print: one rule for --json, human text, ids never cut short."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from typing import TYPE_CHECKING
+
+import click
+import pytest
+import structlog
+from click.testing import CliRunner
+from rich.console import Console
+from support.events import SAMPLE_LOG, evidence_line
+
+from eventstore import EventStore
+from projections.audit import ReplayReport, replay
+from riskpipe.cli import main
+from riskpipe.cli._audit import _entities_table
+from riskpipe.wiring import build_schemas
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from riskpipe.server import NatsServer
+
+# The longest entity id a subject allows, with markup-like text in it.
+LONG = "user-[bold]-" + "x" * 116
+assert len(LONG) == 128
+
+
+async def _poison(url: str) -> None:
+    store = await EventStore.connect(url, schemas=build_schemas())
+    try:
+        await store.append_unchecked("evidence", "t1", LONG, b"{broken", msg_id="poison:1")
+    finally:
+        await store.close()
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Give later tests back the logging set-up the commands here replace."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture
+def cli(nats_server: NatsServer, tmp_path: Path) -> CliRunner:
+    """A server with 3 assessed evidence events of an entity with a long id, and 1 dead letter."""
+    runner = CliRunner(env={"RISKPIPE_NATS_URL": nats_server.url, "RISKPIPE_LOG_LEVEL": "error"})
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    severities = ["high", "critical", "low"]
+    lines = [
+        evidence_line(f"o{i}", entity=LONG, minute=i, severity=s) for i, s in enumerate(severities)
+    ]
+    (tmp_path / "ev.jsonl").write_text("\n".join(lines) + "\n")
+    assert runner.invoke(main, ["publish", str(tmp_path / "ev.jsonl")]).exit_code == 0
+    asyncio.run(_poison(nats_server.url))
+    done = runner.invoke(main, ["worker", "--until-idle", "--no-http"])
+    assert done.exit_code == 0, done.output
+    return runner
+
+
+def _json_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """Every command path under ``group`` that has a --json option."""
+    found: set[tuple[str, ...]] = set()
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        if isinstance(command, click.Group):
+            found |= _json_commands(command, path)
+        elif any("--json" in p.opts for p in command.params if isinstance(p, click.Option)):
+            found.add(path)
+    return found
+
+
+def _one_result(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
+    """Commands whose --json prints one result: the arguments that run each."""
+    (tmp_path / "log.json").write_text(json.dumps(SAMPLE_LOG))
+    (tmp_path / "again.jsonl").write_text(evidence_line("o0", entity=LONG) + "\n")
+    small = ["--events", "200", "--entities", "5", "--runs", "1"]
+    return {
+        ("status",): [],
+        ("publish",): [str(tmp_path / "again.jsonl")],
+        ("replay",): ["--jobs", "1"],
+        ("explain",): ["--tenant", "t1", "--entity", LONG],
+        ("analyze",): [str(tmp_path / "log.json")],
+        ("bench", "analyze"): ["--evidence", "200", "--entities", "5", "--runs", "1"],
+        ("bench", "ingest"): small,
+        ("bench", "pipeline"): [*small, "--rate", "500", "--latency-events", "50"],
+        ("bench", "replay"): small,
+    }
+
+
+# Commands whose --json prints a list: the arguments, and how many items the fixture gives.
+LISTS: dict[tuple[str, ...], tuple[list[str], int]] = {
+    ("events",): (["--tenant", "t1", "--entity", LONG], 4),
+    ("assessments",): (["--tenant", "t1", "--entity", LONG], 3),
+    ("dlq", "list"): ([], 1),
+}
+
+
+def test_every_json_output_is_json_lines(cli: CliRunner, tmp_path: Path) -> None:
+    """Each --json prints compact JSON objects one per line: one per item, or exactly one."""
+    one = _one_result(tmp_path)
+    assert _json_commands(main) == set(one) | set(LISTS), "a --json command is not covered"
+    for path, args in [*((p, a) for p, a in one.items()), *((p, a) for p, (a, _) in LISTS.items())]:
+        result = cli.invoke(main, [*path, *args, "--json"])
+        assert result.exit_code == 0, (path, result.output)
+        lines = result.stdout.splitlines()
+        assert all(isinstance(json.loads(line), dict) for line in lines), path
+        expected = LISTS[path][1] if path in LISTS else 1
+        assert len(lines) == expected, (path, result.stdout[:200])
+
+
+def test_explain_opens_with_human_text(cli: CliRunner) -> None:
+    """Explain's heading reads as sentences, not as a Python dict, and its ids are whole."""
+    result = cli.invoke(main, ["explain", "--tenant", "t1", "--entity", LONG])
+    assert result.exit_code == 0, result.output
+    heading = result.stdout.splitlines()[:2]
+    assert heading[0] == f"t1/{LONG} as of now"
+    assert heading[1] == (
+        "4 evidence event(s): 3 assessed, 1 dead-lettered, 0 pending; 2 level change(s)"
+    )
+    assert not re.search(r"[{}']", "\n".join(heading))
+    assert "o0" in result.stdout
+
+
+def _column(table_text: str, index: int) -> str:
+    """The text of one column of a rendered table, its wrapped lines joined."""
+    cells = [line.split("│")[index].strip() for line in table_text.splitlines() if "│" in line]
+    return "".join(cells)
+
+
+def test_replay_table_never_cuts_an_entity_id(cli: CliRunner) -> None:
+    """The replay table keeps a 128-character entity id whole when not on a terminal."""
+    result = cli.invoke(main, ["replay", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"t1/{LONG}" in _column(result.stdout, 1)
+    assert "…" not in _column(result.stdout, 1)
+
+
+def test_replay_table_wraps_ids_on_a_narrow_terminal(cli: CliRunner) -> None:
+    """On an 80-column terminal the id wraps onto more lines instead of ending in an ellipsis."""
+
+    async def report() -> ReplayReport:
+        async with await EventStore.connect(
+            cli.env["RISKPIPE_NATS_URL"] or "", schemas=build_schemas()
+        ) as store:
+            return await replay(store, jobs=1)
+
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=True, color_system=None)
+    console.print(_entities_table(asyncio.run(report()), 10))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert f"t1/{LONG}" in _column(text, 1)
