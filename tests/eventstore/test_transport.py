@@ -15,6 +15,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.events import evidence
+from support.pipeline import read_streams, run_worker
 from support.proxy import nats_proxy
 
 from eventstore import EventStore, StoreConfig
@@ -145,8 +146,6 @@ async def test_the_public_api_path_works_end_to_end(nats_server: NatsServer) -> 
         assert store.append_soon(evidence("later")) is None, "no write without a coroutine"
         await store.append_unchecked("evidence", "t1", "e1", b"{not json", msg_id="poison")
         assert len([r async for r in store.read_all()]) == 302
-        from support.pipeline import read_streams, run_worker  # noqa: PLC0415 - worker wiring
-
         worker = await run_worker(store, nats_server.url)
         streams = await read_streams(store)
         assert worker.runner.outcomes == {"assessed": 301, "dead_lettered": 1}
