@@ -159,6 +159,7 @@ class ProjectionRunner:
         if metrics is not None:  # labelled children looked up once, not per message
             self._processing = metrics.processing.labels(name)
             self._end_to_end = metrics.end_to_end.labels(name)
+            metrics.paused.labels(name).set(0)  # a value from start-up, not "no data"
         self._consumer: DurableConsumer = store.consumer(name)
         self._boxes: dict[str, _Mailbox] = {}
         self._in_flight: dict[int, Delivery] = {}

@@ -6,13 +6,19 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_NATS_URL", "Duration", "Settings", "parse_duration"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+_NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+_HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+"""An http(s) URL, checked at start-up rather than at the first request."""
+# up to the last "@": a password may contain "/" or "@" too
+_USERINFO = re.compile(r"^([^:/]*://)?.*@", re.DOTALL)
 
 _UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([wdhms]))", re.IGNORECASE)
@@ -36,7 +42,7 @@ def parse_duration(value: object) -> object:
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts).lower() != text.replace(" ", "").lower():
         raise ValueError(
-            f"{value!r} is not a duration: use seconds (3600) or a number with a unit"
+            "not a duration: use seconds (3600) or a number with a unit"
             " (90s, 15m, 2h, 7d, 1w, or 1h30m)"
         )
     return timedelta(seconds=sum(float(n) * _UNITS[u.lower()] for n, u in parts))
@@ -69,7 +75,7 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = Field(default=20.0, ge=0.0, le=600.0)
     degraded_mode: bool = False
     analyzer_config: Path | None = None
-    enrichment_url: str | None = None
+    enrichment_url: _HttpUrl | None = None
     enrichment_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
     enrichment_attempts: int = Field(default=3, ge=1, le=10)
     enrichment_fail_max: int = Field(default=5, ge=1, le=1000)
@@ -77,8 +83,37 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9464, ge=0, le=65535)
     traces_exporter: Literal["none", "console", "otlp"] = "none"
-    otlp_endpoint: str | None = None
+    otlp_endpoint: _HttpUrl | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     gc_threshold: int = Field(default=100_000, ge=0, le=10_000_000)
     """Young-generation GC threshold of the riskpipe commands (0: CPython's default)."""
+
+    @field_validator("nats_url")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        """Each comma-separated server is a NATS URL, so a typo fails here, not at connect."""
+        for server in value.split(","):
+            _check_server(server.strip())
+        return value
+
+
+def _check_server(server: str) -> None:
+    """Raise ``ValueError`` unless ``server`` is ``[scheme://][user[:pw]@]host[:port]``.
+
+    The messages show the URL without its user and password, and never quote
+    the parser's own message, which may hold a piece of the password.
+    """
+    shown = repr(_USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", server))
+    try:
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+    except ValueError:
+        raise ValueError(f"{shown} is not a NATS server URL") from None
+    if parts.scheme not in _NATS_SCHEMES:
+        raise ValueError(f"{shown}: the scheme must be one of nats, tls, ws, wss")
+    if not parts.hostname:
+        raise ValueError(f"{shown} has no host")
+    try:
+        parts.port  # noqa: B018 - reading the port is the check
+    except ValueError:
+        raise ValueError(f"{shown}: the port must be a number from 0 to 65535") from None

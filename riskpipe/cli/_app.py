@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import get_args
 
 import click
+import structlog
 from pydantic import ValidationError
 
-from riskpipe.logs import configure_logging
+from riskpipe.cli._common import fail
+from riskpipe.environment import describe_invalid, unknown_variables
+from riskpipe.logs import LogFormat, configure_logging
 from riskpipe.runtime import tune_gc
 from riskpipe.settings import Settings
 
@@ -59,14 +64,33 @@ def main(
         if value
     }
     try:
-        settings = Settings()
+        settings = Settings(**overrides)  # type: ignore[arg-type] # validated like the environment
     except ValidationError as exc:
-        raise click.UsageError(f"invalid RISKPIPE_* environment: {exc}") from exc
-    # click has already validated the choices of these flags
-    settings = settings.model_copy(update=overrides)
+        configure_logging("info", _log_format(log_format))
+        fail("settings.invalid", "; ".join(describe_invalid(exc, flags=overrides)), code=2)
     configure_logging(settings.log_level, settings.log_format)
+    _check_names()
     tune_gc(settings.gc_threshold)
     ctx.obj = AppContext(settings=settings)
+
+
+def _log_format(flag: str | None) -> LogFormat:
+    """The log format to report invalid settings in: the flag's, else the variable's if valid."""
+    wanted = flag or os.environ.get("RISKPIPE_LOG_FORMAT", "auto").strip().lower()
+    return wanted if wanted in get_args(LogFormat) else "auto"  # type: ignore[return-value]
+
+
+def _check_names() -> None:
+    """Warn about unknown ``RISKPIPE_*`` variables; exit 2 on one that is a misspelt setting."""
+    unknown = unknown_variables(os.environ)
+    for variable in unknown:
+        if not variable.misspelt:
+            structlog.get_logger("riskpipe").warning(
+                "settings.unknown_variable", warning=variable.describe() + "; ignored"
+            )
+    misspelt = [v.describe() for v in unknown if v.misspelt]
+    if misspelt:
+        fail("settings.misspelt", "; ".join(misspelt), code=2)
 
 
 @main.group()

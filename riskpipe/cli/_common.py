@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
+import structlog
 from rich.console import Console
 from rich.table import Table
 
@@ -27,13 +28,16 @@ __all__ = [
     "add_columns",
     "connect_provisioned",
     "err_console",
+    "fail",
     "measurement_table",
     "out_console",
     "run",
+    "store_error",
 ]
 
 T = TypeVar("T")
 _CATEGORIES: tuple[Category, ...] = ("evidence", "risk", "dlq", "audit")
+_log = structlog.get_logger("riskpipe")
 
 
 def out_console() -> Console:
@@ -66,13 +70,8 @@ def run(coro: Coroutine[object, object, T]) -> T:
         return asyncio.run(coro)
     except NotProvisionedError as exc:
         raise click.ClickException(f"not provisioned: {exc}") from exc
-    except StoreUnavailableError as exc:
-        hint = (
-            " (is `riskpipe server` running, or --nats-url set?)" if "connect" in str(exc) else ""
-        )
-        raise click.ClickException(f"{exc}{hint}") from exc
     except EventStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(store_error(exc)) from exc
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)
 
@@ -100,6 +99,23 @@ async def connect_provisioned(
         await store.close()
         raise
     return store
+
+
+def store_error(exc: EventStoreError) -> str:
+    """A store error's message, with a hint when NATS could not be reached."""
+    if isinstance(exc, StoreUnavailableError) and "connect" in str(exc):
+        return f"{exc} (is `riskpipe server` running, or --nats-url set?)"
+    return str(exc)
+
+
+def fail(event: str, message: str, *, code: int = 1) -> NoReturn:
+    """Log one error line in the configured log format, then exit with ``code``.
+
+    For processes whose stderr is a log stream (the worker): a supervisor or a
+    log pipeline reads the reason as one record, not a traceback.
+    """
+    _log.error(event, error=" ".join(message.split()))  # one line, whatever the message holds
+    sys.exit(code)
 
 
 class _Time(click.ParamType[datetime]):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 import click
 import structlog
 from prometheus_client import CollectorRegistry
 
+from analyzers.errors import AnalyzerError
+from eventstore.errors import EventStoreError
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import run
+from riskpipe.cli._common import fail, store_error
+from riskpipe.errors import RiskpipeError
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import connect_store
 from riskpipe.worker import Worker
@@ -26,7 +30,7 @@ _log = structlog.get_logger(__name__)
 @click.option("--until-idle", is_flag=True, help="Exit 0 once nothing is pending (batch jobs).")
 @click.option(
     "--http-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Port for /healthz, /readyz, /metrics [default 9464; 0 picks one].",
 )
@@ -48,7 +52,17 @@ def worker(
     if degraded:
         updates["degraded_mode"] = True
     settings = app.settings.model_copy(update=updates)
-    run(_worker(settings, until_idle=until_idle, http=not no_http))
+    try:
+        asyncio.run(_worker(settings, until_idle=until_idle, http=not no_http))
+    except EventStoreError as exc:
+        fail("worker.failed", store_error(exc))
+    except (RiskpipeError, AnalyzerError) as exc:
+        fail("worker.failed", str(exc))
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C while stopping
+        sys.exit(130)
+    except Exception:  # noqa: BLE001 - a bug: still one log record, its traceback as data
+        _log.exception("worker.crashed")
+        sys.exit(1)
 
 
 async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
+import orjson
 import pytest
-from click.testing import CliRunner
 from pydantic import ValidationError
 
-from riskpipe.cli import main
 from riskpipe.settings import Settings
 
 
@@ -43,10 +45,19 @@ def test_a_bad_or_too_short_duplicate_window_is_refused(
         Settings()
 
 
-def test_the_cli_names_the_bad_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_names_the_bad_duration() -> None:
     """A command started with a bad window says which variable is wrong, and how to write it."""
-    monkeypatch.setenv("RISKPIPE_DUPLICATE_WINDOW", "two hours")
-    result = CliRunner().invoke(main, ["status"])
-    assert result.exit_code != 0
-    assert "duplicate_window" in result.output
-    assert "7d" in result.output
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RISKPIPE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "riskpipe", "--log-format", "json", "status"],
+        env={**env, "RISKPIPE_DUPLICATE_WINDOW": "two hours"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    error = orjson.loads(line)["error"]
+    assert error.startswith("RISKPIPE_DUPLICATE_WINDOW: ")
+    assert "7d" in error

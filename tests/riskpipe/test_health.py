@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from support.events import evidence
@@ -25,13 +26,9 @@ if TYPE_CHECKING:
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    raw = await reader.read()
-    writer.close()
-    head, _, body = raw.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        response = await client.get(path)
+    return response.status_code, response.text
 
 
 async def _until(port: int, path: str, status: int) -> str:
@@ -69,6 +66,13 @@ async def test_health_ready_and_metrics(nats_server: NatsServer, store: EventSto
         assert code == 200
         assert "riskpipe_projection_messages_total" in body
         assert (await _get(port, "/nope"))[0] == 404
+
+
+async def test_paused_gauge_exists_from_start_up(store: EventStore) -> None:
+    """A fresh worker reports riskpipe_projection_paused as 0 before anything paused it."""
+    registry = CollectorRegistry()
+    Worker(store, Settings(), registry)
+    assert registry.get_sample_value("riskpipe_projection_paused", {"projection": "risk"}) == 0.0
 
 
 async def test_readyz_follows_the_nats_connection(
