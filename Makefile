@@ -1,6 +1,7 @@
 # One entry point for everything: each target creates .venv on first use.
+# Another interpreter, in a venv of its own: make test PYTHON=python3.13 VENV=.venv313
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -33,4 +34,4 @@ bench: $(STAMP)
 	$(BIN)/riskpipe bench ingest --events 20000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .riskpipe
+	rm -rf $(VENV) .venv313 .pytest_cache .mypy_cache .ruff_cache .riskpipe

@@ -13,16 +13,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pydantic import ValidationError
 
 from analyzers._entries import evidence_of
+from analyzers._nesting import nesting_depth
 from analyzers._problems import describe
 from analyzers.errors import InvalidEvidenceError
 
 if TYPE_CHECKING:
     from analyzers._evidence import Evidence
 
-__all__ = ["MAX_LOG_BYTES", "MAX_LOG_ENTRIES", "parse_evidence_log"]
+__all__ = ["MAX_LOG_BYTES", "MAX_LOG_DEPTH", "MAX_LOG_ENTRIES", "parse_evidence_log"]
 
 MAX_LOG_BYTES = 16 * 1024 * 1024
 MAX_LOG_ENTRIES = 100_000
+MAX_LOG_DEPTH = 16
+"""How deep a log's JSON may nest: a valid log nests 4 levels at most
+(``{"evidence": [{"data": {"attributes": ...}}]}``); the event store's default limit."""
 _MAX_PROBLEMS = 10
 _SHAPE = 'expected a JSON array of evidence objects, {"evidence": [...]}, or JSON lines'
 
@@ -117,10 +121,11 @@ def _decode(text: str) -> Any:  # noqa: ANN401 - JSON is Any until validated
     Raises:
         ValueError: the text is not strict JSON.
     """
-    try:
-        return _DECODER.decode(text)
-    except RecursionError:
-        raise ValueError("the JSON nests too deeply") from None
+    # Counted before parsing, so the limit is the same on every interpreter.
+    openers = text.count("[") + text.count("{")  # fewer than the limit cannot nest past it
+    if openers > MAX_LOG_DEPTH and (depth := nesting_depth(text)) > MAX_LOG_DEPTH:
+        raise ValueError(f"the JSON nests too deeply: {depth} levels, the limit is {MAX_LOG_DEPTH}")
+    return _DECODER.decode(text)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

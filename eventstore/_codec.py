@@ -9,6 +9,8 @@ event always has the same bytes.
 from __future__ import annotations
 
 import json
+import re
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
@@ -31,6 +33,7 @@ __all__ = [
     "decode_json",
     "encode_event",
     "encode_json",
+    "nesting_depth",
 ]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
@@ -59,12 +62,25 @@ def _reject_constant(name: str) -> NoReturn:
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
 
 
-def _depth(value: object) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+# A string, or an unterminated one running to the end of the payload: skipped
+# whole, so brackets inside strings do not count and the scan stays linear.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+def nesting_depth(payload: bytes) -> int:
+    """How deep objects and arrays nest in ``payload``, read from its bytes without recursion.
+
+    Run before any parser sees the payload, so the limit is this count alone,
+    the same on every interpreter: no parser ever recurses past it, whatever
+    the interpreter's own recursion limits (which differ between Python
+    versions).
+    """
+    brackets = _STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
 def decode_json(
@@ -85,11 +101,11 @@ def decode_json(
         raise PayloadTooLargeError(len(payload), max_bytes)
     # Cheap guard first: fewer openers than the limit cannot nest past it.
     openers = payload.count(b"{") + payload.count(b"[")
+    if openers > max_depth and (depth := nesting_depth(payload)) > max_depth:
+        raise NestingTooDeepError(depth, max_depth)
     value = _canonical(payload)
     if value is _NOT_CANONICAL:
-        value = _strict(payload, openers, max_depth)
-    if openers > max_depth and (depth := _depth(value)) > max_depth:
-        raise NestingTooDeepError(depth, max_depth)
+        value = _strict(payload)
     return value
 
 
@@ -116,7 +132,7 @@ def _canonical(payload: bytes) -> Any:  # noqa: ANN401 - JSON is Any by nature
     return value if canonical else _NOT_CANONICAL
 
 
-def _strict(payload: bytes, openers: int, max_depth: int) -> Any:  # noqa: ANN401 - JSON
+def _strict(payload: bytes) -> Any:  # noqa: ANN401 - JSON is Any by nature
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -125,8 +141,6 @@ def _strict(payload: bytes, openers: int, max_depth: int) -> Any:  # noqa: ANN40
         ) from exc
     try:
         value = _DECODER.decode(text)
-    except RecursionError as exc:
-        raise NestingTooDeepError(openers, max_depth) from exc
     except json.JSONDecodeError as exc:
         raise MalformedJSONError(
             f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"

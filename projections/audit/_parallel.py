@@ -17,7 +17,9 @@ The children are forked, not spawned: a fork starts in milliseconds with
 everything imported and the replay's state (bounds, dead letters) already
 read, where a fresh interpreter costs most of a second. A child never touches
 what it inherited from the parent's event loop: it runs a loop of its own,
-and sends its result back pickled through its socket.
+and sends its result back pickled through its socket. Forking a process with
+threads can deadlock the child, so the parent keeps no thread of its own alive
+between replays (see :class:`_Waiter`).
 
 A parent that hands messages over faster than a child replays them waits
 once :data:`MAX_BACKLOG` bytes are queued for it, so memory stays bounded.
@@ -26,6 +28,7 @@ once :data:`MAX_BACKLOG` bytes are queued for it, so memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import multiprocessing
@@ -35,10 +38,11 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from eventstore import RawMessage
 from projections.audit._records import EntityKey, closing_iterator, entity_key
@@ -79,6 +83,7 @@ OWN_SHARE = 0.5
 """The parent's part, relative to a child's: it also reads and hands over everything."""
 
 Source = Literal["evidence", "risk"]
+_T = TypeVar("_T")
 _LENGTH = struct.Struct("!Q")
 MAX_BACKLOG = 32 << 20
 """Bytes waiting for a child before the parent waits for it to catch up."""
@@ -169,6 +174,7 @@ class Child:
         self._backlog: deque[memoryview] = deque()
         self._backlog_bytes = 0
         self._writer: asyncio.Task[None] | None = None
+        self._reader: _Waiter[bytes] | None = None
         self._failed: Exception | None = None
 
     async def hand_over(self, source: Source, batch: list[RawMessage] | None) -> None:
@@ -208,8 +214,9 @@ class Child:
             await self._writer
         if self._failed is None:
             self.sock.settimeout(None)  # nothing left to write: wait for the result in a thread
+            self._reader = _Waiter(_receive, self.sock)
             try:
-                frame = await asyncio.to_thread(_receive, self.sock)
+                frame = await self._reader.result()
             except (EOFError, OSError) as exc:
                 self._failed = exc
         if self._failed is not None:
@@ -227,7 +234,9 @@ class Child:
                 await self._writer
         if self.process.is_alive():
             self.process.kill()
-        await asyncio.to_thread(self.process.join)
+        await _Waiter(self.process.join).result()
+        if self._reader is not None:  # a reader still waiting has seen the child's end close
+            self._reader.join()
         self.sock.close()
 
     async def _write(self) -> None:
@@ -258,6 +267,43 @@ class Child:
         )
         gone.__cause__ = seen
         return gone
+
+
+class _Waiter(Generic[_T]):
+    """A blocking call in a thread started for it alone, awaited by the event loop.
+
+    Not the loop's executor (``asyncio.to_thread``): its threads stay alive,
+    idle, once used, and the next replay in this process would fork its
+    children from a process with threads, which can deadlock them (Python
+    3.12+ warns of it). This thread ends with the call, and is joined.
+    """
+
+    def __init__(self, call: Callable[..., _T], *args: object) -> None:
+        self._done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(call, *args), name="riskpipe-replay-wait", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, call: Callable[..., _T], *args: object) -> None:
+        try:
+            self._done.set_result(call(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            self._done.set_exception(exc)
+
+    async def result(self) -> _T:
+        """What the call returned, once it has and its thread has ended.
+
+        Raises:
+            BaseException: what the call raised.
+        """
+        value = await asyncio.wrap_future(self._done)
+        self.join()
+        return value
+
+    def join(self) -> None:
+        """Wait for the thread to end: at once, when the call has returned."""
+        self._thread.join()
 
 
 def fork_child(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,9 @@ async def _replay(  # noqa: PLR0913 - the command's options, passed through
                 ) from exc
 
 
+_REDRAW_SECONDS = 0.1
+
+
 class _Rate(ProgressColumn):
     """Evidence positions per second."""
 
@@ -230,9 +234,20 @@ def _progress() -> Iterator[Callable[[int, int], None] | None]:
         yield None
         return
     columns = (BarColumn(), MofNCompleteColumn(), _Rate(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    # Redrawn from the replay's own calls, not by rich's refresh thread: a replay
+    # in parts forks, and forking a process with threads can deadlock the child.
+    with Progress(*columns, console=console, transient=True, auto_refresh=False) as bar:
         task = bar.add_task("replay", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        drawn = 0.0
+
+        def update(done: int, total: int) -> None:
+            nonlocal drawn
+            bar.update(task, completed=done, total=total)
+            if done == total or time.monotonic() - drawn >= _REDRAW_SECONDS:
+                bar.refresh()
+                drawn = time.monotonic()
+
+        yield update
 
 
 def _print_replay(report: ReplayReport, limit: int) -> None:

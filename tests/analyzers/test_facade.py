@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from support.events import SAMPLE_LOG as LOG
 
 from analyzers import ANALYZER_VERSION, AnalyzerConfig, analyze_risk_patterns
+from analyzers._log import MAX_LOG_DEPTH
 
 KEYS = {
     "status",
@@ -191,3 +192,28 @@ async def test_invalid_evidence_events_are_reported(
     result = await analyze_risk_patterns(log)
     assert result["status"] == "ANALYSIS_ERROR"
     assert message in result["error"]
+
+
+def _log_nesting(depth: int) -> str:
+    """A one-entry log whose JSON nests ``depth`` levels: an attribute of nested arrays."""
+    value: object = 1
+    for _ in range(depth - 4):  # under the wrapper, the evidence array, the entry, its attributes
+        value = [value]
+    entry = {"pattern": "scan", "severity": "low", "observed_at": "2024-05-01T00:00:00Z"}
+    return json.dumps({"evidence": [{**entry, "attributes": {"a": value}}]})
+
+
+async def test_a_log_at_the_nesting_limit_is_parsed_and_one_past_it_is_refused() -> None:
+    """16 levels reach validation (the attribute is refused); 17 are refused for their depth."""
+    at_limit = await analyze_risk_patterns(_log_nesting(MAX_LOG_DEPTH))
+    assert "evidence[0].attributes.a" in at_limit["error"]
+    past = await analyze_risk_patterns(_log_nesting(MAX_LOG_DEPTH + 1))
+    assert "nests too deeply: 17 levels, the limit is 16" in past["error"]
+
+
+@pytest.mark.parametrize("depth", [400, 1000, 5000, 100_000])
+async def test_deep_logs_are_refused_by_count_on_every_interpreter(depth: int) -> None:
+    """However deep, a log is refused by its depth, never by the interpreter's recursion limit."""
+    result = await analyze_risk_patterns("[" * depth + "]" * depth)
+    assert result["status"] == "ANALYSIS_ERROR"
+    assert f"nests too deeply: {depth} levels, the limit is 16" in result["error"]

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import json
 import os
 import random
 import signal
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 from support.pipeline import run_worker
 
 from eventstore import CloudEvent, EventStore
 from projections.audit._replay import _Replay
-from riskpipe.cli import main
+from riskpipe.cli import _audit, main
 from riskpipe.demo import POISON, demo_evidence
 from riskpipe.wiring import build_schemas
 
@@ -208,3 +211,17 @@ def test_bench_replay_prints_both_rates_and_the_ratio() -> None:
     assert figures["ratio"] == pytest.approx(
         figures["replay_per_s"] / figures["raw_per_s"], rel=0.01
     )
+
+
+def test_the_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the replay's bar is drawn without a thread, so a replay in parts forks none."""
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(_audit, "err_console", lambda: terminal)
+    before = set(threading.enumerate())
+    with _audit._progress() as progress:  # noqa: SLF001 - the bar is the unit under test
+        assert progress is not None
+        assert set(threading.enumerate()) == before
+        progress(5, 10)
+        progress(10, 10)
+        assert "10/10" in screen.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -159,6 +160,18 @@ async def test_a_replay_that_cannot_fork_runs_in_one_process(
     report = await replay(store, jobs=2)
     assert (report.ok, report.jobs, report.totals.identical) == (True, 1, 200)
     assert multiprocessing.active_children() == []
+
+
+async def test_replays_in_parts_leave_no_thread_behind_for_the_next_fork(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """After a replay in parts, the threads are those from before it, so the next forks no more."""
+    await demo_run(store, nats_server.url, events=200)
+    before = set(threading.enumerate())  # the test server's log reader, for one
+    for _ in range(3):
+        report = await replay(store, jobs=2)
+        assert (report.ok, report.jobs) == (True, 2)
+        assert set(threading.enumerate()) == before
 
 
 def test_the_default_is_a_process_per_cpu_for_a_large_enough_range() -> None:

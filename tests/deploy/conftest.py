@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from nats_sessions import Session, Sessions
+from support.tools import require_tool
 
 from eventstore import StoreConfig
 from riskpipe.server import NatsServer
@@ -45,9 +45,7 @@ class Pki:
 
 
 def _openssl(*args: str | Path) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("the TLS tests need the openssl command line tool (apt-get install openssl)")
+    openssl = require_tool("openssl")
     subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, timeout=30)
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from support.events import evidence_line
 
 from eventstore import CloudEvent, EventSchemas, decode_json, encode_event
+from eventstore._codec import nesting_depth
 from eventstore.errors import (
     DecodeError,
     InvalidUTF8Error,
@@ -68,6 +69,54 @@ def test_bad_bytes_are_refused(
     """Each malformed payload raises its own DecodeError subclass with a useful message."""
     with pytest.raises(error, match=message):
         schemas.parse(payload)
+
+
+_INNER = {
+    "canonical": b'{"k":"[{ \\" ]}"}',  # compact and sorted: the fast path
+    "strict": b'{"k": "[{ \\" ]}"}',  # anything else: the strict decoder
+}
+
+
+def _nested(depth: int, path: str) -> bytes:
+    """``depth`` levels: arrays in one another around an object whose string holds brackets."""
+    return b"[" * (depth - 1) + _INNER[path] + b"]" * (depth - 1)
+
+
+@pytest.mark.parametrize("path", _INNER)
+@pytest.mark.parametrize("limit", [4, 16, 256])
+def test_nesting_at_the_limit_passes_and_one_past_it_is_refused(limit: int, path: str) -> None:
+    """Exactly ``max_depth`` levels decode; one more is refused, naming the depth and the limit."""
+    at_limit = decode_json(_nested(limit, path), max_depth=limit)
+    for _ in range(limit - 1):
+        at_limit = at_limit[0]
+    assert at_limit == {"k": '[{ " ]}'}, "brackets inside a string do not nest"
+    with pytest.raises(NestingTooDeepError, match=f"nests {limit + 1} levels deep, the limit is"):
+        decode_json(_nested(limit + 1, path), max_depth=limit)
+
+
+@pytest.mark.parametrize("depth", [300, 400, 600, 1000, 5000, 30_000])
+@pytest.mark.parametrize("path", _INNER)
+def test_deep_nesting_is_refused_the_same_on_every_interpreter(depth: int, path: str) -> None:
+    """However deep, nesting is refused by count, never by the interpreter's recursion limit."""
+    with pytest.raises(NestingTooDeepError, match=f"nests {depth} levels deep, the limit is 16"):
+        decode_json(_nested(depth, path))
+
+
+@pytest.mark.parametrize(
+    ("payload", "depth"),
+    [
+        (b"", 0),
+        (b'"[[[["', 0),
+        (b'{"a":"\\"}', 1),
+        (b'[{"a":"]]]"},[[1]]]', 3),
+        (b'{"a":"[[[[\\"[[[","b":[{}]}', 3),
+        (b'["[[[[[[', 1),  # an unterminated string runs to the end
+        (b'["abc\\', 1),
+    ],
+)
+def test_nesting_is_counted_outside_strings(payload: bytes, depth: int) -> None:
+    """The depth is read from the bytes, brackets in strings (even unterminated ones) left out."""
+    assert nesting_depth(payload) == depth
 
 
 def test_oversized_payload_is_refused() -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from support.tools import require_tool
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -28,13 +30,14 @@ def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 
 def test_sigterm_stops_server_and_nats(tmp_path: Path) -> None:
     """SIGTERM stops riskpipe server and its nats-server child, exit code 0."""
+    pgrep = require_tool("pgrep")
     with _start(tmp_path, "--port", "-1") as proc:
         assert proc.stderr is not None
         ready = proc.stderr.readline()
         assert "ready on nats://127.0.0.1:" in ready
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, check=False)
+    children = subprocess.run([pgrep, "-P", str(proc.pid)], capture_output=True, check=False)
     assert children.stdout == b""
     assert (tmp_path / "d" / "jetstream").is_dir()
 
