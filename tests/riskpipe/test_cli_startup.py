@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+from support.tools import require_tool
 
 if TYPE_CHECKING:
     from riskpipe.server import NatsServer
@@ -89,9 +89,8 @@ def _unprivileged() -> tuple[str, ...]:
         pytest.skip("anyone may bind port 80 on this machine")
     if os.geteuid() != 0:
         return ()
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root, and setpriv (util-linux) is missing to drop the capability")
-    return ("setpriv", "--bounding-set", "-net_bind_service", "--inh-caps", "-net_bind_service")
+    setpriv = require_tool("setpriv")  # as root: drop the capability to bind low ports
+    return (setpriv, "--bounding-set", "-net_bind_service", "--inh-caps", "-net_bind_service")
 
 
 def test_a_privileged_http_port_is_one_json_line(nats_server: NatsServer) -> None:

@@ -23,6 +23,7 @@ TOOLS = {
     "promtool": "apt-get install prometheus",
     "openssl": "apt-get install openssl",
     "pgrep": "apt-get install procps",
+    "setpriv": "apt-get install util-linux",
 }
 """Every tool a test may run, with how to install it on Debian (what ``.ci/run`` does)."""
 
