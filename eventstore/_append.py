@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
@@ -102,20 +103,33 @@ def expected_number(expected: ExpectedVersion) -> int:
     return 0 if expected == NO_STREAM else int(expected)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An RFC 7230 token: what nats-py accepts as a header name."""
+
+
 def caller_headers(headers: dict[str, str] | None) -> dict[str, str]:
     """Headers a caller may add (trace context and the like), never JetStream control ones.
 
+    Names must be RFC 7230 tokens and values lose surrounding whitespace, as
+    in nats-py's ``publish``: the fast path and nats-py's public API then send
+    the same bytes.
+
     Raises:
-        InvalidHeaderError: a ``Nats-*`` header, or a control character in one.
+        InvalidHeaderError: a ``Nats-*`` header, a name that is not a token, or
+            a control character in a value.
     """
     if not headers:
         return {}
+    checked: dict[str, str] = {}
     for key, value in headers.items():
         if key.lower().startswith("nats-"):
             raise InvalidHeaderError(f"header {key!r} is reserved for the event store")
-        if any(c in key + value for c in "\r\n\0") or ":" in key:
-            raise InvalidHeaderError(f"header {key!r} holds a control character or a colon")
-    return dict(headers)
+        if not _HEADER_NAME.fullmatch(key) or any(c in value for c in "\r\n\0"):
+            raise InvalidHeaderError(
+                f"header {key!r} is not a valid name or holds a control character"
+            )
+        checked[key] = value.strip()
+    return checked
 
 
 def retrying(attempts: int) -> AsyncRetrying:

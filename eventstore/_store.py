@@ -74,6 +74,8 @@ _CHUNK = 256
 """Events encoded per send in ``append_many``."""
 _CHUNKS_AHEAD = 8
 """Chunks ``append_many`` keeps in flight before settling the oldest."""
+HEADER_ROOM = 4096
+"""Bytes of the server's ``max_payload`` that :meth:`EventStore.payload_limit` leaves to headers."""
 
 
 class _SentChunk(NamedTuple):
@@ -166,17 +168,29 @@ class EventStore:
 
     @classmethod
     async def from_client(
-        cls, nc: object, *, schemas: EventSchemas, config: StoreConfig | None = None
+        cls,
+        nc: object,
+        *,
+        schemas: EventSchemas,
+        config: StoreConfig | None = None,
+        fast_path: bool = True,
     ) -> EventStore:
         """Use a connected ``nats.aio.client.Client`` the caller owns and will close.
+
+        :meth:`close` leaves the client as it was found. ``fast_path=False``
+        uses nats-py's public API only (slower; see docs/eventstore.md).
 
         Raises:
             TypeError: ``nc`` is not a nats-py client.
         """
-        return cls(await JetStreamClient.from_nats(nc), schemas=schemas, config=config)
+        client = await JetStreamClient.from_nats(nc, fast_path=fast_path)
+        return cls(client, schemas=schemas, config=config)
 
     async def close(self) -> None:
-        """Drain and close the connection if the store owns it."""
+        """Drain and close the connection if the store owns it; leave a caller's client as found.
+
+        Never raises because the connection is down or was closed by the server.
+        """
         await self.client.close()
 
     async def __aenter__(self) -> Self:
@@ -399,6 +413,16 @@ class EventStore:
             return AppendResult(stream, subject, last.seq, duplicate=True)
         actual = last.seq if last is not None else 0
         raise ConcurrencyConflictError(subject, expected_number(expected), actual)
+
+    def payload_limit(self, category: Category) -> int:
+        """The largest payload an append to ``category`` can carry on this connection.
+
+        The smaller of the store's own limit for it (``max_payload_bytes``,
+        twice that for derived events) and the server's ``max_payload`` less
+        :data:`HEADER_ROOM` for the headers: for a producer that must make an
+        event fit (a dead letter cuts its copy of the original to this).
+        """
+        return min(self._limits[category], self.client.max_payload - HEADER_ROOM)
 
     def _payload_limit(self, subject: str) -> int:
         return self._limits[self._category_of_subject(subject)]

@@ -14,6 +14,7 @@ __all__ = [
     "BatchRejectedError",
     "ConcurrencyConflictError",
     "ConfigDriftError",
+    "ConnectionClosedError",
     "CredentialsError",
     "DecodeError",
     "EventStoreError",
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidUTF8Error",
     "JetStreamAPIError",
     "MalformedJSONError",
+    "MessageTooLargeError",
     "NestingTooDeepError",
     "NotProvisionedError",
     "PayloadTooLargeError",
@@ -77,6 +79,24 @@ class PayloadTooLargeError(DecodeError):
         self.size = size
         self.limit = limit
         super().__init__(f"payload is {size} bytes, the limit is {limit}")
+
+
+class MessageTooLargeError(PayloadTooLargeError):
+    """A message (headers and payload) over the server's ``max_payload``; it was not sent.
+
+    The server closes a connection that sends one, so it is refused before it
+    is written. Permanent while the server's limit stays what it is.
+    """
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        self.subject = subject
+        self.size = size
+        self.limit = limit
+        DecodeError.__init__(
+            self,
+            f"message to {subject} is {size} bytes with its headers,"
+            f" over the server's max_payload of {limit}",
+        )
 
 
 class SchemaViolationError(DecodeError):
@@ -145,6 +165,13 @@ class BatchRejectedError(EventStoreError):
             f"atomic batch {batch_id} rejected, nothing stored: {description}"
             f" (code {code}, err_code {err_code})"
         )
+
+
+class ConnectionClosedError(EventStoreError):
+    """The connection to NATS is closed for good: the client will not reconnect.
+
+    Permanent for this store: only a new connection (a restarted process) helps.
+    """
 
 
 class NotProvisionedError(EventStoreError):

@@ -16,6 +16,7 @@ from projections._dlq import (
     DlqActionData,
     DlqActions,
     NotADeadLetterError,
+    OriginalUnavailableError,
     ReplayRefusedError,
 )
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
@@ -38,6 +39,7 @@ __all__ = [
     "Message",
     "Middleware",
     "NotADeadLetterError",
+    "OriginalUnavailableError",
     "Outcome",
     "Output",
     "ProjectionMetrics",

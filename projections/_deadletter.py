@@ -1,24 +1,35 @@
-"""Dead letters: a poison message's original bytes and headers, with why it failed."""
+"""Dead letters: a poison message's original bytes and headers, with why it failed.
+
+A dead letter must itself fit in one message: when the original is too large
+for that, its copy is cut short (and said to be), while the reference to it,
+its stream and sequence and its hash, always stays complete.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime  # noqa: TC003 - pydantic needs it at runtime
+from datetime import datetime
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from eventstore import CloudEvent, StoreConfig
+from eventstore import CloudEvent, StoreConfig, encode_event
 from projections._message import Message, Output
 
 __all__ = [
     "DEAD_LETTERED",
+    "ENVELOPE_FIELDS",
     "DeadLetterData",
     "dead_letter",
     "projection_source",
 ]
 
 DEAD_LETTERED = "riskpipe.dlq.deadlettered.v1"
+ENVELOPE_FIELDS = ("id", "source", "type", "subject", "tenant", "time", "correlationid")
+"""The envelope attributes a dead letter keeps as text, read from the original's JSON."""
+_FIELD_CHARS = 256
+"""At most this many characters of each envelope attribute are kept."""
 
 
 def projection_source(projection: str) -> str:
@@ -40,26 +51,44 @@ class DeadLetterData(BaseModel):
     error_message: str = Field(max_length=4000)
     permanent: bool
     original: str
-    """The original message bytes, base64."""
+    """The original message bytes, base64 (their beginning only when ``original_truncated``)."""
     original_headers: dict[str, str]
     payload_sha256: str
+    """SHA-256 of the complete original bytes, truncated copy or not."""
     evidence_id: str | None = None
     evidence_source: str | None = None
     trace_id: str | None = None
     dead_lettered_at: AwareDatetime
+    original_size: int | None = Field(default=None, ge=0)
+    """Size of the complete original bytes."""
+    original_truncated: bool = False
+    """The copy of the original was cut short to fit in one message (its headers
+    dropped too when even they did not fit); ``stream`` and ``sequence`` point at
+    the complete original."""
+    envelope: dict[str, str] = Field(default_factory=dict)
+    """The original's envelope attributes that could be read, as text (at most
+    256 characters each), also when it was not a valid event."""
 
     def original_bytes(self) -> bytes:
         """The original message bytes."""
         return base64.b64decode(self.original)
 
 
-def dead_letter(
-    message: Message, error: BaseException, *, permanent: bool, now: datetime, config: StoreConfig
+def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may be
+    message: Message,
+    error: BaseException,
+    *,
+    permanent: bool,
+    now: datetime,
+    config: StoreConfig,
+    max_bytes: int | None = None,
 ) -> Output:
     """The dead letter for ``message``: one per poison message, whatever the redeliveries.
 
     Its id is the original's stream position, so a redelivered poison message
     produces the same ``Nats-Msg-Id`` and the store keeps one dead letter.
+    ``max_bytes`` bounds its encoded size (see ``EventStore.payload_limit``):
+    the copy of the original is cut short to fit, never the rest.
     """
     delivery = message.delivery
     event: CloudEvent | None = message.context.get("event")
@@ -74,11 +103,13 @@ def dead_letter(
         permanent=permanent,
         original=base64.b64encode(delivery.data).decode(),
         original_headers=dict(delivery.headers),
+        original_size=len(delivery.data),
         payload_sha256=hashlib.sha256(delivery.data).hexdigest(),
         evidence_id=event.id if event is not None else None,
         evidence_source=event.source if event is not None else None,
         trace_id=message.context.get("trace_id"),
         dead_lettered_at=now,
+        envelope=_envelope(event, delivery.data),
     )
     envelope = CloudEvent(
         id=f"{delivery.stream}-{delivery.stream_seq}",
@@ -90,7 +121,48 @@ def dead_letter(
         causationid=event.id if event is not None else None,
         correlationid=event.correlationid if event is not None else None,
     )
+    if max_bytes is not None:
+        data = _fitted(envelope, data, delivery.data, max_bytes)
     subject = config.dlq_subject(message.projection, message.tenant, message.entity)
     # the producer's trace context, passed on when no span of ours continues it
     headers = dict(message.context.get("trace_headers") or {})
     return Output(envelope, subject=subject, data=data, headers=headers)
+
+
+def _fitted(
+    envelope: CloudEvent, data: DeadLetterData, original: bytes, limit: int
+) -> DeadLetterData:
+    """``data`` with as much of the original as fits in ``limit`` encoded bytes."""
+    if len(encode_event(envelope, data)) <= limit:
+        return data
+    bare = data.model_copy(update={"original": "", "original_truncated": True})
+    room = limit - len(encode_event(envelope, bare))
+    if room < 0:  # not even the headers fit beside the rest: the original has them
+        bare = bare.model_copy(update={"original_headers": {}})
+        room = limit - len(encode_event(envelope, bare))
+    # base64 needs no JSON escaping: each 3 bytes kept cost exactly 4 characters
+    keep = max(0, room) // 4 * 3
+    return bare.model_copy(update={"original": base64.b64encode(original[:keep]).decode()})
+
+
+def _envelope(event: CloudEvent | None, raw: bytes) -> dict[str, str]:
+    """The envelope attributes of the original that can be read, as bounded text."""
+    if event is not None:
+        found: dict[str, object] = {name: getattr(event, name) for name in ENVELOPE_FIELDS}
+    else:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+        found = {name: doc.get(name) for name in ENVELOPE_FIELDS}
+    return {
+        name: _text(value)[:_FIELD_CHARS]
+        for name, value in found.items()
+        if isinstance(value, str | int | float | datetime) and not isinstance(value, bool)
+    }
+
+
+def _text(value: str | float | datetime) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

@@ -6,6 +6,7 @@ trail shows who did what to which dead letter, and when.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ __all__ = [
     "DlqActionData",
     "DlqActions",
     "NotADeadLetterError",
+    "OriginalUnavailableError",
     "ReplayRefusedError",
 ]
 
@@ -66,6 +68,10 @@ class DlqActionData(BaseModel):
 
 class NotADeadLetterError(ProjectionError, LookupError):
     """There is no dead letter of this projection at that sequence."""
+
+
+class OriginalUnavailableError(ProjectionError, LookupError):
+    """A dead letter's copy of its original is cut short, and the stored original is not there."""
 
 
 class ReplayRefusedError(ProjectionError):
@@ -204,9 +210,15 @@ class DeadLetterQueue:
         died after its claim is finished by the next one, which re-sends
         the evidence only if it is not in the stream already.
 
+        A dead letter whose copy of the original was cut short
+        (``original_truncated``) replays the original as stored at its stream
+        and sequence, once its SHA-256 matches the dead letter's.
+
         Raises:
             NotADeadLetterError: no such dead letter.
             ReplayRefusedError: it was replayed already, or is being replayed.
+            OriginalUnavailableError: the copy is truncated and the stored
+                original is gone or differs; nothing was claimed or sent.
         """
         letter = await self.get(sequence)
         trail = self._trail(letter)
@@ -216,13 +228,14 @@ class DeadLetterQueue:
             last = await self._replay_record(letter)
         if last is not None and last.event is not None and last.event.type == DLQ_REPLAYED:
             raise ReplayRefusedError(sequence, last.event)
+        original = await self.original(letter)  # before the claim: a refusal leaves no trace
         floor = await self._evidence_floor(letter, last)
         # one id per attempt: two replays racing must not pass for one retried append
         attempt = self._new_id()
         claim = await self._claim(
             letter, trail, last, floor=floor, actor=actor, reason=reason, attempt=attempt
         )
-        new_seq = await self._resend(letter, floor)
+        new_seq = await self._resend(letter, floor, original)
         try:
             await self._record(
                 DLQ_REPLAYED, letter, actor, reason,
@@ -286,27 +299,58 @@ class DeadLetterQueue:
             )
         raise ReplayRefusedError(sequence, last.event)
 
-    async def _resend(self, letter: DeadLetter, floor: int) -> int:
-        """Append the original again, unless a replay that died got that far already."""
+    async def _resend(
+        self,
+        letter: DeadLetter,
+        floor: int,
+        original: tuple[bytes, dict[str, str]] | None = None,
+    ) -> int:
+        """Append the original again, unless a replay that died got that far already.
+
+        ``original``: its bytes and headers, as :meth:`original` gives them (read here if not).
+        """
         msg_id = f"riskpipe-dlq-replay:{self.projection}:{letter.sequence}"
         tenant, entity = split_subject(letter.data.subject)
         async for rec in self.store.read(tenant, entity, from_version=floor + 1):
             if rec.headers.get("Nats-Msg-Id") == msg_id:
                 return rec.sequence
-        headers = {
-            k: v
-            for k, v in letter.data.original_headers.items()
-            if not k.lower().startswith("nats-")
-        }
+        payload, original_headers = original or await self.original(letter)
+        headers = {k: v for k, v in original_headers.items() if not k.lower().startswith("nats-")}
         result = await self.store.append_unchecked(
             "evidence",
             tenant,
             entity,
-            letter.data.original_bytes(),
+            payload,
             msg_id=msg_id,
             headers={**headers, REPLAY_HEADER: str(letter.data.sequence)},
         )
         return result.sequence
+
+    async def original(self, letter: DeadLetter) -> tuple[bytes, dict[str, str]]:
+        """The complete original bytes and headers of ``letter``.
+
+        From the dead letter itself, or, when its copy was cut short, from the
+        stream it came from, checked against the dead letter's SHA-256.
+
+        Raises:
+            OriginalUnavailableError: truncated, and the stored original is gone or differs.
+        """
+        data = letter.data
+        if not data.original_truncated:
+            return data.original_bytes(), data.original_headers
+        stored = await self.store.get(data.stream, data.sequence)
+        where = f"{data.stream} sequence {data.sequence}"
+        if stored is None:
+            raise OriginalUnavailableError(
+                f"dead letter {letter.sequence} holds only part of its original,"
+                f" and {where} no longer exists"
+            )
+        if hashlib.sha256(stored.payload).hexdigest() != data.payload_sha256:
+            raise OriginalUnavailableError(
+                f"dead letter {letter.sequence} holds only part of its original,"
+                f" and {where} does not match its payload_sha256"
+            )
+        return stored.payload, dict(stored.headers)
 
     async def purge(self, sequence: int, *, actor: str, reason: str = "") -> None:
         """Delete the dead letter from the queue, recording who did it.

@@ -471,7 +471,12 @@ class ProjectionRunner:
 
     async def _dead_letter(self, message: Message, exc: EventStoreError) -> Result:
         output = dead_letter(
-            message, exc, permanent=True, now=self._clock(), config=self.store.config
+            message,
+            exc,
+            permanent=True,
+            now=self._clock(),
+            config=self.store.config,
+            max_bytes=self.store.payload_limit("dlq"),
         )
         await self._commit((output,), message)
         return Result.commit((output,), "dead_lettered")

@@ -13,7 +13,7 @@ from prometheus_client import Gauge
 from analyzers import AnalyzerConfig, load_config
 from analyzers.enrichment import EnricherSettings, HttpEnricher
 from eventstore import StoreMetrics
-from eventstore.errors import EventStoreError
+from eventstore.errors import ConnectionClosedError, EventStoreError
 from projections import DeadLetterQueue, ProjectionMetrics, ProjectionRunner, RunnerSettings
 from projections.middleware import (
     chain,
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["Worker", "utc_now"]
 
 _log = structlog.get_logger(__name__)
+_WATCH_SECONDS = 0.5
+"""How often the worker looks whether its connection is closed for good."""
 
 
 def utc_now() -> datetime:
@@ -123,7 +125,12 @@ class Worker:
             self.projection.handle,
             tracing,
             log_context,
-            dead_letters(self.store.config, utc_now, already_handled=self.projection.is_handled),
+            dead_letters(
+                self.store.config,
+                utc_now,
+                already_handled=self.projection.is_handled,
+                max_bytes=lambda: self.store.payload_limit("dlq"),
+            ),
             pause_on_open_breaker(probe_after=min(5.0, self.settings.enrichment_reset_seconds)),
             retry(
                 attempts=self.settings.retry_attempts,
@@ -149,6 +156,20 @@ class Worker:
                 async with asyncio.timeout(10):
                     await stop.wait()
 
+    def liveness(self) -> tuple[bool, str]:
+        """Alive unless the connection to NATS is closed for good (then restart the process)."""
+        if self.store.client.closed:
+            return False, f"NATS connection closed for good: {self.store.client.closed_reason}"
+        return True, "ok"
+
+    async def _watch_connection(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
+        """Set ``halt`` on ``stop``, or once the connection is closed for good."""
+        while not stop.is_set() and not self.store.client.closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_WATCH_SECONDS):
+                    await stop.wait()
+        halt.set()
+
     def readiness(self) -> tuple[bool, str]:
         """Ready when connected, the consumer is set up, and consumption is not paused."""
         if not self.store.client.connected:
@@ -163,23 +184,39 @@ class Worker:
     async def run(
         self, stop: asyncio.Event, *, until_idle: bool = False, http: bool = True
     ) -> None:
-        """Serve HTTP (optionally) and run the projection until ``stop`` or idle."""
+        """Serve HTTP (optionally) and run the projection until ``stop`` or idle.
+
+        Raises:
+            ConnectionClosedError: the connection to NATS closed for good (nats-py
+                does not reconnect after, e.g., a protocol error the server
+                closed it for); the projection was stopped first. A supervisor
+                restarts the process.
+        """
         server = None
         if http:
             server = self.http = HealthServer(
                 registry=self.registry,
                 readiness=self.readiness,
+                liveness=self.liveness,
                 host=self.settings.http_host,
                 port=self.settings.http_port,
             )
             await server.start()
             _log.info("worker.http", host=server.host, port=server.port)
-        observer = asyncio.create_task(self._observe_dlq(stop), name="dlq-observer")
+        halt = asyncio.Event()
+        watch = asyncio.create_task(self._watch_connection(stop, halt), name="nats-watch")
+        observer = asyncio.create_task(self._observe_dlq(halt), name="dlq-observer")
         try:
-            await self.runner.run(stop, until_idle=until_idle)
+            await self.runner.run(halt, until_idle=until_idle)
         finally:
+            watch.cancel()
             observer.cancel()
             if server is not None:
                 await server.stop()
             if self.enricher is not None:
                 await self.enricher.aclose()
+        if self.store.client.closed and not stop.is_set():
+            raise ConnectionClosedError(
+                f"NATS connection closed for good ({self.store.client.closed_reason});"
+                " the worker stopped so that it can be restarted"
+            )

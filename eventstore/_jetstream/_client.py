@@ -18,11 +18,13 @@ from eventstore._jetstream._acks import instant
 from eventstore._jetstream._auth import connect_plan
 from eventstore._jetstream._connecting import FirstConnect, RefusedError
 from eventstore._jetstream._errors import map_errors
-from eventstore._jetstream._inline import InlineDispatch, parse_headers
+from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._publisher import Publisher
 from eventstore._jetstream._refusals import Refusals
+from eventstore._jetstream._transport import close_client, select_transport
 from eventstore.errors import (
     AuthenticationError,
+    EventStoreError,
     JetStreamAPIError,
     NotProvisionedError,
     StoreUnavailableError,
@@ -114,11 +116,14 @@ def _raw_from_direct(stream: str, msg: Msg) -> RawMessage | None:
 class JetStreamClient:
     """Connection, JetStream API requests, pipelined publishing and direct reads."""
 
-    def __init__(self, nc: Client, *, timeout: float = 5.0, owned: bool = True) -> None:
+    def __init__(
+        self, nc: Client, *, timeout: float = 5.0, owned: bool = True, fast_path: bool = True
+    ) -> None:
         self.nc = nc
         self.timeout = timeout
-        self.inline = InlineDispatch(nc)
-        self.publisher = Publisher(nc, self.inline, timeout=timeout)
+        self.transport = select_transport(nc, fast_path=fast_path)
+        """Frames out, inline subscriptions in: the fast path, or nats-py's public API."""
+        self.publisher = Publisher(self.transport, timeout=timeout)
         self._owned = owned
 
     @classmethod
@@ -169,16 +174,25 @@ class JetStreamClient:
         return client
 
     @classmethod
-    async def from_nats(cls, nc: object, *, timeout: float = 5.0) -> JetStreamClient:
+    async def from_nats(
+        cls, nc: object, *, timeout: float = 5.0, fast_path: bool = True
+    ) -> JetStreamClient:
         """Wrap a connection the caller owns (it is not closed by :meth:`close`).
+
+        :meth:`close` leaves it as it was found: the fast path's hook into its
+        message processing is taken out again.
 
         Raises:
             TypeError: ``nc`` is not a nats-py client.
         """
         if not isinstance(nc, nats.aio.client.Client):
             raise TypeError(f"expected a nats.aio.client.Client, got {type(nc).__name__}")
-        client = cls(nc, timeout=timeout, owned=False)
-        await client.publisher.start()
+        client = cls(nc, timeout=timeout, owned=False, fast_path=fast_path)
+        try:
+            await client.publisher.start()
+        except BaseException:
+            client.transport.close()
+            raise
         return client
 
     @property
@@ -186,9 +200,33 @@ class JetStreamClient:
         """Whether the connection is currently up."""
         return bool(self.nc.is_connected)
 
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload``: no message (headers and payload) may be larger."""
+        return int(self.nc.max_payload)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed for good: nats-py will not reconnect it."""
+        return bool(self.nc.is_closed)
+
+    @property
+    def closed_reason(self) -> str:
+        """Why the connection closed, as far as the client knows (its last error)."""
+        err = self.nc.last_error
+        return redact(str(err) or type(err).__name__) if err is not None else "closed"
+
     async def close(self) -> None:
-        """Stop publishing and drain the connection (bounded) if this client owns it."""
-        await self.publisher.stop()
+        """Stop publishing, undo the fast path's hook, drain the connection if owned.
+
+        Never raises because the connection is down or already closed (by the
+        server, or by a fatal protocol error): there is nothing left to drain then.
+        """
+        try:
+            with contextlib.suppress(EventStoreError):  # the connection is going away anyway
+                await self.publisher.stop()
+        finally:
+            self.transport.close()
         if not self._owned or self.nc.is_closed:
             return
         if self.nc.is_connected:
@@ -200,8 +238,10 @@ class JetStreamClient:
         if not self.nc.is_closed:
             # nothing to drain over a connection that is down; closing it may find
             # the socket already gone, which is what closing wants anyway
-            with contextlib.suppress(OSError, nats.errors.Error):
-                await self.nc.close()
+            # (TypeError: what Python 3.12+ raises writing to a lost socket, should a
+            # client keep its buffer somewhere close_client does not know of)
+            with contextlib.suppress(OSError, TypeError, nats.errors.Error):
+                await close_client(self.nc)
 
     async def api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a JetStream API request under ``$JS.API`` and return its JSON answer.

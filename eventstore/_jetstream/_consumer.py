@@ -153,7 +153,7 @@ class DurableConsumer:
         loop = asyncio.get_running_loop()
         if self._sub is None:
             with map_errors(f"subscribe {self.name}"):
-                self._sub = await self.js.inline.subscribe(self._inbox, self._on_message)
+                self._sub = await self.js.transport.subscribe(self._inbox, self._on_message)
         if loop.time() >= self._requests_end:
             self._requested = 0  # every request has expired (its 408 may have been lost)
         if self._requested <= batch // 2:
@@ -229,7 +229,7 @@ class DurableConsumer:
             sub, self._sub = self._sub, None
             try:
                 with map_errors(f"unsubscribe {self.name}"):
-                    await self.js.inline.unsubscribe(sub)
+                    await self.js.transport.unsubscribe(sub)
             except EventStoreError:
                 pass  # the connection is going away anyway
 

@@ -6,32 +6,25 @@ several microseconds per message, and the larger part of a Python client's
 cost on its hot paths (PubAcks, pulled deliveries, replayed messages). The
 store's own inboxes need none of it: their handlers only record what arrived.
 
-:class:`InlineDispatch` sits in front of the client's message processing.
-Messages for the subscriptions registered with it go straight from the
-protocol parser to a synchronous handler as ``(subject, reply, data,
-headers)`` with the header block still raw (or ``None``) (:func:`parse_headers` reads it
-when wanted); every other subscription goes through nats-py as usual. The
-subscriptions themselves are ordinary nats-py ones, so they are restored after
-a reconnect and removed by ``unsubscribe``/``drain`` like any other.
-
-This relies on one attribute of the pinned nats-py client: the parser calls
-``client._process_msg(sid, subject, reply, data, headers)`` for every message.
+The transport (``_transport``) sits in front of the client's message
+processing. Messages for the subscriptions registered with it go straight from
+the protocol parser to a synchronous :data:`InlineHandler` as ``(subject,
+reply, data, headers)`` with the header block still raw (or ``None``)
+(:func:`parse_headers` reads it when wanted); every other subscription goes
+through nats-py as usual. The subscriptions themselves are ordinary nats-py
+ones, so they are restored after a reconnect and removed by
+``unsubscribe``/``drain`` like any other. With a client the fast path was not
+verified against, the transport hands the handler what an ordinary callback
+subscription receives instead, the header block written back from its
+headers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
 
-import structlog
+__all__ = ["InlineHandler", "parse_headers"]
 
-if TYPE_CHECKING:
-    from nats.aio.client import Client
-    from nats.aio.subscription import Subscription
-
-__all__ = ["InlineDispatch", "InlineHandler", "parse_headers"]
-
-_log = structlog.get_logger(__name__)
 _STATUS_LINE = len(b"NATS/1.0")
 _STATUS_LEN = 3
 
@@ -42,53 +35,6 @@ InlineHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 It runs inside the client's read loop: it must not block, and what it raises
 is logged and dropped.
 """
-_Process = Callable[[int, bytes, bytes, bytes, bytes | None], Awaitable[None]]
-
-
-class InlineDispatch:
-    """Routes the messages of registered subscriptions to inline handlers."""
-
-    def __init__(self, nc: Client) -> None:
-        self._nc = nc
-        self._handlers: dict[int, InlineHandler] = {}
-        # nats-py annotates the header block as bytes; the parser passes None without one
-        self._fallback = cast("_Process", nc._process_msg)  # noqa: SLF001 - see the module docstring
-        nc._process_msg = self._process  # type: ignore[method-assign]  # noqa: SLF001 - same
-
-    async def subscribe(self, subject: str, handler: InlineHandler) -> Subscription:
-        """Subscribe ``subject`` with ``handler`` receiving its messages inline.
-
-        Raises:
-            nats.errors.Error: as ``Client.subscribe`` (callers map it).
-        """
-        # without a callback nats-py only prepares an iterator, which is never used
-        sub = await self._nc.subscribe(subject)
-        self._handlers[sub._id] = handler  # noqa: SLF001 - the subscription's sid
-        return sub
-
-    async def unsubscribe(self, sub: Subscription) -> None:
-        """Stop routing ``sub`` and unsubscribe it.
-
-        Raises:
-            nats.errors.Error: as ``Subscription.unsubscribe`` (callers map it).
-        """
-        self._handlers.pop(sub._id, None)  # noqa: SLF001 - the subscription's sid
-        await sub.unsubscribe()
-
-    async def _process(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-    ) -> None:
-        handler = self._handlers.get(sid)
-        if handler is None:
-            await self._fallback(sid, subject, reply, data, headers)
-            return
-        stats = self._nc.stats
-        stats["in_msgs"] += 1
-        stats["in_bytes"] += len(data)
-        try:
-            handler(subject, reply, data, headers)
-        except Exception:  # noqa: BLE001 - a handler bug must not break the read loop
-            _log.exception("nats.inline_handler_failed", subject=subject.decode(errors="replace"))
 
 
 def parse_headers(raw: bytes | None) -> dict[str, str]:

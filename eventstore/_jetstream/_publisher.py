@@ -9,10 +9,13 @@ acknowledgement is overdue.
 
 Frames are written straight into the client's outgoing buffer and flushed once
 per burst, instead of one ``nc.publish`` (header parsing, a flush request) per
-message: that is where a Python publisher spends its time. This relies on two
-attributes of the pinned nats-py client (``_pending``, ``_pending_data_size``);
-when the connection is not up it falls back to ``nc.publish``, which buffers
-during a reconnect exactly as usual.
+message: that is where a Python publisher spends its time. How a frame is
+written is the transport's business (``_transport``, the one module that
+touches nats-py's internals); when the connection is not up, or the client is
+not one the fast path was verified against, it goes through ``nc.publish``,
+which buffers during a reconnect exactly as usual. No message over the
+server's ``max_payload`` is ever written: its future fails with
+:class:`~eventstore.errors.MessageTooLargeError` instead.
 """
 
 from __future__ import annotations
@@ -26,20 +29,26 @@ from typing import TYPE_CHECKING, NamedTuple
 import orjson
 
 from eventstore._jetstream._errors import map_errors
-from eventstore._jetstream._inline import InlineDispatch, parse_headers
-from eventstore.errors import JetStreamAPIError, StoreTimeoutError, StoreUnavailableError
+from eventstore._jetstream._inline import parse_headers
+from eventstore._jetstream._transport import OutboundMessage
+from eventstore.errors import (
+    JetStreamAPIError,
+    MessageTooLargeError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
-    from nats.aio.client import Client
     from nats.aio.subscription import Subscription
+
+    from eventstore._jetstream._transport import Transport
 
 __all__ = ["OutboundMessage", "PubAck", "Publisher"]
 
 _NO_RESPONDERS = "503"
 _FLUSH_EVERY = 256
-_CRLF = b"\r\n"
 AckFuture = asyncio.Future["PubAck | None"]
 
 
@@ -50,14 +59,6 @@ class PubAck(NamedTuple):
     seq: int
     duplicate: bool = False
     batch: str | None = None
-
-
-class OutboundMessage(NamedTuple):
-    """A message to publish; header names and values are already checked by the caller."""
-
-    subject: str
-    payload: bytes
-    headers: Mapping[str, str]
 
 
 def _parse_ack(subject: str, data: bytes, headers: bytes | None) -> PubAck | Exception | None:
@@ -81,34 +82,14 @@ def _parse_ack(subject: str, data: bytes, headers: bytes | None) -> PubAck | Exc
     )
 
 
-def _frame(subject: str, reply: bytes, headers: Mapping[str, str], payload: bytes) -> bytes:
-    if not headers:
-        return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply, len(payload), payload)
-    if len(headers) == 1:  # the usual append: the message id alone
-        ((key, value),) = headers.items()
-        hdr = f"NATS/1.0\r\n{key}: {value}\r\n\r\n".encode()
-    else:
-        lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
-        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
-    size = len(hdr)
-    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
-        subject.encode(),
-        reply,
-        size,
-        size + len(payload),
-        hdr,
-        payload,
-    )
-
-
 class Publisher:
     """Publishes with a window of in-flight acknowledgements."""
 
-    def __init__(
-        self, nc: Client, inline: InlineDispatch, *, window: int = 4096, timeout: float = 5.0
-    ) -> None:
-        self._nc = nc
-        self._inline = inline
+    def __init__(self, transport: Transport, *, window: int = 4096, timeout: float = 5.0) -> None:
+        self._transport = transport
+        self._nc = transport.nc
+        # the transport's own method, bound once: no extra call per message
+        self._buffer = transport.buffer
         self._timeout = timeout
         self._window = window
         self._in_flight = 0
@@ -128,7 +109,7 @@ class Publisher:
         inbox = self._nc.new_inbox()
         self._prefix = f"{inbox}.".encode()
         with map_errors("subscribe publish-ack inbox"):
-            self._sub = await self._inline.subscribe(f"{inbox}.*", self._on_reply)
+            self._sub = await self._transport.subscribe(f"{inbox}.*", self._on_reply)
         self._reaper = asyncio.create_task(self._reap(), name="riskpipe-puback-reaper")
 
     async def stop(self) -> None:
@@ -141,7 +122,7 @@ class Publisher:
             self._fail(token, StoreUnavailableError("publish: publisher closed"))
         if self._sub is not None:
             with map_errors("unsubscribe publish-ack inbox"):
-                await self._inline.unsubscribe(self._sub)
+                await self._transport.unsubscribe(self._sub)
 
     async def publish(self, message: OutboundMessage) -> AckFuture:
         """Send one message; the future resolves with its PubAck or a store error.
@@ -157,24 +138,33 @@ class Publisher:
             await self._wait_for_room()
         token, fut = self._register(message.subject)
         reply = self._prefix + token
-        if not self._buffer(message, reply):
-            await self._write(message, reply)
+        try:
+            if not self._buffer(message, reply):
+                await self._write(message, reply)
+        except MessageTooLargeError as exc:
+            self._fail(token, exc)  # never written: the future says why
+            return fut
         self._flush_later()
         return fut
 
     def publish_nowait(self, message: OutboundMessage) -> AckFuture | None:
         """:meth:`publish` if it can be done without waiting, else ``None`` (nothing sent).
 
-        It cannot while the window of unacknowledged publishes is full or the
+        It cannot while the window of unacknowledged publishes is full, the
         client is not connected (then :meth:`publish` waits, or buffers the
-        message in the client until it reconnects).
+        message in the client until it reconnects), the transport cannot write
+        without a coroutine, or the message is too large (:meth:`publish`
+        says so).
         """
         if self._in_flight >= self._window or not self._nc.is_connected:
             return None
         token, fut = self._register(message.subject)
-        if not self._buffer(message, self._prefix + token):
+        try:
+            sent = self._buffer(message, self._prefix + token)
+        except MessageTooLargeError:
+            sent = False
+        if not sent:
             self._fail(token, StoreUnavailableError("publish: not sent"))
-            fut.exception()  # retrieved here: the caller gets None, not this future
             return None
         self._flush_later()
         return fut
@@ -195,8 +185,12 @@ class Publisher:
             token, fut = self._register(message.subject)
             futures.append(fut)
             reply = self._prefix + token
-            if not self._buffer(message, reply):
-                await self._write(message, reply)
+            try:
+                if not self._buffer(message, reply):
+                    await self._write(message, reply)
+            except MessageTooLargeError as exc:
+                self._fail(token, exc)  # never written: its future says why
+                continue
             burst += 1
             if burst >= _FLUSH_EVERY:
                 await self._flush()
@@ -212,13 +206,21 @@ class Publisher:
 
         The frame is flushed with everything else written in the same turn of
         the event loop: many acks, one flush.
+
+        Raises:
+            MessageTooLargeError: over the server's ``max_payload``; not sent.
+            StoreUnavailableError: the client could not send it at all.
         """
         if not self._buffer(message, b""):
             await self._write(message, b"")
         self._flush_later()
 
     def send_nowait(self, message: OutboundMessage) -> bool:
-        """:meth:`send` if it can be done without waiting; whether it was sent."""
+        """:meth:`send` if it can be done without waiting; whether it was sent.
+
+        Raises:
+            MessageTooLargeError: over the server's ``max_payload``; not sent.
+        """
         if not self._buffer(message, b""):
             return False
         self._flush_later()
@@ -244,37 +246,23 @@ class Publisher:
             self._room.clear()
         return token, fut
 
-    def _buffer(self, message: OutboundMessage, reply: bytes) -> bool:
-        """Write the frame into the client's buffer when connected (no coroutine per message)."""
-        nc = self._nc
-        if not nc.is_connected or nc.is_draining_pubs:
-            return False
-        frame = _frame(message.subject, reply, message.headers, message.payload)
-        nc._pending.append(frame)  # noqa: SLF001 - see the module docstring
-        nc._pending_data_size += len(frame)  # noqa: SLF001 - same
-        return True
-
     async def _write(self, message: OutboundMessage, reply: bytes) -> None:
         """Publish through the client, which buffers it while reconnecting."""
-        nc = self._nc
         try:
             with map_errors(f"publish to {message.subject}"):
-                await nc.publish(
-                    message.subject,
-                    message.payload,
-                    reply=reply.decode(),
-                    headers=dict(message.headers),
-                )
+                await self._transport.publish(message, reply)
+        except MessageTooLargeError:
+            raise  # the caller settles its future with it
         except BaseException:
             if reply:
                 self._fail(reply[len(self._prefix) :], StoreUnavailableError("publish: not sent"))
             raise
 
     async def _flush(self) -> None:
-        if self._nc.is_connected and self._nc._pending_data_size:  # noqa: SLF001 - see the module docstring
+        if self._transport.pending():
             try:
                 with map_errors("flush"):
-                    await self._nc._flush_pending()  # noqa: SLF001 - same
+                    await self._transport.flush()
             except StoreUnavailableError:
                 pass  # the reconnect resends the buffer; acks or timeouts settle the futures
 
@@ -294,6 +282,10 @@ class Publisher:
         entry = self._settled(token)
         if entry is not None and not entry[1].done():
             entry[1].set_exception(exc)
+            # marked as retrieved: a caller that awaits it still gets it, and one
+            # that went away (cancelled, or handed None) leaves no "Future
+            # exception was never retrieved" behind
+            entry[1].exception()
 
     async def _reap(self) -> None:
         period = max(self._timeout / 4, 0.05)

@@ -136,13 +136,13 @@ class _RangeReader:
 
     async def open(self) -> None:
         with map_errors(self.what):
-            self.sub = await self.js.inline.subscribe(self.inbox, self._on_message)
+            self.sub = await self.js.transport.subscribe(self.inbox, self._on_message)
 
     async def close(self) -> None:
         with contextlib.suppress(EventStoreError):
             if self.sub is not None:
                 with map_errors(self.what):
-                    await self.js.inline.unsubscribe(self.sub)
+                    await self.js.transport.unsubscribe(self.sub)
             await self.js.api(f"CONSUMER.DELETE.{self.stream}.{self.name}")
 
     async def _pull(self) -> None:

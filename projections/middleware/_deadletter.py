@@ -28,6 +28,7 @@ def dead_letters(
     clock: Callable[[], datetime],
     *,
     already_handled: Callable[[Message], Awaitable[bool]] | None = None,
+    max_bytes: Callable[[], int] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Turn a permanent error (or :class:`RetriesExhaustedError`) into a dead letter.
 
@@ -35,6 +36,8 @@ def dead_letters(
     middleware inside this one. Before dead-lettering a message whose retries
     ran out, ``already_handled`` is asked whether another worker has handled it
     meanwhile (then it is skipped, so it never has both an effect and a dead letter).
+    ``max_bytes`` says how large a dead letter may be when one is made (the
+    store's ``payload_limit("dlq")``): a larger original is copied in part.
     """
 
     def middleware(handler: Handler) -> Handler:
@@ -55,7 +58,12 @@ def dead_letters(
                     permanent=permanent,
                 )
                 output = dead_letter(
-                    message, cause, permanent=permanent, now=clock(), config=config
+                    message,
+                    cause,
+                    permanent=permanent,
+                    now=clock(),
+                    config=config,
+                    max_bytes=max_bytes() if max_bytes is not None else None,
                 )
                 return Result.commit((output,), "dead_lettered")
 

@@ -236,7 +236,12 @@ class RiskProjection:
                 output, known = await self._assessed(earlier, event, known, chained=chained)
             except _PERMANENT as exc:
                 output = dead_letter(
-                    earlier, exc, permanent=True, now=self._clock(), config=self.store.config
+                    earlier,
+                    exc,
+                    permanent=True,
+                    now=self._clock(),
+                    config=self.store.config,
+                    max_bytes=self.store.payload_limit("dlq"),
                 )
                 known = replace(known, cursor=rec.sequence)
             outputs.append(output)

@@ -12,7 +12,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from eventstore import validate_token
-from projections import DeadLetter, DeadLetterQueue, NotADeadLetterError, ReplayRefusedError
+from projections import (
+    DeadLetter,
+    DeadLetterQueue,
+    NotADeadLetterError,
+    OriginalUnavailableError,
+    ReplayRefusedError,
+)
 from riskpipe.cli._app import AppContext, main
 from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
 
@@ -82,6 +88,9 @@ def dlq_show(ctx: click.Context, seq: int) -> None:
     body["original_headers"] = letter.data.original_headers
     body["payload_sha256"] = letter.data.payload_sha256
     body["trace_id"] = letter.data.trace_id
+    body["original_size"] = letter.data.original_size
+    body["original_truncated"] = letter.data.original_truncated
+    body["envelope"] = letter.data.envelope
     click.echo(json.dumps(body, indent=2, sort_keys=True))
 
 
@@ -144,5 +153,5 @@ async def _with_dlq(ctx: click.Context, action: Any) -> Any:  # noqa: ANN401 - t
     async with await connect_provisioned(app.settings, name="riskpipe-dlq") as store:
         try:
             return await action(DeadLetterQueue(store, ctx.meta["projection"]))
-        except NotADeadLetterError as exc:
+        except (NotADeadLetterError, OriginalUnavailableError) as exc:
             raise click.ClickException(str(exc)) from exc

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import nats.aio.client
 import pytest
 
-from eventstore._jetstream._inline import InlineDispatch, parse_headers
+from eventstore._jetstream._inline import parse_headers
+from eventstore._jetstream._transport import FastTransport
 
 if TYPE_CHECKING:
     from riskpipe.server import NatsServer
@@ -43,7 +44,7 @@ async def test_a_failing_handler_neither_loses_later_messages_nor_others(
     nc = nats.aio.client.Client()
     await nc.connect(servers=[nats_server.url])
     try:
-        inline = InlineDispatch(nc)
+        inline = FastTransport(nc)
         seen: list[tuple[bytes, bytes, bytes, bytes | None]] = []
 
         def handler(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import orjson
 from support.events import evidence
 from support.pipeline import WorkerProcess, check_invariants, read_streams, wait_for_messages
+from support.proxy import nats_proxy
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -122,6 +123,20 @@ async def test_worker_stops_cleanly_while_nats_is_down(nats_server: NatsServer) 
     nats_server.kill()
     assert worker.stop(timeout=40) == 0
     assert worker.events("projection.stopped")
+
+
+async def test_worker_exits_when_its_connection_is_closed_for_good(nats_server: NatsServer) -> None:
+    """The server closes the connection for good: the worker exits non-zero, saying so, in time."""
+    async with nats_proxy(nats_server.url) as proxy:
+        worker = WorkerProcess(proxy.url, env=FAST)
+        await asyncio.to_thread(worker.start)  # the proxy runs on this loop
+        async with asyncio.timeout(10):
+            await proxy.server_error("Unknown Protocol Operation")
+        code = await asyncio.to_thread(worker.wait, 40)
+    assert code != 0
+    said = [str(line) for line in worker.lines if "closed for good" in str(line)]
+    assert len(said) == 1, worker.lines[-10:]
+    assert "unknown protocol operation" in said[0]
 
 
 async def test_two_workers_race_on_one_consumer(nats_server: NatsServer, store: EventStore) -> None:

@@ -7,17 +7,21 @@ import contextlib
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 from support.events import evidence
+from support.proxy import nats_proxy
 from support.reputation_server import Reply, ReputationServer
 
+from eventstore import EventStore
+from eventstore.errors import ConnectionClosedError
 from riskpipe.settings import Settings
+from riskpipe.wiring import build_schemas
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from eventstore import EventStore
     from riskpipe.server import NatsServer
 
 
@@ -103,3 +107,34 @@ async def test_readyz_reports_an_open_breaker(nats_server: NatsServer, store: Ev
             await _until(port, "/readyz", 200)
     finally:
         await reputation.stop()
+
+
+async def test_a_connection_closed_for_good_fails_healthz_and_ends_the_worker(
+    nats_server: NatsServer,
+) -> None:
+    """The server closes the connection for good: /healthz fails, then run() raises, bounded."""
+    async with nats_proxy(nats_server.url) as proxy:
+        store = await EventStore.connect(proxy.url, schemas=build_schemas(), timeout=1.0)
+        try:
+            await store.provision()
+            settings = Settings(nats_url=proxy.url, http_port=0, fetch_timeout=0.2)
+            worker = Worker(store, settings, CollectorRegistry())
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            async with asyncio.timeout(10):
+                await worker.runner.started.wait()
+            port = worker.http.port  # type: ignore[union-attr]
+            assert await _get(port, "/healthz") == (200, "ok\n")
+            async with asyncio.timeout(10):
+                await proxy.server_error("Unknown Protocol Operation")
+            code, body = await _get(port, "/healthz")
+            assert (code, body.strip()) == (
+                503,
+                "NATS connection closed for good: nats: unknown protocol operation",
+            )
+            with pytest.raises(ConnectionClosedError, match="closed for good"):
+                async with asyncio.timeout(30):
+                    await task
+            assert not stop.is_set()
+        finally:
+            await store.close()
