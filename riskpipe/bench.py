@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import resource
 import statistics
 import tempfile
 import time
@@ -16,7 +17,7 @@ from riskpipe.server import NatsServer
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-__all__ = ["Measurement", "private_server", "timed"]
+__all__ = ["Measurement", "Sample", "private_server", "timed"]
 
 
 @contextmanager
@@ -31,26 +32,55 @@ def private_server() -> Iterator[NatsServer]:
             server.stop()
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One run of a path: items per second, and CPU microseconds per item."""
+
+    rate: float
+    cpu_us: float
+    """This process's CPU time (user and system, with its children that ended during
+    the run) per item: the client's cost; the server's is not included."""
+
+
 @dataclass
 class Measurement:
-    """Rates (items per second) of one benchmarked path over several runs."""
+    """Rates (items per second) and CPU costs of one benchmarked path over several runs."""
 
     name: str
     rates: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+
+    def add(self, sample: Sample) -> None:
+        """Count one run."""
+        self.rates.append(sample.rate)
+        self.cpu_us.append(sample.cpu_us)
 
     @property
     def median(self) -> float:
         """The median rate."""
         return statistics.median(self.rates) if self.rates else 0.0
 
+    @property
+    def median_cpu_us(self) -> float:
+        """The median CPU microseconds per item."""
+        return statistics.median(self.cpu_us) if self.cpu_us else 0.0
 
-async def timed(items: int, work: Callable[[], Awaitable[object]]) -> float:
-    """Run ``work`` once and return ``items`` per second.
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+async def timed(items: int, work: Callable[[], Awaitable[object]]) -> Sample:
+    """Run ``work`` once; its rate in ``items`` per second and its CPU cost per item.
 
     Garbage left by preparing the run (building its events) is collected
     before the clock starts, so no path pays for another's allocations.
     """
     gc.collect()
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     await work()
-    return items / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return Sample(items / elapsed, (_cpu_seconds() - cpu) * 1e6 / items)

@@ -27,7 +27,7 @@ from analyzers import (
     load_config,
     parse_evidence_log,
 )
-from riskpipe.bench import Measurement
+from riskpipe.bench import Measurement, Sample
 from riskpipe.cli._app import bench, main
 from riskpipe.cli._common import measurement_table, out_console
 
@@ -120,8 +120,8 @@ def bench_analyze(count: int, entities: int, runs: int, as_json: bool) -> None:
     pure = Measurement("assess (pure)")
     persisted = Measurement("assess + state JSON round trip")
     for _ in range(runs):
-        pure.rates.append(_rate(evidence, config, keep=_keep))
-        persisted.rates.append(_rate(evidence, config, keep=_round_trip))
+        pure.add(_rate(evidence, config, keep=_keep))
+        persisted.add(_rate(evidence, config, keep=_round_trip))
     figures: dict[str, Any] = {
         "evidence": count, "entities": entities, "runs": runs,
         "assess_per_s": round(pure.median), "with_state_json_per_s": round(persisted.median),
@@ -174,12 +174,14 @@ def _rate(
     config: AnalyzerConfig,
     *,
     keep: Callable[[EntityRiskState], EntityRiskState],
-) -> float:
-    """Fold every evidence into its entity's state; return assessments per second."""
+) -> Sample:
+    """Fold every evidence into its entity's state; assessments per second, CPU µs each."""
     states: dict[str, EntityRiskState] = {}
     initial = EntityRiskState.initial()
+    cpu = time.process_time()
     started = time.perf_counter()
     for entity, item in evidence:
         _, state = assess(states.get(entity, initial), item, config=config)
         states[entity] = keep(state)
-    return len(evidence) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return Sample(len(evidence) / elapsed, (time.process_time() - cpu) * 1e6 / len(evidence))

@@ -67,6 +67,8 @@ def ingest(count: int, entities: int, runs: int, as_json: bool) -> None:
         "events": count, "runs": runs,
         "store_per_s": round(store_m.median), "raw_per_s": round(raw_m.median),
         "ratio": round(ratio, 3), "target": INGEST_TARGET,
+        "store_cpu_us": round(store_m.median_cpu_us, 1),
+        "raw_cpu_us": round(raw_m.median_cpu_us, 1),
     }  # fmt: skip
     title = f"ingest: {count} events x {runs} runs"
     _report(figures, (store_m, raw_m), title, "events/s", as_json=as_json)
@@ -96,8 +98,8 @@ async def _ingest(
             ]
             raw_rate = await timed(count, partial(raw_pipelined_publish, url, raw))
             if run:
-                store_m.rates.append(store_rate)
-                raw_m.rates.append(raw_rate)
+                store_m.add(store_rate)
+                raw_m.add(raw_rate)
     finally:
         await store.close()
     return store_m, raw_m
@@ -167,7 +169,7 @@ async def _pipeline(settings: Settings, run: _PipelineRun) -> dict[str, Any]:
             await store.append_many(events)
             worker = Worker(store, settings, CollectorRegistry())
             until_idle = partial(worker.run, asyncio.Event(), until_idle=True, http=False)
-            projection.rates.append(await timed(run.count, until_idle))
+            projection.add(await timed(run.count, until_idle))
             loop = partial(
                 raw_projection_loop,
                 settings.nats_url,
@@ -175,13 +177,15 @@ async def _pipeline(settings: Settings, run: _PipelineRun) -> dict[str, Any]:
                 filter_subject=f"{store.config.prefix}.evidence.>",
                 count=run.count,
             )
-            raw.rates.append(await timed(run.count, loop))
+            raw.add(await timed(run.count, loop))
         p50, p99 = await _latency(store, settings, run)
     finally:
         await store.close()
     return {
         "events": run.count, "runs": run.runs, "projection_per_s": round(projection.median),
         "raw_per_s": round(raw.median), "ratio": round(projection.median / raw.median, 3),
+        "projection_cpu_us": round(projection.median_cpu_us, 1),
+        "raw_cpu_us": round(raw.median_cpu_us, 1),
         "target": PIPELINE_TARGET, "rate": run.rate, "latency_p50_ms": round(p50 * 1000, 2),
         "latency_p99_ms": round(p99 * 1000, 2), "measurements": (projection, raw),
     }  # fmt: skip
@@ -267,6 +271,8 @@ def bench_replay(  # noqa: PLR0913, PLR0917 - one click option each
         "events": count, "runs": runs, "jobs": used, "replay_per_s": round(replay_m.median),
         "store_read_per_s": round(decoded_m.median), "raw_per_s": round(raw_m.median),
         "ratio": round(ratio, 3), "target": REPLAY_TARGET,
+        "replay_cpu_us": round(replay_m.median_cpu_us, 1),
+        "raw_cpu_us": round(raw_m.median_cpu_us, 1),
     }  # fmt: skip
     title = f"replay: {count} evidence + {count} assessments x {runs} runs, {used} process(es)"
     _report(figures, (replay_m, decoded_m, raw_m), title, "evidence/s", as_json=as_json)
@@ -289,11 +295,9 @@ async def _bench_replay(
         streams = [store.config.evidence_stream, store.config.risk_stream]
         used: list[int] = []
         for _ in range(runs):
-            raw_m.rates.append(
-                await timed(count, partial(raw_ordered_read, settings.nats_url, streams))
-            )
-            decoded_m.rates.append(await timed(count, partial(_decoded_read, store, streams)))
-            replay_m.rates.append(await timed(count, partial(_verified, store, count, jobs, used)))
+            raw_m.add(await timed(count, partial(raw_ordered_read, settings.nats_url, streams)))
+            decoded_m.add(await timed(count, partial(_decoded_read, store, streams)))
+            replay_m.add(await timed(count, partial(_verified, store, count, jobs, used)))
     return replay_m, decoded_m, raw_m, max(used, default=1)
 
 

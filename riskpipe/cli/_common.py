@@ -145,10 +145,15 @@ TIME = _Time()
 
 
 def measurement_table(title: str, unit: str, measurements: Iterable[Measurement]) -> Table:
-    """A benchmark's paths as a table: median rate and every run."""
+    """A benchmark's paths as a table: median rate, median CPU per item, and every run."""
     table = Table(title=title)
-    for column in ("path", f"{unit} (median)", "runs"):
+    for column in ("path", f"{unit} (median)", "client CPU µs each (median)", "runs"):
         table.add_column(column)
     for m in measurements:
-        table.add_row(m.name, f"{m.median:,.0f}", ", ".join(f"{r:,.0f}" for r in m.rates))
+        table.add_row(
+            m.name,
+            f"{m.median:,.0f}",
+            f"{m.median_cpu_us:,.1f}",
+            ", ".join(f"{r:,.0f}" for r in m.rates),
+        )
     return table

@@ -211,6 +211,8 @@ def test_bench_replay_prints_both_rates_and_the_ratio() -> None:
     assert figures["ratio"] == pytest.approx(
         figures["replay_per_s"] / figures["raw_per_s"], rel=0.01
     )
+    assert figures["replay_cpu_us"] > 0, "CPU per event is quoted beside the rate"
+    assert figures["raw_cpu_us"] > 0
 
 
 def test_the_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
