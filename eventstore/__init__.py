@@ -6,7 +6,14 @@ entity, and atomic in batches; reads are ordered. Every error is an
 """
 
 from eventstore import errors
-from eventstore._append import ANY, MAX_BATCH, NO_STREAM, AppendResult, ExpectedVersion
+from eventstore._append import (
+    ANY,
+    MAX_BATCH,
+    NO_STREAM,
+    AppendResult,
+    ExpectedVersion,
+    sendable_headers,
+)
 from eventstore._codec import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -60,6 +67,7 @@ __all__ = [
     "encode_json",
     "errors",
     "msg_id_for",
+    "sendable_headers",
     "tracing_enabled",
     "validate_token",
 ]

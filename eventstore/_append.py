@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
@@ -36,6 +37,7 @@ __all__ = [
     "expected_header",
     "expected_number",
     "retrying",
+    "sendable_headers",
 ]
 
 ANY: Final = "any"
@@ -130,6 +132,19 @@ def caller_headers(headers: dict[str, str] | None) -> dict[str, str]:
             )
         checked[key] = value.strip()
     return checked
+
+
+def sendable_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The headers of ``headers`` that :func:`caller_headers` accepts; the others are left out.
+
+    For passing on headers that arrived with a message (a dead letter's
+    original), some of which the store would refuse to send.
+    """
+    sendable: dict[str, str] = {}
+    for key, value in headers.items():
+        with contextlib.suppress(InvalidHeaderError):
+            sendable.update(caller_headers({key: value}))
+    return sendable
 
 
 def retrying(attempts: int) -> AsyncRetrying:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventstore import NO_STREAM, CloudEvent, validate_token
+from eventstore import NO_STREAM, CloudEvent, sendable_headers, validate_token
 from eventstore.errors import ConcurrencyConflictError
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._runner import split_subject
@@ -315,7 +315,8 @@ class DeadLetterQueue:
             if rec.headers.get("Nats-Msg-Id") == msg_id:
                 return rec.sequence
         payload, original_headers = original or await self.original(letter)
-        headers = {k: v for k, v in original_headers.items() if not k.lower().startswith("nats-")}
+        # the original's own Nats-* headers, and names the store will not send, stay behind
+        headers = sendable_headers(original_headers)
         result = await self.store.append_unchecked(
             "evidence",
             tenant,

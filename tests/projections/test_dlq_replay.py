@@ -126,3 +126,38 @@ def test_a_projection_name_that_is_not_a_token_is_refused(store: EventStore, nam
     """A projection name becomes part of subjects: wildcards and dots are refused up front."""
     with pytest.raises(ValueError, match="invalid projection"):
         DeadLetterQueue(store, name)
+
+
+async def _raw_publish(url: str, subject: str, header_block: bytes, payload: bytes) -> None:
+    """Publish with a header block as a client in another language may send it (no checks)."""
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    await reader.readline()  # INFO
+    hdr = header_block + b"\r\n"
+    writer.write(
+        b'CONNECT {"verbose":false,"headers":true,"protocol":1}\r\n'
+        + f"HPUB {subject} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode()
+        + hdr
+        + payload
+        + b"\r\nPING\r\n"
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"PONG")
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_dead_letter_whose_headers_the_store_refuses_still_replays(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """Original headers the store would not send (bad names) stay behind; the replay goes on."""
+    block = b"NATS/1.0\r\nBad@Name: x\r\nX-Kept: y\r\n"
+    await _raw_publish(nats_server.url, "rp.evidence.t1.e1", block, b"{broken")
+    await run_worker(store, nats_server.url)
+    (letter,) = await DeadLetterQueue(store, "risk").list()
+    assert "Bad@Name" in letter.data.original_headers
+    new_seq = await DeadLetterQueue(store, "risk").replay(letter.sequence, actor="alice")
+    replayed = await store.get("EVIDENCE", new_seq)
+    assert replayed is not None
+    assert replayed.headers.get("X-Kept") == "y"
+    assert "Bad@Name" not in replayed.headers
