@@ -12,9 +12,9 @@ import hashlib
 from datetime import datetime
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from eventstore import CloudEvent, StoreConfig, encode_event
+from eventstore import CloudEvent, EventId, SourceRef, StoreConfig, encode_event
 from projections._message import Message, Output
 
 __all__ = [
@@ -92,6 +92,8 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
     """
     delivery = message.delivery
     event: CloudEvent | None = message.context.get("event")
+    read = _readable(event, delivery.data)
+    evidence_id = event.id if event is not None else _valid(_EVENT_ID, read.get("id"))
     data = DeadLetterData(
         projection=message.projection,
         stream=delivery.stream,
@@ -105,11 +107,13 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
         original_headers=dict(delivery.headers),
         original_size=len(delivery.data),
         payload_sha256=hashlib.sha256(delivery.data).hexdigest(),
-        evidence_id=event.id if event is not None else None,
-        evidence_source=event.source if event is not None else None,
+        evidence_id=evidence_id,
+        evidence_source=(
+            event.source if event is not None else _valid(_SOURCE, read.get("source"))
+        ),
         trace_id=message.context.get("trace_id"),
         dead_lettered_at=now,
-        envelope=_envelope(event, delivery.data),
+        envelope=_envelope(read),
     )
     envelope = CloudEvent(
         id=f"{delivery.stream}-{delivery.stream_seq}",
@@ -118,7 +122,7 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
         subject=message.entity,
         tenant=message.tenant,
         time=now,
-        causationid=event.id if event is not None else None,
+        causationid=evidence_id,
         correlationid=event.correlationid if event is not None else None,
     )
     if max_bytes is not None:
@@ -145,23 +149,43 @@ def _fitted(
     return bare.model_copy(update={"original": base64.b64encode(original[:keep]).decode()})
 
 
-def _envelope(event: CloudEvent | None, raw: bytes) -> dict[str, str]:
-    """The envelope attributes of the original that can be read, as bounded text."""
+def _readable(event: CloudEvent | None, raw: bytes) -> dict[str, object]:
+    """The envelope attributes of the original that can be read, as they are."""
     if event is not None:
-        found: dict[str, object] = {name: getattr(event, name) for name in ENVELOPE_FIELDS}
-    else:
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return {}
-        if not isinstance(doc, dict):
-            return {}
-        found = {name: doc.get(name) for name in ENVELOPE_FIELDS}
+        return {name: getattr(event, name) for name in ENVELOPE_FIELDS}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {name: doc.get(name) for name in ENVELOPE_FIELDS}
+
+
+def _envelope(found: dict[str, object]) -> dict[str, str]:
+    """``found`` as bounded text: what a dead letter keeps of the original's envelope."""
     return {
         name: _text(value)[:_FIELD_CHARS]
         for name, value in found.items()
         if isinstance(value, str | int | float | datetime) and not isinstance(value, bool)
     }
+
+
+_EVENT_ID: TypeAdapter[str] = TypeAdapter(EventId)
+_SOURCE: TypeAdapter[str] = TypeAdapter(SourceRef)
+
+
+def _valid(kind: TypeAdapter[str], value: object) -> str | None:
+    """``value`` when it is a valid id (or source) as an event would carry it, else ``None``.
+
+    So a dead letter of JSON that broke the schema elsewhere still names its evidence.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        return kind.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def _text(value: str | float | datetime) -> str:

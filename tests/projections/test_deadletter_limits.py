@@ -90,7 +90,19 @@ def test_schema_breaking_json_keeps_every_readable_envelope_field() -> None:
         "time": "yesterday",
         "correlationid": "c" * 256,
     }
-    assert data.evidence_id is None, "evidence_id stays for a validated id"
+    assert (data.evidence_id, data.evidence_source) == ("ev-1", "svc:auth"), "still named"
+
+
+def test_an_id_that_is_not_a_valid_id_is_kept_only_as_text() -> None:
+    """An unusable id (whitespace, too long) is not taken as the evidence id, only kept as text."""
+    original = _evidence_json(id="two words", source="s" * 300, subject="bad subject")
+    data = dead_letter(
+        _message(original), SchemaViolationError("envelope", ["id: bad"]),
+        permanent=True, now=NOW, config=StoreConfig(),
+    ).data  # fmt: skip
+    assert isinstance(data, DeadLetterData)
+    assert (data.evidence_id, data.evidence_source) == (None, None)
+    assert data.envelope["id"] == "two words"
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe", b'"just a string"'])
