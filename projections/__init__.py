@@ -15,13 +15,11 @@ from projections._dlq import (
     DeadLetterQueue,
     DlqActionData,
     DlqActions,
-    NotADeadLetterError,
-    OriginalUnavailableError,
-    ReplayRefusedError,
 )
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
+from projections.errors import NotADeadLetterError, OriginalUnavailableError, ReplayRefusedError
 
 __all__ = [
     "CHAIN",

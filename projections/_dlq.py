@@ -18,7 +18,12 @@ from eventstore import NO_STREAM, CloudEvent, sendable_headers, validate_token
 from eventstore.errors import ConcurrencyConflictError
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._runner import split_subject
-from projections.errors import ProjectionError
+from projections.errors import (
+    NotADeadLetterError,
+    OriginalUnavailableError,
+    ProjectionError,
+    ReplayRefusedError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,9 +39,6 @@ __all__ = [
     "DeadLetterQueue",
     "DlqActionData",
     "DlqActions",
-    "NotADeadLetterError",
-    "OriginalUnavailableError",
-    "ReplayRefusedError",
 ]
 
 REPLAY_HEADER = "Riskpipe-Replay-Of"
@@ -66,30 +68,11 @@ class DlqActionData(BaseModel):
     where a resumed replay looks for it."""
 
 
-class NotADeadLetterError(ProjectionError, LookupError):
-    """There is no dead letter of this projection at that sequence."""
-
-
-class OriginalUnavailableError(ProjectionError, LookupError):
-    """A dead letter's copy of its original is cut short, and the stored original is not there."""
-
-
-class ReplayRefusedError(ProjectionError):
-    """The dead letter was replayed already, or another replay of it holds the claim."""
-
-    def __init__(self, sequence: int, record: CloudEvent) -> None:
-        data = DlqActionData.model_validate(record.data)
-        self.sequence = sequence
-        self.actor = data.actor
-        self.at = record.time
-        self.replayed_as = data.replayed_as if record.type == DLQ_REPLAYED else None
-        when = f"{self.at:%Y-%m-%dT%H:%M:%SZ} by {self.actor}"
-        what = (
-            f"was replayed already, as evidence sequence {self.replayed_as}, at {when}"
-            if self.replayed_as is not None
-            else f"is being replayed by another process (claimed at {when})"
-        )
-        super().__init__(f"dead letter {sequence} {what}: not replayed again")
+def _refusal(sequence: int, record: CloudEvent) -> ReplayRefusedError:
+    """Why a replay of ``sequence`` is refused, from the last record on its trail."""
+    data = DlqActionData.model_validate(record.data)
+    replayed_as = data.replayed_as if record.type == DLQ_REPLAYED else None
+    return ReplayRefusedError(sequence, data.actor, record.time, replayed_as)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +210,7 @@ class DeadLetterQueue:
             # replayed before claims existed: its record is on the entity's subject
             last = await self._replay_record(letter)
         if last is not None and last.event is not None and last.event.type == DLQ_REPLAYED:
-            raise ReplayRefusedError(sequence, last.event)
+            raise _refusal(sequence, last.event)
         original = await self.original(letter)  # before the claim: a refusal leaves no trace
         floor = await self._evidence_floor(letter, last)
         # one id per attempt: two replays racing must not pass for one retried append
@@ -297,7 +280,7 @@ class DeadLetterQueue:
             raise ProjectionError(
                 f"dead letter {sequence}: its replay record on {trail} is unreadable"
             )
-        raise ReplayRefusedError(sequence, last.event)
+        raise _refusal(sequence, last.event)
 
     async def _resend(
         self,

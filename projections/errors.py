@@ -7,12 +7,20 @@ Whether an error thrown *by a handler* is worth retrying is decided by class
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from analyzers.errors import DependencyUnavailable, TransientAnalyzerError
 from eventstore.errors import TransientStoreError
 
+if TYPE_CHECKING:
+    from datetime import datetime
+
 __all__ = [
     "HandlerTimeoutError",
+    "NotADeadLetterError",
+    "OriginalUnavailableError",
     "ProjectionError",
+    "ReplayRefusedError",
     "RetriesExhaustedError",
     "TransientProjectionError",
     "UnexpectedEventTypeError",
@@ -65,3 +73,30 @@ class UnexpectedEventTypeError(ProjectionError, ValueError):
         self.event_type = event_type
         self.expected = expected
         super().__init__(f"expected {expected}, got {event_type}")
+
+
+class NotADeadLetterError(ProjectionError, LookupError):
+    """There is no dead letter of this projection at that sequence."""
+
+
+class OriginalUnavailableError(ProjectionError, LookupError):
+    """A dead letter's copy of its original is cut short, and the stored original is not there."""
+
+
+class ReplayRefusedError(ProjectionError):
+    """The dead letter was replayed already, or another replay of it holds the claim."""
+
+    def __init__(
+        self, sequence: int, actor: str, at: datetime, replayed_as: int | None = None
+    ) -> None:
+        self.sequence = sequence
+        self.actor = actor
+        self.at = at
+        self.replayed_as = replayed_as
+        when = f"{at:%Y-%m-%dT%H:%M:%SZ} by {actor}"
+        what = (
+            f"was replayed already, as evidence sequence {replayed_as}, at {when}"
+            if replayed_as is not None
+            else f"is being replayed by another process (claimed at {when})"
+        )
+        super().__init__(f"dead letter {sequence} {what}: not replayed again")
