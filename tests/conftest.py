@@ -1,3 +1,3 @@
 """Fixtures shared by every test."""
 
-pytest_plugins = ("support.nats", "support.reputation_server")
+pytest_plugins = ("support.cli", "support.nats", "support.reputation_server")

@@ -5,25 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-import structlog
 from click.testing import CliRunner
 from support.events import evidence_line
 
 from riskpipe.cli import main
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from riskpipe.server import NatsServer
 
 
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """Give later tests back the logging set-up the commands here replace."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("logging_restored")
 
 
 def _as(server: NatsServer, passwords: dict[str, str], user: str) -> CliRunner:

@@ -7,8 +7,6 @@ import contextlib
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -16,6 +14,7 @@ import nkeys
 import pytest
 from conftest import DEPLOY
 from nats_operator import Operator
+from support.cli import riskpipe
 from support.events import evidence, evidence_line
 
 from eventstore import ConnectOptions, EventStore
@@ -24,6 +23,7 @@ from riskpipe.server import NatsServer
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
     from pathlib import Path
 
@@ -31,22 +31,6 @@ if TYPE_CHECKING:
 
 ROLES = ("admin", "producer", "worker", "auditor", "sys")
 NOWHERE = "nats://127.0.0.1:9"  # the discard port: nothing there speaks NATS
-
-
-def riskpipe(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the ``riskpipe`` command line in a process of its own, JSON logs on stderr."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RISKPIPE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "riskpipe", "--log-format", "json", *args],
-        env={**clean, **(env or {})},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import subprocess
-import sys
 from typing import TYPE_CHECKING, Self
 
 import pytest
 from conftest import DEPLOY
+from support.cli import riskpipe
 from support.events import evidence, evidence_line
 from support.tools import require_tool
 
@@ -32,22 +31,6 @@ if TYPE_CHECKING:
 
 TLS_CONF = DEPLOY / "nats" / "tls.conf"
 SECURITY_MD = DEPLOY.parent / "docs" / "security.md"
-
-
-def riskpipe(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the ``riskpipe`` command line in a process of its own, JSON logs on stderr."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RISKPIPE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "riskpipe", "--log-format", "json", *args],
-        env={**clean, **(env or {})},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

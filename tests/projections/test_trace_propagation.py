@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
+from support.cli import riskpipe
 from support.events import evidence
 from support.pipeline import read_streams
 
@@ -19,24 +17,20 @@ PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 STATE = "vendor1=opaque,vendor2=x"
 
 
+async def _append_as_sent(store: EventStore, event_id: str, headers: dict[str, str]) -> None:
+    """Store an evidence event with exactly these headers (as a producer sent them).
+
+    Not through ``append``: where this test process has tracing on, its own
+    producer span would replace the traceparent.
+    """
+    payload = evidence(event_id).model_dump_json(exclude_none=True).encode()
+    await store.append_unchecked("evidence", "t1", "e1", payload, msg_id=event_id, headers=headers)
+
+
 def _worker_without_tracing(url: str) -> None:
     """A real worker process, with no OpenTelemetry SDK set up (the default)."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "riskpipe",
-            "--nats-url",
-            url,
-            "worker",
-            "--until-idle",
-            "--no-http",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("RISKPIPE_", "OTEL_"))},
-    )
+    result = riskpipe("worker", "--until-idle", "--no-http", env={"RISKPIPE_NATS_URL": url})
+    assert result.returncode == 0, result.stderr
 
 
 async def test_assessments_and_dead_letters_carry_the_incoming_trace(
@@ -44,7 +38,7 @@ async def test_assessments_and_dead_letters_carry_the_incoming_trace(
 ) -> None:
     """The assessment and the dead letter keep the evidence's traceparent and tracestate."""
     trace = {"traceparent": PARENT, "tracestate": STATE}
-    await store.append(evidence("good"), headers=trace)
+    await _append_as_sent(store, "good", trace)
     await store.append_unchecked("evidence", "t1", "e2", b"{broken", msg_id="poison", headers=trace)
     _worker_without_tracing(nats_server.url)
     streams = await read_streams(store)
@@ -61,8 +55,8 @@ async def test_a_malformed_traceparent_is_not_passed_on(
 ) -> None:
     """Only a valid W3C traceparent travels on: a forged one is dropped, with its tracestate."""
     bad = {"traceparent": "00-zz-not-a-trace-" + "x" * 300, "tracestate": STATE}
-    await store.append(evidence("good"), headers=bad)
-    await store.append(evidence("none", minute=1))
+    await _append_as_sent(store, "bad", bad)
+    await _append_as_sent(store, "none", {})
     _worker_without_tracing(nats_server.url)
     streams = await read_streams(store)
     for headers in streams.assessment_headers:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import structlog
 from click.testing import CliRunner
 from support.events import evidence_line
 
@@ -18,9 +17,9 @@ from riskpipe.cli import main
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from riskpipe.server import NatsServer
+
+pytestmark = pytest.mark.usefixtures("logging_restored")
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
@@ -36,14 +35,6 @@ async def _extra_assessment(url: str) -> None:
         await store.append(CloudEvent.model_validate(copy.model_dump()))
     finally:
         await store.close()
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """Give later tests back the logging set-up the commands here replace."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import click
 import pytest
-import structlog
 from click.testing import CliRunner
 from rich.console import Console
 from support.events import SAMPLE_LOG, evidence_line
@@ -22,10 +21,11 @@ from riskpipe.cli._audit import _entities_table
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from riskpipe.server import NatsServer
+
+pytestmark = pytest.mark.usefixtures("logging_restored")
 
 # The longest entity id a subject allows, with markup-like text in it.
 LONG = "user-[bold]-" + "x" * 116
@@ -38,14 +38,6 @@ async def _poison(url: str) -> None:
         await store.append_unchecked("evidence", "t1", LONG, b"{broken", msg_id="poison:1")
     finally:
         await store.close()
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """Give later tests back the logging set-up the commands here replace."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+from support.cli import riskpipe
 from support.tools import require_tool
 
 if TYPE_CHECKING:
+    import subprocess
+
     from riskpipe.server import NatsServer
 
 
@@ -25,16 +26,10 @@ def _worker(
     prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run ``riskpipe worker --until-idle`` with only ``env`` as its RISKPIPE_* environment."""
-    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("RISKPIPE_")}
-    args = [*prefix, sys.executable, "-m", "riskpipe", "--log-format", log_format, "worker"]
-    return subprocess.run(
-        [*args, "--until-idle", "--http-port", str(http_port)],
-        env={**base, "RISKPIPE_FETCH_TIMEOUT": "0.2", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return riskpipe(
+        "worker", "--until-idle", "--http-port", str(http_port),
+        env={"RISKPIPE_FETCH_TIMEOUT": "0.2", **env}, log_format=log_format, prefix=prefix,
+    )  # fmt: skip
 
 
 def _one_json_line(result: subprocess.CompletedProcess[str], code: int) -> dict[str, Any]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-import structlog
 from click.testing import CliRunner
 from support.events import evidence_line
 
 from riskpipe.cli import main
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from riskpipe.server import NatsServer
+
+pytestmark = pytest.mark.usefixtures("logging_restored")
 
 COMMANDS = [
     ["replay"],
@@ -30,14 +30,6 @@ COMMANDS = [
     ["dlq", "show", "1"],
     ["dlq", "replay", "--all", "--reason", "test"],
 ]
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """Give later tests back the logging set-up the commands here replace."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import orjson
 import pytest
 from pydantic import ValidationError
+from support.cli import riskpipe
 
 from riskpipe.settings import Settings
 
@@ -47,15 +45,7 @@ def test_a_bad_or_too_short_duplicate_window_is_refused(
 
 def test_the_cli_names_the_bad_duration() -> None:
     """A command started with a bad window says which variable is wrong, and how to write it."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RISKPIPE_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "riskpipe", "--log-format", "json", "status"],
-        env={**env, "RISKPIPE_DUPLICATE_WINDOW": "two hours"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = riskpipe("status", env={"RISKPIPE_DUPLICATE_WINDOW": "two hours"})
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     error = orjson.loads(line)["error"]
