@@ -117,8 +117,8 @@ def caller_headers(headers: dict[str, str] | None) -> dict[str, str]:
     the same bytes.
 
     Raises:
-        InvalidHeaderError: a ``Nats-*`` header, a name that is not a token, or
-            a control character in a value.
+        InvalidHeaderError: a ``Nats-*`` header, a name that is not a token, a
+            control character in a value, or a value that is not valid Unicode.
     """
     if not headers:
         return {}
@@ -130,6 +130,10 @@ def caller_headers(headers: dict[str, str] | None) -> dict[str, str]:
             raise InvalidHeaderError(
                 f"header {key!r} is not a valid name or holds a control character"
             )
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate: no bytes can carry it
+            raise InvalidHeaderError(f"header {key!r} is not valid Unicode") from exc
         checked[key] = value.strip()
     return checked
 

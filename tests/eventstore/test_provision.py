@@ -58,6 +58,23 @@ async def test_store_refuses_control_headers(store: EventStore, header: dict[str
 
 
 @pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ({"X-Note": "a\ud800b"}, "not valid Unicode"),
+        ({"X-Note": "a\r\nNats-Rollup: all"}, "control character"),
+        ({"Bad Name": "x"}, "not a valid name"),
+    ],
+)
+async def test_store_refuses_headers_it_cannot_send_as_they_are(
+    store: EventStore, header: dict[str, str], reason: str
+) -> None:
+    """A header that could not be written unchanged is a typed refusal, and nothing is sent."""
+    with pytest.raises(InvalidHeaderError, match=reason):
+        await store.append(evidence("a1"), headers=header)
+    assert [r.sequence async for r in store.read_all()] == []
+
+
+@pytest.mark.parametrize(
     "header", [{"Nats-Rollup": "sub"}, {"Nats-Rollup": "all"}, {"Nats-TTL": "1s"}]
 )
 async def test_stream_refuses_rollup_and_ttl_from_raw_producers(
