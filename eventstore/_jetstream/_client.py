@@ -90,6 +90,22 @@ def _parse_ns(text: str) -> int:
     return seconds * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
+def _ended_without_certificate(
+    exc: BaseException, secure: dict[str, Any], options: ConnectOptions | None
+) -> bool:
+    """Whether ``exc`` cut a TLS connection without a client certificate while it was set up.
+
+    With TLS 1.3 a server that wants a client certificate says so after the
+    client's side of the handshake is done; its alert may lose the race with
+    the client's first write, which then fails with a broken pipe or a reset.
+    """
+    return (
+        "tls" in secure
+        and (options is None or options.tls_cert is None)
+        and isinstance(exc, BrokenPipeError | ConnectionResetError)
+    )
+
+
 def _raw_from_direct(stream: str, msg: Msg) -> RawMessage | None:
     headers = dict(msg.headers or {})
     status = headers.get("Status")
@@ -167,6 +183,11 @@ class JetStreamClient:
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await first.abandon()
             why = str(exc) or str(nc.last_error or "") or "no answer in time"
+            if _ended_without_certificate(nc.last_error or exc, secure, options):
+                why += (
+                    " (the server ended the TLS connection: does it require a TLS client"
+                    " certificate? give --tls-cert and --tls-key)"
+                )
             raise StoreUnavailableError(f"cannot connect to NATS at {redact(url)}: {why}") from exc
         first.done = True
         client = cls(nc, timeout=timeout)

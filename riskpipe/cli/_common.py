@@ -105,10 +105,14 @@ async def connect_provisioned(
 
 
 def store_error(exc: EventStoreError) -> str:
-    """A store error's message, with a hint when NATS could not be reached."""
-    if isinstance(exc, StoreUnavailableError) and "connect" in str(exc):
-        return f"{exc} (is `riskpipe server` running, or --nats-url set?)"
-    return str(exc)
+    """A store error's message, with a hint when NATS could not be reached.
+
+    Not when the message has a hint of its own already (a TLS set-up cut short).
+    """
+    text = str(exc)
+    if isinstance(exc, StoreUnavailableError) and "connect" in text and "TLS" not in text:
+        return f"{text} (is `riskpipe server` running, or --nats-url set?)"
+    return text
 
 
 def fail(event: str, message: str, *, code: int = 1) -> NoReturn:
