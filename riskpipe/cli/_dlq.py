@@ -79,7 +79,7 @@ def dlq_list(ctx: click.Context, as_json: bool) -> None:
 
 
 @dlq.command("show")
-@click.argument("seq", type=int)
+@click.argument("seq", type=click.IntRange(min=1))
 @click.pass_context
 def dlq_show(ctx: click.Context, seq: int) -> None:
     """One dead letter in full, with its original bytes."""
@@ -95,7 +95,7 @@ def dlq_show(ctx: click.Context, seq: int) -> None:
 
 
 @dlq.command("replay")
-@click.argument("seq", type=int, required=False)
+@click.argument("seq", type=click.IntRange(min=1), required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every pending dead letter.")
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @click.pass_context
@@ -123,7 +123,7 @@ def dlq_replay(ctx: click.Context, seq: int | None, replay_all: bool, reason: st
 
 
 @dlq.command("purge")
-@click.argument("seq", type=int, required=False)
+@click.argument("seq", type=click.IntRange(min=1), required=False)
 @click.option("--all", "purge_all", is_flag=True, help="Purge every dead letter.")
 @click.option("--yes", is_flag=True, help="Confirm purging with --all.")
 @click.option("--reason", default="", help="Why, for the audit trail.")

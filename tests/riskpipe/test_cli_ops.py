@@ -98,3 +98,14 @@ def test_dlq_list_show_replay_purge(cli: CliRunner) -> None:
     status = json.loads(cli.invoke(main, ["status", "--json"]).stdout)
     assert (status["evidence"], status["dlq_depth"], status["dlq_purged"]) == (9, 1, 2)
     assert status["balanced"] is True, status
+
+
+@pytest.mark.parametrize("command", ["show", "replay", "purge"])
+@pytest.mark.parametrize("seq", ["0", "-3"])
+def test_a_dlq_sequence_below_one_is_a_usage_error(command: str, seq: str) -> None:
+    """A DLQ sequence is 1 or more: 0 is refused before any request, not a raw server error."""
+    result = CliRunner(env={"RISKPIPE_NATS_URL": "nats://127.0.0.1:9"}).invoke(
+        main, ["dlq", command, "--", seq]
+    )
+    assert result.exit_code == 2
+    assert "is not in the range x>=1" in result.output
