@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HandlerTimeoutError",
+    "MisaddressedEventError",
     "NotADeadLetterError",
     "OriginalUnavailableError",
     "ProjectionError",
@@ -100,3 +101,19 @@ class ReplayRefusedError(ProjectionError):
             else f"is being replayed by another process (claimed at {when})"
         )
         super().__init__(f"dead letter {sequence} {what}: not replayed again")
+
+
+class MisaddressedEventError(ProjectionError, ValueError):
+    """An event stored on a subject that is not its own. Permanent.
+
+    The store writes an event to the one subject its envelope names (tenant
+    and entity); anything else was written around it, on a subject that
+    must not decide whose event it is.
+    """
+
+    def __init__(self, subject: str, expected: str) -> None:
+        self.subject = subject
+        self.expected = expected
+        super().__init__(
+            f"stored on {subject!r}, but its envelope belongs on {expected!r}: not assessed"
+        )

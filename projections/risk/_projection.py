@@ -39,7 +39,7 @@ from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
 from projections._deadletter import dead_letter
 from projections._message import CHAIN, Message, Output, Result
-from projections.errors import UnexpectedEventTypeError
+from projections.errors import MisaddressedEventError, UnexpectedEventTypeError
 from projections.risk._events import (
     RiskAssessedData,
     assessment_event,
@@ -91,6 +91,7 @@ class RiskProjection:
     ) -> None:
         self.store = store
         self.name = name
+        self._evidence_prefix = f"{store.config.prefix}.evidence."
         self.config = config
         self.enricher = enricher
         self.degraded_mode = degraded_mode
@@ -154,7 +155,23 @@ class RiskProjection:
         message.log["evidence_id"] = event.id
         if event.type != EVIDENCE_RECORDED:
             raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
+        self._check_address(event, message.delivery.subject)
         return event
+
+    def _check_address(self, event: CloudEvent, subject: str) -> None:
+        """Refuse evidence whose subject is not the one its envelope names.
+
+        A producer writing around the store could put one entity's evidence
+        on another's subject, or on a subject with a wildcard or the wrong
+        number of tokens: its subject must never decide whose evidence it is,
+        nor serve as a filter.
+
+        Raises:
+            MisaddressedEventError: the subject and the envelope disagree.
+        """
+        expected = f"{self._evidence_prefix}{event.tenant}.{event.subject}"
+        if subject != expected:
+            raise MisaddressedEventError(subject, expected)
 
     def _evidence(self, event: CloudEvent, message: Message) -> Evidence:
         data = message.context.get("data")
@@ -232,6 +249,7 @@ class RiskProjection:
             chained = any(o.subject is None for o in outputs)
             try:
                 event = evidence_event(rec)
+                self._check_address(event, rec.subject)
                 earlier.context["event"] = event
                 output, known = await self._assessed(earlier, event, known, chained=chained)
             except _PERMANENT as exc:

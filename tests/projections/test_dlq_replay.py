@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
+from support.nats import raw_publish
 from support.pipeline import read_streams, run_worker
 
 from eventstore import EventStore
@@ -128,31 +129,12 @@ def test_a_projection_name_that_is_not_a_token_is_refused(store: EventStore, nam
         DeadLetterQueue(store, name)
 
 
-async def _raw_publish(url: str, subject: str, header_block: bytes, payload: bytes) -> None:
-    """Publish with a header block as a client in another language may send it (no checks)."""
-    host, port = url.removeprefix("nats://").rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    await reader.readline()  # INFO
-    hdr = header_block + b"\r\n"
-    writer.write(
-        b'CONNECT {"verbose":false,"headers":true,"protocol":1}\r\n'
-        + f"HPUB {subject} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode()
-        + hdr
-        + payload
-        + b"\r\nPING\r\n"
-    )
-    await writer.drain()
-    assert (await reader.readline()).startswith(b"PONG")
-    writer.close()
-    await writer.wait_closed()
-
-
 async def test_a_dead_letter_whose_headers_the_store_refuses_still_replays(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """Original headers the store would not send (bad names) stay behind; the replay goes on."""
     block = b"NATS/1.0\r\nBad@Name: x\r\nX-Kept: y\r\n"
-    await _raw_publish(nats_server.url, "rp.evidence.t1.e1", block, b"{broken")
+    await raw_publish(nats_server.url, "rp.evidence.t1.e1", block, b"{broken")
     await run_worker(store, nats_server.url)
     (letter,) = await DeadLetterQueue(store, "risk").list()
     assert "Bad@Name" in letter.data.original_headers

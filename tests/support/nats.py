@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-__all__ = ["nats_server", "store"]
+__all__ = ["nats_server", "raw_publish", "store"]
 
 
 @pytest.fixture
@@ -39,3 +40,22 @@ async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
         yield es
     finally:
         await es.close()
+
+
+async def raw_publish(url: str, subject: str, header_block: bytes, payload: bytes) -> None:
+    """Publish with a header block as a client in another language may send it (no checks)."""
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    await reader.readline()  # INFO
+    hdr = header_block + b"\r\n"
+    writer.write(
+        b'CONNECT {"verbose":false,"headers":true,"protocol":1}\r\n'
+        + f"HPUB {subject} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode()
+        + hdr
+        + payload
+        + b"\r\nPING\r\n"
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"PONG")
+    writer.close()
+    await writer.wait_closed()
