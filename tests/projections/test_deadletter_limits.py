@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 import pytest
+from support.events import evidence
 from support.pipeline import run_worker
 
 from eventstore import Delivery, EventStore, StoreConfig, encode_event
@@ -154,3 +155,18 @@ async def test_a_large_poison_event_is_dead_lettered_and_replayed_whole(
         assert (await dlq.original(replace(letter, data=whole)))[0] == b"{}"
     finally:
         await store.close()
+
+
+async def test_a_header_that_swells_in_json_still_gives_a_dead_letter_that_fits(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """62,000 backslashes in a header double when the dead letter escapes them: it still fits."""
+    payload = b'{"broken' + b"y" * 5000
+    await store.client.nc.publish("rp.evidence.acme.e01", payload, headers={"X-Big": "\\" * 62_000})
+    await store.client.nc.flush()
+    await store.append(evidence("after", tenant="acme", entity="e01", minute=1))
+    worker = await run_worker(store, nats_server.url)
+    assert worker.runner.outcomes == {"dead_lettered": 1, "assessed": 1}
+    (letter,) = await DeadLetterQueue(store, "risk").list()
+    assert letter.data.original_truncated
+    assert letter.data.payload_sha256 == hashlib.sha256(payload).hexdigest()
