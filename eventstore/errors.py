@@ -15,6 +15,7 @@ __all__ = [
     "ConcurrencyConflictError",
     "ConfigDriftError",
     "ConnectionClosedError",
+    "ConsumerDriftError",
     "CredentialsError",
     "DecodeError",
     "EventStoreError",
@@ -189,6 +190,30 @@ class ConfigDriftError(EventStoreError):
             for key, (found, want) in sorted(differences.items())
         )
         super().__init__(f"stream {stream} drifted from its expected config: {shown}")
+
+
+class ConsumerDriftError(EventStoreError):
+    """A durable consumer's config is not what its owner set: someone else changed it.
+
+    Only what decides which messages are delivered, and how, is compared (the
+    filter, headers only, ack policy, delivery cap, rate limit): a consumer
+    changed there delivers nothing, or only headers, while looking healthy.
+    """
+
+    def __init__(
+        self, stream: str, consumer: str, differences: dict[str, tuple[object, object]]
+    ) -> None:
+        self.stream = stream
+        self.consumer = consumer
+        self.differences = differences
+        shown = ", ".join(
+            f"{key}: found {found!r}, expected {want!r}"
+            for key, (found, want) in sorted(differences.items())
+        )
+        super().__init__(
+            f"consumer {consumer} on {stream} was changed by someone else: {shown};"
+            " delete it (it is recreated from the checkpoint) and find out who changed it"
+        )
 
 
 class CredentialsError(EventStoreError, ValueError):

@@ -151,6 +151,7 @@ class ProjectionRunner:
         self._on_commit = on_commit
         self._on_conflict = on_conflict
         self._filter = filter_subject
+        self._consumer_settings: ConsumerSettings | None = None
         self._metrics = metrics
         self._clock = clock
         self._outcomes: dict[str, Counter] = {}
@@ -214,17 +215,26 @@ class ProjectionRunner:
             self.checkpoint = int(orjson.loads(entry.value)["sequence"])
         # The server delivers without limit; the runner enforces max_deliver by
         # dead-lettering, so no message is ever silently abandoned by the server.
-        info = await self._consumer.ensure(
-            ConsumerSettings(
-                ack_wait=self.settings.ack_wait,
-                max_deliver=-1,
-                max_ack_pending=self.settings.max_ack_pending,
-                filter_subject=self._filter,
-                start_seq=self.checkpoint + 1 if self.checkpoint else None,
-            )
+        self._consumer_settings = ConsumerSettings(
+            ack_wait=self.settings.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=self.settings.max_ack_pending,
+            filter_subject=self._filter,
+            start_seq=self.checkpoint + 1 if self.checkpoint else None,
         )
+        info = await self._consumer.ensure(self._consumer_settings)
         # acknowledged means handled: a restarted worker need not look for gaps below it
         self._seen.handled_through(int(info.get("ack_floor", {}).get("stream_seq", 0)))
+
+    async def verify_consumer(self) -> None:
+        """Check that the durable consumer still delivers as this runner set it up.
+
+        Raises:
+            ConsumerDriftError: someone changed it (its filter, headers only, ...).
+            NotProvisionedError: it was deleted (a running runner recreates it).
+        """
+        if self._consumer_settings is not None:
+            await self._consumer.verify(self._consumer_settings)
 
     async def _drain(self) -> None:
         """Let lanes finish their message and commits get their PubAck; release the rest."""

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     redelivery_backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
     handler_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
     drain_timeout_seconds: float = Field(default=20.0, ge=0.0, le=600.0)
+    consumer_check_seconds: float = Field(default=10.0, gt=0.0, le=3600.0)
+    """How often a running worker checks that nobody changed its consumer."""
     degraded_mode: bool = False
     analyzer_config: Path | None = None
     enrichment_url: _HttpUrl | None = None

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from eventstore import ConsumerSettings
 from eventstore.errors import NotProvisionedError
 from projections import DeadLetterQueue
+from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -30,6 +32,8 @@ class PipelineStatus:
     assessed: int
     dead_lettered: int
     pending: int
+    consumer_changed: dict[str, list[object]]
+    """What in the consumer's config someone else changed: ``{field: [found, expected]}``."""
 
     @property
     def balanced(self) -> bool:
@@ -50,7 +54,7 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     config = store.config
     names = (config.evidence_stream, config.risk_stream, config.dlq_stream, config.audit_stream)
     streams = {name: int((await store.stream_state(name))["messages"]) for name in names}
-    consumer = await _consumer(store, projection)
+    consumer, changed = await _consumer(store, projection)
     entry = await store.kv(config.checkpoint_bucket).get(projection)
     checkpoint = int(orjson.loads(entry.value)["sequence"]) if entry is not None else 0
     dlq = DeadLetterQueue(store, projection)
@@ -69,18 +73,26 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         assessed=assessed,
         dead_lettered=depth + len(actions.purged),
         pending=pending if consumer else streams[config.evidence_stream],
+        consumer_changed=changed,
     )
 
 
-async def _consumer(store: EventStore, projection: str) -> dict[str, int] | None:
+async def _consumer(
+    store: EventStore, projection: str
+) -> tuple[dict[str, int] | None, dict[str, list[object]]]:
+    """The consumer's counts, and what in its config differs from what a worker sets up."""
     try:
         info = await store.consumer(projection).info()
     except NotProvisionedError:
-        return None
-    return {
+        return None, {}
+    # as a worker's runner creates it: every evidence, no server-side delivery cap
+    expected = ConsumerSettings(max_deliver=-1, filter_subject=evidence_filter(store.config))
+    changed = {k: list(v) for k, v in expected.drift(info.get("config", {})).items()}
+    counts = {
         "num_pending": int(info["num_pending"]),
         "num_ack_pending": int(info["num_ack_pending"]),
         "num_redelivered": int(info["num_redelivered"]),
         "ack_floor": int(info["ack_floor"]["stream_seq"]),
         "delivered": int(info["delivered"]["stream_seq"]),
     }
+    return counts, changed

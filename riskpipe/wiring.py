@@ -18,6 +18,11 @@ def build_schemas() -> EventSchemas:
     return _risk_schemas()
 
 
+def evidence_filter(config: StoreConfig) -> str:
+    """The subjects the risk projection's consumer delivers: every evidence event."""
+    return f"{config.prefix}.evidence.>"
+
+
 def store_config(settings: Settings) -> StoreConfig:
     """The store's names and limits, from settings."""
     return StoreConfig(

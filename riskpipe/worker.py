@@ -13,7 +13,7 @@ from prometheus_client import Gauge
 from analyzers import AnalyzerConfig, load_config
 from analyzers.enrichment import EnricherSettings, HttpEnricher
 from eventstore import StoreMetrics
-from eventstore.errors import ConnectionClosedError, EventStoreError
+from eventstore.errors import ConnectionClosedError, ConsumerDriftError, EventStoreError
 from projections import DeadLetterQueue, ProjectionMetrics, ProjectionRunner, RunnerSettings
 from projections.middleware import (
     chain,
@@ -26,6 +26,7 @@ from projections.middleware import (
 )
 from projections.risk import RiskMetrics, RiskProjection
 from riskpipe.http import HealthServer
+from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -78,6 +79,8 @@ class Worker:
             registry=registry,
         )
         self.http: HealthServer | None = None
+        self.drift: ConsumerDriftError | None = None
+        """Why the worker stopped, when someone changed its consumer."""
         self.enricher = self._enricher()
         self.projection = RiskProjection(
             store,
@@ -94,7 +97,7 @@ class Worker:
             handler=self._handler(),
             on_commit=self.projection.committed,
             on_conflict=self.projection.conflicted,
-            filter_subject=f"{store.config.prefix}.evidence.>",
+            filter_subject=evidence_filter(store.config),
             settings=RunnerSettings(
                 batch=settings.batch,
                 fetch_timeout=settings.fetch_timeout,
@@ -170,8 +173,32 @@ class Worker:
                     await stop.wait()
         halt.set()
 
+    async def _watch_consumer(self, halt: asyncio.Event) -> None:
+        """Halt the worker once its consumer is found changed by someone else.
+
+        A consumer whose filter or delivery was changed delivers nothing (or
+        only headers) while every number looks healthy: checked every
+        ``consumer_check_seconds``.
+        """
+        while not halt.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.consumer_check_seconds):
+                    await halt.wait()
+            if halt.is_set():
+                return
+            try:
+                await self.runner.verify_consumer()
+            except ConsumerDriftError as exc:
+                self.drift = exc
+                _log.error("worker.consumer_drifted", error=str(exc))
+                halt.set()
+            except EventStoreError as exc:  # deleted, or NATS away: the runner copes
+                _log.debug("worker.consumer_check_failed", error=str(exc))
+
     def readiness(self) -> tuple[bool, str]:
         """Ready when connected, the consumer is set up, and consumption is not paused."""
+        if self.drift is not None:
+            return False, str(self.drift)
         if not self.store.client.connected:
             return False, "not connected to NATS"
         state = self.runner.state
@@ -187,6 +214,8 @@ class Worker:
         """Serve HTTP (optionally) and run the projection until ``stop`` or idle.
 
         Raises:
+            ConsumerDriftError: the consumer was changed by someone else, found
+                at start or while running (then the projection was stopped first).
             ConnectionClosedError: the connection to NATS closed for good (nats-py
                 does not reconnect after, e.g., a protocol error the server
                 closed it for); the projection was stopped first. A supervisor
@@ -205,16 +234,20 @@ class Worker:
             _log.info("worker.http", host=server.host, port=server.port)
         halt = asyncio.Event()
         watch = asyncio.create_task(self._watch_connection(stop, halt), name="nats-watch")
+        guard = asyncio.create_task(self._watch_consumer(halt), name="consumer-watch")
         observer = asyncio.create_task(self._observe_dlq(halt), name="dlq-observer")
         try:
             await self.runner.run(halt, until_idle=until_idle)
         finally:
             watch.cancel()
+            guard.cancel()
             observer.cancel()
             if server is not None:
                 await server.stop()
             if self.enricher is not None:
                 await self.enricher.aclose()
+        if self.drift is not None:
+            raise self.drift
         if self.store.client.closed and not stop.is_set():
             raise ConnectionClosedError(
                 f"NATS connection closed for good ({self.store.client.closed_reason});"

@@ -15,6 +15,7 @@ from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._publisher import OutboundMessage
 from eventstore.errors import (
+    ConsumerDriftError,
     EventStoreError,
     JetStreamAPIError,
     NotProvisionedError,
@@ -71,6 +72,30 @@ class ConsumerSettings:
             config["backoff"] = [int(b * _NS) for b in self.backoff]
         return config
 
+    def drift(self, found: dict[str, Any]) -> dict[str, tuple[object, object]]:
+        """What in a consumer's ``found`` config decides delivery differently from these.
+
+        Tunables (ack wait, pending window) are not compared: they may change
+        between runs. The start position is the server's to keep.
+        """
+        want: dict[str, object] = {
+            "filter_subject": self.filter_subject or None,
+            "filter_subjects": None,
+            "headers_only": False,
+            "ack_policy": "explicit",
+            "max_deliver": self.max_deliver,
+            "rate_limit_bps": 0,
+        }
+        have: dict[str, object] = {
+            "filter_subject": found.get("filter_subject") or None,
+            "filter_subjects": found.get("filter_subjects") or None,
+            "headers_only": bool(found.get("headers_only")),
+            "ack_policy": found.get("ack_policy"),
+            "max_deliver": found.get("max_deliver"),
+            "rate_limit_bps": found.get("rate_limit_bps") or 0,
+        }
+        return {key: (have[key], value) for key, value in want.items() if have[key] != value}
+
 
 @dataclass(slots=True)
 class Delivery:
@@ -121,12 +146,28 @@ class DurableConsumer:
         self._pulled_at = 0.0
 
     async def ensure(self, settings: ConsumerSettings) -> dict[str, Any]:
-        """Create the consumer if missing (with ``settings``); return its info."""
+        """Create the consumer if missing (with ``settings``); return its info.
+
+        Raises:
+            ConsumerDriftError: it exists, and delivers differently from ``settings``.
+        """
         try:
-            return await self.js.api(f"CONSUMER.INFO.{self.stream}.{self.name}")
+            return await self.verify(settings)
         except NotProvisionedError:
             body = {"stream_name": self.stream, "config": settings.to_config(self.name)}
             return await self.js.api(f"CONSUMER.CREATE.{self.stream}.{self.name}", body)
+
+    async def verify(self, settings: ConsumerSettings) -> dict[str, Any]:
+        """The consumer's info, once it is known to deliver as ``settings`` say.
+
+        Raises:
+            NotProvisionedError: the consumer does not exist.
+            ConsumerDriftError: it delivers differently (see :meth:`ConsumerSettings.drift`).
+        """
+        info = await self.info()
+        if differences := settings.drift(info.get("config", {})):
+            raise ConsumerDriftError(self.stream, self.name, differences)
+        return info
 
     async def info(self) -> dict[str, Any]:
         """The consumer's info (pending, ack pending, redelivered, ack floor).

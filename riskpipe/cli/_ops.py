@@ -29,6 +29,8 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
       1  an error: NATS unreachable, or not provisioned (run `riskpipe init`)
       2  the accounting does not add up and nothing is in flight: evidence is
          unaccounted for (2 is also every command's exit status on a usage error)
+      3  the consumer was changed by someone else (its filter, headers only,
+         ...): it may deliver nothing while its numbers look healthy
     """  # noqa: D301 - \b keeps click from rewrapping the table
     name = projection or app.settings.projection
     result = run(_status(app, name))
@@ -36,6 +38,8 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
         click.echo(json.dumps(result.as_dict(), sort_keys=True))
     else:
         _print_status(name, result)
+    if result.consumer_changed:
+        sys.exit(3)
     if (
         not result.balanced
         and result.consumer is not None
@@ -63,6 +67,11 @@ def _print_status(name: str, s: PipelineStatus) -> None:
         click.echo(
             f"consumer {name}: pending={c['num_pending']} ack_pending={c['num_ack_pending']}"
             f" redelivered={c['num_redelivered']} ack_floor={c['ack_floor']}"
+        )
+    for key, (found, expected) in sorted(s.consumer_changed.items()):
+        click.echo(
+            f"  CHANGED BY SOMEONE ELSE: {key} is {found!r}, the worker set {expected!r}"
+            " (a worker refuses to run on it; delete the consumer to have it recreated)"
         )
     click.echo(f"checkpoint: {s.checkpoint}")
     click.echo(f"dlq: depth={s.dlq_depth} replayed={s.dlq_replayed} purged={s.dlq_purged}")

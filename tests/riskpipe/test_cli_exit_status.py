@@ -70,7 +70,7 @@ def _codes(help_text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("command", "codes"),
     [
-        ("status", ["0", "1", "2"]),
+        ("status", ["0", "1", "2", "3"]),
         ("replay", ["0", "1", "2"]),
         ("publish", ["0", "1"]),
         ("init", ["0", "1"]),
@@ -85,4 +85,4 @@ def test_help_and_operations_md_list_every_exit_status(command: str, codes: list
     section = doc.split("\n## ", 1)[0]
     rows = [row for row in section.splitlines() if row.startswith(f"| `{command}` |")]
     assert len(rows) == 1
-    assert len(rows[0].split(" | ")) == 4, "a description for 0, 1 and 2"
+    assert len(rows[0].split(" | ")) == 5, "a description (or -) for 0, 1, 2 and 3"
