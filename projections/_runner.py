@@ -35,6 +35,7 @@ from opentelemetry import context as otel_context
 from eventstore import ConsumerSettings, validate_token
 from eventstore.errors import (
     ConcurrencyConflictError,
+    ConsumerDriftError,
     EventStoreError,
     NotProvisionedError,
     TransientStoreError,
@@ -73,6 +74,8 @@ RunnerState = Literal["starting", "running", "paused", "draining", "stopped"]
 # before asking whether everything is acknowledged
 _IDLE_PROBE = 0.05
 _INVALID = "_invalid"
+_HEADERS_ONLY = "Nats-Msg-Size"
+"""Set by the server on a delivery whose payload was left out (a ``headers_only`` consumer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,7 @@ class ProjectionRunner:
         self._on_conflict = on_conflict
         self._filter = filter_subject
         self._consumer_settings: ConsumerSettings | None = None
+        self._failure: ConsumerDriftError | None = None
         self._metrics = metrics
         self._clock = clock
         self._outcomes: dict[str, Counter] = {}
@@ -184,7 +188,12 @@ class ProjectionRunner:
     # -- lifecycle ----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None, *, until_idle: bool = False) -> None:
-        """Consume until ``stop`` is set (or, with ``until_idle``, until nothing is pending)."""
+        """Consume until ``stop`` is set (or, with ``until_idle``, until nothing is pending).
+
+        Raises:
+            ConsumerDriftError: the consumer was changed by someone else (found
+                at start, or from a delivery without its payload); stopped first.
+        """
         self._stop = stop or asyncio.Event()
         await self._ensure_consumer()
         self.state = "running"
@@ -208,6 +217,8 @@ class ProjectionRunner:
             checkpoint=self.checkpoint,
             outcomes=dict(self.outcomes),
         )
+        if self._failure is not None:
+            raise self._failure
 
     async def _ensure_consumer(self) -> None:
         entry = await self.store.kv(self.store.config.checkpoint_bucket).get(self.name)
@@ -289,10 +300,32 @@ class ProjectionRunner:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
+            if any(_HEADERS_ONLY in d.headers for d in deliveries):
+                await self._refuse_headers_only(deliveries)
+                continue
             for delivery in deliveries:
                 self._dispatch(delivery)
             if not deliveries and until_idle and not self._in_flight and await self._idle():
                 return
+
+    async def _refuse_headers_only(self, deliveries: list[Delivery]) -> None:
+        """Deliveries without their payload: the consumer was changed. Never handle them.
+
+        Handled, each would become a dead letter of nothing; released instead,
+        they wait for a consumer that delivers them whole.
+
+        The runner stops, and :meth:`run` raises the
+        :class:`~eventstore.errors.ConsumerDriftError`, while the consumer is
+        still changed.
+        """
+        for delivery in deliveries:
+            with contextlib.suppress(EventStoreError):
+                await self._consumer.nak(delivery, delay=1.0)
+        try:
+            await self.verify_consumer()
+        except ConsumerDriftError as exc:
+            self._failure = exc
+            self._stop.set()
 
     async def _wait_for(self, event: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -95,3 +95,23 @@ async def test_status_says_the_consumer_was_changed_and_exits_3(
     assert orjson.loads(as_json.stdout)["consumer_changed"] == {
         "filter_subject": ["rp.evidence.nobody.>", "rp.evidence.>"]
     }
+
+
+async def test_deliveries_without_their_payload_are_never_dead_lettered(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """Headers-only deliveries stop the worker before the next check; nothing is lost."""
+    await store.append(evidence("a1"))
+    settings = Settings(nats_url=nats_server.url, fetch_timeout=0.2, consumer_check_seconds=3600)
+    worker = Worker(store, settings, CollectorRegistry())
+    running = asyncio.create_task(worker.run(asyncio.Event(), http=False))
+    await wait_for_messages(store, "RISK", 1, timeout=30)
+    await _hijack(store, headers_only=True)
+    await store.append(evidence("a2", minute=1))
+    with pytest.raises(ConsumerDriftError, match="headers_only"):
+        async with asyncio.timeout(30):
+            await running
+    assert await store.count("DLQ", "rp.dlq.>") == 0, "no dead letter of nothing"
+    await store.client.api("CONSUMER.DELETE.EVIDENCE.risk")
+    await run_worker(store, nats_server.url)
+    assert await store.count("RISK", "rp.risk.>") == 2, "a2 is assessed once the consumer is whole"
