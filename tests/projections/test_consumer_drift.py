@@ -34,6 +34,18 @@ async def _hijack(store: EventStore, **changes: Any) -> None:
     assert b'"error"' not in reply.data, reply.data
 
 
+async def _worker_running(
+    store: EventStore, url: str, *, check_seconds: float
+) -> tuple[Worker, asyncio.Task[None]]:
+    """A worker running in the background once it has assessed one evidence event."""
+    await store.append(evidence("a1"))
+    settings = Settings(nats_url=url, fetch_timeout=0.2, consumer_check_seconds=check_seconds)
+    worker = Worker(store, settings, CollectorRegistry())
+    running = asyncio.create_task(worker.run(asyncio.Event(), http=False))
+    await wait_for_messages(store, "RISK", 1, timeout=30)
+    return worker, running
+
+
 @pytest.mark.parametrize(
     "changes",
     [{"headers_only": True}, {"filter_subject": "rp.evidence.nobody.>"}],
@@ -63,11 +75,7 @@ async def test_a_consumer_changed_under_a_running_worker_stops_it(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """Changed while the worker runs: it turns unready, stops, and says why."""
-    await store.append(evidence("a1"))
-    settings = Settings(nats_url=nats_server.url, fetch_timeout=0.2, consumer_check_seconds=0.2)
-    worker = Worker(store, settings, CollectorRegistry())
-    running = asyncio.create_task(worker.run(asyncio.Event(), http=False))
-    await wait_for_messages(store, "RISK", 1, timeout=30)
+    worker, running = await _worker_running(store, nats_server.url, check_seconds=0.2)
     await _hijack(store, filter_subject="rp.evidence.nobody.>")
     with pytest.raises(ConsumerDriftError, match="filter_subject"):
         async with asyncio.timeout(30):
@@ -101,11 +109,7 @@ async def test_deliveries_without_their_payload_are_never_dead_lettered(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """Headers-only deliveries stop the worker before the next check; nothing is lost."""
-    await store.append(evidence("a1"))
-    settings = Settings(nats_url=nats_server.url, fetch_timeout=0.2, consumer_check_seconds=3600)
-    worker = Worker(store, settings, CollectorRegistry())
-    running = asyncio.create_task(worker.run(asyncio.Event(), http=False))
-    await wait_for_messages(store, "RISK", 1, timeout=30)
+    _, running = await _worker_running(store, nats_server.url, check_seconds=3600)
     await _hijack(store, headers_only=True)
     await store.append(evidence("a2", minute=1))
     with pytest.raises(ConsumerDriftError, match="headers_only"):

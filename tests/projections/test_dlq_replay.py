@@ -10,7 +10,7 @@ from support.nats import raw_publish
 from support.pipeline import read_streams, run_worker
 
 from eventstore import EventStore
-from projections import DLQ_REPLAYED, DeadLetterQueue, ReplayRefusedError
+from projections import DLQ_REPLAYED, DeadLetter, DeadLetterQueue, ReplayRefusedError
 
 if TYPE_CHECKING:
     from riskpipe.server import NatsServer
@@ -89,15 +89,21 @@ async def test_two_replays_racing_send_the_evidence_once(
     assert await _evidence_count(store) == 2
 
 
+async def _claimed_then_killed(queue: DeadLetterQueue, seq: int) -> DeadLetter:
+    """The dead letter at ``seq``, its replay claimed by a process that then died."""
+    letter = await queue.get(seq)
+    trail = queue._trail(letter)  # noqa: SLF001 - stopping a replay half-way, as a crash would
+    await queue._claim(letter, trail, None, floor=1, actor="alice", reason="", attempt="a1")  # noqa: SLF001
+    return letter
+
+
 async def test_a_replay_that_died_after_resending_is_finished_without_a_second_copy(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """A replay killed between re-sending and recording is finished by the next, sending nothing."""
     seq = await _dead_letter(store, nats_server.url)
     queue = DeadLetterQueue(store, "risk")
-    letter = await queue.get(seq)
-    trail = queue._trail(letter)  # noqa: SLF001 - stopping a replay half-way, as a crash would
-    await queue._claim(letter, trail, None, floor=1, actor="alice", reason="", attempt="a1")  # noqa: SLF001
+    letter = await _claimed_then_killed(queue, seq)
     sent = await queue._resend(letter, 1)  # noqa: SLF001
     await _shorten_duplicate_window(store, 0.1)
     await asyncio.sleep(0.3)  # not synchronisation: the window has to pass
@@ -112,9 +118,7 @@ async def test_a_replay_that_died_after_its_claim_is_finished_by_the_next(
     """A replay killed right after its claim does not block the dead letter: the next sends it."""
     seq = await _dead_letter(store, nats_server.url)
     queue = DeadLetterQueue(store, "risk")
-    letter = await queue.get(seq)
-    trail = queue._trail(letter)  # noqa: SLF001 - stopping a replay half-way, as a crash would
-    await queue._claim(letter, trail, None, floor=1, actor="alice", reason="", attempt="a1")  # noqa: SLF001
+    await _claimed_then_killed(queue, seq)
     new_seq = await queue.replay(seq, actor="bob")
     assert new_seq == 2
     assert await _evidence_count(store) == 2
