@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
+from support.cli import provisioned_with, scored
 from support.events import evidence_line
 
 from eventstore import CloudEvent, EventStore
@@ -41,10 +42,8 @@ async def _extra_assessment(url: str) -> None:
 def cli(nats_server: NatsServer, tmp_path: Path) -> CliRunner:
     """A server where 3 evidence events were published and all assessed."""
     runner = CliRunner(env={"RISKPIPE_NATS_URL": nats_server.url, "RISKPIPE_LOG_LEVEL": "error"})
-    assert runner.invoke(main, ["init"]).exit_code == 0
-    (tmp_path / "ev.jsonl").write_text("\n".join(evidence_line(f"a{i}") for i in range(3)) + "\n")
-    assert runner.invoke(main, ["publish", str(tmp_path / "ev.jsonl")]).exit_code == 0
-    assert runner.invoke(main, ["worker", "--until-idle", "--no-http"]).exit_code == 0
+    provisioned_with(runner, tmp_path, [evidence_line(f"a{i}") for i in range(3)])
+    scored(runner)
     return runner
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
+from support.cli import provisioned_with, scored
 from support.events import evidence_line
 
 from eventstore import EventStore
@@ -33,14 +34,11 @@ async def _poison(url: str) -> None:
 def cli(nats_server: NatsServer, tmp_path: Path) -> CliRunner:
     """A server holding 6 assessed evidence events and 2 dead letters."""
     runner = CliRunner(env={"RISKPIPE_NATS_URL": nats_server.url, "RISKPIPE_ACTOR": "carol"})
-    assert runner.invoke(main, ["init"]).exit_code == 0
     severities = ["low", "high", "critical", "low", "medium", "critical"]
     lines = [evidence_line(f"o{i}", minute=i, severity=s) for i, s in enumerate(severities)]
-    (tmp_path / "ev.jsonl").write_text("\n".join(lines) + "\n")
-    assert runner.invoke(main, ["publish", str(tmp_path / "ev.jsonl")]).exit_code == 0
+    provisioned_with(runner, tmp_path, lines)
     asyncio.run(_poison(nats_server.url))
-    done = runner.invoke(main, ["worker", "--until-idle", "--no-http"])
-    assert done.exit_code == 0, done.output
+    scored(runner)
     return runner
 
 

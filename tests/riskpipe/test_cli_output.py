@@ -12,6 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
+from support.cli import provisioned_with, scored
 from support.events import SAMPLE_LOG, evidence_line
 
 from eventstore import EventStore
@@ -44,16 +45,13 @@ async def _poison(url: str) -> None:
 def cli(nats_server: NatsServer, tmp_path: Path) -> CliRunner:
     """A server with 3 assessed evidence events of an entity with a long id, and 1 dead letter."""
     runner = CliRunner(env={"RISKPIPE_NATS_URL": nats_server.url, "RISKPIPE_LOG_LEVEL": "error"})
-    assert runner.invoke(main, ["init"]).exit_code == 0
     severities = ["high", "critical", "low"]
     lines = [
         evidence_line(f"o{i}", entity=LONG, minute=i, severity=s) for i, s in enumerate(severities)
     ]
-    (tmp_path / "ev.jsonl").write_text("\n".join(lines) + "\n")
-    assert runner.invoke(main, ["publish", str(tmp_path / "ev.jsonl")]).exit_code == 0
+    provisioned_with(runner, tmp_path, lines)
     asyncio.run(_poison(nats_server.url))
-    done = runner.invoke(main, ["worker", "--until-idle", "--no-http"])
-    assert done.exit_code == 0, done.output
+    scored(runner)
     return runner
 
 

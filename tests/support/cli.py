@@ -10,10 +10,15 @@ from typing import TYPE_CHECKING
 import pytest
 import structlog
 
+from riskpipe.cli import main
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-__all__ = ["logging_restored", "riskpipe"]
+    from click.testing import CliRunner
+
+__all__ = ["logging_restored", "provisioned_with", "riskpipe", "scored"]
 
 
 def riskpipe(
@@ -42,3 +47,17 @@ def logging_restored() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+def provisioned_with(runner: CliRunner, tmp_path: Path, lines: list[str]) -> None:
+    """``riskpipe init``, then ``riskpipe publish`` of ``lines`` as one JSONL file; both succeed."""
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    (tmp_path / "ev.jsonl").write_text("\n".join(lines) + "\n")
+    published = runner.invoke(main, ["publish", str(tmp_path / "ev.jsonl")])
+    assert published.exit_code == 0, published.output
+
+
+def scored(runner: CliRunner) -> None:
+    """``riskpipe worker --until-idle``: everything pending is handled, and it exits 0."""
+    done = runner.invoke(main, ["worker", "--until-idle", "--no-http"])
+    assert done.exit_code == 0, done.output
