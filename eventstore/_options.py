@@ -38,6 +38,8 @@ class ConnectOptions(BaseModel):
     user: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
+    allow_example_secrets: bool = False
+    """Accept a password or token such as ``change-me`` (a throwaway test set-up only)."""
 
     @property
     def uses_tls_files(self) -> bool:

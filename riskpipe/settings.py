@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_token: SecretStr | None = None
+    allow_example_secrets: bool = False
+    """Accept a password or token such as ``change-me``: a throwaway test set-up only."""
     data_dir: Path = Path(".riskpipe")
     subject_prefix: str = "rp"
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
@@ -129,6 +131,7 @@ def _check_server(server: str) -> None:
     the parser's own message, which may hold a piece of the password.
     """
     shown = repr(_USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", server))
+    _check_userinfo(server, shown)
     try:
         parts = urlsplit(server if "://" in server else f"nats://{server}")
     except ValueError:
@@ -141,3 +144,14 @@ def _check_server(server: str) -> None:
         parts.port  # noqa: B018 - reading the port is the check
     except ValueError:
         raise ValueError(f"{shown}: the port must be a number from 0 to 65535") from None
+
+
+def _check_userinfo(server: str, shown: str) -> None:
+    """Refuse a user or password that a URL parser would cut at ``/``, ``?`` or ``#``."""
+    userinfo = server.partition("://")[2].rpartition("@")[0] if "://" in server else ""
+    if any(ch in userinfo for ch in "/?#"):
+        raise ValueError(
+            f"{shown}: the user or password holds '/', '?' or '#', which end a URL's"
+            " user part: percent-encode them (%2F, %3F, %23) or give the password"
+            " with --password or RISKPIPE_NATS_PASSWORD"
+        )

@@ -45,6 +45,7 @@ def connect_options(settings: Settings) -> ConnectOptions:
         user=settings.nats_user,
         password=settings.nats_password,
         token=settings.nats_token,
+        allow_example_secrets=settings.allow_example_secrets,
     )
 
 

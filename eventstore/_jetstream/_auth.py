@@ -28,7 +28,7 @@ from eventstore.errors import CredentialsError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["connect_kwargs", "connect_plan", "refused_reason"]
+__all__ = ["connect_kwargs", "connect_plan", "refuse_example_secrets", "refused_reason"]
 
 _EOF_NOISE = "returning true from eof_received() has no effect when using ssl"
 
@@ -58,20 +58,24 @@ _IDENTITY = frozenset({"user_credentials", "nkeys_seed", "token", "user", "passw
 def connect_plan(url: str, options: ConnectOptions | None) -> tuple[list[str], dict[str, Any]]:
     """The servers to dial and nats-py ``connect`` arguments for ``url`` and ``options``.
 
-    When TLS is asked for (a ``tls://`` URL or TLS files), a password or token,
-    given apart or in the URL, goes out only over TLS (see ``_tlsonly``).
+    A URL's ``user:password@`` (percent-decoded) is used only when the options
+    give no identity of their own. When TLS is asked for (a ``tls://`` URL or
+    TLS files), a password or token, given apart or in the URL, goes out only
+    over TLS (see ``_tlsonly``).
 
     Raises:
-        CredentialsError: a file is unusable, or the options contradict each other.
+        CredentialsError: a file is unusable, the options contradict each
+            other, or the password or token is a well-known example value.
     """
-    servers = [server.strip() for server in url.split(",")]
+    servers, lifted = lift_userinfo([server.strip() for server in url.split(",")])
     kwargs = connect_kwargs(options)
+    if not _IDENTITY.intersection(kwargs):
+        kwargs |= lifted
+    if not (options and options.allow_example_secrets):
+        refuse_example_secrets(kwargs)
     if "tls" not in kwargs and not any(s.lower().startswith("tls://") for s in servers):
         return servers, kwargs
     context = kwargs.setdefault("tls", tls_context(options or ConnectOptions()))
-    if not _IDENTITY.intersection(kwargs):
-        servers, lifted = lift_userinfo(servers)
-        kwargs |= lifted
     for secret in ("password", "token"):
         if isinstance(kwargs.get(secret), str):
             kwargs[secret] = over_tls_only(context, kwargs[secret])
@@ -124,8 +128,44 @@ def refused_reason(exc: BaseException) -> str | None:
         return f"TLS failed: {reason}"
     text = str(exc).lower()
     if "authorization" in text or "authentication" in text:
-        return "the server refused the credentials (authorization violation)"
+        return "authentication failed: the server refused the credentials (authorization violation)"
     return None
+
+
+def refuse_example_secrets(kwargs: dict[str, Any]) -> None:
+    """Refuse a password or token that is a well-known example (``change-me``, ``secret``...).
+
+    Such a value in a deployment means a template was applied without its
+    secrets being filled in; anyone who read the same template can log in.
+
+    Raises:
+        CredentialsError: the password or token is an example value.
+    """
+    for what in ("password", "token"):
+        value = kwargs.get(what)
+        if isinstance(value, str) and is_example_secret(value):
+            raise CredentialsError(
+                f"the NATS {what} is a well-known example value, not a secret: set a real one"
+                " (or RISKPIPE_ALLOW_EXAMPLE_SECRETS=1 for a throwaway test set-up)"
+            )
+
+
+def is_example_secret(value: str) -> bool:
+    """Whether ``value`` is a placeholder or a textbook secret (case and punctuation ignored)."""
+    folded = "".join(ch for ch in value.lower() if ch.isalnum())
+    return folded in _EXAMPLE_SECRETS or any(mark in folded for mark in _EXAMPLE_MARKS)
+
+
+# Placeholders from templates (riskpipe's own included) and the NATS
+# documentation's examples, folded (lower case, letters and digits only).
+_EXAMPLE_SECRETS = frozenset(
+    {
+        "", "admin", "changeit", "default", "example", "foo", "foobar", "letmein", "nats",
+        "pass", "passw0rd", "password", "password1", "pwd", "qwerty", "s3cr3t", "secret",
+        "t0ps3cr3t", "test", "token", "xxx", "xxxxxxxx", "123456", "12345678", "123456789",
+    }
+)  # fmt: skip
+_EXAMPLE_MARKS = ("changeme", "replaceme", "yourpassword", "yourtoken", "fillmein", "placeholder")
 
 
 def _check_one_identity(options: ConnectOptions) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ssl
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import nats.errors
 
@@ -106,6 +107,7 @@ def over_tls_only(context: TrackedContext, secret: str) -> Callable[[], str]:
 def lift_userinfo(servers: list[str]) -> tuple[list[str], dict[str, Any]]:
     """The servers without ``user:password@``, and that user and password (or token) apart.
 
+    The user, password and token are percent-decoded, as RFC 3986 writes them.
     Unchanged when no server carries one, or when servers carry different ones.
     """
     found = {server.partition("://")[2].rpartition("@")[0] for server in servers if "://" in server}
@@ -119,4 +121,6 @@ def lift_userinfo(servers: list[str]) -> tuple[list[str], dict[str, Any]]:
         for scheme, sep, rest in [server.partition("://")]
     ]
     user, colon, password = userinfo.partition(":")
+    # RFC 3986 userinfo is percent-encoded: ``p%40ss`` is the password ``p@ss``
+    user, password = unquote(user), unquote(password)
     return stripped, ({"user": user, "password": password} if colon else {"token": user})

@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from support.tools import require_tool
 
+from eventstore._jetstream._auth import is_example_secret
 from riskpipe.settings import Settings
 from riskpipe.worker import Worker
 
@@ -623,3 +624,24 @@ tests:
           - exp_labels: {severity: warning, job: nats, instance: "x3:7777"}
           - exp_labels: {severity: warning, job: nats, instance: "x4:7777"}
 """
+
+
+def test_grafana_shows_nothing_without_a_login() -> None:
+    """Grafana's anonymous access stays off: dashboards name tenants and entities."""
+    env = compose()["services"]["grafana"]["environment"]
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED", "false") == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("fake-")  # from deploy/.env, never written
+
+
+def test_the_example_secrets_are_refused_as_they_are() -> None:
+    """Every password placeholder in the k8s example is one that riskpipe refuses to use."""
+    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "secret.example.yaml").read_text()))
+    values = [
+        value
+        for document in documents
+        for key, value in document["stringData"].items()
+        if "PASSWORD" in key.upper()
+    ]
+    assert values
+    assert all(is_example_secret(value) for value in values)
