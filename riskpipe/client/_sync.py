@@ -30,14 +30,20 @@ class _LoopThread:
 
     def run(self, call: Coroutine[Any, Any, R]) -> R:
         """Run ``call`` on the loop and wait for its result (or its exception)."""
-        if threading.current_thread() is self.thread:
+        if threading.current_thread() is self.thread or self.loop.is_closed():
             call.close()
-            msg = "a SyncProducer cannot be used from its own event loop"
+            msg = (
+                "this SyncProducer is closed"
+                if self.loop.is_closed()
+                else "a SyncProducer cannot be used from its own event loop"
+            )
             raise RuntimeError(msg)
         return asyncio.run_coroutine_threadsafe(call, self.loop).result()
 
     def stop(self) -> None:
-        """Stop the loop and its thread."""
+        """Stop the loop and its thread (once; later calls do nothing)."""
+        if self.loop.is_closed():
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
@@ -91,11 +97,13 @@ class SyncProducer:
     record_many = _blocking(Producer.record_many)
 
     def close(self) -> None:
-        """Close the connection and stop the producer's thread.
+        """Close the connection and stop the producer's thread; closing again does nothing.
 
         Raises:
             PermissionDeniedError: the server refused the user a subject meanwhile.
         """
+        if self.runner.loop.is_closed():
+            return
         try:
             self.runner.run(self.producer.close())
         finally:

@@ -167,6 +167,9 @@ def test_the_sync_producer_from_threads(nats_server: NatsServer) -> None:
         many = producer.record_many([seen("fresh")])
         with pytest.raises(DecodeError):
             producer.record("acme", "e1", "p", "none", id="z", source="s", time=T0)
+    producer.close()  # a second close does nothing
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.record("acme", "e1", "p", "low", id="late", source="s", time=T0)
     assert len({r.sequence for r in results}) == 80
     assert many == [Recorded(many[0].sequence, duplicate=False)]
     assert threading.active_count() == before
