@@ -210,7 +210,7 @@ def test_the_documented_examples_run(riskpipe_server: RiskpipeServer, number: in
 
 
 def test_the_documented_test_passes_with_the_plugin_alone(pytester: pytest.Pytester) -> None:
-    """The example test of docs/producers.md passes in a fresh project: the plugin loads by itself."""
+    """The example test of docs/producers.md passes in a fresh project: the plugin loads itself."""
     _, tests = doc_examples()
     assert len(tests) == 1
     pytester.makepyfile(test_example=tests[0])
