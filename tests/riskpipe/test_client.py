@@ -26,6 +26,7 @@ from riskpipe.client import (
 if TYPE_CHECKING:
     from eventstore import EventStore
     from riskpipe.server import NatsServer
+    from riskpipe.testing import RiskpipeServer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -137,10 +138,9 @@ async def test_connect_says_when_the_store_is_not_provisioned(nats_server: NatsS
         await Producer.connect(nats_server.url)
 
 
-@pytest.mark.usefixtures("store")
-def test_the_sync_producer_from_threads(nats_server: NatsServer) -> None:
+def test_the_sync_producer_from_threads(riskpipe_server: RiskpipeServer) -> None:
     """The blocking client records from several threads at once and closes its own loop thread."""
-    url = nats_server.url
+    url = riskpipe_server.url
     before = threading.active_count()
     with SyncProducer.connect(url) as producer:
         results: list[Recorded] = []
@@ -188,18 +188,18 @@ def test_the_sync_producer_refuses_a_bad_connection_and_leaves_no_thread(
 DOC = Path(__file__).resolve().parents[2] / "docs" / "producers.md"
 
 
-def doc_examples() -> list[str]:
-    """The Python examples of docs/producers.md, in order."""
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+def doc_examples() -> tuple[list[str], list[str]]:
+    """The Python examples of docs/producers.md: the scripts, and the tests to copy."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    return [b for b in blocks if "def test_" not in b], [b for b in blocks if "def test_" in b]
 
 
-@pytest.mark.usefixtures("store")
 @pytest.mark.parametrize("number", range(3))
-def test_the_documented_examples_run(nats_server: NatsServer, number: int) -> None:
-    """Each example of docs/producers.md runs as written against a provisioned server."""
-    examples = doc_examples()
-    assert len(examples) == 3
-    code = examples[number].replace("nats://127.0.0.1:4222", nats_server.url)
+def test_the_documented_examples_run(riskpipe_server: RiskpipeServer, number: int) -> None:
+    """Each example script of docs/producers.md runs as written against a provisioned server."""
+    scripts, _ = doc_examples()
+    assert len(scripts) == 3
+    code = scripts[number].replace("nats://127.0.0.1:4222", riskpipe_server.url)
     ran = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
@@ -207,3 +207,26 @@ def test_the_documented_examples_run(nats_server: NatsServer, number: int) -> No
     assert ran.stdout.strip()
     if number == 1:
         assert ran.stdout.startswith("1000 stored or duplicate, 0 refused")
+
+
+def test_the_documented_test_passes_with_the_plugin_alone(pytester: pytest.Pytester) -> None:
+    """The example test of docs/producers.md passes in a fresh project: the plugin loads itself."""
+    _, tests = doc_examples()
+    assert len(tests) == 1
+    pytester.makepyfile(test_example=tests[0])
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_score_fails_the_test_when_the_worker_cannot_run(pytester: pytest.Pytester) -> None:
+    """A worker that cannot run fails the calling test with its output, instead of hanging."""
+    pytester.makepyfile(
+        test_broken="""
+def test_it(riskpipe_server):
+    riskpipe_server.server.kill()
+    riskpipe_server.score()
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*riskpipe worker exited 1*"])
