@@ -39,14 +39,14 @@ class Observation:
     correlationid: str | None = None
     causationid: str | None = None
 
-    def payload(self) -> bytes:
-        """The event as the JSON line ``riskpipe publish`` would read."""
+    def fields(self) -> dict[str, Any]:
+        """The event's attributes and data, as ``riskpipe publish`` reads them from a line."""
         data: dict[str, Any] = {"pattern": self.pattern, "severity": self.severity}
         for name in ("confidence", "attributes", "description"):
             if (value := getattr(self, name)) is not None:
                 data[name] = value
-        if self.observed_at is not None:
-            data["observed_at"] = _rfc3339(self.observed_at)
+        if self.observed_at is not None:  # data is JSON: a time is its RFC 3339 text
+            data["observed_at"] = self.observed_at.isoformat()
         event: dict[str, Any] = {
             "specversion": "1.0",
             "id": self.id,
@@ -54,18 +54,17 @@ class Observation:
             "type": _EVIDENCE_TYPE,
             "subject": self.entity,
             "tenant": self.tenant,
-            "time": _rfc3339(self.time),
+            "time": self.time,
             "data": data,
         }
         for name in ("correlationid", "causationid"):
             if (value := getattr(self, name)) is not None:
                 event[name] = value
-        return orjson.dumps(event)
+        return event
 
-
-def _rfc3339(moment: datetime) -> str:
-    """``moment`` in RFC 3339 form; a naive one keeps no offset, and is refused as publish does."""
-    return moment.isoformat().replace("+00:00", "Z")
+    def payload(self) -> bytes:
+        """The event as a line of a ``riskpipe publish`` file (times in RFC 3339 form)."""
+        return orjson.dumps(self.fields())
 
 
 @dataclass(frozen=True, slots=True)

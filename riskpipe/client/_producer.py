@@ -12,7 +12,7 @@ from riskpipe.client._observation import Observation, Recorded, Rejected
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from datetime import datetime
     from types import TracebackType
 
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_URL", "Producer"]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
-_CHUNK = 2000
 
 
 class Producer:
@@ -136,29 +135,32 @@ class Producer:
         An invalid observation, or one the store refused, is a :class:`Rejected`
         in its place; the others are stored.
         """
-        outcomes: list[Recorded | EventStoreError] = []
-        chunk: list[Observation] = []
-        for observation in observations:
-            chunk.append(observation)
-            if len(chunk) == _CHUNK:
-                outcomes += await self._attempt(chunk)
-                chunk = []
-        outcomes += await self._attempt(chunk)
+        outcomes = await self._attempt(observations)
         return [Rejected.of(o) if isinstance(o, Exception) else o for o in outcomes]
 
-    async def _attempt(self, chunk: list[Observation]) -> list[Recorded | EventStoreError]:
-        """Check each observation as ``publish`` checks a line, and append the valid ones."""
+    async def _attempt(
+        self, observations: Iterable[Observation]
+    ) -> list[Recorded | EventStoreError]:
+        """Check each observation as ``publish`` checks a line, and append the valid ones.
+
+        The envelope is checked here, the data and the size as the store encodes
+        the event: the checks of a publish line, without a JSON round trip. The
+        observations are checked as the store takes them, a chunk at a time, so
+        checking the next chunk overlaps with the server storing this one.
+        """
         outcomes: list[Recorded | EventStoreError | None] = []
-        valid: list[CloudEvent] = []
-        max_bytes = self._store.config.max_payload_bytes
-        for observation in chunk:
-            try:
-                valid.append(self._store.schemas.parse(observation.payload(), max_bytes=max_bytes))
-            except DecodeError as exc:
-                outcomes.append(exc)
-            else:
+
+        def checked() -> Iterator[CloudEvent]:
+            for observation in observations:
+                try:
+                    event = self._store.schemas.envelope(observation.fields())
+                except DecodeError as exc:
+                    outcomes.append(exc)
+                    continue
                 outcomes.append(None)
-        appended = iter(await self._store.append_many(valid) if valid else [])
+                yield event
+
+        appended = iter(await self._store.append_many(checked()))
         return [o if o is not None else _recorded(next(appended)) for o in outcomes]
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -108,10 +109,14 @@ async def test_record_many_answers_each_item_in_order(
         seen("a"),
         seen("c", entity="e2", confidence=True),
         seen("d", entity="e2"),
+        seen("e", confidence=float("nan")),
+        seen("f", attributes={"x": float("inf")}),
     ]
     async with await Producer.connect(nats_server.url) as producer:
         results = await producer.record_many(items)
-    assert [type(r) for r in results] == [Recorded, Rejected, Recorded, Rejected, Recorded]
+    assert [type(r) for r in results] == [Recorded, Rejected, Recorded, Rejected, Recorded] + [
+        Rejected
+    ] * 2
     assert isinstance(results[0], Recorded)
     assert results[2] == Recorded(results[0].sequence, duplicate=True)
     assert isinstance(results[1], Rejected)
@@ -230,3 +235,19 @@ def test_it(riskpipe_server):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*riskpipe worker exited 1*"])
+
+
+def test_the_ingest_bench_measures_the_client_beside_the_store() -> None:
+    """``bench ingest --via client`` reports the client's rate, CPU per event and store ratio."""
+    ran = riskpipe(
+        "bench", "ingest", "--via", "client", "--events", "300", "--entities", "5",
+        "--runs", "1", "--json",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    figures = json.loads(ran.stdout)
+    assert figures["client_per_s"] > 0
+    assert figures["client_cpu_us"] > 0
+    assert figures["client_ratio"] == pytest.approx(
+        figures["client_per_s"] / figures["store_per_s"], rel=0.01
+    )
+    assert figures["client_target"] == 0.9
