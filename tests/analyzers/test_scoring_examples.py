@@ -9,7 +9,6 @@ from scoring_strategies import BASE, make_evidence
 
 from analyzers import (
     ANALYZER_VERSION,
-    applied_modifier,
     AnalyzerConfig,
     Assessment,
     EnrichmentSignal,
@@ -17,6 +16,7 @@ from analyzers import (
     EvidenceAlreadyAppliedError,
     RiskLevel,
     Severity,
+    applied_modifier,
     assess,
     assess_many,
     conservative_assessment,
