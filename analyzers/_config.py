@@ -185,7 +185,8 @@ class AnalyzerConfig(_Frozen):
     """Everything that tunes scoring. ``AnalyzerConfig()`` is the documented default.
 
     ``analyzer_version`` names the scoring the config was written for and must
-    match :data:`analyzers.ANALYZER_VERSION`; :meth:`fingerprint` identifies the
+    match :data:`analyzers.ANALYZER_VERSION` (only :meth:`for_version` makes one
+    for an earlier version, for a replay); :meth:`fingerprint` identifies the
     whole config, so a replay can tell a config change from a version change.
     """
 

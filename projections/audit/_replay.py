@@ -440,18 +440,20 @@ class _Replay:
         scored = recorded.data.assessment
         seq, at = evidence.sequence, recorded.sequence
         version = scored.analyzer_version
+        kind: FindingKind
         config = self.scorings.by_version.get(version)
-        kind: FindingKind = "config_mismatch"
-        detail = (
-            f"scored with config {scored.config_fingerprint[:12]}, replayed with"
-            f" {config.fingerprint()[:12] if config else ''}, same analyzer {version}: the"
-            " config changed without a version bump"
-        )
         if config is None:
             kind, config = "version_mismatch", self.config
             detail = (
                 f"scored by analyzer {version}, which this build ({ANALYZER_VERSION}) cannot"
                 f" re-derive (it re-derives {', '.join(self.scorings.by_version)})"
+            )
+        else:
+            kind = "config_mismatch"
+            detail = (
+                f"scored with config {scored.config_fingerprint[:12]}, replayed with"
+                f" {config.fingerprint()[:12]}, same analyzer {version}: the config changed"
+                " without a version bump"
             )
         difference, state = None, recorded.data.state
         # the mismatch is the finding; a failed re-derivation adds nothing to it
