@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 from support.cli import riskpipe
 from support.events import evidence
 from support.pipeline import run_worker
@@ -285,7 +286,12 @@ async def test_a_clearing_enrichment_answer_is_bounded_and_verified(
     """A service answering -1.0 no longer clears three critical malware events; replay agrees."""
     reputation.script(CLEAR)
     await _malware(store, "e1")
-    await run_worker(store, nats_server.url, enrichment_url=reputation.url, enrichment_attempts=1)
+    with capture_logs() as logs:
+        await run_worker(
+            store, nats_server.url, enrichment_url=reputation.url, enrichment_attempts=1
+        )
+    bounded = [log for log in logs if log["event"] == "risk.enrichment_bounded"]
+    assert [(log["modifier"], log["applied"]) for log in bounded] == [(-1.0, -0.5)] * 3
     last = (await _rows(store))[-1]
     assert last.enrichment == {"provider": "reputation", "modifier": -1.0}
     assert last.score is not None
