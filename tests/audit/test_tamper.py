@@ -251,14 +251,36 @@ def test_the_command_fails_on_an_unknown_version_by_default(
 @pytest.fixture
 async def forged_version(nats_server: NatsServer, store: EventStore) -> int:
     """The log of the test above: a "0.9.0" forgery with a 50x state and 3 honest followers."""
-    await _publish(store, 8)
-    await run_worker(store, nats_server.url)
-    seq = await _forge_next(
-        store, "e3", assessment={"analyzer_version": "0.9.0"}, state=_fifty_fold
+    return await _forged_chain(store, nats_server.url, {"analyzer_version": "0.9.0"})
+
+
+async def test_a_forged_state_stamped_with_a_known_earlier_version_differs(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """Stamped 1.0.0 with 1.0.0's fingerprint, the forgery is re-derived as 1.0.0, and differs."""
+    stamp = AnalyzerConfig().for_version("1.0.0")
+    seq = await _forged_chain(
+        store,
+        nats_server.url,
+        {"analyzer_version": "1.0.0", "config_fingerprint": stamp.fingerprint()},
     )
+    report = await replay(store)
+    totals = report.totals
+    assert (totals.version_mismatch, totals.differing, totals.identical) == (0, 4, 8)
+    first = report.findings[0]
+    assert (first.kind, first.evidence_sequence) == ("differs", seq)
+    assert first.difference is not None
+    assert first.difference.path.startswith("state.pattern_mass.")
+
+
+async def _forged_chain(store: EventStore, url: str, stamp: dict[str, Any]) -> int:
+    """8 honest assessments, a forgery for e3 with ``stamp`` and a 50x state, 3 honest after it."""
+    await _publish(store, 8)
+    await run_worker(store, url)
+    seq = await _forge_next(store, "e3", assessment=stamp, state=_fifty_fold)
     for i in range(3):
         await store.append(evidence(f"after{i}", entity="e3", minute=501 + i, severity="low"))
-    await run_worker(store, nats_server.url)
+    await run_worker(store, url)
     return seq
 
 
