@@ -29,6 +29,7 @@ from analyzers import (
 from eventstore import ANY, CloudEvent
 from projections.audit import export_rows, replay
 from projections.risk import ASSESSED, RiskAssessedData
+from riskpipe.logs import configure_logging
 from riskpipe.settings import Settings
 from riskpipe.worker import Worker
 
@@ -302,12 +303,14 @@ async def test_a_log_of_an_earlier_known_version_verifies(
     assert (strict.ok, strict.totals.version_mismatch, strict.totals.identical) == (False, 8, 8)
 
 
+@pytest.mark.usefixtures("logging_restored")
 async def test_a_clearing_enrichment_answer_is_bounded_and_verified(
     nats_server: NatsServer, store: EventStore, reputation: ReputationServer
 ) -> None:
     """A service answering -1.0 no longer clears three critical malware events; replay agrees."""
     reputation.script(CLEAR)
     await _malware(store, "e1")
+    configure_logging("warning")  # whatever level an earlier test left
     with capture_logs() as logs:
         await run_worker(
             store, nats_server.url, enrichment_url=reputation.url, enrichment_attempts=1
