@@ -29,10 +29,16 @@ from analyzers._facade import (
 from analyzers._levels import RiskLevel, resolve_level
 from analyzers._loading import load_config
 from analyzers._log import parse_evidence_log
-from analyzers._scoring import assess, assess_many, conservative_assessment, decayed_score
+from analyzers._scoring import (
+    applied_modifier,
+    assess,
+    assess_many,
+    conservative_assessment,
+    decayed_score,
+)
 from analyzers._signal import Enricher, EnrichmentSignal
 from analyzers._state import EntityRiskState
-from analyzers._version import ANALYZER_VERSION
+from analyzers._version import ANALYZER_VERSION, REDERIVABLE_VERSIONS
 from analyzers.errors import (
     AnalyzerError,
     DependencyUnavailable,
@@ -50,6 +56,7 @@ __all__ = [
     "EVIDENCE_RECORDED",
     "FALLBACK_LEVEL",
     "FALLBACK_SCORE",
+    "REDERIVABLE_VERSIONS",
     "AnalyzerConfig",
     "AnalyzerError",
     "Assessment",
@@ -78,6 +85,7 @@ __all__ = [
     "analysis_report",
     "analyze_evidence_log",
     "analyze_risk_patterns",
+    "applied_modifier",
     "assess",
     "assess_many",
     "conservative_assessment",

@@ -7,19 +7,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
-from analyzers._canonical import canonical_json
+from analyzers._canonical import canonical_text
 from analyzers._evidence import Severity
 from analyzers._levels import LEVELS, RiskLevel
-from analyzers._version import ANALYZER_VERSION
+from analyzers._version import ANALYZER_VERSION, REDERIVABLE_VERSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -159,25 +160,37 @@ class RecommendationCatalogue(_Frozen):
     )
 
 
-def _current_version(value: str) -> str:
-    if value != ANALYZER_VERSION:
-        raise ValueError(
-            f"this config was written for analyzer {value}, this analyzer is"
-            f" {ANALYZER_VERSION}: review the scoring changes, then set"
-            f' analyzer_version = "{ANALYZER_VERSION}"'
-        )
-    return value
+_INTRODUCED: dict[str, tuple[str, float]] = {
+    "enrichment_min_modifier": ("1.1.0", -1.0),
+    "enrichment_max_modifier": ("1.1.0", 1.0),
+}
+"""Settings added after 1.0.0: the version that added each, and how scoring behaved before.
+
+An older version's config has no such key, so its fingerprint leaves it out,
+and it scores with the earlier behaviour.
+"""
+_REDERIVE = "rederive"
+"""Validation context key: allow an earlier version this build re-derives (replay only)."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _before(version: str, since: str) -> bool:
+    return _version_key(version) < _version_key(since)
 
 
 class AnalyzerConfig(_Frozen):
     """Everything that tunes scoring. ``AnalyzerConfig()`` is the documented default.
 
     ``analyzer_version`` names the scoring the config was written for and must
-    match :data:`analyzers.ANALYZER_VERSION`; :meth:`fingerprint` identifies the
+    match :data:`analyzers.ANALYZER_VERSION` (only :meth:`for_version` makes one
+    for an earlier version, for a replay); :meth:`fingerprint` identifies the
     whole config, so a replay can tell a config change from a version change.
     """
 
-    analyzer_version: Annotated[str, AfterValidator(_current_version)] = ANALYZER_VERSION
+    analyzer_version: str = ANALYZER_VERSION
     half_life_seconds: float = Field(default=_DAY, gt=0.0, le=_MAX_SPAN)
     window_seconds: float = Field(default=7 * _DAY, gt=0.0, le=_MAX_SPAN)
     severity_weights: SeverityWeights = SeverityWeights()
@@ -186,6 +199,10 @@ class AnalyzerConfig(_Frozen):
     diversity_cap: float = Field(default=1.0, ge=0.0, le=_MAX_WEIGHT)
     saturation: float = Field(default=1.0, gt=0.0, le=_MAX_WEIGHT)
     enrichment_weight: float = Field(default=1.0, ge=0.0, le=_MAX_WEIGHT)
+    enrichment_min_modifier: float = Field(default=-0.5, ge=-1.0, le=0.0)
+    """The lowest modifier an enrichment signal may apply: -0.5 halves the score at most."""
+    enrichment_max_modifier: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The highest modifier an enrichment signal may apply (1: all the way to 1)."""
     thresholds: LevelThresholds = LevelThresholds()
     hysteresis_margin: float = Field(default=0.05, ge=0.0)
     volume_half: float = Field(default=3.0, gt=0.0, le=1e6)
@@ -197,6 +214,19 @@ class AnalyzerConfig(_Frozen):
 
     _tables: Tables = PrivateAttr()
     _fingerprint: str = PrivateAttr()
+
+    @field_validator("analyzer_version")
+    @classmethod
+    def _current_version(cls, value: str, info: ValidationInfo) -> str:
+        """Refuse a config written for another scoring: its settings need a review first."""
+        rederiving = isinstance(info.context, dict) and info.context.get(_REDERIVE) is True
+        if value == ANALYZER_VERSION or (rederiving and value in REDERIVABLE_VERSIONS):
+            return value
+        raise ValueError(
+            f"this config was written for analyzer {value}, this analyzer is"
+            f" {ANALYZER_VERSION}: review the scoring changes, then set"
+            f' analyzer_version = "{ANALYZER_VERSION}"'
+        )
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -219,8 +249,35 @@ class AnalyzerConfig(_Frozen):
         self._tables = Tables(self, self._fingerprint)
 
     def canonical_json(self) -> str:
-        """The config as compact JSON with sorted keys: equal configs, equal text."""
-        return canonical_json(self)
+        """The config as compact JSON with sorted keys: equal configs, equal text.
+
+        Settings its analyzer version did not have yet are left out, so a
+        config re-derived for an earlier version has that version's fingerprint.
+        """
+        value = self.model_dump(mode="json")
+        for name, (since, _) in _INTRODUCED.items():
+            if _before(self.analyzer_version, since):
+                del value[name]
+        return canonical_text(value)
+
+    def for_version(self, version: str) -> AnalyzerConfig:
+        """This config as analyzer ``version`` scored with it: its behaviour and fingerprint.
+
+        For an audit replay of assessments an earlier version made: the result
+        stamps ``version`` on its assessments and scores as that version did.
+
+        Raises:
+            ValueError: this build cannot re-derive ``version`` (see ``REDERIVABLE_VERSIONS``).
+        """
+        if version == self.analyzer_version:
+            return self
+        if version not in REDERIVABLE_VERSIONS:
+            raise ValueError(f"analyzer {version} cannot be re-derived by {ANALYZER_VERSION}")
+        update: dict[str, Any] = {"analyzer_version": version}
+        for name, (since, before) in _INTRODUCED.items():
+            if _before(version, since):
+                update[name] = before
+        return self.model_validate({**self.model_dump(), **update}, context={_REDERIVE: True})
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of :meth:`canonical_json`: stable across processes and files."""
@@ -260,16 +317,20 @@ class Tables:
         "level_recommendations",
         "margin",
         "max_patterns",
+        "modifier_bounds",
         "pattern_recommendations",
         "saturation",
         "severity_weights",
         "thresholds",
+        "version",
         "volume_half",
         "window_span",
     )
 
     def __init__(self, config: AnalyzerConfig, fingerprint: str) -> None:
         self.fingerprint = fingerprint
+        self.version = config.analyzer_version
+        self.modifier_bounds = (config.enrichment_min_modifier, config.enrichment_max_modifier)
         self.half_life = config.half_life_seconds
         self.window_span = timedelta(seconds=config.window_seconds)
         self.severity_weights = config.severity_weights.by_severity()

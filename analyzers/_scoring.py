@@ -12,7 +12,6 @@ from analyzers._assessment import Assessment
 from analyzers._construct import trusted
 from analyzers._levels import LEVELS, RiskLevel, level_between
 from analyzers._state import EntityRiskState
-from analyzers._version import ANALYZER_VERSION
 from analyzers._window import Features, StateFields, advance, decay, features, fold
 from analyzers.errors import EvidenceAlreadyAppliedError
 
@@ -24,7 +23,13 @@ if TYPE_CHECKING:
     from analyzers._evidence import Evidence
     from analyzers._signal import EnrichmentSignal
 
-__all__ = ["assess", "assess_many", "conservative_assessment", "decayed_score"]
+__all__ = [
+    "applied_modifier",
+    "assess",
+    "assess_many",
+    "conservative_assessment",
+    "decayed_score",
+]
 
 _RANK = {level: rank for rank, level in enumerate(LEVELS)}
 
@@ -130,7 +135,7 @@ def _assess(
             "recommendations": _recommendations(level, found, tables, degraded=degraded),
             "enrichment": enrichment,
             "degraded": degraded,
-            "analyzer_version": ANALYZER_VERSION,
+            "analyzer_version": tables.version,
             "config_fingerprint": tables.fingerprint,
         },
     )
@@ -138,11 +143,26 @@ def _assess(
     return assessment, trusted(EntityRiskState, fields)
 
 
+def applied_modifier(enrichment: EnrichmentSignal, *, config: AnalyzerConfig) -> float:
+    """The modifier ``config`` applies for ``enrichment``: weighted, then held in its bounds.
+
+    An enricher's answer is an input the analyzer cannot check, so the config
+    bounds how far one answer can move the score (by default it may at most
+    halve it): a compromised or broken service cannot clear a critical entity.
+    """
+    return _modifier(enrichment, config.tables)
+
+
+def _modifier(enrichment: EnrichmentSignal, tables: Tables) -> float:
+    lowest, highest = tables.modifier_bounds
+    return max(lowest, min(highest, tables.enrichment_weight * enrichment.modifier))
+
+
 def _enriched(base: float, enrichment: EnrichmentSignal | None, tables: Tables) -> float:
     """Apply the enrichment modifier: positive closes the gap to 1, negative shrinks the score."""
     if enrichment is None:
         return base
-    modifier = max(-1.0, min(1.0, tables.enrichment_weight * enrichment.modifier))
+    modifier = _modifier(enrichment, tables)
     return base + modifier * (1.0 - base) if modifier >= 0.0 else base * (1.0 + modifier)
 
 

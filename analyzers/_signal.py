@@ -16,8 +16,10 @@ class EnrichmentSignal(BaseModel):
     """A risk modifier an external service gave for an entity.
 
     ``modifier`` is in [-1, 1]: positive moves the score towards 1, negative
-    towards 0, 0 leaves it alone. The assessment records the signal it used, so
-    an audit replay re-derives the same score without calling the service.
+    towards 0, 0 leaves it alone; the analyzer applies it only within its
+    config's bounds, as nothing vouches for a service's answer. The assessment
+    records the signal as answered, so an audit replay re-derives the same
+    score without calling the service.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)

@@ -11,10 +11,13 @@ from pydantic import ValidationError
 from analyzers import (
     ANALYZER_VERSION,
     EVIDENCE_RECORDED,
+    REDERIVABLE_VERSIONS,
+    AnalyzerConfig,
     AnalyzerError,
     EnrichmentSignal,
     Evidence,
     EvidenceData,
+    applied_modifier,
     assess,
     conservative_assessment,
 )
@@ -35,11 +38,11 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
-    from analyzers import AnalyzerConfig, Assessment, EntityRiskState
+    from analyzers import Assessment, EntityRiskState
     from eventstore import EventSchemas, EventStore, RawMessage
     from projections.audit._records import StoredAssessment
 
-__all__ = ["UNASSESSABLE", "ByteVerifier", "compare", "derive", "evidence_of"]
+__all__ = ["UNASSESSABLE", "ByteVerifier", "Scorings", "compare", "derive", "evidence_of"]
 
 UNASSESSABLE = (DecodeError, AnalyzerError, UnexpectedEventTypeError, ValueError)
 """What stored evidence that the projection would have dead-lettered raises here."""
@@ -101,6 +104,50 @@ class Scoring(Protocol):
 class _Scored(NamedTuple):
     degraded: bool
     enrichment: EnrichmentSignal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Scorings:
+    """The scorings a replay re-derives with: its config as each known analyzer version used it.
+
+    An assessment is re-derived only with the version and config that made
+    it, so these are looked up by the recorded version and fingerprint. The
+    replay's own config (``current``) also bounds what any assessment may
+    claim an enricher answered.
+    """
+
+    current: AnalyzerConfig
+    by_version: Mapping[str, AnalyzerConfig]
+
+    @classmethod
+    def of(cls, config: AnalyzerConfig, *, strict: bool) -> Scorings:
+        """``config`` as every version this build re-derives; only the current one if ``strict``."""
+        versions = (ANALYZER_VERSION,) if strict else REDERIVABLE_VERSIONS
+        return cls(config, {version: config.for_version(version) for version in versions})
+
+    def config_for(self, version: object, fingerprint: object) -> AnalyzerConfig | None:
+        """The config that scored an assessment recorded with ``version`` and ``fingerprint``."""
+        config = self.by_version.get(version) if isinstance(version, str) else None
+        return config if config is not None and config.fingerprint() == fingerprint else None
+
+    def impossible(self, scored: Scoring, config: AnalyzerConfig) -> str | None:
+        """Why the enrichment ``scored`` claims is outside what the replay's config allows.
+
+        ``config`` scored it; the modifier it applied must lie within the
+        current config's bounds, whatever the analyzer version that recorded it.
+        """
+        if scored.enrichment is None:
+            return None
+        applied = applied_modifier(scored.enrichment, config=config)
+        lowest = self.current.enrichment_min_modifier
+        highest = self.current.enrichment_max_modifier
+        if lowest <= applied <= highest:
+            return None
+        return (
+            f"impossible enrichment: {scored.enrichment.provider} answered"
+            f" {scored.enrichment.modifier!r}, applied as {applied!r}, outside the bounds"
+            f" [{lowest!r}, {highest!r}] config {self.current.fingerprint()[:12]} allows"
+        )
 
 
 def derive(
@@ -169,8 +216,7 @@ class ByteVerifier:
     """
 
     store: EventStore
-    config: AnalyzerConfig
-    fingerprint: str
+    scorings: Scorings
     projection: str
 
     def verified(
@@ -188,8 +234,12 @@ class ByteVerifier:
         cursor = data.get("cursor")
         if (
             not isinstance(scored, dict)
-            or scored.get("analyzer_version") != ANALYZER_VERSION
-            or scored.get("config_fingerprint") != self.fingerprint
+            or (
+                config := self.scorings.config_for(
+                    scored.get("analyzer_version"), scored.get("config_fingerprint")
+                )
+            )
+            is None
             or type(degraded := scored.get("degraded", False)) is not bool
             or type(cursor) is not int  # not a bool either
             or cursor < 1
@@ -200,7 +250,10 @@ class ByteVerifier:
             event, evidence, ref = _decoded_evidence(self.store, raw)
             signal = scored.get("enrichment")
             enrichment = None if signal is None else EnrichmentSignal.model_validate(signal)
-            assessment, after = derive(self.config, state, evidence, _Scored(degraded, enrichment))
+            how = _Scored(degraded, enrichment)
+            if self.scorings.impossible(how, config) is not None:
+                return None
+            assessment, after = derive(config, state, evidence, how)
         except (*UNASSESSABLE, ValidationError):
             return None
         envelope, expected = assessment_event(

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from analyzers import ANALYZER_VERSION, AnalyzerConfig, AnalyzerError, EntityRiskState
-from projections.audit._derive import UNASSESSABLE, ByteVerifier, compare, derive, evidence_of
+from projections.audit._derive import (
+    UNASSESSABLE,
+    ByteVerifier,
+    Scorings,
+    compare,
+    derive,
+    evidence_of,
+)
 from projections.audit._parallel import (
     Child,
     Inbox,
@@ -84,13 +91,16 @@ async def replay(  # noqa: PLR0913 - every option is keyword-only and defaulted
     """Re-derive the assessments of ``scope`` and compare them with the recorded ones.
 
     ``config`` is the analyzer config to replay with (default: ``AnalyzerConfig()``).
-    Verifying (``what_if=False``), an assessment scored by another analyzer
-    version is a version mismatch (a failure only when ``strict``), and one
-    scored with another config by the same version is a config mismatch: the
-    config changed without a version bump. With ``what_if``, such assessments
-    are re-scored with ``config`` and the report counts how levels would have
-    changed. ``progress(done, total)`` is called now and then with evidence
-    positions.
+    An assessment is re-derived with the analyzer version that recorded it,
+    if it is one this build re-derives (``REDERIVABLE_VERSIONS``; with
+    ``strict`` only the current one). Verifying (``what_if=False``), one scored
+    by any other version is a version mismatch, and one scored with another
+    config by a known version is a config mismatch: both fail the replay, and
+    the entity goes on from the state this build derives, so assessments built
+    on a state it cannot confirm differ too. With ``what_if``, assessments of a
+    known version and another config are re-scored with ``config`` and the
+    report counts how levels would have changed. ``progress(done, total)`` is
+    called now and then with evidence positions.
 
     With ``jobs`` above 1 (``None``: as many as suit the scope and the
     machine, see :func:`auto_jobs`), the scope's entities are split into that many
@@ -152,7 +162,8 @@ class _Replay:
     ) -> None:
         self.store, self.config, self.projection = store, config, projection
         self.fingerprint = config.fingerprint()
-        self.verifier = ByteVerifier(store, config, self.fingerprint, projection)
+        self.scorings = Scorings.of(config, strict=strict)
+        self.verifier = ByteVerifier(store, self.scorings, projection)
         self.what_if, self.strict, self.max_findings = what_if, strict, max_findings
         self.progress = progress
         self.chains: dict[EntityKey, _Chains] = {}
@@ -363,36 +374,34 @@ class _Replay:
         chains = self._chains(key)
         before = chains.verified
         verified: tuple[Assessment, EntityRiskState] | None = None
-        if self._verifiable(recorded.data.assessment):
-            verified = self._verify(key, recorded, evidence, ref, chains)
-        elif self.what_if:
+        scored = recorded.data.assessment
+        config = self.scorings.config_for(scored.analyzer_version, scored.config_fingerprint)
+        if config is not None:
+            verified = self._verify(key, recorded, evidence, ref, chains, config=config)
+        elif self.what_if and scored.analyzer_version in self.scorings.by_version:
             self._count(key, "rescored")
             chains.verified = recorded.data.state
         else:
             self._mismatch(key, recorded, evidence, ref, chains)
         if self.what_if:
-            reuse = verified if chains.what_if is before else None
+            reuse = verified if chains.what_if is before and config is self.config else None
             self._what_if(key, recorded, evidence, chains, reuse)
-
-    def _verifiable(self, recorded: Assessment) -> bool:
-        return (
-            recorded.analyzer_version == ANALYZER_VERSION
-            and recorded.config_fingerprint == self.fingerprint
-        )
 
     # -- verification ------------------------------------------------------------------------
 
-    def _verify(
+    def _verify(  # noqa: PLR0913 - one assessment, where it stands, and the config that scored it
         self,
         key: EntityKey,
         recorded: RecordedAssessment,
         evidence: Evidence,
         ref: EvidenceRef,
         chains: _Chains,
+        *,
+        config: AnalyzerConfig,
     ) -> tuple[Assessment, EntityRiskState] | None:
         seq = evidence.sequence
         try:
-            derived = derive(self.config, chains.verified, evidence, recorded.data.assessment)
+            derived = derive(config, chains.verified, evidence, recorded.data.assessment)
         except AnalyzerError as exc:
             chains.verified = recorded.data.state
             self._find(
@@ -400,6 +409,10 @@ class _Replay:
             )
             return None
         chains.verified = derived[1]
+        impossible = self.scorings.impossible(recorded.data.assessment, config)
+        if impossible is not None:
+            self._find("differs", key, impossible, evidence=seq, at=recorded.sequence)
+            return derived
         difference = compare(recorded.data, (self.projection, ref, *derived))
         if difference is None:
             self._count(key, "identical")
@@ -418,30 +431,45 @@ class _Replay:
         ref: EvidenceRef,
         chains: _Chains,
     ) -> None:
-        """Verifying, an assessment from another analyzer version or config: say which."""
+        """An assessment this build cannot re-derive as recorded: say why, and what it derives.
+
+        The entity goes on from the state this build derives (the recorded one
+        only if the analyzer refuses the evidence): a state nobody can confirm
+        must not vouch for the assessments built on it.
+        """
         scored = recorded.data.assessment
         seq, at = evidence.sequence, recorded.sequence
-        if scored.analyzer_version != ANALYZER_VERSION:
+        version = scored.analyzer_version
+        kind: FindingKind
+        config = self.scorings.by_version.get(version)
+        if config is None:
+            kind, config = "version_mismatch", self.config
             detail = (
-                f"scored by analyzer {scored.analyzer_version}, this is {ANALYZER_VERSION}:"
-                " not re-derived (replay with that version)"
+                f"scored by analyzer {version}, which this build ({ANALYZER_VERSION}) cannot"
+                f" re-derive (it re-derives {', '.join(self.scorings.by_version)})"
             )
-            self._find("version_mismatch", key, detail, evidence=seq, at=at)
         else:
-            difference = None
-            # the mismatch is the finding; a failed re-derivation adds nothing to it
-            with contextlib.suppress(AnalyzerError):
-                derived = derive(self.config, chains.verified, evidence, scored)
-                difference = compare(recorded.data, (self.projection, ref, *derived))
+            kind = "config_mismatch"
             detail = (
                 f"scored with config {scored.config_fingerprint[:12]}, replayed with"
-                f" {self.fingerprint[:12]}, same analyzer {ANALYZER_VERSION}: the config"
-                " changed without a version bump"
+                f" {config.fingerprint()[:12]}, same analyzer {version}: the config changed"
+                " without a version bump"
             )
-            if difference is not None:
-                detail += f"; first difference {difference.describe()}"
-            self._find("config_mismatch", key, detail, evidence=seq, at=at, difference=difference)
-        chains.verified = recorded.data.state
+        difference, state = None, recorded.data.state
+        # the mismatch is the finding; a failed re-derivation adds nothing to it
+        with contextlib.suppress(AnalyzerError):
+            assessment, state = derive(config, chains.verified, evidence, scored)
+            stamped = assessment.model_copy(
+                update={
+                    "analyzer_version": version,
+                    "config_fingerprint": scored.config_fingerprint,
+                }
+            )  # the stamps are the mismatch itself: look for what else differs
+            difference = compare(recorded.data, (self.projection, ref, stamped, state))
+        if difference is not None:
+            detail += f"; as {config.analyzer_version} derives it, {difference.describe()}"
+        self._find(kind, key, detail, evidence=seq, at=at, difference=difference)
+        chains.verified = state
 
     # -- what-if ----------------------------------------------------------------------------
 

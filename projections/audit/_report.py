@@ -29,7 +29,7 @@ FindingKind = Literal[
 ]
 ReplayMode = Literal["verify", "what-if"]
 _FAILING: frozenset[str] = frozenset(
-    {"differs", "config_mismatch", "extra", "unreadable", "missing"}
+    {"differs", "config_mismatch", "version_mismatch", "extra", "unreadable", "missing"}
 )
 _RANK = {level.value: rank for rank, level in enumerate(RiskLevel)}
 _LAST = 1 << 63
@@ -57,9 +57,9 @@ class Finding:
             self.kind, self.tenant, self.entity, self.detail,
         )  # fmt: skip
 
-    def fails(self, *, strict: bool) -> bool:
-        """Whether it makes the replay fail (a version mismatch only when ``strict``)."""
-        return self.kind in _FAILING or (strict and self.kind == "version_mismatch")
+    def fails(self, *, strict: bool = False) -> bool:  # noqa: ARG002 - kept for callers
+        """Whether it makes the replay fail: every kind does, with or without ``strict``."""
+        return self.kind in _FAILING
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -98,10 +98,15 @@ class Counts:
         name = "differing" if kind == "differs" else kind
         setattr(self, name, getattr(self, name) + 1)
 
-    def failures(self, *, strict: bool) -> int:
-        """How many findings make the replay fail."""
-        failing = self.differing + self.config_mismatch + self.extra + self.unreadable
-        return failing + self.missing + (self.version_mismatch if strict else 0)
+    def failures(self, *, strict: bool = False) -> int:  # noqa: ARG002 - kept for callers
+        """How many findings make the replay fail.
+
+        A version mismatch (an assessment this build cannot re-derive) fails
+        with or without ``strict``: a strict replay re-derives only the current
+        analyzer version, so it finds more of them, but counts them the same.
+        """
+        failing = self.differing + self.config_mismatch + self.version_mismatch
+        return failing + self.extra + self.unreadable + self.missing
 
     def absorb(self, other: Counts) -> None:
         """Add ``other``'s counts to these."""
@@ -221,7 +226,7 @@ class ReplayReport:
     @property
     def failures(self) -> int:
         """How many findings make the replay fail."""
-        return self.totals.failures(strict=self.strict)
+        return self.totals.failures()
 
     @property
     def ok(self) -> bool:

@@ -29,9 +29,11 @@ from analyzers import (
     AnalyzerConfig,
     Assessment,
     DependencyUnavailable,
+    EnrichmentSignal,
     EntityRiskState,
     Evidence,
     EvidenceData,
+    applied_modifier,
     assess,
     conservative_assessment,
 )
@@ -303,6 +305,8 @@ class RiskProjection:
                 _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
                 with _span("analyze", traced):
                     return conservative_assessment(state, evidence, config=self.config)
+        if signal is not None:
+            _warn_if_bounded(signal, self.config)
         with _span("analyze", traced):
             return assess(state, evidence, config=self.config, enrichment=signal)
 
@@ -319,6 +323,22 @@ class RiskProjection:
             entity=(message.tenant, message.entity),
             cursor=known.cursor,
             time=self._clock(),
+        )
+
+
+def _warn_if_bounded(signal: EnrichmentSignal, config: AnalyzerConfig) -> None:
+    """Say so when an enricher's answer goes beyond what the config lets it apply.
+
+    The score is safe (the analyzer holds the modifier at the bound), but a
+    service that asks for more is broken or compromised: operators should know.
+    """
+    applied = applied_modifier(signal, config=config)
+    if applied != config.enrichment_weight * signal.modifier:
+        _log.warning(
+            "risk.enrichment_bounded",
+            provider=signal.provider,
+            modifier=signal.modifier,
+            applied=applied,
         )
 
 

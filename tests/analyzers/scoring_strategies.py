@@ -115,6 +115,9 @@ def configs(draw: st.DrawFn) -> AnalyzerConfig:
             completeness=draw(st.floats(0.0, 1.0)),
         ),
         max_patterns=draw(st.integers(1, 6)),
+        enrichment_weight=draw(st.floats(0.0, 3.0)),
+        enrichment_min_modifier=draw(st.floats(-1.0, 0.0)),
+        enrichment_max_modifier=draw(st.floats(0.0, 1.0)),
     )
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from analyzers import (
     ANALYZER_VERSION,
+    REDERIVABLE_VERSIONS,
     AnalyzerConfig,
     InvalidConfigError,
     LevelThresholds,
@@ -56,6 +57,10 @@ def test_the_default_config_is_valid_and_documented_values() -> None:
         ),
         ({"recommendations": {"patterns": {"Not A Pattern": ["x"]}}}, "should match pattern"),
         ({"saturation": float("nan")}, "finite number"),
+        ({"enrichment_min_modifier": 0.1}, "less than or equal to 0"),
+        ({"enrichment_min_modifier": -1.5}, "greater than or equal to -1"),
+        ({"enrichment_max_modifier": -0.1}, "greater than or equal to 0"),
+        ({"analyzer_version": "1.0.0"}, "written for analyzer 1.0.0"),
     ],
 )
 def test_invalid_configs_are_rejected_with_a_clear_message(
@@ -172,3 +177,27 @@ def test_a_missing_config_file_raises_invalid_config_error(tmp_path: Path) -> No
     """A path that does not exist is reported as an unreadable config."""
     with pytest.raises(InvalidConfigError, match="cannot read the file"):
         load_config(tmp_path / "absent.toml")
+
+
+V1_0_0_DEFAULT = "b7f1f2e48d426ddffafc1f30afc2e2d0515021c7d8dbfaaa4f29a1bc6bf8b2fb"
+"""The fingerprint analyzer 1.0.0 recorded for its default config."""
+
+
+def test_a_config_for_an_earlier_version_scores_and_fingerprints_as_that_version() -> None:
+    """``for_version('1.0.0')``: 1.0.0's fingerprint, unbounded modifiers, stamped 1.0.0.
+
+    A setting 1.0.0 did not have leaves its fingerprint alone.
+    """
+    assert REDERIVABLE_VERSIONS == ("1.0.0", ANALYZER_VERSION)
+    config = AnalyzerConfig()
+    old = config.for_version("1.0.0")
+    assert old.fingerprint() == V1_0_0_DEFAULT
+    assert old.fingerprint() != config.fingerprint()
+    assert "enrichment_min_modifier" not in old.canonical_json()
+    assert (old.tables.version, old.tables.modifier_bounds) == ("1.0.0", (-1.0, 1.0))
+    assert config.for_version(ANALYZER_VERSION) is config
+    tuned = config.model_copy(update={"enrichment_min_modifier": -0.2, "half_life_seconds": 3600})
+    same_for_1_0_0 = AnalyzerConfig(half_life_seconds=3600).for_version("1.0.0")
+    assert tuned.for_version("1.0.0").fingerprint() == same_for_1_0_0.fingerprint()
+    with pytest.raises(ValueError, match=r"analyzer 0\.9\.0 cannot be re-derived"):
+        config.for_version("0.9.0")

@@ -16,6 +16,7 @@ from analyzers import (
     EvidenceAlreadyAppliedError,
     RiskLevel,
     Severity,
+    applied_modifier,
     assess,
     assess_many,
     conservative_assessment,
@@ -134,6 +135,21 @@ def test_positive_and_negative_enrichment(config: AnalyzerConfig) -> None:
     assert down.enrichment == signal(-0.5)
     assert down.level is RiskLevel.MEDIUM
     assert down_state.level is RiskLevel.MEDIUM
+
+
+def test_a_modifier_beyond_the_bounds_is_held_at_them(config: AnalyzerConfig) -> None:
+    """-1.0 would clear a critical entity; the default bound -0.5 halves its score at most."""
+    history = worked_example(config)[1]
+    evidence = make_evidence(DAY, pattern="malware_detected", severity=Severity.LOW, confidence=0)
+    cleared, _ = assess(history, evidence, config=config, enrichment=signal(-1.0))
+    halved, _ = assess(history, evidence, config=config, enrichment=signal(-0.5))
+    assert cleared.score == halved.score == pytest.approx(0.4375)
+    assert cleared.enrichment == signal(-1.0), "the answer is recorded as given"
+    assert applied_modifier(signal(-1.0), config=config) == -0.5
+    strict = config.model_copy(update={"enrichment_min_modifier": -0.2})
+    assert assess(history, evidence, config=strict, enrichment=signal(-1.0))[0].score == (
+        pytest.approx(0.875 * 0.8)
+    )
 
 
 def signal(modifier: float) -> EnrichmentSignal:

@@ -23,6 +23,7 @@ from analyzers import (
     Evidence,
     RiskLevel,
     Severity,
+    applied_modifier,
     assess,
     assess_many,
     conservative_assessment,
@@ -264,3 +265,20 @@ def test_copying_a_computed_model_leaves_the_original_alone() -> None:
     assert first.model_fields_set == second.model_fields_set == set(Assessment.model_fields)
     assert state.model_copy(update={"last_sequence": 5}).last_sequence == 5
     assert state.last_sequence == 0
+
+
+@given(evidence_lists(max_size=4), configs(), enrichments)
+def test_an_enrichment_signal_moves_the_score_only_within_the_config_bounds(
+    evidence: list[Evidence], config: AnalyzerConfig, signal: EnrichmentSignal | None
+) -> None:
+    """Whatever a service answers, the score stays between base x (1 + min) and the max's pull."""
+    assume(signal is not None)
+    assert signal is not None
+    state = fold(evidence[:-1], config)[1]
+    base, _ = assess(state, evidence[-1], config=config)
+    enriched, _ = assess(state, evidence[-1], config=config, enrichment=signal)
+    applied = applied_modifier(signal, config=config)
+    assert config.enrichment_min_modifier <= applied <= config.enrichment_max_modifier
+    lowest = base.score * (1.0 + config.enrichment_min_modifier)
+    highest = base.score + config.enrichment_max_modifier * (1.0 - base.score)
+    assert lowest - 1e-12 <= enriched.score <= highest + 1e-12
