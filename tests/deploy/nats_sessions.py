@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 
     from riskpipe.server import NatsServer
 
-__all__ = ["Session", "Sessions", "create_risk_consumer", "stored"]
+__all__ = ["Session", "Sessions", "create_risk_consumer", "inbox_prefix", "stored"]
 
 _VIOLATION = re.compile(
     r'permissions violation for (?:publish|subscription) to "([^"]+)"', re.IGNORECASE
 )
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix ``auth.conf`` lets ``user`` subscribe under (admin: nats-py's own)."""
+    return "_INBOX" if user == "admin" else f"_INBOX_{user}"
 
 
 class Session:
@@ -89,8 +94,8 @@ class Sessions:
         self.passwords = passwords
         self.opened: list[Session] = []
 
-    async def open(self, user: str) -> Session:
-        """Connect as ``user`` with its password."""
+    async def open(self, user: str, *, inbox: str | None = None) -> Session:
+        """Connect as ``user`` with its password, its replies under its inbox prefix."""
         session = Session(user, nats.aio.client.Client())
         async with asyncio.timeout(5):
             await session.nc.connect(
@@ -99,6 +104,7 @@ class Sessions:
                 password=self.passwords[user],
                 allow_reconnect=False,
                 error_cb=session.on_error,
+                inbox_prefix=inbox or inbox_prefix(user),
             )
         self.opened.append(session)
         return session

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import nats
 import nats.errors
 import pytest
+from nats_sessions import inbox_prefix
 
 from riskpipe.server import NatsServer, find_nats_server
 
@@ -90,6 +91,7 @@ async def connect(
                 tls=tls,
                 allow_reconnect=False,
                 connect_timeout=2,
+                inbox_prefix=inbox_prefix(user),
                 error_cb=_ignore,
             )
     except BaseException:

@@ -46,7 +46,7 @@ async def test_worker_reads_the_last_assessment_of_an_entity(worker: Session) ->
     await worker.js.publish("rp.risk.t1.e1", b"new")
     last = await worker.js.get_last_msg("RISK", "rp.risk.t1.e1", direct=True)
     assert (last.data, last.seq) == (b"new", 2)
-    assert (await worker.js.get_msg("RISK", seq=1)).data == b"old"
+    assert (await worker.js.get_msg("RISK", seq=1, direct=True)).data == b"old"
 
 
 async def test_worker_consumes_evidence_through_its_durable_consumer(
@@ -55,7 +55,7 @@ async def test_worker_consumes_evidence_through_its_durable_consumer(
     """The worker creates ``risk``, fetches evidence and acks it; the ack floor moves."""
     await producer.js.publish("rp.evidence.t1.e1", b"{}")
     direct = await worker.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
-    assert direct.data == (await worker.js.get_msg("EVIDENCE", seq=1)).data == b"{}"
+    assert direct.data == (await worker.js.get_msg("EVIDENCE", seq=1, direct=True)).data == b"{}"
     await create_risk_consumer(worker)
     sub = await worker.js.pull_subscribe_bind("risk", stream="EVIDENCE")
     [msg] = await sub.fetch(1, timeout=3)
@@ -63,7 +63,7 @@ async def test_worker_consumes_evidence_through_its_durable_consumer(
     info = await worker.js.consumer_info("EVIDENCE", "risk")
     assert (info.ack_floor.stream_seq, info.num_ack_pending) == (1, 0)
     partition = await worker.api(
-        "CONSUMER.DURABLE.CREATE.EVIDENCE.risk-0",
+        "CONSUMER.CREATE.EVIDENCE.risk-0",
         {"stream_name": "EVIDENCE", "config": {"durable_name": "risk-0", "ack_policy": "explicit"}},
     )
     assert "error" not in partition, partition
