@@ -47,8 +47,8 @@ async def _create_consumer(
 ) -> str:
     """Create a reader's consumer under a fresh random name, named in the request subject.
 
-    The name goes in the subject (``CONSUMER.CREATE.<stream>.<name>[.<filter>]``),
-    never only in the body: the server takes a named create's name from the
+    The name goes in the subject (``CONSUMER.CREATE.<stream>.<name>``), never
+    only in the body: the server takes a named create's name from the
     subject and refuses a body whose ``durable_name`` differs, so the deployment
     can deny the bare ``CONSUMER.CREATE.<stream>``, where the body alone names
     the consumer and could name, and so redefine, the worker's. The consumer is
@@ -66,11 +66,11 @@ async def _create_consumer(
         "inactive_threshold": _INACTIVE_NS,
         "max_waiting": 4,
     }
-    subject = f"CONSUMER.CREATE.{stream}.{name}"
     if filter_subject:
         config["filter_subject"] = filter_subject
-        subject = f"{subject}.{filter_subject}"
-    resp = await js.api(subject, {"stream_name": stream, "config": config})
+    resp = await js.api(
+        f"CONSUMER.CREATE.{stream}.{name}", {"stream_name": stream, "config": config}
+    )
     return str(resp["name"])
 
 

@@ -115,12 +115,47 @@ async def test_evidence_ignores_an_injected_ttl(admin: Session, producer: Sessio
     assert await stored(admin, "EVIDENCE") == 0
 
 
+@pytest.mark.parametrize(
+    ("destination", "stream"),
+    [
+        ("rp.risk.t1.e1", "RISK"),
+        ("rp.dlq.risk.t1.e1", "DLQ"),
+        ("rp.audit.t1.e1", "AUDIT"),
+        ("$KV.rp-checkpoints.risk", "KV_rp-checkpoints"),
+    ],
+)
 async def test_trace_destination_is_held_to_the_publisher_permissions(
-    admin: Session, producer: Session
+    admin: Session, producer: Session, destination: str, stream: str
 ) -> None:
-    """A ``Nats-Trace-Dest`` naming a subject the producer may not publish is refused."""
-    headers = {"Nats-Trace-Dest": "rp.risk.t1.e1"}
+    """A ``Nats-Trace-Dest`` naming a subject the producer may not publish is refused.
+
+    The server checks the publisher's own publish permission on the trace
+    destination, so a trace cannot write assessments, dead letters, audit
+    records or checkpoints.
+    """
+    headers = {"Nats-Trace-Dest": destination}
     await producer.refused(
-        "rp.risk.t1.e1", producer.js.publish("rp.evidence.t1.e1", b"{}", headers=headers)
+        destination, producer.js.publish("rp.evidence.t1.e1", b"{}", headers=headers)
     )
-    assert await stored(admin, "RISK") == 0
+    assert await stored(admin, stream) == 0
+
+
+@pytest.mark.parametrize("subject", ["rp.evidence.acme", "rp.evidence.acme.e1.x"])
+async def test_producer_cannot_publish_malformed_evidence_subjects(
+    admin: Session, producer: Session, subject: str
+) -> None:
+    """Evidence subjects are rp.evidence.<tenant>.<entity>: three or five tokens are refused."""
+    await producer.refused(subject, producer.js.publish(subject, b"{}"))
+    assert await stored(admin, "EVIDENCE") == 0
+
+
+async def test_producer_has_no_consumer_api(admin: Session, producer: Session) -> None:
+    """Neither an ephemeral reader nor a named consumer: the producer reads by direct get only."""
+    del admin  # the streams exist
+    reader = {"stream_name": "EVIDENCE", "config": {"name": "rd_1", "ack_policy": "none"}}
+    for subject, body in [
+        ("$JS.API.CONSUMER.CREATE.EVIDENCE", reader),
+        ("$JS.API.CONSUMER.CREATE.EVIDENCE.rd_1", reader),
+        ("$JS.API.CONSUMER.NAMES.EVIDENCE", None),
+    ]:
+        await producer.refused(subject, producer.request(subject, body))
