@@ -9,7 +9,9 @@ import nats.aio.client
 import nats.errors
 import nats.js.errors
 import pytest
-from nats_sessions import stored
+from nats_sessions import inbox_prefix, stored
+from support.cli import riskpipe
+from support.events import evidence_line
 
 if TYPE_CHECKING:
     from nats_sessions import Session
@@ -159,3 +161,29 @@ async def test_producer_has_no_consumer_api(admin: Session, producer: Session) -
         ("$JS.API.CONSUMER.NAMES.EVIDENCE", None),
     ]:
         await producer.refused(subject, producer.request(subject, body))
+
+
+async def test_a_trace_aimed_at_evidence_is_dead_lettered(
+    admin: Session, producer: Session, secured_server: NatsServer, nats_passwords: dict[str, str]
+) -> None:
+    """What tracing leaves a producer: a trace on its own evidence subject, which is no event.
+
+    The server stores the trace in EVIDENCE; the worker dead-letters it and
+    scores the traced evidence itself.
+    """
+    line = evidence_line("tr-1", tenant="t1", entity="e1").encode()
+    await producer.js.publish(
+        "rp.evidence.t1.e1", line, headers={"Nats-Trace-Dest": "rp.evidence.t1.e2"}
+    )
+    env = {
+        "RISKPIPE_NATS_URL": secured_server.url,
+        "RISKPIPE_NATS_USER": "worker",
+        "RISKPIPE_NATS_PASSWORD": nats_passwords["worker"],
+        "RISKPIPE_INBOX_PREFIX": inbox_prefix("worker"),
+    }
+    worked = riskpipe("worker", "--until-idle", "--no-http", env=env)
+    assert worked.returncode == 0, worked.stderr
+    trace = await admin.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e2")
+    assert b'"server"' in trace.data
+    assert await admin.js.get_last_msg("DLQ", "rp.dlq.risk.t1.e2")
+    assert await admin.js.get_last_msg("RISK", "rp.risk.t1.e1")
