@@ -133,14 +133,24 @@ class EventSchemas:
             SchemaViolationError: the envelope or the data does not match.
             UnknownEventTypeError: the type is not registered.
         """
+        return self.normalise(self.envelope(raw))
+
+    def envelope(self, raw: Mapping[str, Any]) -> CloudEvent:
+        """Validate an event's envelope only, its ``data`` kept as given.
+
+        The data is validated by :meth:`normalise`, or by the store when the
+        event is appended: the same checks, and the same errors, as :meth:`validate`.
+
+        Raises:
+            SchemaViolationError: the envelope does not match.
+        """
         fields = dict(raw)
         if "type" not in fields and self.default_type is not None:
             fields["type"] = self.default_type
         try:
-            event = CloudEvent.model_validate(fields)
+            return CloudEvent.model_validate(fields)
         except ValidationError as exc:
             raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
-        return self.normalise(event)
 
     def normalise(self, event: CloudEvent) -> CloudEvent:
         """``event`` with its data validated and defaults filled in by its type's model.

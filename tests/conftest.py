@@ -1,3 +1,3 @@
 """Fixtures shared by every test."""
 
-pytest_plugins = ("support.cli", "support.nats", "support.reputation_server")
+pytest_plugins = ("pytester", "support.cli", "support.nats", "support.reputation_server")

@@ -1,0 +1,191 @@
+"""The asynchronous producer client: record evidence with the checks ``riskpipe publish`` makes."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+from eventstore import ConnectOptions, EventStore, StoreConfig
+from eventstore.errors import DecodeError, EventStoreError
+from riskpipe.client._observation import Observation, Recorded, Rejected
+from riskpipe.wiring import build_schemas
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from datetime import datetime
+    from types import TracebackType
+
+    from eventstore import AppendResult, CloudEvent
+
+__all__ = ["DEFAULT_URL", "Producer"]
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+class Producer:
+    """Records evidence about entities in riskpipe's event store (asynchronous).
+
+    Use it as ``async with await Producer.connect(url) as producer:``. Every
+    observation is checked exactly as ``riskpipe publish`` checks a line, and
+    stored once however often it is recorded (same ``source`` and ``id``).
+    """
+
+    def __init__(self, store: EventStore, exits: contextlib.AsyncExitStack) -> None:
+        self._store = store
+        self._exits = exits
+
+    @classmethod
+    async def connect(  # noqa: PLR0913 - where, and each way to authenticate, keyword-only
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        creds: str | Path | None = None,
+        nkey_seed: str | Path | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        tls_hostname: str | None = None,
+        subject_prefix: str = "rp",
+        max_payload_bytes: int = StoreConfig().max_payload_bytes,
+        timeout: float = 5.0,
+        name: str = "riskpipe-producer",
+    ) -> Producer:
+        """Connect to NATS at ``url`` (comma-separated for a cluster), as ``riskpipe publish`` does.
+
+        ``subject_prefix`` and ``max_payload_bytes`` must match the deployment's
+        ``RISKPIPE_SUBJECT_PREFIX`` and ``RISKPIPE_MAX_PAYLOAD_BYTES``.
+
+        Raises:
+            CredentialsError: a TLS, creds or seed file is unusable, or a secret is an example.
+            AuthenticationError: the server refused the credentials, or TLS failed.
+            StoreUnavailableError: no server answered.
+            NotProvisionedError: ``riskpipe init`` has not created the evidence stream.
+            PermissionDeniedError: the user may not look the evidence stream up.
+        """
+        options = ConnectOptions(
+            user=user,
+            password=password,
+            token=token,
+            creds=_path(creds),
+            nkey_seed=_path(nkey_seed),
+            tls_ca=_path(tls_ca),
+            tls_cert=_path(tls_cert),
+            tls_key=_path(tls_key),
+            tls_hostname=tls_hostname,
+        )
+        config = StoreConfig(prefix=subject_prefix, max_payload_bytes=max_payload_bytes)
+        store = await EventStore.connect(
+            url, schemas=build_schemas(), config=config, name=name, timeout=timeout, options=options
+        )
+        exits = contextlib.AsyncExitStack()
+        # inside the store's block, a permission denial ends a call at once
+        await exits.enter_async_context(store)
+        async with contextlib.AsyncExitStack() as checking:
+            checking.push_async_exit(exits)
+            await store.stream_state(config.stream_for("evidence"))
+            checking.pop_all()
+        return cls(store, exits)
+
+    async def record(  # noqa: PLR0913 - the observation's fields, keyword-only after the four that place it
+        self,
+        tenant: str,
+        entity: str,
+        pattern: str,
+        severity: str,
+        *,
+        id: str,  # noqa: A002 - the CloudEvents attribute's name
+        source: str,
+        time: datetime,
+        confidence: float | None = None,
+        attributes: dict[str, str | int | float | bool | None] | None = None,
+        description: str | None = None,
+        observed_at: datetime | None = None,
+    ) -> Recorded:
+        """Record one observation; return its stream sequence and whether it was a duplicate.
+
+        Raises:
+            DecodeError: the observation is invalid (the reason ``publish`` gives a line).
+            EventStoreError: the store could not take it (after its own retries).
+        """
+        observation = Observation(
+            tenant=tenant,
+            entity=entity,
+            pattern=pattern,
+            severity=severity,
+            id=id,
+            source=source,
+            time=time,
+            confidence=confidence,
+            attributes=attributes,
+            description=description,
+            observed_at=observed_at,
+        )
+        (outcome,) = await self._attempt([observation])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def record_many(self, observations: Iterable[Observation]) -> list[Recorded | Rejected]:
+        """Record many observations, pipelined; one result per observation, in order.
+
+        An invalid observation, or one the store refused, is a :class:`Rejected`
+        in its place; the others are stored.
+        """
+        outcomes = await self._attempt(observations)
+        return [Rejected.of(o) if isinstance(o, Exception) else o for o in outcomes]
+
+    async def _attempt(
+        self, observations: Iterable[Observation]
+    ) -> list[Recorded | EventStoreError]:
+        """Check each observation as ``publish`` checks a line, and append the valid ones.
+
+        The envelope is checked here, the data and the size as the store encodes
+        the event: the checks of a publish line, without a JSON round trip. The
+        observations are checked as the store takes them, a chunk at a time, so
+        checking the next chunk overlaps with the server storing this one.
+        """
+        outcomes: list[Recorded | EventStoreError | None] = []
+
+        def checked() -> Iterator[CloudEvent]:
+            for observation in observations:
+                try:
+                    event = self._store.schemas.envelope(observation.fields())
+                except DecodeError as exc:
+                    outcomes.append(exc)
+                    continue
+                outcomes.append(None)
+                yield event
+
+        appended = iter(await self._store.append_many(checked()))
+        return [o if o is not None else _recorded(next(appended)) for o in outcomes]
+
+    async def close(self) -> None:
+        """Wait for nothing more and close the connection.
+
+        Raises:
+            PermissionDeniedError: the server refused the user a subject meanwhile.
+        """
+        await self._exits.aclose()
+
+    async def __aenter__(self) -> Self:
+        """Use the producer in a block that closes it."""
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._exits.__aexit__(kind, exc, tb)
+
+
+def _recorded(result: AppendResult | EventStoreError) -> Recorded | EventStoreError:
+    if isinstance(result, EventStoreError):
+        return result
+    return Recorded(result.sequence, result.duplicate)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
