@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,6 +12,8 @@ from support.cli import riskpipe
 from support.events import evidence, evidence_line
 
 from eventstore import ConnectOptions, EventStore
+from eventstore.errors import PermissionDeniedError
+from riskpipe.client import Producer
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -92,3 +96,23 @@ async def test_the_library_takes_the_prefix_in_its_connect_options(
         last = await store.last("rp.evidence.t1.e1")
     assert last is not None
     assert last.sequence == stored.sequence
+
+
+async def test_the_producer_client_records_with_its_inbox_prefix(
+    admin: Session, secured_server: NatsServer, nats_passwords: dict[str, str]
+) -> None:
+    """``Producer.connect(..., inbox_prefix=...)`` records as the producer; without it, refused."""
+    del admin  # the streams exist
+    login = {"user": "producer", "password": nats_passwords["producer"]}
+    async with await Producer.connect(
+        secured_server.url, inbox_prefix=inbox_prefix("producer"), **login
+    ) as producer:
+        recorded = await producer.record(
+            "t1", "e1", "failed_login", "low", id="pc-1", source="idp", time=datetime.now(UTC)
+        )
+    assert recorded.sequence == 1
+    with pytest.raises(PermissionDeniedError, match="set --inbox-prefix"):
+        async with asyncio.timeout(5), await Producer.connect(secured_server.url, **login) as late:
+            await late.record(
+                "t1", "e1", "failed_login", "low", id="pc-2", source="idp", time=datetime.now(UTC)
+            )
