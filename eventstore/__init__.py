@@ -25,7 +25,7 @@ from eventstore._envelope import CloudEvent, msg_id_for
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
 from eventstore._kv import KeyValue, KVEntry
-from eventstore._options import ConnectOptions
+from eventstore._options import DEFAULT_INBOX_PREFIX, ConnectOptions, check_inbox_prefix
 from eventstore._provision import ProvisionReport
 from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
@@ -36,6 +36,7 @@ from eventstore._topology import Category, StoreConfig
 
 __all__ = [
     "ANY",
+    "DEFAULT_INBOX_PREFIX",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "MAX_BATCH",
@@ -62,6 +63,7 @@ __all__ = [
     "StoreConfig",
     "StoreMetrics",
     "Token",
+    "check_inbox_prefix",
     "decode_json",
     "encode_event",
     "encode_json",

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-__all__ = ["ConnectOptions"]
+__all__ = ["DEFAULT_INBOX_PREFIX", "ConnectOptions", "check_inbox_prefix"]
+
+DEFAULT_INBOX_PREFIX = "_INBOX"
+"""nats-py's own inbox prefix: replies arrive on ``_INBOX.<id>``."""
+_INBOX_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+def check_inbox_prefix(value: str) -> str:
+    """``value`` if it can start an inbox subject: dot-separated tokens, no wildcard.
+
+    Raises:
+        ValueError: it is empty, holds a wildcard, a space or an empty token.
+    """
+    if not _INBOX_PREFIX.fullmatch(value):
+        raise ValueError(
+            "the inbox prefix must be subject tokens of letters, digits, '_' and '-'"
+            " separated by dots (such as _INBOX_worker), without wildcards"
+        )
+    return value
 
 
 class ConnectOptions(BaseModel):
@@ -40,6 +59,18 @@ class ConnectOptions(BaseModel):
     token: SecretStr | None = None
     allow_example_secrets: bool = False
     """Accept a password or token such as ``change-me`` (a throwaway test set-up only)."""
+    inbox_prefix: str = DEFAULT_INBOX_PREFIX
+    """Where replies (API answers, PubAcks, fetched messages) arrive: ``<prefix>.<id>``.
+
+    A deployment that gives each user its own inbox subjects (so that no user
+    can subscribe to another's replies) needs each client to use its user's
+    prefix, such as ``_INBOX_worker``.
+    """
+
+    @field_validator("inbox_prefix")
+    @classmethod
+    def _inbox_subject(cls, value: str) -> str:
+        return check_inbox_prefix(value)
 
     @property
     def uses_tls_files(self) -> bool:

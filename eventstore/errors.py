@@ -239,4 +239,11 @@ class PermissionDeniedError(EventStoreError):
     def __init__(self, subject: str, operation: str = "publish") -> None:
         self.subject = subject
         self.operation = operation
+        if operation == "subscription":
+            # the store subscribes to nothing but its reply inboxes
+            super().__init__(
+                f"permission denied: subscribe to {subject} (replies arrive there: set"
+                " --inbox-prefix or RISKPIPE_INBOX_PREFIX to this user's inbox prefix)"
+            )
+            return
         super().__init__(f"permission denied: {subject}")

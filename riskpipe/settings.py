@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventstore import check_inbox_prefix
+
 __all__ = ["DEFAULT_NATS_URL", "Duration", "Settings", "parse_duration"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -72,6 +74,8 @@ class Settings(BaseSettings):
     nats_token: SecretStr | None = None
     allow_example_secrets: bool = False
     """Accept a password or token such as ``change-me``: a throwaway test set-up only."""
+    inbox_prefix: str = "_INBOX"
+    """Subject prefix replies arrive under; a deployment may give each user its own."""
     data_dir: Path = Path(".riskpipe")
     subject_prefix: str = "rp"
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
@@ -112,6 +116,12 @@ class Settings(BaseSettings):
         for server in value.split(","):
             _check_server(server.strip())
         return value
+
+    @field_validator("inbox_prefix")
+    @classmethod
+    def _inbox_subject(cls, value: str) -> str:
+        """An inbox prefix a subscription can use, so a typo fails here, not at connect."""
+        return check_inbox_prefix(value)
 
     @field_validator(
         "tls_ca", "tls_cert", "tls_key", "tls_hostname", "nats_creds", "nkey_seed",

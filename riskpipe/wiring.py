@@ -46,6 +46,7 @@ def connect_options(settings: Settings) -> ConnectOptions:
         password=settings.nats_password,
         token=settings.nats_token,
         allow_example_secrets=settings.allow_example_secrets,
+        inbox_prefix=settings.inbox_prefix,
     )
 
 

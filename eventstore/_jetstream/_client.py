@@ -16,7 +16,7 @@ import structlog
 
 from eventstore._jetstream._acks import instant
 from eventstore._jetstream._auth import connect_plan
-from eventstore._jetstream._connecting import FirstConnect, RefusedError
+from eventstore._jetstream._connecting import FirstConnect, RefusedError, inbox_prefix
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._publisher import Publisher
@@ -175,6 +175,7 @@ class JetStreamClient:
                     error_cb=refusals.callback(first.or_then(_error_log(nc))),
                     disconnected_cb=_connection_log(nc, redact(url), "nats.disconnected"),
                     reconnected_cb=_connection_log(nc, redact(url), "nats.reconnected"),
+                    inbox_prefix=inbox_prefix(options),
                     **secure,
                 )
         except RefusedError as exc:

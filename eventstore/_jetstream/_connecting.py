@@ -9,15 +9,29 @@ from typing import TYPE_CHECKING
 import nats.errors
 
 from eventstore._jetstream._auth import refused_reason
+from eventstore._options import DEFAULT_INBOX_PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from nats.aio.client import Client
 
-__all__ = ["FirstConnect", "RefusedError"]
+    from eventstore._options import ConnectOptions
+
+__all__ = ["FirstConnect", "RefusedError", "inbox_prefix"]
 
 _ABANDON_SECONDS = 0.5
+
+
+def inbox_prefix(options: ConnectOptions | None) -> str:
+    """The prefix of the connection's reply subjects (nats-py's ``inbox_prefix``).
+
+    Every reply the store waits for (API answers, PubAcks, fetched messages)
+    arrives on a subscription under it, so it must be a subject space the
+    user may subscribe to; a deployment that gives each user its own keeps
+    other users from reading these replies.
+    """
+    return DEFAULT_INBOX_PREFIX if options is None else options.inbox_prefix
 
 
 class RefusedError(Exception):

@@ -1,4 +1,4 @@
-"""Reading a stream in order with an ephemeral pull consumer (no acks, no durable state).
+"""Reading a stream in order with a short-lived pull consumer (no acks, no durable state).
 
 The reader keeps two pull requests outstanding, so the server is already
 sending the next batch while the caller works through the current one, and it
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
 
     from eventstore._jetstream._client import JetStreamClient
 
-__all__ = ["read_batches", "read_range"]
+__all__ = ["READER_PREFIX", "read_batches", "read_range"]
 
+READER_PREFIX = "rd_"
+"""How a reader's consumer name starts (``rd_`` and 16 hex digits)."""
 _INACTIVE_NS = 60 * 1_000_000_000
 _OUTSTANDING = 2
 _HEARTBEAT = "100"
@@ -42,7 +45,19 @@ _REQUEST_TIMEOUT = "408"
 async def _create_consumer(
     js: JetStreamClient, stream: str, filter_subject: str | None, start_seq: int
 ) -> str:
+    """Create a reader's consumer under a fresh random name, named in the request subject.
+
+    The name goes in the subject (``CONSUMER.CREATE.<stream>.<name>``), never
+    only in the body: the server takes a named create's name from the
+    subject and refuses a body whose ``durable_name`` differs, so the deployment
+    can deny the bare ``CONSUMER.CREATE.<stream>``, where the body alone names
+    the consumer and could name, and so redefine, the worker's. The consumer is
+    still ephemeral in effect: not durable, in memory, and gone
+    ``inactive_threshold`` after an abandoned reader stops pulling.
+    """
+    name = f"{READER_PREFIX}{secrets.token_hex(8)}"
     config: dict[str, object] = {
+        "name": name,
         "ack_policy": "none",
         "deliver_policy": "by_start_sequence",
         "opt_start_seq": max(start_seq, 1),
@@ -53,7 +68,9 @@ async def _create_consumer(
     }
     if filter_subject:
         config["filter_subject"] = filter_subject
-    resp = await js.api(f"CONSUMER.CREATE.{stream}", {"stream_name": stream, "config": config})
+    resp = await js.api(
+        f"CONSUMER.CREATE.{stream}.{name}", {"stream_name": stream, "config": config}
+    )
     return str(resp["name"])
 
 

@@ -28,6 +28,7 @@ _OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--user", "nats_user", str, "NATS user"),
     ("--password", "nats_password", str, "NATS password (prefer the variable: flags show in ps)"),
     ("--token", "nats_token", str, "NATS token (prefer the variable: flags show in ps)"),
+    ("--inbox-prefix", "inbox_prefix", str, "Subject prefix replies arrive under (default _INBOX)"),
 )
 _SECRET = frozenset({"nats_password", "nats_token"})
 

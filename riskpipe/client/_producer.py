@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from eventstore import ConnectOptions, EventStore, StoreConfig
+from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore, StoreConfig
 from eventstore.errors import DecodeError, EventStoreError
 from riskpipe.client._observation import Observation, Recorded, Rejected
 from riskpipe.wiring import build_schemas
@@ -49,6 +49,7 @@ class Producer:
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
         tls_hostname: str | None = None,
+        inbox_prefix: str = DEFAULT_INBOX_PREFIX,
         subject_prefix: str = "rp",
         max_payload_bytes: int = StoreConfig().max_payload_bytes,
         timeout: float = 5.0,
@@ -57,7 +58,9 @@ class Producer:
         """Connect to NATS at ``url`` (comma-separated for a cluster), as ``riskpipe publish`` does.
 
         ``subject_prefix`` and ``max_payload_bytes`` must match the deployment's
-        ``RISKPIPE_SUBJECT_PREFIX`` and ``RISKPIPE_MAX_PAYLOAD_BYTES``.
+        ``RISKPIPE_SUBJECT_PREFIX`` and ``RISKPIPE_MAX_PAYLOAD_BYTES``;
+        ``inbox_prefix`` the inbox subjects its producer user may subscribe to
+        (``_INBOX_producer`` with ``deploy/nats/auth.conf``).
 
         Raises:
             CredentialsError: a TLS, creds or seed file is unusable, or a secret is an example.
@@ -76,6 +79,7 @@ class Producer:
             tls_cert=_path(tls_cert),
             tls_key=_path(tls_key),
             tls_hostname=tls_hostname,
+            inbox_prefix=inbox_prefix,
         )
         config = StoreConfig(prefix=subject_prefix, max_payload_bytes=max_payload_bytes)
         store = await EventStore.connect(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+import shutil
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -128,6 +130,46 @@ def secured_server(tmp_path: Path, nats_passwords: dict[str, str]) -> Iterator[N
     """A server started from the unmodified ``deploy/nats/accounts.conf``."""
     del nats_passwords  # needed for the environment variables it exports
     server = NatsServer(data_dir=tmp_path / "nats", config_file=DEPLOY / "nats" / "accounts.conf")
+    server.start()
+    yield server
+    server.kill()
+
+
+TENANTS = ("acme", "globex")
+
+
+def with_tenant_producers(auth: str, example: str) -> str:
+    """``auth.conf`` set up as ``tenants.example.conf`` says: pasted in, and its users added."""
+    users = re.findall(r"^#\s+(\{ user: producer-.*\})$", example, re.MULTILINE)
+    assert len(users) == len(TENANTS), users
+    auditor = next(line for line in auth.splitlines() if line.strip().startswith("{ user: auditor"))
+    indent = auditor[: len(auditor) - len(auditor.lstrip())]
+    auth = auth.replace(auditor, "\n".join([auditor, *(indent + user for user in users)]), 1)
+    return auth.replace("\naccounts {", f"\n{example}\naccounts {{", 1)
+
+
+@pytest.fixture
+def tenant_passwords(
+    nats_passwords: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Every user's password, the per-tenant producers' included, exported for the server."""
+    passwords = dict(nats_passwords)
+    for tenant in TENANTS:
+        passwords[f"producer-{tenant}"] = password = f"pw-{secrets.token_hex(16)}"
+        monkeypatch.setenv(f"NATS_PRODUCER_{tenant.upper()}_PASSWORD", password)
+    return passwords
+
+
+@pytest.fixture
+def tenant_server(tmp_path: Path, tenant_passwords: dict[str, str]) -> Iterator[NatsServer]:
+    """``accounts.conf`` with the per-tenant producers of ``tenants.example.conf`` added."""
+    del tenant_passwords  # needed for the environment variables it exports
+    copy = tmp_path / "conf"
+    shutil.copytree(DEPLOY / "nats", copy)
+    auth = copy / "auth.conf"
+    example = (DEPLOY / "nats" / "tenants.example.conf").read_text()
+    auth.write_text(with_tenant_producers(auth.read_text(), example))
+    server = NatsServer(data_dir=tmp_path / "nats", config_file=copy / "accounts.conf")
     server.start()
     yield server
     server.kill()

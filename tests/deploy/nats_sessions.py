@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 
     from riskpipe.server import NatsServer
 
-__all__ = ["Session", "Sessions", "create_risk_consumer", "stored"]
+__all__ = ["Probe", "Session", "Sessions", "create_risk_consumer", "inbox_prefix", "stored"]
 
 _VIOLATION = re.compile(
     r'permissions violation for (?:publish|subscription) to "([^"]+)"', re.IGNORECASE
 )
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix ``auth.conf`` lets ``user`` subscribe under (admin: nats-py's own)."""
+    return "_INBOX" if user == "admin" else f"_INBOX_{user}"
 
 
 class Session:
@@ -89,8 +94,8 @@ class Sessions:
         self.passwords = passwords
         self.opened: list[Session] = []
 
-    async def open(self, user: str) -> Session:
-        """Connect as ``user`` with its password."""
+    async def open(self, user: str, *, inbox: str | None = None) -> Session:
+        """Connect as ``user`` with its password, its replies under its inbox prefix."""
         session = Session(user, nats.aio.client.Client())
         async with asyncio.timeout(5):
             await session.nc.connect(
@@ -99,6 +104,7 @@ class Sessions:
                 password=self.passwords[user],
                 allow_reconnect=False,
                 error_cb=session.on_error,
+                inbox_prefix=inbox or inbox_prefix(user),
             )
         self.opened.append(session)
         return session
@@ -107,6 +113,56 @@ class Sessions:
         """Close every connection this test opened."""
         for session in self.opened:
             await session.nc.close()
+
+
+class Probe:
+    """A raw-protocol connection that asks, subject by subject, whether its user may publish.
+
+    Each probe is an empty ``PUB`` without a reply subject (an allowed API request
+    is answered to nobody and changes nothing) followed by a ``PING``. The server
+    handles a client's commands in order, so a permissions violation for the
+    ``PUB`` is written before the ``PONG``: no waiting for an answer that may not come.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, server: NatsServer, user: str, password: str) -> Probe:
+        """Log in as ``user``; fail unless the server accepts the password."""
+        host, port = server.url.removeprefix("nats://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        probe = cls(reader, writer)
+        await reader.readline()  # INFO
+        login = {"user": user, "pass": password, "verbose": False, "protocol": 1}
+        writer.write(f"CONNECT {json.dumps(login)}\r\n".encode())
+        assert await probe._errors_until_pong() == [], f"{user} could not log in"
+        return probe
+
+    async def _errors_until_pong(self) -> list[str]:
+        self.writer.write(b"PING\r\n")
+        await self.writer.drain()
+        errors = []
+        async with asyncio.timeout(3):
+            while (line := await self.reader.readline()) != b"PONG\r\n":
+                if not line:
+                    pytest.fail("the server closed the connection")
+                if line.startswith(b"-ERR"):
+                    errors.append(line.decode().strip())
+        return errors
+
+    async def may_publish(self, subject: str) -> bool:
+        """Whether the server lets this user publish to ``subject``."""
+        self.writer.write(f"PUB {subject} 0\r\n\r\n".encode())
+        errors = await self._errors_until_pong()
+        refusal = f'Permissions Violation for Publish to "{subject}"'
+        assert all(refusal in error for error in errors), errors
+        return not errors
+
+    async def close(self) -> None:
+        """Hang up."""
+        self.writer.close()
+        await self.writer.wait_closed()
 
 
 async def stored(admin: Session, stream: str) -> int:

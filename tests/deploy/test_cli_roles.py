@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
+from nats_sessions import inbox_prefix
 from support.events import evidence_line
 
 from riskpipe.cli import main
@@ -21,7 +22,13 @@ pytestmark = pytest.mark.usefixtures("logging_restored")
 
 def _as(server: NatsServer, passwords: dict[str, str], user: str) -> CliRunner:
     url = server.url.replace("nats://", f"nats://{user}:{passwords[user]}@", 1)
-    return CliRunner(env={"RISKPIPE_NATS_URL": url, "RISKPIPE_LOG_LEVEL": "error"})
+    return CliRunner(
+        env={
+            "RISKPIPE_NATS_URL": url,
+            "RISKPIPE_INBOX_PREFIX": inbox_prefix(user),
+            "RISKPIPE_LOG_LEVEL": "error",
+        }
+    )
 
 
 def test_each_role_runs_its_commands(

@@ -14,6 +14,7 @@ import nkeys
 import pytest
 from conftest import DEPLOY
 from nats_operator import Operator
+from nats_sessions import inbox_prefix
 from support.cli import riskpipe
 from support.events import evidence, evidence_line
 
@@ -171,6 +172,7 @@ def _role_env(server: NatsServer, passwords: dict[str, str], user: str) -> dict[
         "RISKPIPE_NATS_URL": server.url,
         "RISKPIPE_NATS_USER": user,
         "RISKPIPE_NATS_PASSWORD": passwords[user],
+        "RISKPIPE_INBOX_PREFIX": inbox_prefix(user),
     }
 
 
@@ -220,7 +222,9 @@ async def test_a_refused_append_raises_permission_denied_in_the_library(
         options=ConnectOptions(user="admin", password=nats_passwords["admin"]),
     ) as admin:
         await admin.provision()
-    worker = ConnectOptions(user="worker", password=nats_passwords["worker"])
+    worker = ConnectOptions(
+        user="worker", password=nats_passwords["worker"], inbox_prefix=inbox_prefix("worker")
+    )
     async with asyncio.timeout(3):  # an append waits 5 s for its PubAck, and retries
         with pytest.raises(PermissionDeniedError) as refused:
             async with await EventStore.connect(
@@ -235,7 +239,9 @@ async def test_a_denial_swallowed_inside_the_block_still_ends_it(
     secured_server: NatsServer, nats_passwords: dict[str, str]
 ) -> None:
     """Code that swallows the cancellation cannot hide a denial: leaving the block raises it."""
-    worker = ConnectOptions(user="worker", password=nats_passwords["worker"])
+    worker = ConnectOptions(
+        user="worker", password=nats_passwords["worker"], inbox_prefix=inbox_prefix("worker")
+    )
 
     async def careless() -> None:
         async with await EventStore.connect(
@@ -295,18 +301,21 @@ def test_each_role_connects_with_its_nkey_seed(
     url = ["--nats-url", nkey_server.url]
     assert riskpipe(*url, "--nkey-seed", str(nkey_seeds["admin"]), "init").returncode == 0
     line = evidence_line("nk-1", entity="user-7") + "\n"
-    published = riskpipe(
-        *url, "--nkey-seed", str(nkey_seeds["producer"]), "publish", "-", stdin=line
-    )
+    producer = ("--nkey-seed", str(nkey_seeds["producer"]), "--inbox-prefix", "_INBOX_producer")
+    published = riskpipe(*url, *producer, "publish", "-", stdin=line)
     assert "stored=1" in published.stdout, published.stderr
     worked = riskpipe(
         "worker", "--until-idle", "--no-http",
-        env={"RISKPIPE_NATS_URL": nkey_server.url, "RISKPIPE_NKEY_SEED": str(nkey_seeds["worker"])},
+        env={
+            "RISKPIPE_NATS_URL": nkey_server.url,
+            "RISKPIPE_NKEY_SEED": str(nkey_seeds["worker"]),
+            "RISKPIPE_INBOX_PREFIX": "_INBOX_worker",
+        },
     )  # fmt: skip
     assert worked.returncode == 0, worked.stderr
     status = riskpipe(*url, "--nkey-seed", str(nkey_seeds["admin"]), "status")
     assert "OK" in status.stdout, status.stderr
-    denied = riskpipe(*url, "--nkey-seed", str(nkey_seeds["producer"]), "status")
+    denied = riskpipe(*url, *producer, "status")
     assert "permission denied" in denied.stderr
 
 

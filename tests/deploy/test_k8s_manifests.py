@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from nats_sessions import inbox_prefix
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
@@ -124,6 +125,19 @@ def test_nats_credentials_come_from_secrets(kind: str) -> None:
         for name in ("RISKPIPE_NATS_USER", "RISKPIPE_NATS_PASSWORD"):
             ref = variables[name]["valueFrom"]["secretKeyRef"]
             assert ref["key"] in secrets[ref["name"]]
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Job"])
+def test_each_workload_sets_its_users_inbox_prefix(kind: str) -> None:
+    """Replies arrive under the inbox subjects auth.conf lets the workload's user subscribe to."""
+    users = {
+        s["metadata"]["name"]: s["stringData"].get("username")
+        for s in documents(K8S / "secret.example.yaml")
+    }
+    for workload in resources(kind):
+        variables = env(workload)
+        user = users[variables["RISKPIPE_NATS_USER"]["valueFrom"]["secretKeyRef"]["name"]]
+        assert variables["RISKPIPE_INBOX_PREFIX"]["value"] == inbox_prefix(user)
 
 
 def test_example_secrets_hold_only_placeholders() -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import nats
 import nats.js.errors
 import pytest
+from nats_sessions import inbox_prefix
 
 from riskpipe.server import NatsServer
 
@@ -91,7 +92,12 @@ class Clients:
     async def open(self, server: NatsServer, user: str) -> Client:
         """Connect to one node as ``user``."""
         async with asyncio.timeout(5):
-            nc = await nats.connect(server.url, user=user, password=self.passwords[user])
+            nc = await nats.connect(
+                server.url,
+                user=user,
+                password=self.passwords[user],
+                inbox_prefix=inbox_prefix(user),
+            )
         self.opened.append(nc)
         return nc
 

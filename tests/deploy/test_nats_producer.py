@@ -9,8 +9,9 @@ import nats.aio.client
 import nats.errors
 import nats.js.errors
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig
-from nats_sessions import stored
+from nats_sessions import inbox_prefix, stored
+from support.cli import riskpipe
+from support.events import evidence_line
 
 if TYPE_CHECKING:
     from nats_sessions import Session
@@ -78,25 +79,12 @@ async def test_producer_cannot_erase_or_rewrite_evidence(admin: Session, produce
     assert not (await admin.js.stream_info("EVIDENCE")).config.allow_rollup_hdrs
 
 
-async def test_producer_reads_back_its_evidence(producer: Session) -> None:
-    """Direct get, message get and an ephemeral pull consumer all work for the producer."""
+async def test_producer_reads_back_the_last_evidence_of_an_entity(producer: Session) -> None:
+    """The stream lookup and the direct get by subject (after a lost PubAck) work for it."""
     await producer.js.publish("rp.evidence.t1.e1", b'{"n":1}')
+    assert (await producer.js.stream_info("EVIDENCE")).state.messages == 1
     direct = await producer.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
-    by_api = await producer.js.get_msg("EVIDENCE", seq=1)
-    assert direct.data == by_api.data == b'{"n":1}'
-    assert (await producer.js.account_info()).streams >= 1
-    legacy = await producer.api(
-        "CONSUMER.CREATE.EVIDENCE",
-        {"stream_name": "EVIDENCE", "config": {"ack_policy": "none", "mem_storage": True}},
-    )
-    assert "error" not in legacy, legacy
-    sub = await producer.js.pull_subscribe(
-        "rp.evidence.t1.e1", stream="EVIDENCE", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
-    )
-    assert [msg.data for msg in await sub.fetch(1, timeout=3)] == [b'{"n":1}']
-    await sub.unsubscribe()
-    for name in (sub._consumer, legacy["name"]):  # noqa: SLF001 - nats-py keeps the name private
-        assert await producer.js.delete_consumer("EVIDENCE", name)
+    assert (direct.data, direct.seq) == (b'{"n":1}', 1)
 
 
 async def test_producer_cannot_listen_on_stream_subjects(producer: Session) -> None:
@@ -129,12 +117,73 @@ async def test_evidence_ignores_an_injected_ttl(admin: Session, producer: Sessio
     assert await stored(admin, "EVIDENCE") == 0
 
 
+@pytest.mark.parametrize(
+    ("destination", "stream"),
+    [
+        ("rp.risk.t1.e1", "RISK"),
+        ("rp.dlq.risk.t1.e1", "DLQ"),
+        ("rp.audit.t1.e1", "AUDIT"),
+        ("$KV.rp-checkpoints.risk", "KV_rp-checkpoints"),
+    ],
+)
 async def test_trace_destination_is_held_to_the_publisher_permissions(
-    admin: Session, producer: Session
+    admin: Session, producer: Session, destination: str, stream: str
 ) -> None:
-    """A ``Nats-Trace-Dest`` naming a subject the producer may not publish is refused."""
-    headers = {"Nats-Trace-Dest": "rp.risk.t1.e1"}
+    """A ``Nats-Trace-Dest`` naming a subject the producer may not publish is refused.
+
+    The server checks the publisher's own publish permission on the trace
+    destination, so a trace cannot write assessments, dead letters, audit
+    records or checkpoints.
+    """
+    headers = {"Nats-Trace-Dest": destination}
     await producer.refused(
-        "rp.risk.t1.e1", producer.js.publish("rp.evidence.t1.e1", b"{}", headers=headers)
+        destination, producer.js.publish("rp.evidence.t1.e1", b"{}", headers=headers)
     )
-    assert await stored(admin, "RISK") == 0
+    assert await stored(admin, stream) == 0
+
+
+@pytest.mark.parametrize("subject", ["rp.evidence.acme", "rp.evidence.acme.e1.x"])
+async def test_producer_cannot_publish_malformed_evidence_subjects(
+    admin: Session, producer: Session, subject: str
+) -> None:
+    """Evidence subjects are rp.evidence.<tenant>.<entity>: three or five tokens are refused."""
+    await producer.refused(subject, producer.js.publish(subject, b"{}"))
+    assert await stored(admin, "EVIDENCE") == 0
+
+
+async def test_producer_has_no_consumer_api(admin: Session, producer: Session) -> None:
+    """Neither an ephemeral reader nor a named consumer: the producer reads by direct get only."""
+    del admin  # the streams exist
+    reader = {"stream_name": "EVIDENCE", "config": {"name": "rd_1", "ack_policy": "none"}}
+    for subject, body in [
+        ("$JS.API.CONSUMER.CREATE.EVIDENCE", reader),
+        ("$JS.API.CONSUMER.CREATE.EVIDENCE.rd_1", reader),
+        ("$JS.API.CONSUMER.NAMES.EVIDENCE", None),
+    ]:
+        await producer.refused(subject, producer.request(subject, body))
+
+
+async def test_a_trace_aimed_at_evidence_is_dead_lettered(
+    admin: Session, producer: Session, secured_server: NatsServer, nats_passwords: dict[str, str]
+) -> None:
+    """What tracing leaves a producer: a trace on its own evidence subject, which is no event.
+
+    The server stores the trace in EVIDENCE; the worker dead-letters it and
+    scores the traced evidence itself.
+    """
+    line = evidence_line("tr-1", tenant="t1", entity="e1").encode()
+    await producer.js.publish(
+        "rp.evidence.t1.e1", line, headers={"Nats-Trace-Dest": "rp.evidence.t1.e2"}
+    )
+    env = {
+        "RISKPIPE_NATS_URL": secured_server.url,
+        "RISKPIPE_NATS_USER": "worker",
+        "RISKPIPE_NATS_PASSWORD": nats_passwords["worker"],
+        "RISKPIPE_INBOX_PREFIX": inbox_prefix("worker"),
+    }
+    worked = riskpipe("worker", "--until-idle", "--no-http", env=env)
+    assert worked.returncode == 0, worked.stderr
+    trace = await admin.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e2")
+    assert b'"server"' in trace.data
+    assert await admin.js.get_last_msg("DLQ", "rp.dlq.risk.t1.e2")
+    assert await admin.js.get_last_msg("RISK", "rp.risk.t1.e1")

@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING
 import pytest
 from nats_sessions import create_risk_consumer, stored
 
+from eventstore._jetstream._client import JetStreamClient
+from eventstore._jetstream._reader import read_range
+
 if TYPE_CHECKING:
     from nats_sessions import Session, Sessions
+
+_DURABLE_NAME_NOT_SUBJECT = 10017
 
 
 @pytest.mark.parametrize(
@@ -46,7 +51,7 @@ async def test_worker_reads_the_last_assessment_of_an_entity(worker: Session) ->
     await worker.js.publish("rp.risk.t1.e1", b"new")
     last = await worker.js.get_last_msg("RISK", "rp.risk.t1.e1", direct=True)
     assert (last.data, last.seq) == (b"new", 2)
-    assert (await worker.js.get_msg("RISK", seq=1)).data == b"old"
+    assert (await worker.js.get_msg("RISK", seq=1, direct=True)).data == b"old"
 
 
 async def test_worker_consumes_evidence_through_its_durable_consumer(
@@ -55,7 +60,7 @@ async def test_worker_consumes_evidence_through_its_durable_consumer(
     """The worker creates ``risk``, fetches evidence and acks it; the ack floor moves."""
     await producer.js.publish("rp.evidence.t1.e1", b"{}")
     direct = await worker.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
-    assert direct.data == (await worker.js.get_msg("EVIDENCE", seq=1)).data == b"{}"
+    assert direct.data == (await worker.js.get_msg("EVIDENCE", seq=1, direct=True)).data == b"{}"
     await create_risk_consumer(worker)
     sub = await worker.js.pull_subscribe_bind("risk", stream="EVIDENCE")
     [msg] = await sub.fetch(1, timeout=3)
@@ -63,7 +68,7 @@ async def test_worker_consumes_evidence_through_its_durable_consumer(
     info = await worker.js.consumer_info("EVIDENCE", "risk")
     assert (info.ack_floor.stream_seq, info.num_ack_pending) == (1, 0)
     partition = await worker.api(
-        "CONSUMER.DURABLE.CREATE.EVIDENCE.risk-0",
+        "CONSUMER.CREATE.EVIDENCE.risk-0",
         {"stream_name": "EVIDENCE", "config": {"durable_name": "risk-0", "ack_policy": "explicit"}},
     )
     assert "error" not in partition, partition
@@ -118,3 +123,80 @@ async def test_only_the_worker_drives_its_durable_consumer(
         await other.refused(subject, other.request(subject, body))
     info = await admin.js.consumer_info("EVIDENCE", "risk")
     assert info.config.filter_subject == "rp.evidence.>"
+
+
+# -- the body of a consumer create cannot pick the worker's consumer -----------
+
+_HIJACKS = {
+    "by name": {"name": "risk"},
+    "by durable name": {"name": "risk", "durable_name": "risk"},
+}
+
+
+@pytest.mark.parametrize("body", _HIJACKS.values(), ids=_HIJACKS.keys())
+@pytest.mark.parametrize("user", ["producer", "auditor"])
+async def test_a_bare_create_naming_risk_is_refused(
+    admin: Session, sessions: Sessions, user: str, body: dict[str, str]
+) -> None:
+    """The create without a name in its subject, naming ``risk`` in its body, is refused.
+
+    Allowed, it would redefine the worker's consumer: headers only, and a filter
+    that matches nothing.
+    """
+    await create_risk_consumer(admin)
+    other = await sessions.open(user)
+    hijack = {
+        **body,
+        "ack_policy": "explicit",
+        "filter_subject": "rp.evidence.nobody.>",
+        "headers_only": True,
+    }
+    subject = "$JS.API.CONSUMER.CREATE.EVIDENCE"
+    await other.refused(
+        subject, other.request(subject, {"stream_name": "EVIDENCE", "config": hijack})
+    )
+    info = await admin.js.consumer_info("EVIDENCE", "risk")
+    assert info.config.filter_subject == "rp.evidence.>"
+    assert not info.config.headers_only
+
+
+async def test_a_named_create_cannot_name_another_consumer_in_its_body(
+    admin: Session, auditor: Session
+) -> None:
+    """The server takes a named create's consumer from its subject, whatever the body says.
+
+    A differing ``durable_name`` is refused (10017), a differing ``name`` is
+    ignored: so denying ``CONSUMER.CREATE.EVIDENCE.risk`` is enough to keep
+    ``risk`` the worker's.
+    """
+    await create_risk_consumer(admin)
+    hijack = {"ack_policy": "explicit", "filter_subject": "rp.evidence.nobody.>"}
+    refused = await auditor.api(
+        "CONSUMER.CREATE.EVIDENCE.rd_0000000000000001",
+        {"stream_name": "EVIDENCE", "config": {**hijack, "durable_name": "risk"}},
+    )
+    assert refused["error"]["err_code"] == _DURABLE_NAME_NOT_SUBJECT
+    renamed = await auditor.api(
+        "CONSUMER.CREATE.EVIDENCE.rd_0000000000000002",
+        {"stream_name": "EVIDENCE", "config": {**hijack, "name": "risk", "ack_policy": "none"}},
+    )
+    assert renamed["name"] == "rd_0000000000000002", renamed
+    info = await admin.js.consumer_info("EVIDENCE", "risk")
+    assert info.config.filter_subject == "rp.evidence.>"
+
+
+async def test_readers_create_named_consumers_that_vanish(
+    sessions: Sessions, producer: Session
+) -> None:
+    """The store's reader works for the auditor, by a named consumer it deletes after."""
+    await producer.js.publish("rp.evidence.t1.e1", b"{}")
+    reader = await sessions.open("auditor")
+    client = await JetStreamClient.from_nats(reader.nc)
+    try:
+        read = [raw.seq async for raw in read_range(
+            client, "EVIDENCE", filter_subject="rp.evidence.t1.e1", start_seq=1, end_seq=1
+        )]  # fmt: skip
+    finally:
+        await client.close()
+    assert read == [1]
+    assert (await reader.api("CONSUMER.NAMES.EVIDENCE"))["consumers"] == []

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import promql_parser
 import pytest
 import yaml
+from nats_sessions import inbox_prefix
 from prometheus_client import CollectorRegistry
 from support.tools import require_tool
 
@@ -386,6 +387,9 @@ def test_compose_runs_three_nats_nodes_r3_workers_and_their_settings() -> None:
         assert settings.replicas == 3, name
         hosts = {url.split("@")[1].split(":")[0] for url in settings.nats_url.split(",")}
         assert hosts == nodes, name
+        # replies under the inbox subjects auth.conf lets this user subscribe to
+        user = settings.nats_url.split("://")[1].split(":")[0]
+        assert settings.inbox_prefix == inbox_prefix(user), name
         if service["command"] == ["worker"]:
             assert settings.http_host == "0.0.0.0", name  # noqa: S104 - scraped from other containers
             assert settings.traces_exporter == "otlp", name

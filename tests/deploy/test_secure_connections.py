@@ -82,6 +82,7 @@ def test_commands_run_over_mutual_tls_with_flags_and_variables(
     producer_env = {
         **tls_env(pki),
         "RISKPIPE_NATS_URL": f"tls://producer:{nats_passwords['producer']}@127.0.0.1:{mtls_nats.port}",
+        "RISKPIPE_INBOX_PREFIX": "_INBOX_producer",
     }
     evidence_file = tmp_path / "evidence.jsonl"
     evidence_file.write_text(
@@ -96,11 +97,13 @@ def test_commands_run_over_mutual_tls_with_flags_and_variables(
         "RISKPIPE_NATS_URL": url,
         "RISKPIPE_NATS_USER": "worker",
         "RISKPIPE_NATS_PASSWORD": nats_passwords["worker"],
+        "RISKPIPE_INBOX_PREFIX": "_INBOX_worker",
     }
     worked = riskpipe("worker", "--until-idle", "--no-http", env=worker_env)
     assert worked.returncode == 0, worked.stderr
 
     auditor = ["--nats-url", url, *tls_flags(pki), "--user", "auditor"]
+    auditor += ["--inbox-prefix", "_INBOX_auditor"]
     auditor_env = {"RISKPIPE_NATS_PASSWORD": nats_passwords["auditor"]}
     status = riskpipe(*admin, "status", env=admin_env)
     assert status.returncode == 0, status.stderr
