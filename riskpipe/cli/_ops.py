@@ -22,13 +22,17 @@ from riskpipe.status import PipelineStatus, pipeline_status
 def status(app: AppContext, as_json: bool, projection: str | None) -> None:
     """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for.
 
+    Assessments are counted by the evidence they answer, so status reads
+    the RISK stream once (its cost grows with the stream).
+
     \b
     Exit status:
-      0  evidence = assessed + dead-lettered + pending, or messages are still
-         in flight (acknowledgements pending: the numbers settle by themselves)
+      0  evidence = assessed + dead-lettered + pending, or messages in flight
+         are counted twice for a moment (the numbers settle by themselves)
       1  an error: NATS unreachable, or not provisioned (run `riskpipe init`)
-      2  the accounting does not add up and nothing is in flight: evidence is
-         unaccounted for (2 is also every command's exit status on a usage error)
+      2  evidence is unaccounted for: missing from every count (in flight or
+         not), or any difference once nothing is pending or in flight (2 is
+         also every command's exit status on a usage error)
       3  the consumer was changed by someone else (its filter, headers only,
          ...): it may deliver nothing while its numbers look healthy
     """  # noqa: D301 - \b keeps click from rewrapping the table
@@ -40,11 +44,7 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
         _print_status(name, result)
     if result.consumer_changed:
         sys.exit(3)
-    if (
-        not result.balanced
-        and result.consumer is not None
-        and result.consumer["num_ack_pending"] == 0
-    ):
+    if result.unaccounted:
         sys.exit(2)
 
 
@@ -80,7 +80,16 @@ def _print_status(name: str, s: PipelineStatus) -> None:
         f"accounting: evidence={s.evidence} = assessed={s.assessed}"
         f" + dead_lettered={s.dead_lettered} + pending={s.pending}  [{verdict}]"
     )
-    if not s.balanced and s.consumer is not None and s.consumer["num_ack_pending"]:
+    if s.risk_foreign or s.risk_repeated:
+        click.echo(
+            f"  not counted as assessed: {s.risk_foreign} message(s) on RISK that are no"
+            f" assessment of this projection's evidence, {s.risk_repeated} repeated assessment(s)"
+        )
+    if s.unaccounted and s.gap > 0:
+        click.echo(f"  GAP: {s.gap} evidence event(s) neither assessed, dead-lettered nor pending")
+    elif s.unaccounted:
+        click.echo(f"  GAP: {-s.gap} more accounted for than there is evidence, nothing in flight")
+    elif not s.balanced:
         click.echo("  (messages are in flight; the numbers settle once they are acknowledged)")
 
 
