@@ -7,11 +7,10 @@ import sys
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, plain, run
 from riskpipe.status import PipelineStatus, pipeline_status
 
 
@@ -105,7 +104,7 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
         for row in rows:
             click.echo(json.dumps(row, sort_keys=True))
         return
-    table = Table(title=f"assessments for {tenant}/{entity}")
+    table = Table(title=plain(f"assessments for {tenant}/{entity}"))
     add_columns(
         table, "seq", "evidence seq", "pattern/id", "level", "score", "confidence",
         "top contributions",
@@ -117,7 +116,7 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
         top = sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
         table.add_row(
             str(row["sequence"]), str(row["evidence"]["sequence"]),
-            escape(row["evidence"]["id"]), level,
+            plain(row["evidence"]["id"]), level,
             f"{a['score']:.3f}",
             f"{a['confidence']:.2f}" + (" (degraded)" if a["degraded"] else ""),
             ", ".join(f"{k} {v:.3f}" for k, v in top),

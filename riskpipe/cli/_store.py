@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -20,7 +19,14 @@ from eventstore.errors import (
     NotProvisionedError,
 )
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import add_columns, connect_provisioned, err_console, out_console, run
+from riskpipe.cli._common import (
+    add_columns,
+    connect_provisioned,
+    err_console,
+    out_console,
+    plain,
+    run,
+)
 from riskpipe.status import expected_consumer
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store, store_config
@@ -245,13 +251,13 @@ def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
         for rec in records:
             click.echo(json.dumps(rec, sort_keys=True))
         return
-    table = Table(title=f"evidence for {tenant}/{entity}")
+    table = Table(title=plain(f"evidence for {tenant}/{entity}"))
     add_columns(table, "seq", "stored at", "id", "source", "pattern", "severity", "confidence")
     for rec in records:
         ev, data = rec.get("event") or {}, (rec.get("event") or {}).get("data") or {}
         table.add_row(
-            str(rec["sequence"]), rec["stored_at"], escape(ev.get("id", "?")),
-            escape(ev.get("source", "?")), escape(data.get("pattern", rec.get("error", "?"))),
+            str(rec["sequence"]), rec["stored_at"], plain(ev.get("id", "?")),
+            plain(ev.get("source", "?")), plain(data.get("pattern", rec.get("error", "?"))),
             data.get("severity", "?"), str(data.get("confidence", "none (1.0 used)")),
         )  # fmt: skip
     out_console().print(table)
