@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,7 +23,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from analyzers.errors import InvalidEvidenceError
 
@@ -45,6 +45,9 @@ __all__ = [
 EVIDENCE_RECORDED = "riskpipe.evidence.recorded.v1"
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_STRING = 512
+# Far from datetime.min, so subtracting a decay window can never overflow.
+_FIRST_YEAR = 1970
+_EDGE_DAYS = (date(_FIRST_YEAR, 1, 1), date(9999, 12, 31))
 # Checked by pydantic's own (Rust) regex engine: these run for every event.
 _PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
@@ -66,19 +69,52 @@ AttributeKey = Annotated[str, StringConstraints(pattern=_ATTRIBUTE_KEY.pattern)]
 PatternName = Annotated[str, StringConstraints(pattern=_PATTERN.pattern)]
 
 # The same RFC 3339 form as the envelope's `time` (eventstore's `RFC3339`; this package
-# may not import eventstore): upper-case `T` and `Z`, seconds, a timezone, no year 0000.
+# may not import eventstore): upper-case `T` and `Z`, seconds, at most microseconds, a
+# timezone; and a year from 1970 on, as `_in_era` asks.
 _RFC3339 = (
-    r"^(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:0[1-9]|1[0-2])"
-    r"-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"^(?:19[7-9][0-9]|[2-9][0-9]{3})-(?:0[1-9]|1[0-2])"
+    r"-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+# The first and last day of the era with an offset other than zero: see `_in_era`.
+_EDGE_OFFSET = (
+    r"^(?:1970-01-01|9999-12-31)T[0-9:.]+[+-]"
+    r"(?:(?:0[1-9]|1[0-9]|2[0-3]):[0-5][0-9]|00:(?:0[1-9]|[1-5][0-9]))$"
+)
+_FRACTION = re.compile(r"T[^.]*\.([0-9]*)")
+_MAX_FRACTION_DIGITS = 6
+
+
+def _precise_enough(value: Any) -> Any:  # noqa: ANN401 - pydantic hook: any input
+    """Refuse a time string with more fractional digits than a microsecond (silently lost)."""
+    if isinstance(value, str) and (found := _FRACTION.search(value)) is not None:
+        digits = len(found.group(1))
+        if digits > _MAX_FRACTION_DIGITS:
+            raise PydanticCustomError(
+                "datetime_precision",
+                "{value} has {digits} fractional digits: times are kept to the microsecond"
+                " (at most 6 digits), so round or cut it",
+                {"value": value, "digits": digits},
+            )
+    return value
+
+
+def _utc_in_era(value: datetime) -> datetime:
+    """``value`` in UTC, once :func:`_in_era` holds for it (as given, offset and all)."""
+    if not _in_era(value):
+        raise PydanticCustomError(
+            "datetime_era",
+            f"must be in the years {_FIRST_YEAR} to 9999, given in UTC on {_FIRST_YEAR}-01-01"
+            " and 9999-12-31 (left out, observed_at is the event's time)",
+        )
+    return value.astimezone(UTC)
 
 
 class _Rfc3339:
-    """A ``datetime``, or a string in RFC 3339 form (no number, no lax format).
+    """A ``datetime``, or a string in RFC 3339 form (no number, no lax format), in the era.
 
     Checked inside pydantic-core, so that JSON input is held to exactly what the
-    published JSON Schema says.
+    published JSON Schema says; the time is kept in UTC.
     """
 
     @classmethod
@@ -88,14 +124,18 @@ class _Rfc3339:
         handler: GetCoreSchemaHandler,
     ) -> core_schema.CoreSchema:
         aware = handler(source)
-        return core_schema.union_schema(
+        parsed = core_schema.union_schema(
             [
                 core_schema.chain_schema([core_schema.is_instance_schema(datetime), aware]),
                 core_schema.chain_schema([core_schema.str_schema(pattern=_RFC3339), aware]),
             ],
             custom_error_type="datetime_rfc3339",
             custom_error_message="must be a valid RFC 3339 date-time with a timezone,"
-            " e.g. 2026-11-29T08:00:00Z",
+            f" from {_FIRST_YEAR} on, e.g. 2026-11-29T08:00:00Z",
+        )
+        return core_schema.no_info_before_validator_function(
+            _precise_enough,
+            core_schema.no_info_after_validator_function(_utc_in_era, parsed),
             serialization=aware.get("serialization"),
         )
 
@@ -103,7 +143,12 @@ class _Rfc3339:
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "format": "date-time", "pattern": _RFC3339}
+        return {
+            "type": "string",
+            "format": "date-time",
+            "pattern": _RFC3339,
+            "not": {"pattern": _EDGE_OFFSET},
+        }
 
 
 _Timestamp = Annotated[AwareDatetime, _Rfc3339()]
@@ -254,8 +299,6 @@ def _problems(evidence: Evidence) -> list[str]:
 
 _SEVERITIES = frozenset(Severity)
 _set = object.__setattr__
-# Far from datetime.min, so subtracting a decay window can never overflow.
-_FIRST_YEAR = 1970
 
 
 def _is_sequence(value: object) -> bool:
@@ -267,7 +310,19 @@ def _is_unit(value: object) -> bool:
 
 
 def _in_era(value: object) -> bool:
-    return not isinstance(value, datetime) or value.year >= _FIRST_YEAR
+    """Whether a time (any other value passes) lies in the years evidence may carry.
+
+    From 1970 (far from ``datetime.min``, so subtracting a decay window never
+    overflows) to 9999, as given, and on the first and last day in UTC only:
+    with an offset there it may lie outside the era, or outside what a
+    ``datetime`` holds, once in UTC. One rule for ``riskpipe publish`` (the
+    data model) and the worker (the data model again, then :class:`Evidence`).
+    """
+    if not isinstance(value, datetime):
+        return True
+    if value.utcoffset() and value.date() in _EDGE_DAYS:
+        return False
+    return value.year >= _FIRST_YEAR
 
 
 def _is_aware(value: object) -> bool:

@@ -12,6 +12,7 @@ from eventstore._append import (
     NO_STREAM,
     AppendResult,
     ExpectedVersion,
+    resent_headers,
     sendable_headers,
 )
 from eventstore._codec import (
@@ -24,6 +25,7 @@ from eventstore._codec import (
 from eventstore._envelope import CloudEvent, msg_id_for
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
+from eventstore._jetstream._transport import HeaderBlock
 from eventstore._kv import KeyValue, KVEntry
 from eventstore._options import DEFAULT_INBOX_PREFIX, ConnectOptions, check_inbox_prefix
 from eventstore._provision import ProvisionReport
@@ -53,6 +55,7 @@ __all__ = [
     "EventStore",
     "EventType",
     "ExpectedVersion",
+    "HeaderBlock",
     "KVEntry",
     "KeyValue",
     "PendingAppend",
@@ -69,6 +72,7 @@ __all__ = [
     "encode_json",
     "errors",
     "msg_id_for",
+    "resent_headers",
     "sendable_headers",
     "tracing_enabled",
     "validate_token",

@@ -15,7 +15,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
+from eventstore._jetstream._transport import HeaderBlock
 from eventstore.errors import InvalidHeaderError, TransientStoreError
 
 if TYPE_CHECKING:
@@ -36,8 +38,10 @@ __all__ = [
     "caller_headers",
     "expected_header",
     "expected_number",
+    "resent_headers",
     "retrying",
     "sendable_headers",
+    "with_msg_id",
 ]
 
 ANY: Final = "any"
@@ -149,6 +153,43 @@ def sendable_headers(headers: dict[str, str]) -> dict[str, str]:
         with contextlib.suppress(InvalidHeaderError):
             sendable.update(caller_headers({key: value}))
     return sendable
+
+
+def resent_headers(original: bytes, add: dict[str, str]) -> HeaderBlock:
+    """The header lines of the block ``original``, byte for byte and in order, then ``add``.
+
+    For re-sending a message exactly as it arrived: names are not
+    normalised, duplicates and spacing stay. Left out are the status line
+    (the block starts with a bare ``NATS/1.0``), every ``Nats-*`` line (the
+    server acts on those: a message id would make the re-send a duplicate,
+    an expected sequence would fence it) and lines naming a header of
+    ``add``, which replaces them. The dict view, what nats-py's public API
+    sends, holds what :func:`sendable_headers` keeps of them, and ``add``.
+
+    Raises:
+        InvalidHeaderError: a header of ``add`` (see :func:`caller_headers`).
+    """
+    added = caller_headers(add)
+    replaced = {name.lower().encode() for name in added}
+    lines = original.split(b"\r\n")[1:]
+    kept = [
+        line
+        for line in lines
+        if line
+        and not (name := line.partition(b":")[0].strip().lower()).startswith(b"nats-")
+        and name not in replaced
+    ]
+    tail = "".join(f"{key}: {value}\r\n" for key, value in added.items()).encode()
+    block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in kept) + tail + b"\r\n"
+    return HeaderBlock(block, {**sendable_headers(parse_headers(block)), **added})
+
+
+def with_msg_id(headers: HeaderBlock, msg_id: str) -> HeaderBlock:
+    """``headers`` re-sent (see :func:`resent_headers`) under the message id ``msg_id``."""
+    block = resent_headers(headers.block, {}).block
+    return HeaderBlock(
+        block[:-2] + f"{MSG_ID}: {msg_id}\r\n\r\n".encode(), {**headers, MSG_ID: msg_id}
+    )
 
 
 def retrying(attempts: int) -> AsyncRetrying:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -173,8 +174,14 @@ def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
     """The canonical bytes of ``event`` with ``data`` (its validated data model).
 
     Canonical: compact, sorted keys, UTC times with ``Z``, unset optional
-    attributes left out, so equal events have equal bytes.
+    attributes left out, so equal events have equal bytes. The envelope's
+    ``time`` is converted to UTC here, whatever offset it was given with
+    (``Timestamp`` keeps a time UTC can hold); a data model writes its own
+    times in UTC.
     """
+    time = event.time
+    if time.utcoffset():  # a zero offset is written as Z already
+        time = time.astimezone(UTC)
     doc: dict[str, Any] = {
         "specversion": event.specversion,
         "id": event.id,
@@ -182,7 +189,7 @@ def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
         "type": event.type,
         "subject": event.subject,
         "tenant": event.tenant,
-        "time": event.time,
+        "time": time,
         "datacontenttype": event.datacontenttype,
     }
     if event.correlationid is not None:

@@ -36,6 +36,8 @@ class RecordedEvent:
     payload: bytes
     event: CloudEvent | None
     error: DecodeError | None = None
+    header_block: bytes | None = None
+    """The headers as stored, the raw ``NATS/1.0`` block (``headers`` is its parsed view)."""
 
 
 def _limits(config: StoreConfig) -> dict[str, int]:
@@ -49,9 +51,13 @@ def to_recorded(raw: RawMessage, schemas: EventSchemas, config: StoreConfig) -> 
         event = schemas.parse(raw.data, **_limits(config))
     except DecodeError as exc:
         return RecordedEvent(
-            raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, None, exc
-        )
-    return RecordedEvent(raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, event)
+            raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, None, exc,
+            raw.header_block,
+        )  # fmt: skip
+    return RecordedEvent(
+        raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, event, None,
+        raw.header_block,
+    )  # fmt: skip
 
 
 def decode_recorded(

@@ -26,6 +26,7 @@ from eventstore._append import (
     expected_header,
     expected_number,
     retrying,
+    with_msg_id,
 )
 from eventstore._codec import encode_event
 from eventstore._jetstream._client import JetStreamClient, RawMessage
@@ -33,6 +34,7 @@ from eventstore._jetstream._consumer import DurableConsumer
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
 from eventstore._jetstream._reader import read_batches, read_range
 from eventstore._jetstream._refusals import refusals_of
+from eventstore._jetstream._transport import HeaderBlock
 from eventstore._kv import KeyValue
 from eventstore._provision import ProvisionReport, provision
 from eventstore._recorded import RecordedEvent, decode_recorded, to_recorded
@@ -441,9 +443,9 @@ class EventStore:
         payload: bytes,
         *,
         msg_id: str,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | HeaderBlock | None = None,
     ) -> AppendResult:
-        """Store ``payload`` as is, without validating it: for demos and fault tests.
+        """Store ``payload`` as is, without validating it: for demos, fault tests and re-sends.
 
         This is how a misbehaving producer that bypasses the store looks to
         consumers; use it to rehearse poison messages, never for real evidence.
@@ -462,7 +464,11 @@ class EventStore:
                 f"raw message key {msg_id!r} must be non-empty and not begin with a digit"
                 " (keys that do are reserved for events)"
             )
-        hdrs = {**caller_headers(headers), MSG_ID: msg_id}
+        hdrs: dict[str, str]
+        if isinstance(headers, HeaderBlock):  # exact lines re-sent: the block is kept whole
+            hdrs = with_msg_id(headers, msg_id)
+        else:
+            hdrs = {**caller_headers(headers), MSG_ID: msg_id}
         message = OutboundMessage(self.config.subject(category, tenant, entity), payload, hdrs)
         fut = await self.client.publisher.publish(message)
         return await self._settle(Encoded(None, msg_id, message), ANY, fut)

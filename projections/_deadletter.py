@@ -53,6 +53,7 @@ class DeadLetterData(BaseModel):
     original: str
     """The original message bytes, base64 (their beginning only when ``original_truncated``)."""
     original_headers: dict[str, str]
+    """The original's headers, parsed: for reading (``original_header_block`` is exact)."""
     payload_sha256: str
     """SHA-256 of the complete original bytes, truncated copy or not."""
     evidence_id: str | None = None
@@ -68,10 +69,20 @@ class DeadLetterData(BaseModel):
     envelope: dict[str, str] = Field(default_factory=dict)
     """The original's envelope attributes that could be read, as text (at most
     256 characters each), also when it was not a valid event."""
+    original_header_block: str | None = None
+    """The original's header block as it arrived, base64: byte for byte, with
+    every duplicate, case and space that ``original_headers`` cannot hold (none
+    when it had no headers, in dead letters older than this field, or dropped
+    with the headers when they did not fit)."""
 
     def original_bytes(self) -> bytes:
         """The original message bytes."""
         return base64.b64decode(self.original)
+
+    def header_block(self) -> bytes | None:
+        """The original's header block as it arrived, if the dead letter kept it."""
+        block = self.original_header_block
+        return None if block is None else base64.b64decode(block)
 
 
 def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may be
@@ -105,6 +116,9 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
         permanent=permanent,
         original=base64.b64encode(delivery.data).decode(),
         original_headers=dict(delivery.headers),
+        original_header_block=(
+            base64.b64encode(delivery.header_block).decode() if delivery.header_block else None
+        ),
         original_size=len(delivery.data),
         payload_sha256=hashlib.sha256(delivery.data).hexdigest(),
         evidence_id=evidence_id,
@@ -142,7 +156,7 @@ def _fitted(
     bare = data.model_copy(update={"original": "", "original_truncated": True})
     room = limit - len(encode_event(envelope, bare))
     if room < 0:  # not even the headers fit beside the rest: the original has them
-        bare = bare.model_copy(update={"original_headers": {}})
+        bare = bare.model_copy(update={"original_headers": {}, "original_header_block": None})
         room = limit - len(encode_event(envelope, bare))
     # base64 needs no JSON escaping: each 3 bytes kept cost exactly 4 characters
     keep = max(0, room) // 4 * 3

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventstore import NO_STREAM, CloudEvent, sendable_headers, validate_token
+from eventstore import NO_STREAM, CloudEvent, resent_headers, sendable_headers, validate_token
 from eventstore.errors import ConcurrencyConflictError
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._runner import split_subject
@@ -28,7 +29,7 @@ from projections.errors import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from eventstore import EventStore, ExpectedVersion, RecordedEvent
+    from eventstore import EventStore, ExpectedVersion, RawMessage, RecordedEvent
 
 __all__ = [
     "DLQ_PURGED",
@@ -39,6 +40,7 @@ __all__ = [
     "DeadLetterQueue",
     "DlqActionData",
     "DlqActions",
+    "Original",
 ]
 
 REPLAY_HEADER = "Riskpipe-Replay-Of"
@@ -85,6 +87,14 @@ class DeadLetter:
     data: DeadLetterData
     status: Literal["pending", "replayed"]
     replayed_as: int | None = None
+
+
+class Original(NamedTuple):
+    """A dead letter's complete original: its bytes, its parsed headers, its exact header block."""
+
+    payload: bytes
+    headers: dict[str, str]
+    header_block: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +296,7 @@ class DeadLetterQueue:
         self,
         letter: DeadLetter,
         floor: int,
-        original: tuple[bytes, dict[str, str]] | None = None,
+        original: Original | None = None,
     ) -> int:
         """Append the original again, unless a replay that died got that far already.
 
@@ -297,21 +307,22 @@ class DeadLetterQueue:
         async for rec in self.store.read(tenant, entity, from_version=floor + 1):
             if rec.headers.get("Nats-Msg-Id") == msg_id:
                 return rec.sequence
-        payload, original_headers = original or await self.original(letter)
-        # the original's own Nats-* headers, and names the store will not send, stay behind
-        headers = sendable_headers(original_headers)
+        payload, original_headers, block = original or await self.original(letter)
+        replay = {REPLAY_HEADER: str(letter.data.sequence)}
+        # the original's header lines byte for byte, but for its own Nats-* ones; from a
+        # dead letter without its block, the parsed headers the store will send
+        headers = (
+            resent_headers(block, replay)
+            if block is not None
+            else {**sendable_headers(original_headers), **replay}
+        )
         result = await self.store.append_unchecked(
-            "evidence",
-            tenant,
-            entity,
-            payload,
-            msg_id=msg_id,
-            headers={**headers, REPLAY_HEADER: str(letter.data.sequence)},
+            "evidence", tenant, entity, payload, msg_id=msg_id, headers=headers
         )
         return result.sequence
 
-    async def original(self, letter: DeadLetter) -> tuple[bytes, dict[str, str]]:
-        """The complete original bytes and headers of ``letter``.
+    async def original(self, letter: DeadLetter) -> Original:
+        """The complete original bytes and headers of ``letter``, and its exact header block.
 
         From the dead letter itself, or, when its copy was cut short, from the
         stream it came from, checked against the dead letter's SHA-256.
@@ -321,20 +332,33 @@ class DeadLetterQueue:
         """
         data = letter.data
         if not data.original_truncated:
-            return data.original_bytes(), data.original_headers
-        stored = await self.store.get(data.stream, data.sequence)
+            return Original(data.original_bytes(), data.original_headers, data.header_block())
+        stored = await self._stored(data.stream, data.sequence)
         where = f"{data.stream} sequence {data.sequence}"
         if stored is None:
             raise OriginalUnavailableError(
                 f"dead letter {letter.sequence} holds only part of its original,"
                 f" and {where} no longer exists"
             )
-        if hashlib.sha256(stored.payload).hexdigest() != data.payload_sha256:
+        if hashlib.sha256(stored.data).hexdigest() != data.payload_sha256:
             raise OriginalUnavailableError(
                 f"dead letter {letter.sequence} holds only part of its original,"
                 f" and {where} does not match its payload_sha256"
             )
-        return stored.payload, dict(stored.headers)
+        return Original(stored.data, dict(stored.headers), stored.header_block)
+
+    async def _stored(self, stream: str, sequence: int) -> RawMessage | None:
+        """The message at ``sequence`` with its header block as stored, or ``None``.
+
+        Read as a consumer receives it, not with a direct get: a direct get
+        hands back headers the server adds, parsed, and only those parsed.
+        """
+        batches = self.store.read_batches(stream=stream, from_seq=sequence, until_seq=sequence)
+        async with aclosing(batches):
+            async for batch in batches:
+                for raw in batch:
+                    return raw if raw.seq == sequence else None
+        return None
 
     async def purge(self, sequence: int, *, actor: str, reason: str = "") -> None:
         """Delete the dead letter from the queue, recording who did it.

@@ -10,12 +10,13 @@ import orjson
 from eventstore import ConsumerSettings
 from eventstore.errors import NotProvisionedError
 from projections import DeadLetterQueue
+from projections.risk import ASSESSED
 from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
-    from eventstore import EventStore
+    from eventstore import EventStore, RawMessage, StoreConfig
 
-__all__ = ["PipelineStatus", "pipeline_status"]
+__all__ = ["PipelineStatus", "expected_consumer", "pipeline_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,30 +31,76 @@ class PipelineStatus:
     dlq_purged: int
     evidence: int
     assessed: int
+    """Evidence events answered by at least one assessment of this projection on RISK."""
     dead_lettered: int
     pending: int
     consumer_changed: dict[str, list[object]]
     """What in the consumer's config someone else changed: ``{field: [found, expected]}``."""
+    risk_foreign: int = 0
+    """Messages on RISK that are no assessment of this projection's evidence: not counted."""
+    risk_repeated: int = 0
+    """Assessments answering evidence that an earlier assessment answered: counted once."""
 
     @property
     def balanced(self) -> bool:
         """Evidence = assessed + dead-lettered + pending."""
-        return self.evidence == self.assessed + self.dead_lettered + self.pending
+        return self.gap == 0
+
+    @property
+    def gap(self) -> int:
+        """Evidence neither assessed, dead-lettered nor pending (negative: counted twice)."""
+        return self.evidence - (self.assessed + self.dead_lettered + self.pending)
+
+    @property
+    def idle(self) -> bool:
+        """The consumer exists and has nothing left to deliver and nothing unacknowledged."""
+        c = self.consumer
+        return c is not None and c["num_pending"] == 0 and c["num_ack_pending"] == 0
+
+    @property
+    def unaccounted(self) -> bool:
+        """The accounting has a gap that no acknowledgement still to come can close.
+
+        A message in flight is counted as pending and, once its result is
+        stored but before it is acknowledged, as assessed or dead-lettered as
+        well: it can only make the sum too large for a moment. Evidence that
+        is missing from every count (a positive gap) never comes back by
+        itself, in flight or not; any difference left once the consumer is
+        idle is a real one too.
+        """
+        if self.consumer is None or self.balanced:
+            return False
+        return self.gap > 0 or self.idle
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, as JSON-ready data."""
-        return {**asdict(self), "balanced": self.balanced}
+        return {**asdict(self), "balanced": self.balanced, "gap": self.gap}
+
+
+def expected_consumer(config: StoreConfig) -> ConsumerSettings:
+    """The consumer settings a worker's runner creates: every evidence, no server-side cap.
+
+    What ``status`` and ``init`` compare the durable consumer with to tell
+    that someone else changed it.
+    """
+    return ConsumerSettings(max_deliver=-1, filter_subject=evidence_filter(config))
 
 
 async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     """Gather the status of ``projection`` from the streams, its consumer and its checkpoint.
+
+    The evidence count is taken first, and only assessments of evidence up
+    to that point are counted, so evidence arriving meanwhile can only show
+    as pending. Counting assessments by the evidence they answer reads RISK
+    once (see :func:`_answered`).
 
     Raises:
         NotProvisionedError: the streams do not exist (run ``riskpipe init``).
     """
     config = store.config
     names = (config.evidence_stream, config.risk_stream, config.dlq_stream, config.audit_stream)
-    streams = {name: int((await store.stream_state(name))["messages"]) for name in names}
+    states = {name: await store.stream_state(name) for name in names}
+    streams = {name: int(state["messages"]) for name, state in states.items()}
     consumer, changed = await _consumer(store, projection)
     entry = await store.kv(config.checkpoint_bucket).get(projection)
     checkpoint = int(orjson.loads(entry.value)["sequence"]) if entry is not None else 0
@@ -61,7 +108,7 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     depth = await store.count(config.dlq_stream, dlq.subject_filter)
     actions = await dlq.actions()
     pending = consumer["num_pending"] + consumer["num_ack_pending"] if consumer else 0
-    assessed = await store.count(config.risk_stream, f"{config.prefix}.risk.>")
+    answers = await _answered(store, projection, int(states[config.evidence_stream]["last_seq"]))
     return PipelineStatus(
         streams=streams,
         consumer=consumer,
@@ -70,11 +117,74 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         dlq_replayed=len(actions.replayed),
         dlq_purged=len(actions.purged),
         evidence=streams[config.evidence_stream],
-        assessed=assessed,
+        assessed=answers.assessed,
         dead_lettered=depth + len(actions.purged),
         pending=pending if consumer else streams[config.evidence_stream],
         consumer_changed=changed,
+        risk_foreign=answers.foreign,
+        risk_repeated=answers.repeated,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    assessed: int
+    foreign: int
+    repeated: int
+
+
+async def _answered(store: EventStore, projection: str, last_evidence: int) -> _Answers:
+    """How many evidence events up to ``last_evidence`` have an assessment on RISK.
+
+    Each assessment names the evidence it answers (``data.evidence``: stream
+    and sequence). Counting messages instead would count a message someone
+    else put on RISK, or a second copy of an assessment, as evidence
+    accounted for, and hide evidence that never was. No count the server
+    keeps tells these apart, so RISK is read once, undecoded, in batches;
+    each message is parsed, not validated (see docs/operations.md for the
+    cost). Evidence answered is marked in a bitmap: one bit per evidence.
+    """
+    config = store.config
+    seen = bytearray(last_evidence // 8 + 1)
+    assessed = foreign = repeated = 0
+    batches = store.read_batches(
+        stream=config.risk_stream, filter_subject=f"{config.prefix}.risk.>"
+    )
+    async for batch in batches:
+        for raw in batch:
+            seq = _answer(raw, config, projection, last_evidence)
+            if seq is None:
+                foreign += 1
+            elif seen[seq >> 3] & (1 << (seq & 7)):
+                repeated += 1
+            else:
+                seen[seq >> 3] |= 1 << (seq & 7)
+                assessed += 1
+    return _Answers(assessed, foreign, repeated)
+
+
+def _answer(raw: RawMessage, config: StoreConfig, projection: str, last: int) -> int | None:
+    """The evidence sequence ``raw`` is an assessment of, if it is one of ``projection``'s.
+
+    An assessment of evidence after ``last`` (stored since the evidence was
+    counted) answers none of the evidence counted.
+    """
+    try:
+        doc = orjson.loads(raw.data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("type") != ASSESSED:
+        return None
+    data, tenant, entity = doc.get("data"), doc.get("tenant"), doc.get("subject")
+    if not isinstance(data, dict) or raw.subject != f"{config.prefix}.risk.{tenant}.{entity}":
+        return None
+    ref = data.get("evidence")
+    if data.get("projection") != projection or not isinstance(ref, dict):
+        return None
+    seq = ref.get("sequence")
+    if ref.get("stream") != config.evidence_stream or type(seq) is not int or not 1 <= seq <= last:
+        return None
+    return seq
 
 
 async def _consumer(
@@ -85,8 +195,7 @@ async def _consumer(
         info = await store.consumer(projection).info()
     except NotProvisionedError:
         return None, {}
-    # as a worker's runner creates it: every evidence, no server-side delivery cap
-    expected = ConsumerSettings(max_deliver=-1, filter_subject=evidence_filter(store.config))
+    expected = expected_consumer(store.config)
     changed = {k: list(v) for k, v in expected.drift(info.get("config", {})).items()}
     counts = {
         "num_pending": int(info["num_pending"]),

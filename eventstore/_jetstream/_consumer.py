@@ -111,9 +111,13 @@ class Delivery:
     num_pending: int
     stored_at: datetime
     reply: str
+    header_block: bytes | None = None
+    """The headers as they arrived, the raw ``NATS/1.0`` block (``headers`` is its parsed view)."""
 
 
-def _delivery(subject: bytes, reply: bytes, data: bytes, headers: dict[str, str]) -> Delivery:
+def _delivery(
+    subject: bytes, reply: bytes, data: bytes, headers: dict[str, str], raw: bytes | None
+) -> Delivery:
     ack = reply.decode()
     meta = ack_metadata(ack)
     return Delivery(
@@ -127,6 +131,7 @@ def _delivery(subject: bytes, reply: bytes, data: bytes, headers: dict[str, str]
         num_pending=meta.num_pending,
         stored_at=meta.stored_at,
         reply=ack,
+        header_block=raw,
     )
 
 
@@ -236,7 +241,7 @@ class DurableConsumer:
             status = headers.get("Status")
             if status is None:
                 self._requested = max(0, self._requested - 1)
-                out.append(_delivery(subject, reply, data, headers))
+                out.append(_delivery(subject, reply, data, headers, raw))
             else:
                 self._status(status, headers)
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "VERIFIED",
     "FastTransport",
+    "HeaderBlock",
     "OutboundMessage",
     "Transport",
     "close_client",
@@ -70,12 +71,33 @@ class OutboundMessage(NamedTuple):
     headers: Mapping[str, str]
 
 
+class HeaderBlock(dict[str, str]):
+    """Headers sent as one exact ``NATS/1.0`` block, and read as the dict of its headers.
+
+    For re-sending headers as they arrived: duplicate names, case, spacing
+    and order, which a dict loses, are kept in ``block``. The fast path
+    writes ``block`` byte for byte; nats-py's public API (a version the fast
+    path was not verified against) sends the dict instead.
+    """
+
+    block: bytes
+
+    def __init__(self, block: bytes, headers: Mapping[str, str]) -> None:
+        super().__init__(headers)
+        self.block = block
+
+
 _PROCESS_PARAMS = ("sid", "subject", "reply", "data", "headers")
 _Process = Callable[[int, bytes, bytes, bytes, bytes | None], Awaitable[None]]
 
 
 def header_block(headers: Mapping[str, str]) -> bytes:
-    """The ``NATS/1.0`` block of ``headers`` as nats-py writes it (names checked by the caller)."""
+    """The ``NATS/1.0`` block of ``headers`` as nats-py writes it (names checked by the caller).
+
+    A :class:`HeaderBlock` is its own block.
+    """
+    if isinstance(headers, HeaderBlock):
+        return headers.block
     if len(headers) == 1:  # the usual append: the message id alone
         ((key, value),) = headers.items()
         return f"NATS/1.0\r\n{key}: {value}\r\n\r\n".encode()

@@ -270,7 +270,7 @@ class RiskProjection:
         delivery = Delivery(
             subject=rec.subject, data=rec.payload, headers=rec.headers, stream=rec.stream,
             stream_seq=rec.sequence, consumer_seq=0, num_delivered=1, num_pending=0,
-            stored_at=rec.stored_at, reply="",
+            stored_at=rec.stored_at, reply="", header_block=rec.header_block,
         )  # fmt: skip
         return Message(
             message.projection, delivery, message.tenant, message.entity, message.max_deliver

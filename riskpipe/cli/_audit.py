@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,6 +41,7 @@ from riskpipe.cli._common import (
     connect_provisioned,
     err_console,
     out_console,
+    plain,
     run,
 )
 
@@ -256,15 +256,19 @@ def _print_replay(report: ReplayReport, limit: int) -> None:
     what = f"{scope.tenant or 'every tenant'}" + (f"/{scope.entity}" if scope.entity else "")
     processes = f", {report.jobs} processes" if report.jobs > 1 else ""
     console.print(
-        f"{report.mode} replay of {what}, evidence {scope.from_seq}..{scope.until_seq or '-'},"
-        f" analyzer {report.analyzer_version}, config {report.config_fingerprint[:12]}{processes}"
+        plain(
+            f"{report.mode} replay of {what}, evidence {scope.from_seq}..{scope.until_seq or '-'},"
+            f" analyzer {report.analyzer_version}, config {report.config_fingerprint[:12]}"
+            f"{processes}"
+        )
     )
     console.print(_entities_table(report, limit))
     for finding in report.findings[:limit]:
         where = f"{finding.tenant}/{finding.entity} evidence {finding.evidence_sequence or '-'}"
         risk = f" (risk seq {finding.assessment_sequence})" if finding.assessment_sequence else ""
-        text = escape(f"{where}{risk}: {finding.detail}")
-        console.print(f"[bold red]{finding.kind}[/] {text}", markup=True)
+        console.print(
+            Text.assemble((finding.kind, "bold red"), f" {where}{risk}: {finding.detail}")
+        )
     if report.level_changes is not None:
         _print_level_changes(report, limit)
     t = report.totals
@@ -291,9 +295,9 @@ def _entities_table(report: ReplayReport, limit: int) -> Table:
         c, first = e.counts, e.first_finding
         note = f"{first.kind}: {first.detail}" if first else "-"
         table.add_row(
-            escape(f"{e.tenant}/{e.entity}"), str(c.evidence), str(c.checked), str(c.identical),
+            plain(f"{e.tenant}/{e.entity}"), str(c.evidence), str(c.checked), str(c.identical),
             str(c.failures(strict=report.strict)), str(c.dead_lettered), str(c.pending),
-            escape(note[:110]),
+            plain(note[:110]),
         )  # fmt: skip
     if len(rows) > limit:
         table.caption = f"... and {len(rows) - limit} more (--limit, or --json for all)"
@@ -316,7 +320,7 @@ def _print_level_changes(report: ReplayReport, limit: int) -> None:
     add_columns(entities, "tenant/entity", "changed", "recorded final", "what-if final")
     for (tenant, entity), change in list(affected.items())[:limit]:
         entities.add_row(
-            escape(f"{tenant}/{entity}"), str(change.changed), str(change.recorded_final),
+            plain(f"{tenant}/{entity}"), str(change.changed), str(change.recorded_final),
             str(change.what_if_final),
         )  # fmt: skip
     console.print(entities)

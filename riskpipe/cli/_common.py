@@ -12,6 +12,7 @@ import click
 import structlog
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from eventstore.errors import EventStoreError, NotProvisionedError, StoreUnavailableError
 from riskpipe.wiring import connect_store
@@ -32,6 +33,7 @@ __all__ = [
     "fail",
     "measurement_table",
     "out_console",
+    "plain",
     "run",
     "store_error",
 ]
@@ -58,6 +60,18 @@ def add_columns(table: Table, *names: str) -> None:
     """
     for name in names:
         table.add_column(name, overflow="fold" if name in ID_COLUMNS else "ellipsis")
+
+
+def plain(text: str) -> Text:
+    """``text`` for a table cell or a console line, shown exactly as it is.
+
+    Ids, error messages and anything else a producer controls may hold
+    ``[bold]``, ``[/]`` or ``:smile:``: as a string, rich would read them as
+    markup (swallowing or restyling what follows) or as an emoji code.
+    ``rich.markup.escape`` covers markup, not emoji codes; a ``Text`` is
+    never parsed at all.
+    """
+    return Text(text)
 
 
 def err_console() -> Console:

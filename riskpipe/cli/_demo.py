@@ -16,7 +16,7 @@ from eventstore import EventStore
 from projections import DeadLetterQueue
 from riskpipe.bench import private_server
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import out_console, run
+from riskpipe.cli._common import out_console, plain, run
 from riskpipe.demo import POISON, demo_evidence
 from riskpipe.logs import configure_logging
 from riskpipe.status import pipeline_status
@@ -92,7 +92,7 @@ async def _show(store: EventStore, projection: str) -> None:
         a = data["assessment"]
         top = sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
         table.add_row(
-            f"{tenant}/{entity}", a["level"], f"{a['score']:.3f}", f"{a['confidence']:.2f}",
+            plain(f"{tenant}/{entity}"), a["level"], f"{a['score']:.3f}", f"{a['confidence']:.2f}",
             ", ".join(f"{k}={v:.2f}" for k, v in top),
         )  # fmt: skip
     console = out_console()
@@ -103,6 +103,6 @@ async def _show(store: EventStore, projection: str) -> None:
         dlq.add_column(col)
     for letter in letters:
         d = letter.data
-        dlq.add_row(str(letter.sequence), f"{letter.tenant}/{letter.entity}", str(d.sequence),
-                    f"{d.error_type}: {d.error_message[:70]}")  # fmt: skip
+        dlq.add_row(str(letter.sequence), plain(f"{letter.tenant}/{letter.entity}"),
+                    str(d.sequence), plain(f"{d.error_type}: {d.error_message[:70]}"))  # fmt: skip
     console.print(dlq)

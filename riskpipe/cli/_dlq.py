@@ -8,7 +8,6 @@ import os
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from eventstore import validate_token
@@ -20,7 +19,7 @@ from projections import (
     ReplayRefusedError,
 )
 from riskpipe.cli._app import AppContext, main
-from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, plain, run
 
 
 def _actor() -> str:
@@ -71,8 +70,8 @@ def dlq_list(ctx: click.Context, as_json: bool) -> None:
         d = letter.data
         table.add_row(
             str(letter.sequence), letter.status,
-            escape(f"{letter.tenant}/{letter.entity}"), str(d.sequence),
-            escape(d.evidence_id or "-"), escape(f"{d.error_type}: {d.error_message[:80]}"),
+            plain(f"{letter.tenant}/{letter.entity}"), str(d.sequence),
+            plain(d.evidence_id or "-"), plain(f"{d.error_type}: {d.error_message[:80]}"),
             str(d.delivery_count),
         )  # fmt: skip
     out_console().print(table)
@@ -86,6 +85,8 @@ def dlq_show(ctx: click.Context, seq: int) -> None:
     letter = run(_with_dlq(ctx, lambda q: q.get(seq)))
     body = {**_summary(letter), "original": letter.data.original_bytes().decode("utf-8", "replace")}
     body["original_headers"] = letter.data.original_headers
+    block = letter.data.header_block()
+    body["original_header_block"] = None if block is None else block.decode("utf-8", "replace")
     body["payload_sha256"] = letter.data.payload_sha256
     body["trace_id"] = letter.data.trace_id
     body["original_size"] = letter.data.original_size

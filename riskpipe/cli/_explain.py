@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from projections.audit import (
@@ -20,10 +19,12 @@ from projections.audit import (
     export_file,
 )
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import TIME, add_columns, connect_provisioned, out_console, run
+from riskpipe.cli._common import TIME, add_columns, connect_provisioned, out_console, plain, run
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+    from rich.text import Text
 
     from projections.audit import ExportFormat, TimelineEntry
     from riskpipe.settings import Settings
@@ -76,7 +77,7 @@ async def _explain(  # noqa: PLR0913 - the command's options, passed through
 def _print_explanation(explanation: Explanation) -> None:
     console = out_console()
     for line in _summary_lines(explanation):
-        console.print(line, markup=False, highlight=False)
+        console.print(plain(line), highlight=False)
     table = Table(title="timeline")
     add_columns(table, "seq", "stored", "evidence", "outcome", "level", "score")
     for entry in explanation.timeline:
@@ -123,7 +124,7 @@ def _summary_lines(explanation: Explanation) -> list[str]:
     ]
 
 
-def _timeline_cells(entry: TimelineEntry) -> tuple[str, ...]:
+def _timeline_cells(entry: TimelineEntry) -> tuple[str | Text, ...]:
     """One timeline row; the evidence id in full (only an error message is shortened)."""
     what = (
         f"{entry.evidence_id} {entry.evidence.pattern}/{entry.evidence.severity.value}"
@@ -143,7 +144,7 @@ def _timeline_cells(entry: TimelineEntry) -> tuple[str, ...]:
         outcome += f" ({entry.dead_letter.error_type or 'purged'})"
         outcome += "".join(f", {x.kind} by {x.actor}" for x in entry.actions)
     stored = entry.stored_at.isoformat(timespec="seconds")
-    return (str(entry.sequence), stored, escape(what), escape(outcome), level, score)
+    return (str(entry.sequence), stored, plain(what), plain(outcome), level, score)
 
 
 def _shorten(text: str, width: int) -> str:

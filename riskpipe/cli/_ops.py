@@ -7,11 +7,10 @@ import sys
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
+from riskpipe.cli._common import add_columns, connect_provisioned, out_console, plain, run
 from riskpipe.status import PipelineStatus, pipeline_status
 
 
@@ -22,13 +21,17 @@ from riskpipe.status import PipelineStatus, pipeline_status
 def status(app: AppContext, as_json: bool, projection: str | None) -> None:
     """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for.
 
+    Assessments are counted by the evidence they answer, so status reads
+    the RISK stream once (its cost grows with the stream).
+
     \b
     Exit status:
-      0  evidence = assessed + dead-lettered + pending, or messages are still
-         in flight (acknowledgements pending: the numbers settle by themselves)
+      0  evidence = assessed + dead-lettered + pending, or messages in flight
+         are counted twice for a moment (the numbers settle by themselves)
       1  an error: NATS unreachable, or not provisioned (run `riskpipe init`)
-      2  the accounting does not add up and nothing is in flight: evidence is
-         unaccounted for (2 is also every command's exit status on a usage error)
+      2  evidence is unaccounted for: missing from every count (in flight or
+         not), or any difference once nothing is pending or in flight (2 is
+         also every command's exit status on a usage error)
       3  the consumer was changed by someone else (its filter, headers only,
          ...): it may deliver nothing while its numbers look healthy
     """  # noqa: D301 - \b keeps click from rewrapping the table
@@ -40,11 +43,7 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
         _print_status(name, result)
     if result.consumer_changed:
         sys.exit(3)
-    if (
-        not result.balanced
-        and result.consumer is not None
-        and result.consumer["num_ack_pending"] == 0
-    ):
+    if result.unaccounted:
         sys.exit(2)
 
 
@@ -80,7 +79,16 @@ def _print_status(name: str, s: PipelineStatus) -> None:
         f"accounting: evidence={s.evidence} = assessed={s.assessed}"
         f" + dead_lettered={s.dead_lettered} + pending={s.pending}  [{verdict}]"
     )
-    if not s.balanced and s.consumer is not None and s.consumer["num_ack_pending"]:
+    if s.risk_foreign or s.risk_repeated:
+        click.echo(
+            f"  not counted as assessed: {s.risk_foreign} message(s) on RISK that are no"
+            f" assessment of this projection's evidence, {s.risk_repeated} repeated assessment(s)"
+        )
+    if s.unaccounted and s.gap > 0:
+        click.echo(f"  GAP: {s.gap} evidence event(s) neither assessed, dead-lettered nor pending")
+    elif s.unaccounted:
+        click.echo(f"  GAP: {-s.gap} more accounted for than there is evidence, nothing in flight")
+    elif not s.balanced:
         click.echo("  (messages are in flight; the numbers settle once they are acknowledged)")
 
 
@@ -96,7 +104,7 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
         for row in rows:
             click.echo(json.dumps(row, sort_keys=True))
         return
-    table = Table(title=f"assessments for {tenant}/{entity}")
+    table = Table(title=plain(f"assessments for {tenant}/{entity}"))
     add_columns(
         table, "seq", "evidence seq", "pattern/id", "level", "score", "confidence",
         "top contributions",
@@ -108,7 +116,7 @@ def assessments(app: AppContext, tenant: str, entity: str, as_json: bool) -> Non
         top = sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
         table.add_row(
             str(row["sequence"]), str(row["evidence"]["sequence"]),
-            escape(row["evidence"]["id"]), level,
+            plain(row["evidence"]["id"]), level,
             f"{a['score']:.3f}",
             f"{a['confidence']:.2f}" + (" (degraded)" if a["degraded"] else ""),
             ", ".join(f"{k} {v:.3f}" for k, v in top),

@@ -8,21 +8,33 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from analyzers import EVIDENCE_RECORDED
-from eventstore.errors import DecodeError, EventStoreError
+from eventstore.errors import (
+    ConsumerDriftError,
+    DecodeError,
+    EventStoreError,
+    NotProvisionedError,
+)
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import add_columns, connect_provisioned, err_console, out_console, run
+from riskpipe.cli._common import (
+    add_columns,
+    connect_provisioned,
+    err_console,
+    out_console,
+    plain,
+    run,
+)
+from riskpipe.status import expected_consumer
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store, store_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from eventstore import CloudEvent, EventSchemas, EventStore
+    from eventstore import CloudEvent, EventSchemas, EventStore, ProvisionReport
 
 CHUNK = 2000
 
@@ -32,12 +44,16 @@ CHUNK = 2000
 def init(app: AppContext) -> None:
     """Create the streams and buckets (idempotent); report any that drifted.
 
+    The projection's durable consumer, once a worker created it, is checked
+    too: changed by someone else, it may deliver nothing while looking healthy.
+
     \b
     Exit status:
       0  everything exists as expected (created now or found)
-      1  a stream exists with other settings (drift; left unchanged), or an error
+      1  a stream exists with other settings, or the consumer was changed by
+         someone else (drift; left unchanged), or an error
     """  # noqa: D301 - \b keeps click from rewrapping the table
-    report = run(_init(app))
+    report, consumer_drift = run(_init(app))
     reserved = f"KV_{store_config(app.settings).lease_bucket}"
     for verb, names in (("created", report.created), ("found", report.found)):
         for name in names:
@@ -47,15 +63,31 @@ def init(app: AppContext) -> None:
             click.echo(f"{verb:<8} {name}{note}")
     for drift in report.drifted:
         click.echo(f"DRIFTED  {drift}", err=True)
+    if consumer_drift is not None:
+        click.echo(f"CHANGED BY SOMEONE ELSE  {consumer_drift}", err=True)
     if not report.ok:
         raise click.ClickException(
             "some streams differ from the expected config; they were left unchanged"
         )
+    if consumer_drift is not None:
+        raise click.ClickException(
+            f"consumer {consumer_drift.consumer} was changed by someone else; it was left"
+            " unchanged and workers refuse to run on it"
+        )
 
 
-async def _init(app: AppContext) -> Any:  # noqa: ANN401 - a ProvisionReport
+async def _init(app: AppContext) -> tuple[ProvisionReport, ConsumerDriftError | None]:
     async with await connect_store(app.settings, name="riskpipe-init") as store:
-        return await store.provision()
+        report = await store.provision()
+        if not report.ok:
+            return report, None
+        try:
+            await store.consumer(app.settings.projection).verify(expected_consumer(store.config))
+        except NotProvisionedError:  # no worker has run yet: it creates the consumer
+            pass
+        except ConsumerDriftError as exc:
+            return report, exc
+        return report, None
 
 
 class NotEvidenceError(ValueError):
@@ -144,6 +176,20 @@ async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
     return summary
 
 
+def publish_schema() -> dict[str, Any]:
+    """The JSON Schema of one line :func:`publishable` accepts (``riskpipe schema --publish``).
+
+    The evidence event's schema, plus the one rule that ties two fields: an
+    event without ``data.observed_at`` was observed at its ``time``, so that
+    ``time`` must then be a time ``observed_at`` could hold.
+    """
+    whole = build_schemas().event_json_schema(EVIDENCE_RECORDED)
+    observed = whole["properties"]["data"]["properties"]["observed_at"]
+    (as_time,) = [choice for choice in observed["anyOf"] if choice.get("type") == "string"]
+    unobserved = {"properties": {"data": {"properties": {"observed_at": {"const": None}}}}}
+    return {**whole, "if": unobserved, "then": {"properties": {"time": as_time}}}
+
+
 def publishable(schemas: EventSchemas, line: bytes, *, max_bytes: int) -> CloudEvent:
     """The evidence event one line of a publish file holds: what ``riskpipe publish`` accepts.
 
@@ -205,13 +251,13 @@ def events(app: AppContext, tenant: str, entity: str, as_json: bool) -> None:
         for rec in records:
             click.echo(json.dumps(rec, sort_keys=True))
         return
-    table = Table(title=f"evidence for {tenant}/{entity}")
+    table = Table(title=plain(f"evidence for {tenant}/{entity}"))
     add_columns(table, "seq", "stored at", "id", "source", "pattern", "severity", "confidence")
     for rec in records:
         ev, data = rec.get("event") or {}, (rec.get("event") or {}).get("data") or {}
         table.add_row(
-            str(rec["sequence"]), rec["stored_at"], escape(ev.get("id", "?")),
-            escape(ev.get("source", "?")), escape(data.get("pattern", rec.get("error", "?"))),
+            str(rec["sequence"]), rec["stored_at"], plain(ev.get("id", "?")),
+            plain(ev.get("source", "?")), plain(data.get("pattern", rec.get("error", "?"))),
             data.get("severity", "?"), str(data.get("confidence", "none (1.0 used)")),
         )  # fmt: skip
     out_console().print(table)
@@ -247,8 +293,7 @@ def schema(event_type: str | None, for_publish: bool) -> None:
     if for_publish:
         if event_type is not None:
             raise click.UsageError("give --type or --publish, not both")
-        whole = build_schemas().event_json_schema(EVIDENCE_RECORDED)
-        click.echo(json.dumps(whole, indent=2, sort_keys=True))
+        click.echo(json.dumps(publish_schema(), indent=2, sort_keys=True))
         return
     schemas = build_schemas().json_schemas()
     if event_type is not None:

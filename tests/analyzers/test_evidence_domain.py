@@ -65,7 +65,7 @@ def test_from_data_keeps_the_producer_observation_time_and_confidence() -> None:
         },
         {"pattern": "late", "severity": "low", "observed_at": "2024-05-02T00:00:00Z"},
         # the era is checked on the time as given, before it is moved to UTC
-        {"pattern": "edge", "severity": "low", "observed_at": "1970-01-01T00:30:00+01:00"},
+        {"pattern": "edge", "severity": "low", "observed_at": "1970-01-02T00:30:00+01:00"},
     ],
 )
 def test_from_data_equals_the_checked_construction(data: dict[str, object]) -> None:
@@ -132,6 +132,11 @@ def test_from_data_still_refuses_bad_envelope_facts(
         ({"severity": "extreme"}, "invalid severity"),
         ({"event_id": ""}, "event_id must not be empty"),
         ({"observed_at": datetime(1900, 1, 1, tzinfo=UTC)}, "years 1970 to 9999"),
+        # in the era as given, out of it once stored in UTC (1969-12-31T23:30:00Z)
+        (
+            {"observed_at": datetime(1970, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))},
+            "years 1970 to 9999",
+        ),
         ({"recorded_at": datetime(2024, 5, 1)}, "recorded_at must be"),  # noqa: DTZ001 - the naive time under test
     ],
 )

@@ -119,3 +119,19 @@ async def test_deliveries_without_their_payload_are_never_dead_lettered(
     await store.client.api("CONSUMER.DELETE.EVIDENCE.risk")
     await run_worker(store, nats_server.url)
     assert await store.count("RISK", "rp.risk.>") == 2, "a2 is assessed once the consumer is whole"
+
+
+async def test_init_says_the_consumer_was_changed_and_exits_1(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """`init` reports a changed consumer and fails, instead of success over it."""
+    await store.append(evidence("a1"))
+    await run_worker(store, nats_server.url)
+    env = {"RISKPIPE_NATS_URL": nats_server.url}
+    assert riskpipe("init", env=env).returncode == 0
+    await _hijack(store, headers_only=True)
+    result = riskpipe("init", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "found    EVIDENCE" in result.stdout
+    assert "consumer risk on EVIDENCE was changed by someone else: headers_only" in result.stderr
+    assert "Error: consumer risk was changed by someone else" in result.stderr

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 from support.cli import provisioned_with, scored
 from support.events import evidence_line
+from support.pipeline import run_worker
 
-from eventstore import CloudEvent, EventStore
+from eventstore import EventStore
 from riskpipe.cli import main
 from riskpipe.wiring import build_schemas
 
@@ -25,15 +26,13 @@ pytestmark = pytest.mark.usefixtures("logging_restored")
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
-async def _extra_assessment(url: str) -> None:
-    """Append a second copy of the last assessment: one more assessed than evidence."""
+async def _dead_letter_deleted(url: str) -> None:
+    """A poison message dead-lettered, and its dead letter deleted around `dlq purge`."""
     store = await EventStore.connect(url, schemas=build_schemas())
     try:
-        last = await store.last(store.config.subject("risk", "t1", "e1"))
-        assert last is not None
-        assert last.event is not None
-        copy = last.event.model_copy(update={"id": "copied"})
-        await store.append(CloudEvent.model_validate(copy.model_dump()))
+        await store.append_unchecked("evidence", "t1", "e2", b"{broken", msg_id="poison:1")
+        await run_worker(store, url)
+        await store.delete(store.config.dlq_stream, 1)  # no purge record: the evidence is lost
     finally:
         await store.close()
 
@@ -52,12 +51,13 @@ def test_status_exits_2_only_when_the_accounting_has_a_gap(
 ) -> None:
     """Status exits 0 while the numbers add up, and 2 once they do not with nothing in flight."""
     assert cli.invoke(main, ["status"]).exit_code == 0
-    asyncio.run(_extra_assessment(nats_server.url))
+    asyncio.run(_dead_letter_deleted(nats_server.url))
     result = cli.invoke(main, ["status", "--json"])
     assert result.exit_code == 2
     status = json.loads(result.stdout)
     assert (status["balanced"], status["consumer"]["num_ack_pending"]) == (False, 0)
-    assert "DOES NOT ADD UP" in cli.invoke(main, ["status"]).stdout
+    assert status["gap"] == 1
+    assert "GAP: 1 evidence event(s)" in cli.invoke(main, ["status"]).stdout
 
 
 def _codes(help_text: str) -> list[str]:

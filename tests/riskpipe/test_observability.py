@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -115,8 +114,9 @@ async def test_log_lines_in_handling_carry_the_message_fields(
 ) -> None:
     """A log line written while handling names trace, span, evidence, entity, seq and delivery."""
     del spans  # a recording tracer, so trace ids exist
-    ancient = evidence("old1", observed_at=datetime(1900, 1, 1, tzinfo=UTC).isoformat())
-    await store.append(ancient)
+    # a valid event about entity e9, stored on e1's subject: dead-lettered once it is read
+    misaddressed = evidence("old1", entity="e9").model_dump_json(exclude_none=True).encode()
+    await store.append_unchecked("evidence", "t1", "e1", misaddressed, msg_id="misaddressed")
     with structlog.testing.capture_logs(processors=[merge_message_context]) as logs:
         await run_worker(store, nats_server.url)
     [line] = [entry for entry in logs if entry["event"] == "projection.dead_lettered"]

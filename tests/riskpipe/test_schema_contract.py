@@ -102,7 +102,14 @@ CASES: list[tuple[str, Any, bool]] = [
     ("type", ABSENT, True),
     ("type", "riskpipe.risk.assessed.v1", False),
     ("type", "riskpipe.evidence.recorded.v2", False),
-    ("time", "2026-11-29T08:00:00.123456789+05:30", True),
+    ("time", "2026-11-29T08:00:00.123456+05:30", True),
+    ("time", "2026-11-29T08:00:00.123456789+05:30", False),
+    ("time", "1900-01-01T00:00:00Z", False),
+    ("time", "1970-01-01T00:30:00+01:00", False),
+    ("time", "1970-01-02T00:30:00+01:00", True),
+    ("time", "9999-12-31T23:59:59-05:00", False),
+    ("time", "9999-12-31T23:59:59Z", True),
+    ("time", "0001-01-01T00:00:00+05:00", False),
     ("time", "2026-11-29T08:00Z", False),
     ("time", "2026-11-29 08:00:00Z", False),
     ("time", "2026-11-29T08:00:00", False),
@@ -124,6 +131,11 @@ CASES: list[tuple[str, Any, bool]] = [
     ("data.confidence", 1.5, False),
     ("data.severity", "HIGH", False),
     ("data.observed_at", None, True),
+    ("data.observed_at", "1900-01-01T00:00:00Z", False),
+    ("data.observed_at", "1969-12-31T23:30:00-01:00", False),
+    ("data.observed_at", "1970-01-01T00:00:00+00:00", True),
+    ("data.observed_at", "9999-12-31T23:59:59-05:00", False),
+    ("data.observed_at", "2026-11-29T08:00:00.1234567Z", False),
     ("data.observed_at", "2026-11-29T08:00:00+0100", False),
     ("data.attributes", {"ip": "10.0.0.1", "port": 22, "ok": True, "none": None}, True),
     ("data.attributes", {"bad key": 1}, False),
@@ -161,7 +173,11 @@ _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 _TIMES = st.one_of(
     st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat()),
     st.datetimes(timezones=st.just(None)).map(lambda t: t.isoformat() + "Z"),
-    st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})?Z\Z"),
+    st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z\Z"),
+    st.from_regex(
+        r"\A(0001-01-01|1969-12-31|1970-01-01|9999-12-31)T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+        r"(\.[0-9]{5,8})?(Z|[+-][0-2][0-9]:[0-5][0-9])\Z"
+    ),
     _TEXT,
     st.integers(),
 )
