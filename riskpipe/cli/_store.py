@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -18,6 +19,7 @@ from eventstore.errors import (
     EventStoreError,
     NotProvisionedError,
 )
+from riskpipe.asyncapi import asyncapi_document
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import (
     add_columns,
@@ -278,6 +280,18 @@ async def _events(app: AppContext, tenant: str, entity: str) -> list[dict[str, A
             ]
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@pass_app
+def asyncapi(app: AppContext, as_json: bool) -> None:
+    """Print the AsyncAPI 3.0 document of every channel, its messages and who may use it."""
+    document = asyncapi_document(build_schemas(), store_config(app.settings))
+    if as_json:
+        click.echo(json.dumps(document))  # one line, as every --json output
+    else:
+        click.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
 
 
 @main.command()

@@ -74,6 +74,7 @@ def _one_result(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
     small = ["--events", "200", "--entities", "5", "--runs", "1"]
     return {
         ("status",): [],
+        ("asyncapi",): [],
         ("publish",): [str(tmp_path / "again.jsonl")],
         ("replay",): ["--jobs", "1"],
         ("explain",): ["--tenant", "t1", "--entity", LONG],

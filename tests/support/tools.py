@@ -25,6 +25,7 @@ TOOLS = {
     "pgrep": "apt-get install procps",
     "setpriv": "apt-get install util-linux",
     "bash": "apt-get install bash",
+    "npm": "apt-get install npm",
 }
 """Every tool a test may run, with how to install it on Debian (what ``.ci/run`` does)."""
 
