@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from eventstore import ConsumerSettings
 from eventstore.errors import NotProvisionedError
-from projections import DeadLetterQueue
+from projections import DeadLetterQueue, read_checkpoint
 from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
@@ -34,6 +32,8 @@ class PipelineStatus:
     pending: int
     consumer_changed: dict[str, list[object]]
     """What in the consumer's config someone else changed: ``{field: [found, expected]}``."""
+    checkpoint_refused: str | None = None
+    """Why the stored checkpoint is not one a worker starts from (``checkpoint`` is then 0)."""
 
     @property
     def balanced(self) -> bool:
@@ -55,8 +55,8 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     names = (config.evidence_stream, config.risk_stream, config.dlq_stream, config.audit_stream)
     streams = {name: int((await store.stream_state(name))["messages"]) for name in names}
     consumer, changed = await _consumer(store, projection)
-    entry = await store.kv(config.checkpoint_bucket).get(projection)
-    checkpoint = int(orjson.loads(entry.value)["sequence"]) if entry is not None else 0
+    stored = await read_checkpoint(store, projection, config.evidence_stream)
+    checkpoint, refused = stored.sequence, stored.refused
     dlq = DeadLetterQueue(store, projection)
     depth = await store.count(config.dlq_stream, dlq.subject_filter)
     actions = await dlq.actions()
@@ -74,6 +74,7 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         dead_lettered=depth + len(actions.purged),
         pending=pending if consumer else streams[config.evidence_stream],
         consumer_changed=changed,
+        checkpoint_refused=None if refused is None else str(refused),
     )
 
 

@@ -74,6 +74,8 @@ def _print_status(name: str, s: PipelineStatus) -> None:
             " (a worker refuses to run on it; delete the consumer to have it recreated)"
         )
     click.echo(f"checkpoint: {s.checkpoint}")
+    if s.checkpoint_refused is not None:
+        click.echo(f"  REFUSED: {s.checkpoint_refused} (a worker starts without it)")
     click.echo(f"dlq: depth={s.dlq_depth} replayed={s.dlq_replayed} purged={s.dlq_purged}")
     verdict = "OK" if s.balanced else "DOES NOT ADD UP"
     click.echo(
