@@ -15,7 +15,7 @@ import orjson
 import pytest
 from support.cli import riskpipe
 from support.events import evidence
-from support.nats import raw_publish
+from support.nats import trace_to
 from support.pipeline import run_worker
 
 from projections import CheckpointRecord
@@ -66,8 +66,7 @@ async def test_a_trace_event_on_the_checkpoint_key_is_refused_by_worker_and_stat
     """nats-server's trace JSON under the key: the worker starts anyway, status says why."""
     await _entities(store, 2)
     await run_worker(store, nats_server.url)
-    header = f"NATS/1.0\r\nNats-Trace-Dest: {KEY}\r\n".encode()
-    await raw_publish(nats_server.url, "probe.trace", header, b"hi")
+    await trace_to(nats_server.url, KEY)
     assert "server" in await _stored(store)  # the trace event is now the checkpoint
 
     status = await pipeline_status(store, "risk")

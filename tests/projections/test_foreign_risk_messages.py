@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from support.events import evidence
-from support.nats import raw_publish
+from support.nats import raw_publish, trace_to
 from support.pipeline import run_worker
 
 from projections import DeadLetterQueue
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 
 VICTIM = "rp.risk.acme.victim"
 _NO_HEADERS = b"NATS/1.0\r\n"
-
-
-async def trace_to(url: str, destination: str) -> None:
-    """Have nats-server publish the JSON trace event of a harmless message to ``destination``."""
-    header = f"NATS/1.0\r\nNats-Trace-Dest: {destination}\r\n".encode()
-    await raw_publish(url, "probe.trace", header, b"hi")
 
 
 async def _assessments(store: EventStore) -> dict[int, dict[str, Any]]:
