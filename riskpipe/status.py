@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eventstore import ConsumerSettings
-from eventstore.errors import NotProvisionedError
+from eventstore.errors import DecodeError, NotProvisionedError
 from projections import DeadLetterQueue, read_checkpoint
+from projections.risk import RiskAssessedData
 from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class PipelineStatus:
     """What in the consumer's config someone else changed: ``{field: [found, expected]}``."""
     checkpoint_refused: str | None = None
     """Why the stored checkpoint is not one a worker starts from (``checkpoint`` is then 0)."""
+    foreign: dict[str, list[int]] = field(default_factory=dict)
+    """Sequences on RISK and DLQ that are not assessments or dead letters (not counted)."""
 
     @property
     def balanced(self) -> bool:
@@ -62,6 +65,11 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     actions = await dlq.actions()
     pending = consumer["num_pending"] + consumer["num_ack_pending"] if consumer else 0
     assessed = await store.count(config.risk_stream, f"{config.prefix}.risk.>")
+    foreign: dict[str, list[int]] = {}
+    if streams[config.evidence_stream] < assessed + depth + len(actions.purged) + pending:
+        foreign = await _foreign(store, dlq)  # more effects than evidence: look for why
+        assessed -= len(foreign.get(config.risk_stream, ()))
+        depth -= len(foreign.get(config.dlq_stream, ()))
     return PipelineStatus(
         streams=streams,
         consumer=consumer,
@@ -75,7 +83,31 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         pending=pending if consumer else streams[config.evidence_stream],
         consumer_changed=changed,
         checkpoint_refused=None if refused is None else str(refused),
+        foreign=foreign,
     )
+
+
+async def _foreign(store: EventStore, dlq: DeadLetterQueue) -> dict[str, list[int]]:
+    """Messages on RISK that are not valid assessments, and on the DLQ that are not dead letters.
+
+    Anyone who may publish there can store one (junk, a nats-server trace
+    event); counting them as effects would make the books look wrong. Read
+    only when the counts exceed the evidence: it reads both streams.
+    """
+    found: dict[str, list[int]] = {}
+    async for batch in store.read_batches(stream=store.config.risk_stream):
+        for raw in batch:
+            try:
+                data = store.decoded(raw)[1]
+            except DecodeError:
+                data = None
+            if not isinstance(data, RiskAssessedData):
+                found.setdefault(raw.stream, []).append(raw.seq)
+    await dlq.list()  # what it skips, it reports as foreign
+    for record in dlq.foreign:
+        if record.stream == store.config.dlq_stream:
+            found.setdefault(record.stream, []).append(record.sequence)
+    return found
 
 
 async def _consumer(

@@ -14,6 +14,9 @@ from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import add_columns, connect_provisioned, out_console, run
 from riskpipe.status import PipelineStatus, pipeline_status
 
+_SHOWN = 10
+"""Foreign sequences listed per stream; the count is always complete."""
+
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
@@ -76,6 +79,9 @@ def _print_status(name: str, s: PipelineStatus) -> None:
     click.echo(f"checkpoint: {s.checkpoint}")
     if s.checkpoint_refused is not None:
         click.echo(f"  REFUSED: {s.checkpoint_refused} (a worker starts without it)")
+    for stream, seqs in sorted(s.foreign.items()):
+        shown = ", ".join(map(str, seqs[:_SHOWN])) + (", ..." if len(seqs) > _SHOWN else "")
+        click.echo(f"foreign on {stream}: {len(seqs)} (sequences {shown}), not counted")
     click.echo(f"dlq: depth={s.dlq_depth} replayed={s.dlq_replayed} purged={s.dlq_purged}")
     verdict = "OK" if s.balanced else "DOES NOT ADD UP"
     click.echo(

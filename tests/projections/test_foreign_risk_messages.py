@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.cli import riskpipe
 from support.events import evidence
 from support.nats import raw_publish, trace_to
 from support.pipeline import run_worker
@@ -19,6 +20,7 @@ from support.pipeline import run_worker
 from projections import DeadLetterQueue
 from projections.audit import replay
 from projections.risk._projection import FOREIGN_WALK_LIMIT
+from riskpipe.status import pipeline_status
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -111,3 +113,20 @@ async def test_more_junk_than_the_walk_reads_is_a_dead_letter_not_a_reset(
     assert letter.data.error_type == "ForeignMessagesError"
     assert VICTIM in letter.data.error_message
     assert len(await _assessments(store)) == 1
+
+
+async def test_status_leaves_foreign_messages_out_of_the_books_and_names_them(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """Traces on RISK and DLQ are neither assessments nor dead letters: the books still balance."""
+    await store.append(evidence("first", tenant="acme", entity="victim"))
+    await run_worker(store, nats_server.url)
+    await trace_to(nats_server.url, VICTIM)
+    await trace_to(nats_server.url, "rp.dlq.risk.acme.victim")
+    status = await pipeline_status(store, "risk")
+    assert status.balanced, status
+    assert (status.assessed, status.dlq_depth) == (1, 0)
+    assert status.foreign == {"RISK": [2], "DLQ": [1]}
+    shown = riskpipe("status", env={"RISKPIPE_NATS_URL": nats_server.url})
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "foreign on RISK: 1 (sequences 2), not counted" in shown.stdout
