@@ -16,7 +16,7 @@ import orjson
 import pytest
 from support.cli import riskpipe
 from support.nats import trace_to
-from support.pipeline import run_worker
+from support.pipeline import run_worker, wait_for_messages
 
 from eventstore import CloudEvent
 from projections import DEAD_LETTERED, DLQ_REPLAY_STARTED, DLQ_REPLAYED, DeadLetterQueue
@@ -41,7 +41,6 @@ def _forged(event_type: str, data: dict[str, object]) -> bytes:
 
 async def _publish(store: EventStore, subject: str, payload: bytes) -> None:
     await store.client.nc.publish(subject, payload)
-    await store.client.nc.flush()
 
 
 async def _one_dead_letter(store: EventStore, url: str) -> int:
@@ -66,9 +65,11 @@ async def test_dlq_list_and_show_skip_foreign_messages_with_a_finding(
 ) -> None:
     """A trace event and a forged dead letter on a DLQ subject: listed as findings, not letters."""
     letter = await _one_dead_letter(store, nats_server.url)
-    await trace_to(nats_server.url, DLQ_SUBJECT)
-    await _publish(store, DLQ_SUBJECT, _forged(DEAD_LETTERED, {"sequence": "x"}))
     trace_seq, forged_seq = letter + 1, letter + 2
+    await trace_to(nats_server.url, DLQ_SUBJECT)
+    await wait_for_messages(store, "DLQ", trace_seq)
+    await _publish(store, DLQ_SUBJECT, _forged(DEAD_LETTERED, {"sequence": "x"}))
+    await wait_for_messages(store, "DLQ", forged_seq)
 
     listed = riskpipe("dlq", "list", "--json", env=_env(nats_server.url))
     assert listed.returncode == 0, listed.stderr
@@ -100,7 +101,9 @@ async def test_forged_action_records_on_audit_do_not_break_listing_or_status(
     """An audit record that names the projection but is not an action is a finding."""
     letter = await _one_dead_letter(store, nats_server.url)
     await trace_to(nats_server.url, AUDIT_SUBJECT)
+    await wait_for_messages(store, "AUDIT", 1)
     await _publish(store, AUDIT_SUBJECT, junk)
+    await wait_for_messages(store, "AUDIT", 2)
     queue = DeadLetterQueue(store, "risk")
     (listed,) = await queue.list()
     assert (listed.sequence, listed.status) == (letter, "pending")
@@ -124,7 +127,9 @@ async def test_a_replay_claim_reader_skips_foreign_messages_on_the_trail(
     letter = await _one_dead_letter(store, nats_server.url)
     trail = f"{AUDIT_SUBJECT}.replay.risk.{letter}"
     await trace_to(nats_server.url, trail)
+    await wait_for_messages(store, "AUDIT", 1)
     await _publish(store, trail, junk)
+    await wait_for_messages(store, "AUDIT", 2)
     replayed = riskpipe("dlq", "replay", str(letter), env=_env(nats_server.url))
     assert replayed.returncode == 0, replayed.stderr
     assert f"replayed dead letter {letter} as evidence sequence 2" in replayed.stdout
@@ -146,6 +151,7 @@ async def test_a_trace_after_a_replay_does_not_let_the_letter_be_replayed_again(
     assert await queue.replay(letter, actor="ops") == 2
     trail = f"{AUDIT_SUBJECT}.replay.risk.{letter}"
     await trace_to(nats_server.url, trail)
+    await wait_for_messages(store, "AUDIT", 3)
     again = riskpipe("dlq", "replay", str(letter), env=_env(nats_server.url))
     assert again.returncode == 1, again.stdout
     assert "was replayed already, as evidence sequence 2" in again.stderr

@@ -15,7 +15,7 @@ import pytest
 from support.cli import riskpipe
 from support.events import evidence
 from support.nats import raw_publish, trace_to
-from support.pipeline import run_worker
+from support.pipeline import run_worker, wait_for_messages
 
 from projections import DeadLetterQueue
 from projections.audit import replay
@@ -52,6 +52,7 @@ async def test_a_trace_on_an_entitys_risk_subject_does_not_poison_it(
     await store.append(evidence("first", tenant="acme", entity="victim", severity="critical"))
     await run_worker(store, nats_server.url)
     await trace_to(nats_server.url, VICTIM)
+    await wait_for_messages(store, "RISK", 2)
     await store.append(evidence("second", tenant="acme", entity="victim", minute=1))
     worker = await run_worker(store, nats_server.url)
 
@@ -86,6 +87,7 @@ async def test_junk_before_any_assessment_leaves_the_entity_at_its_start(
 ) -> None:
     """Junk is the subject's only message: the entity starts from the initial state after it."""
     await raw_publish(nats_server.url, VICTIM, _NO_HEADERS, junk)
+    await wait_for_messages(store, "RISK", 1)
     await store.append(evidence("first", tenant="acme", entity="victim"))
     await store.append(evidence("second", tenant="acme", entity="victim", minute=1))
     worker = await run_worker(store, nats_server.url)
@@ -105,7 +107,7 @@ async def test_more_junk_than_the_walk_reads_is_a_dead_letter_not_a_reset(
     await run_worker(store, nats_server.url)
     for _ in range(FOREIGN_WALK_LIMIT + 1):
         await store.client.nc.publish(VICTIM, b"junk")
-    await store.client.nc.flush()
+    await wait_for_messages(store, "RISK", FOREIGN_WALK_LIMIT + 2)
     await store.append(evidence("second", tenant="acme", entity="victim", minute=1))
     worker = await run_worker(store, nats_server.url)
     assert worker.runner.outcomes == {"dead_lettered": 1}
@@ -123,6 +125,8 @@ async def test_status_leaves_foreign_messages_out_of_the_books_and_names_them(
     await run_worker(store, nats_server.url)
     await trace_to(nats_server.url, VICTIM)
     await trace_to(nats_server.url, "rp.dlq.risk.acme.victim")
+    await wait_for_messages(store, "RISK", 2)
+    await wait_for_messages(store, "DLQ", 1)
     status = await pipeline_status(store, "risk")
     assert status.balanced, status
     assert (status.assessed, status.dlq_depth) == (1, 0)
