@@ -5,6 +5,7 @@ through a middleware chain to a handler that *returns* the events it produces,
 commits them, and only then acknowledges the message.
 """
 
+from projections._checkpoint import Checkpoint, CheckpointRecord, read_checkpoint
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, dead_letter, projection_source
 from projections._dlq import (
     DLQ_PURGED,
@@ -28,6 +29,8 @@ __all__ = [
     "DLQ_REPLAYED",
     "DLQ_REPLAY_STARTED",
     "REPLAY_HEADER",
+    "Checkpoint",
+    "CheckpointRecord",
     "DeadLetter",
     "DeadLetterData",
     "DeadLetterQueue",
@@ -48,5 +51,6 @@ __all__ = [
     "RunnerState",
     "dead_letter",
     "projection_source",
+    "read_checkpoint",
     "split_subject",
 ]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, NamedTuple, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eventstore import NO_STREAM, CloudEvent, resent_headers, sendable_headers, validate_token
 from eventstore.errors import ConcurrencyConflictError
@@ -35,13 +36,17 @@ __all__ = [
     "DLQ_PURGED",
     "DLQ_REPLAYED",
     "DLQ_REPLAY_STARTED",
+    "FOREIGN_TRAIL_LIMIT",
     "REPLAY_HEADER",
     "DeadLetter",
     "DeadLetterQueue",
     "DlqActionData",
     "DlqActions",
+    "ForeignRecord",
     "Original",
 ]
+
+_log = structlog.get_logger(__name__)
 
 REPLAY_HEADER = "Riskpipe-Replay-Of"
 """Set on evidence re-sent from the dead-letter queue: the original's stream sequence."""
@@ -49,6 +54,9 @@ DLQ_REPLAYED = "riskpipe.dlq.replayed.v1"
 DLQ_PURGED = "riskpipe.dlq.purged.v1"
 DLQ_REPLAY_STARTED = "riskpipe.dlq.replay_started.v1"
 """Claims a dead letter's replay, fenced on the letter's own audit subject: one claim wins."""
+_ACTIONS = (DLQ_REPLAYED, DLQ_PURGED, DLQ_REPLAY_STARTED)
+FOREIGN_TRAIL_LIMIT = 256
+"""Messages of one dead letter's replay trail read, at most, past foreign ones at its end."""
 
 
 class DlqActionData(BaseModel):
@@ -68,6 +76,15 @@ class DlqActionData(BaseModel):
     evidence_floor: int | None = Field(default=None, ge=0)
     """For a replay's claim: the entity's last evidence sequence before the re-send,
     where a resumed replay looks for it."""
+
+
+def _not_a(rec: RecordedEvent, types: tuple[str, ...]) -> str | None:
+    """Why ``rec`` is not an event of one of ``types``; ``None`` when it is one."""
+    if rec.event is None:
+        return f"not a valid event: {rec.error}"
+    if rec.event.type not in types:
+        return f"an event of type {rec.event.type!r}"
+    return None
 
 
 def _refusal(sequence: int, record: CloudEvent) -> ReplayRefusedError:
@@ -106,8 +123,26 @@ class DlqActions:
     purged: set[int]
 
 
+@dataclass(frozen=True, slots=True)
+class ForeignRecord:
+    """A message on a DLQ or AUDIT subject that is not what the reader looks for there.
+
+    Anyone who may publish on the subject can store one (junk, or the trace
+    event nats-server publishes to a message's ``Nats-Trace-Dest``), and
+    nobody may delete it from AUDIT: readers skip it and report it.
+    """
+
+    stream: str
+    sequence: int
+    subject: str
+    reason: str
+
+
 class DeadLetterQueue:
     """One projection's dead letters.
+
+    Messages its readers skip as foreign are kept in :attr:`foreign` and
+    logged (``dlq.foreign_message``), once each.
 
     Raises:
         ValueError: ``projection`` is not a subject token.
@@ -125,18 +160,51 @@ class DeadLetterQueue:
         self._clock = clock
         self._new_id = new_id
         self.subject_filter = f"{store.config.prefix}.dlq.{projection}.>"
+        self.foreign: list[ForeignRecord] = []
+        """Messages the readers skipped: not a dead letter, not an action record."""
+        self._reported: set[tuple[str, int]] = set()
+
+    def _foreign(self, rec: RecordedEvent, reason: str) -> None:
+        """Report a message skipped as foreign (once per stream and sequence)."""
+        if (rec.stream, rec.sequence) in self._reported:
+            return
+        self._reported.add((rec.stream, rec.sequence))
+        self.foreign.append(ForeignRecord(rec.stream, rec.sequence, rec.subject, reason))
+        _log.warning(
+            "dlq.foreign_message",
+            stream=rec.stream,
+            sequence=rec.sequence,
+            subject=rec.subject,
+            reason=reason,
+        )
+
+    def _action_of(self, rec: RecordedEvent) -> DlqActionData | None:
+        """The action record ``rec`` holds, if it is one of this projection's; others are foreign.
+
+        Action records of other projections are neither: they are skipped silently.
+        """
+        why = _not_a(rec, _ACTIONS)
+        if why is None:
+            try:
+                data = DlqActionData.model_validate(rec.event.data if rec.event else None)
+            except ValidationError as exc:
+                why = f"not an action record: {exc.error_count()} invalid fields"
+            else:
+                return data if data.projection == self.projection else None
+        self._foreign(rec, why)
+        return None
 
     async def actions(self) -> DlqActions:
         """Replays and purges recorded on the audit stream for this projection."""
         replayed: dict[int, int] = {}
         purged: set[int] = set()
         async for rec in self.store.read_all(stream=self.store.config.audit_stream):
-            data = (rec.event.data or {}) if rec.event is not None else {}
-            if data.get("projection") != self.projection or rec.event is None:
+            data = self._action_of(rec)
+            if data is None or rec.event is None:
                 continue
-            seq = int(str(data["dead_letter_sequence"]))
+            seq = data.dead_letter_sequence
             if rec.event.type == DLQ_REPLAYED:
-                replayed[seq] = int(str(data.get("replayed_as") or 0))
+                replayed[seq] = data.replayed_as or 0
             elif rec.event.type == DLQ_PURGED:
                 purged.add(seq)
         return DlqActions(replayed, purged)
@@ -157,13 +225,15 @@ class DeadLetterQueue:
     async def list(self) -> list[DeadLetter]:
         """Every dead letter still in the queue, oldest first."""
         actions = await self.actions()
-        return [
-            self._dead_letter(rec, actions)
-            async for rec in self.store.read_all(
-                stream=self.store.config.dlq_stream, filter_subject=self.subject_filter
-            )
-            if rec.event is not None and rec.event.type == DEAD_LETTERED
-        ]
+        letters: list[DeadLetter] = []
+        async for rec in self.store.read_all(
+            stream=self.store.config.dlq_stream, filter_subject=self.subject_filter
+        ):
+            if (why := _not_a(rec, (DEAD_LETTERED,))) is not None:
+                self._foreign(rec, why)
+            else:
+                letters.append(self._dead_letter(rec, actions))
+        return letters
 
     async def get(self, sequence: int) -> DeadLetter:
         """The dead letter at ``sequence`` of the DLQ stream.
@@ -172,8 +242,11 @@ class DeadLetterQueue:
             NotADeadLetterError: nothing of this projection's is stored there.
         """
         rec = await self.store.get(self.store.config.dlq_stream, sequence)
-        if rec is None or rec.event is None or rec.event.type != DEAD_LETTERED:
+        if rec is None:
             raise NotADeadLetterError(f"no dead letter at DLQ sequence {sequence}")
+        if (why := _not_a(rec, (DEAD_LETTERED,))) is not None:
+            self._foreign(rec, why)
+            raise NotADeadLetterError(f"DLQ sequence {sequence} is not a dead letter: {why}")
         if not rec.subject.startswith(self.subject_filter[:-1]):
             raise NotADeadLetterError(f"DLQ sequence {sequence} belongs to another projection")
         return self._dead_letter(rec, await self.actions())
@@ -215,7 +288,7 @@ class DeadLetterQueue:
         """
         letter = await self.get(sequence)
         trail = self._trail(letter)
-        last = await self.store.last(trail)
+        last, fence = await self._trail_state(trail, letter)
         if letter.replayed_as is not None and last is None:
             # replayed before claims existed: its record is on the entity's subject
             last = await self._replay_record(letter)
@@ -226,7 +299,7 @@ class DeadLetterQueue:
         # one id per attempt: two replays racing must not pass for one retried append
         attempt = self._new_id()
         claim = await self._claim(
-            letter, trail, last, floor=floor, actor=actor, reason=reason, attempt=attempt
+            letter, trail, fence, floor=floor, actor=actor, reason=reason, attempt=attempt
         )
         new_seq = await self._resend(letter, floor, original)
         try:
@@ -235,13 +308,61 @@ class DeadLetterQueue:
                 replayed_as=new_seq, subject=trail, after=claim, attempt=attempt,
             )  # fmt: skip
         except ConcurrencyConflictError:
-            await self._refuse_from(trail, sequence)
+            await self._refuse_from(trail, letter)
         return new_seq
 
     def _trail(self, letter: DeadLetter) -> str:
         """The audit subject of one dead letter's replay: its claims and its record."""
         entity_subject = self.store.config.subject("audit", letter.tenant, letter.entity)
         return f"{entity_subject}.replay.{self.projection}.{letter.sequence}"
+
+    async def _trail_state(
+        self, trail: str, letter: DeadLetter
+    ) -> tuple[RecordedEvent | None, int | None]:
+        """The last claim or record on a replay trail, and the trail's last sequence (the fence).
+
+        Foreign messages at the trail's end are skipped (and reported): the
+        claim is still fenced after them. The trail is read from its start
+        only then, and only so far.
+
+        Raises:
+            ProjectionError: more than ``FOREIGN_TRAIL_LIMIT`` messages on the trail.
+        """
+        last = await self.store.last(trail)
+        if last is None:
+            return None, None
+        if self._on_trail(last, letter):
+            return last, last.sequence
+        found: RecordedEvent | None = None
+        looked, seq, stream = 0, 1, self.store.config.audit_stream
+        while (
+            rec := await self.store.get(stream, seq, next_on_subject=trail)
+        ) is not None and rec.sequence < last.sequence:
+            looked += 1
+            if looked > FOREIGN_TRAIL_LIMIT:
+                raise ProjectionError(
+                    f"dead letter {letter.sequence}: more than {FOREIGN_TRAIL_LIMIT} messages"
+                    f" on its replay trail {trail}; not replayed"
+                )
+            if self._on_trail(rec, letter):
+                found = rec
+            seq = rec.sequence + 1
+        return found, last.sequence
+
+    def _on_trail(self, rec: RecordedEvent, letter: DeadLetter) -> bool:
+        """Whether ``rec`` is a claim or record of this letter's replay; if not, it is foreign."""
+        data = self._action_of(rec)
+        if data is None:
+            self._foreign(rec, "an action record of another projection")
+            return False
+        if (
+            rec.event is None
+            or rec.event.type == DLQ_PURGED
+            or data.dead_letter_sequence != letter.sequence
+        ):
+            self._foreign(rec, "not a replay claim or record of this dead letter")
+            return False
+        return True
 
     async def _replay_record(self, letter: DeadLetter) -> RecordedEvent | None:
         async for rec in self.store.read(letter.tenant, letter.entity, category="audit"):
@@ -266,7 +387,7 @@ class DeadLetterQueue:
         self,
         letter: DeadLetter,
         trail: str,
-        last: RecordedEvent | None,
+        after: int | None,
         *,
         floor: int,
         actor: str,
@@ -277,20 +398,20 @@ class DeadLetterQueue:
         try:
             return await self._record(
                 DLQ_REPLAY_STARTED, letter, actor, reason,
-                subject=trail, after=last.sequence if last is not None else None,
+                subject=trail, after=after,
                 floor=floor, attempt=attempt,
             )  # fmt: skip
         except ConcurrencyConflictError:
-            await self._refuse_from(trail, letter.sequence)
+            await self._refuse_from(trail, letter)
 
-    async def _refuse_from(self, trail: str, sequence: int) -> NoReturn:
-        """Raise why the replay of ``sequence`` lost its fence, from the trail's last record."""
-        last = await self.store.last(trail)
+    async def _refuse_from(self, trail: str, letter: DeadLetter) -> NoReturn:
+        """Raise why the replay of ``letter`` lost its fence, from the trail's last record."""
+        last, _ = await self._trail_state(trail, letter)
         if last is None or last.event is None:
             raise ProjectionError(
-                f"dead letter {sequence}: its replay record on {trail} is unreadable"
+                f"dead letter {letter.sequence}: its replay record on {trail} is unreadable"
             )
-        raise _refusal(sequence, last.event)
+        raise _refusal(letter.sequence, last.event)
 
     async def _resend(
         self,

@@ -74,6 +74,13 @@ class ProjectionMetrics:
             ["projection"],
             registry=registry,
         )
+        self.checkpoints_refused = Counter(
+            "riskpipe_projection_checkpoints_refused_total",
+            "Stored checkpoints refused at start (malformed, no_generation, other_generation,"
+            " beyond_stream): the runner started without them.",
+            ["projection", "reason"],
+            registry=registry,
+        )
         self.paused = Gauge(
             "riskpipe_projection_paused",
             "1 while consumption is paused because a dependency is down.",

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import orjson
 import structlog
 from opentelemetry import context as otel_context
 
@@ -40,6 +39,7 @@ from eventstore.errors import (
     NotProvisionedError,
     TransientStoreError,
 )
+from projections._checkpoint import CheckpointRecord, read_checkpoint
 from projections._deadletter import dead_letter
 from projections._message import CHAIN, Message, Result
 from projections._seen import SeenSequences
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     )
     from projections._message import Handler, Output
     from projections._metrics import ProjectionMetrics
+    from projections.errors import CheckpointRefusedError
 
 __all__ = ["ProjectionRunner", "RunnerSettings", "RunnerState"]
 
@@ -150,6 +151,7 @@ class ProjectionRunner:
         self.settings = settings or RunnerSettings()
         self.state: RunnerState = "starting"
         self.checkpoint = 0
+        self._generation = ""  # of the consumer's stream, as read with the checkpoint
         self._handler = handler
         self._on_commit = on_commit
         self._on_conflict = on_conflict
@@ -221,9 +223,11 @@ class ProjectionRunner:
             raise self._failure
 
     async def _ensure_consumer(self) -> None:
-        entry = await self.store.kv(self.store.config.checkpoint_bucket).get(self.name)
-        if entry is not None:
-            self.checkpoint = int(orjson.loads(entry.value)["sequence"])
+        stored = await read_checkpoint(self.store, self.name, self._consumer.stream)
+        self._generation = stored.generation
+        if stored.refused is not None:
+            self._refused(stored.refused)
+        self.checkpoint = stored.sequence
         # The server delivers without limit; the runner enforces max_deliver by
         # dead-lettering, so no message is ever silently abandoned by the server.
         self._consumer_settings = ConsumerSettings(
@@ -737,15 +741,36 @@ class ProjectionRunner:
             _log.debug("projection.checkpoint_skipped", projection=self.name, error=str(exc))
 
     async def _store_checkpoint(self, floor: int) -> None:
-        bucket = self.store.kv(self.store.config.checkpoint_bucket)
-        current = await bucket.get(self.name)
-        if current is not None and int(orjson.loads(current.value)["sequence"]) >= floor:
+        current = await read_checkpoint(self.store, self.name, self._consumer.stream)
+        if current.generation != self._generation:
+            return  # the stream was created again: the consumer is recreated first
+        if current.sequence >= floor:
             return  # never backwards: another worker already wrote a later one
-        value = orjson.dumps({"sequence": floor, "written_at": time.time()})
-        await bucket.put(self.name, value, revision=current.revision if current else 0)
+        # a refused record (malformed, moved past the stream, another generation) is replaced
+        value = CheckpointRecord.of(floor, current.generation).encoded()
+        bucket = self.store.kv(self.store.config.checkpoint_bucket)
+        await bucket.put(self.name, value, revision=current.revision)
         self.checkpoint = floor
         if self._metrics is not None:
             self._metrics.checkpoint.labels(self.name).set(floor)
+        self.checkpoint = floor
+        if self._metrics is not None:
+            self._metrics.checkpoint.labels(self.name).set(floor)
+
+    def _refused(self, refused: CheckpointRefusedError) -> None:
+        """A stored checkpoint not to start from: said and counted; the runner starts without it.
+
+        Safe: an existing consumer keeps its own ack floor, and a recreated one
+        delivers from the start, where the projection skips what is handled.
+        """
+        _log.warning(
+            "projection.checkpoint_refused",
+            projection=self.name,
+            reason=refused.reason,
+            error=str(refused),
+        )
+        if self._metrics is not None:
+            self._metrics.checkpoints_refused.labels(self.name, refused.reason).inc()
 
     def _observe(self, info: dict[str, object]) -> None:
         if self._metrics is not None:

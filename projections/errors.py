@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 __all__ = [
+    "CheckpointRefusedError",
+    "ForeignMessagesError",
     "HandlerTimeoutError",
     "MisaddressedEventError",
     "NotADeadLetterError",
@@ -117,3 +119,32 @@ class MisaddressedEventError(ProjectionError, ValueError):
         super().__init__(
             f"stored on {subject!r}, but its envelope belongs on {expected!r}: not assessed"
         )
+
+
+class ForeignMessagesError(ProjectionError):
+    """An entity's risk subject ends in more foreign messages than a read looks through. Permanent.
+
+    Anyone who may publish on the subject can store a message there that is
+    not an assessment (a nats-server trace event, junk); the stream denies
+    deletes, so it stays. The entity's state is its last valid assessment,
+    and that is looked for only so far back: past that, its evidence is
+    dead-lettered rather than scored from a state that may be forgotten.
+    """
+
+    def __init__(self, subject: str, looked: int) -> None:
+        self.subject = subject
+        self.looked = looked
+        super().__init__(
+            f"no valid assessment among the last {looked} messages on {subject}:"
+            " foreign messages cover the entity's state"
+        )
+
+
+class CheckpointRefusedError(ProjectionError, ValueError):
+    """A stored checkpoint that a runner must not start from (malformed, moved, stale)."""
+
+    def __init__(self, projection: str, reason: str, detail: str) -> None:
+        self.projection = projection
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"checkpoint of {projection} refused ({reason}): {detail}")

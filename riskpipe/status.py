@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from eventstore import ConsumerSettings
 from eventstore.errors import NotProvisionedError
-from projections import DeadLetterQueue
+from projections import DeadLetterQueue, read_checkpoint
 from projections.risk import ASSESSED
 from riskpipe.wiring import evidence_filter
 
@@ -40,6 +40,10 @@ class PipelineStatus:
     """Messages on RISK that are no assessment of this projection's evidence: not counted."""
     risk_repeated: int = 0
     """Assessments answering evidence that an earlier assessment answered: counted once."""
+    checkpoint_refused: str | None = None
+    """Why the stored checkpoint is not one a worker starts from (``checkpoint`` is then 0)."""
+    foreign: dict[str, list[int]] = field(default_factory=dict)
+    """Sequences on RISK and DLQ that are not assessments or dead letters (not counted)."""
 
     @property
     def balanced(self) -> bool:
@@ -102,13 +106,21 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     states = {name: await store.stream_state(name) for name in names}
     streams = {name: int(state["messages"]) for name, state in states.items()}
     consumer, changed = await _consumer(store, projection)
-    entry = await store.kv(config.checkpoint_bucket).get(projection)
-    checkpoint = int(orjson.loads(entry.value)["sequence"]) if entry is not None else 0
+    stored = await read_checkpoint(store, projection, config.evidence_stream)
+    checkpoint, refused = stored.sequence, stored.refused
     dlq = DeadLetterQueue(store, projection)
     depth = await store.count(config.dlq_stream, dlq.subject_filter)
     actions = await dlq.actions()
     pending = consumer["num_pending"] + consumer["num_ack_pending"] if consumer else 0
     answers = await _answered(store, projection, int(states[config.evidence_stream]["last_seq"]))
+    foreign = {config.risk_stream: answers.foreign} if answers.foreign else {}
+    if streams[config.evidence_stream] < answers.assessed + depth + len(actions.purged) + pending:
+        # more dead letters than can be: look for messages on the DLQ that are none
+        await dlq.list()  # what it skips, it keeps as foreign
+        junk = [r.sequence for r in dlq.foreign if r.stream == config.dlq_stream]
+        if junk:
+            foreign[config.dlq_stream] = junk
+            depth -= len(junk)
     return PipelineStatus(
         streams=streams,
         consumer=consumer,
@@ -121,15 +133,18 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         dead_lettered=depth + len(actions.purged),
         pending=pending if consumer else streams[config.evidence_stream],
         consumer_changed=changed,
-        risk_foreign=answers.foreign,
+        risk_foreign=len(answers.foreign),
         risk_repeated=answers.repeated,
+        checkpoint_refused=None if refused is None else str(refused),
+        foreign=foreign,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class _Answers:
     assessed: int
-    foreign: int
+    foreign: list[int]
+    """Sequences on RISK of messages that are no assessment of this projection."""
     repeated: int
 
 
@@ -146,7 +161,8 @@ async def _answered(store: EventStore, projection: str, last_evidence: int) -> _
     """
     config = store.config
     seen = bytearray(last_evidence // 8 + 1)
-    assessed = foreign = repeated = 0
+    assessed = repeated = 0
+    foreign: list[int] = []
     batches = store.read_batches(
         stream=config.risk_stream, filter_subject=f"{config.prefix}.risk.>"
     )
@@ -154,7 +170,7 @@ async def _answered(store: EventStore, projection: str, last_evidence: int) -> _
         for raw in batch:
             seq = _answer(raw, config, projection, last_evidence)
             if seq is None:
-                foreign += 1
+                foreign.append(raw.seq)
             elif seen[seq >> 3] & (1 << (seq & 7)):
                 repeated += 1
             else:

@@ -17,6 +17,12 @@ class RiskMetrics:
             ["level", "degraded"],
             registry=registry,
         )
+        self.foreign_messages = Counter(
+            "riskpipe_risk_foreign_messages_total",
+            "Messages found on an entity's risk subject that are not valid assessments"
+            " (skipped: the entity builds on its last valid assessment).",
+            registry=registry,
+        )
         self.analyzer = Info(
             "riskpipe_analyzer",
             "The analyzer version and config fingerprint this worker scores with.",

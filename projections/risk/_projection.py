@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import structlog
@@ -41,7 +41,11 @@ from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
 from projections._deadletter import dead_letter
 from projections._message import CHAIN, Message, Output, Result
-from projections.errors import MisaddressedEventError, UnexpectedEventTypeError
+from projections.errors import (
+    ForeignMessagesError,
+    MisaddressedEventError,
+    UnexpectedEventTypeError,
+)
 from projections.risk._events import (
     RiskAssessedData,
     assessment_event,
@@ -54,10 +58,9 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from prometheus_client import Counter
-    from pydantic import BaseModel
 
     from analyzers import Enricher
-    from eventstore import AppendResult, EventStore, ExpectedVersion, RecordedEvent
+    from eventstore import AppendResult, EventStore, ExpectedVersion, RawMessage, RecordedEvent
     from projections.risk._metrics import RiskMetrics
 
 __all__ = ["RiskProjection"]
@@ -65,6 +68,41 @@ __all__ = ["RiskProjection"]
 _log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("projections.risk")
 _PERMANENT = (DecodeError, UnexpectedEventTypeError, ValueError)
+FOREIGN_WALK_LIMIT = 512
+"""Messages of an entity's risk subject read, at most, to find its last valid assessment."""
+_FIRST_WINDOW = 64
+"""Stream sequences the walk back looks through first (then four times more each time)."""
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One read of an entity's state: its risk subject, and the foreign messages met on it."""
+
+    subject: str
+    looked: int = 0
+    foreign: list[int] = field(default_factory=list)
+    reason: str = ""
+
+    def assessment_in(self, store: EventStore, raw: RawMessage) -> RiskAssessedData | None:
+        """The assessment ``raw`` holds, validated; ``None`` (counted as foreign) if none.
+
+        Foreign: not an event, an event of another type, or an assessment
+        whose envelope names another entity than the subject it is stored on.
+        """
+        self.looked += 1
+        try:  # validated once, as evidence is: the envelope, then the typed data
+            event, data = store.decoded(raw)
+        except DecodeError as exc:
+            self.reason = f"not a valid event: {exc}"
+        else:
+            if not isinstance(data, RiskAssessedData):
+                self.reason = f"not an assessment: {event.type}"
+            elif store.config.subject("risk", event.tenant, event.subject) != raw.subject:
+                self.reason = f"an assessment of {event.tenant}/{event.subject}"
+            else:
+                return data
+        self.foreign.append(raw.seq)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +236,62 @@ class RiskProjection:
         if last is None:
             known = _Known(EntityRiskState.initial(), 0, 0)
         else:
-            try:  # validated once, as evidence is: the envelope, then the typed data
-                data: BaseModel | None = self.store.decoded(last)[1]
-            except DecodeError:
-                data = None
-            if not isinstance(data, RiskAssessedData):
-                raise TypeError(f"last message on {subject} (seq {last.seq}) is not an assessment")
-            known = _Known(data.state, last.seq, data.cursor)
+            walk = _Walk(subject)
+            data = walk.assessment_in(self.store, last)
+            if data is None:
+                data = await self._last_valid(walk, last.seq)
+            self._found_foreign(walk)
+            initial = (EntityRiskState.initial(), 0)
+            state, cursor = (data.state, data.cursor) if data is not None else initial
+            known = _Known(state, last.seq, cursor)  # fenced on the true last sequence
         self._remember(key, known)
         return known
+
+    async def _last_valid(self, walk: _Walk, before: int) -> RiskAssessedData | None:
+        """The last valid assessment on the walk's subject below ``before`` (``None``: none).
+
+        Looks back through windows of the stream, each four times as wide as
+        the one after it, and reads each window forwards with one direct get
+        per message of the subject (the server skips every other subject).
+        So an entity's last assessment far behind other entities' traffic
+        costs a few requests, and every message read is one of the entity's.
+
+        Raises:
+            ForeignMessagesError: more than ``FOREIGN_WALK_LIMIT`` messages
+                read without reaching the last valid assessment.
+        """
+        stream, end, width = self.store.config.risk_stream, before, _FIRST_WINDOW
+        while end > 1:
+            start = max(1, end - width)
+            found: RiskAssessedData | None = None
+            seq = start
+            while (
+                raw := await self.store.client.direct_get(stream, seq, next_by_subject=walk.subject)
+            ) is not None and raw.seq < end:
+                if walk.looked >= FOREIGN_WALK_LIMIT:
+                    self._found_foreign(walk)
+                    raise ForeignMessagesError(walk.subject, walk.looked)
+                found = walk.assessment_in(self.store, raw) or found
+                seq = raw.seq + 1
+            if found is not None:
+                return found
+            end, width = start, width * 4
+        return None
+
+    def _found_foreign(self, walk: _Walk) -> None:
+        """Report the foreign messages a read of the entity's state stepped over."""
+        if not walk.foreign:
+            return
+        _log.warning(
+            "risk.foreign_messages",
+            subject=walk.subject,
+            sequences=walk.foreign[:10],
+            count=len(walk.foreign),
+            reason=walk.reason,
+        )
+        if self._metrics is not None:
+            self._metrics.foreign_messages.inc(len(walk.foreign))
+        walk.foreign.clear()
 
     def _remember(self, key: str, known: _Known) -> None:
         self._cache[key] = known

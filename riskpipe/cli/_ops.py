@@ -13,6 +13,9 @@ from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import add_columns, connect_provisioned, out_console, plain, run
 from riskpipe.status import PipelineStatus, pipeline_status
 
+_SHOWN = 10
+"""Foreign sequences listed per stream; the count is always complete."""
+
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
@@ -73,16 +76,21 @@ def _print_status(name: str, s: PipelineStatus) -> None:
             " (a worker refuses to run on it; delete the consumer to have it recreated)"
         )
     click.echo(f"checkpoint: {s.checkpoint}")
+    if s.checkpoint_refused is not None:
+        click.echo(f"  REFUSED: {s.checkpoint_refused} (a worker starts without it)")
+    for stream, seqs in sorted(s.foreign.items()):
+        shown = ", ".join(map(str, seqs[:_SHOWN])) + (", ..." if len(seqs) > _SHOWN else "")
+        click.echo(f"foreign on {stream}: {len(seqs)} (sequences {shown}), not counted")
     click.echo(f"dlq: depth={s.dlq_depth} replayed={s.dlq_replayed} purged={s.dlq_purged}")
     verdict = "OK" if s.balanced else "DOES NOT ADD UP"
     click.echo(
         f"accounting: evidence={s.evidence} = assessed={s.assessed}"
         f" + dead_lettered={s.dead_lettered} + pending={s.pending}  [{verdict}]"
     )
-    if s.risk_foreign or s.risk_repeated:
+    if s.risk_repeated:  # foreign messages are listed above
         click.echo(
-            f"  not counted as assessed: {s.risk_foreign} message(s) on RISK that are no"
-            f" assessment of this projection's evidence, {s.risk_repeated} repeated assessment(s)"
+            f"  not counted as assessed: {s.risk_repeated} repeated assessment(s) of evidence"
+            " assessed before"
         )
     if s.unaccounted and s.gap > 0:
         click.echo(f"  GAP: {s.gap} evidence event(s) neither assessed, dead-lettered nor pending")

@@ -112,28 +112,27 @@ async def test_a_restarted_worker_trusts_its_ack_floor(
     assert lookups == []
 
 
-async def test_evidence_after_a_forged_risk_message_is_dead_lettered(
+async def test_evidence_after_a_forged_risk_message_is_assessed_past_it(
     nats_server: NatsServer, store: EventStore
 ) -> None:
-    """An entity whose last risk message is not an assessment cannot be continued: dead letters."""
+    """An entity whose last risk message is not an assessment goes on, fenced after it."""
     forged = {
         "f1": b"not json",
         "f2": encode_event(evidence("other", entity="f2"), None),  # an event, not an assessment
     }
     for entity, payload in forged.items():
         await store.append_unchecked("risk", "t1", entity, payload, msg_id=f"forged-{entity}")
-    seqs = [(await store.append(evidence(f"f-{e}", entity=e))).sequence for e in forged]
+    for e in forged:
+        await store.append(evidence(f"f-{e}", entity=e))
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"dead_lettered": 2}
-    letters = {
-        int(str(rec.event.data["sequence"])): rec.event.data
-        async for rec in store.read_all(stream=store.config.dlq_stream)
-        if rec.event is not None and rec.event.data is not None
+    assert worker.runner.outcomes == {"assessed": 2}
+    assert worker.registry.get_sample_value("riskpipe_risk_foreign_messages_total") == 2
+    assessed = {
+        rec.subject: rec.sequence
+        async for rec in store.read_all(stream=store.config.risk_stream)
+        if rec.event is not None
     }
-    assert sorted(letters) == seqs
-    for letter in letters.values():
-        assert letter["error_type"] == "TypeError"
-        assert "is not an assessment" in str(letter["error_message"])
+    assert assessed == {"rp.risk.t1.f1": 3, "rp.risk.t1.f2": 4}
 
 
 async def test_redelivered_evidence_is_skipped_not_reassessed(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-__all__ = ["nats_server", "raw_publish", "store"]
+__all__ = ["nats_server", "raw_publish", "store", "trace_to"]
 
 
 @pytest.fixture
@@ -59,3 +59,13 @@ async def raw_publish(url: str, subject: str, header_block: bytes, payload: byte
     assert (await reader.readline()).startswith(b"PONG")
     writer.close()
     await writer.wait_closed()
+
+
+async def trace_to(url: str, destination: str) -> None:
+    """Have nats-server publish the JSON trace event of a harmless message to ``destination``.
+
+    Any client may name any subject as a message's ``Nats-Trace-Dest``; the
+    server then stores its trace event there if a stream captures it.
+    """
+    header = f"NATS/1.0\r\nNats-Trace-Dest: {destination}\r\n".encode()
+    await raw_publish(url, "probe.trace", header, b"hi")
