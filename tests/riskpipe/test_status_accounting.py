@@ -67,7 +67,7 @@ async def test_a_message_on_risk_that_is_no_assessment_hides_no_evidence(
     assert (status["evidence"], status["assessed"], status["pending"]) == (4, 2, 0)
     assert (status["gap"], status["risk_foreign"], status["balanced"]) == (2, 2, False)
     assert "GAP: 2 evidence event(s) neither assessed, dead-lettered nor pending" in text
-    assert "2 message(s) on RISK that are no assessment" in text
+    assert "foreign on RISK: 2 (sequences 3, 4), not counted" in text
 
 
 async def test_evidence_lost_beside_a_message_in_flight_is_not_waved_through(
