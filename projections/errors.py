@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckpointRefusedError",
+    "EvidenceReplacedError",
     "ForeignMessagesError",
     "HandlerTimeoutError",
     "MisaddressedEventError",
@@ -148,3 +149,26 @@ class CheckpointRefusedError(ProjectionError, ValueError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"checkpoint of {projection} refused ({reason}): {detail}")
+
+
+class EvidenceReplacedError(ProjectionError):
+    """The evidence stream no longer holds the evidence the recorded assessments answer.
+
+    An assessment names its evidence by stream sequence. When the evidence
+    stream is deleted and created again, its sequences start over, so new
+    evidence would take the positions of evidence already assessed: the
+    projection would take it for evidence it has handled and skip it. The
+    projection refuses to run rather than skip evidence.
+    """
+
+    def __init__(self, stream: str, sequence: int, expected: str, found: str) -> None:
+        self.stream = stream
+        self.sequence = sequence
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{stream} sequence {sequence} holds {found}, but the latest assessment answers"
+            f" {expected} there: was {stream} deleted and created again? New evidence would"
+            " reuse assessed positions and be skipped, so the projection does not run."
+            f" Restore {stream}, or start the projection over (see docs/projections.md)"
+        )

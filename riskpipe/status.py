@@ -10,7 +10,8 @@ import orjson
 from eventstore import ConsumerSettings
 from eventstore.errors import NotProvisionedError
 from projections import DeadLetterQueue, read_checkpoint
-from projections.risk import ASSESSED
+from projections.errors import EvidenceReplacedError
+from projections.risk import ASSESSED, verify_evidence_identity
 from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class PipelineStatus:
     """Why the stored checkpoint is not one a worker starts from (``checkpoint`` is then 0)."""
     foreign: dict[str, list[int]] = field(default_factory=dict)
     """Sequences on RISK and DLQ that are not assessments or dead letters (not counted)."""
+    evidence_replaced: str | None = None
+    """Why EVIDENCE no longer holds the evidence the assessments answer (re-created)."""
 
     @property
     def balanced(self) -> bool:
@@ -121,6 +124,11 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         if junk:
             foreign[config.dlq_stream] = junk
             depth -= len(junk)
+    try:
+        await verify_evidence_identity(store, projection)
+        replaced = None
+    except EvidenceReplacedError as exc:
+        replaced = str(exc)
     return PipelineStatus(
         streams=streams,
         consumer=consumer,
@@ -137,6 +145,7 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         risk_repeated=answers.repeated,
         checkpoint_refused=None if refused is None else str(refused),
         foreign=foreign,
+        evidence_replaced=replaced,
     )
 
 

@@ -15,6 +15,7 @@ from analyzers.enrichment import EnricherSettings, HttpEnricher
 from eventstore import StoreMetrics
 from eventstore.errors import ConnectionClosedError, ConsumerDriftError, EventStoreError
 from projections import DeadLetterQueue, ProjectionMetrics, ProjectionRunner, RunnerSettings
+from projections.errors import EvidenceReplacedError
 from projections.middleware import (
     chain,
     dead_letters,
@@ -24,7 +25,7 @@ from projections.middleware import (
     timeout,
     tracing,
 )
-from projections.risk import RiskMetrics, RiskProjection
+from projections.risk import RiskMetrics, RiskProjection, verify_evidence_identity
 from riskpipe.http import HealthServer
 from riskpipe.wiring import evidence_filter
 
@@ -79,7 +80,8 @@ class Worker:
             registry=registry,
         )
         self.http: HealthServer | None = None
-        self.drift: ConsumerDriftError | None = None
+        self.drift: ConsumerDriftError | EvidenceReplacedError | None = None
+        """Why the worker stopped: its consumer, or the evidence stream, was changed."""
         """Why the worker stopped, when someone changed its consumer."""
         self.enricher = self._enricher()
         self.projection = RiskProjection(
@@ -188,7 +190,8 @@ class Worker:
                 return
             try:
                 await self.runner.verify_consumer()
-            except ConsumerDriftError as exc:
+                await verify_evidence_identity(self.store, self.runner.name)
+            except (ConsumerDriftError, EvidenceReplacedError) as exc:
                 self.drift = exc
                 _log.error("worker.consumer_drifted", error=str(exc))
                 halt.set()
@@ -216,11 +219,15 @@ class Worker:
         Raises:
             ConsumerDriftError: the consumer was changed by someone else, found
                 at start or while running (then the projection was stopped first).
+            EvidenceReplacedError: the evidence stream no longer holds the
+                evidence the assessments answer (deleted and created again),
+                found at start or while running.
             ConnectionClosedError: the connection to NATS closed for good (nats-py
                 does not reconnect after, e.g., a protocol error the server
                 closed it for); the projection was stopped first. A supervisor
                 restarts the process.
         """
+        await verify_evidence_identity(self.store, self.runner.name)
         server = None
         if http:
             server = self.http = HealthServer(

@@ -9,6 +9,7 @@ from projections.risk._events import (
     evidence_event,
     evidence_ref,
 )
+from projections.risk._identity import verify_evidence_identity
 from projections.risk._metrics import RiskMetrics
 from projections.risk._projection import RiskProjection
 
@@ -22,4 +23,5 @@ __all__ = [
     "build_schemas",
     "evidence_event",
     "evidence_ref",
+    "verify_evidence_identity",
 ]

@@ -35,8 +35,10 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
       2  evidence is unaccounted for: missing from every count (in flight or
          not), or any difference once nothing is pending or in flight (2 is
          also every command's exit status on a usage error)
-      3  the consumer was changed by someone else (its filter, headers only,
-         ...): it may deliver nothing while its numbers look healthy
+      3  the set-up was changed by someone else: the consumer (its filter,
+         headers only, ...), which may deliver nothing while its numbers look
+         healthy, or EVIDENCE (deleted and created again under the recorded
+         assessments), whose new evidence a worker would skip
     """  # noqa: D301 - \b keeps click from rewrapping the table
     name = projection or app.settings.projection
     result = run(_status(app, name))
@@ -44,7 +46,7 @@ def status(app: AppContext, as_json: bool, projection: str | None) -> None:
         click.echo(json.dumps(result.as_dict(), sort_keys=True))
     else:
         _print_status(name, result)
-    if result.consumer_changed:
+    if result.consumer_changed or result.evidence_replaced:
         sys.exit(3)
     if result.unaccounted:
         sys.exit(2)
@@ -62,22 +64,7 @@ def _print_status(name: str, s: PipelineStatus) -> None:
     for stream, count in s.streams.items():
         table.add_row(stream, str(count))
     out_console().print(table)
-    if s.consumer is None:
-        click.echo(f"consumer {name}: not created yet (start `riskpipe worker`)")
-    else:
-        c = s.consumer
-        click.echo(
-            f"consumer {name}: pending={c['num_pending']} ack_pending={c['num_ack_pending']}"
-            f" redelivered={c['num_redelivered']} ack_floor={c['ack_floor']}"
-        )
-    for key, (found, expected) in sorted(s.consumer_changed.items()):
-        click.echo(
-            f"  CHANGED BY SOMEONE ELSE: {key} is {found!r}, the worker set {expected!r}"
-            " (a worker refuses to run on it; delete the consumer to have it recreated)"
-        )
-    click.echo(f"checkpoint: {s.checkpoint}")
-    if s.checkpoint_refused is not None:
-        click.echo(f"  REFUSED: {s.checkpoint_refused} (a worker starts without it)")
+    _print_setup(name, s)
     for stream, seqs in sorted(s.foreign.items()):
         shown = ", ".join(map(str, seqs[:_SHOWN])) + (", ..." if len(seqs) > _SHOWN else "")
         click.echo(f"foreign on {stream}: {len(seqs)} (sequences {shown}), not counted")
@@ -98,6 +85,28 @@ def _print_status(name: str, s: PipelineStatus) -> None:
         click.echo(f"  GAP: {-s.gap} more accounted for than there is evidence, nothing in flight")
     elif not s.balanced:
         click.echo("  (messages are in flight; the numbers settle once they are acknowledged)")
+
+
+def _print_setup(name: str, s: PipelineStatus) -> None:
+    """The consumer, what someone else changed, and the checkpoint."""
+    if s.consumer is None:
+        click.echo(f"consumer {name}: not created yet (start `riskpipe worker`)")
+    else:
+        c = s.consumer
+        click.echo(
+            f"consumer {name}: pending={c['num_pending']} ack_pending={c['num_ack_pending']}"
+            f" redelivered={c['num_redelivered']} ack_floor={c['ack_floor']}"
+        )
+    for key, (found, expected) in sorted(s.consumer_changed.items()):
+        click.echo(
+            f"  CHANGED BY SOMEONE ELSE: {key} is {found!r}, the worker set {expected!r}"
+            " (a worker refuses to run on it; delete the consumer to have it recreated)"
+        )
+    if s.evidence_replaced is not None:
+        click.echo(f"EVIDENCE REPLACED: {s.evidence_replaced}")
+    click.echo(f"checkpoint: {s.checkpoint}")
+    if s.checkpoint_refused is not None:
+        click.echo(f"  REFUSED: {s.checkpoint_refused} (a worker starts without it)")
 
 
 @main.command()

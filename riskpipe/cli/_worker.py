@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from analyzers.errors import AnalyzerError
 from eventstore.errors import EventStoreError
+from projections.errors import ProjectionError
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import fail, store_error
 from riskpipe.errors import RiskpipeError
@@ -56,7 +57,7 @@ def worker(
         asyncio.run(_worker(settings, until_idle=until_idle, http=not no_http))
     except EventStoreError as exc:
         fail("worker.failed", store_error(exc))
-    except (RiskpipeError, AnalyzerError) as exc:
+    except (RiskpipeError, AnalyzerError, ProjectionError) as exc:
         fail("worker.failed", str(exc))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C while stopping
         sys.exit(130)

@@ -137,11 +137,16 @@ async def test_a_checkpoint_past_the_streams_end_is_refused_even_of_this_generat
 async def test_a_checkpoint_of_a_deleted_and_recreated_stream_is_refused(
     nats_server: NatsServer, store: EventStore
 ) -> None:
-    """The new EVIDENCE stream's sequences start over: the old checkpoint must not skip them."""
+    """The new EVIDENCE stream's sequences start over: the old checkpoint must not skip them.
+
+    The projection was started over (RISK and DLQ deleted too), but its
+    checkpoint was left behind.
+    """
     await _entities(store, 3)
     await run_worker(store, nats_server.url)
     assert (await _stored(store))["sequence"] == 3
-    await store.client.api(f"STREAM.DELETE.{store.config.evidence_stream}")
+    for stream in (store.config.evidence_stream, store.config.risk_stream):
+        await store.client.api(f"STREAM.DELETE.{stream}")
     await store.provision()
     await _entities(store, 5, prefix="new")
     worker = await run_worker(store, nats_server.url)
