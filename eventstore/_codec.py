@@ -174,11 +174,33 @@ def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
     """The canonical bytes of ``event`` with ``data`` (its validated data model).
 
     Canonical: compact, sorted keys, UTC times with ``Z``, unset optional
-    attributes left out, so equal events have equal bytes. The envelope's
-    ``time`` is converted to UTC here, whatever offset it was given with
-    (``Timestamp`` keeps a time UTC can hold); a data model writes its own
-    times in UTC.
+    attributes left out, so equal events have equal bytes. Extension
+    attributes are written beside the others, sorted with them, as validated.
+    The envelope's ``time`` is converted to UTC here, whatever offset it was
+    given with (``Timestamp`` keeps a time UTC can hold); a data model writes
+    its own times in UTC.
     """
+    doc = _envelope_doc(event)
+    if data is not None:
+        # python mode: orjson writes datetimes, enums and tuples itself, faster than
+        # pydantic; the serializer itself, without model_dump's argument handling
+        doc["data"] = data.__pydantic_serializer__.to_python(
+            data, exclude_none=True, exclude_unset=True
+        )
+    if data is None or type(data) not in _NON_STR_KEYS:
+        try:
+            return orjson.dumps(doc, option=_OPTIONS)
+        except TypeError:
+            if data is not None:
+                _NON_STR_KEYS.add(type(data))
+    try:
+        return orjson.dumps(doc, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise MalformedJSONError(f"cannot encode as JSON: {exc}") from exc
+
+
+def _envelope_doc(event: CloudEvent) -> dict[str, Any]:
+    """The envelope's attributes as :func:`encode_event` writes them, unset ones left out."""
     time = event.time
     if time.utcoffset():  # a zero offset is written as Z already
         time = time.astimezone(UTC)
@@ -196,19 +218,8 @@ def encode_event(event: CloudEvent, data: BaseModel | None) -> bytes:
         doc["correlationid"] = event.correlationid
     if event.causationid is not None:
         doc["causationid"] = event.causationid
-    if data is not None:
-        # python mode: orjson writes datetimes, enums and tuples itself, faster than
-        # pydantic; the serializer itself, without model_dump's argument handling
-        doc["data"] = data.__pydantic_serializer__.to_python(
-            data, exclude_none=True, exclude_unset=True
-        )
-    if data is None or type(data) not in _NON_STR_KEYS:
-        try:
-            return orjson.dumps(doc, option=_OPTIONS)
-        except TypeError:
-            if data is not None:
-                _NON_STR_KEYS.add(type(data))
-    try:
-        return orjson.dumps(doc, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise MalformedJSONError(f"cannot encode as JSON: {exc}") from exc
+    if event.dataschema is not None:
+        doc["dataschema"] = event.dataschema
+    if extensions := event.__pydantic_extra__:  # names never collide with the attributes'
+        doc.update(extensions)
+    return doc

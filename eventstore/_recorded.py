@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
+    from eventstore._binary import BinaryHeaders
     from eventstore._envelope import CloudEvent
     from eventstore._jetstream._client import RawMessage
     from eventstore._schemas import EventSchemas
@@ -45,10 +46,19 @@ def _limits(config: StoreConfig) -> dict[str, int]:
     return {"max_bytes": config.max_payload_bytes * 2, "max_depth": config.max_depth}
 
 
+def _headers(raw: RawMessage) -> BinaryHeaders:
+    """The message's headers as stored, for a binary-mode event: the block when it is kept."""
+    return raw.header_block if raw.header_block is not None else raw.parsed_headers
+
+
 def to_recorded(raw: RawMessage, schemas: EventSchemas, config: StoreConfig) -> RecordedEvent:
-    """Decode a raw stored message strictly; keep the error instead of raising."""
+    """Decode a raw stored message strictly; keep the error instead of raising.
+
+    A message in the NATS binding's binary mode (``ce-`` headers, data as the
+    payload) is decoded from its headers and payload (see :mod:`eventstore._binary`).
+    """
     try:
-        event = schemas.parse(raw.data, **_limits(config))
+        event = schemas.parse(raw.data, headers=_headers(raw), **_limits(config))
     except DecodeError as exc:
         return RecordedEvent(
             raw.stream, raw.seq, raw.subject, raw.time, raw.headers, raw.data, None, exc,
@@ -70,4 +80,4 @@ def decode_recorded(
     Raises:
         DecodeError: the stored bytes are not a valid event.
     """
-    return schemas.decode(raw.data, **_limits(config))
+    return schemas.decode(raw.data, headers=_headers(raw), **_limits(config))

@@ -7,17 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from eventstore._binary import binary_fields, binary_headers
 from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json
-from eventstore._envelope import CloudEvent
+from eventstore._envelope import ENVELOPE_HINTS, CloudEvent
 from eventstore._tokens import PATTERN_HINTS
 from eventstore.errors import MalformedJSONError, SchemaViolationError, UnknownEventTypeError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from eventstore._binary import BinaryHeaders
+
 __all__ = ["EventSchemas", "EventType"]
 
 _ENVELOPE = "envelope"
+_HINTS = {**PATTERN_HINTS, **ENVELOPE_HINTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +33,20 @@ class EventType:
     category: str
 
 
-def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+def _problems(exc: ValidationError, prefix: str = "", *, binary: bool = False) -> list[str]:
+    """One line per error, naming the field; in binary mode an attribute by its ``ce-`` header."""
     out = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        if not err["loc"] and (attribute := (err.get("ctx") or {}).get("attribute")):
+            where = str(attribute)  # an extension attribute, checked with the envelope
+        if binary and where not in {"event", "data"} and not where.startswith("data."):
+            where = f"ce-{where}"
         message = err["msg"]
         if err["type"] == "string_pattern_mismatch":
             name = str(err["loc"][-1]) if err["loc"] else "value"
             pattern = (err.get("ctx") or {}).get("pattern", "")
-            hint = PATTERN_HINTS.get(pattern, f"must match {pattern}")
+            hint = _HINTS.get(pattern, f"must match {pattern}")
             message = f"invalid {name} {err['input']!r}: {hint}"
         out.append(f"{where or 'event'}: {message}")
     return out
@@ -78,14 +87,23 @@ class EventSchemas:
         self,
         payload: bytes,
         *,
+        headers: BinaryHeaders = None,
         max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> CloudEvent:
-        """Decode, validate and normalise one event from ``payload``.
+        """Decode, validate and normalise one event from ``payload`` (and its message's headers).
+
+        With ``headers`` holding ``ce-`` headers the message is in the NATS
+        binding's binary mode (see :mod:`eventstore._binary`): the attributes
+        are those headers and ``payload`` is the data; otherwise ``payload``
+        is the structured event.
 
         Raises:
-            DecodeError: any subclass, naming what is wrong with the payload.
+            DecodeError: any subclass, naming what is wrong with the message.
         """
+        if (found := binary_headers(headers)) is not None:
+            fields = binary_fields(found, payload, max_bytes=max_bytes, max_depth=max_depth)
+            return self.normalise(self._envelope(fields, binary=True))
         raw = decode_json(payload, max_bytes=max_bytes, max_depth=max_depth)
         if not isinstance(raw, dict):
             raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
@@ -95,6 +113,7 @@ class EventSchemas:
         self,
         payload: bytes,
         *,
+        headers: BinaryHeaders = None,
         max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> tuple[CloudEvent, BaseModel]:
@@ -102,23 +121,22 @@ class EventSchemas:
 
         Unlike :meth:`parse` the envelope's ``data`` is left as stored (no
         normalisation): the typed data is what a consumer works with.
+        ``headers`` as for :meth:`parse`.
 
         Raises:
-            DecodeError: any subclass, naming what is wrong with the payload.
+            DecodeError: any subclass, naming what is wrong with the message.
         """
-        raw = decode_json(payload, max_bytes=max_bytes, max_depth=max_depth)
+        binary = (found := binary_headers(headers)) is not None
+        if found is not None:
+            raw = binary_fields(found, payload, max_bytes=max_bytes, max_depth=max_depth)
+        else:
+            raw = decode_json(payload, max_bytes=max_bytes, max_depth=max_depth)
         if not isinstance(raw, dict):
             raise MalformedJSONError(f"an event must be a JSON object, not {type(raw).__name__}")
         data = raw.get("data")
         # The envelope is validated without its data, which the typed model validates
         # next: decoded JSON is JSON, checking it value by value as such is redundant.
-        fields = raw if data is None else {**raw, "data": None}
-        if "type" not in raw and self.default_type is not None:
-            fields = {**fields, "type": self.default_type}
-        try:
-            event = CloudEvent.model_validate(fields)
-        except ValidationError as exc:
-            raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
+        event = self._envelope(raw if data is None else {**raw, "data": None}, binary=binary)
         if data is None:
             return event, self.typed_data(event)
         if not isinstance(data, dict):
@@ -144,13 +162,22 @@ class EventSchemas:
         Raises:
             SchemaViolationError: the envelope does not match.
         """
+        return self._envelope(raw)
+
+    def _envelope(self, raw: Mapping[str, Any], *, binary: bool = False) -> CloudEvent:
+        """The validated envelope of ``raw``; errors name ``ce-`` headers in binary mode.
+
+        Raises:
+            SchemaViolationError: the envelope does not match.
+        """
         fields = dict(raw)
         if "type" not in fields and self.default_type is not None:
             fields["type"] = self.default_type
         try:
             return CloudEvent.model_validate(fields)
         except ValidationError as exc:
-            raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), _problems(exc)) from exc
+            problems = _problems(exc, binary=binary)
+            raise SchemaViolationError(str(fields.get("type", _ENVELOPE)), problems) from exc
 
     def normalise(self, event: CloudEvent) -> CloudEvent:
         """``event`` with its data validated and defaults filled in by its type's model.

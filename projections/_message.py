@@ -91,6 +91,16 @@ class Message:
         return self.delivery.stream_seq
 
     @property
+    def stored_headers(self) -> bytes | dict[str, str]:
+        """The message's headers as stored: the raw block, or their parsed view without one.
+
+        A binary-mode event (CloudEvents attributes as ``ce-`` headers) is
+        decoded from them, as every reader of the stored message decodes it.
+        """
+        block = self.delivery.header_block
+        return block if block is not None else self.delivery.headers
+
+    @property
     def last_delivery(self) -> bool:
         """Whether the consumer will not deliver this message again."""
         return self.delivery.num_delivered >= self.max_deliver

@@ -155,6 +155,7 @@ def assessment_event(  # noqa: PLR0913 - the facts an assessment event is made o
             "tenant": entity[0],
             "time": time,
             "datacontenttype": "application/json",
+            "dataschema": None,
             "correlationid": evidence.correlationid,
             "causationid": evidence.id,
             "data": None,

@@ -189,7 +189,9 @@ class RiskProjection:
 
     def _decode(self, message: Message) -> CloudEvent:
         limit = self.store.config.max_payload_bytes
-        event, data = self.store.schemas.decode(message.delivery.data, max_bytes=limit)
+        event, data = self.store.schemas.decode(
+            message.delivery.data, headers=message.stored_headers, max_bytes=limit
+        )
         message.context["event"] = event
         message.context["data"] = data
         message.log["evidence_id"] = event.id
