@@ -86,7 +86,11 @@ _MAX_FRACTION_DIGITS = 6
 
 
 def _precise_enough(value: Any) -> Any:  # noqa: ANN401 - pydantic hook: any input
-    """Refuse a time string with more fractional digits than a microsecond (silently lost)."""
+    """Refuse a time string with more fractional digits than a microsecond (silently lost).
+
+    The envelope's rule (eventstore's ``check_precision``), kept here as well
+    because this package may not import eventstore.
+    """
     if isinstance(value, str) and (found := _FRACTION.search(value)) is not None:
         digits = len(found.group(1))
         if digits > _MAX_FRACTION_DIGITS:

@@ -17,7 +17,6 @@ from eventstore import Delivery, EventStore, StoreConfig, encode_event
 from eventstore.errors import SchemaViolationError
 from projections import DeadLetterData, DeadLetterQueue, Message, OriginalUnavailableError
 from projections._deadletter import dead_letter
-from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
     from riskpipe.server import NatsServer
@@ -118,43 +117,39 @@ def test_unreadable_originals_have_an_empty_envelope(raw: bytes) -> None:
 
 async def test_a_large_poison_event_is_dead_lettered_and_replayed_whole(
     nats_server: NatsServer,
+    large_store: EventStore,
 ) -> None:
     """A 790 KB poison event under an 800,000-byte limit: dead-lettered in part, replayed whole."""
-    config = StoreConfig(max_payload_bytes=800_000)
-    store = await EventStore.connect(nats_server.url, schemas=build_schemas(), config=config)
-    try:
-        await store.provision()
-        original = _evidence_json(note="x" * 790_000)
-        poison = await store.append_unchecked(
-            "evidence", "t1", "e1", original, msg_id="big", headers={"Producer": "p1"}
-        )
-        worker = await run_worker(store, nats_server.url)
-        assert worker.runner.outcomes == {"dead_lettered": 1}
-        assert store.client.connected
-        dlq = DeadLetterQueue(store, "risk")
-        (letter,) = await dlq.list()
-        assert letter.data.original_truncated
-        assert letter.data.sequence == poison.sequence
-        assert letter.data.payload_sha256 == hashlib.sha256(original).hexdigest()
-        assert letter.data.envelope["id"] == "ev-1"
-        assert (await dlq.original(letter))[0] == original
-        replayed_at = await dlq.replay(letter.sequence, actor="test")
-        replayed = await store.get("EVIDENCE", replayed_at)
-        assert replayed is not None
-        assert replayed.payload == original
-        assert replayed.headers["Producer"] == "p1"
-        gone = letter.data.model_copy(update={"sequence": 999})
-        with pytest.raises(OriginalUnavailableError, match="no longer exists"):
-            await dlq.original(replace(letter, data=gone))
-        changed = letter.data.model_copy(update={"payload_sha256": "0" * 64})
-        with pytest.raises(OriginalUnavailableError, match="does not match"):
-            await dlq.original(replace(letter, data=changed))
-        whole = letter.data.model_copy(
-            update={"original_truncated": False, "original": base64.b64encode(b"{}").decode()}
-        )
-        assert (await dlq.original(replace(letter, data=whole)))[0] == b"{}"
-    finally:
-        await store.close()
+    store = large_store
+    original = _evidence_json(note="x" * 790_000)
+    poison = await store.append_unchecked(
+        "evidence", "t1", "e1", original, msg_id="big", headers={"Producer": "p1"}
+    )
+    worker = await run_worker(store, nats_server.url)
+    assert worker.runner.outcomes == {"dead_lettered": 1}
+    assert store.client.connected
+    dlq = DeadLetterQueue(store, "risk")
+    (letter,) = await dlq.list()
+    assert letter.data.original_truncated
+    assert letter.data.sequence == poison.sequence
+    assert letter.data.payload_sha256 == hashlib.sha256(original).hexdigest()
+    assert letter.data.envelope["id"] == "ev-1"
+    assert (await dlq.original(letter))[0] == original
+    replayed_at = await dlq.replay(letter.sequence, actor="test")
+    replayed = await store.get("EVIDENCE", replayed_at)
+    assert replayed is not None
+    assert replayed.payload == original
+    assert replayed.headers["Producer"] == "p1"
+    gone = letter.data.model_copy(update={"sequence": 999})
+    with pytest.raises(OriginalUnavailableError, match="no longer exists"):
+        await dlq.original(replace(letter, data=gone))
+    changed = letter.data.model_copy(update={"payload_sha256": "0" * 64})
+    with pytest.raises(OriginalUnavailableError, match="does not match"):
+        await dlq.original(replace(letter, data=changed))
+    whole = letter.data.model_copy(
+        update={"original_truncated": False, "original": base64.b64encode(b"{}").decode()}
+    )
+    assert (await dlq.original(replace(letter, data=whole)))[0] == b"{}"
 
 
 async def test_a_header_that_swells_in_json_still_gives_a_dead_letter_that_fits(

@@ -14,7 +14,6 @@ from support.pipeline import run_worker
 from eventstore import Delivery, EventStore, RawMessage, StoreConfig, encode_event
 from projections import DeadLetterData, DeadLetterQueue, Message
 from projections._deadletter import dead_letter
-from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
     from riskpipe.server import NatsServer
@@ -66,19 +65,15 @@ async def test_a_replay_resends_the_original_header_lines_byte_for_byte(
 
 async def test_a_truncated_dead_letter_replays_the_header_block_as_stored(
     nats_server: NatsServer,
+    large_store: EventStore,
 ) -> None:
     """An original too large to copy is re-sent from its stream, its header lines still exact."""
-    config = StoreConfig(max_payload_bytes=800_000)
-    store = await EventStore.connect(nats_server.url, schemas=build_schemas(), config=config)
-    try:
-        await store.provision()
-        payload = orjson.dumps({"id": "big", "note": "x" * 790_000})
-        await raw_publish(nats_server.url, "rp.evidence.t1.e1", ORIGINAL, payload)
-        data, block = await _replayed_block(store, nats_server.url)
-        assert data.original_truncated
-        assert block == _expected(data.sequence)
-    finally:
-        await store.close()
+    store = large_store
+    payload = orjson.dumps({"id": "big", "note": "x" * 790_000})
+    await raw_publish(nats_server.url, "rp.evidence.t1.e1", ORIGINAL, payload)
+    data, block = await _replayed_block(store, nats_server.url)
+    assert data.original_truncated
+    assert block == _expected(data.sequence)
 
 
 @pytest.mark.parametrize("limit", [2_000, 6_000, 40_000])

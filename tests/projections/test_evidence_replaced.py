@@ -36,14 +36,19 @@ async def _recreate_evidence(store: EventStore) -> None:
     await store.provision()
 
 
+async def _assessed_then_replaced(store: EventStore, url: str, new: list[str]) -> None:
+    """Three evidence events assessed, then EVIDENCE re-created holding ``new`` (not assessed)."""
+    await _append(store, ["old-1", "old-2", "old-3"])
+    await run_worker(store, url)
+    await _recreate_evidence(store)
+    await _append(store, new)
+
+
 async def test_the_worker_refuses_a_recreated_evidence_stream_and_status_says_why(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """New evidence on a re-created EVIDENCE stream is not skipped as old: the worker stops."""
-    await _append(store, ["old-1", "old-2", "old-3"])
-    await run_worker(store, nats_server.url)
-    await _recreate_evidence(store)
-    await _append(store, ["new-1", "new-2", "new-3", "new-4"])
+    await _assessed_then_replaced(store, nats_server.url, ["new-1", "new-2", "new-3", "new-4"])
     env = {"RISKPIPE_NATS_URL": nats_server.url}
     worked = riskpipe("worker", "--until-idle", "--no-http", env=env)
     assert worked.returncode == 1, worked.stderr
@@ -64,10 +69,7 @@ async def test_fewer_new_evidence_than_assessed_is_refused_too(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """A re-created stream still short of the last assessed position holds nothing there."""
-    await _append(store, ["old-1", "old-2", "old-3"])
-    await run_worker(store, nats_server.url)
-    await _recreate_evidence(store)
-    await _append(store, ["new-1"])
+    await _assessed_then_replaced(store, nats_server.url, ["new-1"])
     with pytest.raises(EvidenceReplacedError, match="sequence 3 holds nothing"):
         await run_worker(store, nats_server.url)
 
@@ -76,10 +78,7 @@ async def test_started_over_the_projection_scores_the_new_stream(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """Deleting RISK, DLQ and the checkpoint (docs/projections.md) lets every new evidence score."""
-    await _append(store, ["old-1", "old-2", "old-3"])
-    await run_worker(store, nats_server.url)
-    await _recreate_evidence(store)
-    await _append(store, ["new-1", "new-2", "new-3", "new-4"])
+    await _assessed_then_replaced(store, nats_server.url, ["new-1", "new-2", "new-3", "new-4"])
     config = store.config
     for stream in (config.risk_stream, config.dlq_stream, f"KV_{config.checkpoint_bucket}"):
         await store.client.api(f"STREAM.DELETE.{stream}")

@@ -42,6 +42,22 @@ async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
         await es.close()
 
 
+LARGE_PAYLOAD_BYTES = 800_000
+"""A payload limit near the server's 1 MiB max_payload, for originals too large to copy."""
+
+
+@pytest.fixture
+async def large_store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
+    """Like ``store``, with a payload limit of :data:`LARGE_PAYLOAD_BYTES`."""
+    config = StoreConfig(max_payload_bytes=LARGE_PAYLOAD_BYTES)
+    es = await EventStore.connect(nats_server.url, schemas=build_schemas(), config=config)
+    await es.provision()
+    try:
+        yield es
+    finally:
+        await es.close()
+
+
 async def raw_publish(url: str, subject: str, header_block: bytes, payload: bytes) -> None:
     """Publish with a header block as a client in another language may send it (no checks)."""
     host, port = url.removeprefix("nats://").rsplit(":", 1)
