@@ -34,7 +34,7 @@ from eventstore._schemas import EventSchemas, EventType
 from eventstore._store import EventStore, PendingAppend
 from eventstore._telemetry import StoreMetrics, tracing_enabled
 from eventstore._tokens import EventId, SourceRef, Token, validate_token
-from eventstore._topology import Category, StoreConfig
+from eventstore._topology import MAX_PARTITIONS, PARTITIONS_KEY, Category, StoreConfig, partition_of
 
 __all__ = [
     "ANY",
@@ -42,7 +42,9 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "MAX_BATCH",
+    "MAX_PARTITIONS",
     "NO_STREAM",
+    "PARTITIONS_KEY",
     "AppendResult",
     "Category",
     "CloudEvent",
@@ -72,6 +74,7 @@ __all__ = [
     "encode_json",
     "errors",
     "msg_id_for",
+    "partition_of",
     "resent_headers",
     "sendable_headers",
     "tracing_enabled",

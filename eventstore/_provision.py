@@ -5,19 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from eventstore.errors import ConfigDriftError
+from eventstore._topology import PARTITIONS_KEY
+from eventstore.errors import ConfigDriftError, PartitionsMismatchError
 
 if TYPE_CHECKING:
     from eventstore._jetstream._client import JetStreamClient
     from eventstore._topology import StoreConfig
 
-__all__ = ["ProvisionReport", "provision"]
+__all__ = ["ProvisionReport", "provision", "recorded_partitions"]
 
 # Fields compared to detect drift; the server fills in others we do not manage.
 _MANAGED = (
     "subjects", "retention", "storage", "discard", "num_replicas", "duplicate_window",
     "max_msg_size", "max_msgs_per_subject", "max_age", "deny_delete", "deny_purge",
-    "allow_rollup_hdrs", "allow_msg_ttl", "allow_atomic", "allow_direct",
+    "allow_rollup_hdrs", "allow_msg_ttl", "allow_atomic", "allow_direct", "subject_transform",
 )  # fmt: skip
 
 
@@ -45,6 +46,11 @@ async def provision(client: JetStreamClient, config: StoreConfig) -> ProvisionRe
             await client.api(f"STREAM.CREATE.{name}", want)
             report.created.append(name)
             continue
+        if name == config.evidence_stream:
+            found = recorded_partitions(info["config"])
+            if found != config.partitions:
+                report.drifted.append(PartitionsMismatchError(name, found, config.partitions))
+                continue
         diff = _drift(info["config"], want)
         if diff:
             report.drifted.append(ConfigDriftError(name, diff))
@@ -62,3 +68,12 @@ def _drift(found: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[objec
         if have != want[key]:
             diff[key] = (have, want[key])
     return diff
+
+
+def recorded_partitions(stream_config: dict[str, Any]) -> int | None:
+    """P as ``riskpipe init`` recorded it on the evidence stream (``None``: made before)."""
+    metadata = stream_config.get("metadata") or {}
+    recorded = metadata.get(PARTITIONS_KEY)
+    if not isinstance(recorded, str) or not recorded.isdecimal():
+        return None
+    return int(recorded)

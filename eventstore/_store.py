@@ -36,7 +36,7 @@ from eventstore._jetstream._reader import read_batches, read_range
 from eventstore._jetstream._refusals import refusals_of
 from eventstore._jetstream._transport import HeaderBlock
 from eventstore._kv import KeyValue
-from eventstore._provision import ProvisionReport, provision
+from eventstore._provision import ProvisionReport, provision, recorded_partitions
 from eventstore._recorded import RecordedEvent, decode_recorded, to_recorded
 from eventstore._telemetry import (
     AppendOutcome,
@@ -57,6 +57,7 @@ from eventstore.errors import (
     EventStoreError,
     JetStreamAPIError,
     NotProvisionedError,
+    PartitionsMismatchError,
     PayloadTooLargeError,
     TransientStoreError,
 )
@@ -166,7 +167,13 @@ class EventStore:
             StoreUnavailableError: no server answered.
         """
         client = await JetStreamClient.connect(url, name=name, timeout=timeout, options=options)
-        return cls(client, schemas=schemas, config=config, metrics=metrics)
+        store = cls(client, schemas=schemas, config=config, metrics=metrics)
+        try:
+            await store._follow_recorded_partitions()
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     @classmethod
     async def from_client(
@@ -186,7 +193,9 @@ class EventStore:
             TypeError: ``nc`` is not a nats-py client.
         """
         client = await JetStreamClient.from_nats(nc, fast_path=fast_path)
-        return cls(client, schemas=schemas, config=config)
+        store = cls(client, schemas=schemas, config=config)
+        await store._follow_recorded_partitions()
+        return store
 
     async def close(self) -> None:
         """Drain and close the connection if the store owns it; leave a caller's client as found.
@@ -223,6 +232,55 @@ class EventStore:
         an operator's decision.
         """
         return await provision(self.client, self.config)
+
+    async def _follow_recorded_partitions(self) -> None:
+        """Use the evidence stream's P when it can be read; else keep the configured one.
+
+        Connecting must work before ``riskpipe init`` and for users who may
+        not read the stream's config: they keep ``config.partitions``.
+        """
+        refusals = refusals_of(self.client.nc)
+        if refusals is not None:
+            refusals.watch()  # a refused inbox is told now, not as a time-out
+        info: dict[str, Any] | None = None
+        ended: BaseException | None = None
+        try:
+            info = await self.client.stream_info(self.config.evidence_stream)
+        except (asyncio.CancelledError, EventStoreError) as exc:
+            ended = exc
+        denied = await refusals.settle(ended) if refusals is not None else None
+        if denied is not None:
+            if denied.operation == "subscription":
+                raise denied  # replies cannot arrive: every request would fail the same way
+            return  # a user who may not look the stream up
+        if isinstance(ended, NotProvisionedError | TransientStoreError):
+            return  # not made yet, or not answering yet: the request that needs it will say
+        if ended is not None:
+            raise ended
+        found = None if info is None else recorded_partitions(info["config"])
+        if found is not None and found != self.config.partitions:
+            self.config = self.config.model_copy(update={"partitions": found})
+
+    async def adopt_partitions(self) -> int:
+        """Take P from the evidence stream (where ``riskpipe init`` recorded it) and return it.
+
+        Readers and workers must use the stream's P, whatever their settings
+        say: it decides every stored evidence subject.
+
+        Raises:
+            NotProvisionedError: the evidence stream does not exist.
+            PartitionsMismatchError: the stream was made before partitions.
+        """
+        stream = self.config.evidence_stream
+        info = await self.client.stream_info(stream)
+        if info is None:
+            raise NotProvisionedError(f"stream {stream} does not exist; run `riskpipe init`")
+        found = recorded_partitions(info["config"])
+        if found is None:
+            raise PartitionsMismatchError(stream, None, self.config.partitions)
+        if found != self.config.partitions:
+            self.config = self.config.model_copy(update={"partitions": found})
+        return found
 
     # -- appending ------------------------------------------------------------
 
@@ -410,7 +468,7 @@ class EventStore:
         # A retry after a lost ack also fails the sequence check: if the subject's
         # last message is ours, the first attempt was stored.
         stream = self._stream_of_subject(subject)
-        last = await self.client.direct_get_last(stream, subject)
+        last = await self.client.direct_get_last(stream, self.config.stored(subject))
         if last is not None and last.headers.get(MSG_ID) == msg_id:
             return AppendResult(stream, subject, last.seq, duplicate=True)
         actual = last.seq if last is not None else 0
@@ -648,7 +706,8 @@ class EventStore:
         return ack
 
     async def _last_seq(self, subject: str) -> int:
-        last = await self.client.direct_get_last(self._stream_of_subject(subject), subject)
+        stored = self.config.stored(subject)
+        last = await self.client.direct_get_last(self._stream_of_subject(subject), stored)
         return last.seq if last is not None else 0
 
     # -- consuming, buckets, stream administration -----------------------------
@@ -739,7 +798,7 @@ class EventStore:
         from_version: int = 0,
     ) -> AsyncIterator[RecordedEvent]:
         """An entity's events in order, starting at stream sequence ``from_version``."""
-        subject = self.config.subject(category, tenant, entity)
+        subject = self.config.stored_subject(category, tenant, entity)
         stream = self.config.stream_for(category)
         last = await self.client.direct_get_last(stream, subject)
         if last is None:
@@ -805,8 +864,12 @@ class EventStore:
         return None if raw is None else self.recorded(raw)
 
     async def last_message(self, subject: str) -> RawMessage | None:
-        """The latest message stored on ``subject``, undecoded (see :meth:`decoded`), if any."""
-        return await self.client.direct_get_last(self._stream_of_subject(subject), subject)
+        """The latest message stored on ``subject``, undecoded (see :meth:`decoded`), if any.
+
+        An evidence publish subject is looked up as stored, with its partition.
+        """
+        stream = self._stream_of_subject(subject)
+        return await self.client.direct_get_last(stream, self.config.stored(subject))
 
     def recorded(self, raw: RawMessage) -> RecordedEvent:
         """A stored message decoded strictly, as every read returns it."""

@@ -26,6 +26,7 @@ __all__ = [
     "MessageTooLargeError",
     "NestingTooDeepError",
     "NotProvisionedError",
+    "PartitionsMismatchError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "SchemaViolationError",
@@ -190,6 +191,34 @@ class ConfigDriftError(EventStoreError):
             for key, (found, want) in sorted(differences.items())
         )
         super().__init__(f"stream {stream} drifted from its expected config: {shown}")
+
+
+class PartitionsMismatchError(ConfigDriftError):
+    """The evidence stream is not partitioned as asked: made before partitions, or with another P.
+
+    P is fixed when the store is made (``riskpipe init --partitions P``): every
+    stored evidence subject carries its partition, so P cannot change in
+    place. ``found`` is ``None`` for a stream made before partitions.
+    """
+
+    def __init__(self, stream: str, found: int | None, wanted: int) -> None:
+        self.found = found
+        self.wanted = wanted
+        super().__init__(stream, {"partitions": (found, wanted)})
+        if found is None:
+            message = (
+                f"stream {stream} was made before partitions (its evidence is stored without a"
+                " partition token): move it to a partitioned store with `riskpipe migrate`"
+                " (docs/operations.md, Migrating a store made before partitions)"
+            )
+        else:
+            message = (
+                f"stream {stream} has {found} partitions, not {wanted}: the number of partitions"
+                f" is fixed when the store is made; use --partitions {found} (or"
+                f" RISKPIPE_PARTITIONS={found}), or repartition with `riskpipe migrate`"
+                " (docs/operations.md, Repartitioning)"
+            )
+        self.args = (message,)
 
 
 class ConsumerDriftError(EventStoreError):

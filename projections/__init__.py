@@ -19,6 +19,13 @@ from projections._dlq import (
 )
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
+from projections._partitions import (
+    PartitionView,
+    consumer_name,
+    expected_consumer,
+    handled_floor,
+    partition_views,
+)
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
 from projections.errors import NotADeadLetterError, OriginalUnavailableError, ReplayRefusedError
 
@@ -43,13 +50,18 @@ __all__ = [
     "OriginalUnavailableError",
     "Outcome",
     "Output",
+    "PartitionView",
     "ProjectionMetrics",
     "ProjectionRunner",
     "ReplayRefusedError",
     "Result",
     "RunnerSettings",
     "RunnerState",
+    "consumer_name",
     "dead_letter",
+    "expected_consumer",
+    "handled_floor",
+    "partition_views",
     "projection_source",
     "read_checkpoint",
     "split_subject",

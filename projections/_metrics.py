@@ -26,7 +26,12 @@ _LATENCY_BUCKETS = (
 
 
 class ProjectionMetrics:
-    """Counters, gauges and histograms of one worker's projections (label: projection)."""
+    """Counters, gauges and histograms of one worker's projections.
+
+    Every series has the label ``projection``; the gauges that describe one
+    durable consumer (lag, checkpoint, pause) also have ``consumer``, as a
+    projection over a partitioned stream runs one consumer per partition.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.messages = Counter(
@@ -59,19 +64,19 @@ class ProjectionMetrics:
         self.pending = Gauge(
             "riskpipe_projection_consumer_pending_messages",
             "Messages in the stream not yet delivered to the consumer (lag).",
-            ["projection"],
+            ["projection", "consumer"],
             registry=registry,
         )
         self.ack_pending = Gauge(
             "riskpipe_projection_consumer_ack_pending_messages",
             "Messages delivered and not yet acknowledged.",
-            ["projection"],
+            ["projection", "consumer"],
             registry=registry,
         )
         self.checkpoint = Gauge(
             "riskpipe_projection_checkpoint_sequence",
             "The last checkpoint written: every sequence at or below it is committed.",
-            ["projection"],
+            ["projection", "consumer"],
             registry=registry,
         )
         self.checkpoints_refused = Counter(
@@ -84,12 +89,12 @@ class ProjectionMetrics:
         self.paused = Gauge(
             "riskpipe_projection_paused",
             "1 while consumption is paused because a dependency is down.",
-            ["projection"],
+            ["projection", "consumer"],
             registry=registry,
         )
         self.in_flight = Gauge(
             "riskpipe_projection_in_flight_messages",
             "Messages received and not yet acknowledged or released by this worker.",
-            ["projection"],
+            ["projection", "consumer"],
             registry=registry,
         )

@@ -75,6 +75,10 @@ RunnerState = Literal["starting", "running", "paused", "draining", "stopped"]
 # before asking whether everything is acknowledged
 _IDLE_PROBE = 0.05
 _INVALID = "_invalid"
+_START_RETRY_FIRST = 0.1  # seconds between tries to start while NATS is unavailable
+_START_RETRY_MAX = 5.0
+_ADDRESSED = 4  # prefix, category, tenant, entity
+_PARTITIONED = 5  # prefix, category, partition, tenant, entity
 _HEADERS_ONLY = "Nats-Msg-Size"
 """Set by the server on a delivery whose payload was left out (a ``headers_only`` consumer)."""
 
@@ -108,13 +112,15 @@ class _Mailbox:
 
 @functools.lru_cache(maxsize=65_536)  # checked once per subject, not once per message
 def split_subject(subject: str) -> tuple[str, str]:
-    """``(tenant, entity)`` of ``<prefix>.<category>.<tenant>.<entity>``.
+    """``(tenant, entity)`` of ``<prefix>.<category>.[<partition>.]<tenant>.<entity>``.
 
     Subjects that do not have that shape (written around the store) give
     ``_invalid`` for both, so their dead letters still have a valid subject.
     """
     parts = subject.split(".")
-    if len(parts) != 4:  # noqa: PLR2004 - prefix, category, tenant, entity
+    if len(parts) == _PARTITIONED and parts[2].isdecimal():
+        del parts[2]
+    if len(parts) != _ADDRESSED:
         return _INVALID, _INVALID
     try:
         return validate_token(parts[2]), validate_token(parts[3])
@@ -138,6 +144,7 @@ class ProjectionRunner:
         store: EventStore,
         *,
         name: str,
+        consumer: str | None = None,
         handler: Handler,
         on_commit: Callable[[Message, list[AppendResult]], None],
         on_conflict: Callable[[Message], None],
@@ -148,6 +155,8 @@ class ProjectionRunner:
     ) -> None:
         self.store = store
         self.name = name
+        self.consumer_name = consumer or name
+        """The durable consumer and checkpoint key: one projection may run several."""
         self.settings = settings or RunnerSettings()
         self.state: RunnerState = "starting"
         self.checkpoint = 0
@@ -166,8 +175,8 @@ class ProjectionRunner:
         if metrics is not None:  # labelled children looked up once, not per message
             self._processing = metrics.processing.labels(name)
             self._end_to_end = metrics.end_to_end.labels(name)
-            metrics.paused.labels(name).set(0)  # a value from start-up, not "no data"
-        self._consumer: DurableConsumer = store.consumer(name)
+            metrics.paused.labels(name, self.consumer_name).set(0)  # not "no data"
+        self._consumer: DurableConsumer = store.consumer(self.consumer_name)
         self._boxes: dict[str, _Mailbox] = {}
         self._in_flight: dict[int, Delivery] = {}
         self._received: dict[int, float] = {}
@@ -197,13 +206,20 @@ class ProjectionRunner:
                 at start, or from a delivery without its payload); stopped first.
         """
         self._stop = stop or asyncio.Event()
-        await self._ensure_consumer()
+        if not await self._set_up():
+            self.state = "stopped"  # asked to stop before NATS answered
+            return
         self.state = "running"
         self.started.set()
-        _log.info("projection.started", projection=self.name, checkpoint=self.checkpoint)
+        _log.info(
+            "projection.started",
+            projection=self.name,
+            consumer=self.consumer_name,
+            checkpoint=self.checkpoint,
+        )
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            keepalive = tasks.create_task(self._keepalive(), name=f"{self.name}-keepalive")
+            keepalive = tasks.create_task(self._keepalive(), name=f"{self.consumer_name}-keepalive")
             try:
                 await self._fetch_loop(until_idle=until_idle)
             finally:
@@ -216,14 +232,40 @@ class ProjectionRunner:
         _log.info(
             "projection.stopped",
             projection=self.name,
+            consumer=self.consumer_name,
             checkpoint=self.checkpoint,
             outcomes=dict(self.outcomes),
         )
         if self._failure is not None:
             raise self._failure
 
+    async def _set_up(self) -> bool:
+        """Read the checkpoint and set up the consumer, retrying while NATS is unavailable.
+
+        Returns ``False`` when asked to stop first.
+        """
+        delay = _START_RETRY_FIRST
+        while True:
+            try:
+                await self._ensure_consumer()
+            except TransientStoreError as exc:
+                _log.warning(
+                    "projection.start_failed",
+                    projection=self.name,
+                    consumer=self.consumer_name,
+                    error=str(exc),
+                    retry_in=delay,
+                )
+            else:
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+                    return False
+            delay = min(delay * 2, _START_RETRY_MAX)
+
     async def _ensure_consumer(self) -> None:
-        stored = await read_checkpoint(self.store, self.name, self._consumer.stream)
+        stored = await read_checkpoint(self.store, self.consumer_name, self._consumer.stream)
         self._generation = stored.generation
         if stored.refused is not None:
             self._refused(stored.refused)
@@ -238,8 +280,18 @@ class ProjectionRunner:
             start_seq=self.checkpoint + 1 if self.checkpoint else None,
         )
         info = await self._consumer.ensure(self._consumer_settings)
-        # acknowledged means handled: a restarted worker need not look for gaps below it
-        self._seen.handled_through(int(info.get("ack_floor", {}).get("stream_seq", 0)))
+        # Acknowledged means handled: a restarted worker need not look for gaps
+        # below the ack floor. With nothing outstanding it knows more: the next
+        # delivery is the filter's next message, so it tracks from there.
+        floor = int(info.get("ack_floor", {}).get("stream_seq", 0))
+        delivered = info.get("delivered", {})
+        if int(info.get("num_ack_pending", 0)) == 0 and not info.get("num_redelivered"):
+            self._seen.start_at(
+                max(floor, int(delivered.get("stream_seq", 0)), self.checkpoint),
+                int(delivered.get("consumer_seq", 0)),
+            )
+        else:
+            self._seen.handled_through(floor)
 
     async def verify_consumer(self) -> None:
         """Check that the durable consumer still delivers as this runner set it up.
@@ -346,7 +398,7 @@ class ProjectionRunner:
     def _dispatch(self, delivery: Delivery) -> None:
         seq = delivery.stream_seq
         self._backlog = delivery.num_pending
-        self._seen.add(seq)
+        self._seen.add(seq, delivery.consumer_seq)
         if delivery.num_delivered > 1 and self._metrics is not None:
             self._metrics.redeliveries.labels(self.name).inc()
         self._in_flight[seq] = delivery
@@ -683,7 +735,7 @@ class ProjectionRunner:
             _log.warning("projection.pausing", projection=self.name, reason=result.reason)
             if self._metrics is not None:
                 self._metrics.messages.labels(self.name, "paused").inc()
-                self._metrics.paused.labels(self.name).set(1)
+                self._metrics.paused.labels(self.name, self.consumer_name).set(1)
         self.state = "paused"
         self._resumed.clear()
         await self._wait_for(self._resumed, result.delay)
@@ -694,7 +746,7 @@ class ProjectionRunner:
             self.state = "running"
             self._resumed.set()
             if self._metrics is not None:
-                self._metrics.paused.labels(self.name).set(0)
+                self._metrics.paused.labels(self.name, self.consumer_name).set(0)
 
     # -- keeping held messages alive, checkpoints -----------------------------------
 
@@ -741,7 +793,7 @@ class ProjectionRunner:
             _log.debug("projection.checkpoint_skipped", projection=self.name, error=str(exc))
 
     async def _store_checkpoint(self, floor: int) -> None:
-        current = await read_checkpoint(self.store, self.name, self._consumer.stream)
+        current = await read_checkpoint(self.store, self.consumer_name, self._consumer.stream)
         if current.generation != self._generation:
             return  # the stream was created again: the consumer is recreated first
         if current.sequence >= floor:
@@ -749,13 +801,13 @@ class ProjectionRunner:
         # a refused record (malformed, moved past the stream, another generation) is replaced
         value = CheckpointRecord.of(floor, current.generation).encoded()
         bucket = self.store.kv(self.store.config.checkpoint_bucket)
-        await bucket.put(self.name, value, revision=current.revision)
+        await bucket.put(self.consumer_name, value, revision=current.revision)
         self.checkpoint = floor
         if self._metrics is not None:
-            self._metrics.checkpoint.labels(self.name).set(floor)
+            self._metrics.checkpoint.labels(self.name, self.consumer_name).set(floor)
         self.checkpoint = floor
         if self._metrics is not None:
-            self._metrics.checkpoint.labels(self.name).set(floor)
+            self._metrics.checkpoint.labels(self.name, self.consumer_name).set(floor)
 
     def _refused(self, refused: CheckpointRefusedError) -> None:
         """A stored checkpoint not to start from: said and counted; the runner starts without it.
@@ -774,6 +826,10 @@ class ProjectionRunner:
 
     def _observe(self, info: dict[str, object]) -> None:
         if self._metrics is not None:
-            self._metrics.pending.labels(self.name).set(float(str(info["num_pending"])))
-            self._metrics.ack_pending.labels(self.name).set(float(str(info["num_ack_pending"])))
-            self._metrics.in_flight.labels(self.name).set(len(self._in_flight))
+            self._metrics.pending.labels(self.name, self.consumer_name).set(
+                float(str(info["num_pending"]))
+            )
+            self._metrics.ack_pending.labels(self.name, self.consumer_name).set(
+                float(str(info["num_ack_pending"]))
+            )
+            self._metrics.in_flight.labels(self.name, self.consumer_name).set(len(self._in_flight))

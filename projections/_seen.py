@@ -2,50 +2,84 @@
 
 from __future__ import annotations
 
+import bisect
+
 __all__ = ["SeenSequences"]
 
-_MAX_HOLES = 10_000
+_MAX_UNCERTAIN = 10_000
 
 
 class SeenSequences:
-    """Tracks the stream sequences delivered to this process since it started.
+    """Tracks what the consumer delivered to this process since it started.
 
-    For a consumer over the whole stream, deliveries of new messages come in
-    stream order. ``covers(first, last)`` is true when every sequence in that
-    range was handled before this process started (at or below the consumer's
-    ack floor then) or delivered here, so any message of an entity in it is
-    already handled or waiting in its mailbox. Holes appear when another worker shares
-    the consumer; past a bound the tracker gives up and ``covers`` is false.
+    A consumer delivers new messages of its filter in stream order, and
+    numbers every delivery it makes (to any process) with a consumer
+    sequence. So when two deliveries to this process carry consecutive
+    consumer sequences, nothing was delivered elsewhere between them: the
+    stream sequences they skip are not in the consumer's filter (another
+    partition's evidence) and need no tracking. Only a jump in the consumer
+    sequence (a delivery to another process, or one this process never saw)
+    makes the stream sequences skipped next *uncertain*: one of them may be
+    held elsewhere. ``covers(first, last)`` is true when no sequence of the
+    filter in that range can be anywhere but handled already (at or below
+    the ack floor at start) or delivered here, so an entity's earlier
+    evidence is already handled or waiting in its mailbox. Uncertain ranges
+    are kept as a few intervals, not as one hole per sequence; past a bound
+    the tracker gives up and ``covers`` is false.
     """
 
     def __init__(self) -> None:
         self.first = 0
         self.last = 0
-        self.holes: set[int] = set()
+        self.last_delivery = 0
+        """The highest consumer sequence delivered here."""
+        self.uncertain: list[tuple[int, int]] = []
+        """Sorted, disjoint ranges of stream sequences that may be held elsewhere."""
+        self.released: set[int] = set()
+        """Sequences handed back (nak) that may be redelivered elsewhere."""
         self.fragmented = False
+        self._jumped = False  # a delivery went elsewhere since the last new message
         self.done = 0
         """Every sequence up to this one is handled already (acknowledged: its effect stored)."""
+
+    def start_at(self, seq: int, delivery: int) -> None:
+        """Start from a consumer with nothing outstanding: its last delivery was ``delivery``.
+
+        Every message of the filter up to stream sequence ``seq`` is handled,
+        and the next delivery with consumer sequence ``delivery + 1`` is the
+        next message of the filter: nothing it skips needs a lookup.
+        """
+        self.done = max(self.done, seq)
+        if self.first == 0:
+            self.first, self.last = seq + 1, seq
+            self.last_delivery = delivery
 
     def handled_through(self, seq: int) -> None:
         """Record that every sequence up to ``seq`` is handled (the consumer's ack floor)."""
         self.done = max(self.done, seq)
 
-    def add(self, seq: int) -> None:
-        """Record a delivery of ``seq``."""
+    def add(self, seq: int, delivery: int) -> None:
+        """Record the delivery of stream sequence ``seq`` as consumer sequence ``delivery``."""
+        if self.first and delivery != self.last_delivery + 1:
+            self._jumped = True  # tracking, and a delivery went elsewhere since the last
+        self.last_delivery = max(self.last_delivery, delivery)
         if self.first == 0:
             self.first = self.last = seq
+            self._jumped = False
         elif seq > self.last:
-            if seq > self.last + 1 and not self.fragmented:
-                self.holes.update(range(self.last + 1, seq))
-                self.fragmented = len(self.holes) > _MAX_HOLES
+            if self._jumped and seq > self.last + 1:
+                self._mark_uncertain(self.last + 1, seq - 1)
+            self._jumped = False
             self.last = seq
         else:
-            self.holes.discard(seq)
+            self.released.discard(seq)
 
     def release(self, seq: int) -> None:
         """Record that ``seq`` was handed back (nak): it may be redelivered elsewhere."""
-        if not self.fragmented:
-            self.holes.add(seq)
+        if len(self.released) < _MAX_UNCERTAIN:
+            self.released.add(seq)
+        else:
+            self.fragmented = True
 
     def covers(self, first: int, last: int) -> bool:
         """Whether every sequence in ``first..last`` was handled already or delivered here."""
@@ -54,4 +88,20 @@ class SeenSequences:
         first = max(first, self.done + 1)
         if self.fragmented or self.first == 0 or first < self.first or last > self.last:
             return False
-        return not self.holes or not any(first <= hole <= last for hole in self.holes)
+        if any(first <= seq <= last for seq in self.released):
+            return False
+        at = bisect.bisect_left(self.uncertain, (first, first))
+        if at and self.uncertain[at - 1][1] >= first:
+            return False
+        return at == len(self.uncertain) or self.uncertain[at][0] > last
+
+    def _mark_uncertain(self, first: int, last: int) -> None:
+        # Merged with the previous range across at most one message delivered
+        # here (it then counts as uncertain too: a lookup more, never a miss),
+        # so two workers taking turns on one consumer make one range, not one each.
+        if self.uncertain and self.uncertain[-1][1] >= first - 2:
+            self.uncertain[-1] = (self.uncertain[-1][0], last)
+        elif len(self.uncertain) < _MAX_UNCERTAIN:
+            self.uncertain.append((first, last))
+        else:
+            self.fragmented = True

@@ -114,11 +114,14 @@ class MisaddressedEventError(ProjectionError, ValueError):
     must not decide whose event it is.
     """
 
-    def __init__(self, subject: str, expected: str) -> None:
+    def __init__(self, subject: str, expected: str, published: str | None = None) -> None:
         self.subject = subject
         self.expected = expected
+        where = (
+            expected if published in (None, expected) else f"{published!r} (stored as {expected!r})"
+        )
         super().__init__(
-            f"stored on {subject!r}, but its envelope belongs on {expected!r}: not assessed"
+            f"stored on {subject!r}, but its envelope belongs on {where}: not assessed"
         )
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventstore import check_inbox_prefix
+from eventstore import MAX_PARTITIONS, check_inbox_prefix
 
 __all__ = ["DEFAULT_NATS_URL", "Duration", "Settings", "parse_duration"]
 
@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
     duplicate_window: Duration = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
     replicas: int = Field(default=1, ge=1, le=5)
+    partitions: int = Field(default=16, ge=1, le=MAX_PARTITIONS)
+    """P, the number of evidence partitions: used by ``init`` when it makes the store only
+    (afterwards every process takes P from the evidence stream)."""
     projection: str = "risk"
     batch: int = Field(default=256, ge=1, le=10_000)
     fetch_timeout: float = Field(default=1.0, gt=0.0, le=60.0)

@@ -7,17 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from eventstore import ConsumerSettings
-from eventstore.errors import NotProvisionedError
-from projections import DeadLetterQueue, read_checkpoint
+from projections import (
+    DeadLetterQueue,
+    consumer_name,
+    expected_consumer,
+    handled_floor,
+    partition_views,
+    read_checkpoint,
+)
 from projections.errors import EvidenceReplacedError
 from projections.risk import ASSESSED, verify_evidence_identity
-from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
     from eventstore import EventStore, RawMessage, StoreConfig
 
-__all__ = ["PipelineStatus", "expected_consumer", "pipeline_status"]
+__all__ = ["PipelineStatus", "pipeline_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +88,6 @@ class PipelineStatus:
         return {**asdict(self), "balanced": self.balanced, "gap": self.gap}
 
 
-def expected_consumer(config: StoreConfig) -> ConsumerSettings:
-    """The consumer settings a worker's runner creates: every evidence, no server-side cap.
-
-    What ``status`` and ``init`` compare the durable consumer with to tell
-    that someone else changed it.
-    """
-    return ConsumerSettings(max_deliver=-1, filter_subject=evidence_filter(config))
-
-
 async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     """Gather the status of ``projection`` from the streams, its consumer and its checkpoint.
 
@@ -108,9 +103,8 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     names = (config.evidence_stream, config.risk_stream, config.dlq_stream, config.audit_stream)
     states = {name: await store.stream_state(name) for name in names}
     streams = {name: int(state["messages"]) for name, state in states.items()}
-    consumer, changed = await _consumer(store, projection)
-    stored = await read_checkpoint(store, projection, config.evidence_stream)
-    checkpoint, refused = stored.sequence, stored.refused
+    consumer, changed = await _consumers(store, projection)
+    checkpoint, refused = await _checkpoints(store, projection)
     dlq = DeadLetterQueue(store, projection)
     depth = await store.count(config.dlq_stream, dlq.subject_filter)
     actions = await dlq.actions()
@@ -143,7 +137,7 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         consumer_changed=changed,
         risk_foreign=len(answers.foreign),
         risk_repeated=answers.repeated,
-        checkpoint_refused=None if refused is None else str(refused),
+        checkpoint_refused=refused,
         foreign=foreign,
         evidence_replaced=replaced,
     )
@@ -212,21 +206,58 @@ def _answer(raw: RawMessage, config: StoreConfig, projection: str, last: int) ->
     return seq
 
 
-async def _consumer(
+async def _consumers(
     store: EventStore, projection: str
 ) -> tuple[dict[str, int] | None, dict[str, list[object]]]:
-    """The consumer's counts, and what in its config differs from what a worker sets up."""
-    try:
-        info = await store.consumer(projection).info()
-    except NotProvisionedError:
+    """The partitions' consumers' counts summed, and what in their configs someone changed.
+
+    ``None`` before any worker created one. A partition whose consumer is
+    not there yet counts every evidence of it as pending; ``ack_floor`` is
+    the evidence sequence up to which every partition acknowledged all.
+    """
+    views = await partition_views(store, projection)
+    if all(view.info is None for view in views):
         return None, {}
-    expected = expected_consumer(store.config)
-    changed = {k: list(v) for k, v in expected.drift(info.get("config", {})).items()}
-    counts = {
-        "num_pending": int(info["num_pending"]),
-        "num_ack_pending": int(info["num_ack_pending"]),
-        "num_redelivered": int(info["num_redelivered"]),
-        "ack_floor": int(info["ack_floor"]["stream_seq"]),
-        "delivered": int(info["delivered"]["stream_seq"]),
-    }
+    counts = {"num_pending": 0, "num_ack_pending": 0, "num_redelivered": 0, "delivered": 0}
+    changed: dict[str, list[object]] = {}
+    for view in views:
+        if view.info is None:
+            subjects = store.config.partition_filter(view.partition)
+            counts["num_pending"] += await store.count(store.config.evidence_stream, subjects)
+            continue
+        info = view.info
+        expected = expected_consumer(store, view.partition)
+        for key, value in expected.drift(info.get("config", {})).items():
+            changed[f"{view.consumer}.{key}"] = list(value)
+        counts["num_pending"] += int(info["num_pending"])
+        counts["num_ack_pending"] += int(info["num_ack_pending"])
+        counts["num_redelivered"] += int(info["num_redelivered"])
+        counts["delivered"] = max(counts["delivered"], int(info["delivered"]["stream_seq"]))
+    counts["ack_floor"] = await handled_floor(store, projection)
     return counts, changed
+
+
+async def _checkpoints(store: EventStore, projection: str) -> tuple[int, str | None]:
+    """Up to which evidence sequence the partitions' checkpoints cover all, and a refusal found.
+
+    Each partition's checkpoint covers its own evidence up to it; its next
+    evidence after the checkpoint is the first it does not cover. Below the
+    earliest of those, every evidence is covered.
+    """
+    config = store.config
+    info = await store.client.stream_info(config.evidence_stream)
+    covered = 0 if info is None else int(info["state"]["last_seq"])
+    refused: str | None = None
+    for partition in range(config.partitions):
+        name = consumer_name(projection, partition)
+        stored = await read_checkpoint(store, name, config.evidence_stream)
+        if stored.refused is not None and refused is None:
+            refused = str(stored.refused)
+        after = await store.client.direct_get(
+            config.evidence_stream,
+            stored.sequence + 1,
+            next_by_subject=config.partition_filter(partition),
+        )
+        if after is not None:
+            covered = min(covered, after.seq - 1)
+    return covered, refused

@@ -18,16 +18,12 @@ def build_schemas() -> EventSchemas:
     return _risk_schemas()
 
 
-def evidence_filter(config: StoreConfig) -> str:
-    """The subjects the risk projection's consumer delivers: every evidence event."""
-    return f"{config.prefix}.evidence.>"
-
-
 def store_config(settings: Settings) -> StoreConfig:
     """The store's names and limits, from settings."""
     return StoreConfig(
         prefix=settings.subject_prefix,
         replicas=settings.replicas,
+        partitions=settings.partitions,
         max_payload_bytes=settings.max_payload_bytes,
         duplicate_window=settings.duplicate_window,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -14,7 +15,15 @@ from analyzers import AnalyzerConfig, load_config
 from analyzers.enrichment import EnricherSettings, HttpEnricher
 from eventstore import StoreMetrics
 from eventstore.errors import ConnectionClosedError, ConsumerDriftError, EventStoreError
-from projections import DeadLetterQueue, ProjectionMetrics, ProjectionRunner, RunnerSettings
+from projections import (
+    DeadLetterQueue,
+    ProjectionMetrics,
+    ProjectionRunner,
+    RunnerSettings,
+    consumer_name,
+    expected_consumer,
+    partition_views,
+)
 from projections.errors import EvidenceReplacedError
 from projections.middleware import (
     chain,
@@ -27,7 +36,6 @@ from projections.middleware import (
 )
 from projections.risk import RiskMetrics, RiskProjection, verify_evidence_identity
 from riskpipe.http import HealthServer
-from riskpipe.wiring import evidence_filter
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -93,23 +101,42 @@ class Worker:
             degraded_mode=settings.degraded_mode,
             metrics=RiskMetrics(registry),
         )
-        self.runner = ProjectionRunner(
-            store,
-            name=settings.projection,
-            handler=self._handler(),
+        self._handler_chain = self._handler()
+        self._runner_settings = RunnerSettings(
+            batch=settings.batch,
+            fetch_timeout=settings.fetch_timeout,
+            max_in_flight=settings.max_in_flight,
+            ack_wait=settings.ack_wait_seconds,
+            max_deliver=settings.max_deliver,
+            drain_timeout=settings.drain_timeout_seconds,
+        )
+        self._runner_metrics = ProjectionMetrics(registry)
+        self.runners: dict[int, ProjectionRunner] = {}
+        """The partitions this worker consumes, each by its own runner and durable consumer."""
+        self.started = asyncio.Event()
+        """Set once every runner has its consumer in place and fetches."""
+
+    def runner_for(self, partition: int) -> ProjectionRunner:
+        """The runner of one partition: consumer ``<projection>-<partition>``, its subjects only."""
+        return ProjectionRunner(
+            self.store,
+            name=self.settings.projection,
+            consumer=consumer_name(self.settings.projection, partition),
+            handler=self._handler_chain,
             on_commit=self.projection.committed,
             on_conflict=self.projection.conflicted,
-            filter_subject=evidence_filter(store.config),
-            settings=RunnerSettings(
-                batch=settings.batch,
-                fetch_timeout=settings.fetch_timeout,
-                max_in_flight=settings.max_in_flight,
-                ack_wait=settings.ack_wait_seconds,
-                max_deliver=settings.max_deliver,
-                drain_timeout=settings.drain_timeout_seconds,
-            ),
-            metrics=ProjectionMetrics(registry),
+            filter_subject=self.store.config.partition_filter(partition),
+            settings=self._runner_settings,
+            metrics=self._runner_metrics,
         )
+
+    @property
+    def outcomes(self) -> collections.Counter[str]:
+        """How many messages the worker's runners finished, by outcome."""
+        total: collections.Counter[str] = collections.Counter()
+        for runner in self.runners.values():
+            total.update(runner.outcomes)
+        return total
 
     def _enricher(self) -> HttpEnricher | None:
         if not self.settings.enrichment_url:
@@ -189,8 +216,9 @@ class Worker:
             if halt.is_set():
                 return
             try:
-                await self.runner.verify_consumer()
-                await verify_evidence_identity(self.store, self.runner.name)
+                for runner in list(self.runners.values()):
+                    await runner.verify_consumer()
+                await verify_evidence_identity(self.store, self.settings.projection)
             except (ConsumerDriftError, EvidenceReplacedError) as exc:
                 self.drift = exc
                 _log.error("worker.consumer_drifted", error=str(exc))
@@ -204,12 +232,14 @@ class Worker:
             return False, str(self.drift)
         if not self.store.client.connected:
             return False, "not connected to NATS"
-        state = self.runner.state
-        if state == "paused":
+        states = {runner.state for runner in self.runners.values()}
+        if "paused" in states:
             return False, "paused: the enrichment dependency is unavailable (circuit open)"
-        if state != "running":
-            return False, f"projection {state}"
-        return True, "ready"
+        if not self.runners:
+            return False, "projection starting"
+        if states != {"running"}:
+            return False, f"projection {', '.join(sorted(states - {'running'}))}"
+        return True, f"ready ({len(self.runners)} partitions)"
 
     async def run(
         self, stop: asyncio.Event, *, until_idle: bool = False, http: bool = True
@@ -227,7 +257,9 @@ class Worker:
                 closed it for); the projection was stopped first. A supervisor
                 restarts the process.
         """
-        await verify_evidence_identity(self.store, self.runner.name)
+        await self.store.adopt_partitions()
+        await self._verify_consumers()
+        await verify_evidence_identity(self.store, self.settings.projection)
         server = None
         if http:
             server = self.http = HealthServer(
@@ -244,7 +276,7 @@ class Worker:
         guard = asyncio.create_task(self._watch_consumer(halt), name="consumer-watch")
         observer = asyncio.create_task(self._observe_dlq(halt), name="dlq-observer")
         try:
-            await self.runner.run(halt, until_idle=until_idle)
+            await self._run_partitions(halt, until_idle=until_idle)
         finally:
             watch.cancel()
             guard.cancel()
@@ -260,3 +292,65 @@ class Worker:
                 f"NATS connection closed for good ({self.store.client.closed_reason});"
                 " the worker stopped so that it can be restarted"
             )
+
+    async def _verify_consumers(self) -> None:
+        """Refuse to start, before any partition runs, if someone changed a partition's consumer.
+
+        Raises:
+            ConsumerDriftError: the first consumer found changed.
+        """
+        for view in await partition_views(self.store, self.settings.projection):
+            if view.info is None:
+                continue  # created by its runner
+            expected = expected_consumer(self.store, view.partition)
+            if differences := expected.drift(view.info.get("config", {})):
+                stream = self.store.config.evidence_stream
+                raise ConsumerDriftError(stream, view.consumer, differences)
+
+    async def _run_partitions(self, halt: asyncio.Event, *, until_idle: bool) -> None:
+        """Run a runner per partition until ``halt`` (or, with ``until_idle``, all are idle).
+
+        A runner that fails (its consumer changed by someone else) stops the others.
+        """
+        self.runners = {p: self.runner_for(p) for p in range(self.store.config.partitions)}
+        announce = asyncio.create_task(self._announce_started(), name="runners-started")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for partition, runner in self.runners.items():
+                    group.create_task(
+                        self._run_one(runner, halt, until_idle=until_idle),
+                        name=f"partition-{partition}",
+                    )
+        except* ConsumerDriftError as failed:
+            first = failed.exceptions[0]
+            assert isinstance(first, ConsumerDriftError)  # noqa: S101 - what except* matched
+            self.drift = first
+        finally:
+            announce.cancel()
+
+    async def _run_one(
+        self, runner: ProjectionRunner, halt: asyncio.Event, *, until_idle: bool
+    ) -> None:
+        # Its own stop event: a runner sets it when it is idle or drained, which
+        # must not stop the other partitions.
+        stop = asyncio.Event()
+        relay = asyncio.create_task(halt.wait())
+        relay.add_done_callback(lambda _: stop.set())
+        try:
+            await runner.run(stop, until_idle=until_idle)
+        except ConsumerDriftError:
+            halt.set()  # the other runners drain and stop
+            raise
+        finally:
+            relay.cancel()
+
+    async def _announce_started(self) -> None:
+        for runner in list(self.runners.values()):
+            await runner.started.wait()
+        self.started.set()
+        _log.info(
+            "worker.started",
+            projection=self.settings.projection,
+            partitions=sorted(self.runners),
+            of=self.store.config.partitions,
+        )

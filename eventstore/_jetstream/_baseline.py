@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from typing import TYPE_CHECKING
 
 import nats.aio.client
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from nats.aio.msg import Msg
+    from nats.js.api import StreamConfig
     from nats.js.client import JetStreamContext
 
 __all__ = ["raw_ordered_read", "raw_pipelined_publish", "raw_projection_loop"]
@@ -112,6 +114,15 @@ async def raw_ordered_read(url: str, streams: Sequence[str], *, timeout: float =
     return sum(counts)
 
 
+def _stored_filter(config: StreamConfig) -> str:
+    """A filter matching every stored subject: a subject transform's output, if there is one."""
+    assert config.subjects is not None  # noqa: S101 - checked by the caller
+    transform = config.subject_transform
+    if transform is not None and transform.dest:
+        return re.sub(r"\{\{[^}]*\}\}", "*", transform.dest)
+    return config.subjects[0]
+
+
 async def _read_stream(js: JetStreamContext, stream: str) -> int:
     info = await js.stream_info(stream)
     last = info.state.last_seq
@@ -127,7 +138,7 @@ async def _read_stream(js: JetStreamContext, stream: str) -> int:
             done.set()
 
     sub = await js.subscribe(
-        info.config.subjects[0], stream=stream, ordered_consumer=True, cb=on_message
+        _stored_filter(info.config), stream=stream, ordered_consumer=True, cb=on_message
     )
     await done.wait()
     await sub.unsubscribe()

@@ -158,7 +158,7 @@ async def explain(  # noqa: PLR0913 - the entity and where to stop, keyword-only
     assessments = await _assessments(store, tenant, entity)
     explanation = Explanation(tenant, entity, at, seq)
     until = seq if at is None else await first_stored_after(store, at, inclusive=False) - 1
-    subject = store.config.subject("evidence", tenant, entity)
+    subject = store.config.stored_subject("evidence", tenant, entity)
     async for rec in store.read_all(until_seq=until, filter_subject=subject):
         entry = _entry(
             store,

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
-from eventstore.errors import EventStoreError, NotProvisionedError
+from eventstore.errors import EventStoreError
 from projections import (
     DEAD_LETTERED,
     DLQ_PURGED,
     DLQ_REPLAYED,
     DeadLetterData,
     DlqActionData,
+    handled_floor,
     split_subject,
 )
 from projections.risk import ASSESSED, RiskAssessedData
@@ -187,12 +188,11 @@ class DlqAction:
 
 
 async def ack_floor(store: EventStore, projection: str) -> int:
-    """The evidence sequence up to which the projection acknowledged everything (0: none)."""
-    try:
-        info = await store.consumer(projection).info()
-    except NotProvisionedError:
-        return 0
-    return int(info["ack_floor"]["stream_seq"])
+    """The evidence sequence up to which the projection acknowledged everything (0: none).
+
+    Across its partitions' consumers: see :func:`projections._partitions.handled_floor`.
+    """
+    return await handled_floor(store, projection)
 
 
 async def dead_letters(

@@ -51,7 +51,11 @@ class ReplayScope:
         """The subject filter of ``category`` for this scope; ``None``: the whole stream."""
         if self.tenant is None:
             return None
-        return f"{config.prefix}.{category}.{self.tenant}.{self.entity or '>'}"
+        if category != "evidence":
+            return f"{config.prefix}.{category}.{self.tenant}.{self.entity or '>'}"
+        if self.entity is not None:  # stored with its partition in front of the tenant
+            return config.stored_subject(category, self.tenant, self.entity)
+        return f"{config.prefix}.evidence.*.{self.tenant}.>"
 
     def audit_filter(self, config: StoreConfig) -> str | None:
         """The subject filter of operator actions for this scope; ``None``: the whole stream.

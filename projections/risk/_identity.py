@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["LOOK_BACK", "verify_evidence_identity"]
 
 LOOK_BACK = 64
-"""How many messages back from the end of RISK to look for an assessment (past foreign ones)."""
+"""How many messages at the end of RISK are read for the latest assessment (past foreign ones)."""
 
 
 async def verify_evidence_identity(store: EventStore, projection: str) -> None:
@@ -55,6 +55,10 @@ async def _latest_assessment(store: EventStore, projection: str) -> RiskAssessed
     stream = store.config.risk_stream
     state = await store.stream_state(stream)
     last, first = int(state["last_seq"]), max(int(state["first_seq"]), 1)
+    # Partitions commit side by side, so the last assessment written need not
+    # answer the latest evidence: of the last few, the one answering the
+    # highest evidence sequence is checked.
+    latest: RiskAssessedData | None = None
     for sequence in range(last, max(first, last - LOOK_BACK + 1) - 1, -1):  # none when empty
         recorded = await store.get(stream, sequence)
         if recorded is None or recorded.event is None:
@@ -63,9 +67,11 @@ async def _latest_assessment(store: EventStore, projection: str) -> RiskAssessed
             data = store.schemas.typed_data(recorded.event)
         except DecodeError:
             continue
-        if isinstance(data, RiskAssessedData) and data.projection == projection:
-            return data
-    return None
+        if not isinstance(data, RiskAssessedData) or data.projection != projection:
+            continue
+        if latest is None or data.evidence.sequence > latest.evidence.sequence:
+            latest = data
+    return latest
 
 
 def _identity(recorded: RecordedEvent | None) -> str:

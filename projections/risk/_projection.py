@@ -131,7 +131,6 @@ class RiskProjection:
     ) -> None:
         self.store = store
         self.name = name
-        self._evidence_prefix = f"{store.config.prefix}.evidence."
         self.config = config
         self.enricher = enricher
         self.degraded_mode = degraded_mode
@@ -211,9 +210,11 @@ class RiskProjection:
         Raises:
             MisaddressedEventError: the subject and the envelope disagree.
         """
-        expected = f"{self._evidence_prefix}{event.tenant}.{event.subject}"
+        config = self.store.config
+        expected = config.stored_subject("evidence", event.tenant, event.subject)
         if subject != expected:
-            raise MisaddressedEventError(subject, expected)
+            published = config.subject("evidence", event.tenant, event.subject)
+            raise MisaddressedEventError(subject, expected, published)
 
     def _evidence(self, event: CloudEvent, message: Message) -> Evidence:
         data = message.context.get("data")

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from eventstore import EventStore
 from eventstore.baselines import raw_ordered_read, raw_pipelined_publish, raw_projection_loop
+from projections import handled_floor
 from projections.audit import replay
 from riskpipe.bench import Measurement, Sample, private_server, timed
 from riskpipe.cli._app import AppContext, bench, pass_app
@@ -294,8 +295,7 @@ def _evidence_seq(rec: RecordedEvent) -> int:
 async def _wait_acked(store: EventStore, last_seq: int) -> None:
     async with asyncio.timeout(120):
         while True:
-            info = await store.consumer("risk").info()
-            if int(info["ack_floor"]["stream_seq"]) >= last_seq:
+            if await handled_floor(store, "risk") >= last_seq:
                 return
             await asyncio.sleep(0.05)  # polling the server's ack floor
 

@@ -13,12 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from analyzers import EVIDENCE_RECORDED
+from eventstore import MAX_PARTITIONS
 from eventstore.errors import (
     ConsumerDriftError,
     DecodeError,
     EventStoreError,
     NotProvisionedError,
 )
+from projections import consumer_name, expected_consumer
 from riskpipe.asyncapi import asyncapi_document
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import (
@@ -29,7 +31,6 @@ from riskpipe.cli._common import (
     plain,
     run,
 )
-from riskpipe.status import expected_consumer
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store, store_config
 
@@ -42,12 +43,22 @@ CHUNK = 2000
 
 
 @main.command()
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=None,
+    help="Evidence partitions P, fixed when the store is made [env RISKPIPE_PARTITIONS;"
+    " default 16]. Workers share out the partitions; more than the workers you will"
+    " ever run buys nothing.",
+)
 @pass_app
-def init(app: AppContext) -> None:
+def init(app: AppContext, partitions: int | None) -> None:
     """Create the streams and buckets (idempotent); report any that drifted.
 
-    The projection's durable consumer, once a worker created it, is checked
-    too: changed by someone else, it may deliver nothing while looking healthy.
+    The projection's durable consumers (one per partition), once a worker
+    created them, are checked too: changed by someone else, a consumer may
+    deliver nothing while looking healthy. P cannot change once the store
+    is made: asking for another P is reported as drift.
 
     \b
     Exit status:
@@ -55,6 +66,8 @@ def init(app: AppContext) -> None:
       1  a stream exists with other settings, or the consumer was changed by
          someone else (drift; left unchanged), or an error
     """  # noqa: D301 - \b keeps click from rewrapping the table
+    if partitions is not None:
+        app.settings = app.settings.model_copy(update={"partitions": partitions})
     report, consumer_drift = run(_init(app))
     reserved = f"KV_{store_config(app.settings).lease_bucket}"
     for verb, names in (("created", report.created), ("found", report.found)):
@@ -83,12 +96,14 @@ async def _init(app: AppContext) -> tuple[ProvisionReport, ConsumerDriftError | 
         report = await store.provision()
         if not report.ok:
             return report, None
-        try:
-            await store.consumer(app.settings.projection).verify(expected_consumer(store.config))
-        except NotProvisionedError:  # no worker has run yet: it creates the consumer
-            pass
-        except ConsumerDriftError as exc:
-            return report, exc
+        for partition in range(store.config.partitions):
+            name = consumer_name(app.settings.projection, partition)
+            try:
+                await store.consumer(name).verify(expected_consumer(store, partition))
+            except NotProvisionedError:  # no worker has run yet: it creates the consumer
+                continue
+            except ConsumerDriftError as exc:
+                return report, exc
         return report, None
 
 

@@ -67,7 +67,9 @@ async def test_batches_hold_what_read_all_reads(store: EventStore) -> None:
     assert decoded == [r async for r in store.read_all(from_seq=5, until_seq=2500)]
     only = [
         raw.seq
-        async for batch in store.read_batches(filter_subject="rp.evidence.t1.e3")
+        async for batch in store.read_batches(
+            filter_subject=store.config.stored_subject("evidence", "t1", "e3")
+        )
         for raw in batch
     ]
     assert only == list(range(4, 2601, 7))

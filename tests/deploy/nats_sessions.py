@@ -171,9 +171,13 @@ async def stored(admin: Session, stream: str) -> int:
 
 
 async def create_risk_consumer(session: Session) -> None:
-    """Create the worker's durable consumer the way the projection does."""
-    config = {"durable_name": "risk", "ack_policy": "explicit", "filter_subject": "rp.evidence.>"}
+    """Create the worker's durable consumer of partition 0 the way the projection does."""
+    config = {
+        "durable_name": "risk-0",
+        "ack_policy": "explicit",
+        "filter_subject": "rp.evidence.0.>",
+    }
     answer = await session.api(
-        "CONSUMER.CREATE.EVIDENCE.risk", {"stream_name": "EVIDENCE", "config": config}
+        "CONSUMER.CREATE.EVIDENCE.risk-0", {"stream_name": "EVIDENCE", "config": config}
     )
     assert "error" not in answer, answer

@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats_sessions import stored
 
+from eventstore import StoreConfig
+
+STORED = StoreConfig().stored
+"""Evidence as the store keeps it: the server adds the partition (default 16)."""
+
+
 if TYPE_CHECKING:
     from nats_sessions import Session
 
@@ -21,7 +27,7 @@ async def test_auditor_reads_every_stream(
     names = await auditor.api("STREAM.NAMES")
     assert {"EVIDENCE", "RISK", "DLQ", "AUDIT"} <= set(names["streams"])
     assert (await auditor.js.stream_info("RISK")).state.messages == 1
-    evidence = await auditor.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
+    evidence = await auditor.js.get_last_msg("EVIDENCE", STORED("rp.evidence.t1.e1"), direct=True)
     assert evidence.data == b"evidence"
     assert (await auditor.js.get_msg("DLQ", seq=1)).data == b"dead"
     sub = await auditor.js.pull_subscribe(

@@ -13,6 +13,12 @@ from nats_sessions import inbox_prefix, stored
 from support.cli import riskpipe
 from support.events import evidence_line
 
+from eventstore import StoreConfig
+
+STORED = StoreConfig().stored
+"""Evidence as the store keeps it: the server adds the partition (default 16)."""
+
+
 if TYPE_CHECKING:
     from nats_sessions import Session
 
@@ -83,7 +89,7 @@ async def test_producer_reads_back_the_last_evidence_of_an_entity(producer: Sess
     """The stream lookup and the direct get by subject (after a lost PubAck) work for it."""
     await producer.js.publish("rp.evidence.t1.e1", b'{"n":1}')
     assert (await producer.js.stream_info("EVIDENCE")).state.messages == 1
-    direct = await producer.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
+    direct = await producer.js.get_last_msg("EVIDENCE", STORED("rp.evidence.t1.e1"), direct=True)
     assert (direct.data, direct.seq) == (b'{"n":1}', 1)
 
 
@@ -183,7 +189,7 @@ async def test_a_trace_aimed_at_evidence_is_dead_lettered(
     }
     worked = riskpipe("worker", "--until-idle", "--no-http", env=env)
     assert worked.returncode == 0, worked.stderr
-    trace = await admin.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e2")
+    trace = await admin.js.get_last_msg("EVIDENCE", STORED("rp.evidence.t1.e2"))
     assert b'"server"' in trace.data
     assert await admin.js.get_last_msg("DLQ", "rp.dlq.risk.t1.e2")
     assert await admin.js.get_last_msg("RISK", "rp.risk.t1.e1")

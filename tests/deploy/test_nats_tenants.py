@@ -12,6 +12,9 @@ from support.events import evidence_line
 
 from eventstore import StoreConfig
 
+STORED = StoreConfig().stored
+"""Evidence as the store keeps it: the server adds the partition (default 16)."""
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
@@ -37,7 +40,7 @@ async def test_a_tenant_producer_appends_and_reads_back_its_own_evidence(
     """Acme's producer publishes acme's evidence and reads its last by a direct get."""
     acme = await tenants.open("producer-acme")
     ack = await acme.js.publish("rp.evidence.acme.e1", b"mine")
-    last = await acme.js.get_last_msg("EVIDENCE", "rp.evidence.acme.e1", direct=True)
+    last = await acme.js.get_last_msg("EVIDENCE", STORED("rp.evidence.acme.e1"), direct=True)
     assert (last.data, last.seq) == (b"mine", ack.seq)
 
 
@@ -49,7 +52,7 @@ async def test_a_tenant_producer_cannot_write_or_read_another_tenants_evidence(
     await globex.js.publish("rp.evidence.globex.e1", b"theirs")
     acme = await tenants.open("producer-acme")
     await acme.refused("rp.evidence.globex.e2", acme.js.publish("rp.evidence.globex.e2", b"{}"))
-    by_subject = "$JS.API.DIRECT.GET.EVIDENCE.rp.evidence.globex.e1"
+    by_subject = "$JS.API.DIRECT.GET.EVIDENCE." + STORED("rp.evidence.globex.e1")
     await acme.refused(by_subject, acme.request(by_subject))
     by_body = "$JS.API.DIRECT.GET.EVIDENCE"
     await acme.refused(
@@ -83,4 +86,4 @@ async def test_riskpipe_publish_runs_as_a_tenant_producer(
     assert published.returncode == 0, published.stderr
     assert json.loads(published.stdout)["stored"] == 1
     admin = await tenants.open("admin")
-    assert (await admin.js.get_last_msg("EVIDENCE", "rp.evidence.acme.e7")).seq == 1
+    assert (await admin.js.get_last_msg("EVIDENCE", STORED("rp.evidence.acme.e7"))).seq == 1

@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING
 import pytest
 from nats_sessions import create_risk_consumer, stored
 
+from eventstore import StoreConfig
 from eventstore._jetstream._client import JetStreamClient
 from eventstore._jetstream._reader import read_range
+
+STORED = StoreConfig().stored
+"""Evidence as the store keeps it: the server adds the partition (default 16)."""
+
 
 if TYPE_CHECKING:
     from nats_sessions import Session, Sessions
@@ -57,29 +62,29 @@ async def test_worker_reads_the_last_assessment_of_an_entity(worker: Session) ->
 async def test_worker_consumes_evidence_through_its_durable_consumer(
     producer: Session, worker: Session
 ) -> None:
-    """The worker creates ``risk``, fetches evidence and acks it; the ack floor moves."""
-    await producer.js.publish("rp.evidence.t1.e1", b"{}")
-    direct = await worker.js.get_last_msg("EVIDENCE", "rp.evidence.t1.e1", direct=True)
+    """The worker creates ``risk-0``, fetches evidence and acks it; the ack floor moves."""
+    subject = next(
+        f"rp.evidence.t1.e{n}"
+        for n in range(99)
+        if STORED(f"rp.evidence.t1.e{n}").startswith("rp.evidence.0.")
+    )
+    await producer.js.publish(subject, b"{}")
+    direct = await worker.js.get_last_msg("EVIDENCE", STORED(subject), direct=True)
     assert direct.data == (await worker.js.get_msg("EVIDENCE", seq=1, direct=True)).data == b"{}"
     await create_risk_consumer(worker)
-    sub = await worker.js.pull_subscribe_bind("risk", stream="EVIDENCE")
+    sub = await worker.js.pull_subscribe_bind("risk-0", stream="EVIDENCE")
     [msg] = await sub.fetch(1, timeout=3)
     await msg.ack_sync(timeout=3)
-    info = await worker.js.consumer_info("EVIDENCE", "risk")
+    info = await worker.js.consumer_info("EVIDENCE", "risk-0")
     assert (info.ack_floor.stream_seq, info.num_ack_pending) == (1, 0)
-    partition = await worker.api(
-        "CONSUMER.CREATE.EVIDENCE.risk-0",
-        {"stream_name": "EVIDENCE", "config": {"durable_name": "risk-0", "ack_policy": "explicit"}},
-    )
-    assert "error" not in partition, partition
 
 
 async def test_worker_reads_and_writes_its_buckets(worker: Session) -> None:
     """The worker puts, compare-and-sets and reads rp-checkpoints and rp-leases."""
     checkpoints = await worker.js.key_value("rp-checkpoints")
-    revision = await checkpoints.put("risk", b"1")
-    assert await checkpoints.update("risk", b"2", last=revision) == revision + 1
-    assert (await checkpoints.get("risk")).value == b"2"
+    revision = await checkpoints.put("risk-0", b"1")
+    assert await checkpoints.update("risk-0", b"2", last=revision) == revision + 1
+    assert (await checkpoints.get("risk-0")).value == b"2"
     leases = await worker.js.key_value("rp-leases")
     assert await leases.create("risk.0", b"worker-a") == 1
     raw = await worker.nc.request(
@@ -107,29 +112,32 @@ async def test_worker_cannot_erase_streams_or_buckets(admin: Session, worker: Se
 async def test_only_the_worker_drives_its_durable_consumer(
     admin: Session, sessions: Sessions, user: str
 ) -> None:
-    """Others cannot redefine, drain or delete the ``risk`` consumer; it stays as created."""
+    """Others cannot redefine, drain or delete the ``risk-0`` consumer; it stays as created."""
     await create_risk_consumer(admin)
     other = await sessions.open(user)
     narrowed = {
-        "durable_name": "risk",
+        "durable_name": "risk-0",
         "ack_policy": "explicit",
         "filter_subject": "rp.evidence.x.>",
     }
     for subject, body in [
-        ("$JS.API.CONSUMER.CREATE.EVIDENCE.risk", {"stream_name": "EVIDENCE", "config": narrowed}),
-        ("$JS.API.CONSUMER.MSG.NEXT.EVIDENCE.risk", {"batch": 1}),
-        ("$JS.API.CONSUMER.DELETE.EVIDENCE.risk", None),
+        (
+            "$JS.API.CONSUMER.CREATE.EVIDENCE.risk-0",
+            {"stream_name": "EVIDENCE", "config": narrowed},
+        ),
+        ("$JS.API.CONSUMER.MSG.NEXT.EVIDENCE.risk-0", {"batch": 1}),
+        ("$JS.API.CONSUMER.DELETE.EVIDENCE.risk-0", None),
     ]:
         await other.refused(subject, other.request(subject, body))
-    info = await admin.js.consumer_info("EVIDENCE", "risk")
-    assert info.config.filter_subject == "rp.evidence.>"
+    info = await admin.js.consumer_info("EVIDENCE", "risk-0")
+    assert info.config.filter_subject == "rp.evidence.0.>"
 
 
 # -- the body of a consumer create cannot pick the worker's consumer -----------
 
 _HIJACKS = {
-    "by name": {"name": "risk"},
-    "by durable name": {"name": "risk", "durable_name": "risk"},
+    "by name": {"name": "risk-0"},
+    "by durable name": {"name": "risk-0", "durable_name": "risk-0"},
 }
 
 
@@ -138,7 +146,7 @@ _HIJACKS = {
 async def test_a_bare_create_naming_risk_is_refused(
     admin: Session, sessions: Sessions, user: str, body: dict[str, str]
 ) -> None:
-    """The create without a name in its subject, naming ``risk`` in its body, is refused.
+    """The create without a name in its subject, naming ``risk-0`` in its body, is refused.
 
     Allowed, it would redefine the worker's consumer: headers only, and a filter
     that matches nothing.
@@ -155,8 +163,8 @@ async def test_a_bare_create_naming_risk_is_refused(
     await other.refused(
         subject, other.request(subject, {"stream_name": "EVIDENCE", "config": hijack})
     )
-    info = await admin.js.consumer_info("EVIDENCE", "risk")
-    assert info.config.filter_subject == "rp.evidence.>"
+    info = await admin.js.consumer_info("EVIDENCE", "risk-0")
+    assert info.config.filter_subject == "rp.evidence.0.>"
     assert not info.config.headers_only
 
 
@@ -166,23 +174,23 @@ async def test_a_named_create_cannot_name_another_consumer_in_its_body(
     """The server takes a named create's consumer from its subject, whatever the body says.
 
     A differing ``durable_name`` is refused (10017), a differing ``name`` is
-    ignored: so denying ``CONSUMER.CREATE.EVIDENCE.risk`` is enough to keep
-    ``risk`` the worker's.
+    ignored: so denying ``CONSUMER.CREATE.EVIDENCE.risk-0`` is enough to keep
+    ``risk-0`` the worker's.
     """
     await create_risk_consumer(admin)
     hijack = {"ack_policy": "explicit", "filter_subject": "rp.evidence.nobody.>"}
     refused = await auditor.api(
         "CONSUMER.CREATE.EVIDENCE.rd_0000000000000001",
-        {"stream_name": "EVIDENCE", "config": {**hijack, "durable_name": "risk"}},
+        {"stream_name": "EVIDENCE", "config": {**hijack, "durable_name": "risk-0"}},
     )
     assert refused["error"]["err_code"] == _DURABLE_NAME_NOT_SUBJECT
     renamed = await auditor.api(
         "CONSUMER.CREATE.EVIDENCE.rd_0000000000000002",
-        {"stream_name": "EVIDENCE", "config": {**hijack, "name": "risk", "ack_policy": "none"}},
+        {"stream_name": "EVIDENCE", "config": {**hijack, "name": "risk-0", "ack_policy": "none"}},
     )
     assert renamed["name"] == "rd_0000000000000002", renamed
-    info = await admin.js.consumer_info("EVIDENCE", "risk")
-    assert info.config.filter_subject == "rp.evidence.>"
+    info = await admin.js.consumer_info("EVIDENCE", "risk-0")
+    assert info.config.filter_subject == "rp.evidence.0.>"
 
 
 async def test_readers_create_named_consumers_that_vanish(
@@ -194,7 +202,7 @@ async def test_readers_create_named_consumers_that_vanish(
     client = await JetStreamClient.from_nats(reader.nc)
     try:
         read = [raw.seq async for raw in read_range(
-            client, "EVIDENCE", filter_subject="rp.evidence.t1.e1", start_seq=1, end_seq=1
+            client, "EVIDENCE", filter_subject=STORED("rp.evidence.t1.e1"), start_seq=1, end_seq=1
         )]  # fmt: skip
     finally:
         await client.close()

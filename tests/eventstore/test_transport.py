@@ -148,7 +148,7 @@ async def test_the_public_api_path_works_end_to_end(nats_server: NatsServer) -> 
         assert len([r async for r in store.read_all()]) == 302
         worker = await run_worker(store, nats_server.url)
         streams = await read_streams(store)
-        assert worker.runner.outcomes == {"assessed": 301, "dead_lettered": 1}
+        assert worker.outcomes == {"assessed": 301, "dead_lettered": 1}
         assert len(streams.assessments) == 301
         assert len(streams.dead_letters) == 1
         await store.close()

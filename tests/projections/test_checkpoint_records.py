@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     from riskpipe.server import NatsServer
     from riskpipe.worker import Worker
 
-KEY = "$KV.rp-checkpoints.risk"
+CHECKPOINT = "risk-0"
+KEY = f"$KV.rp-checkpoints.{CHECKPOINT}"
+
+
+@pytest.fixture
+async def store(single_partition_store: EventStore) -> EventStore:
+    """One partition: one consumer and one checkpoint record to tamper with."""
+    return single_partition_store
 
 
 async def _entities(store: EventStore, count: int, *, prefix: str = "e") -> None:
@@ -45,11 +52,11 @@ async def _assessed(store: EventStore) -> list[str]:
 
 async def _forget_consumer(store: EventStore) -> None:
     """Delete the durable consumer: the next worker recreates it from the checkpoint."""
-    await store.client.api(f"CONSUMER.DELETE.{store.config.evidence_stream}.risk")
+    await store.client.api(f"CONSUMER.DELETE.{store.config.evidence_stream}.{CHECKPOINT}")
 
 
 async def _stored(store: EventStore) -> dict[str, object]:
-    entry = await store.kv(store.config.checkpoint_bucket).get("risk")
+    entry = await store.kv(store.config.checkpoint_bucket).get(CHECKPOINT)
     assert entry is not None
     return dict(orjson.loads(entry.value))
 
@@ -79,11 +86,11 @@ async def test_a_trace_event_on_the_checkpoint_key_is_refused_by_worker_and_stat
     assert "malformed" in status.checkpoint_refused
     shown = riskpipe("status", env={"RISKPIPE_NATS_URL": nats_server.url})
     assert shown.returncode == 0, shown.stderr
-    assert "checkpoint: 0\n  REFUSED: checkpoint of risk refused (malformed)" in shown.stdout
+    assert "checkpoint: 0\n  REFUSED: checkpoint of risk-0 refused (malformed)" in shown.stdout
 
     await _entities(store, 1, prefix="late")
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"assessed": 1}
+    assert worker.outcomes == {"assessed": 1}
     assert _refused(worker, "malformed") == 1
     assert (await _stored(store))["sequence"] == 3  # replaced by a valid record
     assert (await pipeline_status(store, "risk")).checkpoint_refused is None
@@ -104,11 +111,11 @@ async def test_a_moved_or_malformed_checkpoint_never_makes_a_worker_skip_evidenc
     """Whatever the worker user writes there, a recreated consumer still delivers everything."""
     await _entities(store, 2)
     await run_worker(store, nats_server.url)
-    await store.kv(store.config.checkpoint_bucket).put("risk", value)
+    await store.kv(store.config.checkpoint_bucket).put(CHECKPOINT, value)
     await _forget_consumer(store)
     await _entities(store, 2, prefix="late")
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"duplicate_skipped": 2, "assessed": 2}
+    assert worker.outcomes == {"duplicate_skipped": 2, "assessed": 2}
     assert sorted(await _assessed(store)) == ["e0", "e1", "late0", "late1"]
     assert _refused(worker, reason) == 1
 
@@ -122,11 +129,11 @@ async def test_a_checkpoint_past_the_streams_end_is_refused_even_of_this_generat
     good = CheckpointRecord.model_validate_json(orjson.dumps(await _stored(store)))
     assert good.generation is not None
     forged = CheckpointRecord(sequence=999_999, generation=good.generation)
-    await store.kv(store.config.checkpoint_bucket).put("risk", forged.encoded())
+    await store.kv(store.config.checkpoint_bucket).put(CHECKPOINT, forged.encoded())
     await _forget_consumer(store)
     await _entities(store, 1, prefix="late")
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"duplicate_skipped": 2, "assessed": 1}
+    assert worker.outcomes == {"duplicate_skipped": 2, "assessed": 1}
     assert _refused(worker, "beyond_stream") == 1
     assert (await _stored(store))["sequence"] == 3
     status = await pipeline_status(store, "risk")
@@ -151,7 +158,7 @@ async def test_a_checkpoint_of_a_deleted_and_recreated_stream_is_refused(
     await _entities(store, 5, prefix="new")
     worker = await run_worker(store, nats_server.url)
     # every new evidence was delivered and handled (the stale checkpoint would skip 1..3)
-    assert worker.runner.outcomes == {"assessed": 5}
+    assert worker.outcomes == {"assessed": 5}
     assert _refused(worker, "other_generation") == 1
     stored = CheckpointRecord.model_validate_json(orjson.dumps(await _stored(store)))
     assert stored.sequence == 5
@@ -164,10 +171,10 @@ async def test_a_checkpoint_written_before_generations_is_refused_once_then_rewr
     await _entities(store, 2)
     await run_worker(store, nats_server.url)
     old = orjson.dumps({"sequence": 2, "written_at": 1.0})
-    await store.kv(store.config.checkpoint_bucket).put("risk", old)
+    await store.kv(store.config.checkpoint_bucket).put(CHECKPOINT, old)
     await _forget_consumer(store)
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"duplicate_skipped": 2}
+    assert worker.outcomes == {"duplicate_skipped": 2}
     assert _refused(worker, "no_generation") == 1
     rewritten = CheckpointRecord.model_validate_json(orjson.dumps(await _stored(store)))
     assert rewritten.sequence == 2

@@ -65,7 +65,7 @@ async def test_binary_mode_evidence_is_assessed_like_its_structured_form(
     await store.append(store.schemas.parse(structured))
 
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"assessed": 2}
+    assert worker.outcomes == {"assessed": 2}
     streams = await read_streams(store)
     stored = streams.evidence[1]  # the binary-mode message, decoded as every reader does
     assert isinstance(stored, CloudEvent)
@@ -107,7 +107,7 @@ async def test_broken_binary_mode_evidence_is_one_dead_letter_naming_the_attribu
     await raw_publish(nats_server.url, "rp.evidence.acme.e1", good_block, good_payload)
 
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"dead_lettered": 1, "assessed": 1}
+    assert worker.outcomes == {"dead_lettered": 1, "assessed": 1}
     (letter,) = await DeadLetterQueue(store, "risk").list()
     assert named in letter.data.error_message, letter.data.error_message
     assert letter.data.original_bytes() == payload

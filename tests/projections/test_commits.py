@@ -61,7 +61,7 @@ async def test_assessments_commit_without_waiting(
     check_invariants(streams)
     assert len(streams.assessments) == 120
     assert counts == {"soon": 120, "waited": 0}
-    assert worker.runner.outcomes == {"assessed": 120}
+    assert worker.outcomes == {"assessed": 120}
 
 
 async def test_an_unsettled_puback_is_settled_by_waiting(
@@ -86,7 +86,7 @@ async def test_an_unsettled_puback_is_settled_by_waiting(
     assert len(streams.assessments) == 60
     assert counts["soon"] == 60
     assert counts["waited"] == 20  # republished: stored already, a duplicate
-    assert worker.runner.outcomes == {"assessed": 60}
+    assert worker.outcomes == {"assessed": 60}
 
 
 async def test_a_failing_commit_callback_releases_the_message(
@@ -109,8 +109,8 @@ async def test_a_failing_commit_callback_releases_the_message(
     streams = await read_streams(store)
     check_invariants(streams)
     assert len(streams.assessments) == 30
-    assert worker.runner.outcomes["retried"] == 1
-    assert worker.runner.outcomes["assessed"] == 30  # the redelivery found it stored
+    assert worker.outcomes["retried"] == 1
+    assert worker.outcomes["assessed"] == 30  # the redelivery found it stored
 
 
 async def test_commits_that_cannot_start_at_once_wait_as_before(
@@ -125,7 +125,7 @@ async def test_commits_that_cannot_start_at_once_wait_as_before(
     check_invariants(streams)
     assert len(streams.assessments) == 40
     assert counts["waited"] == 40
-    assert worker.runner.outcomes == {"assessed": 40}
+    assert worker.outcomes == {"assessed": 40}
 
 
 async def test_an_ack_that_cannot_be_buffered_is_sent_by_waiting(
@@ -135,7 +135,8 @@ async def test_an_ack_that_cannot_be_buffered_is_sent_by_waiting(
     await _publish(store, 30, 3)
     monkeypatch.setattr(DurableConsumer, "ack_nowait", lambda *_: False)
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"assessed": 30}
-    info = await store.consumer("risk").info()
-    assert (info["num_ack_pending"], info["num_pending"]) == (0, 0), "every message acked"
+    assert worker.outcomes == {"assessed": 30}
+    for partition in worker.runners:
+        info = await store.consumer(f"risk-{partition}").info()
+        assert (info["num_ack_pending"], info["num_pending"]) == (0, 0), "every message acked"
     assert len((await read_streams(store)).assessments) == 30

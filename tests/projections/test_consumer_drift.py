@@ -12,6 +12,7 @@ from support.cli import riskpipe
 from support.events import evidence
 from support.pipeline import run_worker, wait_for_messages
 
+from eventstore import partition_of
 from eventstore.errors import ConsumerDriftError
 from riskpipe.settings import Settings
 from riskpipe.worker import Worker
@@ -21,10 +22,17 @@ if TYPE_CHECKING:
     from riskpipe.server import NatsServer
 
 
+def _consumer(store: EventStore) -> str:
+    """The consumer of the partition the tests' entity is in."""
+    first = evidence("a1")
+    return f"risk-{partition_of(first.tenant, first.subject, store.config.partitions)}"
+
+
 async def _hijack(store: EventStore, **changes: Any) -> None:
     """Update the worker's consumer the way a producer could: the create API, named in the body."""
-    info = await store.client.api("CONSUMER.INFO.EVIDENCE.risk")
-    config = {**info["config"], **changes, "name": "risk"}
+    name = _consumer(store)
+    info = await store.client.api(f"CONSUMER.INFO.EVIDENCE.{name}")
+    config = {**info["config"], **changes, "name": name}
     del config["durable_name"]  # the bare create API takes the name from the body alone
     reply = await store.client.nc.request(
         "$JS.API.CONSUMER.CREATE.EVIDENCE",
@@ -65,7 +73,7 @@ async def test_a_changed_consumer_stops_the_worker_at_start(
     assert result.returncode == 1, result.stderr
     (line,) = result.stderr.splitlines()
     error = orjson.loads(line)["error"]
-    assert "consumer risk on EVIDENCE was changed by someone else" in error
+    assert f"consumer {_consumer(store)} on EVIDENCE was changed by someone else" in error
     assert next(iter(changes)) in error
     with pytest.raises(ConsumerDriftError):
         await run_worker(store, nats_server.url)
@@ -97,11 +105,18 @@ async def test_status_says_the_consumer_was_changed_and_exits_3(
     await store.append(evidence("a2", minute=1))
     shown = riskpipe("status", env=env)
     assert shown.returncode == 3, shown.stdout + shown.stderr
-    assert "CHANGED BY SOMEONE ELSE: filter_subject is 'rp.evidence.nobody.>'" in shown.stdout
+    assert (
+        f"CHANGED BY SOMEONE ELSE: {_consumer(store)}.filter_subject is 'rp.evidence.nobody.>'"
+        in shown.stdout
+    )
     as_json = riskpipe("status", "--json", env=env)
     assert as_json.returncode == 3
+    name = _consumer(store)
     assert orjson.loads(as_json.stdout)["consumer_changed"] == {
-        "filter_subject": ["rp.evidence.nobody.>", "rp.evidence.>"]
+        f"{name}.filter_subject": [
+            "rp.evidence.nobody.>",
+            store.config.partition_filter(int(name.removeprefix("risk-"))),
+        ]
     }
 
 
@@ -116,7 +131,7 @@ async def test_deliveries_without_their_payload_are_never_dead_lettered(
         async with asyncio.timeout(30):
             await running
     assert await store.count("DLQ", "rp.dlq.>") == 0, "no dead letter of nothing"
-    await store.client.api("CONSUMER.DELETE.EVIDENCE.risk")
+    await store.client.api(f"CONSUMER.DELETE.EVIDENCE.{_consumer(store)}")
     await run_worker(store, nats_server.url)
     assert await store.count("RISK", "rp.risk.>") == 2, "a2 is assessed once the consumer is whole"
 
@@ -133,5 +148,8 @@ async def test_init_says_the_consumer_was_changed_and_exits_1(
     result = riskpipe("init", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "found    EVIDENCE" in result.stdout
-    assert "consumer risk on EVIDENCE was changed by someone else: headers_only" in result.stderr
-    assert "Error: consumer risk was changed by someone else" in result.stderr
+    name = _consumer(store)
+    assert f"consumer {name} on EVIDENCE was changed by someone else: headers_only" in (
+        result.stderr
+    )
+    assert f"Error: consumer {name} was changed by someone else" in result.stderr

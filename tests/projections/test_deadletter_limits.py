@@ -126,7 +126,7 @@ async def test_a_large_poison_event_is_dead_lettered_and_replayed_whole(
         "evidence", "t1", "e1", original, msg_id="big", headers={"Producer": "p1"}
     )
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"dead_lettered": 1}
+    assert worker.outcomes == {"dead_lettered": 1}
     assert store.client.connected
     dlq = DeadLetterQueue(store, "risk")
     (letter,) = await dlq.list()
@@ -161,7 +161,7 @@ async def test_a_header_that_swells_in_json_still_gives_a_dead_letter_that_fits(
     await store.client.nc.flush()
     await store.append(evidence("after", tenant="acme", entity="e01", minute=1))
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"dead_lettered": 1, "assessed": 1}
+    assert worker.outcomes == {"dead_lettered": 1, "assessed": 1}
     (letter,) = await DeadLetterQueue(store, "risk").list()
     assert letter.data.original_truncated
     assert letter.data.payload_sha256 == hashlib.sha256(payload).hexdigest()

@@ -89,7 +89,7 @@ async def test_open_breaker_pauses_without_burning_deliveries(
     assert len(streams.assessments) == 1, "six failures, yet no dead letter: pauses burn nothing"
     assert not streams.dead_letters
     assert _outcome(worker, "paused") >= 1
-    assert worker.runner.state == "stopped"
+    assert {runner.state for runner in worker.runners.values()} == {"stopped"}
 
 
 async def test_degraded_mode_emits_flagged_conservative_assessments(

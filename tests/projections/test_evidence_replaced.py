@@ -84,7 +84,7 @@ async def test_started_over_the_projection_scores_the_new_stream(
         await store.client.api(f"STREAM.DELETE.{stream}")
     assert riskpipe("init", env={"RISKPIPE_NATS_URL": nats_server.url}).returncode == 0
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"assessed": 4}
+    assert worker.outcomes == {"assessed": 4}
     streams = await read_streams(store)
     answered = [a["evidence"]["id"] for found in streams.assessments.values() for a in found]
     assert sorted(answered) == ["new-1", "new-2", "new-3", "new-4"]

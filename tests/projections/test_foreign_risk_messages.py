@@ -56,7 +56,7 @@ async def test_a_trace_on_an_entitys_risk_subject_does_not_poison_it(
     await store.append(evidence("second", tenant="acme", entity="victim", minute=1))
     worker = await run_worker(store, nats_server.url)
 
-    assert worker.runner.outcomes == {"assessed": 1}
+    assert worker.outcomes == {"assessed": 1}
     assert await DeadLetterQueue(store, "risk").list() == []
     assessments = await _assessments(store)
     assert sorted(assessments) == [1, 3]  # the trace is RISK seq 2; the fence was on it
@@ -91,7 +91,7 @@ async def test_junk_before_any_assessment_leaves_the_entity_at_its_start(
     await store.append(evidence("first", tenant="acme", entity="victim"))
     await store.append(evidence("second", tenant="acme", entity="victim", minute=1))
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"assessed": 2}
+    assert worker.outcomes == {"assessed": 2}
     assert sorted(await _assessments(store)) == [2, 3]
     assert _foreign(worker) == 1
     report = await replay(store)
@@ -110,7 +110,7 @@ async def test_more_junk_than_the_walk_reads_is_a_dead_letter_not_a_reset(
     await wait_for_messages(store, "RISK", FOREIGN_WALK_LIMIT + 2)
     await store.append(evidence("second", tenant="acme", entity="victim", minute=1))
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"dead_lettered": 1}
+    assert worker.outcomes == {"dead_lettered": 1}
     (letter,) = await DeadLetterQueue(store, "risk").list()
     assert letter.data.error_type == "ForeignMessagesError"
     assert VICTIM in letter.data.error_message

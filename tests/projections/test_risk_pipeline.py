@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from support.events import evidence
 from support.pipeline import check_invariants, read_streams, run_worker
 
 from eventstore import EventStore, encode_event
+from eventstore.errors import NotProvisionedError
 from riskpipe.demo import POISON
 from riskpipe.status import pipeline_status
 
@@ -125,7 +127,7 @@ async def test_evidence_after_a_forged_risk_message_is_assessed_past_it(
     for e in forged:
         await store.append(evidence(f"f-{e}", entity=e))
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.outcomes == {"assessed": 2}
+    assert worker.outcomes == {"assessed": 2}
     assert worker.registry.get_sample_value("riskpipe_risk_foreign_messages_total") == 2
     assessed = {
         rec.subject: rec.sequence
@@ -141,8 +143,10 @@ async def test_redelivered_evidence_is_skipped_not_reassessed(
     """A new consumer replaying from the start (a lost ack) creates no second assessment."""
     await _publish(store, 30, 3)
     await run_worker(store, nats_server.url)
-    await store.client.api("CONSUMER.DELETE.EVIDENCE.risk")
-    await store.kv(store.config.checkpoint_bucket).put("risk", b'{"sequence": 0}')
+    for partition in range(store.config.partitions):
+        with contextlib.suppress(NotProvisionedError):  # a partition without evidence
+            await store.client.api(f"CONSUMER.DELETE.EVIDENCE.risk-{partition}")
+        await store.kv(store.config.checkpoint_bucket).put(f"risk-{partition}", b'{"sequence": 0}')
     worker = await run_worker(store, nats_server.url)
     streams = await read_streams(store)
     check_invariants(streams)
@@ -170,10 +174,20 @@ async def test_checkpoint_follows_the_ack_floor(nats_server: NatsServer, store: 
     """After a run the checkpoint is the last sequence; every sequence below has its effect."""
     await _publish(store, 40, 4)
     worker = await run_worker(store, nats_server.url)
-    assert worker.runner.checkpoint == 40
-    entry = await store.kv(store.config.checkpoint_bucket).get("risk")
-    assert entry is not None
-    assert b'"sequence":40' in entry.value
+    last_of: dict[int, int] = {}  # each partition's last evidence sequence
+    async for record in store.read_all():
+        last_of[int(record.subject.split(".")[2])] = record.sequence
+    assert len(last_of) > 1, "the entities span several partitions"
+    assert max(last_of.values()) == 40
+    bucket = store.kv(store.config.checkpoint_bucket)
+    for partition, runner in worker.runners.items():
+        assert runner.checkpoint == last_of.get(partition, 0), partition
+        entry = await bucket.get(f"risk-{partition}")
+        if partition in last_of:
+            assert entry is not None
+            assert f'"sequence":{last_of[partition]}'.encode() in entry.value
+        else:  # nothing to record
+            assert entry is None or b'"sequence":0' in entry.value
 
 
 async def test_poison_near_the_size_limit_is_dead_lettered(

@@ -49,7 +49,7 @@ async def _running(store: EventStore, url: str, **overrides: object) -> AsyncIte
     task = asyncio.create_task(worker.run(stop))
     try:
         async with asyncio.timeout(10):
-            await worker.runner.started.wait()
+            await worker.started.wait()
         yield worker
     finally:
         stop.set()
@@ -68,11 +68,15 @@ async def test_health_ready_and_metrics(nats_server: NatsServer, store: EventSto
         assert (await _get(port, "/nope"))[0] == 404
 
 
-async def test_paused_gauge_exists_from_start_up(store: EventStore) -> None:
-    """A fresh worker reports riskpipe_projection_paused as 0 before anything paused it."""
-    registry = CollectorRegistry()
-    Worker(store, Settings(), registry)
-    assert registry.get_sample_value("riskpipe_projection_paused", {"projection": "risk"}) == 0.0
+async def test_paused_gauge_exists_from_start_up(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """A started worker reports riskpipe_projection_paused as 0 for each consumer it runs."""
+    async with _running(store, nats_server.url) as worker:
+        for partition in range(store.config.partitions):
+            labels = {"projection": "risk", "consumer": f"risk-{partition}"}
+            value = worker.registry.get_sample_value("riskpipe_projection_paused", labels)
+            assert value == 0.0, labels
 
 
 async def test_readyz_follows_the_nats_connection(
@@ -122,7 +126,7 @@ async def test_a_connection_closed_for_good_fails_healthz_and_ends_the_worker(
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
             async with asyncio.timeout(10):
-                await worker.runner.started.wait()
+                await worker.started.wait()
             port = worker.http.port  # type: ignore[union-attr]
             assert await _get(port, "/healthz") == (200, "ok\n")
             async with asyncio.timeout(10):

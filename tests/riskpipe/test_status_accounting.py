@@ -10,14 +10,21 @@ from support.cli import riskpipe
 from support.events import evidence
 from support.pipeline import run_worker
 
+from eventstore import partition_of
+
 if TYPE_CHECKING:
-    from eventstore import Delivery, EventStore
+    from eventstore import Delivery, DurableConsumer, EventStore
     from riskpipe.server import NatsServer
+
+
+def _consumer(store: EventStore) -> DurableConsumer:
+    """The worker's consumer of the partition entity t1/e1 is in."""
+    return store.consumer(f"risk-{partition_of('t1', 'e1', store.config.partitions)}")
 
 
 async def _taken_by_someone_else(store: EventStore, count: int) -> list[Delivery]:
     """``count`` evidence deliveries pulled from the worker's consumer by another client."""
-    consumer = store.consumer("risk")
+    consumer = _consumer(store)
     taken: list[Delivery] = []
     while len(taken) < count:
         taken += await consumer.fetch(count - len(taken), timeout=2.0)
@@ -26,7 +33,7 @@ async def _taken_by_someone_else(store: EventStore, count: int) -> list[Delivery
 
 async def _acknowledged(store: EventStore, deliveries: list[Delivery]) -> None:
     """Acknowledge ``deliveries`` as their taker, and wait until the server has counted that."""
-    consumer = store.consumer("risk")
+    consumer = _consumer(store)
     before = int((await consumer.info())["num_ack_pending"])
     for delivery in deliveries:
         await consumer.ack(delivery)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-__all__ = ["nats_server", "raw_publish", "store", "trace_to"]
+__all__ = ["nats_server", "raw_publish", "single_partition_store", "store", "trace_to"]
 
 
 @pytest.fixture
@@ -34,6 +34,19 @@ async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """A store connected to a fresh server, with its streams provisioned."""
     es = await EventStore.connect(
         nats_server.url, schemas=build_schemas(), config=StoreConfig(), timeout=2.0
+    )
+    await es.provision()
+    try:
+        yield es
+    finally:
+        await es.close()
+
+
+@pytest.fixture
+async def single_partition_store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
+    """Like ``store``, made with one partition: one consumer ``risk-0``, one checkpoint record."""
+    es = await EventStore.connect(
+        nats_server.url, schemas=build_schemas(), config=StoreConfig(partitions=1)
     )
     await es.provision()
     try:

@@ -80,7 +80,7 @@ class WorkerProcess:
         self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start the worker and return once its projection has started."""
+        """Start the worker and return once every partition it runs has started."""
         args = [sys.executable, "-m", "riskpipe", "worker", "--no-http"]
         if self.until_idle:
             args.append("--until-idle")
@@ -107,7 +107,7 @@ class WorkerProcess:
                 except orjson.JSONDecodeError:
                     line = {"event": raw.decode("utf-8", "replace").rstrip()}
                 self.lines.append(line)
-                if line.get("event") == "projection.started":
+                if line.get("event") == "worker.started":
                     self._started.set()
 
     def events(self, name: str) -> list[dict[str, Any]]:

@@ -1,0 +1,99 @@
+"""A projection over a partitioned stream: one durable consumer per partition, seen as one.
+
+The consumer of partition ``p`` is named ``<projection>-<p>`` and delivers
+``<prefix>.evidence.<p>.>`` only. Status, audit and tools need the
+projection's view across them: what is pending, and up to which evidence
+sequence everything is handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from eventstore import ConsumerSettings
+from eventstore.errors import NotProvisionedError
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+
+__all__ = [
+    "PartitionView",
+    "consumer_name",
+    "expected_consumer",
+    "handled_floor",
+    "partition_views",
+]
+
+
+def consumer_name(projection: str, partition: int) -> str:
+    """The durable consumer (and checkpoint key) of one partition of ``projection``."""
+    return f"{projection}-{partition}"
+
+
+def expected_consumer(store: EventStore, partition: int) -> ConsumerSettings:
+    """What a worker's runner sets up for a partition: its evidence, no server-side cap.
+
+    What ``status`` and ``init`` compare a consumer with to tell that someone
+    else changed it.
+    """
+    return ConsumerSettings(max_deliver=-1, filter_subject=store.config.partition_filter(partition))
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionView:
+    """One partition's consumer as the server reports it (``info`` is ``None``: not created)."""
+
+    partition: int
+    consumer: str
+    info: dict[str, Any] | None
+
+    @property
+    def pending(self) -> int:
+        """Messages not delivered yet plus delivered and not acknowledged."""
+        if self.info is None:
+            return 0
+        return int(self.info["num_pending"]) + int(self.info["num_ack_pending"])
+
+    @property
+    def ack_floor(self) -> int:
+        """The stream sequence up to which this partition's messages are all acknowledged."""
+        return 0 if self.info is None else int(self.info["ack_floor"]["stream_seq"])
+
+
+async def partition_views(store: EventStore, projection: str) -> list[PartitionView]:
+    """Every partition's consumer of ``projection``, in partition order."""
+    views = []
+    for partition in range(store.config.partitions):
+        name = consumer_name(projection, partition)
+        try:
+            info = await store.consumer(name).info()
+        except NotProvisionedError:
+            info = None
+        views.append(PartitionView(partition, name, info))
+    return views
+
+
+async def handled_floor(store: EventStore, projection: str) -> int:
+    """The evidence sequence up to which the projection handled everything (0: none).
+
+    Each partition's consumer knows its own ack floor; the first evidence it
+    has not acknowledged is the first of its subjects after that floor (none
+    when nothing is pending). Everything before the earliest of those, across
+    partitions, is handled.
+    """
+    info = await store.client.stream_info(store.config.evidence_stream)
+    if info is None:
+        return 0
+    last = int(info["state"]["last_seq"])
+    floor = last
+    for view in await partition_views(store, projection):
+        if view.info is not None and view.pending == 0:
+            continue
+        subjects = store.config.partition_filter(view.partition)
+        raw = await store.client.direct_get(
+            store.config.evidence_stream, view.ack_floor + 1, next_by_subject=subjects
+        )
+        if raw is not None:
+            floor = min(floor, raw.seq - 1)
+    return floor
