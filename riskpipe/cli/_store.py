@@ -42,8 +42,15 @@ CHUNK = 2000
 
 
 @main.command()
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 5),
+    default=None,
+    help="Copies of every stream, bucket and consumer, one per node of a cluster"
+    " [env RISKPIPE_REPLICAS; default 1]. 3 on a 3-node cluster survives a node down.",
+)
 @pass_app
-def init(app: AppContext) -> None:
+def init(app: AppContext, replicas: int | None) -> None:
     """Create the streams and buckets (idempotent); report any that drifted.
 
     The projection's durable consumer, once a worker created it, is checked
@@ -55,6 +62,8 @@ def init(app: AppContext) -> None:
       1  a stream exists with other settings, or the consumer was changed by
          someone else (drift; left unchanged), or an error
     """  # noqa: D301 - \b keeps click from rewrapping the table
+    if replicas is not None:
+        app.settings = app.settings.model_copy(update={"replicas": replicas})
     report, consumer_drift = run(_init(app))
     reserved = f"KV_{store_config(app.settings).lease_bucket}"
     for verb, names in (("created", report.created), ("found", report.found)):

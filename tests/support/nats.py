@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from eventstore import EventStore, StoreConfig
-from riskpipe.server import NatsServer
+from riskpipe.server import NatsCluster, NatsServer
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-__all__ = ["nats_server", "raw_publish", "store", "trace_to"]
+__all__ = ["cluster_store", "nats_cluster", "nats_server", "raw_publish", "store", "trace_to"]
 
 
 @pytest.fixture
@@ -30,10 +30,34 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-server nodes on loopback forming one JetStream cluster, killed after the test."""
+    cluster = NatsCluster(data_dir=tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.kill()
+
+
+@pytest.fixture
 async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """A store connected to a fresh server, with its streams provisioned."""
     es = await EventStore.connect(
         nats_server.url, schemas=build_schemas(), config=StoreConfig(), timeout=2.0
+    )
+    await es.provision()
+    try:
+        yield es
+    finally:
+        await es.close()
+
+
+@pytest.fixture
+async def cluster_store(nats_cluster: NatsCluster) -> AsyncIterator[EventStore]:
+    """A store connected to every node of ``nats_cluster``, its streams provisioned with R3."""
+    es = await EventStore.connect(
+        nats_cluster.urls, schemas=build_schemas(), config=StoreConfig(replicas=3)
     )
     await es.provision()
     try:
