@@ -28,6 +28,7 @@ def store_config(settings: Settings) -> StoreConfig:
     return StoreConfig(
         prefix=settings.subject_prefix,
         replicas=settings.replicas,
+        election_window=settings.election_window,
         max_payload_bytes=settings.max_payload_bytes,
         duplicate_window=settings.duplicate_window,
     )

@@ -9,10 +9,11 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from support.cli import riskpipe
-from support.events import evidence
+from support.events import BASE_TIME, evidence
 from support.tools import require_tool
 
-from eventstore import EventStore
+from eventstore import EventStore, StoreConfig
+from riskpipe.client import Producer, Recorded
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -65,6 +66,35 @@ async def test_init_replicas_3_makes_every_stream_bucket_and_consumer_r3(
             assert _replica_count(info) == _REPLICAS, name
             for consumer in consumers:
                 assert _replica_count(consumer) == _REPLICAS, (name, consumer["name"])
+
+
+async def test_producer_with_every_url_reconnects_to_a_surviving_node(
+    nats_cluster: NatsCluster,
+) -> None:
+    """A producer given all three URLs keeps recording after the node it uses is killed."""
+    store = await EventStore.connect(
+        nats_cluster.urls, schemas=build_schemas(), config=StoreConfig(replicas=_REPLICAS)
+    )
+    async with store:
+        await store.provision()
+    async with await Producer.connect(nats_cluster.urls) as producer:
+        await _record(producer, "before")
+        nc = producer._store.client.nc  # noqa: SLF001 - which node it uses, to kill that one
+        used = nc.connected_url
+        assert used is not None
+        victim = next(node for node in nats_cluster.nodes if node.port == used.port)
+        victim.kill()
+        async with asyncio.timeout(30):
+            stored = await _record(producer, "after")
+        assert nc.connected_url is not None
+        assert nc.connected_url.port != used.port
+        assert not stored.duplicate
+
+
+async def _record(producer: Producer, event_id: str) -> Recorded:
+    return await producer.record(
+        "t1", "e1", "failed_login_burst", "high", id=event_id, source="idp", time=BASE_TIME
+    )
 
 
 async def test_a_killed_node_comes_back_on_its_ports_and_catches_up(
