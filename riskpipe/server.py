@@ -22,6 +22,7 @@ __all__ = [
     "ServerBinaryMissingError",
     "ServerStartError",
     "find_nats_server",
+    "reserve_ports",
 ]
 
 _LISTENING = re.compile(r"Listening for client connections on (\S+):(\d+)")
