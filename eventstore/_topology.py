@@ -43,7 +43,7 @@ class StoreConfig(BaseModel):
     duplicate_window: timedelta = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
     lease_ttl: timedelta = Field(default=timedelta(seconds=15), ge=timedelta(seconds=1))
     replicas: int = Field(default=1, ge=1, le=5)
-    election_window: timedelta = Field(default=timedelta(seconds=10), ge=timedelta(0))
+    election_window: timedelta = Field(default=timedelta(seconds=15), ge=timedelta(0))
     """How long an append keeps retrying a transient failure (a stream's leader being
     elected, a client reconnecting to another node) before it raises it."""
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, gt=0, le=8 * 1024 * 1024)

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=64 * 1024, gt=0, le=8 * 1024 * 1024)
     duplicate_window: Duration = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
     replicas: int = Field(default=1, ge=1, le=5)
-    election_window: Duration = Field(default=timedelta(seconds=10), ge=timedelta(0))
+    election_window: Duration = Field(default=timedelta(seconds=15), ge=timedelta(0))
     """How long appends retry a transient failure, such as a stream leader election."""
     projection: str = "risk"
     batch: int = Field(default=256, ge=1, le=10_000)
