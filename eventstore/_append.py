@@ -12,6 +12,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
     wait_exponential_jitter,
 )
 
@@ -192,11 +193,15 @@ def with_msg_id(headers: HeaderBlock, msg_id: str) -> HeaderBlock:
     )
 
 
-def retrying(attempts: int) -> AsyncRetrying:
-    """Bounded retries of transient failures, exponential backoff with jitter."""
+def retrying(attempts: int, window: float = 0.0) -> AsyncRetrying:
+    """Bounded retries of transient failures, exponential backoff with jitter.
+
+    At least ``attempts`` attempts, and retried for at least ``window``
+    seconds: long enough for a cluster to elect a stream's new leader.
+    """
     return AsyncRetrying(
         retry=retry_if_exception_type(TransientStoreError),
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(attempts) & stop_after_delay(window),
         wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
         reraise=True,
     )

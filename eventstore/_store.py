@@ -432,7 +432,8 @@ class EventStore:
         except TransientStoreError:
             if self.retry_attempts <= 1:
                 raise
-        async for attempt in retrying(self.retry_attempts - 1):
+        window = self.config.election_window.total_seconds()
+        async for attempt in retrying(self.retry_attempts - 1, window):
             with attempt:
                 fut = await self.client.publisher.publish(encoded.message)
                 return await self._settle(encoded, expected, fut)

@@ -68,6 +68,9 @@ class StoreConfig(BaseModel):
     lease_ttl: timedelta = Field(default=timedelta(seconds=15), ge=timedelta(seconds=1))
     replicas: int = Field(default=1, ge=1, le=5)
     partitions: int = Field(default=16, ge=1, le=MAX_PARTITIONS)
+    election_window: timedelta = Field(default=timedelta(seconds=15), ge=timedelta(0))
+    """How long an append keeps retrying a transient failure (a stream's leader being
+    elected, a client reconnecting to another node) before it raises it."""
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, gt=0, le=8 * 1024 * 1024)
     max_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=4, le=256)
 

@@ -98,3 +98,10 @@ class ProjectionMetrics:
             ["projection", "consumer"],
             registry=registry,
         )
+        self.fetch_failures = Counter(
+            "riskpipe_projection_fetch_failures_total",
+            "Fetches that failed transiently (NATS away, the consumer's leader being"
+            " elected); the runner waits and fetches again.",
+            ["projection"],
+            registry=registry,
+        )

@@ -344,14 +344,9 @@ class ProjectionRunner:
             if until_idle and self._backlog == 0:
                 wait = min(wait, _IDLE_PROBE)  # the last delivery said nothing was left
             try:
-                room = self.settings.max_in_flight - len(self._in_flight)
-                deliveries = await self._consumer.fetch(min(self.settings.batch, room), wait)
-            except NotProvisionedError:
-                _log.warning("projection.consumer_missing", projection=self.name)
-                await self._ensure_consumer()
-                continue
-            except TransientStoreError as exc:
-                _log.warning("projection.fetch_failed", projection=self.name, error=str(exc))
+                deliveries = await self._fetch(wait)
+            except TransientStoreError as exc:  # NATS away, or a leader being elected
+                self._fetch_failed(exc, backoff)
                 await self._wait_for(self._stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -363,6 +358,23 @@ class ProjectionRunner:
                 self._dispatch(delivery)
             if not deliveries and until_idle and not self._in_flight and await self._idle():
                 return
+
+    async def _fetch(self, wait: float) -> list[Delivery]:
+        """The next deliveries; none after recreating a consumer found missing."""
+        try:
+            room = self.settings.max_in_flight - len(self._in_flight)
+            return await self._consumer.fetch(min(self.settings.batch, room), wait)
+        except NotProvisionedError:
+            _log.warning("projection.consumer_missing", projection=self.name)
+            await self._ensure_consumer()
+            return []
+
+    def _fetch_failed(self, exc: TransientStoreError, retry_in: float) -> None:
+        _log.warning(
+            "projection.fetch_failed", projection=self.name, error=str(exc), retry_in=retry_in
+        )
+        if self._metrics is not None:
+            self._metrics.fetch_failures.labels(self.name).inc()
 
     async def _refuse_headers_only(self, deliveries: list[Delivery]) -> None:
         """Deliveries without their payload: the consumer was changed. Never handle them.

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sysconfig
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import IO
 
-__all__ = ["NatsServer", "ServerBinaryMissingError", "ServerStartError", "find_nats_server"]
+__all__ = [
+    "NatsCluster",
+    "NatsServer",
+    "ServerBinaryMissingError",
+    "ServerStartError",
+    "find_nats_server",
+    "reserve_ports",
+]
 
 _LISTENING = re.compile(r"Listening for client connections on (\S+):(\d+)")
 _READY = "Server is ready"
@@ -71,6 +81,7 @@ class NatsServer:
         self._log: deque[str] = deque(maxlen=200)
         self._ready = False
         self._pump_thread: threading.Thread | None = None
+        self._watches: list[tuple[re.Pattern[str], threading.Event]] = []
 
     @property
     def url(self) -> str:
@@ -86,6 +97,12 @@ class NatsServer:
     def log_tail(self) -> list[str]:
         """The last lines the server logged."""
         return list(self._log)
+
+    def watch(self, pattern: re.Pattern[str]) -> threading.Event:
+        """An event set once the server logs a line matching ``pattern`` (from now on)."""
+        seen = threading.Event()
+        self._watches.append((pattern, seen))
+        return seen
 
     def _command(self) -> list[str]:
         cmd = [str(find_nats_server()), "-js", "-sd", str(self.data_dir)]
@@ -134,6 +151,9 @@ class NatsServer:
             if _READY in line:
                 self._ready = True
                 ready.set()
+            for pattern, seen in self._watches:
+                if pattern.search(line):
+                    seen.set()
 
     def _failure_reason(self) -> str:
         for line in reversed(self._log):
@@ -158,6 +178,21 @@ class NatsServer:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
 
+    def lame_duck(self, timeout: float = 30.0) -> None:
+        """Stop in lame duck mode, as a rolling restart does, and reap the process.
+
+        SIGUSR2 (what ``nats-server --signal ldm=<pid>`` sends): the server
+        stops accepting clients, hands its JetStream leaderships over, then
+        closes its clients one by one and exits. SIGKILL if it takes longer
+        than ``timeout``.
+        """
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGUSR2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
+        self.kill()
+
     def kill(self) -> None:
         """Kill with SIGKILL, as a crash would, and reap the process."""
         proc, self._proc = self._proc, None
@@ -176,3 +211,179 @@ class NatsServer:
         if self._proc is None:
             return 0
         return self._proc.wait()
+
+
+# Logged by every node once it knows the JetStream meta leader ("Self is new
+# JetStream cluster metadata leader" on the leader itself); until then the
+# cluster answers no JetStream API request.
+_META_LEADER = re.compile(r"JetStream cluster (?:new )?metadata leader")
+_CLUSTER_CONFIG = """\
+# riskpipe local cluster: node {name} of {size} (written by riskpipe, rewritten on each start)
+server_name: {name}
+# the shortest lame duck period nats-server accepts; with few clients it ends far sooner
+lame_duck_duration: "30s"
+lame_duck_grace_period: "1s"
+cluster {{
+  name: {cluster}
+  listen: {listen}
+  routes: [
+{routes}
+  ]
+}}
+"""
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def reserve_ports(host: str, count: int) -> list[int]:
+    """Distinct free ports on ``host``, for listeners that must be named before they bind.
+
+    Routes name each other's ports before any node starts, so ``-1`` cannot be
+    used for them. The sockets are held together, then released just before
+    the servers bind; a port taken in that instant makes a node fail to
+    start, loudly.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(family)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+class NatsCluster:
+    """A JetStream cluster of ``size`` ``nats-server`` processes on one host, each owned by PID.
+
+    Node ``n<i>`` keeps its store in ``data_dir/n<i>`` and its generated config
+    in ``data_dir/n<i>.conf``; route ports are picked free at :meth:`start`,
+    client ports are ``ports`` (``-1``: free ones). A node killed or stopped
+    comes back on the same ports and store with :meth:`restart`.
+    """
+
+    def __init__(  # noqa: PLR0913 - where it lives and how it listens, keyword-only
+        self,
+        *,
+        data_dir: Path,
+        size: int = 3,
+        name: str = "riskpipe",
+        host: str = "127.0.0.1",
+        ports: list[int] | None = None,
+        echo: bool = False,
+    ) -> None:
+        if size < 1 or (ports is not None and len(ports) != size):
+            raise ValueError(f"a cluster of {size} nodes needs {size} client ports, got {ports}")
+        self.data_dir = data_dir
+        self.name = name
+        self.host = host
+        self.nodes = [
+            NatsServer(
+                data_dir=data_dir / f"n{i}",
+                host=host,
+                port=ports[i - 1] if ports is not None else -1,
+                config_file=data_dir / f"n{i}.conf",
+                echo=echo,
+            )
+            for i in range(1, size + 1)
+        ]
+
+    @property
+    def urls(self) -> str:
+        """Every node's client URL, comma-separated (what ``RISKPIPE_NATS_URL`` takes)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node_named(self, server_name: str) -> NatsServer:
+        """The node whose ``server_name`` is ``server_name`` (``n1``... as the server reports).
+
+        Raises:
+            KeyError: no node has that name.
+        """
+        for at, node in enumerate(self.nodes, start=1):
+            if server_name == f"n{at}":
+                return node
+        raise KeyError(f"no node named {server_name!r} in cluster {self.name}")
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start every node; return once each knows the JetStream meta leader.
+
+        Raises:
+            ServerBinaryMissingError: the binary is not installed.
+            ServerStartError: a node exited or the cluster elected no leader in time.
+        """
+        self._write_configs()
+        deadline = time.monotonic() + timeout
+        try:
+            elected = [node.watch(_META_LEADER) for node in self.nodes]
+            for node in self.nodes:
+                node.start(timeout=max(0.1, deadline - time.monotonic()))
+            for node, seen in zip(self.nodes, elected, strict=True):
+                self._await_leader(node, seen, deadline)
+        except BaseException:
+            self.kill()
+            raise
+
+    def restart(self, node: NatsServer, timeout: float = 20.0) -> None:
+        """Start a stopped or killed node again; return once it knows the meta leader.
+
+        Raises:
+            ServerStartError: it exited or did not rejoin in time.
+        """
+        deadline = time.monotonic() + timeout
+        seen = node.watch(_META_LEADER)
+        node.start(timeout=timeout)
+        self._await_leader(node, seen, deadline)
+
+    def rolling_restart(self, timeout: float = 30.0) -> None:
+        """Restart the nodes one at a time in lame duck mode, as an upgrade does.
+
+        Each node is back in the cluster before the next one goes down.
+
+        Raises:
+            ServerStartError: a node did not come back in time.
+        """
+        for node in self.nodes:
+            node.lame_duck(timeout)
+            self.restart(node, timeout)
+
+    def _await_leader(self, node: NatsServer, seen: threading.Event, deadline: float) -> None:
+        if not seen.wait(max(0.0, deadline - time.monotonic())):
+            raise ServerStartError(
+                f"nats-server {node.url} did not join a JetStream cluster with a meta leader"
+                f" in time; last lines: {' | '.join(node.log_tail()[-3:])}"
+            )
+
+    def _write_configs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        route_ports = reserve_ports(self.host, len(self.nodes))
+        routes = "\n".join(f"    nats-route://{_hostport(self.host, port)}" for port in route_ports)
+        for at, (node, port) in enumerate(zip(self.nodes, route_ports, strict=True), start=1):
+            assert node.config_file is not None  # noqa: S101 - set in __init__
+            node.config_file.write_text(
+                _CLUSTER_CONFIG.format(
+                    name=f"n{at}",
+                    size=len(self.nodes),
+                    cluster=self.name,
+                    listen=_hostport(self.host, port),
+                    routes=routes,
+                )
+            )
+
+    def terminate(self) -> None:
+        """Ask every node to stop (SIGTERM) without waiting: safe from a signal handler."""
+        for node in self.nodes:
+            node.terminate()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every node cleanly (SIGTERM, then SIGKILL if one hangs)."""
+        for node in self.nodes:
+            node.stop(timeout)
+
+    def kill(self) -> None:
+        """Kill every node with SIGKILL and reap them."""
+        for node in self.nodes:
+            node.kill()
+
+    def wait(self) -> list[int]:
+        """Block until every node has exited; their exit codes."""
+        return [node.wait() for node in self.nodes]

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     partitions: int = Field(default=16, ge=1, le=MAX_PARTITIONS)
     """P, the number of evidence partitions: used by ``init`` when it makes the store only
     (afterwards every process takes P from the evidence stream)."""
+    election_window: Duration = Field(default=timedelta(seconds=15), ge=timedelta(0))
+    """How long appends retry a transient failure, such as a stream leader election."""
     projection: str = "risk"
     batch: int = Field(default=256, ge=1, le=10_000)
     fetch_timeout: float = Field(default=1.0, gt=0.0, le=60.0)

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
+import structlog
+
 from eventstore import ConnectOptions, EventSchemas, EventStore, StoreConfig
+from eventstore.errors import StoreUnavailableError
 from projections.risk import build_schemas as _risk_schemas
 
 if TYPE_CHECKING:
     from riskpipe.settings import Settings
 
-__all__ = ["build_schemas", "connect_options", "connect_store", "private_settings", "store_config"]
+__all__ = [
+    "build_schemas",
+    "connect_options",
+    "connect_store",
+    "connect_store_when_up",
+    "private_settings",
+    "store_config",
+]
+
+_log = structlog.get_logger(__name__)
+_FIRST_WAIT = 0.5
+_MAX_WAIT = 10.0
 
 
 def build_schemas() -> EventSchemas:
@@ -24,6 +40,7 @@ def store_config(settings: Settings) -> StoreConfig:
         prefix=settings.subject_prefix,
         replicas=settings.replicas,
         partitions=settings.partitions,
+        election_window=settings.election_window,
         max_payload_bytes=settings.max_payload_bytes,
         duplicate_window=settings.duplicate_window,
     )
@@ -81,3 +98,30 @@ async def connect_store(settings: Settings, *, name: str = "riskpipe") -> EventS
         name=name,
         options=connect_options(settings),
     )
+
+
+async def connect_store_when_up(
+    settings: Settings, stop: asyncio.Event, *, name: str = "riskpipe"
+) -> EventStore | None:
+    """:func:`connect_store`, waiting with backoff while NATS cannot be reached.
+
+    Each failed attempt is one ``nats.waiting`` log line; the wait doubles up
+    to 10 seconds. ``None`` when ``stop`` is set first.
+
+    Raises:
+        CredentialsError: a TLS, creds or seed file is unusable.
+        AuthenticationError: the server refused the credentials, or TLS failed.
+    """
+    wait = _FIRST_WAIT
+    attempt = 1
+    while not stop.is_set():
+        try:
+            return await connect_store(settings, name=name)
+        except StoreUnavailableError as exc:
+            _log.warning("nats.waiting", error=str(exc), attempt=attempt, retry_in=wait)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await stop.wait()
+        wait = min(2 * wait, _MAX_WAIT)
+        attempt += 1
+    return None

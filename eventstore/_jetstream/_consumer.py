@@ -19,6 +19,7 @@ from eventstore.errors import (
     EventStoreError,
     JetStreamAPIError,
     NotProvisionedError,
+    StoreUnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ _NS = 1_000_000_000
 _ACK = b"+ACK"
 _TERM = b"+TERM"
 _WPI = b"+WPI"
+_NO_RESPONDERS = "503"
 # no new pull request within this long of the last one while waiting (a server that
 # refuses requests at once, e.g. at max ack pending, must not be asked in a loop)
 _REPULL_AFTER = 0.1
@@ -260,6 +262,13 @@ class DurableConsumer:
                 max(0, self._requested - int(unfilled)) if unfilled and unfilled.isdigit() else 0
             )
             return
+        if status == _NO_RESPONDERS:
+            # nobody leads the consumer right now (a clustered consumer's leader
+            # went away and its peers are electing another): transient
+            self._requested = 0
+            raise StoreUnavailableError(
+                f"fetch from {self.name}: the consumer has no leader (an election in progress?)"
+            )
         raise JetStreamAPIError(f"fetch from {self.name}", int(status), 0, "")
 
     async def close(self) -> None:

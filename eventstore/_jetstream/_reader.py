@@ -37,6 +37,8 @@ READER_PREFIX = "rd_"
 """How a reader's consumer name starts (``rd_`` and 16 hex digits)."""
 _INACTIVE_NS = 60 * 1_000_000_000
 _OUTSTANDING = 2
+_CATCH_UP_PAUSE = 0.05
+"""How long to wait before asking again a replica that is catching up with the stream."""
 _HEARTBEAT = "100"
 _NO_MESSAGES = "404"
 _REQUEST_TIMEOUT = "408"
@@ -119,7 +121,9 @@ async def read_batches(  # noqa: PLR0913 - keyword-only range options
     if end_seq < start_seq:
         return
     name = await _create_consumer(js, stream, filter_subject, start_seq)
-    reader = _RangeReader(js, stream, name, end_seq, batch)
+    reader = _RangeReader(
+        js, stream, name, (start_seq, end_seq), batch, filter_subject=filter_subject
+    )
     try:
         await reader.open()
         async for arrived in reader.batches():
@@ -131,10 +135,20 @@ async def read_batches(  # noqa: PLR0913 - keyword-only range options
 class _RangeReader:
     """Pulls ``no_wait`` batches, two at a time, until ``end_seq`` or nothing is pending."""
 
-    def __init__(
-        self, js: JetStreamClient, stream: str, name: str, end_seq: int, batch: int
+    def __init__(  # noqa: PLR0913 - the range and how to pull it
+        self,
+        js: JetStreamClient,
+        stream: str,
+        name: str,
+        seqs: tuple[int, int],
+        batch: int,
+        *,
+        filter_subject: str | None,
     ) -> None:
-        self.js, self.stream, self.name, self.end_seq = js, stream, name, end_seq
+        self.js, self.stream, self.name = js, stream, name
+        self.last_seq, self.end_seq = seqs[0] - 1, seqs[1]  # last delivered, last wanted
+        self.filter = filter_subject
+        self.catch_up_deadline: float | None = None
         self.what = f"read {stream}"
         self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
         self.request = orjson.dumps({"batch": batch, "no_wait": True})
@@ -213,12 +227,52 @@ class _RangeReader:
         if status == _HEARTBEAT:
             return True
         if status == _NO_MESSAGES:
-            return False  # nothing (more) matches: the range is done
+            if not await self._replica_behind():
+                return False  # nothing (more) matches: the range is done
+            await self._pull_after_catching_up()
+            return True
         if status == _REQUEST_TIMEOUT:
             self.outstanding.popleft()
             await self._pull()
             return True
         raise JetStreamAPIError(self.what, int(status), 0, description)
+
+    async def _replica_behind(self) -> bool:
+        """Whether the stream holds messages of the range that the consumer has not delivered.
+
+        A pull says "no messages" when the consumer's own replica has none
+        yet: on a cluster it may sit on a node that was restarted and is
+        still catching up with the stream, and would end the read early.
+        A direct get, which replicas still catching up do not answer, says
+        whether the range really ends here.
+        """
+        if self.last_seq >= self.end_seq:
+            return False
+        try:
+            found = await self.js.direct_get(
+                self.stream, self.last_seq + 1, next_by_subject=self.filter or ">"
+            )
+        except EventStoreError:
+            return False  # cannot tell (no permission for direct gets): as without a cluster
+        return found is not None and found.seq <= self.end_seq
+
+    async def _pull_after_catching_up(self) -> None:
+        """Ask again once the consumer's replica had a moment to catch up, for a bounded time.
+
+        Raises:
+            StoreTimeoutError: it is still behind after the client's timeout.
+        """
+        loop = asyncio.get_running_loop()
+        if self.catch_up_deadline is None:
+            self.catch_up_deadline = loop.time() + self.js.timeout
+        if loop.time() >= self.catch_up_deadline:
+            raise StoreTimeoutError(
+                f"{self.what}: the replica serving the read stays behind the stream"
+                f" (delivered up to {self.last_seq} of {self.end_seq})"
+            )
+        self.outstanding.popleft()  # the request that found nothing is over
+        await asyncio.sleep(_CATCH_UP_PAUSE)
+        await self._pull()
 
     def _accept(
         self,
@@ -235,5 +289,6 @@ class _RangeReader:
                 f"{self.what}: delivery gap at consumer sequence {self.expected_cseq}"
             )
         self.expected_cseq += 1
+        self.last_seq = seq
         raw = RawMessage(self.stream, subject.decode(), seq, meta.stored_ns, data, block, headers)
         return raw, pending

@@ -51,8 +51,15 @@ CHUNK = 2000
     " default 16]. Workers share out the partitions; more than the workers you will"
     " ever run buys nothing.",
 )
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 5),
+    default=None,
+    help="Copies of every stream, bucket and consumer, one per node of a cluster"
+    " [env RISKPIPE_REPLICAS; default 1]. 3 on a 3-node cluster survives a node down.",
+)
 @pass_app
-def init(app: AppContext, partitions: int | None) -> None:
+def init(app: AppContext, partitions: int | None, replicas: int | None) -> None:
     """Create the streams and buckets (idempotent); report any that drifted.
 
     The projection's durable consumers (one per partition), once a worker
@@ -68,6 +75,8 @@ def init(app: AppContext, partitions: int | None) -> None:
     """  # noqa: D301 - \b keeps click from rewrapping the table
     if partitions is not None:
         app.settings = app.settings.model_copy(update={"partitions": partitions})
+    if replicas is not None:
+        app.settings = app.settings.model_copy(update={"replicas": replicas})
     report, consumer_drift = run(_init(app))
     reserved = f"KV_{store_config(app.settings).lease_bucket}"
     for verb, names in (("created", report.created), ("found", report.found)):

@@ -17,11 +17,13 @@ from projections.errors import ProjectionError
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import fail, store_error
 from riskpipe.errors import RiskpipeError
+from riskpipe.http import HealthServer
 from riskpipe.telemetry import configure_tracing
-from riskpipe.wiring import connect_store
+from riskpipe.wiring import connect_store, connect_store_when_up
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
+    from eventstore import EventStore
     from riskpipe.settings import Settings
 
 _log = structlog.get_logger(__name__)
@@ -72,7 +74,12 @@ async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     provider = configure_tracing(settings, service=f"riskpipe-worker-{settings.projection}")
-    store = await connect_store(settings, name=f"riskpipe-worker-{settings.projection}")
+    if until_idle:  # a batch job: NATS not there is its failure, not something to wait for
+        store: EventStore | None = await connect_store(settings, name=_name(settings))
+    else:
+        store = await _connect(settings, stop, http=http)
+    if store is None:  # stopped while waiting for NATS
+        return
     try:
         async with store:  # closes it; a permission denial ends the block with its subject
             report = await store.provision()
@@ -85,3 +92,25 @@ async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:
     finally:
         if provider is not None:
             provider.shutdown()
+
+
+async def _connect(settings: Settings, stop: asyncio.Event, *, http: bool) -> EventStore | None:
+    """Connect once NATS is up; meanwhile ``/readyz`` says the worker is waiting for it."""
+    if not http:
+        return await connect_store_when_up(settings, stop, name=_name(settings))
+    waiting = HealthServer(
+        registry=CollectorRegistry(),
+        readiness=lambda: (False, "waiting for NATS"),
+        host=settings.http_host,
+        port=settings.http_port,
+    )
+    await waiting.start()
+    _log.info("worker.http", host=waiting.host, port=waiting.port, waiting_for="NATS")
+    try:
+        return await connect_store_when_up(settings, stop, name=_name(settings))
+    finally:
+        await waiting.stop()
+
+
+def _name(settings: Settings) -> str:
+    return f"riskpipe-worker-{settings.projection}"

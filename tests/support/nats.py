@@ -8,14 +8,22 @@ from typing import TYPE_CHECKING
 import pytest
 
 from eventstore import EventStore, StoreConfig
-from riskpipe.server import NatsServer
+from riskpipe.server import NatsCluster, NatsServer
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
-__all__ = ["nats_server", "raw_publish", "single_partition_store", "store", "trace_to"]
+__all__ = [
+    "cluster_store",
+    "nats_cluster",
+    "nats_server",
+    "raw_publish",
+    "single_partition_store",
+    "store",
+    "trace_to",
+]
 
 
 @pytest.fixture
@@ -27,6 +35,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-server nodes on loopback forming one JetStream cluster, killed after the test."""
+    cluster = NatsCluster(data_dir=tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.kill()
 
 
 @pytest.fixture
@@ -47,6 +66,19 @@ async def single_partition_store(nats_server: NatsServer) -> AsyncIterator[Event
     """Like ``store``, made with one partition: one consumer ``risk-0``, one checkpoint record."""
     es = await EventStore.connect(
         nats_server.url, schemas=build_schemas(), config=StoreConfig(partitions=1)
+    )
+    await es.provision()
+    try:
+        yield es
+    finally:
+        await es.close()
+
+
+@pytest.fixture
+async def cluster_store(nats_cluster: NatsCluster) -> AsyncIterator[EventStore]:
+    """A store connected to every node of ``nats_cluster``, its streams provisioned with R3."""
+    es = await EventStore.connect(
+        nats_cluster.urls, schemas=build_schemas(), config=StoreConfig(replicas=3)
     )
     await es.provision()
     try:

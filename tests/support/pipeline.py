@@ -64,7 +64,12 @@ class WorkerProcess:
     """A ``riskpipe worker`` in its own process, owned by PID: started, stopped, killed, paused."""
 
     def __init__(
-        self, url: str, *, env: dict[str, str] | None = None, until_idle: bool = False
+        self,
+        url: str,
+        *,
+        env: dict[str, str] | None = None,
+        until_idle: bool = False,
+        http: bool = False,
     ) -> None:
         self.url = url
         self.env = {
@@ -74,14 +79,20 @@ class WorkerProcess:
             **(env or {}),
         }
         self.until_idle = until_idle
+        self.http = http
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[dict[str, Any]] = []
         self._started = threading.Event()
+        self._logged = threading.Condition()
         self._reader: threading.Thread | None = None
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the worker and return once every partition it runs has started."""
-        args = [sys.executable, "-m", "riskpipe", "worker", "--no-http"]
+    def start(self, timeout: float = 20.0, *, wait: bool = True) -> None:
+        """Start the worker; return once its partitions have started (at once if not ``wait``).
+
+        With ``http``, it serves on a free port (see the ``worker.http`` log line).
+        """
+        args = [sys.executable, "-m", "riskpipe", "worker"]
+        args += ["--http-port", "0"] if self.http else ["--no-http"]
         if self.until_idle:
             args.append("--until-idle")
         self._started.clear()
@@ -94,7 +105,7 @@ class WorkerProcess:
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
-        if not self._started.wait(timeout):
+        if wait and not self._started.wait(timeout):
             self.kill()
             raise RuntimeError(f"worker did not start: {self.lines[-5:]}")
 
@@ -106,9 +117,22 @@ class WorkerProcess:
                     line = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     line = {"event": raw.decode("utf-8", "replace").rstrip()}
-                self.lines.append(line)
+                with self._logged:
+                    self.lines.append(line)
+                    self._logged.notify_all()
                 if line.get("event") == "worker.started":
                     self._started.set()
+
+    def logged(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The first log line with event ``name``, once the worker has written it.
+
+        Raises:
+            AssertionError: it did not within ``timeout`` seconds.
+        """
+        with self._logged:
+            if not self._logged.wait_for(lambda: bool(self.events(name)), timeout):
+                raise AssertionError(f"no {name} line within {timeout}s: {self.lines[-5:]}")
+            return self.events(name)[0]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The worker's log lines with event ``name``."""

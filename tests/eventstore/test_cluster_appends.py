@@ -1,0 +1,76 @@
+"""Appends on a 3-node R3 cluster while a node, or a stream's leader, is killed with -9."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from support.events import evidence
+
+from eventstore import EventStore, StoreConfig
+from eventstore.errors import TransientStoreError
+from riskpipe.wiring import build_schemas
+
+if TYPE_CHECKING:
+    from riskpipe.server import NatsCluster, NatsServer
+
+
+async def _leader(store: EventStore, cluster: NatsCluster, stream: str) -> NatsServer:
+    info = await store.client.api(f"STREAM.INFO.{stream}")
+    return cluster.node_named(info["cluster"]["leader"])
+
+
+async def _connect(url: str, **config: object) -> EventStore:
+    return await EventStore.connect(
+        url, schemas=build_schemas(), config=StoreConfig(replicas=3, **config)
+    )
+
+
+async def test_appends_ride_out_the_evidence_leader_being_killed(
+    nats_cluster: NatsCluster, cluster_store: EventStore
+) -> None:
+    """Every append made while the evidence stream elects a new leader is stored, once."""
+    (await _leader(cluster_store, nats_cluster, "EVIDENCE")).kill()
+    async with asyncio.timeout(60):
+        results = await cluster_store.append_many(
+            [evidence(f"r{i}", entity=f"e{i % 7}", minute=i) for i in range(200)]
+        )
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert len({r.sequence for r in results if not isinstance(r, Exception)}) == 200
+    assert await cluster_store.count("EVIDENCE", "rp.evidence.>") == 200
+
+
+async def test_the_election_window_is_what_outlasts_an_election(
+    nats_cluster: NatsCluster, cluster_store: EventStore
+) -> None:
+    """Without an election window an append fails while the leader is elected; with it, it lands."""
+    leader = await _leader(cluster_store, nats_cluster, "EVIDENCE")
+    survivor = next(node for node in nats_cluster.nodes if node is not leader)
+    hasty = await _connect(survivor.url, election_window=timedelta(0))
+    patient = await _connect(survivor.url)
+    async with hasty, patient:
+        leader.kill()
+        with pytest.raises(TransientStoreError):
+            await hasty.append(evidence("hasty"))
+        async with asyncio.timeout(30):
+            stored = await patient.append(evidence("patient"))
+    assert not stored.duplicate
+    assert stored.sequence >= 1
+
+
+async def test_a_store_given_every_url_moves_to_a_surviving_node(
+    nats_cluster: NatsCluster, cluster_store: EventStore
+) -> None:
+    """Killing the node a store is connected to: it reconnects to another and appends go on."""
+    nc = cluster_store.client.nc
+    used = nc.connected_url
+    assert used is not None
+    next(node for node in nats_cluster.nodes if node.port == used.port).kill()
+    async with asyncio.timeout(60):
+        for i in range(20):
+            await cluster_store.append(evidence(f"m{i}", minute=i))
+    assert nc.connected_url is not None
+    assert nc.connected_url.port != used.port
+    assert await cluster_store.count("EVIDENCE", "rp.evidence.>") == 20
