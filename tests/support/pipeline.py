@@ -61,10 +61,19 @@ async def run_worker(store: EventStore, url: str, **overrides: Any) -> Worker:
 
 
 class WorkerProcess:
-    """A ``riskpipe worker`` in its own process, owned by PID: started, stopped, killed, paused."""
+    """A ``riskpipe worker`` in its own process, owned by PID: started, stopped, killed, paused.
+
+    With ``processes`` > 1 that process is the supervisor of as many workers,
+    whose log lines come through its stderr too.
+    """
 
     def __init__(
-        self, url: str, *, env: dict[str, str] | None = None, until_idle: bool = False
+        self,
+        url: str,
+        *,
+        env: dict[str, str] | None = None,
+        until_idle: bool = False,
+        processes: int = 1,
     ) -> None:
         self.url = url
         self.env = {
@@ -74,9 +83,11 @@ class WorkerProcess:
             **(env or {}),
         }
         self.until_idle = until_idle
+        self.processes = processes
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[dict[str, Any]] = []
         self._started = threading.Event()
+        self._arrived = threading.Condition()
         self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -84,6 +95,8 @@ class WorkerProcess:
         args = [sys.executable, "-m", "riskpipe", "worker", "--no-http"]
         if self.until_idle:
             args.append("--until-idle")
+        if self.processes != 1:
+            args += ["--processes", str(self.processes)]
         self._started.clear()
         self.proc = subprocess.Popen(
             args,
@@ -106,13 +119,23 @@ class WorkerProcess:
                     line = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     line = {"event": raw.decode("utf-8", "replace").rstrip()}
-                self.lines.append(line)
+                with self._arrived:
+                    self.lines.append(line)
+                    self._arrived.notify_all()
                 if line.get("event") == "projection.started":
                     self._started.set()
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The worker's log lines with event ``name``."""
         return [line for line in self.lines if line.get("event") == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Block until the process logged ``count`` lines with event ``name``; return them all."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.events(name)) >= count, timeout):
+                tail = "\n".join(str(line) for line in self.lines[-15:])
+                raise AssertionError(f"no {count} x {name} within {timeout}s; last lines:\n{tail}")
+        return self.events(name)
 
     def signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the worker process."""
