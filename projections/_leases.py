@@ -78,8 +78,13 @@ class PartitionHolder(Protocol):
     def start(self, partition: int) -> None:
         """Start consuming ``partition`` (the lease is held)."""
 
-    async def stop(self, partition: int) -> None:
-        """Stop consuming ``partition`` at once; return when nothing of it runs any more."""
+    async def stop(self, partition: int, *, within: float | None) -> None:
+        """Stop consuming ``partition`` now; return when nothing of it runs any more.
+
+        ``within``: seconds left before another member may take the partition (a
+        lost lease): finish or give up in-flight work by then. ``None`` (a hand-over,
+        the lease kept alive meanwhile): let in-flight work finish.
+        """
 
 
 @dataclass(eq=False)
@@ -291,8 +296,9 @@ class PartitionLeases:
             lease.deadline.cancel()
         _log.warning("leases.lost", member=self.member, partition=partition, reason=why)
         if not lease.handing_over:  # a hand-over is already stopping it
+            within = self._ttl * MARGIN_FRACTION / 2  # the server keeps the key longer
             self._stops.tasks[partition] = asyncio.create_task(
-                self.holder.stop(partition), name=f"lease-stop-{partition}"
+                self.holder.stop(partition, within=within), name=f"lease-stop-{partition}"
             )
             self.changed.set()
 
@@ -305,7 +311,9 @@ class PartitionLeases:
 
     async def _release(self, partition: int, lease: _Lease) -> None:
         """Stop the holder (renewing meanwhile), then delete the key for the next owner."""
-        stopping = asyncio.create_task(self.holder.stop(partition), name=f"lease-stop-{partition}")
+        stopping = asyncio.create_task(
+            self.holder.stop(partition, within=None), name=f"lease-stop-{partition}"
+        )
         self._stops.tasks[partition] = stopping
         interval = self._ttl / ROUNDS_PER_TTL
         while not stopping.done():

@@ -38,6 +38,7 @@ class Registry:
     running: dict[int, str] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     log: list[tuple[str, str, int]] = field(default_factory=list)
+    """(what, member, partition): start, stop, and why each stop came (lost, handed over)."""
 
     def holder(self, member: str) -> Holder:
         """The holder one member's leases drive."""
@@ -60,8 +61,11 @@ class Holder:
         self.registry.running[partition] = self.member
         self.registry.log.append(("start", self.member, partition))
 
-    async def stop(self, partition: int) -> None:
-        """Stop using ``partition``."""
+    async def stop(self, partition: int, *, within: float | None) -> None:
+        """Stop using ``partition`` (``within`` is set when the lease was lost, not handed over)."""
+        self.registry.log.append(
+            ("lost" if within is not None else "handed over", self.member, partition)
+        )
         if self.on_stop is not None:
             result = self.on_stop(partition)
             if asyncio.iscoroutine(result):
@@ -181,6 +185,7 @@ async def test_a_member_leaving_hands_its_partitions_over_at_once(
         assert all(record.owner == "a" for record in table.values())
         assert "risk.member.b" not in await lease_store.kv("rp-leases").keys("risk.member.*")
         await until(lambda: a.leases.owned == frozenset(range(P)), [a], timeout=TTL.total_seconds())
+    assert not [entry for entry in registry.log if entry[0] == "lost"]
     assert not registry.violations
 
 
@@ -291,6 +296,7 @@ async def test_a_member_that_cannot_renew_stops_before_its_lease_expires(
                 await b_task
             await store_b.close()
     assert len(still_held) == len(theirs)
+    assert {p for what, m, p in registry.log if what == "lost" and m == "b"} == theirs
     assert all(still_held), "b stopped a partition only after the server let its lease go"
     assert not registry.violations
 
