@@ -5,6 +5,7 @@ through a middleware chain to a handler that *returns* the events it produces,
 commits them, and only then acknowledges the message.
 """
 
+from projections._assignment import assign
 from projections._checkpoint import Checkpoint, CheckpointRecord, read_checkpoint
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, dead_letter, projection_source
 from projections._dlq import (
@@ -17,6 +18,7 @@ from projections._dlq import (
     DlqActionData,
     DlqActions,
 )
+from projections._leases import LeaseRecord, PartitionHolder, PartitionLeases, read_leases
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
 from projections._partitions import (
@@ -27,7 +29,12 @@ from projections._partitions import (
     partition_views,
 )
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
-from projections.errors import NotADeadLetterError, OriginalUnavailableError, ReplayRefusedError
+from projections.errors import (
+    LeaseConfigError,
+    NotADeadLetterError,
+    OriginalUnavailableError,
+    ReplayRefusedError,
+)
 
 __all__ = [
     "CHAIN",
@@ -44,12 +51,16 @@ __all__ = [
     "DlqActionData",
     "DlqActions",
     "Handler",
+    "LeaseConfigError",
+    "LeaseRecord",
     "Message",
     "Middleware",
     "NotADeadLetterError",
     "OriginalUnavailableError",
     "Outcome",
     "Output",
+    "PartitionHolder",
+    "PartitionLeases",
     "PartitionView",
     "ProjectionMetrics",
     "ProjectionRunner",
@@ -57,6 +68,7 @@ __all__ = [
     "Result",
     "RunnerSettings",
     "RunnerState",
+    "assign",
     "consumer_name",
     "dead_letter",
     "expected_consumer",
@@ -64,5 +76,6 @@ __all__ = [
     "partition_views",
     "projection_source",
     "read_checkpoint",
+    "read_leases",
     "split_subject",
 ]

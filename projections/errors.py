@@ -20,6 +20,7 @@ __all__ = [
     "EvidenceReplacedError",
     "ForeignMessagesError",
     "HandlerTimeoutError",
+    "LeaseConfigError",
     "MisaddressedEventError",
     "NotADeadLetterError",
     "OriginalUnavailableError",
@@ -174,4 +175,15 @@ class EvidenceReplacedError(ProjectionError):
             f" {expected} there: was {stream} deleted and created again? New evidence would"
             " reuse assessed positions and be skipped, so the projection does not run."
             f" Restore {stream}, or start the projection over (see docs/projections.md)"
+        )
+
+
+class LeaseConfigError(ProjectionError):
+    """The lease bucket keeps entries for ever, so a crashed worker's leases would never expire."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        super().__init__(
+            f"KV bucket {bucket} has no max_age: leases need a TTL so that a crashed worker's"
+            " partitions are taken over; re-create the bucket with `riskpipe init`"
         )

@@ -1,8 +1,10 @@
-"""``riskpipe worker``: run the risk projection."""
+"""``riskpipe worker``: run the risk projection, in one process or several under a supervisor."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -18,6 +20,7 @@ from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import fail, store_error
 from riskpipe.errors import RiskpipeError
 from riskpipe.http import HealthServer
+from riskpipe.supervisor import Supervisor
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import connect_store, connect_store_when_up
 from riskpipe.worker import Worker
@@ -27,6 +30,67 @@ if TYPE_CHECKING:
     from riskpipe.settings import Settings
 
 _log = structlog.get_logger(__name__)
+
+
+class _Processes(click.ParamType[int]):
+    """A count of processes, at least 1, or ``auto`` for one per CPU."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return os.cpu_count() or 1
+        if not text.isdecimal() or int(text) < 1:
+            self.fail(f"{value!r} is not a number of processes (1 or more) or 'auto'", param, ctx)
+        return int(text)
+
+
+_PROCESSES = _Processes()
+
+
+def _supervise(settings: Settings, count: int, *, until_idle: bool, http: bool) -> int:
+    """Run ``count`` copies of this command, each one process, and keep them running."""
+    args = _without_processes(sys.argv[1:])
+
+    def command(index: int) -> list[str]:
+        child = [sys.executable, "-m", "riskpipe", *args, "--supervised-by", str(os.getpid())]
+        if http:  # the last --http-port given wins
+            port = settings.http_port + index if settings.http_port else 0
+            child += ["--http-port", str(port)]
+        return child
+
+    supervisor = Supervisor(
+        command, count, until_idle=until_idle, grace=settings.drain_timeout_seconds + 10
+    )
+    _log.info("supervisor.started", processes=count, until_idle=until_idle)
+    return asyncio.run(_run_supervisor(supervisor))
+
+
+async def _run_supervisor(supervisor: Supervisor) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await supervisor.run(stop)
+
+
+def _without_processes(args: list[str]) -> list[str]:
+    """The command line without ``--processes N``: each child is one process."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            kept.append(arg)
+    return kept
 
 
 @main.command()
@@ -44,9 +108,24 @@ _log = structlog.get_logger(__name__)
     default=None,
     help="Emit conservative assessments instead of pausing when enrichment is down.",
 )
+@click.option(
+    "--processes",
+    type=_PROCESSES,
+    default="1",
+    show_default=True,
+    help="Worker processes under one supervisor; `auto` is one per CPU. Process i serves"
+    " HTTP on the HTTP port + i.",
+)
+@click.option("--supervised-by", type=int, default=None, hidden=True)
 @pass_app
-def worker(
-    app: AppContext, until_idle: bool, http_port: int | None, no_http: bool, degraded: bool | None
+def worker(  # noqa: PLR0913, PLR0917 - one click option each
+    app: AppContext,
+    until_idle: bool,
+    http_port: int | None,
+    no_http: bool,
+    degraded: bool | None,
+    processes: int,
+    supervised_by: int | None,
 ) -> None:
     """Run the risk projection: evidence in, assessments out, until SIGTERM/Ctrl-C."""
     updates: dict[str, object] = {}
@@ -55,8 +134,12 @@ def worker(
     if degraded:
         updates["degraded_mode"] = True
     settings = app.settings.model_copy(update=updates)
+    if processes > 1:
+        sys.exit(_supervise(settings, processes, until_idle=until_idle, http=not no_http))
     try:
-        asyncio.run(_worker(settings, until_idle=until_idle, http=not no_http))
+        asyncio.run(
+            _worker(settings, until_idle=until_idle, http=not no_http, parent=supervised_by)
+        )
     except EventStoreError as exc:
         fail("worker.failed", store_error(exc))
     except (RiskpipeError, AnalyzerError, ProjectionError) as exc:
@@ -68,11 +151,37 @@ def worker(
         sys.exit(1)
 
 
-async def _worker(settings: Settings, *, until_idle: bool, http: bool) -> None:
+async def _worker(
+    settings: Settings, *, until_idle: bool, http: bool, parent: int | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphaned = None
+    if parent is not None:
+        orphaned = asyncio.create_task(_stop_when_orphaned(parent, stop), name="parent-watch")
+    try:
+        await _run_worker(settings, stop, until_idle=until_idle, http=http)
+    finally:
+        if orphaned is not None:
+            orphaned.cancel()
+
+
+async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
+    """Stop once the supervisor is gone (killed with -9, it could not stop its children)."""
+    while os.getppid() == parent:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await stop.wait()
+                return
+    _log.warning("worker.supervisor_gone", supervisor=parent)
+    stop.set()
+
+
+async def _run_worker(
+    settings: Settings, stop: asyncio.Event, *, until_idle: bool, http: bool
+) -> None:
     provider = configure_tracing(settings, service=f"riskpipe-worker-{settings.projection}")
     if until_idle:  # a batch job: NATS not there is its failure, not something to wait for
         store: EventStore | None = await connect_store(settings, name=_name(settings))

@@ -61,7 +61,11 @@ async def run_worker(store: EventStore, url: str, **overrides: Any) -> Worker:
 
 
 class WorkerProcess:
-    """A ``riskpipe worker`` in its own process, owned by PID: started, stopped, killed, paused."""
+    """A ``riskpipe worker`` in its own process, owned by PID: started, stopped, killed, paused.
+
+    With ``processes`` > 1 that process is the supervisor of as many workers,
+    whose log lines come through its stderr too.
+    """
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         until_idle: bool = False,
         http: bool = False,
+        processes: int = 1,
     ) -> None:
         self.url = url
         self.env = {
@@ -84,6 +89,7 @@ class WorkerProcess:
         self.lines: list[dict[str, Any]] = []
         self._started = threading.Event()
         self._logged = threading.Condition()
+        self.processes = processes
         self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 20.0, *, wait: bool = True) -> None:
@@ -95,6 +101,8 @@ class WorkerProcess:
         args += ["--http-port", "0"] if self.http else ["--no-http"]
         if self.until_idle:
             args.append("--until-idle")
+        if self.processes != 1:
+            args += ["--processes", str(self.processes)]
         self._started.clear()
         self.proc = subprocess.Popen(
             args,
@@ -137,6 +145,14 @@ class WorkerProcess:
     def events(self, name: str) -> list[dict[str, Any]]:
         """The worker's log lines with event ``name``."""
         return [line for line in self.lines if line.get("event") == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Block until the process logged ``count`` lines with event ``name``; return them all."""
+        with self._logged:
+            if not self._logged.wait_for(lambda: len(self.events(name)) >= count, timeout):
+                tail = "\n".join(str(line) for line in self.lines[-15:])
+                raise AssertionError(f"no {count} x {name} within {timeout}s; last lines:\n{tail}")
+        return self.events(name)
 
     def signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the worker process."""

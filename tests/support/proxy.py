@@ -1,4 +1,4 @@
-"""A TCP proxy in front of a real nats-server: records what clients send, injects server errors."""
+"""A TCP proxy in front of a real nats-server: records, injects server errors, blackholes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class NatsProxy:
         self.upstream = (upstream_host, upstream_port)
         self.sent = bytearray()
         self.port = 0
+        self.blackholed = False
+        """While set, bytes are read and dropped both ways: requests go unanswered."""
         self._server: asyncio.Server | None = None
         self._clients: list[asyncio.StreamWriter] = []
         self._from_clients: list[asyncio.Task[None]] = []
@@ -74,6 +76,8 @@ class NatsProxy:
     ) -> None:
         try:
             while chunk := await reader.read(65536):
+                if self.blackholed:
+                    continue
                 if record:
                     self.sent.extend(chunk)
                 writer.write(chunk)
