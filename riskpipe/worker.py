@@ -239,7 +239,7 @@ class Worker:
             return False, "projection starting"
         if states != {"running"}:
             return False, f"projection {', '.join(sorted(states - {'running'}))}"
-        return True, f"ready ({len(self.runners)} partitions)"
+        return True, "ready"
 
     async def run(
         self, stop: asyncio.Event, *, until_idle: bool = False, http: bool = True
