@@ -208,14 +208,14 @@ class PartitionsMismatchError(ConfigDriftError):
         if found is None:
             message = (
                 f"stream {stream} was made before partitions (its evidence is stored without a"
-                " partition token): move it to a partitioned store with `riskpipe migrate`"
-                " (docs/operations.md, Migrating a store made before partitions)"
+                " partition token): make a partitioned store and publish the evidence to it"
+                " again (docs/operations.md, Repartitioning)"
             )
         else:
             message = (
                 f"stream {stream} has {found} partitions, not {wanted}: the number of partitions"
                 f" is fixed when the store is made; use --partitions {found} (or"
-                f" RISKPIPE_PARTITIONS={found}), or repartition with `riskpipe migrate`"
+                f" RISKPIPE_PARTITIONS={found}), or make a new store with {wanted}"
                 " (docs/operations.md, Repartitioning)"
             )
         self.args = (message,)

@@ -19,6 +19,7 @@ from eventstore.errors import (
     DecodeError,
     EventStoreError,
     NotProvisionedError,
+    PartitionsMismatchError,
 )
 from projections import consumer_name, expected_consumer
 from riskpipe.asyncapi import asyncapi_document
@@ -77,7 +78,9 @@ def init(app: AppContext, partitions: int | None, replicas: int | None) -> None:
         app.settings = app.settings.model_copy(update={"partitions": partitions})
     if replicas is not None:
         app.settings = app.settings.model_copy(update={"replicas": replicas})
-    report, consumer_drift = run(_init(app))
+    # P asked for by flag or environment: a store made with another P is drift
+    asked = app.settings.partitions if "partitions" in app.settings.model_fields_set else None
+    report, consumer_drift = run(_init(app, partitions if partitions is not None else asked))
     reserved = f"KV_{store_config(app.settings).lease_bucket}"
     for verb, names in (("created", report.created), ("found", report.found)):
         for name in names:
@@ -100,9 +103,15 @@ def init(app: AppContext, partitions: int | None, replicas: int | None) -> None:
         )
 
 
-async def _init(app: AppContext) -> tuple[ProvisionReport, ConsumerDriftError | None]:
+async def _init(
+    app: AppContext, asked: int | None
+) -> tuple[ProvisionReport, ConsumerDriftError | None]:
     async with await connect_store(app.settings, name="riskpipe-init") as store:
         report = await store.provision()
+        recorded = store.config.partitions  # the stream's, when it already existed
+        if report.ok and asked is not None and asked != recorded:
+            stream = store.config.evidence_stream
+            report.drifted.append(PartitionsMismatchError(stream, recorded, asked))
         if not report.ok:
             return report, None
         for partition in range(store.config.partitions):
