@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from structlog.testing import capture_logs
+from support.pipeline import process_alive
 
 from riskpipe.supervisor import Backoff, Supervisor
 
@@ -25,14 +26,6 @@ def _python(code: str) -> list[str]:
 
 SLEEPER = _python("import time\nwhile True: time.sleep(1)")
 """A child that runs until a signal ends it (SIGTERM's default action)."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def _pids(
@@ -81,7 +74,7 @@ async def test_stopping_terminates_every_child_and_exits_zero() -> None:
     pids = await _pids(supervisor, 3)
     stop.set()
     assert await running == 0
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if process_alive(pid)]
 
 
 async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(
@@ -100,7 +93,7 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(
             await asyncio.to_thread(ready.read_text)
         stop.set()
         assert await running == 1
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert [e["event"] for e in logs if e["event"] == "supervisor.child_killed"]
 
 

@@ -8,7 +8,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from support.events import evidence
-from support.pipeline import WorkerProcess, check_invariants, read_streams
+from support.pipeline import WorkerProcess, check_invariants, process_alive, read_streams
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -21,14 +21,6 @@ FAST = {
 }
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _child_pids(proc: WorkerProcess) -> list[int]:
     return [int(e["pid"]) for e in proc.events("supervisor.child_started")]
 
@@ -36,7 +28,7 @@ def _child_pids(proc: WorkerProcess) -> list[int]:
 async def _gone(pids: list[int], timeout: float = 20.0) -> list[int]:
     """The PIDs still alive after ``timeout`` (each is reaped by its parent or by init)."""
     async with asyncio.timeout(timeout):
-        while alive := [pid for pid in pids if _alive(pid)]:  # noqa: ASYNC110 - no event exists for another parent's child
+        while alive := [pid for pid in pids if process_alive(pid)]:  # noqa: ASYNC110 - no event exists for another parent's child
             await asyncio.sleep(0.1)
     return alive
 

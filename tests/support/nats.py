@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -48,43 +49,38 @@ def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         cluster.kill()
 
 
-@pytest.fixture
-async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
-    """A store connected to a fresh server, with its streams provisioned."""
-    es = await EventStore.connect(
-        nats_server.url, schemas=build_schemas(), config=StoreConfig(), timeout=2.0
-    )
+@contextlib.asynccontextmanager
+async def _provisioned(
+    url: str, config: StoreConfig, **options: float
+) -> AsyncIterator[EventStore]:
+    """A store connected to ``url`` with its streams provisioned, closed after the block."""
+    es = await EventStore.connect(url, schemas=build_schemas(), config=config, **options)
     await es.provision()
     try:
         yield es
     finally:
         await es.close()
+
+
+@pytest.fixture
+async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
+    """A store connected to a fresh server, with its streams provisioned."""
+    async with _provisioned(nats_server.url, StoreConfig(), timeout=2.0) as es:
+        yield es
 
 
 @pytest.fixture
 async def single_partition_store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """Like ``store``, made with one partition: one consumer ``risk-0``, one checkpoint record."""
-    es = await EventStore.connect(
-        nats_server.url, schemas=build_schemas(), config=StoreConfig(partitions=1)
-    )
-    await es.provision()
-    try:
+    async with _provisioned(nats_server.url, StoreConfig(partitions=1)) as es:
         yield es
-    finally:
-        await es.close()
 
 
 @pytest.fixture
 async def cluster_store(nats_cluster: NatsCluster) -> AsyncIterator[EventStore]:
     """A store connected to every node of ``nats_cluster``, its streams provisioned with R3."""
-    es = await EventStore.connect(
-        nats_cluster.urls, schemas=build_schemas(), config=StoreConfig(replicas=3)
-    )
-    await es.provision()
-    try:
+    async with _provisioned(nats_cluster.urls, StoreConfig(replicas=3)) as es:
         yield es
-    finally:
-        await es.close()
 
 
 LARGE_PAYLOAD_BYTES = 800_000
@@ -95,12 +91,8 @@ LARGE_PAYLOAD_BYTES = 800_000
 async def large_store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """Like ``store``, with a payload limit of :data:`LARGE_PAYLOAD_BYTES`."""
     config = StoreConfig(max_payload_bytes=LARGE_PAYLOAD_BYTES)
-    es = await EventStore.connect(nats_server.url, schemas=build_schemas(), config=config)
-    await es.provision()
-    try:
+    async with _provisioned(nats_server.url, config) as es:
         yield es
-    finally:
-        await es.close()
 
 
 async def raw_publish(url: str, subject: str, header_block: bytes, payload: bytes) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "WorkerProcess",
     "check_invariants",
     "demo_run",
+    "process_alive",
     "read_streams",
     "run_worker",
 ]
@@ -58,6 +59,15 @@ async def run_worker(store: EventStore, url: str, **overrides: Any) -> Worker:
     async with asyncio.timeout(60):
         await worker.run(asyncio.Event(), until_idle=True, http=False)
     return worker
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class WorkerProcess:
