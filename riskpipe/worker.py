@@ -17,6 +17,7 @@ from eventstore import StoreMetrics
 from eventstore.errors import ConnectionClosedError, ConsumerDriftError, EventStoreError
 from projections import (
     DeadLetterQueue,
+    PartitionLeases,
     ProjectionMetrics,
     ProjectionRunner,
     RunnerSettings,
@@ -36,6 +37,7 @@ from projections.middleware import (
 )
 from projections.risk import RiskMetrics, RiskProjection, verify_evidence_identity
 from riskpipe.http import HealthServer
+from riskpipe.ownership import LeasedRunners, member_id
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -113,6 +115,9 @@ class Worker:
         self._runner_metrics = ProjectionMetrics(registry)
         self.runners: dict[int, ProjectionRunner] = {}
         """The partitions this worker consumes, each by its own runner and durable consumer."""
+        self.leases: PartitionLeases | None = None
+        """This worker's partition leases (not used by an ``until_idle`` batch run)."""
+        self._holder: LeasedRunners | None = None
         self.started = asyncio.Event()
         """Set once every runner has its consumer in place and fetches."""
 
@@ -133,6 +138,8 @@ class Worker:
     @property
     def outcomes(self) -> collections.Counter[str]:
         """How many messages the worker's runners finished, by outcome."""
+        if self._holder is not None:  # runners of partitions handed over count too
+            return self._holder.outcomes
         total: collections.Counter[str] = collections.Counter()
         for runner in self.runners.values():
             total.update(runner.outcomes)
@@ -236,7 +243,9 @@ class Worker:
         if "paused" in states:
             return False, "paused: the enrichment dependency is unavailable (circuit open)"
         if not self.runners:
-            return False, "projection starting"
+            # a spare, once settled: every partition has another owner
+            spare = self.leases is not None and self.leases.settled.is_set()
+            return spare, "ready" if spare else "projection starting"
         if states != {"running"}:
             return False, f"projection {', '.join(sorted(states - {'running'}))}"
         return True, "ready"
@@ -308,10 +317,15 @@ class Worker:
                 raise ConsumerDriftError(stream, view.consumer, differences)
 
     async def _run_partitions(self, halt: asyncio.Event, *, until_idle: bool) -> None:
-        """Run a runner per partition until ``halt`` (or, with ``until_idle``, all are idle).
+        """Run the partitions until ``halt``: those this worker holds a lease on.
 
-        A runner that fails (its consumer changed by someone else) stops the others.
+        With ``until_idle`` (a batch job) it runs every partition itself, each
+        until it is idle. A runner that fails (its consumer changed by someone
+        else) stops the others.
         """
+        if not until_idle:
+            await self._run_leased(halt)
+            return
         self.runners = {p: self.runner_for(p) for p in range(self.store.config.partitions)}
         announce = asyncio.create_task(self._announce_started(), name="runners-started")
         try:
@@ -327,6 +341,48 @@ class Worker:
             self.drift = first
         finally:
             announce.cancel()
+
+    async def _run_leased(self, halt: asyncio.Event) -> None:
+        """Hold leases on a share of the partitions and run a runner for each one held.
+
+        On ``halt`` the leases hand every partition over: each runner drains,
+        then its lease is deleted, so the other workers take it at once.
+        """
+
+        def drifted(exc: ConsumerDriftError) -> None:
+            self.drift = exc
+            _log.error("worker.consumer_drifted", error=str(exc))
+            halt.set()
+
+        async with asyncio.TaskGroup() as group:
+            holder = LeasedRunners(self.runner_for, group, on_drift=drifted)
+            self._holder = holder
+            self.runners = holder.runners
+            self.leases = PartitionLeases(
+                self.store,
+                projection=self.settings.projection,
+                member=member_id(),
+                partitions=self.store.config.partitions,
+                holder=holder,
+            )
+            announce = group.create_task(self._announce_settled(), name="leases-settled")
+            try:
+                await self.leases.run(halt)
+            finally:
+                announce.cancel()
+
+    async def _announce_settled(self) -> None:
+        assert self.leases is not None  # noqa: S101 - set before this task starts
+        await self.leases.settled.wait()
+        for runner in list(self.runners.values()):
+            await runner.started.wait()
+        self.started.set()
+        _log.info(
+            "worker.started",
+            projection=self.settings.projection,
+            partitions=sorted(self.runners),
+            of=self.store.config.partitions,
+        )
 
     async def _run_one(
         self, runner: ProjectionRunner, halt: asyncio.Event, *, until_idle: bool

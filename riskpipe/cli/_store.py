@@ -81,13 +81,9 @@ def init(app: AppContext, partitions: int | None, replicas: int | None) -> None:
     # P asked for by flag or environment: a store made with another P is drift
     asked = app.settings.partitions if "partitions" in app.settings.model_fields_set else None
     report, consumer_drift = run(_init(app, partitions if partitions is not None else asked))
-    reserved = f"KV_{store_config(app.settings).lease_bucket}"
     for verb, names in (("created", report.created), ("found", report.found)):
         for name in names:
-            note = (
-                "  (reserved for partition leases; nothing uses it yet)" if name == reserved else ""
-            )
-            click.echo(f"{verb:<8} {name}{note}")
+            click.echo(f"{verb:<8} {name}")
     for drift in report.drifted:
         click.echo(f"DRIFTED  {drift}", err=True)
     if consumer_drift is not None:
