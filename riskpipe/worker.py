@@ -374,15 +374,7 @@ class Worker:
     async def _announce_settled(self) -> None:
         assert self.leases is not None  # noqa: S101 - set before this task starts
         await self.leases.settled.wait()
-        for runner in list(self.runners.values()):
-            await runner.started.wait()
-        self.started.set()
-        _log.info(
-            "worker.started",
-            projection=self.settings.projection,
-            partitions=sorted(self.runners),
-            of=self.store.config.partitions,
-        )
+        await self._announce_started()
 
     async def _run_one(
         self, runner: ProjectionRunner, halt: asyncio.Event, *, until_idle: bool
@@ -401,6 +393,7 @@ class Worker:
             relay.cancel()
 
     async def _announce_started(self) -> None:
+        """Set ``started`` and log ``worker.started`` once every current runner fetches."""
         for runner in list(self.runners.values()):
             await runner.started.wait()
         self.started.set()
