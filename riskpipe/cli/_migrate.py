@@ -70,7 +70,8 @@ def migrate_command(
 
     The target is connected to with the same TLS files and credentials as
     the source (the global flags and RISKPIPE_* variables) unless any --to-*
-    connection flag is given: then with those flags alone.
+    connection flag (or RISKPIPE_TO_NATS_PASSWORD or _TOKEN) is given: then
+    with those alone.
 
     Run it again after an interruption (or to copy what was appended since):
     it checks that the target holds a copy of the source's beginning and
@@ -161,9 +162,9 @@ def _print(summary: MigrateSummary) -> None:
             " evidence event(s) appended to it since"
         )
     click.echo(
-        "Only evidence is copied. Next: `riskpipe --nats-url <target> worker --until-idle`"
-        " derives the assessments in the target; keep the source store for audits of what"
-        " it recorded."
+        f"Only evidence is copied. Next: `riskpipe --nats-url {summary.target} worker"
+        " --until-idle` derives the assessments in the target; keep the source store for"
+        " audits of what it recorded."
     )
 
 
