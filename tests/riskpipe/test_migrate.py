@@ -360,3 +360,28 @@ async def test_another_writer_in_the_target_stops_the_copy(
         await migrate(_settings(nats_server.url), _settings(target_server.url))
     held = int((await target.stream_state("EVIDENCE"))["messages"])
     assert held == rounds[1] + 1, "the copy stopped at the stranger's event"
+
+
+async def test_the_target_may_have_credentials_of_its_own(
+    nats_server: NatsServer, store: EventStore, tmp_path: Path
+) -> None:
+    """--to-user and RISKPIPE_TO_NATS_PASSWORD for a secured target; without them it says why."""
+    await _append(store, _spread(4))
+    config = tmp_path / "secured.conf"
+    config.write_text('authorization { user: migrator, password: "Xq7-target-only-9f" }\n')
+    secured = NatsServer(data_dir=tmp_path / "secured", config_file=config)
+    secured.start()
+    try:
+        refused = _migrate(nats_server.url, secured.url)
+        assert refused.returncode == 1
+        assert "the target (--to)" in refused.stderr
+        result = riskpipe(
+            "--nats-url", nats_server.url, "migrate", "--to", secured.url,
+            "--to-user", "migrator", "--json",
+            env={"RISKPIPE_TO_NATS_PASSWORD": "Xq7-target-only-9f"},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert _summary(result)["copied"] == 4
+        assert "Xq7-target-only-9f" not in result.stdout + result.stderr
+    finally:
+        secured.kill()
