@@ -179,8 +179,9 @@ class _Plan:
         if size > self._limit:
             self._skip(raw.seq, f"{size} bytes; the target takes at most {self._limit}")
             return None
-        self._keys.add(key)
-        if invalid is not None:
+        if invalid is None:
+            self._keys.add(key)
+        else:
             self._summary.invalid.append(Problem(raw.seq, invalid))
             _log.warning("migrate.invalid", sequence=raw.seq, reason=invalid)
         return _Item(raw.seq, tenant, entity, copy)
@@ -318,20 +319,17 @@ class _Copier:
     ) -> list[_Item]:
         """The items still to send after a round that did not store them all.
 
-        What the round stored is a run of the items from the first, and the
-        target holds nothing else after it, but for one thing: a run killed
-        mid-copy may leave copies in flight that the server stores after the
-        next run has looked. Those are the same messages the plan has next,
-        and this round's own copies of them were refused by their fences.
+        The target's evidence after what was checked must be a run of the
+        items from the first: the ones this round stored, and maybe copies a
+        run killed mid-copy left in flight, which the server stored after this
+        run had looked (this round's own copies of them were refused by their
+        fences), or one whose acknowledgement was lost.
 
         Raises:
             MigrateError: the target holds something else, or the round failed otherwise.
         """
-        if isinstance(failed, ConcurrencyConflictError):
-            stream = self._target.config.evidence_stream
-            last = int((await self._target.stream_state(stream))["last_seq"])
-        else:
-            last = max(stored, default=self.position)  # what this round stored: a run
+        stream = self._target.config.evidence_stream
+        last = int((await self._target.stream_state(stream))["last_seq"])
         taken = 0
         async for batch in self._target.read_batches(from_seq=self.position + 1, until_seq=last):
             for raw in batch:
@@ -344,8 +342,8 @@ class _Copier:
                     self._summary.copied += 1
                 else:
                     self._summary.already_present += 1
-        if isinstance(failed, ConcurrencyConflictError):
-            return items[taken:]
+        if isinstance(failed, ConcurrencyConflictError) or taken == len(items):
+            return items[taken:]  # a failed append that was stored after all: taken now
         item = items[taken]
         if isinstance(failed, AppendResult):  # a duplicate: its key is stored somewhere else
             raise MigrateError(
