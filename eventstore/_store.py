@@ -8,7 +8,7 @@ import itertools
 import time
 import uuid
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, TypeVar, cast, get_args
 
 from opentelemetry.trace import SpanKind
 
@@ -63,9 +63,17 @@ from eventstore.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterable,
+        Sequence,
+    )
 
     from pydantic import BaseModel
+    from tenacity import RetryCallState
 
     from eventstore._envelope import CloudEvent
     from eventstore._options import ConnectOptions
@@ -79,6 +87,7 @@ _CHUNKS_AHEAD = 8
 """Chunks ``append_many`` keeps in flight before settling the oldest."""
 HEADER_ROOM = 4096
 """Bytes of the server's ``max_payload`` that :meth:`EventStore.payload_limit` leaves to headers."""
+_T = TypeVar("_T")
 
 
 class _SentChunk(NamedTuple):
@@ -222,6 +231,38 @@ class EventStore:
         await self.close()
         if denied is not None:
             raise denied from exc
+
+    async def retry_transient(
+        self,
+        operation: Callable[[], Awaitable[_T]],
+        *,
+        on_retry: Callable[[TransientStoreError, int], None] | None = None,
+    ) -> _T:
+        """``operation()``, called again after each transient failure, for the election window.
+
+        For requests a caller cannot go on without, such as a worker's checks
+        at start: retried as an append is (at least ``retry_attempts`` tries and
+        for at least ``config.election_window``, with backoff), so a cluster
+        electing its leaders delays them instead of failing them.
+        ``on_retry(error, attempt)`` is called before each wait.
+
+        Raises:
+            TransientStoreError: still failing once the window has passed.
+            EventStoreError: any other failure of ``operation``, at once.
+        """
+        retry = retrying(self.retry_attempts, self.config.election_window.total_seconds())
+        if on_retry is not None:
+
+            def before_sleep(state: RetryCallState) -> None:
+                failure = state.outcome.exception() if state.outcome is not None else None
+                if isinstance(failure, TransientStoreError):
+                    on_retry(failure, state.attempt_number)
+
+            retry = retry.copy(before_sleep=before_sleep)
+        async for attempt in retry:
+            with attempt:
+                return await operation()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     # -- provisioning ---------------------------------------------------------
 
