@@ -44,6 +44,7 @@ from projections.errors import LeaseConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import timedelta
 
     from eventstore import EventStore, KeyValue
 
@@ -192,7 +193,10 @@ class PartitionLeases:
             TransientStoreError: the bucket could not be read within the store's
                 election window.
         """
-        ttl = await self.store.retry_transient(self.kv.ttl, on_retry=self._ttl_retry)
+        read = await self.store.retry_transient(self._read_ttl, on_retry=self._ttl_retry, stop=stop)
+        if read is None:
+            return  # stopped first: nothing joined, nothing held
+        (ttl,) = read
         if ttl is None:
             raise LeaseConfigError(self.kv.bucket)
         self._ttl = ttl.total_seconds()
@@ -240,6 +244,9 @@ class PartitionLeases:
             expected=self._expected,
             waited=round(loop.time() - started, 2),
         )
+
+    async def _read_ttl(self) -> tuple[timedelta | None]:
+        return (await self.kv.ttl(),)  # a tuple: a bucket without TTL is not "stopped"
 
     def _ttl_retry(self, error: TransientStoreError, attempt: int) -> None:
         _log.warning("leases.ttl_unread", member=self.member, error=str(error), attempt=attempt)

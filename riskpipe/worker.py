@@ -89,17 +89,7 @@ async def retried_at_start(
     def retrying(error: TransientStoreError, attempt: int) -> None:
         _log.warning("worker.start_retry", step=step, error=str(error), attempt=attempt)
 
-    work = asyncio.ensure_future(store.retry_transient(operation, on_retry=retrying))
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-    return None if work.cancelled() else work.result()
+    return await store.retry_transient(operation, on_retry=retrying, stop=stop)
 
 
 def analyzer_config(settings: Settings) -> AnalyzerConfig:
