@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import time
 import uuid
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, cast, get_args
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    NamedTuple,
+    Self,
+    TypeVar,
+    cast,
+    get_args,
+    overload,
+)
 
 from opentelemetry.trace import SpanKind
 
@@ -65,9 +76,17 @@ from eventstore.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterable,
+        Sequence,
+    )
 
     from pydantic import BaseModel
+    from tenacity import RetryCallState
 
     from eventstore._copy import Copy
     from eventstore._envelope import CloudEvent
@@ -82,6 +101,7 @@ _CHUNKS_AHEAD = 8
 """Chunks ``append_many`` keeps in flight before settling the oldest."""
 HEADER_ROOM = 4096
 """Bytes of the server's ``max_payload`` that :meth:`EventStore.payload_limit` leaves to headers."""
+_T = TypeVar("_T")
 
 
 class _SentChunk(NamedTuple):
@@ -225,6 +245,77 @@ class EventStore:
         await self.close()
         if denied is not None:
             raise denied from exc
+
+    @overload
+    async def retry_transient(
+        self,
+        operation: Callable[[], Awaitable[_T]],
+        *,
+        on_retry: Callable[[TransientStoreError, int], None] | None = None,
+        stop: None = None,
+    ) -> _T: ...
+
+    @overload
+    async def retry_transient(
+        self,
+        operation: Callable[[], Awaitable[_T]],
+        *,
+        on_retry: Callable[[TransientStoreError, int], None] | None = None,
+        stop: asyncio.Event,
+    ) -> _T | None: ...
+
+    async def retry_transient(
+        self,
+        operation: Callable[[], Awaitable[_T]],
+        *,
+        on_retry: Callable[[TransientStoreError, int], None] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> _T | None:
+        """``operation()``, called again after each transient failure, for the election window.
+
+        For requests a caller cannot go on without, such as a worker's checks
+        at start: retried as an append is (at least ``retry_attempts`` tries and
+        for at least ``config.election_window``, with backoff), so a cluster
+        electing its leaders delays them instead of failing them.
+        ``on_retry(error, attempt)`` is called before each wait. With ``stop``:
+        ``None`` as soon as it is set (the attempt under way is cancelled).
+
+        Raises:
+            TransientStoreError: still failing once the window has passed.
+            EventStoreError: any other failure of ``operation``, at once.
+        """
+        work = asyncio.ensure_future(self._retried(operation, on_retry))
+        if stop is None:
+            return await work
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        return None if work.cancelled() else work.result()
+
+    async def _retried(
+        self,
+        operation: Callable[[], Awaitable[_T]],
+        on_retry: Callable[[TransientStoreError, int], None] | None,
+    ) -> _T:
+        retry = retrying(self.retry_attempts, self.config.election_window.total_seconds())
+        if on_retry is not None:
+
+            def before_sleep(state: RetryCallState) -> None:
+                failure = state.outcome.exception() if state.outcome is not None else None
+                if isinstance(failure, TransientStoreError):
+                    on_retry(failure, state.attempt_number)
+
+            retry = retry.copy(before_sleep=before_sleep)
+        async for attempt in retry:
+            with attempt:
+                return await operation()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     # -- provisioning ---------------------------------------------------------
 

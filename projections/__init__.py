@@ -27,6 +27,7 @@ from projections._partitions import (
     expected_consumer,
     handled_floor,
     partition_views,
+    undrained_partitions,
 )
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
 from projections.errors import (
@@ -78,4 +79,5 @@ __all__ = [
     "read_checkpoint",
     "read_leases",
     "split_subject",
+    "undrained_partitions",
 ]

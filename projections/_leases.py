@@ -44,6 +44,7 @@ from projections.errors import LeaseConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import timedelta
 
     from eventstore import EventStore, KeyValue
 
@@ -57,6 +58,8 @@ MARGIN_FRACTION = 0.2
 """Of the TTL, how long before the server could expire a lease its holder stops using it."""
 _CATCH_UP = 4
 """While a member's target is not what it holds, it looks this many times per round."""
+_GATHER_POLL = 0.1
+"""Seconds between looks at the members while waiting for those expected to join together."""
 
 
 class LeaseRecord(BaseModel):
@@ -117,9 +120,17 @@ class PartitionLeases:
     set whenever it, ``members`` or ``settled`` changes (clear it after reading). The holder is told
     ``start(p)`` right after a lease is acquired and ``stop(p)`` as soon as it
     must stop: before a hand-over deletes the key, or at the local deadline.
+
+    ``round_seconds`` makes rounds more frequent than a third of the TTL (never
+    less frequent): members see each other join and leave sooner, at the price
+    of a write per lease each round. ``expected`` members started together
+    (the processes of a batch run) wait, up to ``gather_seconds``, until that
+    many are live before the first round: each then takes its share at once,
+    instead of the first one taking every partition and handing most over as
+    the others appear. A batch run uses both.
     """
 
-    def __init__(  # noqa: PLR0913 - what to lease, for whom, and who uses it; keyword-only
+    def __init__(  # noqa: PLR0913 - what to lease, for whom, who uses it, how often; keyword-only
         self,
         store: EventStore,
         *,
@@ -128,9 +139,13 @@ class PartitionLeases:
         partitions: int,
         holder: PartitionHolder,
         wall_clock: Callable[[], float] = time.time,
+        round_seconds: float | None = None,
+        expected: int = 1,
+        gather_seconds: float = 0.0,
     ) -> None:
         validate_token(projection, what="projection")
         validate_token(member, what="member id")
+        self.store = store
         self.kv: KeyValue = store.kv(store.config.lease_bucket)
         self.projection = projection
         self.member = member
@@ -142,6 +157,9 @@ class PartitionLeases:
         self.settled = asyncio.Event()
         """Set while this member holds exactly its target share."""
         self._wall = wall_clock
+        self._round_seconds = round_seconds
+        self._expected = expected
+        self._gather_seconds = gather_seconds
         self._ttl = 0.0
         self._held: dict[int, _Lease] = {}
         self._stops = _Stops()
@@ -172,14 +190,23 @@ class PartitionLeases:
 
         Raises:
             LeaseConfigError: the lease bucket keeps entries for ever (no ``max_age``).
+            TransientStoreError: the bucket could not be read within the store's
+                election window.
         """
-        ttl = await self.kv.ttl()
+        read = await self.store.retry_transient(self._read_ttl, on_retry=self._ttl_retry, stop=stop)
+        if read is None:
+            return  # stopped first: nothing joined, nothing held
+        (ttl,) = read
         if ttl is None:
             raise LeaseConfigError(self.kv.bucket)
         self._ttl = ttl.total_seconds()
         interval = self._ttl / ROUNDS_PER_TTL
+        if self._round_seconds is not None:
+            interval = min(interval, self._round_seconds)
         _log.info("leases.joined", member=self.member, ttl=self._ttl)
         try:
+            if self._expected > 1:
+                await self._gather(stop)
             while not stop.is_set():
                 await self._round_logged()
                 pause = interval if self.settled.is_set() else interval / _CATCH_UP
@@ -188,6 +215,41 @@ class PartitionLeases:
                         await stop.wait()
         finally:
             await self._leave()
+
+    async def _gather(self, stop: asyncio.Event) -> None:
+        """Wait until ``expected`` members are live, ``gather_seconds`` at most, or ``stop``."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._gather_seconds
+        registered = False
+        members: list[str] = [self.member]
+        while not stop.is_set():
+            try:
+                if not registered:
+                    await self.kv.put(self._member_key(self.member), self._record())
+                    registered = True
+                members = await self._live_members()
+            except TransientStoreError as exc:
+                _log.warning("leases.round_failed", member=self.member, error=str(exc))
+            left = deadline - loop.time()
+            if len(members) >= self._expected or left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(_GATHER_POLL, left)):
+                    await stop.wait()
+        _log.info(
+            "leases.gathered",
+            member=self.member,
+            members=len(members),
+            expected=self._expected,
+            waited=round(loop.time() - started, 2),
+        )
+
+    async def _read_ttl(self) -> tuple[timedelta | None]:
+        return (await self.kv.ttl(),)  # a tuple: a bucket without TTL is not "stopped"
+
+    def _ttl_retry(self, error: TransientStoreError, attempt: int) -> None:
+        _log.warning("leases.ttl_unread", member=self.member, error=str(error), attempt=attempt)
 
     async def _round_logged(self) -> None:
         try:

@@ -23,6 +23,7 @@ __all__ = [
     "expected_consumer",
     "handled_floor",
     "partition_views",
+    "undrained_partitions",
 ]
 
 
@@ -85,15 +86,36 @@ async def handled_floor(store: EventStore, projection: str) -> int:
     info = await store.client.stream_info(store.config.evidence_stream)
     if info is None:
         return 0
-    last = int(info["state"]["last_seq"])
-    floor = last
+    floor = int(info["state"]["last_seq"])
     for view in await partition_views(store, projection):
-        if view.info is not None and view.pending == 0:
-            continue
-        subjects = store.config.partition_filter(view.partition)
-        raw = await store.client.direct_get(
-            store.config.evidence_stream, view.ack_floor + 1, next_by_subject=subjects
-        )
-        if raw is not None:
-            floor = min(floor, raw.seq - 1)
+        first = await _first_unhandled(store, view)
+        if first is not None:
+            floor = min(floor, first - 1)
     return floor
+
+
+async def undrained_partitions(store: EventStore, projection: str, through: int) -> frozenset[int]:
+    """The partitions that still hold evidence at or before sequence ``through`` not handled.
+
+    A partition with no evidence there (empty, or only newer evidence) is
+    drained whether or not its consumer exists yet. What a batch run of
+    several processes waits for before each of them exits.
+    """
+    left = set()
+    for view in await partition_views(store, projection):
+        first = await _first_unhandled(store, view)
+        if first is not None and first <= through:
+            left.add(view.partition)
+    return frozenset(left)
+
+
+async def _first_unhandled(store: EventStore, view: PartitionView) -> int | None:
+    """The sequence of the partition's first evidence not acknowledged (``None``: none is)."""
+    if view.info is not None and view.pending == 0:
+        return None
+    raw = await store.client.direct_get(
+        store.config.evidence_stream,
+        view.ack_floor + 1,
+        next_by_subject=store.config.partition_filter(view.partition),
+    )
+    return None if raw is None else raw.seq

@@ -42,6 +42,10 @@ class LeasedRunners:
     acknowledged, and whatever is left is released (never acknowledged later).
     A hand-over drains as a shutdown does. Every runner task lives in the
     worker's task group.
+
+    With ``until_idle`` (a batch run shared by several processes) each runner
+    stops by itself once its partition is idle; the lease is kept, and
+    :meth:`start` runs the partition again if asked to.
     """
 
     def __init__(
@@ -50,25 +54,40 @@ class LeasedRunners:
         tasks: asyncio.TaskGroup,
         *,
         on_drift: Callable[[ConsumerDriftError], None],
+        until_idle: bool = False,
     ) -> None:
         self._make_runner = make_runner
         self._tasks = tasks
         self._on_drift = on_drift
+        self._until_idle = until_idle
         self.runners: dict[int, ProjectionRunner] = {}
         """The runners of the partitions held now, by partition."""
         self.finished: collections.Counter[str] = collections.Counter()
         """Outcomes of runners already stopped (their partitions moved on)."""
+        self.ran: set[int] = set()
+        """Every partition a runner was started for."""
+        self.went_idle = asyncio.Event()
+        """Set when a runner stopped because its partition was idle (clear it after reading)."""
         self._running: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
 
+    @property
+    def idle(self) -> frozenset[int]:
+        """The partitions held whose runner stopped by itself, idle (``until_idle`` only)."""
+        return frozenset(p for p, (_, task) in self._running.items() if task.done())
+
     def start(self, partition: int) -> None:
-        """Start the partition's runner (its lease was just acquired)."""
-        if partition in self._running:
-            return
+        """Start the partition's runner (its lease was just acquired), or again once it is idle."""
+        entry = self._running.get(partition)
+        if entry is not None:
+            if not entry[1].done():
+                return
+            self.finished.update(self.runners[partition].outcomes)
         runner = self._make_runner(partition)
         stop = asyncio.Event()
         task = self._tasks.create_task(self._run(runner, stop), name=f"partition-{partition}")
         self.runners[partition] = runner
         self._running[partition] = (stop, task)
+        self.ran.add(partition)
 
     async def stop(self, partition: int, *, within: float | None) -> None:
         """Stop the partition's runner; with ``within``, its drain is cut to that many seconds."""
@@ -89,9 +108,12 @@ class LeasedRunners:
 
     async def _run(self, runner: ProjectionRunner, stop: asyncio.Event) -> None:
         try:
-            await runner.run(stop)
+            await runner.run(stop, until_idle=self._until_idle)
         except ConsumerDriftError as exc:
             self._on_drift(exc)
+            return
+        if not stop.is_set():
+            self.went_idle.set()
 
     @property
     def outcomes(self) -> collections.Counter[str]:

@@ -7,8 +7,10 @@ backoff that doubles with each quick exit in a row (and starts over once a
 child ran for a while). On SIGTERM or SIGINT every child gets SIGTERM (each
 drains and hands its partitions over) and, after the grace period, SIGKILL.
 
-With ``until_idle`` a child that exits 0 is done (it found nothing pending)
-and is not started again; the supervisor exits 0 once every child did.
+With ``until_idle`` a child that exits 0 is done (every partition is
+drained: the children of a batch run share the partitions by leases, and
+each waits for the others' partitions too) and is not started again; the
+supervisor exits 0 once every child did.
 """
 
 from __future__ import annotations

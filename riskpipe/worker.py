@@ -6,7 +6,7 @@ import asyncio
 import collections
 import contextlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from prometheus_client import Gauge
@@ -14,7 +14,12 @@ from prometheus_client import Gauge
 from analyzers import AnalyzerConfig, load_config
 from analyzers.enrichment import EnricherSettings, HttpEnricher
 from eventstore import StoreMetrics
-from eventstore.errors import ConnectionClosedError, ConsumerDriftError, EventStoreError
+from eventstore.errors import (
+    ConnectionClosedError,
+    ConsumerDriftError,
+    EventStoreError,
+    TransientStoreError,
+)
 from projections import (
     DeadLetterQueue,
     PartitionLeases,
@@ -24,6 +29,7 @@ from projections import (
     consumer_name,
     expected_consumer,
     partition_views,
+    undrained_partitions,
 )
 from projections.errors import EvidenceReplacedError
 from projections.middleware import (
@@ -40,22 +46,50 @@ from riskpipe.http import HealthServer
 from riskpipe.ownership import LeasedRunners, member_id
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from prometheus_client import CollectorRegistry
 
     from eventstore import EventStore
     from projections import Handler
     from riskpipe.settings import Settings
 
-__all__ = ["Worker", "utc_now"]
+__all__ = ["Worker", "retried_at_start", "utc_now"]
 
 _log = structlog.get_logger(__name__)
 _WATCH_SECONDS = 0.5
 """How often the worker looks whether its connection is closed for good."""
+_BATCH_ROUND_SECONDS = 1.0
+"""A shared batch run's lease rounds: processes started together split the work this soon."""
+_BATCH_GATHER_SECONDS = 5.0
+"""How long the processes of a batch run wait for each other before taking partitions."""
+_DRAINED_CHECK_SECONDS = 0.5
+"""How often a shared batch run asks whether every partition is drained."""
+_T = TypeVar("_T")
 
 
 def utc_now() -> datetime:
     """The wall clock, in UTC: the only clock the worker reads."""
     return datetime.now(UTC)
+
+
+async def retried_at_start(
+    store: EventStore, stop: asyncio.Event, step: str, operation: Callable[[], Awaitable[_T]]
+) -> _T | None:
+    """``operation()``, retried while NATS fails it transiently, for the election window.
+
+    A worker started while a cluster elects its leaders would otherwise exit
+    at its first check. Each retry is a ``worker.start_retry`` line. ``None``
+    when ``stop`` comes first.
+
+    Raises:
+        TransientStoreError: still failing once the store's election window passed.
+    """
+
+    def retrying(error: TransientStoreError, attempt: int) -> None:
+        _log.warning("worker.start_retry", step=step, error=str(error), attempt=attempt)
+
+    return await store.retry_transient(operation, on_retry=retrying, stop=stop)
 
 
 def analyzer_config(settings: Settings) -> AnalyzerConfig:
@@ -116,8 +150,10 @@ class Worker:
         self.runners: dict[int, ProjectionRunner] = {}
         """The partitions this worker consumes, each by its own runner and durable consumer."""
         self.leases: PartitionLeases | None = None
-        """This worker's partition leases (not used by an ``until_idle`` batch run)."""
+        """This worker's partition leases (not used by a batch run of one process)."""
         self._holder: LeasedRunners | None = None
+        self.drained = False
+        """A shared batch run found every partition drained (and stopped for that)."""
         self.started = asyncio.Event()
         """Set once every runner has its consumer in place and fetches."""
 
@@ -251,9 +287,24 @@ class Worker:
         return True, "ready"
 
     async def run(
-        self, stop: asyncio.Event, *, until_idle: bool = False, http: bool = True
+        self,
+        stop: asyncio.Event,
+        *,
+        until_idle: bool = False,
+        http: bool = True,
+        processes: int = 1,
     ) -> None:
         """Serve HTTP (optionally) and run the projection until ``stop`` or idle.
+
+        ``until_idle``: a batch run. Of one process (``processes``), it runs
+        every partition itself without leases, each until it is idle. Of
+        several processes started together, each holds leases on a share of the
+        partitions, and returns once every partition (its own and the others')
+        has handled the evidence stored when it started.
+
+        The checks at start (partitions, consumers, evidence identity) are
+        retried while NATS fails them transiently, for the store's election
+        window; ``stop`` meanwhile returns at once.
 
         Raises:
             ConsumerDriftError: the consumer was changed by someone else, found
@@ -266,9 +317,8 @@ class Worker:
                 closed it for); the projection was stopped first. A supervisor
                 restarts the process.
         """
-        await self.store.adopt_partitions()
-        await self._verify_consumers()
-        await verify_evidence_identity(self.store, self.settings.projection)
+        if not await retried_at_start(self.store, stop, "checks", self._checks_at_start):
+            return  # stopped first
         server = None
         if http:
             server = self.http = HealthServer(
@@ -285,7 +335,7 @@ class Worker:
         guard = asyncio.create_task(self._watch_consumer(halt), name="consumer-watch")
         observer = asyncio.create_task(self._observe_dlq(halt), name="dlq-observer")
         try:
-            await self._run_partitions(halt, until_idle=until_idle)
+            await self._run_partitions(halt, until_idle=until_idle, processes=processes)
         finally:
             watch.cancel()
             guard.cancel()
@@ -302,6 +352,17 @@ class Worker:
                 " the worker stopped so that it can be restarted"
             )
 
+    async def _checks_at_start(self) -> bool:
+        """Take P from the stream and check consumers and evidence: True once all pass."""
+        await self.store.adopt_partitions()
+        await self._verify_consumers()
+        await verify_evidence_identity(self.store, self.settings.projection)
+        return True
+
+    async def _evidence_end(self) -> int:
+        """The sequence of the last evidence stored now (0: none)."""
+        return int((await self.store.stream_state(self.store.config.evidence_stream))["last_seq"])
+
     async def _verify_consumers(self) -> None:
         """Refuse to start, before any partition runs, if someone changed a partition's consumer.
 
@@ -316,15 +377,23 @@ class Worker:
                 stream = self.store.config.evidence_stream
                 raise ConsumerDriftError(stream, view.consumer, differences)
 
-    async def _run_partitions(self, halt: asyncio.Event, *, until_idle: bool) -> None:
+    async def _run_partitions(
+        self, halt: asyncio.Event, *, until_idle: bool, processes: int
+    ) -> None:
         """Run the partitions until ``halt``: those this worker holds a lease on.
 
-        With ``until_idle`` (a batch job) it runs every partition itself, each
-        until it is idle. A runner that fails (its consumer changed by someone
-        else) stops the others.
+        With ``until_idle`` (a batch job) of one process it runs every
+        partition itself, each until it is idle; of several, the partitions it
+        holds a lease on, until every partition is drained. A runner that fails
+        (its consumer changed by someone else) stops the others.
         """
         if not until_idle:
             await self._run_leased(halt)
+            return
+        if processes > 1:
+            through = await retried_at_start(self.store, halt, "evidence", self._evidence_end)
+            if through is not None:
+                await self._run_leased(halt, through=through, expected=processes)
             return
         self.runners = {p: self.runner_for(p) for p in range(self.store.config.partitions)}
         announce = asyncio.create_task(self._announce_started(), name="runners-started")
@@ -342,34 +411,95 @@ class Worker:
         finally:
             announce.cancel()
 
-    async def _run_leased(self, halt: asyncio.Event) -> None:
+    async def _run_leased(
+        self, halt: asyncio.Event, *, through: int | None = None, expected: int = 1
+    ) -> None:
         """Hold leases on a share of the partitions and run a runner for each one held.
 
         On ``halt`` the leases hand every partition over: each runner drains,
         then its lease is deleted, so the other workers take it at once.
+
+        With ``through`` (a batch run of ``expected`` processes) the members
+        first wait a moment for each other, so that each takes its share at
+        once; each runner stops once its partition is idle, the leases are
+        kept meanwhile, and ``halt`` is set once every partition has handled
+        the evidence up to that sequence. Every log line of the run names this
+        worker's ``member`` id.
         """
+        batch = through is not None
 
         def drifted(exc: ConsumerDriftError) -> None:
             self.drift = exc
             _log.error("worker.consumer_drifted", error=str(exc))
             halt.set()
 
-        async with asyncio.TaskGroup() as group:
-            holder = LeasedRunners(self.runner_for, group, on_drift=drifted)
-            self._holder = holder
-            self.runners = holder.runners
-            self.leases = PartitionLeases(
-                self.store,
-                projection=self.settings.projection,
-                member=member_id(),
-                partitions=self.store.config.partitions,
-                holder=holder,
-            )
-            announce = group.create_task(self._announce_settled(), name="leases-settled")
+        member = member_id()
+        with structlog.contextvars.bound_contextvars(member=member):
+            async with asyncio.TaskGroup() as group:
+                holder = LeasedRunners(self.runner_for, group, on_drift=drifted, until_idle=batch)
+                self._holder = holder
+                self.runners = holder.runners
+                self.leases = PartitionLeases(
+                    self.store,
+                    projection=self.settings.projection,
+                    member=member,
+                    partitions=self.store.config.partitions,
+                    holder=holder,
+                    round_seconds=_BATCH_ROUND_SECONDS if batch else None,
+                    expected=expected,
+                    gather_seconds=_BATCH_GATHER_SECONDS,
+                )
+                announce = group.create_task(self._announce_settled(), name="leases-settled")
+                watch = None
+                if through is not None:
+                    watch = group.create_task(
+                        self._stop_when_drained(halt, holder, through), name="drained-watch"
+                    )
+                try:
+                    await self.leases.run(halt)
+                finally:
+                    announce.cancel()
+                    if watch is not None:
+                        watch.cancel()
+            if batch and self.drained:
+                _log.info(
+                    "worker.drained",
+                    through=through,
+                    partitions=sorted(holder.ran),
+                    outcomes=dict(holder.outcomes),
+                )
+
+    async def _stop_when_drained(
+        self, halt: asyncio.Event, holder: LeasedRunners, through: int
+    ) -> None:
+        """Set ``halt`` once every partition handled the evidence up to ``through``.
+
+        The end of a shared batch run: the other processes' partitions count as
+        much as this one's, so a process whose own partitions are idle keeps its
+        membership and leases until then (a crashed process's partitions are
+        still picked up when its leases expire). Asked at once, whenever a
+        runner of this worker finds its partition idle, and every half second.
+        A partition held here whose runner is idle while evidence up to
+        ``through`` is still unhandled there is run again.
+        """
+        while True:
+            idle = holder.idle  # before the look: runners idle by then saw what it sees
             try:
-                await self.leases.run(halt)
-            finally:
-                announce.cancel()
+                left = await undrained_partitions(self.store, self.settings.projection, through)
+            except TransientStoreError as exc:
+                _log.debug("worker.drain_check_failed", error=str(exc))
+            else:
+                if not left:
+                    self.drained = True
+                    halt.set()
+                    return
+                owned = self.leases.owned if self.leases is not None else frozenset()
+                for partition in sorted(left & idle & owned & holder.idle):
+                    holder.start(partition)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DRAINED_CHECK_SECONDS):
+                    await holder.went_idle.wait()
+            holder.went_idle.clear()
 
     async def _announce_settled(self) -> None:
         assert self.leases is not None  # noqa: S101 - set before this task starts

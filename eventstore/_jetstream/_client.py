@@ -44,6 +44,8 @@ _log = structlog.get_logger(__name__)
 _API = "$JS.API"
 _DRAIN_SECONDS = 5
 _NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
+_UNAVAILABLE = 503
+"""JetStream's answer while it cannot serve the request yet (no meta or stream leader)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 
@@ -111,6 +113,10 @@ def _raw_from_direct(stream: str, msg: Msg) -> RawMessage | None:
     status = headers.get("Status")
     if status == "404":
         return None
+    if status == str(_UNAVAILABLE):
+        raise StoreUnavailableError(
+            f"direct get on {stream}: JetStream unavailable ({headers.get('Description', '')})"
+        )
     if status is not None:
         raise JetStreamAPIError(
             f"direct get on {stream}", int(status), 0, headers.get("Description", "")
@@ -271,7 +277,8 @@ class JetStreamClient:
         Raises:
             NotProvisionedError: the stream, consumer or message does not exist.
             JetStreamAPIError: JetStream answered with another error.
-            TransientStoreError: timeout or no responders.
+            TransientStoreError: timeout, no responders, or JetStream answered
+                503 (temporarily unavailable: a cluster electing its leaders).
         """
         body = orjson.dumps(payload) if payload is not None else b""
         with map_errors(subject):
@@ -281,6 +288,11 @@ class JetStreamClient:
             code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
             if err_code in _NOT_FOUND_CODES:
                 raise NotProvisionedError(f"{subject}: {err.get('description')}")
+            if code == _UNAVAILABLE:
+                raise StoreUnavailableError(
+                    f"{subject}: JetStream unavailable ({err.get('description')},"
+                    f" err_code {err_code})"
+                )
             raise JetStreamAPIError(subject, code, err_code, str(err.get("description", "")))
         return resp
 

@@ -22,7 +22,12 @@ from eventstore._jetstream._acks import ack_metadata
 from eventstore._jetstream._client import RawMessage
 from eventstore._jetstream._errors import map_errors
 from eventstore._jetstream._inline import parse_headers
-from eventstore.errors import EventStoreError, JetStreamAPIError, StoreTimeoutError
+from eventstore.errors import (
+    EventStoreError,
+    JetStreamAPIError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -42,6 +47,7 @@ _CATCH_UP_PAUSE = 0.05
 _HEARTBEAT = "100"
 _NO_MESSAGES = "404"
 _REQUEST_TIMEOUT = "408"
+_UNAVAILABLE = "503"
 
 
 async def _create_consumer(
@@ -235,6 +241,8 @@ class _RangeReader:
             self.outstanding.popleft()
             await self._pull()
             return True
+        if status == _UNAVAILABLE:  # the read's consumer lost its leader: read again
+            raise StoreUnavailableError(f"{self.what}: the consumer has no leader ({status})")
         raise JetStreamAPIError(self.what, int(status), 0, description)
 
     async def _replica_behind(self) -> bool:

@@ -23,7 +23,7 @@ from riskpipe.http import HealthServer
 from riskpipe.supervisor import Supervisor
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import connect_store, connect_store_when_up
-from riskpipe.worker import Worker
+from riskpipe.worker import Worker, retried_at_start
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -59,6 +59,8 @@ def _supervise(settings: Settings, count: int, *, until_idle: bool, http: bool) 
 
     def command(index: int) -> list[str]:
         child = [sys.executable, "-m", "riskpipe", *args, "--supervised-by", str(os.getpid())]
+        if until_idle:  # the children share the batch by leases
+            child += ["--batch-processes", str(count)]
         if http:  # the last --http-port given wins
             port = settings.http_port + index if settings.http_port else 0
             child += ["--http-port", str(port)]
@@ -117,6 +119,7 @@ def _without_processes(args: list[str]) -> list[str]:
     " HTTP on the HTTP port + i.",
 )
 @click.option("--supervised-by", type=int, default=None, hidden=True)
+@click.option("--batch-processes", type=click.IntRange(min=1), default=1, hidden=True)
 @pass_app
 def worker(  # noqa: PLR0913, PLR0917 - one click option each
     app: AppContext,
@@ -126,6 +129,7 @@ def worker(  # noqa: PLR0913, PLR0917 - one click option each
     degraded: bool | None,
     processes: int,
     supervised_by: int | None,
+    batch_processes: int,
 ) -> None:
     """Run the risk projection: evidence in, assessments out, until SIGTERM/Ctrl-C."""
     updates: dict[str, object] = {}
@@ -138,7 +142,13 @@ def worker(  # noqa: PLR0913, PLR0917 - one click option each
         sys.exit(_supervise(settings, processes, until_idle=until_idle, http=not no_http))
     try:
         asyncio.run(
-            _worker(settings, until_idle=until_idle, http=not no_http, parent=supervised_by)
+            _worker(
+                settings,
+                until_idle=until_idle,
+                http=not no_http,
+                parent=supervised_by,
+                batch=batch_processes,
+            )
         )
     except EventStoreError as exc:
         fail("worker.failed", store_error(exc))
@@ -152,8 +162,21 @@ def worker(  # noqa: PLR0913, PLR0917 - one click option each
 
 
 async def _worker(
-    settings: Settings, *, until_idle: bool, http: bool, parent: int | None = None
+    settings: Settings,
+    *,
+    until_idle: bool,
+    http: bool,
+    parent: int | None = None,
+    batch: int = 1,
 ) -> None:
+    """One worker process, supervised by ``parent`` (a PID) or not.
+
+    ``batch``: how many processes run this ``--until-idle`` batch together.
+    The supervisor of ``--processes N --until-idle`` tells its children with
+    ``--batch-processes N``: each holds leases on its share of the partitions
+    and exits once every partition is drained. A batch run of one process
+    takes no leases: it runs every partition itself.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,7 +185,7 @@ async def _worker(
     if parent is not None:
         orphaned = asyncio.create_task(_stop_when_orphaned(parent, stop), name="parent-watch")
     try:
-        await _run_worker(settings, stop, until_idle=until_idle, http=http)
+        await _run_worker(settings, stop, until_idle=until_idle, http=http, batch=batch)
     finally:
         if orphaned is not None:
             orphaned.cancel()
@@ -180,7 +203,7 @@ async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
 
 
 async def _run_worker(
-    settings: Settings, stop: asyncio.Event, *, until_idle: bool, http: bool
+    settings: Settings, stop: asyncio.Event, *, until_idle: bool, http: bool, batch: int
 ) -> None:
     provider = configure_tracing(settings, service=f"riskpipe-worker-{settings.projection}")
     if until_idle:  # a batch job: NATS not there is its failure, not something to wait for
@@ -191,12 +214,13 @@ async def _run_worker(
         return
     try:
         async with store:  # closes it; a permission denial ends the block with its subject
-            report = await store.provision()
-            if not report.ok:
-                for drift in report.drifted:
-                    _log.warning("worker.stream_drift", detail=str(drift))
+            report = await retried_at_start(store, stop, "provision", store.provision)
+            if report is None:  # stopped meanwhile
+                return
+            for drift in report.drifted:
+                _log.warning("worker.stream_drift", detail=str(drift))
             await Worker(store, settings, CollectorRegistry()).run(
-                stop, until_idle=until_idle, http=http
+                stop, until_idle=until_idle, http=http, processes=batch
             )
     finally:
         if provider is not None:

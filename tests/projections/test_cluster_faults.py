@@ -76,6 +76,40 @@ async def test_worker_rides_out_the_election_of_its_consumers_leader(
     check_invariants(await read_streams(cluster_store))
 
 
+async def test_a_worker_started_while_the_cluster_has_no_quorum_waits_for_its_leaders(
+    nats_cluster: NatsCluster, cluster_store: EventStore
+) -> None:
+    """Started on the one node left of three, its checks at start are retried, not fatal.
+
+    With two nodes down nothing can lead the consumers; the worker retries its
+    start-up checks (``worker.start_retry``) within the election window, and
+    once the nodes are back it assesses everything and exits 0.
+    """
+    await append_evidence(cluster_store, "a", 100)
+    survivor, *stopped = nats_cluster.nodes
+    for node in stopped:
+        node.kill()
+    env = {**CLUSTER_WORKER_ENV, "RISKPIPE_ELECTION_WINDOW": "2m"}
+    worker = WorkerProcess(survivor.url, env=env, until_idle=True)
+    worker.start(wait=False)
+    try:
+        retry = await asyncio.to_thread(worker.logged, "worker.start_retry", 60)
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, "the worker gave up at its first failed check"
+        for node in stopped:
+            await asyncio.to_thread(nats_cluster.restart, node)
+        code = await asyncio.to_thread(worker.wait, 120)
+    finally:
+        worker.kill()
+    assert code == 0, worker.lines[-5:]
+    assert retry["attempt"] == 1
+    assert not worker.events("worker.failed")
+    # the restarted nodes may still be electing the leaders of this read's consumer
+    streams = await cluster_store.retry_transient(lambda: read_streams(cluster_store))
+    assert len(streams.evidence) == 100
+    check_invariants(streams)
+
+
 @dataclass
 class Load:
     """A producer appending evidence steadily until stopped; what it was told."""

@@ -18,7 +18,7 @@ import pytest
 from support.proxy import nats_proxy
 
 from eventstore import EventStore, StoreConfig
-from eventstore.errors import ConcurrencyConflictError
+from eventstore.errors import ConcurrencyConflictError, TransientStoreError
 from projections import LeaseConfigError, PartitionLeases, read_leases
 from riskpipe.wiring import build_schemas
 
@@ -107,11 +107,23 @@ class Member:
 
 @contextlib.asynccontextmanager
 async def member(
-    url: str, name: str, registry: Registry, *, cls: type[PartitionLeases] = PartitionLeases
+    url: str,
+    name: str,
+    registry: Registry,
+    *,
+    cls: type[PartitionLeases] = PartitionLeases,
+    **options: float,
 ) -> AsyncIterator[Member]:
     """A member with its own connection, running until the block ends."""
     store = await _connect(url)
-    leases = cls(store, projection="risk", member=name, partitions=P, holder=registry.holder(name))
+    leases = cls(
+        store,
+        projection="risk",
+        member=name,
+        partitions=P,
+        holder=registry.holder(name),
+        **options,  # type: ignore[arg-type]
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(leases.run(stop), name=f"member-{name}")
     try:
@@ -317,3 +329,82 @@ async def test_a_bucket_without_ttl_is_refused(nats_server: NatsServer) -> None:
             await leases.run(asyncio.Event())
     finally:
         await store.close()
+
+
+@pytest.mark.usefixtures("lease_store")
+async def test_members_expected_together_wait_for_each_other_and_hand_nothing_over(
+    nats_server: NatsServer,
+) -> None:
+    """The first of two expected members takes nothing until the second is live; then 8 each.
+
+    No partition is handed over: each took its share at once.
+    """
+    registry = Registry()
+    together = {"expected": 2, "gather_seconds": 60.0}
+    async with member(nats_server.url, "a", registry, **together) as a:
+        kv = a.leases.kv
+        async with asyncio.timeout(10):
+            while not await kv.keys("risk.member.*"):  # noqa: ASYNC110 - a's own first write
+                await asyncio.sleep(0.05)
+        assert not a.leases.owned, "a waits for b before taking anything"
+        async with member(nats_server.url, "b", registry, **together) as b:
+            await until(_settled([a, b], {"a", "b"}), [a, b], timeout=15)
+            assert sorted(len(m.leases.owned) for m in (a, b)) == [8, 8]
+            before_leaving = list(registry.log)
+    assert [what for what, _, _ in before_leaving] == ["start"] * P, "none moved"
+    assert not registry.violations
+
+
+@pytest.mark.usefixtures("lease_store")
+async def test_a_member_expecting_others_that_never_come_takes_everything_after_the_wait(
+    nats_server: NatsServer,
+) -> None:
+    """Expected members missing: after ``gather_seconds`` the member takes all 16 alone."""
+    registry = Registry()
+    async with member(nats_server.url, "a", registry, expected=3, gather_seconds=0.3) as a:
+        await until(lambda: a.leases.owned == frozenset(range(P)), [a], timeout=15)
+    assert not registry.violations
+
+
+class TtlWatched(PartitionLeases):
+    """A member that says when its read of the bucket's TTL failed and is tried again."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.ttl_retried = asyncio.Event()
+
+    def _ttl_retry(self, error: TransientStoreError, attempt: int) -> None:
+        super()._ttl_retry(error, attempt)
+        self.ttl_retried.set()
+
+
+async def test_a_member_reads_the_ttl_again_while_the_server_does_not_answer(
+    lease_store: EventStore, nats_server: NatsServer
+) -> None:
+    """The first read of the bucket's TTL gets no answer: read again, then the member joins."""
+    assert lease_store.config.election_window.total_seconds() > 0
+    registry = Registry()
+    async with nats_proxy(nats_server.url) as proxy:
+        store = await _connect(proxy.url)
+        leases = TtlWatched(
+            store, projection="risk", member="a", partitions=P, holder=registry.holder("a")
+        )
+        stop = asyncio.Event()
+        proxy.blackholed = True
+        task = asyncio.create_task(leases.run(stop))
+        try:
+            async with asyncio.timeout(10):
+                await leases.ttl_retried.wait()
+            assert not task.done()
+            proxy.blackholed = False
+            await until(
+                lambda: leases.owned == frozenset(range(P)),
+                [Member(leases, stop, task)],
+                timeout=20,
+            )
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await task
+            await store.close()
+    assert not registry.violations
