@@ -130,11 +130,13 @@ async def test_join_crash_and_leave_mid_stream_keep_one_assessment_each_in_order
         faults["kill -9"] = await _risk(store)
         crashed = workers.pop(0)
         crashed.kill()
+        killed = time.monotonic()
         replacement = WorkerProcess(nats_server.url, env=ENV)
         await _start([replacement])
         workers.append(replacement)
         # the crashed worker's leases run out; the live ones take its partitions
         await _leases_until(store, _held_by({_member(w) for w in workers}), 3 * ttl + 20)
+        moved = time.monotonic() - killed
 
         faults["SIGTERM"] = await _risk(store)
         leaving = workers.pop(0)
@@ -159,4 +161,7 @@ async def test_join_crash_and_leave_mid_stream_keep_one_assessment_each_in_order
         assert 0 < at < total, f"{fault} at {at} assessments of {total}: not mid-stream"
     assert codes == [0] * len(workers)
     assert await read_leases(store, "risk") == {}, "the last workers handed everything over"
-    print(f"\n{initial} worker(s): {total} evidence in {took:.1f} s; faults at {faults}")  # noqa: T201 - the figures, with -s
+    print(  # noqa: T201 - the figures, with -s
+        f"\n{initial} worker(s): {total} evidence in {took:.1f} s; faults at {faults};"
+        f" the crashed worker's partitions moved in {moved:.1f} s (TTL {ttl:.0f} s)"
+    )
