@@ -18,7 +18,13 @@ from projections._dlq import (
     DlqActionData,
     DlqActions,
 )
-from projections._leases import LeaseRecord, PartitionHolder, PartitionLeases, read_leases
+from projections._leases import (
+    LeaseRecord,
+    PartitionHolder,
+    PartitionLeases,
+    read_leases,
+    read_members,
+)
 from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
 from projections._metrics import ProjectionMetrics
 from projections._partitions import (
@@ -78,6 +84,7 @@ __all__ = [
     "projection_source",
     "read_checkpoint",
     "read_leases",
+    "read_members",
     "split_subject",
     "undrained_partitions",
 ]

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from eventstore import EventStore, KeyValue
 
-__all__ = ["LeaseRecord", "PartitionHolder", "PartitionLeases", "read_leases"]
+__all__ = ["LeaseRecord", "PartitionHolder", "PartitionLeases", "read_leases", "read_members"]
 
 _log = structlog.get_logger(__name__)
 
@@ -424,3 +424,21 @@ async def read_leases(store: EventStore, projection: str) -> dict[int, LeaseReco
         with contextlib.suppress(ValidationError):
             held[int(number)] = LeaseRecord.model_validate_json(entry.value)
     return held
+
+
+async def read_members(store: EventStore, projection: str) -> dict[str, LeaseRecord]:
+    """The live members of ``projection``'s leases now, by member id (none: no worker runs).
+
+    A member holding no partition (a spare) is one too; a key whose value is
+    not a :class:`LeaseRecord` is left out, as in :func:`read_leases`.
+    """
+    kv = store.kv(store.config.lease_bucket)
+    prefix = f"{projection}.member."
+    members: dict[str, LeaseRecord] = {}
+    for key in await kv.keys(f"{prefix}*"):
+        entry = await kv.get(key)
+        if entry is None:
+            continue
+        with contextlib.suppress(ValidationError):
+            members[key.removeprefix(prefix)] = LeaseRecord.model_validate_json(entry.value)
+    return members

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventstore import MAX_PARTITIONS, check_inbox_prefix
 
-__all__ = ["DEFAULT_NATS_URL", "Duration", "Settings", "parse_duration"]
+__all__ = ["DEFAULT_NATS_URL", "MIN_LEASE_TTL", "Duration", "Settings", "parse_duration"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 _NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
@@ -21,6 +21,9 @@ _HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
 """An http(s) URL, checked at start-up rather than at the first request."""
 # up to the last "@": a password may contain "/" or "@" too
 _USERINFO = re.compile(r"^([^:/]*://)?.*@", re.DOTALL)
+
+MIN_LEASE_TTL = timedelta(seconds=1)
+"""The shortest lease TTL: the lease bucket's ``max_age`` cannot be shorter."""
 
 _UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([wdhms]))", re.IGNORECASE)
@@ -86,6 +89,9 @@ class Settings(BaseSettings):
     (afterwards every process takes P from the evidence stream)."""
     election_window: Duration = Field(default=timedelta(seconds=15), ge=timedelta(0))
     """How long appends retry a transient failure, such as a stream leader election."""
+    lease_ttl: Duration = timedelta(seconds=15)
+    """The partition leases' TTL, the ``max_age`` of the lease bucket: used by ``init`` when it
+    makes the bucket only (workers take the TTL from the bucket)."""
     projection: str = "risk"
     batch: int = Field(default=256, ge=1, le=10_000)
     fetch_timeout: float = Field(default=1.0, gt=0.0, le=60.0)
@@ -120,6 +126,17 @@ class Settings(BaseSettings):
         """Each comma-separated server is a NATS URL, so a typo fails here, not at connect."""
         for server in value.split(","):
             _check_server(server.strip())
+        return value
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_ttl(cls, value: timedelta) -> timedelta:
+        """At least a second: a worker renews every third of it, and stops short of it."""
+        if value < MIN_LEASE_TTL:
+            raise ValueError(
+                "the lease TTL must be at least 1 second (e.g. 15s): workers renew"
+                " their leases every third of it"
+            )
         return value
 
     @field_validator("inbox_prefix")

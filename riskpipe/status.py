@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from eventstore.errors import NotProvisionedError
 from projections import (
     DeadLetterQueue,
     consumer_name,
@@ -14,14 +15,42 @@ from projections import (
     handled_floor,
     partition_views,
     read_checkpoint,
+    read_leases,
+    read_members,
 )
 from projections.errors import EvidenceReplacedError
 from projections.risk import ASSESSED, verify_evidence_identity
 
 if TYPE_CHECKING:
     from eventstore import EventStore, RawMessage, StoreConfig
+    from projections import LeaseRecord
 
-__all__ = ["PipelineStatus", "pipeline_status"]
+__all__ = ["LeaseOwnership", "PipelineStatus", "WorkerShare", "lease_ownership", "pipeline_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerShare:
+    """One worker's partitions, as the lease bucket holds them now."""
+
+    worker: str
+    partitions: list[int]
+    expires_at: float
+    """When its first lease runs out unless renewed (Unix time, by the worker's own clock);
+    its membership's, when it holds no partition."""
+    member: bool
+    """Its membership is live. False: it left, or crashed, and its leases are running out."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOwnership:
+    """Which worker holds which partition (``riskpipe worker`` runs by leases)."""
+
+    ttl: float | None
+    """The lease TTL in seconds, the bucket's ``max_age``."""
+    workers: list[WorkerShare]
+    """Every live member, and every worker a lease names, by id."""
+    unowned: list[int]
+    """Partitions nobody holds: between owners in a rebalance, or no worker runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +80,8 @@ class PipelineStatus:
     """Sequences on RISK and DLQ that are not assessments or dead letters (not counted)."""
     evidence_replaced: str | None = None
     """Why EVIDENCE no longer holds the evidence the assessments answer (re-created)."""
+    leases: LeaseOwnership | None = None
+    """Who owns the partitions; ``None`` when the lease bucket does not exist."""
 
     @property
     def balanced(self) -> bool:
@@ -123,6 +154,10 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         replaced = None
     except EvidenceReplacedError as exc:
         replaced = str(exc)
+    try:
+        leases = await lease_ownership(store, projection)
+    except NotProvisionedError:  # made before leases; `riskpipe init` adds the bucket
+        leases = None
     return PipelineStatus(
         streams=streams,
         consumer=consumer,
@@ -140,6 +175,43 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         checkpoint_refused=refused,
         foreign=foreign,
         evidence_replaced=replaced,
+        leases=leases,
+    )
+
+
+async def lease_ownership(store: EventStore, projection: str) -> LeaseOwnership:
+    """Each worker's partitions, from the lease bucket: the members, and what each lease names.
+
+    The bucket is read key by key while the workers keep writing it, so in the
+    middle of a rebalance a partition may show as unowned, or a worker that
+    just left as still holding one: the next call shows the next round.
+
+    Raises:
+        NotProvisionedError: the lease bucket does not exist.
+    """
+    ttl = await store.kv(store.config.lease_bucket).ttl()
+    members = await read_members(store, projection)
+    leases = await read_leases(store, projection)
+    held: dict[str, list[LeaseRecord]] = {}
+    partitions: dict[str, list[int]] = {}
+    for partition, record in sorted(leases.items()):
+        held.setdefault(record.owner, []).append(record)
+        partitions.setdefault(record.owner, []).append(partition)
+    workers = [
+        WorkerShare(
+            worker=worker,
+            partitions=partitions.get(worker, []),
+            expires_at=min(
+                [r.expires_at for r in held.get(worker, [])] or [members[worker].expires_at]
+            ),
+            member=worker in members,
+        )
+        for worker in sorted(members.keys() | held.keys())
+    ]
+    return LeaseOwnership(
+        ttl=ttl.total_seconds() if ttl is not None else None,
+        workers=workers,
+        unowned=[p for p in range(store.config.partitions) if p not in leases],
     )
 
 

@@ -44,6 +44,7 @@ def store_config(settings: Settings) -> StoreConfig:
         election_window=settings.election_window,
         max_payload_bytes=settings.max_payload_bytes,
         duplicate_window=settings.duplicate_window,
+        lease_ttl=settings.lease_ttl,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import click
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import add_columns, connect_provisioned, out_console, plain, run
-from riskpipe.status import PipelineStatus, pipeline_status
+from riskpipe.status import LeaseOwnership, PipelineStatus, pipeline_status
 
 _SHOWN = 10
 """Foreign sequences listed per stream; the count is always complete."""
@@ -22,10 +23,11 @@ _SHOWN = 10
 @click.option("--projection", default=None, help="Projection name [default: risk].")
 @pass_app
 def status(app: AppContext, as_json: bool, projection: str | None) -> None:
-    """Streams, consumer lag, DLQ depth, checkpoint, and whether every evidence is accounted for.
+    """Streams, consumer lag, DLQ depth, checkpoint, lease owners, and the evidence accounting.
 
     Assessments are counted by the evidence they answer, so status reads
-    the RISK stream once (its cost grows with the stream).
+    the RISK stream once (its cost grows with the stream). The lease owners
+    show which worker holds which partitions now, and which none holds.
 
     \b
     Exit status:
@@ -65,6 +67,7 @@ def _print_status(name: str, s: PipelineStatus) -> None:
         table.add_row(stream, str(count))
     out_console().print(table)
     _print_setup(name, s)
+    _print_leases(s.leases)
     for stream, seqs in sorted(s.foreign.items()):
         shown = ", ".join(map(str, seqs[:_SHOWN])) + (", ..." if len(seqs) > _SHOWN else "")
         click.echo(f"foreign on {stream}: {len(seqs)} (sequences {shown}), not counted")
@@ -107,6 +110,52 @@ def _print_setup(name: str, s: PipelineStatus) -> None:
     click.echo(f"checkpoint: {s.checkpoint}")
     if s.checkpoint_refused is not None:
         click.echo(f"  REFUSED: {s.checkpoint_refused} (a worker starts without it)")
+
+
+def _print_leases(leases: LeaseOwnership | None) -> None:
+    """Who holds which partitions, when each one's first lease runs out, and what nobody holds."""
+    if leases is None:
+        click.echo("leases: no lease bucket (run `riskpipe init`)")
+        return
+    ttl = f"TTL {leases.ttl:g} s" if leases.ttl is not None else "no TTL: run `riskpipe init`"
+    if not leases.workers:
+        click.echo(
+            f"leases ({ttl}): no worker holds a lease (none is running, or only"
+            " `--until-idle` runs, which take none)"
+        )
+        return
+    held = sum(len(w.partitions) for w in leases.workers)
+    table = Table(title=plain(f"lease owners ({ttl}; {held} of {held + len(leases.unowned)} held)"))
+    for column in ("worker", "partitions"):  # never cut short: folded when narrow
+        table.add_column(column, overflow="fold")
+    table.add_column("held", justify="right")
+    table.add_column("expires in", justify="right")
+    now = time.time()
+    for share in leases.workers:
+        table.add_row(
+            plain(share.worker + ("" if share.member else " (left or crashed)")),
+            _ranges(share.partitions) or "none (a spare)",
+            str(len(share.partitions)),
+            f"{max(0.0, share.expires_at - now):.1f} s",
+        )
+    out_console().print(table)
+    if leases.unowned:
+        running = any(share.member for share in leases.workers)
+        click.echo(
+            f"unowned: {_ranges(leases.unowned)} (held by no worker; "
+            + ("the workers take them at their next round)" if running else "none is running)")
+        )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Sorted partition numbers as runs: ``0-3, 7, 9-11``."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 @main.command()

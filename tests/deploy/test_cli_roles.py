@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
 import pytest
 from click.testing import CliRunner
 from nats_sessions import inbox_prefix
@@ -48,6 +49,9 @@ def test_each_role_runs_its_commands(
     for args in (
         ["replay", "--jobs", "1", "--json"],
         ["explain", "--tenant", "t1", "--entity", "e1"],
+        ["status", "--json"],
     ):
         result = auditor.invoke(main, args)
         assert result.exit_code == 0, (args, result.output)
+    # status reads the lease owners too (no worker runs: every partition unowned)
+    assert orjson.loads(result.stdout)["leases"]["unowned"] == list(range(16))

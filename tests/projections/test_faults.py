@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import signal
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
 from support.events import evidence
+from support.nats import QUICK_LEASES
 from support.pipeline import WorkerProcess, check_invariants, read_streams, wait_for_messages
 from support.proxy import nats_proxy
 
+from projections import read_leases
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from eventstore import EventStore
     from riskpipe.server import NatsServer
 
@@ -26,6 +34,19 @@ FAST = {
 async def _publish(store: EventStore, count: int, entities: int) -> None:
     events = [evidence(f"f{i}", entity=f"e{i % entities}", minute=i) for i in range(count)]
     assert not [r for r in await store.append_many(events) if isinstance(r, Exception)]
+
+
+async def _owners_until(
+    store: EventStore, good: Callable[[collections.Counter[str]], bool], ttl: float
+) -> collections.Counter[str]:
+    """How many partitions each worker holds a lease on, once ``good`` holds for that."""
+    async with asyncio.timeout(3 * ttl + 20):
+        while True:
+            leases = await read_leases(store, "risk")
+            owners = collections.Counter(record.owner for record in leases.values())
+            if good(owners):
+                return owners
+            await asyncio.sleep(0.2)
 
 
 class CheckpointWatch:
@@ -91,24 +112,73 @@ async def test_kill_9_worker_mid_stream(nats_server: NatsServer, store: EventSto
     assert watch.seen, "checkpoints were written while the workers ran"
 
 
-async def test_zombie_worker_adds_no_duplicate(nats_server: NatsServer, store: EventStore) -> None:
-    """A worker paused past ack_wait wakes up after another took over: still one assessment each."""
-    await _publish(store, 800, 8)
-    zombie = WorkerProcess(nats_server.url, env=FAST)
+async def test_zombie_paused_past_its_lease_ttl_writes_nothing_that_lands(
+    nats_server: NatsServer, quick_lease_store: EventStore
+) -> None:
+    """A worker paused (SIGSTOP) past its leases' TTL wakes up and writes nothing that lands.
+
+    While it sleeps its leases run out and a rescuer owns all 16 partitions and
+    assesses everything. Woken, the zombie's deadlines have passed: it gives up
+    every partition and stops its runners; whatever it computed before the
+    pause and still tries to write is refused by the fence (how many writes
+    that is depends on where the pause caught it: printed with -s). Then it
+    rejoins as an ordinary member.
+    """
+    store = quick_lease_store
+    ttl = store.config.lease_ttl.total_seconds()
+    await _publish(store, 1600, 40)
+    env = {**FAST, **QUICK_LEASES}
+    zombie = WorkerProcess(nats_server.url, env=env)
     zombie.start()
+    joined = zombie.logged("leases.joined")
+    assert joined["ttl"] == ttl, "the worker takes the TTL from the bucket"
     await wait_for_messages(store, "RISK", 100)
     zombie.signal(signal.SIGSTOP)
+    asleep = time.monotonic()
     frozen_at = int((await store.stream_state("RISK"))["messages"])
-    rescuer = WorkerProcess(nats_server.url, env=FAST)
-    rescuer.start()
-    await wait_for_messages(store, "RISK", 800, timeout=120)
+
+    rescuer = WorkerProcess(nats_server.url, env=env)
+    await asyncio.to_thread(rescuer.start, 60.0)
+    rescuer_id = rescuer.logged("leases.joined")["member"]
+    # the zombie's leases and membership ran out: the rescuer owns every partition
+    await _owners_until(store, lambda o: o == collections.Counter({rescuer_id: 16}), ttl)
+    await wait_for_messages(store, "RISK", 1600, timeout=120)  # all of it, by the rescuer
+    woken_at = datetime.now(UTC)
+    slept = time.monotonic() - asleep
+    lost_before, stopped_before = (
+        len(zombie.events(e)) for e in ("leases.lost", "projection.stopped")
+    )
     zombie.signal(signal.SIGCONT)
+
+    lost = await asyncio.to_thread(zombie.wait_for, "leases.lost", lost_before + 16)
+    stopped = await asyncio.to_thread(zombie.wait_for, "projection.stopped", stopped_before + 16)
+    await _owners_until(store, lambda o: len(o) == 2, ttl)  # it rejoins: 8 and 8
     assert zombie.stop(timeout=90) == 0
     assert rescuer.stop(timeout=90) == 0
+
+    assert slept > ttl
+    woke = lost[lost_before : lost_before + 16]  # what it logged as it woke
+    assert {line["partition"] for line in woke} == set(range(16))
+    assert {line["reason"] for line in woke} == {"deadline passed"}, woke
+    runners = stopped[stopped_before : stopped_before + 16]
+    assert {line["consumer"] for line in runners} == {f"risk-{p}" for p in range(16)}
     streams = await read_streams(store)
     check_invariants(streams)
-    assert sum(len(a) for a in streams.assessments.values()) == 800
-    assert frozen_at < 800, "the zombie should freeze mid-stream"
+    assert sum(len(a) for a in streams.assessments.values()) == 1600
+    assert frozen_at < 1600, "the zombie should freeze mid-stream"
+    # every evidence was assessed before it woke: anything stored since would be a second one
+    landed = [
+        rec.sequence
+        async for rec in store.read_all(stream=store.config.risk_stream)
+        if rec.stored_at >= woken_at
+    ]
+    assert landed == [], "the zombie's writes landed after it woke"
+    refused = [
+        line
+        for line in zombie.events("projection.conflict")
+        if datetime.fromisoformat(line["timestamp"]) >= woken_at
+    ]
+    print(f"\nzombie slept {slept:.1f} s; the fence refused {len(refused)} write(s)")  # noqa: T201 - the figure, with -s
 
 
 async def test_server_crash_during_processing(nats_server: NatsServer, store: EventStore) -> None:

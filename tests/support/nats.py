@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,9 +18,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "QUICK_LEASES",
+    "QUICK_LEASE_TTL",
     "cluster_store",
     "nats_cluster",
     "nats_server",
+    "quick_lease_store",
     "raw_publish",
     "single_partition_store",
     "store",
@@ -66,6 +70,24 @@ async def _provisioned(
 async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """A store connected to a fresh server, with its streams provisioned."""
     async with _provisioned(nats_server.url, StoreConfig(), timeout=2.0) as es:
+        yield es
+
+
+QUICK_LEASE_TTL = timedelta(seconds=3)
+"""The lease TTL of ``quick_lease_store``: a crashed worker's partitions move within ~4 s."""
+QUICK_LEASES = {"RISKPIPE_LEASE_TTL": str(int(QUICK_LEASE_TTL.total_seconds()))}
+"""The environment of worker processes on ``quick_lease_store``: they find its bucket as made."""
+
+
+@pytest.fixture
+async def quick_lease_store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
+    """Like ``store``, its lease bucket made with :data:`QUICK_LEASE_TTL` instead of 15 s.
+
+    Worker processes take the TTL from the bucket; give them :data:`QUICK_LEASES`
+    too, so that their own provisioning finds the bucket as they would make it.
+    """
+    config = StoreConfig(lease_ttl=QUICK_LEASE_TTL)
+    async with _provisioned(nats_server.url, config, timeout=2.0) as es:
         yield es
 
 
