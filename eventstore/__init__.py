@@ -22,13 +22,14 @@ from eventstore._codec import (
     encode_event,
     encode_json,
 )
+from eventstore._copy import Copy, copy_of
 from eventstore._envelope import CloudEvent, msg_id_for
-from eventstore._jetstream._client import RawMessage
+from eventstore._jetstream._client import RawMessage, redact
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
 from eventstore._jetstream._transport import HeaderBlock
 from eventstore._kv import KeyValue, KVEntry
 from eventstore._options import DEFAULT_INBOX_PREFIX, ConnectOptions, check_inbox_prefix
-from eventstore._provision import ProvisionReport
+from eventstore._provision import ProvisionReport, recorded_partitions
 from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
 from eventstore._store import EventStore, PendingAppend
@@ -50,6 +51,7 @@ __all__ = [
     "CloudEvent",
     "ConnectOptions",
     "ConsumerSettings",
+    "Copy",
     "Delivery",
     "DurableConsumer",
     "EventId",
@@ -69,12 +71,15 @@ __all__ = [
     "StoreMetrics",
     "Token",
     "check_inbox_prefix",
+    "copy_of",
     "decode_json",
     "encode_event",
     "encode_json",
     "errors",
     "msg_id_for",
     "partition_of",
+    "recorded_partitions",
+    "redact",
     "resent_headers",
     "sendable_headers",
     "tracing_enabled",

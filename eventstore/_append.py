@@ -31,6 +31,7 @@ __all__ = [
     "MAX_BATCHES_IN_FLIGHT",
     "MSG_ID",
     "NO_STREAM",
+    "WRONG_LAST_MSG_ID",
     "WRONG_LAST_SEQUENCE",
     "AckFuture",
     "AppendResult",
@@ -54,6 +55,7 @@ EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 MAX_BATCH = 1000
 MAX_BATCHES_IN_FLIGHT = 50
 WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_MSG_ID = 10070
 
 
 AckFuture = asyncio.Future[PubAck | None]

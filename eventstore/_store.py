@@ -17,6 +17,7 @@ from eventstore._append import (
     MAX_BATCH,
     MAX_BATCHES_IN_FLIGHT,
     MSG_ID,
+    WRONG_LAST_MSG_ID,
     WRONG_LAST_SEQUENCE,
     AckFuture,
     AppendResult,
@@ -29,6 +30,7 @@ from eventstore._append import (
     with_msg_id,
 )
 from eventstore._codec import encode_event
+from eventstore._copy import EXPECTED_LAST_SEQUENCE
 from eventstore._jetstream._client import JetStreamClient, RawMessage
 from eventstore._jetstream._consumer import DurableConsumer
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
+    from eventstore._copy import Copy
     from eventstore._envelope import CloudEvent
     from eventstore._options import ConnectOptions
     from eventstore._schemas import EventSchemas
@@ -623,6 +626,50 @@ class EventStore:
             self._count(stream, "rejected")
             raise
 
+    async def append_in_order(
+        self, copies: Sequence[Copy], *, after: int
+    ) -> list[AppendResult | EventStoreError]:
+        """Append stored messages again, in order, each fenced on the one before it.
+
+        The first copy is stored only if its stream then ends at sequence
+        ``after``, each later one only if the stream then ends with the copy
+        before it (see :mod:`eventstore._copy`): pipelined, yet stored in order
+        and unbroken, never after one that failed, never interleaved with
+        another writer's messages. For copying a stream into another store.
+        One result per copy, in order; from the first that fails, every later
+        one fails too, with :class:`ConcurrencyConflictError` (its fence).
+        Nothing is retried: the caller reads what the stream holds and goes on.
+        """
+        results: list[AppendResult | EventStoreError] = []
+        window = _CHUNK * _CHUNKS_AHEAD
+        for start in range(0, len(copies), window):
+            messages = [
+                copy.message(after + at, copies[at - 1].msg_id if at else None)
+                for at, copy in enumerate(copies[start : start + window], start=start)
+            ]
+            futures = await self.client.publisher.publish_many(messages)
+            for message, fut in zip(messages, futures, strict=True):
+                results.append(await self._in_order_result(message, fut))
+        return results
+
+    async def _in_order_result(
+        self, message: OutboundMessage, fut: AckFuture
+    ) -> AppendResult | EventStoreError:
+        subject = message.subject
+        try:
+            ack = await fut
+        except JetStreamAPIError as exc:
+            if exc.err_code in (WRONG_LAST_SEQUENCE, WRONG_LAST_MSG_ID):
+                fence = int(message.headers[EXPECTED_LAST_SEQUENCE])
+                return ConcurrencyConflictError(subject, fence, _actual(exc.description))
+            return AppendRejectedError(exc.what, exc.code, exc.err_code, exc.description)
+        except EventStoreError as exc:
+            return exc
+        if ack is None:
+            return EventStoreError(f"publish to {subject}: empty acknowledgement")
+        self._count(ack.stream, "duplicate" if ack.duplicate else "stored")
+        return AppendResult(ack.stream, subject, ack.seq, ack.duplicate)
+
     async def append_batch(
         self,
         events: Sequence[CloudEvent],
@@ -883,3 +930,9 @@ class EventStore:
             DecodeError: the stored bytes are not a valid event.
         """
         return decode_recorded(raw, self.schemas, self.config)
+
+
+def _actual(description: str) -> int | None:
+    """The stream's last sequence, from the server's ``wrong last sequence: N``."""
+    number = description.rpartition(":")[2].strip()
+    return int(number) if number.isdecimal() else None

@@ -208,14 +208,15 @@ class PartitionsMismatchError(ConfigDriftError):
         if found is None:
             message = (
                 f"stream {stream} was made before partitions (its evidence is stored without a"
-                " partition token): make a partitioned store and publish the evidence to it"
-                " again (docs/operations.md, Repartitioning)"
+                " partition token): copy its evidence into a new store with `riskpipe migrate"
+                " --to <new store's URL>` (docs/operations.md, Repartitioning)"
             )
         else:
             message = (
                 f"stream {stream} has {found} partitions, not {wanted}: the number of partitions"
                 f" is fixed when the store is made; use --partitions {found} (or"
-                f" RISKPIPE_PARTITIONS={found}), or make a new store with {wanted}"
+                f" RISKPIPE_PARTITIONS={found}), or copy the evidence into a new store with"
+                f" `riskpipe migrate --to <new store's URL> --partitions {wanted}`"
                 " (docs/operations.md, Repartitioning)"
             )
         self.args = (message,)

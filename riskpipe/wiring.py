@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from riskpipe.settings import Settings
 
 __all__ = [
+    "CONNECT_FIELDS",
     "build_schemas",
     "connect_options",
     "connect_store",
@@ -65,7 +66,7 @@ def connect_options(settings: Settings) -> ConnectOptions:
     )
 
 
-_CONNECT_FIELDS = (
+CONNECT_FIELDS = (  # the settings that say how to connect: TLS files and credentials
     "tls_ca",
     "tls_cert",
     "tls_key",
@@ -81,7 +82,7 @@ _CONNECT_FIELDS = (
 def private_settings(settings: Settings, url: str, **updates: object) -> Settings:
     """``settings`` pointed at a private, unsecured server (demo, benchmarks): no TLS, no login."""
     return settings.model_copy(
-        update={**dict.fromkeys(_CONNECT_FIELDS, None), "nats_url": url, **updates}
+        update={**dict.fromkeys(CONNECT_FIELDS, None), "nats_url": url, **updates}
     )
 
 

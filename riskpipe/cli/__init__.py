@@ -7,6 +7,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _demo,
     _dlq,
     _explain,
+    _migrate,
     _ops,
     _server,
     _store,

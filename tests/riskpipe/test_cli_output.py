@@ -19,12 +19,12 @@ from eventstore import EventStore
 from projections.audit import ReplayReport, replay
 from riskpipe.cli import main
 from riskpipe.cli._audit import _entities_table
+from riskpipe.server import NatsServer
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from riskpipe.server import NatsServer
 
 pytestmark = pytest.mark.usefixtures("logging_restored")
 
@@ -67,8 +67,11 @@ def _json_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> set[tupl
     return found
 
 
-def _one_result(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
-    """Commands whose --json prints one result: the arguments that run each."""
+def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]:
+    """Commands whose --json prints one result: the arguments that run each.
+
+    ``target`` is a second server, the store migrate copies into.
+    """
     (tmp_path / "log.json").write_text(json.dumps(SAMPLE_LOG))
     (tmp_path / "again.jsonl").write_text(evidence_line("o0", entity=LONG) + "\n")
     small = ["--events", "200", "--entities", "5", "--runs", "1"]
@@ -77,6 +80,7 @@ def _one_result(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("asyncapi",): [],
         ("publish",): [str(tmp_path / "again.jsonl")],
         ("replay",): ["--jobs", "1"],
+        ("migrate",): ["--to", target],
         ("explain",): ["--tenant", "t1", "--entity", LONG],
         ("analyze",): [str(tmp_path / "log.json")],
         ("bench", "analyze"): ["--evidence", "200", "--entities", "5", "--runs", "1"],
@@ -96,7 +100,15 @@ LISTS: dict[tuple[str, ...], tuple[list[str], int]] = {
 
 def test_every_json_output_is_json_lines(cli: CliRunner, tmp_path: Path) -> None:
     """Each --json prints compact JSON objects one per line: one per item, or exactly one."""
-    one = _one_result(tmp_path)
+    target = NatsServer(data_dir=tmp_path / "target")
+    target.start()
+    try:
+        _json_lines(cli, _one_result(tmp_path, target.url))
+    finally:
+        target.kill()
+
+
+def _json_lines(cli: CliRunner, one: dict[tuple[str, ...], list[str]]) -> None:
     assert _json_commands(main) == set(one) | set(LISTS), "a --json command is not covered"
     for path, args in [*((p, a) for p, a in one.items()), *((p, a) for p, (a, _) in LISTS.items())]:
         result = cli.invoke(main, [*path, *args, "--json"])
