@@ -92,7 +92,7 @@ def private_environment(environ: Mapping[str, str], url: str) -> dict[str, str]:
     The same as :func:`private_settings`, for processes that read their settings
     from the environment.
     """
-    dropped = {f"RISKPIPE_{name.upper()}" for name in (*_CONNECT_FIELDS, "nats_url")}
+    dropped = {f"RISKPIPE_{name.upper()}" for name in (*CONNECT_FIELDS, "nats_url")}
     kept = {key: value for key, value in environ.items() if key.upper() not in dropped}
     return kept | {"RISKPIPE_NATS_URL": url}
 

@@ -1,11 +1,11 @@
 """The parts of ``riskpipe bench pipeline``: offered load, latency, and worker processes.
 
 With ``--workers N,...``, each N starts N ``riskpipe worker`` processes against
-the same private server, as N machines would run them, waits until their leases have settled (every
-partition owned, each worker holding its share), then appends evidence as
-fast as the store takes it and times until every partition has acknowledged
-it. The raw loop runs over the same events in the same round, while the
-workers sit idle. CPU is read from each process (workers and server), so the
+the same private server, as N machines would run them, and waits until their
+leases have settled (every partition owned, each worker holding its share).
+Each round fills the stream while they are paused, then times them until every
+partition has acknowledged it; the raw loop then runs over the same events,
+the workers idle. CPU is read from each process (workers and server), so the
 figures say where the time went.
 """
 
@@ -153,10 +153,21 @@ class WorkerProcesses:
         seconds = [process_cpu_seconds(pid) for pid in self.pids]
         return None if None in seconds else sum(s for s in seconds if s is not None)
 
+    def pause(self) -> None:
+        """Freeze every worker (SIGSTOP)."""
+        for proc in self._procs:
+            proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let every worker run again (SIGCONT)."""
+        for proc in self._procs:
+            proc.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM every worker (a clean leave), then SIGKILL any that hangs."""
         for proc in self._procs:
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused one must wake up to leave
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in self._procs:
@@ -275,17 +286,23 @@ async def _throughput_round(
     mine: WorkersFigures,
     source: str,
 ) -> None:
-    """Append a round's evidence to the settled workers; time until all of it is acknowledged."""
+    """Fill the stream while the workers are paused, then time them until it is all handled.
+
+    Pausing (SIGSTOP) for the fraction of a second the append takes keeps the
+    ingest's cost, client and server, out of the workers' window, as the raw
+    loop's window has none: both start from a filled stream. The pause is far
+    shorter than a lease's local deadline, so nobody loses a partition.
+    """
     last = int((await store.stream_state(store.config.evidence_stream))["last_seq"])
     events = synthetic_evidence(run.count, source=f"bench-{source}", entities=run.entities)
-
-    async def appended_and_handled() -> None:
+    workers.pause()
+    try:
         await store.append_many(events)
-        await wait_acked(store, last + run.count)
-
+    finally:
+        workers.resume()
     cpu = _CpuWatch(workers)
     with cpu:
-        sample = await timed(run.count, appended_and_handled)
+        sample = await timed(run.count, partial(wait_acked, store, last + run.count))
     if cpu.spent:
         worker_s, server_s = cpu.spent[-1]
         sample = Sample(sample.rate, worker_s * 1e6 / run.count)
