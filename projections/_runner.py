@@ -23,6 +23,7 @@ import bisect
 import collections
 import contextlib
 import functools
+import operator
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,12 +129,14 @@ def split_subject(subject: str) -> tuple[str, str]:
         return _INVALID, _INVALID
 
 
+_stream_seq = operator.attrgetter("stream_seq")
+
+
 def _remove(queue: list[Delivery], seq: int) -> None:
-    """Drop the delivery of stream sequence ``seq`` from a mailbox queue."""
-    for at, queued in enumerate(queue):
-        if queued.stream_seq == seq:
-            del queue[at]
-            return
+    """Drop the delivery of stream sequence ``seq`` from a mailbox queue (kept in order)."""
+    at = bisect.bisect_left(queue, seq, key=_stream_seq)
+    if at < len(queue) and queue[at].stream_seq == seq:
+        del queue[at]
 
 
 class ProjectionRunner:
@@ -416,12 +419,16 @@ class ProjectionRunner:
         self._in_flight[seq] = delivery
         self._received.setdefault(seq, time.monotonic())
         box = self._boxes.setdefault(delivery.subject, _Mailbox())
-        keys = [d.stream_seq for d in box.queue]
-        at = bisect.bisect_left(keys, seq)
-        if at < len(keys) and keys[at] == seq:
-            box.queue[at] = delivery  # a redelivery of a message we hold: keep the newest
+        queue = box.queue
+        if not queue or queue[-1].stream_seq < seq:
+            queue.append(delivery)  # in stream order, as a partition delivers: a hot entity's
+            # mailbox may hold thousands, so never look through it
         else:
-            box.queue.insert(at, delivery)
+            at = bisect.bisect_left(queue, seq, key=_stream_seq)
+            if at < len(queue) and queue[at].stream_seq == seq:
+                queue[at] = delivery  # a redelivery of a message we hold: keep the newest
+            else:
+                queue.insert(at, delivery)
         if box.blocked_by == seq:
             box.blocked_by = None  # the message that blocked its entity is back
         if not box.active and box.blocked_by is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import statistics
 import tempfile
@@ -17,7 +18,7 @@ from riskpipe.server import NatsServer
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-__all__ = ["Measurement", "Sample", "private_server", "timed"]
+__all__ = ["Measurement", "Sample", "private_server", "process_cpu_seconds", "timed"]
 
 
 @contextmanager
@@ -84,3 +85,13 @@ async def timed(items: int, work: Callable[[], Awaitable[object]]) -> Sample:
     await work()
     elapsed = time.perf_counter() - start
     return Sample(items / elapsed, (_cpu_seconds() - cpu) * 1e6 / items)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User and system CPU seconds of a live process, from /proc (None without /proc, or gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -13,6 +13,8 @@ from eventstore.errors import StoreUnavailableError
 from projections.risk import build_schemas as _risk_schemas
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from riskpipe.settings import Settings
 
 __all__ = [
@@ -83,6 +85,17 @@ def private_settings(settings: Settings, url: str, **updates: object) -> Setting
     return settings.model_copy(
         update={**dict.fromkeys(CONNECT_FIELDS, None), "nats_url": url, **updates}
     )
+
+
+def private_environment(environ: Mapping[str, str], url: str) -> dict[str, str]:
+    """``environ`` for a riskpipe child process on a private server: no TLS, no login.
+
+    The same as :func:`private_settings`, for processes that read their settings
+    from the environment.
+    """
+    dropped = {f"RISKPIPE_{name.upper()}" for name in (*CONNECT_FIELDS, "nats_url")}
+    kept = {key: value for key, value in environ.items() if key.upper() not in dropped}
+    return kept | {"RISKPIPE_NATS_URL": url}
 
 
 async def connect_store(settings: Settings, *, name: str = "riskpipe") -> EventStore:

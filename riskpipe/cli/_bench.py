@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -13,10 +12,16 @@ from prometheus_client import CollectorRegistry
 
 from eventstore import EventStore
 from eventstore.baselines import raw_ordered_read, raw_pipelined_publish, raw_projection_loop
-from projections import handled_floor
 from projections.audit import replay
 from riskpipe.bench import Measurement, Sample, private_server, timed
 from riskpipe.cli._app import AppContext, bench, pass_app
+from riskpipe.cli._bench_pipeline import (
+    PipelineRun,
+    WorkersFigures,
+    as_figures,
+    measure_workers,
+    offered_latency,
+)
 from riskpipe.cli._common import measurement_table, out_console
 from riskpipe.client import Observation, Producer
 from riskpipe.demo import synthetic_evidence
@@ -27,7 +32,8 @@ from riskpipe.worker import Worker
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from eventstore import CloudEvent, RecordedEvent
+    from eventstore import CloudEvent
+    from riskpipe.server import NatsServer
     from riskpipe.settings import Settings
 
 INGEST_TARGET = 0.7
@@ -171,15 +177,23 @@ async def _client_run(producer: Producer, count: int, entities: int, run: int) -
 
 
 PIPELINE_TARGET = 0.5
+SCALE_TARGET = 1.6
+"""Two worker processes against one, events/s."""
+P99_LIMIT = 2.0
+"""Two worker processes' p99 at the offered rate, against one's: stays under this."""
+_ONE, _TWO = 1, 2
 
 
-@dataclass(frozen=True)
-class _PipelineRun:
-    count: int
-    entities: int
-    rate: int
-    latency_events: int
-    runs: int
+def _worker_counts(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[int]:
+    if value is None:
+        return []
+    try:
+        counts = [int(part) for part in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise click.BadParameter(f"{value!r} is not a list of distinct process counts, e.g. 1,2")
+    return counts
 
 
 @bench.command()
@@ -192,6 +206,13 @@ class _PipelineRun:
     "--latency-events", default=4000, show_default=True, help="Events in the latency run."
 )
 @click.option("--runs", default=5, show_default=True, help="Runs per path; medians are reported.")
+@click.option(
+    "--workers",
+    "worker_counts",
+    callback=_worker_counts,
+    help="Run `riskpipe worker` processes instead of an in-process worker, e.g. 1,2: "
+    "each count in turn, sharing the partitions by leases.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @pass_app
 def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
@@ -201,11 +222,20 @@ def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
     rate: int,
     latency_events: int,
     runs: int,
+    worker_counts: list[int],
     as_json: bool,
 ) -> None:
-    """Projection throughput against a raw nats-py loop, and end-to-end latency at a fixed rate."""
+    """Projection throughput against a raw nats-py loop, and end-to-end latency at a fixed rate.
+
+    With ``--workers 1,2``, each count of worker processes runs against the same
+    private server (settled leases first), with the raw loop in the same rounds;
+    CPU per event is read from the workers and from the server.
+    """
     configure_logging("error", app.settings.log_format)
-    run = _PipelineRun(count, entities, rate, latency_events, runs)
+    run = PipelineRun(count, entities, rate, latency_events, runs)
+    if worker_counts:
+        _pipeline_processes(app.settings, run, worker_counts, as_json=as_json)
+        return
     with private_server() as server:
         settings = private_settings(app.settings, server.url, fetch_timeout=0.2)
         figures = asyncio.run(_pipeline(settings, run))
@@ -220,7 +250,7 @@ def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
     )
 
 
-async def _pipeline(settings: Settings, run: _PipelineRun) -> dict[str, Any]:
+async def _pipeline(settings: Settings, run: PipelineRun) -> dict[str, Any]:
     store = await EventStore.connect(
         settings.nats_url, schemas=build_schemas(), config=store_config(settings)
     )
@@ -256,48 +286,57 @@ async def _pipeline(settings: Settings, run: _PipelineRun) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def _latency(store: EventStore, settings: Settings, run: _PipelineRun) -> tuple[float, float]:
-    """Offer events at a fixed rate to a running worker; stored-to-assessed latency p50, p99."""
-    first = int((await store.stream_state(store.config.evidence_stream))["last_seq"]) + 1
+async def _latency(store: EventStore, settings: Settings, run: PipelineRun) -> tuple[float, float]:
+    """Offer events at a fixed rate to an in-process worker; stored-to-assessed p50, p99."""
     stop = asyncio.Event()
     worker = asyncio.create_task(Worker(store, settings, CollectorRegistry()).run(stop, http=False))
-    await _offer(store, run)
-    await _wait_acked(store, first + run.latency_events - 1)
-    stop.set()
-    await worker
-    stored = {rec.sequence: rec.stored_at async for rec in store.read_all(from_seq=first)}
-    latencies = sorted(
-        [
-            (rec.stored_at - stored[seq]).total_seconds()
-            async for rec in store.read_all(stream=store.config.risk_stream)
-            if (seq := _evidence_seq(rec)) in stored
-        ]
-    )
-    return latencies[len(latencies) // 2], latencies[int((len(latencies) - 1) * 0.99)]
+    try:
+        return await offered_latency(store, run)
+    finally:
+        stop.set()
+        await worker
 
 
-async def _offer(store: EventStore, run: _PipelineRun) -> None:
-    events = synthetic_evidence(run.latency_events, source="bench-latency", entities=run.entities)
-    tick = 0.01
-    per_tick = max(1, int(run.rate * tick))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    for n in range(0, len(events), per_tick):
-        await store.append_many(events[n : n + per_tick])
-        await asyncio.sleep(max(0.0, started + (n // per_tick + 1) * tick - loop.time()))
+def _pipeline_processes(
+    app_settings: Settings, run: PipelineRun, counts: list[int], *, as_json: bool
+) -> None:
+    with private_server() as server:
+        settings = private_settings(app_settings, server.url, fetch_timeout=0.2)
+        measured = asyncio.run(_processes(settings, server, run, counts))
+    figures = {"events": run.count, "runs": run.runs, "rate": run.rate} | as_figures(measured)
+    by_count = {row["workers"]: row for row in figures["by_workers"]}
+    if _ONE in by_count and _TWO in by_count:
+        figures |= {"scale_target": SCALE_TARGET, "p99_limit": P99_LIMIT}
+    title = f"pipeline: {run.count} evidence events x {run.runs} runs, worker processes"
+    rows = [m for mine in measured for m in (mine.projection, mine.raw)]
+    _report(figures, rows, title, "events/s", as_json=as_json)
+    if as_json:
+        return
+    for row in figures["by_workers"]:
+        click.echo(
+            f"{row['workers']} process(es): server CPU {row['server_cpu_us']} µs/event "
+            f"(raw loop: {row['raw_server_cpu_us']}), ratio to raw {row['ratio']:.2f}, "
+            f"latency at {run.rate}/s offered p50 {row['latency_p50_ms']:.1f} ms, "
+            f"p99 {row['latency_p99_ms']:.1f} ms, leases settled in {row['settle_s']} s"
+        )
+    if _ONE in by_count and _TWO in by_count:
+        _verdict("2 processes / 1", by_count[_TWO]["speedup"], SCALE_TARGET)
+        p99 = by_count[_TWO]["p99_vs_one"]
+        verdict = "meets" if p99 < P99_LIMIT else "above"
+        click.echo(f"p99 2 processes / 1 = {p99:.2f} ({verdict} the under-{P99_LIMIT}x limit)")
 
 
-def _evidence_seq(rec: RecordedEvent) -> int:
-    evidence = (rec.event.data or {}).get("evidence") if rec.event is not None else None
-    return int(str(evidence["sequence"])) if isinstance(evidence, dict) else 0
-
-
-async def _wait_acked(store: EventStore, last_seq: int) -> None:
-    async with asyncio.timeout(120):
-        while True:
-            if await handled_floor(store, "risk") >= last_seq:
-                return
-            await asyncio.sleep(0.05)  # polling the server's ack floor
+async def _processes(
+    settings: Settings, server: NatsServer, run: PipelineRun, counts: list[int]
+) -> list[WorkersFigures]:
+    async with await connect_store(settings, name="riskpipe-bench") as store:
+        await store.provision()
+        measured = await measure_workers(store, server, settings, run, counts)
+        evidence = (await store.stream_state(store.config.evidence_stream))["messages"]
+        assessed = (await store.stream_state(store.config.risk_stream))["messages"]
+    if assessed != evidence:  # every synthetic evidence is valid: one assessment each
+        raise click.ClickException(f"{evidence} evidence events but {assessed} assessments")
+    return measured
 
 
 REPLAY_TARGET = 0.5
