@@ -339,8 +339,8 @@ class ProjectionRunner:
             if self.state == "paused":
                 await self._wait_for(self._resumed, 0.5)
                 continue
-            if len(self._in_flight) >= self.settings.max_in_flight:
-                self._room.clear()  # set again by _finish once a message is done
+            if not self._room_for_a_fetch():
+                self._room.clear()  # set again by _finish once enough messages are done
                 await self._wait_for(self._room, 0.5)
                 continue
             wait = self.settings.fetch_timeout
@@ -361,6 +361,16 @@ class ProjectionRunner:
                 self._dispatch(delivery)
             if not deliveries and until_idle and not self._in_flight and await self._idle():
                 return
+
+    def _room_for_a_fetch(self) -> bool:
+        """Room for half a batch at least: when full, a message done does not pull one more.
+
+        Refilling one message at a time would send the server a pull request
+        per message finished, as a deep backlog (or one hot entity) keeps the
+        runner full.
+        """
+        room = self.settings.max_in_flight - len(self._in_flight)
+        return room >= max(1, min(self.settings.batch, self.settings.max_in_flight) // 2)
 
     async def _fetch(self, wait: float) -> list[Delivery]:
         """The next deliveries; none after recreating a consumer found missing."""
@@ -738,7 +748,7 @@ class ProjectionRunner:
         seq = delivery.stream_seq
         self._in_flight.pop(seq, None)
         received = self._received.pop(seq, None)
-        if len(self._in_flight) < self.settings.max_in_flight:
+        if self._room_for_a_fetch():
             self._room.set()
         if self._metrics is not None:
             if (counter := self._outcomes.get(outcome)) is None:
