@@ -45,17 +45,27 @@ async def test_appends_ride_out_the_evidence_leader_being_killed(
 async def test_the_election_window_is_what_outlasts_an_election(
     nats_cluster: NatsCluster, cluster_store: EventStore
 ) -> None:
-    """Without an election window an append fails while the leader is elected; with it, it lands."""
+    """Without an election window an append fails while no leader can be elected; with it, it lands.
+
+    Two of the three nodes are killed, so no new leader can be elected until
+    one of them is back: without that, a fast election could answer the hasty
+    append before it gives up.
+    """
     leader = await _leader(cluster_store, nats_cluster, "EVIDENCE")
-    survivor = next(node for node in nats_cluster.nodes if node is not leader)
+    survivor, second = (node for node in nats_cluster.nodes if node is not leader)
     hasty = await _connect(survivor.url, election_window=timedelta(0))
-    patient = await _connect(survivor.url)
+    patient = await _connect(survivor.url, election_window=timedelta(seconds=60))
     async with hasty, patient:
         leader.kill()
+        second.kill()
         with pytest.raises(TransientStoreError):
             await hasty.append(evidence("hasty"))
-        async with asyncio.timeout(30):
-            stored = await patient.append(evidence("patient"))
+        appending = asyncio.create_task(patient.append(evidence("patient")))
+        await asyncio.sleep(1.0)
+        assert not appending.done()  # it waits out the missing leader instead of failing
+        await asyncio.to_thread(nats_cluster.restart, second)
+        async with asyncio.timeout(60):
+            stored = await appending
     assert not stored.duplicate
     assert stored.sequence >= 1
 
