@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -157,6 +158,18 @@ class Worker:
         self.started = asyncio.Event()
         """Set once every runner has its consumer in place and fetches."""
 
+    def _partition_settings(self) -> RunnerSettings:
+        """The runner settings of one partition: a share of the worker's in-flight budget.
+
+        ``RISKPIPE_MAX_IN_FLIGHT`` is the worker's: split over the store's P
+        partitions (at least 1 each), so a worker holding every partition holds
+        at most that many messages, not P times as many. Messages held longer
+        than the ack wait are redelivered: a budget per partition would let a
+        deep backlog on 16 partitions outgrow it.
+        """
+        share = self._runner_settings.max_in_flight // self.store.config.partitions
+        return dataclasses.replace(self._runner_settings, max_in_flight=max(1, share))
+
     def runner_for(self, partition: int) -> ProjectionRunner:
         """The runner of one partition: consumer ``<projection>-<partition>``, its subjects only."""
         return ProjectionRunner(
@@ -167,7 +180,7 @@ class Worker:
             on_commit=self.projection.committed,
             on_conflict=self.projection.conflicted,
             filter_subject=self.store.config.partition_filter(partition),
-            settings=self._runner_settings,
+            settings=self._partition_settings(),
             metrics=self._runner_metrics,
         )
 
