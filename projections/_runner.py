@@ -834,9 +834,6 @@ class ProjectionRunner:
         self.checkpoint = floor
         if self._metrics is not None:
             self._metrics.checkpoint.labels(self.name, self.consumer_name).set(floor)
-        self.checkpoint = floor
-        if self._metrics is not None:
-            self._metrics.checkpoint.labels(self.name, self.consumer_name).set(floor)
 
     def _refused(self, refused: CheckpointRefusedError) -> None:
         """A stored checkpoint not to start from: said and counted; the runner starts without it.
