@@ -423,7 +423,7 @@ class ProjectionRunner:
     def _dispatch(self, delivery: Delivery) -> None:
         seq = delivery.stream_seq
         self._backlog = delivery.num_pending
-        self._seen.add(seq, delivery.consumer_seq)
+        self._seen.add(seq, delivery.consumer_seq, redelivered=delivery.num_delivered > 1)
         if delivery.num_delivered > 1 and self._metrics is not None:
             self._metrics.redeliveries.labels(self.name).inc()
         self._in_flight[seq] = delivery

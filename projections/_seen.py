@@ -58,11 +58,26 @@ class SeenSequences:
         """Record that every sequence up to ``seq`` is handled (the consumer's ack floor)."""
         self.done = max(self.done, seq)
 
-    def add(self, seq: int, delivery: int) -> None:
-        """Record the delivery of stream sequence ``seq`` as consumer sequence ``delivery``."""
+    def add(self, seq: int, delivery: int, *, redelivered: bool = False) -> None:
+        """Record the delivery of stream sequence ``seq`` as consumer sequence ``delivery``.
+
+        Only a message's first delivery says where the consumer's new
+        messages have got to. A redelivery (``redelivered``) may come from far
+        behind, with messages after it still held elsewhere or waiting for
+        their own redelivery: it never starts the tracked range, and one past
+        its end extends it only with what it skips marked uncertain, as is
+        what the next new message skips.
+        """
         if self.first and delivery != self.last_delivery + 1:
             self._jumped = True  # tracking, and a delivery went elsewhere since the last
         self.last_delivery = max(self.last_delivery, delivery)
+        if redelivered and (self.first == 0 or seq > self.last):
+            if self.first:
+                if seq > self.last + 1:
+                    self._mark_uncertain(self.last + 1, seq - 1)
+                self.last = seq
+                self._jumped = True
+            return
         if self.first == 0:
             self.first = self.last = seq
             self._jumped = False

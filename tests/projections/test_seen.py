@@ -133,3 +133,31 @@ def test_a_redelivery_takes_a_new_consumer_sequence() -> None:
     seen.add(1, 3)  # the server numbers every delivery anew
     seen.add(5, 4)
     assert seen.covers(1, 5)
+
+
+def test_a_redelivery_first_does_not_vouch_for_what_follows_it() -> None:
+    """A worker taking over a partition gets a redelivery first: what it skips is not covered.
+
+    Evidence 1757 and 1760 were held by the previous owner and handed back;
+    1757 comes back first, then a new message 2007 with the next consumer
+    sequence. 1760 still waits for its redelivery, so 1757..2007 must not
+    count as delivered here (an entity of 1760 would skip its evidence).
+    """
+    seen = SeenSequences()
+    seen.handled_through(1749)
+    seen.add(1757, 50, redelivered=True)
+    seen.add(2007, 51)
+    assert not seen.covers(1758, 2006), "1760 waits for its redelivery"
+    assert seen.first == 2007
+    seen.add(2008, 52)
+    assert seen.covers(2007, 2008)
+
+
+def test_a_redelivery_past_the_tracked_end_leaves_what_it_skips_uncertain() -> None:
+    """Redelivered beyond the last new message: its skip, and the next new message's, are uncertain."""
+    seen = _seen((5, 1), (6, 2))
+    seen.add(9, 5, redelivered=True)  # delivered elsewhere first (3, 4), handed back
+    seen.add(11, 6)  # 10 went elsewhere as consumer sequence 4 and may still be held there
+    assert not seen.covers(7, 8)
+    assert not seen.covers(10, 10)
+    assert seen.covers(11, 11)
