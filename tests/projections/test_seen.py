@@ -154,7 +154,7 @@ def test_a_redelivery_first_does_not_vouch_for_what_follows_it() -> None:
 
 
 def test_a_redelivery_past_the_tracked_end_leaves_what_it_skips_uncertain() -> None:
-    """Redelivered beyond the last new message: its skip, and the next new message's, are uncertain."""
+    """Redelivered past the last new message: its skip and the next new one's are uncertain."""
     seen = _seen((5, 1), (6, 2))
     seen.add(9, 5, redelivered=True)  # delivered elsewhere first (3, 4), handed back
     seen.add(11, 6)  # 10 went elsewhere as consumer sequence 4 and may still be held there
