@@ -1,0 +1,47 @@
+"""Human review: cases opened by policy, decided by people, kept as events in the log."""
+
+from projections.review._case import Case, CaseStatus, EntityCases, TimelineEntry, fold_cases
+from projections.review._events import (
+    ASSIGNED,
+    COMMENTED,
+    DECIDED,
+    OPENED,
+    REOPENED,
+    REVIEW_TYPES,
+    Actor,
+    AssessmentRef,
+    CaseAssignedData,
+    CaseCommentedData,
+    CaseDecidedData,
+    CaseOpenedData,
+    CaseReopenedData,
+    Outcome,
+    Role,
+    Trigger,
+    register_review_types,
+)
+
+__all__ = [
+    "ASSIGNED",
+    "COMMENTED",
+    "DECIDED",
+    "OPENED",
+    "REOPENED",
+    "REVIEW_TYPES",
+    "Actor",
+    "AssessmentRef",
+    "Case",
+    "CaseAssignedData",
+    "CaseCommentedData",
+    "CaseDecidedData",
+    "CaseOpenedData",
+    "CaseReopenedData",
+    "CaseStatus",
+    "EntityCases",
+    "Outcome",
+    "Role",
+    "TimelineEntry",
+    "Trigger",
+    "fold_cases",
+    "register_review_types",
+]
