@@ -27,7 +27,7 @@ from analyzers._facade import (
     fallback_report,
 )
 from analyzers._levels import RiskLevel, resolve_level
-from analyzers._loading import load_config
+from analyzers._loading import load_config, load_settings_file
 from analyzers._log import parse_evidence_log
 from analyzers._scoring import (
     applied_modifier,
@@ -92,6 +92,7 @@ __all__ = [
     "decayed_score",
     "fallback_report",
     "load_config",
+    "load_settings_file",
     "parse_evidence_log",
     "resolve_level",
     "trusted",

@@ -7,6 +7,7 @@ from projections.review._events import (
     DECIDED,
     OPENED,
     REOPENED,
+    REVIEW_STREAM,
     REVIEW_TYPES,
     Actor,
     AssessmentRef,
@@ -20,6 +21,11 @@ from projections.review._events import (
     Trigger,
     register_review_types,
 )
+from projections.review._listing import all_cases
+from projections.review._policy import ReviewPolicy, load_policy, rank
+from projections.review._projection import ReviewProjection
+from projections.review._reading import read_cases
+from projections.review._service import ReviewService
 
 __all__ = [
     "ASSIGNED",
@@ -27,6 +33,7 @@ __all__ = [
     "DECIDED",
     "OPENED",
     "REOPENED",
+    "REVIEW_STREAM",
     "REVIEW_TYPES",
     "Actor",
     "AssessmentRef",
@@ -39,9 +46,16 @@ __all__ = [
     "CaseStatus",
     "EntityCases",
     "Outcome",
+    "ReviewPolicy",
+    "ReviewProjection",
+    "ReviewService",
     "Role",
     "TimelineEntry",
     "Trigger",
+    "all_cases",
     "fold_cases",
+    "load_policy",
+    "rank",
+    "read_cases",
     "register_review_types",
 ]

@@ -39,7 +39,7 @@ from analyzers import (
 )
 from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
-from projections._deadletter import dead_letter
+from projections._deadletter import dead_letter, dlq_subject
 from projections._message import CHAIN, Message, Output, Result
 from projections.errors import (
     ForeignMessagesError,
@@ -168,7 +168,7 @@ class RiskProjection:
     def committed(self, message: Message, results: list[AppendResult]) -> None:
         """Remember the entity's new state, version and cursor once its outputs are stored."""
         known: _Known | None = message.context.get("pending")
-        risk = [r for r in results if r.stream == self.store.config.risk_stream]
+        risk = [r for r in results if r.stream == self.store.config.stream_for("risk")]
         if known is not None and risk:
             self._remember(
                 message.delivery.subject, _Known(known.state, risk[-1].version, known.cursor)
@@ -263,7 +263,7 @@ class RiskProjection:
             ForeignMessagesError: more than ``FOREIGN_WALK_LIMIT`` messages
                 read without reaching the last valid assessment.
         """
-        stream, end, width = self.store.config.risk_stream, before, _FIRST_WINDOW
+        stream, end, width = self.store.config.stream_for("risk"), before, _FIRST_WINDOW
         while end > 1:
             start = max(1, end - width)
             found: RiskAssessedData | None = None
@@ -367,11 +367,11 @@ class RiskProjection:
     async def _dead_lettered(self, message: Message) -> set[int]:
         """Evidence sequences of this entity that already have a dead letter."""
         config = self.store.config
-        subject = config.dlq_subject(self.name, message.tenant, message.entity)
+        subject = dlq_subject(config, self.name, message.tenant, message.entity)
         seqs: set[int] = set()
         seq = 1
         while (
-            rec := await self.store.get(config.dlq_stream, seq, next_on_subject=subject)
+            rec := await self.store.get(config.stream_for("dlq"), seq, next_on_subject=subject)
         ) is not None:
             if rec.event is not None and rec.event.data is not None:
                 seqs.add(int(str(rec.event.data["sequence"])))

@@ -79,7 +79,7 @@ async def _publish(store: EventStore, events: int, seed: int) -> None:
 
 async def _show(store: EventStore, projection: str) -> None:
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    async for rec in store.read_all(stream=store.config.risk_stream):
+    async for rec in store.read_all(stream=store.config.stream_for("risk")):
         if rec.event is not None:
             latest[(rec.event.tenant, rec.event.subject)] = rec.event.data or {}
     table = Table(title="risk by entity (latest assessment)")

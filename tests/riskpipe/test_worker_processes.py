@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from support.events import evidence
 from support.pipeline import WorkerProcess, check_invariants, process_alive, read_streams
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from projections import read_leases
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ async def test_a_child_killed_during_a_batch_run_is_restarted_and_the_run_still_
     Its leases expire (a 3 s TTL here); the surviving and the restarted child
     take its partitions over and run them until every partition is drained.
     """
-    config = StoreConfig(lease_ttl=timedelta(seconds=3))
+    config = topology_config(lease_ttl=timedelta(seconds=3))
     store = await EventStore.connect(nats_server.url, schemas=build_schemas(), config=config)
     async with store:
         await store.provision()
