@@ -250,7 +250,9 @@ class PartitionLeases:
         return (await self.kv.ttl(),)  # a tuple: a bucket without TTL is not "stopped"
 
     def _ttl_retry(self, error: TransientStoreError, attempt: int) -> None:
-        self._log.warning("leases.ttl_unread", member=self.member, error=str(error), attempt=attempt)
+        self._log.warning(
+            "leases.ttl_unread", member=self.member, error=str(error), attempt=attempt
+        )
 
     async def _round_logged(self) -> None:
         try:

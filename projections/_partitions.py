@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PartitionView",
-    "partition_filter",
-    "source_partitions",
     "consumer_name",
     "expected_consumer",
     "handled_floor",
+    "partition_filter",
     "partition_views",
+    "source_partitions",
     "undrained_partitions",
 ]
 

@@ -88,14 +88,14 @@ def _domain_literals(package: str) -> list[str]:
             and isinstance(node.body[0], ast.Expr)
             and isinstance(node.body[0].value, ast.Constant)
         }
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Constant)
-                and isinstance(node.value, str)
-                and id(node) not in docstrings
-                and any(word in node.value.lower().split(".") for word in _DOMAIN_WORDS)
-            ):
-                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+        found.extend(
+            f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and any(word in node.value.lower().split(".") for word in _DOMAIN_WORDS)
+        )
     return found
 
 
