@@ -29,6 +29,7 @@ from analyzers._facade import (
 from analyzers._levels import RiskLevel, resolve_level
 from analyzers._loading import load_config, load_settings_file
 from analyzers._log import parse_evidence_log
+from analyzers._review import ReviewSignal
 from analyzers._scoring import (
     applied_modifier,
     assess,
@@ -78,6 +79,7 @@ __all__ = [
     "LevelThresholds",
     "LogEntry",
     "RecommendationCatalogue",
+    "ReviewSignal",
     "RiskLevel",
     "Severity",
     "SeverityWeights",

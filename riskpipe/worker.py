@@ -17,6 +17,7 @@ from eventstore.errors import (
     ConnectionClosedError,
     ConsumerDriftError,
     EventStoreError,
+    NotProvisionedError,
     TransientStoreError,
 )
 from projections import DeadLetterQueue, ProjectionMetrics, RunnerSettings
@@ -30,7 +31,7 @@ from projections.middleware import (
     timeout,
     tracing,
 )
-from projections.review import ReviewPolicy, ReviewProjection, load_policy
+from projections.review import DecisionBook, ReviewPolicy, ReviewProjection, load_policy
 from projections.risk import RiskMetrics, RiskProjection, verify_evidence_identity
 from riskpipe.hosting import Hosted, HostedSpec, ProjectionHost
 from riskpipe.http import HealthServer
@@ -49,6 +50,8 @@ __all__ = ["Worker", "retried_at_start", "utc_now"]
 
 _log = structlog.get_logger(__name__)
 _WATCH_SECONDS = 0.5
+_DECISIONS_SECONDS = 1.0
+"""How often the worker reads new review decisions: a decision applies within about this."""
 """How often the worker looks whether its connection is closed for good."""
 _T = TypeVar("_T")
 
@@ -131,6 +134,9 @@ class Worker:
         self.drift: ConsumerDriftError | EvidenceReplacedError | None = None
         """Why the worker stopped: a consumer, or the evidence stream, was changed."""
         self.enricher = self._enricher()
+        self.decisions = DecisionBook(store, review_policy(settings)) if settings.review else None
+        """People's decisions, fed back into scoring (docs/review.md); ``None``: review is off."""
+        self._decisions_missing = False
         self.projection = RiskProjection(
             store,
             config=analyzer_config(settings),
@@ -139,6 +145,7 @@ class Worker:
             enricher=self.enricher,
             degraded_mode=settings.degraded_mode,
             metrics=RiskMetrics(registry),
+            reviews=self.decisions.signal if self.decisions is not None else None,
         )
         runner_settings = RunnerSettings(
             batch=settings.batch,
@@ -371,10 +378,11 @@ class Worker:
         guard = asyncio.create_task(self._watch_consumer(halt), name="consumer-watch")
         observer = asyncio.create_task(self._observe_dlq(halt), name="dlq-observer")
         announce = asyncio.create_task(self._announce_started(), name="worker-started")
+        follow = asyncio.create_task(self._follow_decisions(halt), name="decisions")
         try:
             await self._run_hosts(halt, until_idle=until_idle, processes=processes)
         finally:
-            for task in (watch, guard, observer, announce):
+            for task in (watch, guard, observer, announce, follow):
                 task.cancel()
             if server is not None:
                 await server.stop()
@@ -435,12 +443,42 @@ class Worker:
         return True
 
     async def _checks_at_start(self) -> bool:
-        """Take P from the stream and check consumers and evidence: True once all pass."""
+        """Take P from the stream and check consumers and evidence: True once all pass.
+
+        The decisions made so far are read too, so that the first assessments
+        already reflect them.
+        """
         await self.store.adopt_partitions()
         for host in self.hosts:
             await host.verify_consumers()
         await verify_evidence_identity(self.store, self.settings.projection)
+        await self._read_decisions()
         return True
+
+    async def _read_decisions(self) -> None:
+        """Fold the review events stored since the last look into the decision book."""
+        if self.decisions is None:
+            return
+        try:
+            if read := await self.decisions.refresh():
+                _log.info("worker.decisions_read", events=read, at=self.decisions.position)
+        except NotProvisionedError as exc:  # made before review existed: `riskpipe init`
+            if not self._decisions_missing:
+                _log.warning("worker.decisions_unavailable", error=str(exc))
+            self._decisions_missing = True
+        else:
+            self._decisions_missing = False
+
+    async def _follow_decisions(self, stop: asyncio.Event) -> None:
+        """Keep the decision book current: a look every ``_DECISIONS_SECONDS``."""
+        while self.decisions is not None and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DECISIONS_SECONDS):
+                    await stop.wait()
+            try:
+                await self._read_decisions()
+            except EventStoreError as exc:  # NATS away: the next look tries again
+                _log.debug("worker.decisions_failed", error=str(exc))
 
     async def _announce_started(self) -> None:
         """Set ``started`` and log ``worker.started`` once every projection's runners fetch."""

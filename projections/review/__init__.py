@@ -1,6 +1,7 @@
 """Human review: cases opened by policy, decided by people, kept as events in the log."""
 
 from projections.review._case import Case, CaseStatus, EntityCases, TimelineEntry, fold_cases
+from projections.review._decisions import DecisionBook
 from projections.review._events import (
     ASSIGNED,
     COMMENTED,
@@ -23,7 +24,7 @@ from projections.review._events import (
 )
 from projections.review._listing import all_cases
 from projections.review._policy import ReviewPolicy, load_policy, rank
-from projections.review._projection import ReviewProjection
+from projections.review._projection import ReviewProjection, raised_by
 from projections.review._reading import read_cases
 from projections.review._service import ReviewService
 
@@ -44,6 +45,7 @@ __all__ = [
     "CaseOpenedData",
     "CaseReopenedData",
     "CaseStatus",
+    "DecisionBook",
     "EntityCases",
     "Outcome",
     "ReviewPolicy",
@@ -55,6 +57,7 @@ __all__ = [
     "all_cases",
     "fold_cases",
     "load_policy",
+    "raised_by",
     "rank",
     "read_cases",
     "register_review_types",

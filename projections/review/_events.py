@@ -81,6 +81,8 @@ class AssessmentRef(_Data):
     score: float = Field(ge=0.0, le=1.0)
     confidence: float = Field(ge=0.0, le=1.0)
     degraded: bool = False
+    patterns: tuple[str, ...] = ()
+    """The patterns whose evidence raised the score: what a ``false_positive`` dampens."""
 
 
 class CaseOpenedData(_Data):

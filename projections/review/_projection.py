@@ -29,7 +29,19 @@ if TYPE_CHECKING:
     from projections.review._events import Trigger
     from projections.review._policy import ReviewPolicy
 
-__all__ = ["ReviewProjection"]
+__all__ = ["ReviewProjection", "raised_by"]
+
+_EVIDENCE = "evidence:"
+
+
+def raised_by(contributions: dict[str, float]) -> tuple[str, ...]:
+    """The patterns whose evidence added to the score, largest share first."""
+    shares = [
+        (share, name[len(_EVIDENCE) :])
+        for name, share in contributions.items()
+        if name.startswith(_EVIDENCE) and share > 0.0
+    ]
+    return tuple(pattern for _, pattern in sorted(shares, key=lambda item: (-item[0], item[1])))
 
 
 class ReviewProjection:
@@ -122,6 +134,7 @@ class ReviewProjection:
                 score=assessment.score,
                 confidence=assessment.confidence,
                 degraded=assessment.degraded,
+                patterns=raised_by(assessment.contributions),
             ),
             policy_version=self.policy.version,
             by=self._actor,

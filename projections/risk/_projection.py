@@ -33,6 +33,7 @@ from analyzers import (
     EntityRiskState,
     Evidence,
     EvidenceData,
+    ReviewSignal,
     applied_modifier,
     assess,
     conservative_assessment,
@@ -128,6 +129,7 @@ class RiskProjection:
         degraded_mode: bool = False,
         cache_size: int = 100_000,
         metrics: RiskMetrics | None = None,
+        reviews: Callable[[str, str, datetime], ReviewSignal | None] | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -138,6 +140,8 @@ class RiskProjection:
         self._cache: OrderedDict[str, _Known] = OrderedDict()
         self._cache_size = cache_size
         self._metrics = metrics
+        self._reviews = reviews
+        """The decisions about an entity in effect at a moment (docs/review.md, feedback)."""
         self._assessed_by: dict[tuple[str, str], Counter] = {}  # labelled children, looked up once
         if metrics is not None:
             metrics.analyzer.info(
@@ -382,6 +386,9 @@ class RiskProjection:
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
         traced = message.context.get("traced", False)
+        review = None
+        if self._reviews is not None:
+            review = self._reviews(message.tenant, message.entity, self._clock())
         signal = None
         if self.enricher is not None:
             try:
@@ -392,11 +399,13 @@ class RiskProjection:
                     raise
                 _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
                 with _span("analyze", traced):
-                    return conservative_assessment(state, evidence, config=self.config)
+                    return conservative_assessment(
+                        state, evidence, config=self.config, review=review
+                    )
         if signal is not None:
             _warn_if_bounded(signal, self.config)
         with _span("analyze", traced):
-            return assess(state, evidence, config=self.config, enrichment=signal)
+            return assess(state, evidence, config=self.config, enrichment=signal, review=review)
 
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
