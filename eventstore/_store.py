@@ -960,7 +960,7 @@ class EventStore:
         from_seq: int = 1,
         until_seq: int | None = None,
         filter_subject: str | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Every event of ``stream`` (default: evidence) with ``from_seq <= seq <= until_seq``."""
         batches = self.read_batches(
             stream=stream, from_seq=from_seq, until_seq=until_seq, filter_subject=filter_subject
