@@ -22,7 +22,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
 from eventstore.errors import EventStoreError, NotProvisionedError, TransientStoreError
@@ -37,8 +39,8 @@ from riskpipe.http import health_routes
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from fastapi.dependencies.models import Dependant
     from prometheus_client import CollectorRegistry
-    from starlette.requests import Request
     from starlette.responses import Response
 
     from eventstore import EventStore
@@ -50,6 +52,33 @@ ROUTERS: tuple[APIRouter, ...] = (_system.router, _dead_letters.router)
 """The API's areas; each router's prefix starts with :data:`API_PREFIX`."""
 _RETRY_AFTER_SECONDS = 2
 _log = structlog.get_logger("riskpipe.api")
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route and its dependencies declare."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def _known_query(request: Request) -> None:
+    """Refuse a query parameter the route does not declare, as a body refuses an unknown field.
+
+    Raises:
+        RequestValidationError: 422, naming each unknown parameter.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params) - _query_names(route.dependant))
+    if unknown:
+        raise RequestValidationError(
+            [
+                {"type": "extra_forbidden", "loc": ("query", name), "msg": "unknown parameter"}
+                for name in unknown
+            ]
+        )
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
@@ -92,6 +121,7 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(_known_query)],
         middleware=[
             Middleware(Observed, metrics=metrics),
             Middleware(ProblemGuard),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from support.pipeline import run_worker
+from support.api import Tokens, make_dead_letters, make_tokens
 
-from riskpipe.api import ROLES, ApiRole, TokenTable, add_token, create_app, load_tokens
+from riskpipe.api import create_app
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -21,54 +20,11 @@ if TYPE_CHECKING:
     from eventstore import EventStore
     from riskpipe.server import NatsServer
 
-SCOPES = ("acme", "*")
-"""Every role gets a token of tenant acme, and one of every tenant."""
-LETTERS_PER_TENANT = 8
-
-
-@dataclass
-class Tokens:
-    """The tokens file, and each role and scope's token in plain text."""
-
-    path: Path
-    table: TokenTable
-    plain: dict[tuple[ApiRole, str], str]
-
-    def header(self, role: ApiRole, scope: str) -> dict[str, str]:
-        """The ``Authorization`` header of the token of ``role`` and ``scope``."""
-        return {"Authorization": f"Bearer {self.plain[role, scope]}"}
-
-
-def make_tokens(path: Path) -> Tokens:
-    """A tokens file with a token of each role for each of :data:`SCOPES`."""
-    plain = {}
-    for role in ROLES:
-        for scope in SCOPES:
-            name = f"{role}-{'all' if scope == '*' else scope}"
-            plain[role, scope] = add_token(path, name, role, [scope])
-    return Tokens(path, load_tokens(path), plain)
-
 
 @pytest.fixture
 def tokens(tmp_path: Path) -> Tokens:
     """A token of each role for each of :data:`SCOPES`."""
     return make_tokens(tmp_path / "api-tokens.yaml")
-
-
-async def make_dead_letters(store: EventStore, url: str) -> dict[str, list[int]]:
-    """Poison evidence of tenants acme and globex, dead-lettered by a real worker."""
-    for tenant in ("acme", "globex"):
-        for n in range(LETTERS_PER_TENANT):
-            await store.append_unchecked(
-                "evidence", tenant, f"user-{n}", b"{broken", msg_id=f"poison:{tenant}:{n}"
-            )
-    await run_worker(store, url)
-    letters: dict[str, list[int]] = {"acme": [], "globex": []}
-    async for rec in store.read_all(stream=store.config.dlq_stream):
-        assert rec.event is not None
-        letters[rec.event.tenant].append(rec.sequence)
-    assert all(len(seqs) == LETTERS_PER_TENANT for seqs in letters.values()), letters
-    return letters
 
 
 @pytest.fixture
