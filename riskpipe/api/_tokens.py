@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from eventstore import validate_token
+from projections.review import Actor
 from riskpipe.api._roles import ApiRole, Permission, allows
 from riskpipe.errors import RiskpipeError
 
@@ -125,6 +126,10 @@ class Principal:
     def actor(self) -> str:
         """Who did it, as the audit trail records an API write: ``name (role)``."""
         return f"{self.name} ({self.role})"
+
+    def review_actor(self) -> Actor:
+        """Who did it, as a case event records it (``by``)."""
+        return Actor(name=self.name, role=self.role)
 
 
 def hash_token(token: str) -> str:

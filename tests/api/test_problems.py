@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpx
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from support.api import Tokens
 
     from eventstore import EventStore
+    from riskpipe.server import NatsServer
 
 LIMIT = 1024
 """The app fixture's body limit."""
@@ -177,3 +179,25 @@ async def test_an_unexpected_exception_is_a_500_that_tells_nothing(
     (logged,) = [e for e in logs if e["event"] == "api.unhandled"]
     assert logged["path"] == "/api/broken"
     assert logged["log_level"] == "error"
+
+
+async def test_nats_gone_is_503_with_retry_after(
+    client: httpx.AsyncClient, tokens: Tokens, nats_server: NatsServer, store: EventStore
+) -> None:
+    """A store that cannot answer is a 503 problem to retry, not a 500; whoami still answers."""
+    assert (await client.get("/readyz")).status_code == 200
+    nats_server.kill()
+    headers = tokens.header("operator", "*")
+    got = await client.get("/api/dead-letters", headers=headers)
+    problem = _problem(got, 503)
+    assert got.headers["retry-after"] == "2"
+    assert "try again" in problem["detail"]
+    assert (await client.get("/api/whoami", headers=headers)).status_code == 200
+    assert store.client.connected is False
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    await asyncio.to_thread(nats_server.start)  # back, so that the store closes as usual
+    async with asyncio.timeout(30):
+        while (await client.get("/readyz")).status_code != 200:  # noqa: ASYNC110 - nats-py signals no reconnect
+            await asyncio.sleep(0.1)
+    assert (await client.get("/api/dead-letters", headers=headers)).status_code == 200

@@ -176,3 +176,16 @@ async def test_a_token_from_add_token_works_on_the_live_api(
     }
     assert not any(token in str(r) or "nope" in str(r) for r in api.log)
     assert any(r.get("event") == "api.stopped" for r in api.log)
+
+
+def test_the_api_stops_cleanly_while_nats_is_down(
+    tmp_path: Path, nats_server: NatsServer, store: EventStore
+) -> None:
+    """SIGTERM while the server is gone: ``riskpipe api`` still exits 0."""
+    assert store.config.prefix  # the store fixture provisioned the streams
+    path = tmp_path / "tokens.yaml"
+    add_token(path, "ops", "operator", ["*"])
+    api = ApiProcess(nats_server.url, path)
+    nats_server.kill()
+    assert api.stop() == 0, api.log[-5:]
+    assert any(r.get("event") == "api.stopped" for r in api.log)
