@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
 from eventstore.errors import EventStoreError, NotProvisionedError, TransientStoreError
-from riskpipe.api import _dead_letters, _system
+from riskpipe.api import _cases, _dead_letters, _system
 from riskpipe.api._auth import ApiContext
 from riskpipe.api._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from riskpipe.api._observe import ApiMetrics, Observed
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
 
-ROUTERS: tuple[APIRouter, ...] = (_system.router, _dead_letters.router)
+ROUTERS: tuple[APIRouter, ...] = (_system.router, _dead_letters.router, _cases.router)
 """The API's areas; each router's prefix starts with :data:`API_PREFIX`."""
 _RETRY_AFTER_SECONDS = 2
 _log = structlog.get_logger("riskpipe.api")
