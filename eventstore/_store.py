@@ -322,9 +322,14 @@ class EventStore:
         """Create missing streams and buckets; report existing ones that drifted.
 
         A drifted stream is never changed here: changing a production stream is
-        an operator's decision.
+        an operator's decision. Transient failures (a cluster electing leaders,
+        a peer offline that a replica must be placed on) are retried for the
+        election window: provisioning is idempotent.
+
+        Raises:
+            TransientStoreError: still failing once the election window passed.
         """
-        return await provision(self.client, self.config)
+        return await self.retry_transient(lambda: provision(self.client, self.config))
 
     async def _follow_recorded_partitions(self) -> None:
         """Use the partitioned stream's P when it can be read; else keep the configured one.

@@ -45,6 +45,8 @@ _API = "$JS.API"
 _DRAIN_SECONDS = 5
 _NOT_FOUND_CODES = frozenset({10059, 10037, 10014})  # stream / message / consumer not found
 _UNAVAILABLE = 503
+_NO_PEERS = 10005
+"""No peer can take a replica: permanent, unless one is only offline (a node restarting)."""
 """JetStream's answer while it cannot serve the request yet (no meta or stream leader)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
@@ -278,7 +280,8 @@ class JetStreamClient:
             NotProvisionedError: the stream, consumer or message does not exist.
             JetStreamAPIError: JetStream answered with another error.
             TransientStoreError: timeout, no responders, or JetStream answered
-                503 (temporarily unavailable: a cluster electing its leaders).
+                503 (temporarily unavailable: a cluster electing its leaders), or
+                could not place a replica because a peer is offline.
         """
         body = orjson.dumps(payload) if payload is not None else b""
         with map_errors(subject):
@@ -288,7 +291,9 @@ class JetStreamClient:
             code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
             if err_code in _NOT_FOUND_CODES:
                 raise NotProvisionedError(f"{subject}: {err.get('description')}")
-            if code == _UNAVAILABLE:
+            if code == _UNAVAILABLE or (
+                err_code == _NO_PEERS and "offline" in str(err.get("description", ""))
+            ):
                 raise StoreUnavailableError(
                     f"{subject}: JetStream unavailable ({err.get('description')},"
                     f" err_code {err_code})"
