@@ -1,0 +1,146 @@
+"""The SQL read model in tests: its rows as plain tuples, and review events made up in code."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from projections.readmodel import Database, Item, generation_tables
+from projections.readmodel._generations import active_generation
+from projections.review import (
+    ASSIGNED,
+    COMMENTED,
+    DECIDED,
+    OPENED,
+    REOPENED,
+    Actor,
+    AssessmentRef,
+    CaseAssignedData,
+    CaseCommentedData,
+    CaseDecidedData,
+    CaseOpenedData,
+    CaseReopenedData,
+)
+from support.events import BASE_TIME
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = ["REVIEW_STREAM", "ReviewLog", "rows"]
+
+REVIEW_STREAM = "REVIEW"
+_REVIEWER = Actor(name="alice", role="reviewer")
+_SYSTEM = Actor(name="review-policy", role="system")
+
+
+async def rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the active generation, table by table, in key order.
+
+    The tracking records without their time: two builds of the same log must
+    be equal row for row, and they are built at different times.
+    """
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            found = await active_generation(conn)
+            assert found is not None, "no active generation"
+            t = generation_tables(found.generation)
+            dumped: dict[str, list[tuple[Any, ...]]] = {}
+            for name, table in (
+                ("assessments", t.assessments),
+                ("dead_letters", t.dead_letters),
+                ("cases", t.cases),
+                ("decisions", t.decisions),
+            ):
+                result = await conn.execute(select(table).order_by(*table.primary_key.columns))
+                dumped[name] = [tuple(row) for row in result]
+            tracking = t.tracking.c
+            result = await conn.execute(
+                select(tracking.readmodel, tracking.stream, tracking.last_seq).order_by(
+                    tracking.readmodel, tracking.stream
+                )
+            )
+            dumped["tracking"] = [tuple(row) for row in result]
+            return dumped
+    finally:
+        await db.dispose()
+
+
+class ReviewLog:
+    """Review events of made-up cases, numbered as a REVIEW stream would store them."""
+
+    def __init__(self, prefix: str = "rp") -> None:
+        self.prefix = prefix
+        self.items: list[Item] = []
+
+    def _add(self, type_: str, tenant: str, entity: str, data: BaseModel | None) -> Item:
+        seq = len(self.items) + 1
+        item = Item(
+            stream=REVIEW_STREAM,
+            sequence=seq,
+            subject=f"{self.prefix}.review.{tenant}.{entity}",
+            type=type_ if data is not None else None,
+            tenant=tenant if data is not None else None,
+            entity=entity if data is not None else None,
+            time=BASE_TIME + timedelta(minutes=seq) if data is not None else None,
+            data=data,
+        )
+        self.items.append(item)
+        return item
+
+    def opened(  # noqa: PLR0913 - a test builder with a default for everything
+        self,
+        tenant: str,
+        entity: str,
+        case: int,
+        *,
+        level: str = "high",
+        score: float = 0.8,
+        triggers: tuple[str, ...] = ("level",),
+    ) -> Item:
+        """A case opened by the review policy on an assessment."""
+        ref = AssessmentRef.model_validate(
+            {"stream": "RISK", "sequence": len(self.items) + 1, "level": level,
+             "score": score, "confidence": 0.9}
+        )  # fmt: skip
+        data = CaseOpenedData.model_validate(
+            {"case": case, "triggers": triggers, "assessment": ref, "policy_version": "1",
+             "by": _SYSTEM}
+        )  # fmt: skip
+        return self._add(OPENED, tenant, entity, data)
+
+    def assigned(self, tenant: str, entity: str, case: int, assignee: str | None) -> Item:
+        """A case taken by (or given to) ``assignee``; ``None`` unassigns."""
+        data = CaseAssignedData(case=case, assignee=assignee, by=_REVIEWER)
+        return self._add(ASSIGNED, tenant, entity, data)
+
+    def commented(self, tenant: str, entity: str, case: int) -> Item:
+        """A note on the case."""
+        data = CaseCommentedData(case=case, text="looked at it", by=_REVIEWER)
+        return self._add(COMMENTED, tenant, entity, data)
+
+    def decided(
+        self,
+        tenant: str,
+        entity: str,
+        case: int,
+        outcome: str = "confirmed",
+        level: str | None = None,
+    ) -> Item:
+        """A case closed with ``outcome``."""
+        data = CaseDecidedData.model_validate(
+            {"case": case, "outcome": outcome, "level": level, "reason": "checked",
+             "by": _REVIEWER}
+        )  # fmt: skip
+        return self._add(DECIDED, tenant, entity, data)
+
+    def reopened(self, tenant: str, entity: str, case: int) -> Item:
+        """A decided case open again."""
+        data = CaseReopenedData(case=case, reason="new evidence", by=_REVIEWER)
+        return self._add(REOPENED, tenant, entity, data)
+
+    def foreign(self, tenant: str, entity: str) -> Item:
+        """A message on the entity's review subject that is not a valid event."""
+        return self._add("", tenant, entity, None)
