@@ -9,6 +9,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _explain,
     _migrate,
     _ops,
+    _readmodel,
     _server,
     _store,
     _worker,
