@@ -58,6 +58,8 @@ __all__ = [
 Applied = Literal["applied", "skipped"]
 """What an event did: changed rows, or was not one the read model keeps (foreign, other type)."""
 _ADDRESSED = 4  # <prefix>.<category>.<tenant>.<entity>
+_LETTER_ONLY = ("error_type", "error_message", "dead_lettered_at")
+"""What a dead letter says that its audit records do not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +182,18 @@ async def apply_dead_letter(conn: AsyncConnection, tables: GenerationTables, ite
         {"dlq_seq": item.sequence, **letter, "state": "queued"},
         ("dlq_seq",),
         list(letter),  # the state stays what the audit stream said
+        where=lambda t, _new: t.c.state != "purged",  # a purged letter's content is gone
     )
     return "applied"
 
 
 async def apply_audit(conn: AsyncConnection, tables: GenerationTables, item: Item) -> Applied:
-    """AUDIT: a replay or a purge moves its dead letter's state (claims change nothing)."""
+    """AUDIT: a replay or a purge moves its dead letter's state (claims change nothing).
+
+    A purge deletes the dead letter from DLQ: its row keeps what the purge
+    record says (where the evidence was, which it was) and loses the error,
+    exactly as a rebuild, which no longer finds the dead letter, would build it.
+    """
     data = item.data
     if item.type not in {DLQ_REPLAYED, DLQ_PURGED} or not isinstance(data, DlqActionData):
         return "skipped"
@@ -196,6 +204,9 @@ async def apply_audit(conn: AsyncConnection, tables: GenerationTables, item: Ite
     change |= {"state_seq": item.sequence, "state_changed_at": item.time}
     if replayed:  # a purge after a replay keeps what the letter was replayed as
         change["replayed_as"] = data.replayed_as
+    else:  # the purge deleted the dead letter from the log: what only it said goes too,
+        # so that the rows stay a function of the log (a rebuild never reads it again)
+        change |= dict.fromkeys(_LETTER_ONLY)
     row = {
         "dlq_seq": data.dead_letter_sequence,
         "projection": data.projection,

@@ -217,6 +217,7 @@ class ReadModel:
         if last is None or last <= position:
             return 0
         read = 0
+        _log.debug("readmodel.reading", stream=source.stream, after=position, until=last)
         batches = self.store.read_batches(
             stream=source.stream, from_seq=position + 1, until_seq=last
         )
@@ -276,6 +277,7 @@ class ReadModel:
         positions = await self.positions(tables)
         _log.info("readmodel.started", generation=tables.generation, positions=positions)
         wait = _RETRY_FIRST
+        behind = True
         while not stop.is_set():
             try:
                 read = await self.catch_up(tables, positions, stop)
@@ -301,7 +303,12 @@ class ReadModel:
                 if until_idle:
                     _log.info("readmodel.idle", generation=tables.generation, positions=positions)
                     return
+                if behind:  # once each time it catches up, not on every poll
+                    _log.info(
+                        "readmodel.caught_up", generation=tables.generation, positions=positions
+                    )
                 await _sleep(stop, self.poll_interval)
+            behind = read > 0
         _log.info("readmodel.stopped", generation=tables.generation, positions=positions)
 
     async def _positions_when_up(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import select
 
 from projections.readmodel import Database, Item, generation_tables
@@ -26,9 +31,11 @@ from projections.review import (
 from support.events import BASE_TIME
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pydantic import BaseModel
 
-__all__ = ["REVIEW_STREAM", "ReviewLog", "rows"]
+__all__ = ["REVIEW_STREAM", "ReadModelProcess", "ReviewLog", "rows"]
 
 REVIEW_STREAM = "REVIEW"
 _REVIEWER = Actor(name="alice", role="reviewer")
@@ -144,3 +151,70 @@ class ReviewLog:
     def foreign(self, tenant: str, entity: str) -> Item:
         """A message on the entity's review subject that is not a valid event."""
         return self._add("", tenant, entity, None)
+
+
+class ReadModelProcess:
+    """A ``riskpipe readmodel run`` in its own process, owned by PID, its log lines collected."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("RISKPIPE_")}
+        self.env = {**clean, "RISKPIPE_LOG_FORMAT": "json", **env}
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: list[dict[str, Any]] = []
+        self._logged = threading.Condition()
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start ``riskpipe readmodel run --no-http ARGS``."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "riskpipe", "readmodel", "run", "--no-http", *self.args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        with proc.stderr:
+            for raw in proc.stderr:
+                try:
+                    line = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    line = {"event": raw.decode("utf-8", "replace").rstrip()}
+                with self._logged:
+                    self.lines.append(line)
+                    self._logged.notify_all()
+
+    def wait_for(
+        self, name: str, match: Callable[[dict[str, Any]], bool] = lambda _: True
+    ) -> dict[str, Any]:
+        """The first log line ``name`` that ``match`` accepts, once the process wrote it.
+
+        Raises:
+            AssertionError: the process exited, or 60 s passed, without writing it.
+        """
+
+        def found() -> dict[str, Any] | None:
+            return next((x for x in self.lines if x.get("event") == name and match(x)), None)
+
+        with self._logged:
+            ended = lambda: self.proc is not None and self.proc.poll() is not None  # noqa: E731
+            self._logged.wait_for(lambda: found() is not None or ended(), timeout=60)
+            line = found()
+        if line is None:
+            tail = "\n".join(str(x) for x in self.lines[-15:])
+            raise AssertionError(f"no {name} line; last lines:\n{tail}")
+        return line
+
+    def kill(self) -> int:
+        """SIGKILL, as a crash would; the exit status."""
+        assert self.proc is not None
+        self.proc.kill()
+        code = self.proc.wait(30)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
