@@ -92,6 +92,7 @@ async def _run(settings: Settings, *, until_idle: bool, http: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await _check(settings)
     if until_idle:  # a batch job: NATS not there is its failure, not something to wait for
         store: EventStore | None = await connect_store(settings, name=_NAME)
     else:
@@ -208,9 +209,19 @@ async def _with_model(
     settings: Settings, work: Callable[[ReadModel], Coroutine[Any, Any, _T]]
 ) -> _T:
     """``work`` on the read model of the store at ``settings.nats_url``; both closed after."""
+    await _check(settings)
     db = open_database(settings)
     try:
         async with await connect_store(settings, name=_NAME) as store:
             return await work(read_model(store, db, settings))
+    finally:
+        await db.dispose()
+
+
+async def _check(settings: Settings) -> None:
+    """Reach the database before NATS: a wrong URL or a database that is down is said first."""
+    db = open_database(settings)
+    try:
+        await db.check()
     finally:
         await db.dispose()
