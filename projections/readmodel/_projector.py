@@ -144,6 +144,8 @@ class ReadModel:
         self.name = name
         self.metrics = metrics
         self.writer = TrackedWriter(db, name=name, metrics=metrics)
+        self.caught_up = False
+        """Set once a ``run`` pass found nothing new: readiness, for /readyz."""
         self._streams = [s.stream for s in self.sources]
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -303,6 +305,7 @@ class ReadModel:
                 if until_idle:
                     _log.info("readmodel.idle", generation=tables.generation, positions=positions)
                     return
+                self.caught_up = True
                 if behind:  # once each time it catches up, not on every poll
                     _log.info(
                         "readmodel.caught_up", generation=tables.generation, positions=positions

@@ -122,9 +122,9 @@ class CasePage(_View):
 class DeadLetterView(_View):
     """A dead letter and what operators did with it.
 
-    The fields from the dead letter itself are ``None`` when only the audit
-    record was read: a purged dead letter is deleted from DLQ, so a rebuild
-    after the purge finds only the record of it.
+    ``error_type``, ``error_message`` and ``dead_lettered_at`` are ``None`` once
+    it is purged: the purge deleted the dead letter from DLQ, and the read model
+    keeps only what the log still says (the purge record).
     """
 
     dlq_seq: int

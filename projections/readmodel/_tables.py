@@ -145,8 +145,8 @@ def generation_tables(generation: int) -> GenerationTables:
         Column("projection", String(128), nullable=False),
         Column("tenant", String(128), nullable=False),
         Column("entity", String(128), nullable=False),
-        # what the dead letter itself says: NULL when only an audit record was read
-        # (a purged dead letter is deleted from DLQ, and a rebuild finds only its record)
+        # what only the dead letter says is NULL once it is purged: the purge deleted
+        # it from DLQ, and a rebuild finds only the purge record
         Column("stream", String(64)),
         Column("sequence", BigInteger),
         Column("evidence_id", Text),

@@ -108,7 +108,9 @@ async def _run(settings: Settings, *, until_idle: bool, http: bool) -> None:
             if http:
                 server = HealthServer(
                     registry=registry,
-                    readiness=lambda: (True, "applying"),
+                    readiness=lambda: (
+                        (True, "caught up") if model.caught_up else (False, "catching up")
+                    ),
                     host=settings.http_host,
                     port=settings.http_port,
                 )

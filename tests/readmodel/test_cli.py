@@ -6,7 +6,9 @@ import json
 import socket
 from typing import TYPE_CHECKING
 
+import httpx
 from support.cli import riskpipe
+from support.readmodel import ReadModelProcess
 
 from riskpipe.settings import Settings
 
@@ -74,3 +76,27 @@ def test_status_before_anything_was_built(nats_server: NatsServer, tmp_path: Pat
     found = json.loads(riskpipe("readmodel", "status", "--json", env=env).stdout)
     assert (found["generation"], found["schema_version"], found["lag"]) == (None, 0, 0)
     assert [s["stream"] for s in found["streams"]] == ["RISK", "DLQ", "AUDIT"]
+
+
+def test_a_follower_serves_readiness_and_metrics(nats_server: NatsServer, tmp_path: Path) -> None:
+    """``run`` serves /readyz (ready once caught up) and its riskpipe_readmodel_* metrics."""
+    env = {
+        "RISKPIPE_NATS_URL": nats_server.url,
+        "RISKPIPE_DATABASE_URL": f"sqlite:///{tmp_path}/rm.db",
+    }
+    assert riskpipe("init", env=env).returncode == 0
+    process = ReadModelProcess(env, "--http-port", "0")
+    process.start()
+    try:
+        port = process.wait_for("readmodel.http")["port"]
+        process.wait_for("readmodel.caught_up")
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'riskpipe_readmodel_lag_messages{stream="RISK"} 0.0' in metrics
+        assert "riskpipe_readmodel_generation 1.0" in metrics
+        assert process.stop() == 0
+        assert process.wait_for("readmodel.stopped")["generation"] == 1
+    finally:
+        if process.proc is not None and process.proc.poll() is None:
+            process.kill()

@@ -166,9 +166,10 @@ class ReadModelProcess:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start ``riskpipe readmodel run --no-http ARGS``."""
+        """Start ``riskpipe readmodel run ARGS`` (``--no-http`` unless ARGS name a port)."""
+        http = [] if any(a.startswith("--http-port") for a in self.args) else ["--no-http"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "riskpipe", "readmodel", "run", "--no-http", *self.args],
+            [sys.executable, "-m", "riskpipe", "readmodel", "run", *http, *self.args],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -209,6 +210,15 @@ class ReadModelProcess:
             tail = "\n".join(str(x) for x in self.lines[-15:])
             raise AssertionError(f"no {name} line; last lines:\n{tail}")
         return line
+
+    def stop(self) -> int:
+        """SIGTERM, and the exit status once it has stopped."""
+        assert self.proc is not None
+        self.proc.terminate()
+        code = self.proc.wait(30)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
 
     def kill(self) -> int:
         """SIGKILL, as a crash would; the exit status."""
