@@ -27,8 +27,9 @@ from analyzers._facade import (
     fallback_report,
 )
 from analyzers._levels import RiskLevel, resolve_level
-from analyzers._loading import load_config
+from analyzers._loading import load_config, load_settings_file
 from analyzers._log import parse_evidence_log
+from analyzers._review import ReviewSignal
 from analyzers._scoring import (
     applied_modifier,
     assess,
@@ -78,6 +79,7 @@ __all__ = [
     "LevelThresholds",
     "LogEntry",
     "RecommendationCatalogue",
+    "ReviewSignal",
     "RiskLevel",
     "Severity",
     "SeverityWeights",
@@ -92,6 +94,7 @@ __all__ = [
     "decayed_score",
     "fallback_report",
     "load_config",
+    "load_settings_file",
     "parse_evidence_log",
     "resolve_level",
     "trusted",

@@ -6,6 +6,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from analyzers._canonical import canonical_json
 from analyzers._levels import RiskLevel
+from analyzers._review import ReviewSignal
 from analyzers._signal import EnrichmentSignal
 
 __all__ = ["Assessment"]
@@ -17,8 +18,9 @@ class Assessment(BaseModel):
     ``contributions`` maps each feature to its share of ``score``; the shares sum
     to the score (within 1e-9), so every score is explained. Feature names are
     ``evidence:<pattern>``, ``critical_amplification``, ``pattern_diversity``,
-    and ``enrichment`` when an enrichment signal was used (its share may be
-    negative: a signal can lower the score).
+    ``enrichment`` when an enrichment signal was used (its share may be
+    negative: a signal can lower the score), and ``review:confirmed`` /
+    ``review:false_positive`` when people's decisions about the entity apply.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -37,6 +39,8 @@ class Assessment(BaseModel):
     contributions: dict[str, float]
     recommendations: tuple[str, ...]
     enrichment: EnrichmentSignal | None = None
+    review: ReviewSignal | None = None
+    """Decisions about the entity in effect (``review:*`` contributions; docs/review.md)."""
     degraded: bool = False
     analyzer_version: str
     config_fingerprint: str

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import tomllib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from analyzers._config import AnalyzerConfig
 from analyzers._problems import describe
@@ -15,8 +15,9 @@ from analyzers.errors import InvalidConfigError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["load_config"]
+__all__ = ["load_config", "load_settings_file"]
 
+_M = TypeVar("_M", bound=BaseModel)
 _TOML = (".toml",)
 _YAML = (".yaml", ".yml")
 
@@ -29,36 +30,40 @@ def load_config(path: Path) -> AnalyzerConfig:
     Raises:
         InvalidConfigError: the file cannot be read or parsed, or the config is invalid.
     """
-    raw = _read(path)
+    return load_settings_file(path, AnalyzerConfig, what="analyzer config")
+
+
+def load_settings_file(path: Path, model: type[_M], *, what: str) -> _M:
+    """Read ``path`` (``.toml``, ``.yaml`` or ``.yml``) and validate it as ``model``.
+
+    Raises:
+        InvalidConfigError: the file cannot be read or parsed, or is not a
+            valid ``model``; its message names ``what`` and every problem.
+    """
+    raw = _read(path, what)
     try:
-        return AnalyzerConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidConfigError(str(path), describe(exc, whole="config")) from exc
+        raise InvalidConfigError(str(path), describe(exc, whole="config"), what=what) from exc
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, what: str) -> dict[str, Any]:
+    def invalid(problem: str) -> InvalidConfigError:
+        return InvalidConfigError(str(path), [problem], what=what)
+
     suffix = path.suffix.lower()
     if suffix not in _TOML + _YAML:
-        raise InvalidConfigError(str(path), ["use a .toml, .yaml or .yml file"])
+        raise invalid("use a .toml, .yaml or .yml file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidConfigError(str(path), [f"cannot read the file: {exc}"]) from exc
-    raw = _parse_toml(path, text) if suffix in _TOML else _parse_yaml(path, text)
-    if not isinstance(raw, dict):
-        raise InvalidConfigError(str(path), ["the top level must be a table of settings"])
-    return raw
-
-
-def _parse_toml(path: Path, text: str) -> Any:  # noqa: ANN401 - parsed data is checked by the caller
+        raise invalid(f"cannot read the file: {exc}") from exc
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text) if suffix in _TOML else yaml.safe_load(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfigError(str(path), [f"not valid TOML: {exc}"]) from exc
-
-
-def _parse_yaml(path: Path, text: str) -> Any:  # noqa: ANN401 - parsed data is checked by the caller
-    try:
-        return yaml.safe_load(text)
+        raise invalid(f"not valid TOML: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise InvalidConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
+        raise invalid(f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise invalid("the top level must be a table of settings")
+    return raw

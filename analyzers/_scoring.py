@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from analyzers._assessment import Assessment
 from analyzers._construct import trusted
 from analyzers._levels import LEVELS, RiskLevel, level_between
+from analyzers._review import ReviewSignal, reviewed
 from analyzers._state import EntityRiskState
 from analyzers._window import Features, StateFields, advance, decay, features, fold
 from analyzers.errors import EvidenceAlreadyAppliedError
@@ -40,20 +41,26 @@ def assess(
     *,
     config: AnalyzerConfig,
     enrichment: EnrichmentSignal | None = None,
+    review: ReviewSignal | None = None,
 ) -> tuple[Assessment, EntityRiskState]:
     """Score ``evidence`` against ``state``: the assessment and the next state.
 
-    ``enrichment`` is a signal the caller fetched beforehand; the assessment
-    records it, so replaying with the recorded signal gives the same bytes.
+    ``enrichment`` is a signal the caller fetched beforehand, ``review`` the
+    decisions about the entity in effect; the assessment records both, so
+    replaying with the recorded signals gives the same bytes.
 
     Raises:
         EvidenceAlreadyAppliedError: ``evidence.sequence`` is not after the state's.
     """
-    return _assess(state, evidence, config.tables, enrichment, degraded=False)
+    return _assess(state, evidence, config.tables, enrichment, degraded=False, review=review)
 
 
 def conservative_assessment(
-    state: EntityRiskState, evidence: Evidence, *, config: AnalyzerConfig
+    state: EntityRiskState,
+    evidence: Evidence,
+    *,
+    config: AnalyzerConfig,
+    review: ReviewSignal | None = None,
 ) -> tuple[Assessment, EntityRiskState]:
     """A ``degraded`` assessment for when the enrichment dependency is down.
 
@@ -64,7 +71,7 @@ def conservative_assessment(
     Raises:
         EvidenceAlreadyAppliedError: ``evidence.sequence`` is not after the state's.
     """
-    return _assess(state, evidence, config.tables, None, degraded=True)
+    return _assess(state, evidence, config.tables, None, degraded=True, review=review)
 
 
 def assess_many(
@@ -101,13 +108,14 @@ def decayed_score(state: EntityRiskState, *, at: datetime, config: AnalyzerConfi
     return features(patterns, severities, tables).score
 
 
-def _assess(
+def _assess(  # noqa: PLR0913 - the state, the evidence, and every signal it is scored with
     state: EntityRiskState,
     evidence: Evidence,
     tables: Tables,
     enrichment: EnrichmentSignal | None,
     *,
     degraded: bool,
+    review: ReviewSignal | None = None,
 ) -> tuple[Assessment, EntityRiskState]:
     if evidence.sequence and evidence.sequence <= state.last_sequence:
         raise EvidenceAlreadyAppliedError(evidence.sequence, state.last_sequence)
@@ -115,6 +123,9 @@ def _assess(
     found = features(fields["pattern_mass"], fields["severity_mass"], tables)
     score = _enriched(found.score, enrichment, tables)
     share = None if enrichment is None else score - found.score
+    contributions = found.contributions(share)
+    if review is not None:
+        score = reviewed(score, contributions, review, tables.thresholds)
     level = level_between(state.level, score, tables.thresholds, tables.falling)
     if degraded and _RANK[level] < _RANK[state.level]:
         level = state.level
@@ -131,9 +142,10 @@ def _assess(
             "confidence": confidence,
             "confidence_factors": factors,
             "patterns": tuple(found.masses),
-            "contributions": found.contributions(share),
+            "contributions": contributions,
             "recommendations": _recommendations(level, found, tables, degraded=degraded),
             "enrichment": enrichment,
+            "review": review,
             "degraded": degraded,
             "analyzer_version": tables.version,
             "config_fingerprint": tables.fingerprint,

@@ -46,10 +46,11 @@ class InvalidEvidenceError(AnalyzerError, ValueError):
 class InvalidConfigError(AnalyzerError, ValueError):
     """An analyzer configuration that cannot be used. Permanent."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], *, what: str = "analyzer config") -> None:
         self.source = source
         self.problems = problems
-        super().__init__(f"invalid analyzer config {source}: " + "; ".join(problems))
+        self.what = what
+        super().__init__(f"invalid {what} {source}: " + "; ".join(problems))
 
 
 class EvidenceAlreadyAppliedError(AnalyzerError):

@@ -35,7 +35,14 @@ from eventstore._schemas import EventSchemas, EventType
 from eventstore._store import EventStore, PendingAppend
 from eventstore._telemetry import StoreMetrics, tracing_enabled
 from eventstore._tokens import EventId, SourceRef, Token, validate_token
-from eventstore._topology import MAX_PARTITIONS, PARTITIONS_KEY, Category, StoreConfig, partition_of
+from eventstore._topology import (
+    MAX_PARTITIONS,
+    PARTITIONS_KEY,
+    Category,
+    StoreConfig,
+    StreamSpec,
+    partition_of,
+)
 
 __all__ = [
     "ANY",
@@ -69,6 +76,7 @@ __all__ = [
     "SourceRef",
     "StoreConfig",
     "StoreMetrics",
+    "StreamSpec",
     "Token",
     "check_inbox_prefix",
     "copy_of",

@@ -46,7 +46,7 @@ async def provision(client: JetStreamClient, config: StoreConfig) -> ProvisionRe
             await client.api(f"STREAM.CREATE.{name}", want)
             report.created.append(name)
             continue
-        if name == config.evidence_stream:
+        if config.partitioned is not None and name == config.partitioned.name:
             found = recorded_partitions(info["config"])
             if found != config.partitions:
                 report.drifted.append(PartitionsMismatchError(name, found, config.partitions))
@@ -71,7 +71,7 @@ def _drift(found: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[objec
 
 
 def recorded_partitions(stream_config: dict[str, Any]) -> int | None:
-    """P as ``riskpipe init`` recorded it on the evidence stream (``None``: made before)."""
+    """P as ``riskpipe init`` recorded it on the partitioned stream (``None``: made before)."""
     metadata = stream_config.get("metadata") or {}
     recorded = metadata.get(PARTITIONS_KEY)
     if not isinstance(recorded, str) or not recorded.isdecimal():

@@ -12,12 +12,10 @@ from contextlib import aclosing
 from typing import (
     TYPE_CHECKING,
     Any,
-    Literal,
     NamedTuple,
     Self,
     TypeVar,
     cast,
-    get_args,
     overload,
 )
 
@@ -60,7 +58,6 @@ from eventstore._telemetry import (
     tracing_enabled,
 )
 from eventstore._tokens import validate_token
-from eventstore._topology import Category, StoreConfig
 from eventstore.errors import (
     AppendRejectedError,
     BatchLimitError,
@@ -73,6 +70,7 @@ from eventstore.errors import (
     PartitionsMismatchError,
     PayloadTooLargeError,
     TransientStoreError,
+    UnknownCategoryError,
 )
 
 if TYPE_CHECKING:
@@ -92,6 +90,7 @@ if TYPE_CHECKING:
     from eventstore._envelope import CloudEvent
     from eventstore._options import ConnectOptions
     from eventstore._schemas import EventSchemas
+    from eventstore._topology import Category, StoreConfig
 
 __all__ = ["EventStore", "PendingAppend"]
 
@@ -153,19 +152,19 @@ class EventStore:
         client: JetStreamClient,
         *,
         schemas: EventSchemas,
-        config: StoreConfig | None = None,
+        config: StoreConfig,
         metrics: StoreMetrics | None = None,
     ) -> None:
         self.client = client
         self.schemas = schemas
-        self.config = config or StoreConfig()
+        self.config = config
         self.metrics = metrics
         self.retry_attempts = 5
         self._batch_slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
-        # evidence is capped at the configured limit; derived events (a dead letter
-        # carries the original bytes base64-encoded) get the room their stream has
-        limit = self.config.max_payload_bytes
-        self._limits = {c: limit if c == "evidence" else 2 * limit for c in get_args(Category)}
+        # each category's limit, as its stream's spec scales the configured one
+        self._limits = {
+            spec.category: self.config.payload_limit(spec.category) for spec in self.config.streams
+        }
 
     @classmethod
     async def connect(  # noqa: PLR0913 - where to connect and what to connect with, keyword-only
@@ -173,7 +172,7 @@ class EventStore:
         url: str,
         *,
         schemas: EventSchemas,
-        config: StoreConfig | None = None,
+        config: StoreConfig,
         name: str = "riskpipe",
         timeout: float = 5.0,
         metrics: StoreMetrics | None = None,
@@ -204,7 +203,7 @@ class EventStore:
         nc: object,
         *,
         schemas: EventSchemas,
-        config: StoreConfig | None = None,
+        config: StoreConfig,
         fast_path: bool = True,
     ) -> EventStore:
         """Use a connected ``nats.aio.client.Client`` the caller owns and will close.
@@ -328,7 +327,7 @@ class EventStore:
         return await provision(self.client, self.config)
 
     async def _follow_recorded_partitions(self) -> None:
-        """Use the evidence stream's P when it can be read; else keep the configured one.
+        """Use the partitioned stream's P when it can be read; else keep the configured one.
 
         Connecting must work before ``riskpipe init`` and for users who may
         not read the stream's config: they keep ``config.partitions``.
@@ -336,10 +335,13 @@ class EventStore:
         refusals = refusals_of(self.client.nc)
         if refusals is not None:
             refusals.watch()  # a refused inbox is told now, not as a time-out
+        partitioned = self.config.partitioned
+        if partitioned is None:
+            return
         info: dict[str, Any] | None = None
         ended: BaseException | None = None
         try:
-            info = await self.client.stream_info(self.config.evidence_stream)
+            info = await self.client.stream_info(partitioned.name)
         except (asyncio.CancelledError, EventStoreError) as exc:
             ended = exc
         denied = await refusals.settle(ended) if refusals is not None else None
@@ -356,16 +358,17 @@ class EventStore:
             self.config = self.config.model_copy(update={"partitions": found})
 
     async def adopt_partitions(self) -> int:
-        """Take P from the evidence stream (where ``riskpipe init`` recorded it) and return it.
+        """Take P from the partitioned stream (where ``riskpipe init`` recorded it) and return it.
 
         Readers and workers must use the stream's P, whatever their settings
-        say: it decides every stored evidence subject.
+        say: it decides every stored subject of that stream.
 
         Raises:
-            NotProvisionedError: the evidence stream does not exist.
+            NotProvisionedError: the partitioned stream does not exist.
             PartitionsMismatchError: the stream was made before partitions.
+            ValueError: no stream of the config is partitioned.
         """
-        stream = self.config.evidence_stream
+        stream = self.config.require_partitioned().name
         info = await self.client.stream_info(stream)
         if info is None:
             raise NotProvisionedError(f"stream {stream} does not exist; run `riskpipe init`")
@@ -408,7 +411,7 @@ class EventStore:
         payload = encode_event(event, data)
         if subject is None:
             subject = self._subject(event, spec.category)
-            limit = self._limits[spec.category]
+            limit = self._limit(spec.category)
         else:
             limit = self._payload_limit(subject)
         if len(payload) > limit:
@@ -539,8 +542,8 @@ class EventStore:
 
     def _stream_of_type(self, event: CloudEvent) -> str:
         try:
-            return self.config.stream_for(self.schemas.get(event.type).category)  # type: ignore[arg-type]
-        except EventStoreError:
+            return self.config.stream_for(self.schemas.get(event.type).category)
+        except (EventStoreError, ValueError):
             return "unknown"
 
     async def _settle(
@@ -577,16 +580,24 @@ class EventStore:
         :data:`HEADER_ROOM` for the headers: for a producer that must make an
         event fit (a dead letter cuts its copy of the original to this).
         """
-        return min(self._limits[category], self.client.max_payload - HEADER_ROOM)
+        return min(self._limit(category), self.client.max_payload - HEADER_ROOM)
+
+    def _limit(self, category: Category) -> int:
+        try:
+            return self._limits[category]
+        except KeyError:
+            raise UnknownCategoryError(category, sorted(self._limits)) from None
 
     def _payload_limit(self, subject: str) -> int:
-        return self._limits[self._category_of_subject(subject)]
+        return self._limit(self._category_of_subject(subject))
 
     def _stream_of_subject(self, subject: str) -> str:
-        return self.config.stream_for(self._category_of_subject(subject))
+        category = self._category_of_subject(subject)
+        self._limit(category)  # a clear error for a category no stream holds
+        return self.config.stream_for(category)
 
     def _category_of_subject(self, subject: str) -> Category:
-        return subject.split(".")[len(self.config.prefix.split("."))]  # type: ignore[return-value]
+        return subject.split(".")[len(self.config.prefix.split("."))]
 
     async def append_unchecked(  # noqa: PLR0913 - where, what, and how to deduplicate it
         self,
@@ -601,7 +612,7 @@ class EventStore:
         """Store ``payload`` as is, without validating it: for demos, fault tests and re-sends.
 
         This is how a misbehaving producer that bypasses the store looks to
-        consumers; use it to rehearse poison messages, never for real evidence.
+        consumers; use it to rehearse poison messages, never for real events.
 
         ``msg_id`` must not begin with a digit: such keys belong to events
         (:func:`~eventstore.msg_id_for`), and a raw message must never be able
@@ -852,9 +863,9 @@ class EventStore:
     # -- consuming, buckets, stream administration -----------------------------
 
     def consumer(self, name: str, *, stream: str | None = None) -> DurableConsumer:
-        """A handle on the durable pull consumer ``name`` (default stream: evidence)."""
+        """A handle on the durable pull consumer ``name`` (default: the config's first stream)."""
         validate_token(name, what="consumer name")
-        return DurableConsumer(self.client, stream or self.config.evidence_stream, name)
+        return DurableConsumer(self.client, stream or self.config.default_stream, name)
 
     def kv(self, bucket: str) -> KeyValue:
         """A handle on a KV bucket (``config.checkpoint_bucket``, ``config.lease_bucket``)."""
@@ -919,7 +930,7 @@ class EventStore:
         return None if raw is None else raw.seq
 
     async def delete(self, stream: str, sequence: int) -> None:
-        """Delete one message (refused by streams that deny deletes, such as evidence).
+        """Delete one message (refused by streams that deny deletes, such as an immutable one).
 
         Raises:
             JetStreamAPIError: the stream refused.
@@ -933,10 +944,15 @@ class EventStore:
         tenant: str,
         entity: str,
         *,
-        category: Literal["evidence", "risk", "audit"] = "evidence",
+        category: Category | None = None,
         from_version: int = 0,
     ) -> AsyncIterator[RecordedEvent]:
-        """An entity's events in order, starting at stream sequence ``from_version``."""
+        """An entity's events of ``category`` (default: the first stream's) in order.
+
+        Starts at stream sequence ``from_version``.
+        """
+        if category is None:
+            category = self.config.spec_of(self.config.default_stream).category
         subject = self.config.stored_subject(category, tenant, entity)
         stream = self.config.stream_for(category)
         last = await self.client.direct_get_last(stream, subject)
@@ -961,7 +977,7 @@ class EventStore:
         until_seq: int | None = None,
         filter_subject: str | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        """Every event of ``stream`` (default: evidence) with ``from_seq <= seq <= until_seq``."""
+        """Every event of ``stream`` (default: the first) from ``from_seq`` to ``until_seq``."""
         batches = self.read_batches(
             stream=stream, from_seq=from_seq, until_seq=until_seq, filter_subject=filter_subject
         )
@@ -984,7 +1000,7 @@ class EventStore:
         strictly costs several times more than reading it. :meth:`recorded`
         decodes one as :meth:`read_all` does.
         """
-        name = stream or self.config.evidence_stream
+        name = stream or self.config.default_stream
         info = await self.client.stream_info(name)
         if info is None:
             return
@@ -1005,7 +1021,7 @@ class EventStore:
     async def last_message(self, subject: str) -> RawMessage | None:
         """The latest message stored on ``subject``, undecoded (see :meth:`decoded`), if any.
 
-        An evidence publish subject is looked up as stored, with its partition.
+        A partitioned stream's publish subject is looked up as stored, with its partition.
         """
         stream = self._stream_of_subject(subject)
         return await self.client.direct_get_last(stream, self.config.stored(subject))

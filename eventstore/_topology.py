@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import functools
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES
 from eventstore._tokens import Token, validate_token
 
-__all__ = ["MAX_PARTITIONS", "PARTITIONS_KEY", "Category", "StoreConfig", "partition_of"]
+__all__ = [
+    "MAX_PARTITIONS",
+    "PARTITIONS_KEY",
+    "Category",
+    "StoreConfig",
+    "StreamSpec",
+    "partition_of",
+]
 
-Category = Literal["evidence", "risk", "dlq", "audit"]
+Category = str
+"""A category of events: the subject token after the prefix that names its stream."""
 _NS = 1_000_000_000
 MAX_PARTITIONS = 256
 """Upper bound on P: each partition is a durable consumer and a lease."""
 PARTITIONS_KEY = "riskpipe.partitions"
-"""The evidence stream's metadata key that records P, as ``riskpipe init`` set it."""
+"""The partitioned stream's metadata key that records P, as ``riskpipe init`` set it."""
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 
@@ -29,7 +37,7 @@ def partition_of(tenant: str, entity: str, partitions: int) -> int:
 
     FNV-1a (32 bit) over the tenant and entity tokens written one after the
     other, modulo P: the same function the server applies when it stores
-    evidence, so a reader finds an entity's stored subject without asking.
+    events, so a reader finds an entity's stored subject without asking.
     """
     value = _FNV_OFFSET
     for byte in f"{tenant}{entity}".encode():
@@ -45,23 +53,43 @@ def _ns(delta: timedelta) -> int:
     return int(delta.total_seconds() * _NS)
 
 
-class StoreConfig(BaseModel):
-    """Names and durability settings of the streams and buckets.
+class StreamSpec(BaseModel):
+    """One stream of the store: its subject token, its name, and what it allows.
 
-    The defaults give ``rp.evidence.<tenant>.<entity>`` in stream ``EVIDENCE``
-    (stored as ``rp.evidence.<partition>.<tenant>.<entity>``: the stream's
-    subject transform adds the partition), ``rp.risk.…`` in ``RISK``,
-    ``rp.dlq.<projection>.…`` in ``DLQ`` and ``rp.audit.…`` in ``AUDIT``, plus
-    the KV buckets ``rp-checkpoints`` and ``rp-leases``.
+    A stream holds ``<prefix>.<category>.>``. A *partitioned* stream accepts
+    only ``<prefix>.<category>.<tenant>.<entity>`` and stores it as
+    ``<prefix>.<category>.<partition>.<tenant>.<entity>`` (the server's subject
+    transform adds the partition), so that each partition can be consumed on
+    its own. ``payload_factor`` scales the store's payload limit for streams of
+    derived events (a dead letter carries the original bytes base64-encoded).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category: Token
+    name: Token
+    immutable: bool = True
+    """Deletes and purges are refused: history cannot be erased."""
+    atomic: bool = False
+    """Atomic batch publish is allowed."""
+    partitioned: bool = False
+    payload_factor: int = Field(default=1, ge=1, le=4)
+
+
+class StoreConfig(BaseModel):
+    """The streams and buckets of a store, their names and durability settings.
+
+    ``streams`` is what the application stores: each :class:`StreamSpec` names
+    a category of events and its stream. The first stream is the store's
+    default for reads and consumers; at most one stream is partitioned, into
+    ``partitions`` partitions. Two KV buckets hold projection checkpoints and
+    partition leases.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prefix: Token = "rp"
-    evidence_stream: Token = "EVIDENCE"
-    risk_stream: Token = "RISK"
-    dlq_stream: Token = "DLQ"
-    audit_stream: Token = "AUDIT"
+    streams: tuple[StreamSpec, ...] = ()
     checkpoint_bucket: Token = "rp-checkpoints"
     lease_bucket: Token = "rp-leases"
     duplicate_window: timedelta = Field(default=timedelta(hours=2), ge=timedelta(minutes=1))
@@ -74,14 +102,70 @@ class StoreConfig(BaseModel):
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, gt=0, le=8 * 1024 * 1024)
     max_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=4, le=256)
 
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        for what in ("category", "name"):
+            values = [getattr(spec, what) for spec in self.streams]
+            if twice := sorted({value for value in values if values.count(value) > 1}):
+                raise ValueError(f"two streams have the {what} {', '.join(twice)}")
+        if len([spec for spec in self.streams if spec.partitioned]) > 1:
+            raise ValueError("at most one stream can be partitioned")
+        return self
+
+    def spec(self, category: Category) -> StreamSpec:
+        """The stream that holds a category of events.
+
+        Raises:
+            ValueError: no stream holds ``category``.
+        """
+        for spec in self.streams:
+            if spec.category == category:
+                return spec
+        known = ", ".join(spec.category for spec in self.streams) or "none"
+        raise ValueError(f"no stream holds {category!r} events (categories: {known})")
+
+    def spec_of(self, stream: str) -> StreamSpec:
+        """The spec of the stream called ``stream``.
+
+        Raises:
+            ValueError: no stream has that name.
+        """
+        for spec in self.streams:
+            if spec.name == stream:
+                return spec
+        raise ValueError(f"no stream is called {stream!r}")
+
     def stream_for(self, category: Category) -> str:
-        """The stream that holds a category of events."""
-        return {
-            "evidence": self.evidence_stream,
-            "risk": self.risk_stream,
-            "dlq": self.dlq_stream,
-            "audit": self.audit_stream,
-        }[category]
+        """The name of the stream that holds a category of events.
+
+        Raises:
+            ValueError: no stream holds ``category``.
+        """
+        return self.spec(category).name
+
+    @property
+    def default_stream(self) -> str:
+        """The first stream's name: what reads and consumers use when they name none.
+
+        Raises:
+            ValueError: the config has no streams.
+        """
+        if not self.streams:
+            raise ValueError("the store config names no streams")
+        return self.streams[0].name
+
+    @property
+    def partitioned(self) -> StreamSpec | None:
+        """The partitioned stream, if one is."""
+        return next((spec for spec in self.streams if spec.partitioned), None)
+
+    def payload_limit(self, category: Category) -> int:
+        """The largest payload an event of ``category`` may have.
+
+        Raises:
+            ValueError: no stream holds ``category``.
+        """
+        return self.max_payload_bytes * self.spec(category).payload_factor
 
     def subject(self, category: Category, tenant: str, entity: str) -> str:
         """``<prefix>.<category>.<tenant>.<entity>``, each part checked as a token.
@@ -94,94 +178,96 @@ class StoreConfig(BaseModel):
         return f"{self.prefix}.{category}.{tenant}.{entity}"
 
     def stored_subject(self, category: Category, tenant: str, entity: str) -> str:
-        """The subject an entity's events are stored on: evidence carries its partition.
+        """The subject an entity's events are stored on: a partitioned stream's carry the partition.
 
         Raises:
             ValueError: ``tenant`` or ``entity`` is not a valid token.
         """
         subject = self.subject(category, tenant, entity)
-        if category != "evidence":
+        partitioned = self.partitioned
+        if partitioned is None or category != partitioned.category:
             return subject
         partition = partition_of(tenant, entity, self.partitions)
-        return f"{self.prefix}.evidence.{partition}.{tenant}.{entity}"
+        return f"{self.prefix}.{category}.{partition}.{tenant}.{entity}"
 
     def stored(self, subject: str) -> str:
-        """``subject`` as the store keeps it: an evidence publish subject gains its partition."""
+        """``subject`` as the store keeps it: a partitioned stream's publish subject gains P."""
         parts = subject.split(".")
-        if len(parts) != 4 or parts[0] != self.prefix or parts[1] != "evidence":  # noqa: PLR2004
+        partitioned = self.partitioned
+        if (
+            partitioned is None
+            or len(parts) != 4  # noqa: PLR2004 - prefix, category, tenant, entity
+            or parts[0] != self.prefix
+            or parts[1] != partitioned.category
+        ):
             return subject
-        return self.stored_subject("evidence", parts[2], parts[3])
+        return self.stored_subject(partitioned.category, parts[2], parts[3])
 
     def partition_filter(self, partition: int) -> str:
-        """The stored subjects of one partition's evidence: ``<prefix>.evidence.<p>.>``.
+        """The stored subjects of one partition: ``<prefix>.<category>.<p>.>``.
 
         Raises:
-            ValueError: ``partition`` is not in ``0 .. partitions - 1``.
+            ValueError: no stream is partitioned, or ``partition`` is not in
+                ``0 .. partitions - 1``.
         """
+        spec = self.require_partitioned()
         if not 0 <= partition < self.partitions:
             raise ValueError(f"partition {partition} is not in 0..{self.partitions - 1}")
-        return f"{self.prefix}.evidence.{partition}.>"
+        return f"{self.prefix}.{spec.category}.{partition}.>"
 
-    def evidence_transform(self) -> dict[str, str]:
-        """The evidence stream's subject transform: the server writes the partition in."""
+    def partition_transform(self) -> dict[str, str]:
+        """The partitioned stream's subject transform: the server writes the partition in.
+
+        Raises:
+            ValueError: no stream is partitioned.
+        """
+        category = self.require_partitioned().category
         return {
-            "src": f"{self.prefix}.evidence.*.*",
-            "dest": f"{self.prefix}.evidence.{{{{partition({self.partitions},1,2)}}}}"
+            "src": f"{self.prefix}.{category}.*.*",
+            "dest": f"{self.prefix}.{category}.{{{{partition({self.partitions},1,2)}}}}"
             ".{{wildcard(1)}}.{{wildcard(2)}}",
         }
 
-    def dlq_subject(self, projection: str, tenant: str, entity: str) -> str:
-        """``<prefix>.dlq.<projection>.<tenant>.<entity>``.
+    def require_partitioned(self) -> StreamSpec:
+        """The partitioned stream.
 
         Raises:
-            ValueError: a part is not a valid token.
+            ValueError: no stream is partitioned.
         """
-        validate_token(projection, what="projection")
-        return self.subject("dlq", tenant, entity).replace(
-            f"{self.prefix}.dlq.", f"{self.prefix}.dlq.{projection}.", 1
-        )
+        if (spec := self.partitioned) is None:
+            raise ValueError("no stream of the store config is partitioned")
+        return spec
 
     def stream_configs(self) -> list[dict[str, Any]]:
         """The JetStream configs of every stream, KV buckets included."""
         return [
-            self._evidence(),
-            self._stream(self.risk_stream, "risk", immutable=True, atomic=True),
-            self._stream(self.dlq_stream, "dlq", immutable=False, atomic=False),
-            self._stream(self.audit_stream, "audit", immutable=True, atomic=False),
+            *(self._stream(spec) for spec in self.streams),
             self._bucket(self.checkpoint_bucket, ttl=None),
             self._bucket(self.lease_bucket, ttl=self.lease_ttl),
         ]
 
-    def _stream(self, name: str, category: str, *, immutable: bool, atomic: bool) -> dict[str, Any]:
-        return {
-            "name": name,
-            "subjects": [f"{self.prefix}.{category}.>"],
+    def _stream(self, spec: StreamSpec) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "name": spec.name,
+            "subjects": [f"{self.prefix}.{spec.category}.>"],
             "retention": "limits",
             "storage": "file",
             "discard": "old",
             "num_replicas": self.replicas,
             "duplicate_window": _ns(self.duplicate_window),
-            # Evidence is capped at the payload limit; derived events (a dead letter
-            # carries the original bytes base64-encoded) get twice that.
-            "max_msg_size": self.max_payload_bytes * (1 if category == "evidence" else 2)
-            + _HEADER_ALLOWANCE,
-            "deny_delete": immutable,
-            "deny_purge": immutable,
+            "max_msg_size": self.payload_limit(spec.category) + _HEADER_ALLOWANCE,
+            "deny_delete": spec.immutable,
+            "deny_purge": spec.immutable,
             "allow_rollup_hdrs": False,
             "allow_msg_ttl": False,
-            "allow_atomic": atomic,
+            "allow_atomic": spec.atomic,
             "allow_direct": True,
         }
-
-    def _evidence(self) -> dict[str, Any]:
-        """Only ``<prefix>.evidence.<tenant>.<entity>`` is accepted, and stored partitioned."""
-        config = self._stream(self.evidence_stream, "evidence", immutable=True, atomic=True)
-        return {
-            **config,
-            "subjects": [f"{self.prefix}.evidence.*.*"],
-            "subject_transform": self.evidence_transform(),
-            "metadata": {PARTITIONS_KEY: str(self.partitions)},
-        }
+        if spec.partitioned:  # only <prefix>.<category>.<tenant>.<entity>, stored partitioned
+            config["subjects"] = [f"{self.prefix}.{spec.category}.*.*"]
+            config["subject_transform"] = self.partition_transform()
+            config["metadata"] = {PARTITIONS_KEY: str(self.partitions)}
+        return config
 
     def _bucket(self, bucket: str, *, ttl: timedelta | None) -> dict[str, Any]:
         return {

@@ -33,6 +33,7 @@ __all__ = [
     "StoreTimeoutError",
     "StoreUnavailableError",
     "TransientStoreError",
+    "UnknownCategoryError",
     "UnknownEventTypeError",
 ]
 
@@ -117,6 +118,18 @@ class UnknownEventTypeError(DecodeError):
         self.event_type = event_type
         self.known = known
         super().__init__(f"unknown event type {event_type!r}; known types: {', '.join(known)}")
+
+
+class UnknownCategoryError(EventStoreError):
+    """An event's category (its type's, or its subject's) is held by no stream of the store."""
+
+    def __init__(self, category: str, known: list[str]) -> None:
+        self.category = category
+        self.known = known
+        super().__init__(
+            f"no stream holds {category!r} events; the store's categories:"
+            f" {', '.join(known) or 'none'}"
+        )
 
 
 class ConcurrencyConflictError(EventStoreError):

@@ -7,7 +7,13 @@ commits them, and only then acknowledges the message.
 
 from projections._assignment import assign
 from projections._checkpoint import Checkpoint, CheckpointRecord, read_checkpoint
-from projections._deadletter import DEAD_LETTERED, DeadLetterData, dead_letter, projection_source
+from projections._deadletter import (
+    DEAD_LETTERED,
+    DeadLetterData,
+    dead_letter,
+    dlq_subject,
+    projection_source,
+)
 from projections._dlq import (
     DLQ_PURGED,
     DLQ_REPLAY_STARTED,
@@ -32,10 +38,13 @@ from projections._partitions import (
     consumer_name,
     expected_consumer,
     handled_floor,
+    partition_filter,
     partition_views,
+    source_partitions,
     undrained_partitions,
 )
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
+from projections._streams import AUDIT_STREAM, DLQ_STREAM, RUNTIME_STREAMS
 from projections.errors import (
     LeaseConfigError,
     NotADeadLetterError,
@@ -44,12 +53,15 @@ from projections.errors import (
 )
 
 __all__ = [
+    "AUDIT_STREAM",
     "CHAIN",
     "DEAD_LETTERED",
     "DLQ_PURGED",
     "DLQ_REPLAYED",
     "DLQ_REPLAY_STARTED",
+    "DLQ_STREAM",
     "REPLAY_HEADER",
+    "RUNTIME_STREAMS",
     "Checkpoint",
     "CheckpointRecord",
     "DeadLetter",
@@ -78,13 +90,16 @@ __all__ = [
     "assign",
     "consumer_name",
     "dead_letter",
+    "dlq_subject",
     "expected_consumer",
     "handled_floor",
+    "partition_filter",
     "partition_views",
     "projection_source",
     "read_checkpoint",
     "read_leases",
     "read_members",
+    "source_partitions",
     "split_subject",
     "undrained_partitions",
 ]

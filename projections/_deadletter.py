@@ -14,14 +14,16 @@ from datetime import datetime
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from eventstore import CloudEvent, EventId, SourceRef, StoreConfig, encode_event
+from eventstore import CloudEvent, EventId, SourceRef, StoreConfig, encode_event, validate_token
 from projections._message import Message, Output
+from projections._streams import DLQ_STREAM
 
 __all__ = [
     "DEAD_LETTERED",
     "ENVELOPE_FIELDS",
     "DeadLetterData",
     "dead_letter",
+    "dlq_subject",
     "projection_source",
 ]
 
@@ -141,10 +143,22 @@ def dead_letter(  # noqa: PLR0913 - the message, why, when, and how large it may
     )
     if max_bytes is not None:
         data = _fitted(envelope, data, delivery.data, max_bytes)
-    subject = config.dlq_subject(message.projection, message.tenant, message.entity)
+    subject = dlq_subject(config, message.projection, message.tenant, message.entity)
     # the producer's trace context, passed on when no span of ours continues it
     headers = dict(message.context.get("trace_headers") or {})
     return Output(envelope, subject=subject, data=data, headers=headers)
+
+
+def dlq_subject(config: StoreConfig, projection: str, tenant: str, entity: str) -> str:
+    """``<prefix>.dlq.<projection>.<tenant>.<entity>``: where a projection's dead letters go.
+
+    Raises:
+        ValueError: a part is not a valid token.
+    """
+    validate_token(projection, what="projection")
+    subject = config.subject(DLQ_STREAM.category, tenant, entity)
+    prefix = f"{config.prefix}.{DLQ_STREAM.category}."
+    return subject.replace(prefix, f"{prefix}{projection}.", 1)
 
 
 def _fitted(

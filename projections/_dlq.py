@@ -198,7 +198,7 @@ class DeadLetterQueue:
         """Replays and purges recorded on the audit stream for this projection."""
         replayed: dict[int, int] = {}
         purged: set[int] = set()
-        async for rec in self.store.read_all(stream=self.store.config.audit_stream):
+        async for rec in self.store.read_all(stream=self.store.config.stream_for("audit")):
             data = self._action_of(rec)
             if data is None or rec.event is None:
                 continue
@@ -211,12 +211,12 @@ class DeadLetterQueue:
 
     async def depth(self) -> int:
         """How many dead letters of this projection are queued."""
-        return await self.store.count(self.store.config.dlq_stream, self.subject_filter)
+        return await self.store.count(self.store.config.stream_for("dlq"), self.subject_filter)
 
     async def oldest_age(self) -> float | None:
         """Age in seconds of the oldest queued dead letter, or ``None`` when there is none."""
         first = await self.store.get(
-            self.store.config.dlq_stream, 1, next_on_subject=self.subject_filter
+            self.store.config.stream_for("dlq"), 1, next_on_subject=self.subject_filter
         )
         return (
             None if first is None else max(0.0, (self._clock() - first.stored_at).total_seconds())
@@ -227,7 +227,7 @@ class DeadLetterQueue:
         actions = await self.actions()
         letters: list[DeadLetter] = []
         async for rec in self.store.read_all(
-            stream=self.store.config.dlq_stream, filter_subject=self.subject_filter
+            stream=self.store.config.stream_for("dlq"), filter_subject=self.subject_filter
         ):
             if (why := _not_a(rec, (DEAD_LETTERED,))) is not None:
                 self._foreign(rec, why)
@@ -241,7 +241,7 @@ class DeadLetterQueue:
         Raises:
             NotADeadLetterError: nothing of this projection's is stored there.
         """
-        rec = await self.store.get(self.store.config.dlq_stream, sequence)
+        rec = await self.store.get(self.store.config.stream_for("dlq"), sequence)
         if rec is None:
             raise NotADeadLetterError(f"no dead letter at DLQ sequence {sequence}")
         if (why := _not_a(rec, (DEAD_LETTERED,))) is not None:
@@ -334,7 +334,7 @@ class DeadLetterQueue:
         if self._on_trail(last, letter):
             return last, last.sequence
         found: RecordedEvent | None = None
-        looked, seq, stream = 0, 1, self.store.config.audit_stream
+        looked, seq, stream = 0, 1, self.store.config.stream_for("audit")
         while (
             rec := await self.store.get(stream, seq, next_on_subject=trail)
         ) is not None and rec.sequence < last.sequence:
@@ -489,7 +489,7 @@ class DeadLetterQueue:
         """
         letter = await self.get(sequence)
         await self._record(DLQ_PURGED, letter, actor, reason)
-        await self.store.delete(self.store.config.dlq_stream, sequence)
+        await self.store.delete(self.store.config.stream_for("dlq"), sequence)
 
     async def _record(  # noqa: PLR0913 - what, on which letter, by whom, where and after what
         self,

@@ -148,6 +148,7 @@ class PartitionLeases:
         self.store = store
         self.kv: KeyValue = store.kv(store.config.lease_bucket)
         self.projection = projection
+        self._log = _log.bind(projection=projection)
         self.member = member
         self.partitions = partitions
         self.holder = holder
@@ -203,7 +204,7 @@ class PartitionLeases:
         interval = self._ttl / ROUNDS_PER_TTL
         if self._round_seconds is not None:
             interval = min(interval, self._round_seconds)
-        _log.info("leases.joined", member=self.member, ttl=self._ttl)
+        self._log.info("leases.joined", member=self.member, ttl=self._ttl)
         try:
             if self._expected > 1:
                 await self._gather(stop)
@@ -230,14 +231,14 @@ class PartitionLeases:
                     registered = True
                 members = await self._live_members()
             except TransientStoreError as exc:
-                _log.warning("leases.round_failed", member=self.member, error=str(exc))
+                self._log.warning("leases.round_failed", member=self.member, error=str(exc))
             left = deadline - loop.time()
             if len(members) >= self._expected or left <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(_GATHER_POLL, left)):
                     await stop.wait()
-        _log.info(
+        self._log.info(
             "leases.gathered",
             member=self.member,
             members=len(members),
@@ -249,14 +250,16 @@ class PartitionLeases:
         return (await self.kv.ttl(),)  # a tuple: a bucket without TTL is not "stopped"
 
     def _ttl_retry(self, error: TransientStoreError, attempt: int) -> None:
-        _log.warning("leases.ttl_unread", member=self.member, error=str(error), attempt=attempt)
+        self._log.warning(
+            "leases.ttl_unread", member=self.member, error=str(error), attempt=attempt
+        )
 
     async def _round_logged(self) -> None:
         try:
             await self._round()
         except TransientStoreError as exc:
             # the leases' own deadlines stop what can no longer be renewed
-            _log.warning("leases.round_failed", member=self.member, error=str(exc))
+            self._log.warning("leases.round_failed", member=self.member, error=str(exc))
 
     async def _round(self) -> None:
         await self.kv.put(self._member_key(self.member), self._record())
@@ -302,7 +305,7 @@ class PartitionLeases:
             revision = adopted
         lease = self._held[partition] = _Lease(revision)
         self._schedule(partition, lease, sent)
-        _log.info("leases.acquired", member=self.member, partition=partition)
+        self._log.info("leases.acquired", member=self.member, partition=partition)
         self.holder.start(partition)
         self.changed.set()
 
@@ -356,7 +359,7 @@ class PartitionLeases:
         del self._held[partition]
         if lease.deadline is not None:
             lease.deadline.cancel()
-        _log.warning("leases.lost", member=self.member, partition=partition, reason=why)
+        self._log.warning("leases.lost", member=self.member, partition=partition, reason=why)
         if not lease.handing_over:  # a hand-over is already stopping it
             within = self._ttl * MARGIN_FRACTION / 2  # the server keeps the key longer
             self._stops.tasks[partition] = asyncio.create_task(
@@ -391,7 +394,7 @@ class PartitionLeases:
             lease.deadline.cancel()
         with contextlib.suppress(ConcurrencyConflictError, TransientStoreError):
             await self.kv.delete(self._key(partition), revision=lease.revision)
-        _log.info("leases.handed_over", member=self.member, partition=partition)
+        self._log.info("leases.handed_over", member=self.member, partition=partition)
 
     async def _leave(self) -> None:
         """Leave at once: membership first (others stop counting us), then every lease."""
@@ -404,7 +407,7 @@ class PartitionLeases:
             await asyncio.gather(*self._handovers, return_exceptions=True)
         await self._stops.wait()
         self.settled.clear()
-        _log.info("leases.left", member=self.member)
+        self._log.info("leases.left", member=self.member)
 
 
 async def read_leases(store: EventStore, projection: str) -> dict[int, LeaseRecord]:

@@ -19,7 +19,10 @@ CHAIN: Final = "chain"
 """Expected version of an output that follows another one to the same subject in one result:
 the version that earlier output was stored at (known only once it is committed)."""
 
-Outcome = Literal["assessed", "duplicate_skipped", "dead_lettered", "retried", "paused"]
+Outcome: TypeAlias = str
+"""How a message ended, a label of the runner's metrics. The runtime's own: ``duplicate_skipped``,
+``dead_lettered``, ``retried``, ``paused``; a projection names what it did (``assessed``,
+``case_opened``)."""
 
 
 @dataclass(frozen=True, slots=True)

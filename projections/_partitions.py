@@ -1,9 +1,11 @@
-"""A projection over a partitioned stream: one durable consumer per partition, seen as one.
+"""A projection over its source stream: one durable consumer per partition, seen as one.
 
-The consumer of partition ``p`` is named ``<projection>-<p>`` and delivers
-``<prefix>.evidence.<p>.>`` only. Status, audit and tools need the
-projection's view across them: what is pending, and up to which evidence
-sequence everything is handled.
+A projection reads one category of events (its *source*). Over the
+partitioned stream, the consumer of partition ``p`` is named
+``<projection>-<p>`` and delivers ``<prefix>.<category>.<p>.>`` only; over
+any other stream there is one partition, 0, whose consumer delivers the
+whole stream. Status, audit and tools need the projection's view across
+them: what is pending, and up to which source sequence everything is handled.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ __all__ = [
     "consumer_name",
     "expected_consumer",
     "handled_floor",
+    "partition_filter",
     "partition_views",
+    "source_partitions",
     "undrained_partitions",
 ]
 
@@ -32,13 +36,34 @@ def consumer_name(projection: str, partition: int) -> str:
     return f"{projection}-{partition}"
 
 
-def expected_consumer(store: EventStore, partition: int) -> ConsumerSettings:
-    """What a worker's runner sets up for a partition: its evidence, no server-side cap.
+def source_partitions(store: EventStore, source: str) -> int:
+    """How many partitions a projection of ``source`` has: P over the partitioned stream, else 1."""
+    partitioned = store.config.partitioned
+    return store.config.partitions if partitioned and partitioned.category == source else 1
+
+
+def partition_filter(store: EventStore, source: str, partition: int) -> str:
+    """The stored subjects of one partition of ``source``.
+
+    Raises:
+        ValueError: no stream holds ``source``, or there is no such partition.
+    """
+    if store.config.spec(source).partitioned:
+        return store.config.partition_filter(partition)
+    if partition != 0:
+        raise ValueError(f"{source} is not partitioned: its only partition is 0")
+    return f"{store.config.prefix}.{source}.>"
+
+
+def expected_consumer(store: EventStore, partition: int, *, source: str) -> ConsumerSettings:
+    """What a worker's runner sets up for a partition: its subjects, no server-side cap.
 
     What ``status`` and ``init`` compare a consumer with to tell that someone
     else changed it.
     """
-    return ConsumerSettings(max_deliver=-1, filter_subject=store.config.partition_filter(partition))
+    return ConsumerSettings(
+        max_deliver=-1, filter_subject=partition_filter(store, source, partition)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,60 +87,65 @@ class PartitionView:
         return 0 if self.info is None else int(self.info["ack_floor"]["stream_seq"])
 
 
-async def partition_views(store: EventStore, projection: str) -> list[PartitionView]:
-    """Every partition's consumer of ``projection``, in partition order."""
+async def partition_views(
+    store: EventStore, projection: str, *, source: str
+) -> list[PartitionView]:
+    """Every partition's consumer of ``projection`` (which reads ``source``), in order."""
     views = []
-    for partition in range(store.config.partitions):
+    stream = store.config.stream_for(source)
+    for partition in range(source_partitions(store, source)):
         name = consumer_name(projection, partition)
         try:
-            info = await store.consumer(name).info()
+            info = await store.consumer(name, stream=stream).info()
         except NotProvisionedError:
             info = None
         views.append(PartitionView(partition, name, info))
     return views
 
 
-async def handled_floor(store: EventStore, projection: str) -> int:
-    """The evidence sequence up to which the projection handled everything (0: none).
+async def handled_floor(store: EventStore, projection: str, *, source: str) -> int:
+    """The source sequence up to which the projection handled everything (0: none).
 
-    Each partition's consumer knows its own ack floor; the first evidence it
+    Each partition's consumer knows its own ack floor; the first event it
     has not acknowledged is the first of its subjects after that floor (none
     when nothing is pending). Everything before the earliest of those, across
     partitions, is handled.
     """
-    info = await store.client.stream_info(store.config.evidence_stream)
+    info = await store.client.stream_info(store.config.stream_for(source))
     if info is None:
         return 0
     floor = int(info["state"]["last_seq"])
-    for view in await partition_views(store, projection):
-        first = await _first_unhandled(store, view)
+    for view in await partition_views(store, projection, source=source):
+        first = await _first_unhandled(store, view, source)
         if first is not None:
             floor = min(floor, first - 1)
     return floor
 
 
-async def undrained_partitions(store: EventStore, projection: str, through: int) -> frozenset[int]:
-    """The partitions that still hold evidence at or before sequence ``through`` not handled.
+async def undrained_partitions(
+    store: EventStore, projection: str, through: int, *, source: str
+) -> frozenset[int]:
+    """The partitions that still hold events at or before sequence ``through`` not handled.
 
-    A partition with no evidence there (empty, or only newer evidence) is
+    A partition with no events there (empty, or only newer ones) is
     drained whether or not its consumer exists yet. What a batch run of
     several processes waits for before each of them exits.
     """
     left = set()
-    for view in await partition_views(store, projection):
-        first = await _first_unhandled(store, view)
+    for view in await partition_views(store, projection, source=source):
+        first = await _first_unhandled(store, view, source)
         if first is not None and first <= through:
             left.add(view.partition)
     return frozenset(left)
 
 
-async def _first_unhandled(store: EventStore, view: PartitionView) -> int | None:
-    """The sequence of the partition's first evidence not acknowledged (``None``: none is)."""
+async def _first_unhandled(store: EventStore, view: PartitionView, source: str) -> int | None:
+    """The sequence of the partition's first event not acknowledged (``None``: none is)."""
     if view.info is not None and view.pending == 0:
         return None
     raw = await store.client.direct_get(
-        store.config.evidence_stream,
+        store.config.stream_for(source),
         view.ack_floor + 1,
-        next_by_subject=store.config.partition_filter(view.partition),
+        next_by_subject=partition_filter(store, source, view.partition),
     )
     return None if raw is None else raw.seq

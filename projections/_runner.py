@@ -152,6 +152,7 @@ class ProjectionRunner:
         on_commit: Callable[[Message, list[AppendResult]], None],
         on_conflict: Callable[[Message], None],
         filter_subject: str | None = None,
+        stream: str | None = None,
         settings: RunnerSettings | None = None,
         metrics: ProjectionMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
@@ -179,7 +180,7 @@ class ProjectionRunner:
             self._processing = metrics.processing.labels(name)
             self._end_to_end = metrics.end_to_end.labels(name)
             metrics.paused.labels(name, self.consumer_name).set(0)  # not "no data"
-        self._consumer: DurableConsumer = store.consumer(self.consumer_name)
+        self._consumer: DurableConsumer = store.consumer(self.consumer_name, stream=stream)
         self._boxes: dict[str, _Mailbox] = {}
         self._in_flight: dict[int, Delivery] = {}
         self._received: dict[int, float] = {}

@@ -77,6 +77,16 @@ CHANNELS = (
         senders=("admin",), receivers=("auditor", "admin"),
         headers=("Nats-Expected-Last-Subject-Sequence",),
     ),
+    Channel(
+        "review", "review.{tenant}.{entity}", "review",
+        ("riskpipe.review.opened.v1", "riskpipe.review.assigned.v1",
+         "riskpipe.review.commented.v1", "riskpipe.review.decided.v1",
+         "riskpipe.review.reopened.v1"),
+        "The entity's review cases: opened by the review projection, decided by people,"
+        " each event fenced on the one before.",
+        senders=("worker", "admin"), receivers=("worker", "auditor", "admin"),
+        headers=("Nats-Expected-Last-Subject-Sequence",),
+    ),
 )  # fmt: skip
 
 _HEADERS: dict[str, dict[str, Any]] = {

@@ -328,7 +328,7 @@ class _Copier:
         Raises:
             MigrateError: the target holds something else, or the round failed otherwise.
         """
-        stream = self._target.config.evidence_stream
+        stream = self._target.config.stream_for("evidence")
         last = int((await self._target.stream_state(stream))["last_seq"])
         taken = 0
         async for batch in self._target.read_batches(from_seq=self.position + 1, until_seq=last):
@@ -388,7 +388,7 @@ async def migrate(
     """
     started = time.monotonic()
     async with await connect_store(source_settings, name="riskpipe-migrate") as source:
-        stream = source.config.evidence_stream
+        stream = source.config.stream_for("evidence")
         info = await source.client.stream_info(stream)
         if info is None:
             raise NotProvisionedError(
@@ -446,7 +446,7 @@ async def _prepare(
         MigrateError: it is the source's store, was made before partitions or
             with another P than asked for, or a stream drifted.
     """
-    stream = target.config.evidence_stream
+    stream = target.config.stream_for("evidence")
     found = await target.client.stream_info(stream)
     if found is not None and found.get("created") == source.get("created"):
         raise MigrateError(
@@ -479,7 +479,7 @@ async def _prepare(
 
 async def _size_limit(target: EventStore) -> int:
     """The largest copy (payload and headers) the target's evidence stream and server take."""
-    info = await target.client.stream_info(target.config.evidence_stream)
+    info = await target.client.stream_info(target.config.stream_for("evidence"))
     largest = int(info["config"].get("max_msg_size", -1)) if info is not None else -1
     server = target.client.max_payload
     return server if largest <= 0 else min(largest, server)

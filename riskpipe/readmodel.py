@@ -12,6 +12,7 @@ from projections.readmodel import (
     Source,
     apply_audit,
     apply_dead_letter,
+    apply_review,
     assessments_of,
 )
 
@@ -31,6 +32,7 @@ def readmodel_sources(store: EventStore, settings: Settings) -> list[Source]:
         Source("risk", config.stream_for("risk"), assessments_of(settings.projection)),
         Source("dlq", config.stream_for("dlq"), apply_dead_letter),
         Source("audit", config.stream_for("audit"), apply_audit),
+        Source("review", config.stream_for("review"), apply_review),
     ]
 
 

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     """The partition leases' TTL, the ``max_age`` of the lease bucket: used by ``init`` when it
     makes the bucket only (workers take the TTL from the bucket)."""
     projection: str = "risk"
+    review: bool = True
+    """Whether workers also run the review projection, which opens cases (docs/review.md)."""
+    review_projection: str = "review"
+    review_policy: Path | None = None
+    """A review policy file (TOML or YAML); the defaults of docs/review.md without one."""
     batch: int = Field(default=256, ge=1, le=10_000)
     fetch_timeout: float = Field(default=1.0, gt=0.0, le=60.0)
     max_in_flight: int = Field(default=4096, ge=1, le=100_000)

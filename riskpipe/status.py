@@ -131,23 +131,33 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         NotProvisionedError: the streams do not exist (run ``riskpipe init``).
     """
     config = store.config
-    names = (config.evidence_stream, config.risk_stream, config.dlq_stream, config.audit_stream)
+    names = (
+        config.stream_for("evidence"),
+        config.stream_for("risk"),
+        config.stream_for("dlq"),
+        config.stream_for("audit"),
+    )
     states = {name: await store.stream_state(name) for name in names}
     streams = {name: int(state["messages"]) for name, state in states.items()}
     consumer, changed = await _consumers(store, projection)
     checkpoint, refused = await _checkpoints(store, projection)
     dlq = DeadLetterQueue(store, projection)
-    depth = await store.count(config.dlq_stream, dlq.subject_filter)
+    depth = await store.count(config.stream_for("dlq"), dlq.subject_filter)
     actions = await dlq.actions()
     pending = consumer["num_pending"] + consumer["num_ack_pending"] if consumer else 0
-    answers = await _answered(store, projection, int(states[config.evidence_stream]["last_seq"]))
-    foreign = {config.risk_stream: answers.foreign} if answers.foreign else {}
-    if streams[config.evidence_stream] < answers.assessed + depth + len(actions.purged) + pending:
+    answers = await _answered(
+        store, projection, int(states[config.stream_for("evidence")]["last_seq"])
+    )
+    foreign = {config.stream_for("risk"): answers.foreign} if answers.foreign else {}
+    if (
+        streams[config.stream_for("evidence")]
+        < answers.assessed + depth + len(actions.purged) + pending
+    ):
         # more dead letters than can be: look for messages on the DLQ that are none
         await dlq.list()  # what it skips, it keeps as foreign
-        junk = [r.sequence for r in dlq.foreign if r.stream == config.dlq_stream]
+        junk = [r.sequence for r in dlq.foreign if r.stream == config.stream_for("dlq")]
         if junk:
-            foreign[config.dlq_stream] = junk
+            foreign[config.stream_for("dlq")] = junk
             depth -= len(junk)
     try:
         await verify_evidence_identity(store, projection)
@@ -165,10 +175,10 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
         dlq_depth=depth,
         dlq_replayed=len(actions.replayed),
         dlq_purged=len(actions.purged),
-        evidence=streams[config.evidence_stream],
+        evidence=streams[config.stream_for("evidence")],
         assessed=answers.assessed,
         dead_lettered=depth + len(actions.purged),
-        pending=pending if consumer else streams[config.evidence_stream],
+        pending=pending if consumer else streams[config.stream_for("evidence")],
         consumer_changed=changed,
         risk_foreign=len(answers.foreign),
         risk_repeated=answers.repeated,
@@ -239,7 +249,7 @@ async def _answered(store: EventStore, projection: str, last_evidence: int) -> _
     assessed = repeated = 0
     foreign: list[int] = []
     batches = store.read_batches(
-        stream=config.risk_stream, filter_subject=f"{config.prefix}.risk.>"
+        stream=config.stream_for("risk"), filter_subject=f"{config.prefix}.risk.>"
     )
     async for batch in batches:
         for raw in batch:
@@ -273,7 +283,11 @@ def _answer(raw: RawMessage, config: StoreConfig, projection: str, last: int) ->
     if data.get("projection") != projection or not isinstance(ref, dict):
         return None
     seq = ref.get("sequence")
-    if ref.get("stream") != config.evidence_stream or type(seq) is not int or not 1 <= seq <= last:
+    if (
+        ref.get("stream") != config.stream_for("evidence")
+        or type(seq) is not int
+        or not 1 <= seq <= last
+    ):
         return None
     return seq
 
@@ -287,7 +301,7 @@ async def _consumers(
     not there yet counts every evidence of it as pending; ``ack_floor`` is
     the evidence sequence up to which every partition acknowledged all.
     """
-    views = await partition_views(store, projection)
+    views = await partition_views(store, projection, source="evidence")
     if all(view.info is None for view in views):
         return None, {}
     counts = {"num_pending": 0, "num_ack_pending": 0, "num_redelivered": 0, "delivered": 0}
@@ -295,17 +309,19 @@ async def _consumers(
     for view in views:
         if view.info is None:
             subjects = store.config.partition_filter(view.partition)
-            counts["num_pending"] += await store.count(store.config.evidence_stream, subjects)
+            counts["num_pending"] += await store.count(
+                store.config.stream_for("evidence"), subjects
+            )
             continue
         info = view.info
-        expected = expected_consumer(store, view.partition)
+        expected = expected_consumer(store, view.partition, source="evidence")
         for key, value in expected.drift(info.get("config", {})).items():
             changed[f"{view.consumer}.{key}"] = list(value)
         counts["num_pending"] += int(info["num_pending"])
         counts["num_ack_pending"] += int(info["num_ack_pending"])
         counts["num_redelivered"] += int(info["num_redelivered"])
         counts["delivered"] = max(counts["delivered"], int(info["delivered"]["stream_seq"]))
-    counts["ack_floor"] = await handled_floor(store, projection)
+    counts["ack_floor"] = await handled_floor(store, projection, source="evidence")
     return counts, changed
 
 
@@ -317,16 +333,16 @@ async def _checkpoints(store: EventStore, projection: str) -> tuple[int, str | N
     earliest of those, every evidence is covered.
     """
     config = store.config
-    info = await store.client.stream_info(config.evidence_stream)
+    info = await store.client.stream_info(config.stream_for("evidence"))
     covered = 0 if info is None else int(info["state"]["last_seq"])
     refused: str | None = None
     for partition in range(config.partitions):
         name = consumer_name(projection, partition)
-        stored = await read_checkpoint(store, name, config.evidence_stream)
+        stored = await read_checkpoint(store, name, config.stream_for("evidence"))
         if stored.refused is not None and refused is None:
             refused = str(stored.refused)
         after = await store.client.direct_get(
-            config.evidence_stream,
+            config.stream_for("evidence"),
             stored.sequence + 1,
             next_by_subject=config.partition_filter(partition),
         )

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from projections.risk import ASSESSED
 from riskpipe.client import SyncProducer
 from riskpipe.server import NatsServer
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def _scored(event: CloudEvent, sequence: int) -> Scored:
 
 async def _connect(url: str) -> EventStore:
     return await EventStore.connect(
-        url, schemas=build_schemas(), config=StoreConfig(), name="riskpipe-testing", timeout=5.0
+        url, schemas=build_schemas(), config=topology_config(), name="riskpipe-testing", timeout=5.0
     )
 
 

@@ -10,7 +10,9 @@ import structlog
 
 from eventstore import ConnectOptions, EventSchemas, EventStore, StoreConfig
 from eventstore.errors import StoreUnavailableError
+from projections.review import REVIEW_STREAM, register_review_types
 from projections.risk import build_schemas as _risk_schemas
+from riskpipe import topology
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,12 +36,14 @@ _MAX_WAIT = 10.0
 
 def build_schemas() -> EventSchemas:
     """The registry of every event type riskpipe reads or writes."""
-    return _risk_schemas()
+    schemas = _risk_schemas()
+    register_review_types(schemas, category=REVIEW_STREAM.category)
+    return schemas
 
 
 def store_config(settings: Settings) -> StoreConfig:
     """The store's names and limits, from settings."""
-    return StoreConfig(
+    return topology.topology_config(
         prefix=settings.subject_prefix,
         replicas=settings.replicas,
         partitions=settings.partitions,

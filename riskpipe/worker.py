@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,19 +17,10 @@ from eventstore.errors import (
     ConnectionClosedError,
     ConsumerDriftError,
     EventStoreError,
+    NotProvisionedError,
     TransientStoreError,
 )
-from projections import (
-    DeadLetterQueue,
-    PartitionLeases,
-    ProjectionMetrics,
-    ProjectionRunner,
-    RunnerSettings,
-    consumer_name,
-    expected_consumer,
-    partition_views,
-    undrained_partitions,
-)
+from projections import DeadLetterQueue, ProjectionMetrics, RunnerSettings
 from projections.errors import EvidenceReplacedError
 from projections.middleware import (
     chain,
@@ -42,30 +31,28 @@ from projections.middleware import (
     timeout,
     tracing,
 )
+from projections.review import DecisionBook, ReviewPolicy, ReviewProjection, load_policy
 from projections.risk import RiskMetrics, RiskProjection, verify_evidence_identity
+from riskpipe.hosting import Hosted, HostedSpec, ProjectionHost
 from riskpipe.http import HealthServer
-from riskpipe.ownership import LeasedRunners, member_id
 
 if TYPE_CHECKING:
+    import collections
     from collections.abc import Awaitable, Callable
 
     from prometheus_client import CollectorRegistry
 
     from eventstore import EventStore
-    from projections import Handler
+    from projections import Handler, PartitionLeases, ProjectionRunner
     from riskpipe.settings import Settings
 
 __all__ = ["Worker", "retried_at_start", "utc_now"]
 
 _log = structlog.get_logger(__name__)
 _WATCH_SECONDS = 0.5
+_DECISIONS_SECONDS = 1.0
+"""How often the worker reads new review decisions: a decision applies within about this."""
 """How often the worker looks whether its connection is closed for good."""
-_BATCH_ROUND_SECONDS = 1.0
-"""A shared batch run's lease rounds: processes started together split the work this soon."""
-_BATCH_GATHER_SECONDS = 5.0
-"""How long the processes of a batch run wait for each other before taking partitions."""
-_DRAINED_CHECK_SECONDS = 0.5
-"""How often a shared batch run asks whether every partition is drained."""
 _T = TypeVar("_T")
 
 
@@ -102,8 +89,28 @@ def analyzer_config(settings: Settings) -> AnalyzerConfig:
     return load_config(settings.analyzer_config) if settings.analyzer_config else AnalyzerConfig()
 
 
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    """Set ``target`` once ``source`` is set."""
+    await source.wait()
+    target.set()
+
+
+def review_policy(settings: Settings) -> ReviewPolicy:
+    """The review policy from ``settings.review_policy``, or the defaults.
+
+    Raises:
+        InvalidConfigError: the file is not a valid review policy.
+    """
+    return load_policy(settings.review_policy) if settings.review_policy else ReviewPolicy()
+
+
 class Worker:
-    """One risk projection worker: build it, ``run`` it, ask it whether it is ready."""
+    """A worker process's projections: build it, ``run`` it, ask it whether it is ready.
+
+    It hosts the risk projection (over evidence) and, unless
+    ``RISKPIPE_REVIEW=false``, the review projection (over assessments), each
+    with its own consumers, leases and dead letters.
+    """
 
     def __init__(self, store: EventStore, settings: Settings, registry: CollectorRegistry) -> None:
         self.store = store
@@ -111,7 +118,6 @@ class Worker:
         self.registry = registry
         if store.metrics is None:
             store.metrics = StoreMetrics(registry)
-        self.dlq = DeadLetterQueue(store, settings.projection, clock=utc_now)
         self._dlq_depth = Gauge(
             "riskpipe_dlq_depth_messages",
             "Dead letters of the projection still in the queue.",
@@ -126,9 +132,11 @@ class Worker:
         )
         self.http: HealthServer | None = None
         self.drift: ConsumerDriftError | EvidenceReplacedError | None = None
-        """Why the worker stopped: its consumer, or the evidence stream, was changed."""
-        """Why the worker stopped, when someone changed its consumer."""
+        """Why the worker stopped: a consumer, or the evidence stream, was changed."""
         self.enricher = self._enricher()
+        self.decisions = DecisionBook(store, review_policy(settings)) if settings.review else None
+        """People's decisions, fed back into scoring (docs/review.md); ``None``: review is off."""
+        self._decisions_missing = False
         self.projection = RiskProjection(
             store,
             config=analyzer_config(settings),
@@ -137,9 +145,9 @@ class Worker:
             enricher=self.enricher,
             degraded_mode=settings.degraded_mode,
             metrics=RiskMetrics(registry),
+            reviews=self.decisions.signal if self.decisions is not None else None,
         )
-        self._handler_chain = self._handler()
-        self._runner_settings = RunnerSettings(
+        runner_settings = RunnerSettings(
             batch=settings.batch,
             fetch_timeout=settings.fetch_timeout,
             max_in_flight=settings.max_in_flight,
@@ -147,52 +155,68 @@ class Worker:
             max_deliver=settings.max_deliver,
             drain_timeout=settings.drain_timeout_seconds,
         )
-        self._runner_metrics = ProjectionMetrics(registry)
-        self.runners: dict[int, ProjectionRunner] = {}
-        """The partitions this worker consumes, each by its own runner and durable consumer."""
-        self.leases: PartitionLeases | None = None
-        """This worker's partition leases (not used by a batch run of one process)."""
-        self._holder: LeasedRunners | None = None
-        self.drained = False
-        """A shared batch run found every partition drained (and stopped for that)."""
+        self.hosts = self._hosts(runner_settings, ProjectionMetrics(registry))
+        """Every projection this worker runs; the risk projection first."""
+        self.dlqs = {
+            host.name: DeadLetterQueue(store, host.name, clock=utc_now) for host in self.hosts
+        }
         self.started = asyncio.Event()
-        """Set once every runner has its consumer in place and fetches."""
+        """Set once every projection's runners have their consumers in place and fetch."""
 
-    def _partition_settings(self) -> RunnerSettings:
-        """The runner settings of one partition: a share of the worker's in-flight budget.
-
-        ``RISKPIPE_MAX_IN_FLIGHT`` is the worker's: split over the store's P
-        partitions (at least 1 each), so a worker holding every partition holds
-        at most that many messages, not P times as many. Messages held longer
-        than the ack wait are redelivered: a budget per partition would let a
-        deep backlog on 16 partitions outgrow it.
-        """
-        share = self._runner_settings.max_in_flight // self.store.config.partitions
-        return dataclasses.replace(self._runner_settings, max_in_flight=max(1, share))
-
-    def runner_for(self, partition: int) -> ProjectionRunner:
-        """The runner of one partition: consumer ``<projection>-<partition>``, its subjects only."""
-        return ProjectionRunner(
-            self.store,
-            name=self.settings.projection,
-            consumer=consumer_name(self.settings.projection, partition),
-            handler=self._handler_chain,
-            on_commit=self.projection.committed,
-            on_conflict=self.projection.conflicted,
-            filter_subject=self.store.config.partition_filter(partition),
-            settings=self._partition_settings(),
-            metrics=self._runner_metrics,
+    def _hosts(self, settings: RunnerSettings, metrics: ProjectionMetrics) -> list[ProjectionHost]:
+        """The risk projection's host, then the review projection's (unless turned off)."""
+        store, name = self.store, self.settings.projection
+        risk = HostedSpec(
+            self.projection,
+            source="evidence",
+            handler=self._handler(self.projection, pause=True),
+            verify=lambda: verify_evidence_identity(store, name),
         )
+        hosts = [ProjectionHost(store, risk, settings=settings, metrics=metrics)]
+        if self.settings.review:
+            review = ReviewProjection(
+                store,
+                policy=review_policy(self.settings),
+                clock=utc_now,
+                name=self.settings.review_projection,
+            )
+            spec = HostedSpec(review, source="risk", handler=self._handler(review, pause=False))
+            hosts.append(ProjectionHost(store, spec, settings=settings, metrics=metrics))
+        return hosts
+
+    @property
+    def risk(self) -> ProjectionHost:
+        """The risk projection's host."""
+        return self.hosts[0]
+
+    @property
+    def dlq(self) -> DeadLetterQueue:
+        """The risk projection's dead-letter queue."""
+        return self.dlqs[self.risk.name]
+
+    @property
+    def runners(self) -> dict[int, ProjectionRunner]:
+        """The risk projection's runners, by partition."""
+        return self.risk.runners
+
+    @property
+    def leases(self) -> PartitionLeases | None:
+        """The risk projection's partition leases."""
+        return self.risk.leases
+
+    @property
+    def drained(self) -> bool:
+        """A shared batch run found every partition of every projection drained."""
+        return all(host.drained for host in self.hosts)
 
     @property
     def outcomes(self) -> collections.Counter[str]:
-        """How many messages the worker's runners finished, by outcome."""
-        if self._holder is not None:  # runners of partitions handed over count too
-            return self._holder.outcomes
-        total: collections.Counter[str] = collections.Counter()
-        for runner in self.runners.values():
-            total.update(runner.outcomes)
-        return total
+        """How many evidence messages the risk projection's runners finished, by outcome."""
+        return self.risk.outcomes
+
+    def runner_for(self, partition: int) -> ProjectionRunner:
+        """The risk projection's runner of one partition."""
+        return self.risk.runner_for(partition)
 
     def _enricher(self) -> HttpEnricher | None:
         if not self.settings.enrichment_url:
@@ -208,31 +232,37 @@ class Worker:
             registry=self.registry,
         )
 
-    def _handler(self) -> Handler:
-        return chain(
-            self.projection.handle,
+    def _handler(self, projection: Hosted, *, pause: bool) -> Handler:
+        """The projection's handler in the middleware chain (``pause``: on an open breaker)."""
+        middlewares = [
             tracing,
             log_context,
             dead_letters(
                 self.store.config,
                 utc_now,
-                already_handled=self.projection.is_handled,
+                already_handled=projection.is_handled,
                 max_bytes=lambda: self.store.payload_limit("dlq"),
             ),
-            pause_on_open_breaker(probe_after=min(5.0, self.settings.enrichment_reset_seconds)),
+        ]
+        if pause:
+            reset = self.settings.enrichment_reset_seconds
+            middlewares.append(pause_on_open_breaker(probe_after=min(5.0, reset)))
+        middlewares += [
             retry(
                 attempts=self.settings.retry_attempts,
                 redelivery_backoff=self.settings.redelivery_backoff_seconds,
             ),
             timeout(self.settings.handler_timeout_seconds),
-        )
+        ]
+        return chain(projection.handle, *middlewares)
 
     async def observe_dlq(self) -> None:
-        """Refresh the DLQ depth and oldest-age gauges."""
-        # depth first: it needs only stream info, the age needs a read permission too
-        self._dlq_depth.labels(self.settings.projection).set(await self.dlq.depth())
-        age = await self.dlq.oldest_age()
-        self._dlq_age.labels(self.settings.projection).set(age or 0.0)
+        """Refresh the DLQ depth and oldest-age gauges of every projection."""
+        for name, dlq in self.dlqs.items():
+            # depth first: it needs only stream info, the age needs a read permission too
+            self._dlq_depth.labels(name).set(await dlq.depth())
+            age = await dlq.oldest_age()
+            self._dlq_age.labels(name).set(age or 0.0)
 
     async def _observe_dlq(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -259,7 +289,7 @@ class Worker:
         halt.set()
 
     async def _watch_consumer(self, halt: asyncio.Event) -> None:
-        """Halt the worker once its consumer is found changed by someone else.
+        """Halt the worker once a consumer (or the evidence) is found changed by someone else.
 
         A consumer whose filter or delivery was changed delivers nothing (or
         only headers) while every number looks healthy: checked every
@@ -272,9 +302,8 @@ class Worker:
             if halt.is_set():
                 return
             try:
-                for runner in list(self.runners.values()):
-                    await runner.verify_consumer()
-                await verify_evidence_identity(self.store, self.settings.projection)
+                for host in self.hosts:
+                    await host.verify_running()
             except (ConsumerDriftError, EvidenceReplacedError) as exc:
                 self.drift = exc
                 _log.error("worker.consumer_drifted", error=str(exc))
@@ -283,19 +312,18 @@ class Worker:
                 _log.debug("worker.consumer_check_failed", error=str(exc))
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready when connected, the consumer is set up, and consumption is not paused."""
+        """Ready when connected, the consumers are set up, and consumption is not paused."""
         if self.drift is not None:
             return False, str(self.drift)
         if not self.store.client.connected:
             return False, "not connected to NATS"
-        states = {runner.state for runner in self.runners.values()}
+        states = set().union(*(host.states for host in self.hosts))
         if "paused" in states:
             return False, "paused: the enrichment dependency is unavailable (circuit open)"
-        if not self.runners:
-            # a spare, once settled: every partition has another owner
-            spare = self.leases is not None and self.leases.settled.is_set()
-            return spare, "ready" if spare else "projection starting"
-        if states != {"running"}:
+        for host in self.hosts:
+            if not host.runners and not host.spare:
+                return False, f"projection {host.name} starting"
+        if states - {"running"}:
             return False, f"projection {', '.join(sorted(states - {'running'}))}"
         return True, "ready"
 
@@ -307,27 +335,29 @@ class Worker:
         http: bool = True,
         processes: int = 1,
     ) -> None:
-        """Serve HTTP (optionally) and run the projection until ``stop`` or idle.
+        """Serve HTTP (optionally) and run the projections until ``stop`` or idle.
 
-        ``until_idle``: a batch run. Of one process (``processes``), it runs
-        every partition itself without leases, each until it is idle. Of
-        several processes started together, each holds leases on a share of the
-        partitions, and returns once every partition (its own and the others')
-        has handled the evidence stored when it started.
+        ``until_idle``: a batch run, one projection after the other (the
+        review projection reads what the risk projection wrote). Of one
+        process (``processes``), it runs every partition itself without
+        leases, each until it is idle. Of several processes started together,
+        each holds leases on a share of the partitions, and goes on once every
+        partition (its own and the others') has handled what was stored when
+        it started.
 
         The checks at start (partitions, consumers, evidence identity) are
         retried while NATS fails them transiently, for the store's election
         window; ``stop`` meanwhile returns at once.
 
         Raises:
-            ConsumerDriftError: the consumer was changed by someone else, found
-                at start or while running (then the projection was stopped first).
+            ConsumerDriftError: a consumer was changed by someone else, found
+                at start or while running (then the projections were stopped first).
             EvidenceReplacedError: the evidence stream no longer holds the
                 evidence the assessments answer (deleted and created again),
                 found at start or while running.
             ConnectionClosedError: the connection to NATS closed for good (nats-py
                 does not reconnect after, e.g., a protocol error the server
-                closed it for); the projection was stopped first. A supervisor
+                closed it for); the projections were stopped first. A supervisor
                 restarts the process.
         """
         if not await retried_at_start(self.store, stop, "checks", self._checks_at_start):
@@ -347,12 +377,13 @@ class Worker:
         watch = asyncio.create_task(self._watch_connection(stop, halt), name="nats-watch")
         guard = asyncio.create_task(self._watch_consumer(halt), name="consumer-watch")
         observer = asyncio.create_task(self._observe_dlq(halt), name="dlq-observer")
+        announce = asyncio.create_task(self._announce_started(), name="worker-started")
+        follow = asyncio.create_task(self._follow_decisions(halt), name="decisions")
         try:
-            await self._run_partitions(halt, until_idle=until_idle, processes=processes)
+            await self._run_hosts(halt, until_idle=until_idle, processes=processes)
         finally:
-            watch.cancel()
-            guard.cancel()
-            observer.cancel()
+            for task in (watch, guard, observer, announce, follow):
+                task.cancel()
             if server is not None:
                 await server.stop()
             if self.enricher is not None:
@@ -365,184 +396,99 @@ class Worker:
                 " the worker stopped so that it can be restarted"
             )
 
-    async def _checks_at_start(self) -> bool:
-        """Take P from the stream and check consumers and evidence: True once all pass."""
-        await self.store.adopt_partitions()
-        await self._verify_consumers()
-        await verify_evidence_identity(self.store, self.settings.projection)
+    async def _run_hosts(self, halt: asyncio.Event, *, until_idle: bool, processes: int) -> None:
+        """Run every projection: together, or (a batch run) one after the other."""
+
+        async def retried(step: str, operation: Callable[[], Awaitable[int]]) -> int | None:
+            return await retried_at_start(self.store, halt, step, operation)
+
+        if until_idle:
+            for host in self.hosts:
+                if halt.is_set():
+                    break
+                # each its own halt: a drained projection must not stop the next one
+                done = asyncio.Event()
+                relay = asyncio.create_task(_relay(halt, done))
+                try:
+                    await host.run(done, until_idle=True, processes=processes, retried=retried)
+                finally:
+                    relay.cancel()
+                if self._drifted(host, halt):
+                    return
+            return
+        async with asyncio.TaskGroup() as group:
+            for host in self.hosts:
+                group.create_task(
+                    self._run_host(host, halt, processes=processes, retried=retried),
+                    name=f"host-{host.name}",
+                )
+
+    async def _run_host(
+        self,
+        host: ProjectionHost,
+        halt: asyncio.Event,
+        *,
+        processes: int,
+        retried: Callable[[str, Callable[[], Awaitable[int]]], Awaitable[int | None]],
+    ) -> None:
+        await host.run(halt, until_idle=False, processes=processes, retried=retried)
+        self._drifted(host, halt)
+
+    def _drifted(self, host: ProjectionHost, halt: asyncio.Event) -> bool:
+        """Take a host's consumer drift as the worker's (and halt the others)."""
+        if host.drift is None:
+            return False
+        self.drift = host.drift
+        halt.set()
         return True
 
-    async def _evidence_end(self) -> int:
-        """The sequence of the last evidence stored now (0: none)."""
-        return int((await self.store.stream_state(self.store.config.evidence_stream))["last_seq"])
+    async def _checks_at_start(self) -> bool:
+        """Take P from the stream and check consumers and evidence: True once all pass.
 
-    async def _verify_consumers(self) -> None:
-        """Refuse to start, before any partition runs, if someone changed a partition's consumer.
-
-        Raises:
-            ConsumerDriftError: the first consumer found changed.
+        The decisions made so far are read too, so that the first assessments
+        already reflect them.
         """
-        for view in await partition_views(self.store, self.settings.projection):
-            if view.info is None:
-                continue  # created by its runner
-            expected = expected_consumer(self.store, view.partition)
-            if differences := expected.drift(view.info.get("config", {})):
-                stream = self.store.config.evidence_stream
-                raise ConsumerDriftError(stream, view.consumer, differences)
+        await self.store.adopt_partitions()
+        for host in self.hosts:
+            await host.verify_consumers()
+        await verify_evidence_identity(self.store, self.settings.projection)
+        await self._read_decisions()
+        return True
 
-    async def _run_partitions(
-        self, halt: asyncio.Event, *, until_idle: bool, processes: int
-    ) -> None:
-        """Run the partitions until ``halt``: those this worker holds a lease on.
-
-        With ``until_idle`` (a batch job) of one process it runs every
-        partition itself, each until it is idle; of several, the partitions it
-        holds a lease on, until every partition is drained. A runner that fails
-        (its consumer changed by someone else) stops the others.
-        """
-        if not until_idle:
-            await self._run_leased(halt)
+    async def _read_decisions(self) -> None:
+        """Fold the review events stored since the last look into the decision book."""
+        if self.decisions is None:
             return
-        if processes > 1:
-            through = await retried_at_start(self.store, halt, "evidence", self._evidence_end)
-            if through is not None:
-                await self._run_leased(halt, through=through, expected=processes)
-            return
-        self.runners = {p: self.runner_for(p) for p in range(self.store.config.partitions)}
-        announce = asyncio.create_task(self._announce_started(), name="runners-started")
         try:
-            async with asyncio.TaskGroup() as group:
-                for partition, runner in self.runners.items():
-                    group.create_task(
-                        self._run_one(runner, halt, until_idle=until_idle),
-                        name=f"partition-{partition}",
-                    )
-        except* ConsumerDriftError as failed:
-            first = failed.exceptions[0]
-            assert isinstance(first, ConsumerDriftError)  # noqa: S101 - what except* matched
-            self.drift = first
-        finally:
-            announce.cancel()
+            if read := await self.decisions.refresh():
+                _log.info("worker.decisions_read", events=read, at=self.decisions.position)
+        except NotProvisionedError as exc:  # made before review existed: `riskpipe init`
+            if not self._decisions_missing:
+                _log.warning("worker.decisions_unavailable", error=str(exc))
+            self._decisions_missing = True
+        else:
+            self._decisions_missing = False
 
-    async def _run_leased(
-        self, halt: asyncio.Event, *, through: int | None = None, expected: int = 1
-    ) -> None:
-        """Hold leases on a share of the partitions and run a runner for each one held.
-
-        On ``halt`` the leases hand every partition over: each runner drains,
-        then its lease is deleted, so the other workers take it at once.
-
-        With ``through`` (a batch run of ``expected`` processes) the members
-        first wait a moment for each other, so that each takes its share at
-        once; each runner stops once its partition is idle, the leases are
-        kept meanwhile, and ``halt`` is set once every partition has handled
-        the evidence up to that sequence. Every log line of the run names this
-        worker's ``member`` id.
-        """
-        batch = through is not None
-
-        def drifted(exc: ConsumerDriftError) -> None:
-            self.drift = exc
-            _log.error("worker.consumer_drifted", error=str(exc))
-            halt.set()
-
-        member = member_id()
-        with structlog.contextvars.bound_contextvars(member=member):
-            async with asyncio.TaskGroup() as group:
-                holder = LeasedRunners(self.runner_for, group, on_drift=drifted, until_idle=batch)
-                self._holder = holder
-                self.runners = holder.runners
-                self.leases = PartitionLeases(
-                    self.store,
-                    projection=self.settings.projection,
-                    member=member,
-                    partitions=self.store.config.partitions,
-                    holder=holder,
-                    round_seconds=_BATCH_ROUND_SECONDS if batch else None,
-                    expected=expected,
-                    gather_seconds=_BATCH_GATHER_SECONDS,
-                )
-                announce = group.create_task(self._announce_settled(), name="leases-settled")
-                watch = None
-                if through is not None:
-                    watch = group.create_task(
-                        self._stop_when_drained(halt, holder, through), name="drained-watch"
-                    )
-                try:
-                    await self.leases.run(halt)
-                finally:
-                    announce.cancel()
-                    if watch is not None:
-                        watch.cancel()
-            if batch and self.drained:
-                _log.info(
-                    "worker.drained",
-                    through=through,
-                    partitions=sorted(holder.ran),
-                    outcomes=dict(holder.outcomes),
-                )
-
-    async def _stop_when_drained(
-        self, halt: asyncio.Event, holder: LeasedRunners, through: int
-    ) -> None:
-        """Set ``halt`` once every partition handled the evidence up to ``through``.
-
-        The end of a shared batch run: the other processes' partitions count as
-        much as this one's, so a process whose own partitions are idle keeps its
-        membership and leases until then (a crashed process's partitions are
-        still picked up when its leases expire). Asked at once, whenever a
-        runner of this worker finds its partition idle, and every half second.
-        A partition held here whose runner is idle while evidence up to
-        ``through`` is still unhandled there is run again.
-        """
-        while True:
-            idle = holder.idle  # before the look: runners idle by then saw what it sees
-            try:
-                left = await undrained_partitions(self.store, self.settings.projection, through)
-            except TransientStoreError as exc:
-                _log.debug("worker.drain_check_failed", error=str(exc))
-            else:
-                if not left:
-                    self.drained = True
-                    halt.set()
-                    return
-                owned = self.leases.owned if self.leases is not None else frozenset()
-                for partition in sorted(left & idle & owned & holder.idle):
-                    holder.start(partition)
+    async def _follow_decisions(self, stop: asyncio.Event) -> None:
+        """Keep the decision book current: a look every ``_DECISIONS_SECONDS``."""
+        while self.decisions is not None and not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_DRAINED_CHECK_SECONDS):
-                    await holder.went_idle.wait()
-            holder.went_idle.clear()
-
-    async def _announce_settled(self) -> None:
-        assert self.leases is not None  # noqa: S101 - set before this task starts
-        await self.leases.settled.wait()
-        await self._announce_started()
-
-    async def _run_one(
-        self, runner: ProjectionRunner, halt: asyncio.Event, *, until_idle: bool
-    ) -> None:
-        # Its own stop event: a runner sets it when it is idle or drained, which
-        # must not stop the other partitions.
-        stop = asyncio.Event()
-        relay = asyncio.create_task(halt.wait())
-        relay.add_done_callback(lambda _: stop.set())
-        try:
-            await runner.run(stop, until_idle=until_idle)
-        except ConsumerDriftError:
-            halt.set()  # the other runners drain and stop
-            raise
-        finally:
-            relay.cancel()
+                async with asyncio.timeout(_DECISIONS_SECONDS):
+                    await stop.wait()
+            try:
+                await self._read_decisions()
+            except EventStoreError as exc:  # NATS away: the next look tries again
+                _log.debug("worker.decisions_failed", error=str(exc))
 
     async def _announce_started(self) -> None:
-        """Set ``started`` and log ``worker.started`` once every current runner fetches."""
-        for runner in list(self.runners.values()):
-            await runner.started.wait()
+        """Set ``started`` and log ``worker.started`` once every projection's runners fetch."""
+        for host in self.hosts:
+            await host.started.wait()
         self.started.set()
         _log.info(
             "worker.started",
             projection=self.settings.projection,
             partitions=sorted(self.runners),
             of=self.store.config.partitions,
+            projections={host.name: sorted(host.runners) for host in self.hosts},
         )

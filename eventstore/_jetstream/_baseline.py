@@ -79,9 +79,7 @@ async def raw_projection_loop(
         acks = []
         for msg in msgs:
             event = json.loads(msg.data)
-            result = json.dumps(
-                {"evidence": event["id"], "score": len(msg.data) % 100 / 100}
-            ).encode()
+            result = json.dumps({"event": event["id"], "score": len(msg.data) % 100 / 100}).encode()
             acks.append(
                 await js.publish_async(
                     f"benchraw.{event['subject']}",

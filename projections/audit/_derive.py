@@ -17,6 +17,7 @@ from analyzers import (
     EnrichmentSignal,
     Evidence,
     EvidenceData,
+    ReviewSignal,
     applied_modifier,
     assess,
     conservative_assessment,
@@ -100,10 +101,15 @@ class Scoring(Protocol):
     def enrichment(self) -> EnrichmentSignal | None:
         """The enrichment signal it used."""
 
+    @property
+    def review(self) -> ReviewSignal | None:
+        """The decisions about the entity it applied."""
+
 
 class _Scored(NamedTuple):
     degraded: bool
     enrichment: EnrichmentSignal | None
+    review: ReviewSignal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +165,10 @@ def derive(
         AnalyzerError: the analyzer refuses (e.g. the evidence is already in the state).
     """
     if recorded.degraded:
-        return conservative_assessment(state, evidence, config=config)
-    return assess(state, evidence, config=config, enrichment=recorded.enrichment)
+        return conservative_assessment(state, evidence, config=config, review=recorded.review)
+    return assess(
+        state, evidence, config=config, enrichment=recorded.enrichment, review=recorded.review
+    )
 
 
 def compare(
@@ -250,7 +258,9 @@ class ByteVerifier:
             event, evidence, ref = _decoded_evidence(self.store, raw)
             signal = scored.get("enrichment")
             enrichment = None if signal is None else EnrichmentSignal.model_validate(signal)
-            how = _Scored(degraded, enrichment)
+            decisions = scored.get("review")
+            review = None if decisions is None else ReviewSignal.model_validate(decisions)
+            how = _Scored(degraded, enrichment, review)
             if self.scorings.impossible(how, config) is not None:
                 return None
             assessment, after = derive(config, state, evidence, how)

@@ -275,6 +275,7 @@ def _current(recorded: RecordedAssessment) -> dict[str, Any]:
         "patterns": list(a.patterns),
         "degraded": a.degraded,
         "enrichment": a.enrichment.model_dump(mode="json") if a.enrichment else None,
+        "review": a.review.model_dump(mode="json") if a.review else None,
         "analyzer_version": a.analyzer_version,
         "config_fingerprint": a.config_fingerprint,
     }

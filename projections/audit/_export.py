@@ -114,11 +114,11 @@ async def export_rows(
     scope = ReplayScope(tenant, entity)
     config = store.config
     floor = await ack_floor(store, projection)
-    risk_last = int((await store.stream_state(config.risk_stream))["last_seq"])
-    last = int((await store.stream_state(config.evidence_stream))["last_seq"])
+    risk_last = int((await store.stream_state(config.stream_for("risk")))["last_seq"])
+    last = int((await store.stream_state(config.stream_for("evidence")))["last_seq"])
     letters = await dead_letters(store, projection, scope)
     risk = store.read_batches(
-        stream=config.risk_stream,
+        stream=config.stream_for("risk"),
         until_seq=risk_last,
         filter_subject=scope.subject_filter(config, "risk"),
     )

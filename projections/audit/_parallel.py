@@ -137,8 +137,8 @@ async def partition(store: EventStore, scope: ReplayScope, jobs: int) -> Partiti
     config = store.config
     weights: Counter[EntityKey] = Counter()
     streams: tuple[tuple[Category, str], ...] = (
-        ("evidence", config.evidence_stream),
-        ("risk", config.risk_stream),
+        ("evidence", config.stream_for("evidence")),
+        ("risk", config.stream_for("risk")),
     )
     for category, stream in streams:
         wanted = scope.subject_filter(config, category) or f"{config.prefix}.{category}.>"

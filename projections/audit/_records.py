@@ -192,7 +192,7 @@ async def ack_floor(store: EventStore, projection: str) -> int:
 
     Across its partitions' consumers: see :func:`projections._partitions.handled_floor`.
     """
-    return await handled_floor(store, projection)
+    return await handled_floor(store, projection, source="evidence")
 
 
 async def dead_letters(
@@ -202,7 +202,7 @@ async def dead_letters(
     refs: dict[int, DeadLetterRef] = {}
     config = store.config
     async for rec in store.read_all(
-        stream=config.dlq_stream, filter_subject=scope.dlq_filter(config, projection)
+        stream=config.stream_for("dlq"), filter_subject=scope.dlq_filter(config, projection)
     ):
         if rec.event is None or rec.event.type != DEAD_LETTERED:
             continue
@@ -227,7 +227,7 @@ async def _dlq_actions(
 ) -> AsyncIterator[tuple[DlqAction, int]]:
     config = store.config
     async for rec in store.read_all(
-        stream=config.audit_stream, filter_subject=scope.audit_filter(config)
+        stream=config.stream_for("audit"), filter_subject=scope.audit_filter(config)
     ):
         event = rec.event
         if event is None or event.type not in (DLQ_REPLAYED, DLQ_PURGED):

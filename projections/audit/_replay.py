@@ -210,8 +210,8 @@ class _Replay:
         # every assessment read then refers to evidence that exists.
         floor = await ack_floor(self.store, self.projection)
         config = self.store.config
-        risk = await self.store.stream_state(config.risk_stream)
-        evidence = await self.store.stream_state(config.evidence_stream)
+        risk = await self.store.stream_state(config.stream_for("risk"))
+        evidence = await self.store.stream_state(config.stream_for("evidence"))
         return _Bounds(floor, int(risk["last_seq"]), int(evidence["last_seq"]))
 
     def _reads(self, bounds: _Bounds) -> tuple[_Batches, _Batches]:
@@ -223,7 +223,7 @@ class _Replay:
             filter_subject=scope.subject_filter(config, "evidence"),
         )
         risk = self.store.read_batches(
-            stream=config.risk_stream,
+            stream=config.stream_for("risk"),
             until_seq=bounds.risk_last,
             filter_subject=scope.subject_filter(config, "risk"),
         )
@@ -519,7 +519,7 @@ class _Replay:
 
     async def _owner(self, seq: int) -> EntityKey | None:
         """The entity of evidence ``seq``: one direct get, for an assessment no evidence took."""
-        rec = await self.store.get(self.store.config.evidence_stream, seq)
+        rec = await self.store.get(self.store.config.stream_for("evidence"), seq)
         return None if rec is None else entity_key(rec.subject)
 
     def _extra(self, stray: RecordedAssessment, why: str) -> None:

@@ -90,7 +90,7 @@ async def first_stored_after(store: EventStore, when: datetime, *, inclusive: bo
     Stored times grow with the sequence, so a binary search over a handful of
     direct gets finds it. Past the last evidence it is ``last_seq + 1``.
     """
-    stream = store.config.evidence_stream
+    stream = store.config.stream_for("evidence")
     state = await store.stream_state(stream)
     if not state["messages"]:
         return int(state["last_seq"]) + 1

@@ -323,10 +323,12 @@ async def _decided(
         cases.c.tenant == entity[0], cases.c.entity == entity[1], cases.c.number == data.case
     )
     level = str(data.level) if data.level is not None else None
+    # an escalation leaves the case open, with the decision that escalated it
+    status = "escalated" if data.outcome == "escalated" else "decided"
     await conn.execute(
         update(cases)
         .where(key)
-        .values(status="decided", outcome=data.outcome, decided_level=level, decided_at=item.time)
+        .values(status=status, outcome=data.outcome, decided_level=level, decided_at=item.time)
     )
     await upsert(
         conn,

@@ -49,7 +49,7 @@ __all__ = [
 MAX_LIMIT = 500
 """The most rows one page holds."""
 _T = TypeVar("_T")
-CaseStatus = Literal["open", "decided"]
+CaseStatus = Literal["open", "escalated", "decided"]
 DeadLetterState = Literal["queued", "replayed", "purged"]
 
 

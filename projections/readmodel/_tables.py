@@ -165,7 +165,7 @@ def generation_tables(generation: int) -> GenerationTables:
         Column("tenant", String(128), primary_key=True),
         Column("entity", String(128), primary_key=True),
         Column("number", Integer, primary_key=True, autoincrement=False),
-        Column("status", String(16), nullable=False),  # open | decided
+        Column("status", String(16), nullable=False),  # open | escalated | decided
         Column("assignee", String(128)),
         Column("opened_at", UtcDateTime, nullable=False),
         Column("triggers", Text, nullable=False),  # comma-separated

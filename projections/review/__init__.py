@@ -1,12 +1,14 @@
 """Human review: cases opened by policy, decided by people, kept as events in the log."""
 
 from projections.review._case import Case, CaseStatus, EntityCases, TimelineEntry, fold_cases
+from projections.review._decisions import DecisionBook
 from projections.review._events import (
     ASSIGNED,
     COMMENTED,
     DECIDED,
     OPENED,
     REOPENED,
+    REVIEW_STREAM,
     REVIEW_TYPES,
     Actor,
     AssessmentRef,
@@ -20,6 +22,11 @@ from projections.review._events import (
     Trigger,
     register_review_types,
 )
+from projections.review._listing import all_cases
+from projections.review._policy import ReviewPolicy, load_policy, rank
+from projections.review._projection import ReviewProjection, raised_by
+from projections.review._reading import read_cases
+from projections.review._service import ReviewService
 
 __all__ = [
     "ASSIGNED",
@@ -27,6 +34,7 @@ __all__ = [
     "DECIDED",
     "OPENED",
     "REOPENED",
+    "REVIEW_STREAM",
     "REVIEW_TYPES",
     "Actor",
     "AssessmentRef",
@@ -37,11 +45,20 @@ __all__ = [
     "CaseOpenedData",
     "CaseReopenedData",
     "CaseStatus",
+    "DecisionBook",
     "EntityCases",
     "Outcome",
+    "ReviewPolicy",
+    "ReviewProjection",
+    "ReviewService",
     "Role",
     "TimelineEntry",
     "Trigger",
+    "all_cases",
     "fold_cases",
+    "load_policy",
+    "raised_by",
+    "rank",
+    "read_cases",
     "register_review_types",
 ]

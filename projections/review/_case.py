@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Case", "CaseStatus", "EntityCases", "TimelineEntry", "fold_cases"]
 
-CaseStatus = Literal["open", "decided"]
+CaseStatus = Literal["open", "escalated", "decided"]
+"""``escalated`` is still open: someone else must decide it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class Case:
     status: CaseStatus = "open"
     assignee: str | None = None
     decision: CaseDecidedData | None = None
+    """The last decision (an escalation leaves the case open with it)."""
     decided_at: datetime | None = None
     timeline: tuple[TimelineEntry, ...] = ()
 
@@ -78,9 +80,9 @@ class EntityCases:
 
     @property
     def open_case(self) -> Case | None:
-        """The entity's open case, if it has one (at most one is open at a time)."""
+        """The entity's open (or escalated) case, if it has one: at most one is, at a time."""
         current = self.current
-        return current if current is not None and current.status == "open" else None
+        return current if current is not None and current.status != "decided" else None
 
     def case(self, number: int) -> Case | None:
         """Case ``number`` of the entity (``None``: no such case)."""
@@ -104,7 +106,8 @@ class EntityCases:
         if type_ == ASSIGNED and isinstance(data, CaseAssignedData):
             changes["assignee"] = data.assignee
         elif type_ == DECIDED and isinstance(data, CaseDecidedData):
-            changes.update(status="decided", decision=data, decided_at=time)
+            status = "escalated" if data.outcome == "escalated" else "decided"
+            changes.update(status=status, decision=data, decided_at=time)
         elif type_ == REOPENED and isinstance(data, CaseReopenedData):
             changes.update(status="open", decision=None, decided_at=None)
         elif not (type_ == COMMENTED and isinstance(data, CaseCommentedData)):

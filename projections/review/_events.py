@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from analyzers import RiskLevel
+from eventstore import StreamSpec
 
 if TYPE_CHECKING:
     from eventstore import EventSchemas
@@ -23,6 +24,7 @@ __all__ = [
     "DECIDED",
     "OPENED",
     "REOPENED",
+    "REVIEW_STREAM",
     "REVIEW_TYPES",
     "Actor",
     "AssessmentRef",
@@ -42,6 +44,9 @@ ASSIGNED = "riskpipe.review.assigned.v1"
 COMMENTED = "riskpipe.review.commented.v1"
 DECIDED = "riskpipe.review.decided.v1"
 REOPENED = "riskpipe.review.reopened.v1"
+
+REVIEW_STREAM = StreamSpec(category="review", name="REVIEW")
+"""Every review event of an entity on ``<prefix>.review.<tenant>.<entity>``, immutable."""
 
 Outcome = Literal["confirmed", "false_positive", "escalated"]
 """What a reviewer decided: the risk is real, it is not, or someone else must look."""
@@ -76,6 +81,8 @@ class AssessmentRef(_Data):
     score: float = Field(ge=0.0, le=1.0)
     confidence: float = Field(ge=0.0, le=1.0)
     degraded: bool = False
+    patterns: tuple[str, ...] = ()
+    """The patterns whose evidence raised the score: what a ``false_positive`` dampens."""
 
 
 class CaseOpenedData(_Data):

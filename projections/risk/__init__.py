@@ -2,6 +2,8 @@
 
 from projections.risk._events import (
     ASSESSED,
+    EVIDENCE_STREAM,
+    RISK_STREAM,
     EvidenceRef,
     RiskAssessedData,
     assessment_event,
@@ -15,6 +17,8 @@ from projections.risk._projection import RiskProjection
 
 __all__ = [
     "ASSESSED",
+    "EVIDENCE_STREAM",
+    "RISK_STREAM",
     "EvidenceRef",
     "RiskAssessedData",
     "RiskMetrics",

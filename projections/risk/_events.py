@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from analyzers import EVIDENCE_RECORDED, Assessment, EntityRiskState, EvidenceData, trusted
-from eventstore import EventSchemas
+from eventstore import EventSchemas, StreamSpec
 from eventstore.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ from projections.errors import UnexpectedEventTypeError
 
 __all__ = [
     "ASSESSED",
+    "EVIDENCE_STREAM",
+    "RISK_STREAM",
     "EvidenceRef",
     "RiskAssessedData",
     "assessment_event",
@@ -37,6 +39,12 @@ __all__ = [
 ]
 
 ASSESSED = "riskpipe.risk.assessed.v1"
+
+EVIDENCE_STREAM = StreamSpec(category="evidence", name="EVIDENCE", atomic=True, partitioned=True)
+"""Evidence, as producers append it: ``<prefix>.evidence.<tenant>.<entity>``, stored with its
+partition, immutable."""
+RISK_STREAM = StreamSpec(category="risk", name="RISK", atomic=True, payload_factor=2)
+"""Assessments, one per evidence: ``<prefix>.risk.<tenant>.<entity>``, immutable."""
 
 
 class EvidenceRef(BaseModel):

@@ -39,7 +39,7 @@ async def verify_evidence_identity(store: EventStore, projection: str) -> None:
     if latest is None:
         return
     ref = latest.evidence
-    stream = store.config.evidence_stream
+    stream = store.config.stream_for("evidence")
     if ref.stream != stream:
         return  # written for another stream name: not this stream's positions
     expected = f"{ref.source}/{ref.id}"
@@ -52,7 +52,7 @@ async def verify_evidence_identity(store: EventStore, projection: str) -> None:
 
 
 async def _latest_assessment(store: EventStore, projection: str) -> RiskAssessedData | None:
-    stream = store.config.risk_stream
+    stream = store.config.stream_for("risk")
     state = await store.stream_state(stream)
     last, first = int(state["last_seq"]), max(int(state["first_seq"]), 1)
     # Partitions commit side by side, so the last assessment written need not

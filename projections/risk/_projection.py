@@ -33,13 +33,14 @@ from analyzers import (
     EntityRiskState,
     Evidence,
     EvidenceData,
+    ReviewSignal,
     applied_modifier,
     assess,
     conservative_assessment,
 )
 from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
-from projections._deadletter import dead_letter
+from projections._deadletter import dead_letter, dlq_subject
 from projections._message import CHAIN, Message, Output, Result
 from projections.errors import (
     ForeignMessagesError,
@@ -128,6 +129,7 @@ class RiskProjection:
         degraded_mode: bool = False,
         cache_size: int = 100_000,
         metrics: RiskMetrics | None = None,
+        reviews: Callable[[str, str, datetime], ReviewSignal | None] | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -138,6 +140,8 @@ class RiskProjection:
         self._cache: OrderedDict[str, _Known] = OrderedDict()
         self._cache_size = cache_size
         self._metrics = metrics
+        self._reviews = reviews
+        """The decisions about an entity in effect at a moment (docs/review.md, feedback)."""
         self._assessed_by: dict[tuple[str, str], Counter] = {}  # labelled children, looked up once
         if metrics is not None:
             metrics.analyzer.info(
@@ -168,7 +172,7 @@ class RiskProjection:
     def committed(self, message: Message, results: list[AppendResult]) -> None:
         """Remember the entity's new state, version and cursor once its outputs are stored."""
         known: _Known | None = message.context.get("pending")
-        risk = [r for r in results if r.stream == self.store.config.risk_stream]
+        risk = [r for r in results if r.stream == self.store.config.stream_for("risk")]
         if known is not None and risk:
             self._remember(
                 message.delivery.subject, _Known(known.state, risk[-1].version, known.cursor)
@@ -263,7 +267,7 @@ class RiskProjection:
             ForeignMessagesError: more than ``FOREIGN_WALK_LIMIT`` messages
                 read without reaching the last valid assessment.
         """
-        stream, end, width = self.store.config.risk_stream, before, _FIRST_WINDOW
+        stream, end, width = self.store.config.stream_for("risk"), before, _FIRST_WINDOW
         while end > 1:
             start = max(1, end - width)
             found: RiskAssessedData | None = None
@@ -367,11 +371,11 @@ class RiskProjection:
     async def _dead_lettered(self, message: Message) -> set[int]:
         """Evidence sequences of this entity that already have a dead letter."""
         config = self.store.config
-        subject = config.dlq_subject(self.name, message.tenant, message.entity)
+        subject = dlq_subject(config, self.name, message.tenant, message.entity)
         seqs: set[int] = set()
         seq = 1
         while (
-            rec := await self.store.get(config.dlq_stream, seq, next_on_subject=subject)
+            rec := await self.store.get(config.stream_for("dlq"), seq, next_on_subject=subject)
         ) is not None:
             if rec.event is not None and rec.event.data is not None:
                 seqs.add(int(str(rec.event.data["sequence"])))
@@ -382,6 +386,9 @@ class RiskProjection:
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
         traced = message.context.get("traced", False)
+        review = None
+        if self._reviews is not None:
+            review = self._reviews(message.tenant, message.entity, self._clock())
         signal = None
         if self.enricher is not None:
             try:
@@ -392,11 +399,13 @@ class RiskProjection:
                     raise
                 _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
                 with _span("analyze", traced):
-                    return conservative_assessment(state, evidence, config=self.config)
+                    return conservative_assessment(
+                        state, evidence, config=self.config, review=review
+                    )
         if signal is not None:
             _warn_if_bounded(signal, self.config)
         with _span("analyze", traced):
-            return assess(state, evidence, config=self.config, enrichment=signal)
+            return assess(state, evidence, config=self.config, enrichment=signal, review=review)
 
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known

@@ -26,6 +26,7 @@ from riskpipe.cli._common import measurement_table, out_console
 from riskpipe.client import Observation, Producer
 from riskpipe.demo import synthetic_evidence
 from riskpipe.logs import configure_logging
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas, connect_store, private_settings, store_config
 from riskpipe.worker import Worker
 
@@ -110,7 +111,9 @@ def ingest(count: int, entities: int, runs: int, via: str, as_json: bool) -> Non
 async def _ingest(
     url: str, count: int, entities: int, runs: int, *, client: bool
 ) -> list[Measurement]:
-    store = await EventStore.connect(url, schemas=build_schemas(), name="riskpipe-bench")
+    store = await EventStore.connect(
+        url, schemas=build_schemas(), config=topology_config(), name="riskpipe-bench"
+    )
     await store.provision()
     producer = await Producer.connect(url) if client else None
     measured = [
@@ -268,7 +271,7 @@ async def _pipeline(settings: Settings, run: PipelineRun) -> dict[str, Any]:
             loop = partial(
                 raw_projection_loop,
                 settings.nats_url,
-                stream=store.config.evidence_stream,
+                stream=store.config.stream_for("evidence"),
                 filter_subject=f"{store.config.prefix}.evidence.>",
                 count=run.count,
             )
@@ -332,8 +335,8 @@ async def _processes(
     async with await connect_store(settings, name="riskpipe-bench") as store:
         await store.provision()
         measured = await measure_workers(store, server, settings, run, counts)
-        evidence = (await store.stream_state(store.config.evidence_stream))["messages"]
-        assessed = (await store.stream_state(store.config.risk_stream))["messages"]
+        evidence = (await store.stream_state(store.config.stream_for("evidence")))["messages"]
+        assessed = (await store.stream_state(store.config.stream_for("risk")))["messages"]
     if assessed != evidence:  # every synthetic evidence is valid: one assessment each
         raise click.ClickException(f"{evidence} evidence events but {assessed} assessments")
     return measured
@@ -395,7 +398,7 @@ async def _bench_replay(
         await Worker(store, settings, CollectorRegistry()).run(
             asyncio.Event(), until_idle=True, http=False
         )
-        streams = [store.config.evidence_stream, store.config.risk_stream]
+        streams = [store.config.stream_for("evidence"), store.config.stream_for("risk")]
         used: list[int] = []
         for _ in range(runs):
             raw_m.add(await timed(count, partial(raw_ordered_read, settings.nats_url, streams)))

@@ -60,7 +60,7 @@ async def wait_acked(store: EventStore, last_seq: int) -> None:
     """Until every partition has acknowledged the evidence up to ``last_seq``."""
     async with asyncio.timeout(120):
         while True:
-            if await handled_floor(store, "risk") >= last_seq:
+            if await handled_floor(store, "risk", source="evidence") >= last_seq:
                 return
             await asyncio.sleep(0.05)  # polling the server's ack floors
 
@@ -72,14 +72,14 @@ async def offered_latency(
 
     ``source`` makes the events' ids: a second run needs another, or its events are duplicates.
     """
-    first = int((await store.stream_state(store.config.evidence_stream))["last_seq"]) + 1
+    first = int((await store.stream_state(store.config.stream_for("evidence")))["last_seq"]) + 1
     await _offer(store, run, source)
     await wait_acked(store, first + run.latency_events - 1)
     stored = {rec.sequence: rec.stored_at async for rec in store.read_all(from_seq=first)}
     latencies = sorted(
         [
             (rec.stored_at - stored[seq]).total_seconds()
-            async for rec in store.read_all(stream=store.config.risk_stream)
+            async for rec in store.read_all(stream=store.config.stream_for("risk"))
             if (seq := _evidence_seq(rec)) in stored
         ]
     )
@@ -293,7 +293,7 @@ async def _throughput_round(
     loop's window has none: both start from a filled stream. The pause is far
     shorter than a lease's local deadline, so nobody loses a partition.
     """
-    last = int((await store.stream_state(store.config.evidence_stream))["last_seq"])
+    last = int((await store.stream_state(store.config.stream_for("evidence")))["last_seq"])
     events = synthetic_evidence(run.count, source=f"bench-{source}", entities=run.entities)
     workers.pause()
     try:
@@ -311,7 +311,7 @@ async def _throughput_round(
     loop = partial(
         raw_projection_loop,
         workers.url,
-        stream=store.config.evidence_stream,
+        stream=store.config.stream_for("evidence"),
         filter_subject=f"{store.config.prefix}.evidence.>",
         count=run.count,
     )

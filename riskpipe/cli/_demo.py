@@ -14,6 +14,7 @@ from rich.table import Table
 
 from eventstore import EventStore
 from projections import DeadLetterQueue
+from projections.review import all_cases
 from riskpipe.bench import private_server
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import out_console, plain, run
@@ -51,12 +52,14 @@ async def _demo(settings: Settings, events: int, seed: int) -> bool:
     try:
         await store.provision()
         await _publish(store, events, seed)
-        click.echo("running the risk worker until nothing is pending ...")
+        click.echo("running the worker (risk, then review) until nothing is pending ...")
         worker_settings = settings.model_copy(update={"fetch_timeout": 0.2})
         await Worker(store, worker_settings, CollectorRegistry()).run(
             asyncio.Event(), until_idle=True, http=False
         )
         await _show(store, settings.projection)
+        if settings.review:
+            await _show_cases(store)
         status = await pipeline_status(store, settings.projection)
     finally:
         await store.close()
@@ -66,6 +69,23 @@ async def _demo(settings: Settings, events: int, seed: int) -> bool:
         f" dead_lettered={status.dead_lettered} pending={status.pending}: {verdict}"
     )
     return status.balanced
+
+
+async def _show_cases(store: EventStore) -> None:
+    """The cases the review projection opened, most severe first (docs/review.md)."""
+    cases = [entity.current for entity in await all_cases(store) if entity.current is not None]
+    order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+    cases.sort(key=lambda case: (order[case.opened.assessment.level.value], case.key))
+    table = Table(title=f"review cases opened ({len(cases)}): `riskpipe review list` shows them")
+    for col in ("case", "status", "opened at level", "score", "confidence", "why"):
+        table.add_column(col)
+    for case in cases:
+        ref = case.opened.assessment
+        table.add_row(
+            plain(case.key), case.status, ref.level.value, f"{ref.score:.3f}",
+            f"{ref.confidence:.2f}", ", ".join(case.opened.triggers),
+        )  # fmt: skip
+    out_console().print(table)
 
 
 async def _publish(store: EventStore, events: int, seed: int) -> None:
@@ -79,7 +99,7 @@ async def _publish(store: EventStore, events: int, seed: int) -> None:
 
 async def _show(store: EventStore, projection: str) -> None:
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    async for rec in store.read_all(stream=store.config.risk_stream):
+    async for rec in store.read_all(stream=store.config.stream_for("risk")):
         if rec.event is not None:
             latest[(rec.event.tenant, rec.event.subject)] = rec.event.data or {}
     table = Table(title="risk by entity (latest assessment)")

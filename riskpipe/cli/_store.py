@@ -106,14 +106,16 @@ async def _init(
         report = await store.provision()
         recorded = store.config.partitions  # the stream's, when it already existed
         if report.ok and asked is not None and asked != recorded:
-            stream = store.config.evidence_stream
+            stream = store.config.stream_for("evidence")
             report.drifted.append(PartitionsMismatchError(stream, recorded, asked))
         if not report.ok:
             return report, None
         for partition in range(store.config.partitions):
             name = consumer_name(app.settings.projection, partition)
             try:
-                await store.consumer(name).verify(expected_consumer(store, partition))
+                await store.consumer(name).verify(
+                    expected_consumer(store, partition, source="evidence")
+                )
             except NotProvisionedError:  # no worker has run yet: it creates the consumer
                 continue
             except ConsumerDriftError as exc:

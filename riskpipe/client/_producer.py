@@ -6,9 +6,10 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore, StoreConfig
+from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore
 from eventstore.errors import DecodeError, EventStoreError
 from riskpipe.client._observation import Observation, Recorded, Rejected
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class Producer:
         tls_hostname: str | None = None,
         inbox_prefix: str = DEFAULT_INBOX_PREFIX,
         subject_prefix: str = "rp",
-        max_payload_bytes: int = StoreConfig().max_payload_bytes,
+        max_payload_bytes: int = topology_config().max_payload_bytes,
         timeout: float = 5.0,
         name: str = "riskpipe-producer",
     ) -> Producer:
@@ -81,7 +82,7 @@ class Producer:
             tls_hostname=tls_hostname,
             inbox_prefix=inbox_prefix,
         )
-        config = StoreConfig(prefix=subject_prefix, max_payload_bytes=max_payload_bytes)
+        config = topology_config(prefix=subject_prefix, max_payload_bytes=max_payload_bytes)
         store = await EventStore.connect(
             url, schemas=build_schemas(), config=config, name=name, timeout=timeout, options=options
         )

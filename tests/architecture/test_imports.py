@@ -70,3 +70,35 @@ def test_the_pure_analyzer_does_no_io() -> None:
         "time",
     )
     assert _offenders("analyzers", io, allowed_in="analyzers/enrichment") == []
+
+
+_DOMAIN_WORDS = ("evidence", "risk", "dlq", "audit", "review", "assessment")
+
+
+def _domain_literals(package: str) -> list[str]:
+    """String constants in code (docstrings aside) that name one of riskpipe's streams."""
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        found.extend(
+            f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and any(word in node.value.lower().split(".") for word in _DOMAIN_WORDS)
+        )
+    return found
+
+
+def test_the_event_store_names_no_stream_of_riskpipe() -> None:
+    """Streams are the application's to name: the store knows them by their specs only."""
+    assert _domain_literals("eventstore") == []

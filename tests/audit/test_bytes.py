@@ -89,7 +89,7 @@ async def _expected_bytes(
     )  # fmt: skip
     recorded = RiskAssessedData(
         projection="risk",
-        evidence=evidence_ref(event, store.config.evidence_stream, sequence, {}),
+        evidence=evidence_ref(event, store.config.stream_for("evidence"), sequence, {}),
         assessment=assessment,
         state=state,
         cursor=sequence,

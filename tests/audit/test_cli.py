@@ -21,6 +21,7 @@ from eventstore import CloudEvent, EventStore
 from projections.audit._replay import _Replay
 from riskpipe.cli import _audit, main
 from riskpipe.demo import POISON, demo_evidence
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 
 async def _pipeline(url: str, *, forge: bool = False) -> None:
-    store = await EventStore.connect(url, schemas=build_schemas())
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     try:
         await store.provision()
         await store.append_many(demo_evidence(random.Random(5), events=120))  # noqa: S311 - sample data

@@ -39,7 +39,7 @@ async def test_export_round_trips(
     assessed = [row for row in rows if row.outcome == "assessed"]
     assert all(row.causation_id == row.evidence_id for row in assessed)
     risk = {}
-    async for rec in store.read_all(stream=store.config.risk_stream):
+    async for rec in store.read_all(stream=store.config.stream_for("risk")):
         assert rec.event is not None
         risk[rec.sequence] = rec.event
     for row in assessed:

@@ -105,7 +105,7 @@ async def test_parts_balance_the_work_and_hold_every_entity_once(
     assert split is not None
     assert split.parts == 3
     loads = [0, 0, 0]
-    for subject, count in (await store.subjects(store.config.evidence_stream, ">")).items():
+    for subject, count in (await store.subjects(store.config.stream_for("evidence"), ">")).items():
         loads[split.part_of(subject)] += count
     assert sum(loads) == 604
     assert loads[0] < min(loads[1:]), loads

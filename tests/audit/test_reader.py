@@ -44,7 +44,7 @@ async def test_stopping_early_deletes_the_consumer(store: EventStore) -> None:
         async for raw in records:
             if raw.seq == 700:
                 break
-    state = await store.stream_state(store.config.evidence_stream)
+    state = await store.stream_state(store.config.stream_for("evidence"))
     assert state["consumer_count"] == 0
 
 
@@ -52,7 +52,7 @@ async def test_read_of_an_empty_range_is_empty(store: EventStore) -> None:
     """A range that starts after the last event yields nothing and creates no consumer."""
     await _publish(store, 5, 1)
     assert [r async for r in store.read_all(from_seq=6)] == []
-    state = await store.stream_state(store.config.evidence_stream)
+    state = await store.stream_state(store.config.stream_for("evidence"))
     assert state["consumer_count"] == 0
 
 
@@ -82,5 +82,5 @@ async def test_stopping_batches_early_deletes_the_consumer(store: EventStore) ->
         async for batch in batches:
             assert batch
             break
-    state = await store.stream_state(store.config.evidence_stream)
+    state = await store.stream_state(store.config.stream_for("evidence"))
     assert state["consumer_count"] == 0

@@ -24,7 +24,7 @@ async def _snapshot(store: EventStore) -> dict[str, Any]:
     names = [config["name"] for config in store.config.stream_configs()]
     positions = ("delivered", "ack_floor", "num_pending", "num_ack_pending", "num_redelivered")
     consumers = {}
-    for view in await partition_views(store, "risk"):
+    for view in await partition_views(store, "risk", source="evidence"):
         info = view.info or {}
         consumers[view.consumer] = {key: info.get(key) for key in positions}
     return {
@@ -100,7 +100,7 @@ async def test_evidence_without_any_effect_is_missing(
     """A dead letter deleted without a purge record leaves its evidence missing: replay fails."""
     poison = await demo_run(store, nats_server.url, events=20)
     letter = (await DeadLetterQueue(store, "risk").list())[0]
-    await store.delete(store.config.dlq_stream, letter.sequence)
+    await store.delete(store.config.stream_for("dlq"), letter.sequence)
     report = await replay(store)
     assert not report.ok
     assert report.totals.missing == 1

@@ -92,7 +92,7 @@ async def _forge_next(
     assert last.event is not None
     recorded = store.schemas.typed_data(last.event)
     assert isinstance(recorded, RiskAssessedData)
-    rec = await store.get(store.config.evidence_stream, stored.sequence)
+    rec = await store.get(store.config.stream_for("evidence"), stored.sequence)
     assert rec is not None
     assert rec.event is not None
     typed = store.schemas.typed_data(rec.event)

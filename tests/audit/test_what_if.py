@@ -36,7 +36,7 @@ async def test_lower_thresholds_report_upgrades(
     await run_worker(store, nats_server.url)
     path = tmp_path / "lower.toml"
     path.write_text(LOWER)
-    before = await store.stream_state(store.config.risk_stream)
+    before = await store.stream_state(store.config.stream_for("risk"))
     report = await replay(store, config=load_config(path), what_if=True)
     assert report.mode == "what-if"
     assert report.ok
@@ -50,7 +50,7 @@ async def test_lower_thresholds_report_upgrades(
     assert changes.affected()
     document = changes.as_dict()
     assert sum(document["transitions"].values()) == changes.upgrades
-    assert await store.stream_state(store.config.risk_stream) == before
+    assert await store.stream_state(store.config.stream_for("risk")) == before
 
 
 async def test_the_config_in_use_verifies_and_re_scores_the_rest(

@@ -15,8 +15,8 @@ import pytest
 from nats_sessions import Session, Sessions
 from support.tools import require_tool
 
-from eventstore import StoreConfig
 from riskpipe.server import NatsServer
+from riskpipe.topology import topology_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -189,7 +189,7 @@ async def sessions(
 async def admin(sessions: Sessions) -> Session:
     """The admin, after creating every stream and bucket exactly as ``riskpipe init`` does."""
     admin = await sessions.open("admin")
-    for config in StoreConfig().stream_configs():
+    for config in topology_config().stream_configs():
         answer = await admin.api(f"STREAM.CREATE.{config['name']}", config)
         assert "error" not in answer, answer
     return admin

@@ -21,6 +21,7 @@ from support.events import evidence, evidence_line
 from eventstore import ConnectOptions, EventStore
 from eventstore.errors import CredentialsError, PermissionDeniedError
 from riskpipe.server import NatsServer
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -133,7 +134,9 @@ async def test_an_unusable_file_is_one_line_naming_it(
     options = ConnectOptions(**{_FIELD[f]: v for f, v in zip(given[::2], given[1::2], strict=True)})
     async with asyncio.timeout(1):  # checked before connecting: no connect time-out
         with pytest.raises(CredentialsError) as raised:
-            await EventStore.connect(NOWHERE, schemas=build_schemas(), options=options)
+            await EventStore.connect(
+                NOWHERE, schemas=build_schemas(), config=topology_config(), options=options
+            )
     assert named.format(**names) in str(raised.value)
     assert "\n" not in str(raised.value)
 
@@ -219,6 +222,7 @@ async def test_a_refused_append_raises_permission_denied_in_the_library(
     async with await EventStore.connect(
         secured_server.url,
         schemas=build_schemas(),
+        config=topology_config(),
         options=ConnectOptions(user="admin", password=nats_passwords["admin"]),
     ) as admin:
         await admin.provision()
@@ -228,7 +232,10 @@ async def test_a_refused_append_raises_permission_denied_in_the_library(
     async with asyncio.timeout(3):  # an append waits 5 s for its PubAck, and retries
         with pytest.raises(PermissionDeniedError) as refused:
             async with await EventStore.connect(
-                secured_server.url, schemas=build_schemas(), options=worker
+                secured_server.url,
+                schemas=build_schemas(),
+                config=topology_config(),
+                options=worker,
             ) as store:
                 await store.append(evidence("denied-1", tenant="t1", entity="e1"))
     assert refused.value.subject == "rp.evidence.t1.e1"
@@ -245,7 +252,7 @@ async def test_a_denial_swallowed_inside_the_block_still_ends_it(
 
     async def careless() -> None:
         async with await EventStore.connect(
-            secured_server.url, schemas=build_schemas(), options=worker
+            secured_server.url, schemas=build_schemas(), config=topology_config(), options=worker
         ) as store:
             with contextlib.suppress(asyncio.CancelledError):
                 await store.append(evidence("denied-2", tenant="t1", entity="e1"))
@@ -401,6 +408,7 @@ async def test_connect_options_never_show_their_secrets(seed_file: Path) -> None
         await EventStore.connect(
             NOWHERE,
             schemas=build_schemas(),
+            config=topology_config(),
             options=ConnectOptions(nkey_seed=seed_file, user="u", password=_HIDDEN),
         )
 

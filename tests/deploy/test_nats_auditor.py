@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats_sessions import stored
 
-from eventstore import StoreConfig
+from riskpipe.topology import topology_config
 
-STORED = StoreConfig().stored
+STORED = topology_config().stored
 """Evidence as the store keeps it: the server adds the partition (default 16)."""
 
 

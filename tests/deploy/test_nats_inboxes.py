@@ -14,6 +14,7 @@ from support.events import evidence, evidence_line
 from eventstore import ConnectOptions, EventStore
 from eventstore.errors import PermissionDeniedError
 from riskpipe.client import Producer
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ async def test_the_library_takes_the_prefix_in_its_connect_options(
         user="producer", password=nats_passwords["producer"], inbox_prefix="_INBOX_producer"
     )
     async with await EventStore.connect(
-        secured_server.url, schemas=build_schemas(), options=options
+        secured_server.url, schemas=build_schemas(), config=topology_config(), options=options
     ) as store:
         stored = await store.append(evidence("ib-2", tenant="t1", entity="e1"))
         last = await store.last("rp.evidence.t1.e1")

@@ -13,9 +13,9 @@ from nats_sessions import inbox_prefix, stored
 from support.cli import riskpipe
 from support.events import evidence_line
 
-from eventstore import StoreConfig
+from riskpipe.topology import topology_config
 
-STORED = StoreConfig().stored
+STORED = topology_config().stored
 """Evidence as the store keeps it: the server adds the partition (default 16)."""
 
 

@@ -10,9 +10,9 @@ from nats_sessions import Sessions
 from support.cli import riskpipe
 from support.events import evidence_line
 
-from eventstore import StoreConfig
+from riskpipe.topology import topology_config
 
-STORED = StoreConfig().stored
+STORED = topology_config().stored
 """Evidence as the store keeps it: the server adds the partition (default 16)."""
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ async def tenants(
     """Connections to the server with tenant producers, once the streams exist."""
     opened = Sessions(tenant_server, tenant_passwords)
     admin = await opened.open("admin")
-    for config in StoreConfig().stream_configs():
+    for config in topology_config().stream_configs():
         assert "error" not in await admin.api(f"STREAM.CREATE.{config['name']}", config)
     yield opened
     await opened.close()

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 from nats_sessions import create_risk_consumer, stored
 
-from eventstore import StoreConfig
 from eventstore._jetstream._client import JetStreamClient
 from eventstore._jetstream._reader import read_range
+from riskpipe.topology import topology_config
 
-STORED = StoreConfig().stored
+STORED = topology_config().stored
 """Evidence as the store keeps it: the server adds the partition (default 16)."""
 
 

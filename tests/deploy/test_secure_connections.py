@@ -21,6 +21,7 @@ from support.tools import require_tool
 from eventstore import ConnectOptions, EventStore
 from eventstore.errors import AuthenticationError
 from riskpipe.server import NatsServer
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ async def test_the_library_connects_with_connect_options(
         password=nats_passwords["admin"],
     )
     async with await EventStore.connect(
-        tls_url(mtls_nats), schemas=build_schemas(), options=options
+        tls_url(mtls_nats), schemas=build_schemas(), config=topology_config(), options=options
     ) as store:
         await store.provision()
         result = await store.append(evidence("lib-1"))
@@ -168,7 +169,12 @@ async def test_a_wrong_password_is_refused_at_once(mtls_nats: NatsServer, pki: P
     )  # fmt: skip
     async with asyncio.timeout(4):  # the connect time-out is 5 s
         with pytest.raises(AuthenticationError, match="refused the credentials"):
-            await EventStore.connect(tls_url(mtls_nats), schemas=build_schemas(), options=options)
+            await EventStore.connect(
+                tls_url(mtls_nats),
+                schemas=build_schemas(),
+                config=topology_config(),
+                options=options,
+            )
 
 
 def documented_openssl_commands() -> str:
@@ -212,7 +218,7 @@ async def test_the_documented_certificates_serve_mutual_tls(
             password=nats_passwords["admin"],
         )
         async with await EventStore.connect(
-            tls_url(server), schemas=build_schemas(), options=options
+            tls_url(server), schemas=build_schemas(), config=topology_config(), options=options
         ) as store:
             assert (await store.provision()).ok
     finally:
@@ -285,7 +291,9 @@ async def test_a_password_never_goes_out_in_plain_text_when_tls_was_asked_for(
         else:
             options = ConnectOptions(tls_ca=pki.ca, user="admin", password=password)
         with pytest.raises(AuthenticationError, match="credentials not sent in plain text"):
-            await EventStore.connect(url, schemas=build_schemas(), options=options)
+            await EventStore.connect(
+                url, schemas=build_schemas(), config=topology_config(), options=options
+            )
     assert b"CONNECT" not in tap.sent
     assert password.encode() not in tap.sent
 
@@ -302,10 +310,16 @@ async def test_tls_hostname_names_the_certificate_to_expect(
         )  # fmt: skip
 
     async with await EventStore.connect(
-        tls_url(mtls_nats), schemas=build_schemas(), options=options("localhost")
+        tls_url(mtls_nats),
+        schemas=build_schemas(),
+        config=topology_config(),
+        options=options("localhost"),
     ) as store:
         assert store.client.connected
     with pytest.raises(AuthenticationError, match="not trusted: Hostname mismatch"):
         await EventStore.connect(
-            tls_url(mtls_nats), schemas=build_schemas(), options=options("nats.example.com")
+            tls_url(mtls_nats),
+            schemas=build_schemas(),
+            config=topology_config(),
+            options=options("nats.example.com"),
         )

@@ -12,6 +12,7 @@ from eventstore import ConnectOptions, EventStore
 from eventstore._jetstream._auth import is_example_secret
 from eventstore.errors import CredentialsError
 from riskpipe.server import NatsServer
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -130,10 +131,13 @@ async def test_the_library_refuses_an_example_secret() -> None:
         await EventStore.connect(
             NOWHERE,
             schemas=build_schemas(),
+            config=topology_config(),
             options=ConnectOptions(user="admin", password="password"),  # noqa: S106 - refused
         )
     with pytest.raises(CredentialsError, match="example value"):
-        await EventStore.connect("nats://admin:changeme@127.0.0.1:9", schemas=build_schemas())
+        await EventStore.connect(
+            "nats://admin:changeme@127.0.0.1:9", schemas=build_schemas(), config=topology_config()
+        )
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 from support.cli import riskpipe
 
-from eventstore import EventStore, StoreConfig, encode_event
+from eventstore import EventStore, encode_event
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ async def test_stored_extensions_are_canonical_bytes_every_reader_keeps(
     assert riskpipe("init", env={"RISKPIPE_NATS_URL": nats_server.url}).returncode == 0
     schemas = build_schemas()
     async with await EventStore.connect(
-        nats_server.url, schemas=schemas, config=StoreConfig()
+        nats_server.url, schemas=schemas, config=topology_config()
     ) as store:
         stored = await store.append(schemas.parse(GOOD[2].encode()))
         raw = await store.last_message(stored.subject)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 from support.events import evidence
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from eventstore.errors import TransientStoreError
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ async def _leader(store: EventStore, cluster: NatsCluster, stream: str) -> NatsS
 
 async def _connect(url: str, **config: object) -> EventStore:
     return await EventStore.connect(
-        url, schemas=build_schemas(), config=StoreConfig(replicas=3, **config)
+        url, schemas=build_schemas(), config=topology_config(replicas=3, **config)
     )
 
 

@@ -94,7 +94,7 @@ async def test_a_consumer_deleted_while_fetching_is_reported_as_not_provisioned(
     try:
         waiting = asyncio.create_task(consumer.fetch(256, TIMEOUT))
         await asyncio.sleep(0.2)
-        await store.client.api(f"CONSUMER.DELETE.{store.config.evidence_stream}.doomed")
+        await store.client.api(f"CONSUMER.DELETE.{store.config.stream_for('evidence')}.doomed")
         with pytest.raises(NotProvisionedError, match="consumer doomed was deleted"):
             await waiting
     finally:

@@ -11,8 +11,9 @@ from support.cli import riskpipe
 from support.events import evidence
 from support.pipeline import run_worker
 
-from eventstore import StoreConfig, partition_of
+from eventstore import partition_of
 from eventstore.errors import PartitionsMismatchError
+from riskpipe.topology import topology_config
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -28,9 +29,10 @@ async def test_the_store_computes_the_partition_the_server_assigns(store: EventS
         await nc.publish(f"rp.evidence.{tenants[n % 3]}.{entity}", b"{}")
     await nc.flush()
     async with asyncio.timeout(10):  # core publishes: wait until the stream holds them all
-        while (await store.stream_state(store.config.evidence_stream))["messages"] < len(entities):  # noqa: ASYNC110 - the server stores; nothing signals it
+        evidence = store.config.stream_for("evidence")
+        while (await store.stream_state(evidence))["messages"] < len(entities):  # noqa: ASYNC110 - the server stores; nothing signals it
             await asyncio.sleep(0.05)
-    found = await store.subjects(store.config.evidence_stream, "rp.evidence.>")
+    found = await store.subjects(store.config.stream_for("evidence"), "rp.evidence.>")
     expected = {
         store.config.stored(f"rp.evidence.{tenants[n % 3]}.{entity}")
         for n, entity in enumerate(entities)
@@ -57,7 +59,7 @@ async def test_init_refuses_another_number_of_partitions(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "has 16 partitions, not 8" in result.stdout + result.stderr
     assert "Repartitioning" in result.stdout + result.stderr
-    info = await store.client.stream_info(store.config.evidence_stream)
+    info = await store.client.stream_info(store.config.stream_for("evidence"))
     assert info is not None
     assert info["config"]["metadata"]["riskpipe.partitions"] == "16", "left unchanged"
 
@@ -79,12 +81,12 @@ async def test_a_store_made_before_partitions_is_refused_with_the_way_forward(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """EVIDENCE without the partition transform: the worker exits 1 and says what to do."""
-    info = await store.client.stream_info(store.config.evidence_stream)
+    info = await store.client.stream_info(store.config.stream_for("evidence"))
     assert info is not None
     old = {**info["config"], "subjects": ["rp.evidence.>"], "metadata": {}}
     del old["subject_transform"]
-    await store.client.api(f"STREAM.DELETE.{store.config.evidence_stream}")
-    await store.client.api(f"STREAM.CREATE.{store.config.evidence_stream}", old)
+    await store.client.api(f"STREAM.DELETE.{store.config.stream_for('evidence')}")
+    await store.client.api(f"STREAM.CREATE.{store.config.stream_for('evidence')}", old)
     with pytest.raises(PartitionsMismatchError, match="made before partitions"):
         await store.adopt_partitions()
     worked = riskpipe(
@@ -93,4 +95,4 @@ async def test_a_store_made_before_partitions_is_refused_with_the_way_forward(
     assert worked.returncode == 1
     assert "made before partitions" in worked.stderr
     assert "Repartitioning" in worked.stderr
-    assert StoreConfig().partitions == 16
+    assert topology_config().partitions == 16

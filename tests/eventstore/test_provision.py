@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from support.events import evidence
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from eventstore.errors import InvalidHeaderError, JetStreamAPIError
+from riskpipe.topology import topology_config
 
 
 async def test_provision_is_idempotent(store: EventStore) -> None:
@@ -17,7 +18,7 @@ async def test_provision_is_idempotent(store: EventStore) -> None:
     assert report.created == []
     assert report.ok
     assert set(report.found) == {
-        "EVIDENCE", "RISK", "DLQ", "AUDIT", "KV_rp-checkpoints", "KV_rp-leases",
+        "EVIDENCE", "RISK", "DLQ", "AUDIT", "REVIEW", "KV_rp-checkpoints", "KV_rp-leases",
     }  # fmt: skip
 
 
@@ -26,7 +27,7 @@ async def test_provision_reports_drift_without_changing_the_stream(store: EventS
     other = EventStore(
         store.client,
         schemas=store.schemas,
-        config=StoreConfig(duplicate_window=timedelta(minutes=5)),
+        config=topology_config(duplicate_window=timedelta(minutes=5)),
     )
     report = await other.provision()
     assert not report.ok

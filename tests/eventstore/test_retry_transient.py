@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 from support.proxy import nats_proxy
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from eventstore.errors import NotProvisionedError, TransientStoreError
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 async def _connect(url: str, window: timedelta = timedelta(seconds=30)) -> EventStore:
-    config = StoreConfig(election_window=window)
+    config = topology_config(election_window=window)
     return await EventStore.connect(url, schemas=build_schemas(), config=config, timeout=0.5)
 
 

@@ -264,7 +264,7 @@ async def test_append_soon_leaves_refused_events_and_headers_to_append(store: Ev
 
 async def test_subjects_are_read_past_the_servers_page_of_100000(store: EventStore) -> None:
     """The server lists at most 100,000 subjects per request; `subjects` reads every page."""
-    stream, extra = store.config.evidence_stream, 1234
+    stream, extra = store.config.stream_for("evidence"), 1234
     nc = store.client.nc
     for n in range(100_000 + extra):
         await nc.publish(f"rp.evidence.t{n % 3}.e{n}", b"{}")
@@ -286,7 +286,7 @@ async def test_a_message_read_and_fetched_directly_is_the_same(store: EventStore
     """Stored time to the nanosecond, subject, bytes and headers agree between both reads."""
     await store.append(evidence("a1"))
     [read] = [raw async for batch in store.read_batches() for raw in batch]
-    fetched = await store.client.direct_get(store.config.evidence_stream, read.seq)
+    fetched = await store.client.direct_get(store.config.stream_for("evidence"), read.seq)
     assert fetched is not None
     assert (fetched.subject, fetched.stored_ns, fetched.data) == (
         read.subject,

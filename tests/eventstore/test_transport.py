@@ -18,7 +18,7 @@ from support.events import evidence
 from support.pipeline import read_streams, run_worker
 from support.proxy import nats_proxy
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from eventstore._append import caller_headers
 from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._transport import (
@@ -32,6 +32,7 @@ from eventstore._jetstream._transport import (
 )
 from eventstore._jetstream._transport import _block as header_block_of
 from eventstore.errors import InvalidHeaderError, MessageTooLargeError, TransientStoreError
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -134,7 +135,9 @@ async def test_the_public_api_path_works_end_to_end(nats_server: NatsServer) -> 
     """Forced onto nats-py's public API, the store appends, reads, consumes and dead-letters."""
     nc = await _connect(nats_server.url)
     try:
-        store = await EventStore.from_client(nc, schemas=build_schemas(), fast_path=False)
+        store = await EventStore.from_client(
+            nc, schemas=build_schemas(), config=topology_config(), fast_path=False
+        )
         assert not store.client.transport.fast
         assert "_process_msg" not in vars(nc)
         await store.provision()
@@ -176,7 +179,7 @@ async def test_closing_a_store_unhooks_the_callers_client(nats_server: NatsServe
     nc = await _connect(nats_server.url)
     try:
         before = nc._process_msg  # noqa: SLF001 - the hook under test
-        store = await EventStore.from_client(nc, schemas=build_schemas())
+        store = await EventStore.from_client(nc, schemas=build_schemas(), config=topology_config())
         assert store.client.transport.fast
         assert "_process_msg" in vars(nc)
         await store.close()
@@ -198,7 +201,7 @@ async def test_a_message_over_max_payload_is_refused_before_it_is_written(
     nats_server: NatsServer,
 ) -> None:
     """Headers plus payload over the server's max_payload: a typed error, the connection lives."""
-    config = StoreConfig(max_payload_bytes=4 * 1024 * 1024)
+    config = topology_config(max_payload_bytes=4 * 1024 * 1024)
     store = await EventStore.connect(nats_server.url, schemas=build_schemas(), config=config)
     try:
         await store.provision()
@@ -230,7 +233,9 @@ async def test_close_after_the_server_closed_the_connection(nats_server: NatsSer
     unretrieved: list[str] = []
     loop.set_exception_handler(lambda _loop, ctx: unretrieved.append(ctx["message"]))
     async with nats_proxy(nats_server.url) as proxy:
-        store = await EventStore.connect(proxy.url, schemas=build_schemas(), timeout=1.0)
+        store = await EventStore.connect(
+            proxy.url, schemas=build_schemas(), config=topology_config(), timeout=1.0
+        )
         store.retry_attempts = 2
         await store.provision()
         async with asyncio.timeout(10):
@@ -259,7 +264,9 @@ async def test_close_while_the_server_is_down_with_frames_buffered(
     nats_server: NatsServer,
 ) -> None:
     """The server is gone, publishes wait in the client's buffer: close() still does not raise."""
-    store = await EventStore.connect(nats_server.url, schemas=build_schemas(), timeout=1.0)
+    store = await EventStore.connect(
+        nats_server.url, schemas=build_schemas(), config=topology_config(), timeout=1.0
+    )
     await store.provision()
     nats_server.kill()
     async with asyncio.timeout(10):

@@ -45,14 +45,14 @@ async def _entities(store: EventStore, count: int, *, prefix: str = "e") -> None
 async def _assessed(store: EventStore) -> list[str]:
     return [
         (rec.event.data or {})["evidence"]["id"]
-        async for rec in store.read_all(stream=store.config.risk_stream)
+        async for rec in store.read_all(stream=store.config.stream_for("risk"))
         if rec.event is not None
     ]
 
 
 async def _forget_consumer(store: EventStore) -> None:
     """Delete the durable consumer: the next worker recreates it from the checkpoint."""
-    await store.client.api(f"CONSUMER.DELETE.{store.config.evidence_stream}.{CHECKPOINT}")
+    await store.client.api(f"CONSUMER.DELETE.{store.config.stream_for('evidence')}.{CHECKPOINT}")
 
 
 async def _stored(store: EventStore) -> dict[str, object]:
@@ -152,7 +152,7 @@ async def test_a_checkpoint_of_a_deleted_and_recreated_stream_is_refused(
     await _entities(store, 3)
     await run_worker(store, nats_server.url)
     assert (await _stored(store))["sequence"] == 3
-    for stream in (store.config.evidence_stream, store.config.risk_stream):
+    for stream in (store.config.stream_for("evidence"), store.config.stream_for("risk")):
         await store.client.api(f"STREAM.DELETE.{stream}")
     await store.provision()
     await _entities(store, 5, prefix="new")

@@ -49,7 +49,7 @@ async def wait_for_assessments(
 async def _assessed(store: EventStore) -> int:
     """How many assessments the risk stream holds; 0 while its leader is being elected."""
     try:
-        return await store.count(store.config.risk_stream, "rp.risk.>")
+        return await store.count(store.config.stream_for("risk"), "rp.risk.>")
     except TransientStoreError:
         return 0
 
@@ -148,7 +148,7 @@ class Load:
 async def _drained(store: EventStore) -> bool:
     """Whether every partition's risk consumer has nothing pending or unacknowledged."""
     try:
-        views = await partition_views(store, "risk")
+        views = await partition_views(store, "risk", source="evidence")
     except TransientStoreError:
         return False
     return all(view.info is not None and view.pending == 0 for view in views)

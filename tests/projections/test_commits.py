@@ -56,7 +56,7 @@ async def test_assessments_commit_without_waiting(
     """Every assessment is started without waiting and acknowledged by its PubAck's callback."""
     await _publish(store, 120, 6)
     counts = _count_appends(monkeypatch)
-    worker = await run_worker(store, nats_server.url)
+    worker = await run_worker(store, nats_server.url, review=False)  # risk appends only
     streams = await read_streams(store)
     check_invariants(streams)
     assert len(streams.assessments) == 120
@@ -80,7 +80,7 @@ async def test_an_unsettled_puback_is_settled_by_waiting(
         return None if calls["n"] % 3 == 0 else stored
 
     monkeypatch.setattr(PendingAppend, "result", every_third_unknown)
-    worker = await run_worker(store, nats_server.url)
+    worker = await run_worker(store, nats_server.url, review=False)  # risk appends only
     streams = await read_streams(store)
     check_invariants(streams)
     assert len(streams.assessments) == 60
@@ -105,7 +105,7 @@ async def test_a_failing_commit_callback_releases_the_message(
 
     monkeypatch.setattr(RiskProjection, "committed", fails_once)
     async with asyncio.timeout(60):
-        worker = await run_worker(store, nats_server.url)
+        worker = await run_worker(store, nats_server.url, review=False)  # risk appends only
     streams = await read_streams(store)
     check_invariants(streams)
     assert len(streams.assessments) == 30
@@ -120,7 +120,7 @@ async def test_commits_that_cannot_start_at_once_wait_as_before(
     await _publish(store, 40, 4)
     counts = _count_appends(monkeypatch)
     monkeypatch.setattr(EventStore, "append_soon", lambda *_, **__: None)
-    worker = await run_worker(store, nats_server.url)
+    worker = await run_worker(store, nats_server.url, review=False)  # risk appends only
     streams = await read_streams(store)
     check_invariants(streams)
     assert len(streams.assessments) == 40
@@ -134,7 +134,7 @@ async def test_an_ack_that_cannot_be_buffered_is_sent_by_waiting(
     """A PubAck arriving while the ack cannot be written: the ack is sent by a task instead."""
     await _publish(store, 30, 3)
     monkeypatch.setattr(DurableConsumer, "ack_nowait", lambda *_: False)
-    worker = await run_worker(store, nats_server.url)
+    worker = await run_worker(store, nats_server.url, review=False)  # risk appends only
     assert worker.outcomes == {"assessed": 30}
     for partition in worker.runners:
         info = await store.consumer(f"risk-{partition}").info()

@@ -13,10 +13,11 @@ import pytest
 from support.events import evidence
 from support.pipeline import run_worker
 
-from eventstore import Delivery, EventStore, StoreConfig, encode_event
+from eventstore import Delivery, EventStore, encode_event
 from eventstore.errors import SchemaViolationError
 from projections import DeadLetterData, DeadLetterQueue, Message, OriginalUnavailableError
 from projections._deadletter import dead_letter
+from riskpipe.topology import topology_config
 
 if TYPE_CHECKING:
     from riskpipe.server import NatsServer
@@ -48,7 +49,7 @@ def test_a_dead_letter_fits_its_limit_and_keeps_the_reference(limit: int) -> Non
     out = dead_letter(
         _message(original, {"Trace": "t" * 500}),
         SchemaViolationError("riskpipe.evidence.recorded.v1", ["data.note: not allowed"]),
-        permanent=True, now=NOW, config=StoreConfig(), max_bytes=limit,
+        permanent=True, now=NOW, config=topology_config(), max_bytes=limit,
     )  # fmt: skip
     data = out.data
     assert isinstance(data, DeadLetterData)
@@ -65,7 +66,7 @@ def test_a_dead_letter_that_fits_is_whole() -> None:
     """Under the limit, the original is copied in full and not marked truncated."""
     original = _evidence_json()
     data = dead_letter(
-        _message(original), ValueError("bad"), permanent=True, now=NOW, config=StoreConfig(),
+        _message(original), ValueError("bad"), permanent=True, now=NOW, config=topology_config(),
         max_bytes=64_000,
     ).data  # fmt: skip
     assert isinstance(data, DeadLetterData)
@@ -79,7 +80,7 @@ def test_schema_breaking_json_keeps_every_readable_envelope_field() -> None:
     )
     data = dead_letter(
         _message(original), SchemaViolationError("envelope", ["subject: bad"]),
-        permanent=True, now=NOW, config=StoreConfig(),
+        permanent=True, now=NOW, config=topology_config(),
     ).data  # fmt: skip
     assert isinstance(data, DeadLetterData)
     assert data.envelope == {
@@ -98,7 +99,7 @@ def test_an_id_that_is_not_a_valid_id_is_kept_only_as_text() -> None:
     original = _evidence_json(id="two words", source="s" * 300, subject="bad subject")
     data = dead_letter(
         _message(original), SchemaViolationError("envelope", ["id: bad"]),
-        permanent=True, now=NOW, config=StoreConfig(),
+        permanent=True, now=NOW, config=topology_config(),
     ).data  # fmt: skip
     assert isinstance(data, DeadLetterData)
     assert (data.evidence_id, data.evidence_source) == (None, None)
@@ -109,7 +110,7 @@ def test_an_id_that_is_not_a_valid_id_is_kept_only_as_text() -> None:
 def test_unreadable_originals_have_an_empty_envelope(raw: bytes) -> None:
     """Bytes that are not a JSON object give no envelope fields, and no error."""
     data = dead_letter(
-        _message(raw), ValueError("bad"), permanent=True, now=NOW, config=StoreConfig()
+        _message(raw), ValueError("bad"), permanent=True, now=NOW, config=topology_config()
     ).data
     assert isinstance(data, DeadLetterData)
     assert data.envelope == {}

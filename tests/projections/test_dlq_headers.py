@@ -11,9 +11,10 @@ import pytest
 from support.nats import raw_publish
 from support.pipeline import run_worker
 
-from eventstore import Delivery, EventStore, RawMessage, StoreConfig, encode_event
+from eventstore import Delivery, EventStore, RawMessage, encode_event
 from projections import DeadLetterData, DeadLetterQueue, Message
 from projections._deadletter import dead_letter
+from riskpipe.topology import topology_config
 
 if TYPE_CHECKING:
     from riskpipe.server import NatsServer
@@ -87,7 +88,7 @@ def test_a_dead_letter_with_a_large_header_block_still_fits(limit: int) -> None:
     )  # fmt: skip
     out = dead_letter(
         Message("risk", delivery, "t1", "e1", 5), ValueError("bad"), permanent=True,
-        now=datetime(2026, 1, 1, tzinfo=UTC), config=StoreConfig(), max_bytes=limit,
+        now=datetime(2026, 1, 1, tzinfo=UTC), config=topology_config(), max_bytes=limit,
     )  # fmt: skip
     data = out.data
     assert isinstance(data, DeadLetterData)

@@ -28,16 +28,16 @@ async def test_undrained_partitions_until_handled_and_new_evidence_only_past_its
         await store.append(evidence(f"a{n}", entity=entity))
     holding = {partition_of("t1", e, store.config.partitions) for e in entities}
     end = 5
-    assert await undrained_partitions(store, "risk", end) == holding
+    assert await undrained_partitions(store, "risk", end, source="evidence") == holding
     assert len(holding) < store.config.partitions, "some partitions are empty"
-    assert await undrained_partitions(store, "risk", 0) == frozenset()
+    assert await undrained_partitions(store, "risk", 0, source="evidence") == frozenset()
 
     await run_worker(store, nats_server.url)
-    assert await undrained_partitions(store, "risk", end) == frozenset()
-    assert await handled_floor(store, "risk") == end
+    assert await undrained_partitions(store, "risk", end, source="evidence") == frozenset()
+    assert await handled_floor(store, "risk", source="evidence") == end
 
     late = await store.append(evidence("late", entity="e0"))
-    assert await undrained_partitions(store, "risk", end) == frozenset()
-    assert await undrained_partitions(store, "risk", late.sequence) == {
+    assert await undrained_partitions(store, "risk", end, source="evidence") == frozenset()
+    assert await undrained_partitions(store, "risk", late.sequence, source="evidence") == {
         partition_of("t1", "e0", store.config.partitions)
     }

@@ -32,7 +32,7 @@ async def _append(store: EventStore, ids: list[str]) -> None:
 
 
 async def _recreate_evidence(store: EventStore) -> None:
-    await store.client.api(f"STREAM.DELETE.{store.config.evidence_stream}")
+    await store.client.api(f"STREAM.DELETE.{store.config.stream_for('evidence')}")
     await store.provision()
 
 
@@ -80,7 +80,11 @@ async def test_started_over_the_projection_scores_the_new_stream(
     """Deleting RISK, DLQ and the checkpoint (docs/projections.md) lets every new evidence score."""
     await _assessed_then_replaced(store, nats_server.url, ["new-1", "new-2", "new-3", "new-4"])
     config = store.config
-    for stream in (config.risk_stream, config.dlq_stream, f"KV_{config.checkpoint_bucket}"):
+    for stream in (
+        config.stream_for("risk"),
+        config.stream_for("dlq"),
+        f"KV_{config.checkpoint_bucket}",
+    ):
         await store.client.api(f"STREAM.DELETE.{stream}")
     assert riskpipe("init", env={"RISKPIPE_NATS_URL": nats_server.url}).returncode == 0
     worker = await run_worker(store, nats_server.url)

@@ -169,7 +169,7 @@ async def test_zombie_paused_past_its_lease_ttl_writes_nothing_that_lands(
     # every evidence was assessed before it woke: anything stored since would be a second one
     landed = [
         rec.sequence
-        async for rec in store.read_all(stream=store.config.risk_stream)
+        async for rec in store.read_all(stream=store.config.stream_for("risk"))
         if rec.stored_at >= woken_at
     ]
     assert landed == [], "the zombie's writes landed after it woke"

@@ -156,4 +156,4 @@ async def test_a_trace_after_a_replay_does_not_let_the_letter_be_replayed_again(
     assert again.returncode == 1, again.stdout
     assert "was replayed already, as evidence sequence 2" in again.stderr
     assert [(f["stream"], f["sequence"]) for f in _findings(again.stderr)] == [("AUDIT", 3)]
-    assert int((await store.stream_state(store.config.audit_stream))["messages"]) == 3
+    assert int((await store.stream_state(store.config.stream_for("audit")))["messages"]) == 3

@@ -35,7 +35,7 @@ async def _assessments(store: EventStore) -> dict[int, dict[str, Any]]:
     """The valid assessments on RISK by sequence; what is not one is left out."""
     return {
         rec.sequence: dict(rec.event.data or {})
-        async for rec in store.read_all(stream=store.config.risk_stream)
+        async for rec in store.read_all(stream=store.config.stream_for("risk"))
         if rec.event is not None
     }
 

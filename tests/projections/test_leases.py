@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import pytest
 from support.proxy import nats_proxy
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from eventstore.errors import ConcurrencyConflictError, TransientStoreError
 from projections import LeaseConfigError, PartitionLeases, read_leases
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class Holder:
 
 
 async def _connect(url: str) -> EventStore:
-    config = StoreConfig(lease_ttl=TTL)
+    config = topology_config(lease_ttl=TTL)
     return await EventStore.connect(url, schemas=build_schemas(), config=config, timeout=1.0)
 
 
@@ -315,7 +316,9 @@ async def test_a_member_that_cannot_renew_stops_before_its_lease_expires(
 
 async def test_a_bucket_without_ttl_is_refused(nats_server: NatsServer) -> None:
     """Leases in a bucket that never expires entries are refused with the reason."""
-    store = await EventStore.connect(nats_server.url, schemas=build_schemas())
+    store = await EventStore.connect(
+        nats_server.url, schemas=build_schemas(), config=topology_config()
+    )
     try:
         await store.client.api(
             "STREAM.CREATE.KV_rp-leases",

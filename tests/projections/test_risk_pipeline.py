@@ -131,7 +131,7 @@ async def test_evidence_after_a_forged_risk_message_is_assessed_past_it(
     assert worker.registry.get_sample_value("riskpipe_risk_foreign_messages_total") == 2
     assessed = {
         rec.subject: rec.sequence
-        async for rec in store.read_all(stream=store.config.risk_stream)
+        async for rec in store.read_all(stream=store.config.stream_for("risk"))
         if rec.event is not None
     }
     # each after the forged messages (1 and 2); partitions commit side by side
@@ -214,7 +214,7 @@ async def test_assessments_are_exactly_what_validated_models_encode_to(
     await _publish(store, 60, 4)
     await run_worker(store, nats_server.url)
     checked = 0
-    async for rec in store.read_all(stream=store.config.risk_stream):
+    async for rec in store.read_all(stream=store.config.stream_for("risk")):
         assert rec.event is not None, rec.error
         data = store.schemas.typed_data(rec.event)
         assert encode_event(rec.event, data) == rec.payload

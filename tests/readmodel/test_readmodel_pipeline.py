@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -20,6 +21,7 @@ from support.events import evidence
 from support.pipeline import demo_run, run_worker
 from support.readmodel import ReadModelProcess, rows
 
+from analyzers import RiskLevel
 from projections import DeadLetterQueue
 from projections.readmodel import (
     Database,
@@ -28,8 +30,10 @@ from projections.readmodel import (
     apply_assessment,
     apply_audit,
     apply_dead_letter,
+    apply_review,
     generation_tables,
 )
+from projections.review import Actor, ReviewService, all_cases
 from riskpipe.readmodel import read_model
 from riskpipe.settings import Settings
 
@@ -72,6 +76,42 @@ async def model(
         await db.dispose()
 
 
+async def _review(store: EventStore) -> int:
+    """People act on the cases the worker opened: assign, decide, escalate, reopen; how many."""
+    service = ReviewService(store, clock=lambda: datetime.now(UTC))
+    alice = Actor(name="alice", role="reviewer")
+    opened = [c for entity in await all_cases(store) for c in entity.cases]
+    assert len(opened) >= 3, "the demo's evidence opens cases"
+    first, second, third = opened[:3]
+    await service.assign(first.tenant, first.entity, first.number, "alice", by=alice)
+    await service.decide(
+        first.tenant, first.entity, first.number, "confirmed", "seen it", by=alice,
+        level=RiskLevel.CRITICAL,
+    )  # fmt: skip
+    await service.decide(second.tenant, second.entity, second.number, "escalated", "?", by=alice)
+    await service.decide(third.tenant, third.entity, third.number, "false_positive", "no", by=alice)
+    await service.reopen(third.tenant, third.entity, third.number, "new facts", by=alice)
+    return len(opened)
+
+
+async def _same_cases(store: EventStore, reader: ReadModelReader) -> None:
+    """Every case the log holds is a row saying what the fold of its events says."""
+    for entity in await all_cases(store):
+        for case in entity.cases:
+            row = await reader.get_case(
+                tenants=[case.tenant], tenant=case.tenant, entity=case.entity, number=case.number
+            )
+            assert row is not None
+            decision = case.decision
+            assert (row.status, row.assignee, row.opened_at, row.version) == (
+                case.status, case.assignee, case.opened_at, entity.version
+            )  # fmt: skip
+            assert (row.outcome, row.decided_at) == (
+                decision.outcome if decision else None, case.decided_at
+            )  # fmt: skip
+            assert row.level == case.opened.assessment.level
+
+
 async def _operate_dlq(store: EventStore, url: str) -> tuple[int, int]:
     """Replay the first dead letter and purge the second; score the replay; their DLQ seqs."""
     queue = DeadLetterQueue(store, "risk")
@@ -95,6 +135,7 @@ async def test_passes_as_the_log_grows_equal_a_rebuild(
     assert len(queued.items) == len(first["dead_letters"]) == 4
     assert {d.state for d in queued.items} == {"queued"}
     replayed, purged = await _operate_dlq(store, nats_server.url)
+    cases = await _review(store)
     await _more_evidence(store, "late")
     await run_worker(store, nats_server.url)
     await model.run(asyncio.Event(), until_idle=True)
@@ -105,6 +146,11 @@ async def test_passes_as_the_log_grows_equal_a_rebuild(
     assert (result.generation, result.replaced) == (2, 1)
     assert await rows(database_url) == incremental
     reader = ReadModelReader(model.db)
+    await _same_cases(store, reader)
+    assert len(incremental["cases"]) >= cases
+    assert [(d[4], d[5]) for d in incremental["decisions"]] == [
+        ("confirmed", "critical"), ("escalated", None), ("false_positive", None)
+    ]  # outcome, level  # fmt: skip
     page = await reader.dead_letters(tenants=["acme", "globex"], limit=500)
     states = {d.dlq_seq: d for d in page.items}
     assert states[replayed].state == "replayed"
@@ -144,16 +190,20 @@ async def test_the_latest_assessment_is_the_last_on_risk(
 async def test_applying_the_log_again_changes_nothing(
     store: EventStore, nats_server: NatsServer, model: ReadModel, database_url: str
 ) -> None:
-    """Every event of RISK, DLQ and AUDIT applied once more, past the tracking: no row changes."""
-    await demo_run(store, nats_server.url, events=40)
+    """Each event of RISK, DLQ, AUDIT and REVIEW applied again past the tracking: no row changes."""
+    await demo_run(store, nats_server.url, events=80)
     await _operate_dlq(store, nats_server.url)
+    await _review(store)
     await model.run(asyncio.Event(), until_idle=True)
     before = await rows(database_url)
+    assert before["cases"]
+    assert before["decisions"]
     tables = generation_tables(1)
     applies = {
         "RISK": lambda c, t, i: apply_assessment(c, t, i, projection="risk"),
         "DLQ": apply_dead_letter,
         "AUDIT": apply_audit,
+        "REVIEW": apply_review,
     }
     async with model.db.write() as conn:
         for stream, apply in applies.items():

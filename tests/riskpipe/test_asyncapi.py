@@ -14,8 +14,8 @@ import yaml
 from support.cli import riskpipe
 from support.tools import require_tool
 
-from eventstore import StoreConfig
 from riskpipe.asyncapi import CHANNELS, asyncapi_document
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def asyncapi_schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The document for the default names."""
-    return asyncapi_document(build_schemas(), StoreConfig())
+    return asyncapi_document(build_schemas(), topology_config())
 
 
 def test_the_document_is_valid_asyncapi_3(asyncapi_schema: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from support.pipeline import run_worker
 
 from eventstore import EventStore
 from riskpipe.cli import main
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -28,11 +29,13 @@ OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 async def _dead_letter_deleted(url: str) -> None:
     """A poison message dead-lettered, and its dead letter deleted around `dlq purge`."""
-    store = await EventStore.connect(url, schemas=build_schemas())
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     try:
         await store.append_unchecked("evidence", "t1", "e2", b"{broken", msg_id="poison:1")
         await run_worker(store, url)
-        await store.delete(store.config.dlq_stream, 1)  # no purge record: the evidence is lost
+        await store.delete(
+            store.config.stream_for("dlq"), 1
+        )  # no purge record: the evidence is lost
     finally:
         await store.close()
 

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from support.cli import provisioned_with, scored
 from support.events import evidence_line
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from riskpipe.cli import main
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ IDS = ("a[bold]b[/]c:thumbs_up:", "d[/]e[red]f")
 
 async def _misaddressed(url: str) -> None:
     """A valid event about another entity, stored on the marked-up entity's subject."""
-    store = await EventStore.connect(url, schemas=build_schemas())
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     try:
         payload = evidence_line(IDS[1], tenant=TENANT, entity="elsewhere", minute=1).encode()
         await store.append_unchecked("evidence", TENANT, ENTITY, payload, msg_id="misaddressed")
@@ -58,7 +59,7 @@ def test_dlq_list_and_show_print_names_and_errors_as_they_are(cli: CliRunner) ->
     assert "\N{THUMBS UP SIGN}" not in listed.stdout
     shown = json.loads(cli.invoke(main, ["dlq", "show", "1"]).stdout)
     assert shown["evidence_id"] == IDS[1]
-    stored = StoreConfig().stored(f"rp.evidence.{TENANT}.{ENTITY}")
+    stored = topology_config().stored(f"rp.evidence.{TENANT}.{ENTITY}")
     assert f"stored on '{stored}'" in json.dumps(shown)
 
 

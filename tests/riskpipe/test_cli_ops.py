@@ -13,6 +13,7 @@ from support.events import evidence_line
 
 from eventstore import EventStore
 from riskpipe.cli import main
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 
 async def _poison(url: str) -> None:
-    store = await EventStore.connect(url, schemas=build_schemas())
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     try:
         await store.append_unchecked("evidence", "t1", "e2", b"{broken", msg_id="poison:1")
         await store.append_unchecked("evidence", "t1", "e2", b'{"a": NaN}', msg_id="poison:2")

@@ -20,6 +20,7 @@ from projections.audit import ReplayReport, replay
 from riskpipe.cli import main
 from riskpipe.cli._audit import _entities_table
 from riskpipe.server import NatsServer
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ assert len(LONG) == 128
 
 
 async def _poison(url: str) -> None:
-    store = await EventStore.connect(url, schemas=build_schemas())
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     try:
         await store.append_unchecked("evidence", "t1", LONG, b"{broken", msg_id="poison:1")
     finally:
@@ -151,7 +152,7 @@ def test_replay_table_wraps_ids_on_a_narrow_terminal(cli: CliRunner) -> None:
 
     async def report() -> ReplayReport:
         async with await EventStore.connect(
-            cli.env["RISKPIPE_NATS_URL"] or "", schemas=build_schemas()
+            cli.env["RISKPIPE_NATS_URL"] or "", schemas=build_schemas(), config=topology_config()
         ) as store:
             return await replay(store, jobs=1)
 

@@ -12,8 +12,9 @@ from support.cli import riskpipe
 from support.events import BASE_TIME, evidence
 from support.tools import require_tool
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from riskpipe.client import Producer, Recorded
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ async def test_init_replicas_3_makes_every_stream_bucket_and_consumer_r3(
     assert init.returncode == 0, init.stderr
     worker = riskpipe("worker", "--until-idle", "--no-http", env={**env, "RISKPIPE_REPLICAS": "3"})
     assert worker.returncode == 0, worker.stderr
-    store = await EventStore.connect(nats_cluster.urls, schemas=build_schemas())
+    store = await EventStore.connect(
+        nats_cluster.urls, schemas=build_schemas(), config=topology_config()
+    )
     async with store:
         durables = await _durables(store)
         assert {"EVIDENCE", "RISK", "DLQ", "AUDIT", "KV_rp-checkpoints", "KV_rp-leases"} <= set(
@@ -73,7 +76,7 @@ async def test_producer_with_every_url_reconnects_to_a_surviving_node(
 ) -> None:
     """A producer given all three URLs keeps recording after the node it uses is killed."""
     store = await EventStore.connect(
-        nats_cluster.urls, schemas=build_schemas(), config=StoreConfig(replicas=_REPLICAS)
+        nats_cluster.urls, schemas=build_schemas(), config=topology_config(replicas=_REPLICAS)
     )
     async with store:
         await store.provision()
@@ -109,7 +112,7 @@ async def test_a_killed_node_comes_back_on_its_ports_and_catches_up(
     assert not [r for r in results if isinstance(r, Exception)]
     await asyncio.to_thread(nats_cluster.restart, node)
     assert node.url == url
-    alone = await EventStore.connect(url, schemas=build_schemas())
+    alone = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     async with alone, asyncio.timeout(30):
         while True:  # the node catches up through its own raft log: wait for that
             info = await _api(alone, "STREAM.INFO.EVIDENCE")

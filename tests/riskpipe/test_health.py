@@ -16,6 +16,7 @@ from support.reputation_server import Reply, ReputationServer
 from eventstore import EventStore
 from eventstore.errors import ConnectionClosedError
 from riskpipe.settings import Settings
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 from riskpipe.worker import Worker
 
@@ -118,7 +119,9 @@ async def test_a_connection_closed_for_good_fails_healthz_and_ends_the_worker(
 ) -> None:
     """The server closes the connection for good: /healthz fails, then run() raises, bounded."""
     async with nats_proxy(nats_server.url) as proxy:
-        store = await EventStore.connect(proxy.url, schemas=build_schemas(), timeout=1.0)
+        store = await EventStore.connect(
+            proxy.url, schemas=build_schemas(), config=topology_config(), timeout=1.0
+        )
         try:
             await store.provision()
             settings = Settings(nats_url=proxy.url, http_port=0, fetch_timeout=0.2)

@@ -12,6 +12,7 @@ from support.cli import riskpipe
 
 from eventstore import EventStore
 from riskpipe.settings import Settings
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas, store_config
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def test_the_cli_says_how_short_the_lease_ttl_may_be() -> None:
 
 
 async def _bucket_ttl(url: str) -> timedelta | None:
-    store = await EventStore.connect(url, schemas=build_schemas())
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     async with store:
         return await store.kv(store.config.lease_bucket).ttl()
 

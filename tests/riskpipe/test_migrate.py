@@ -16,10 +16,11 @@ from support.events import evidence
 from support.nats import raw_publish
 from support.pipeline import check_invariants, read_streams
 
-from eventstore import AppendResult, EventStore, StoreConfig, partition_of
+from eventstore import AppendResult, EventStore, partition_of
 from riskpipe.migrate import MigrateError, migrate
 from riskpipe.server import NatsServer, reserve_ports
 from riskpipe.settings import Settings
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ def target_server(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 async def target(target_server: NatsServer) -> AsyncIterator[EventStore]:
     """A connection to the target server, not provisioned: migrate makes the store."""
-    es = await EventStore.connect(target_server.url, schemas=build_schemas())
+    es = await EventStore.connect(
+        target_server.url, schemas=build_schemas(), config=topology_config()
+    )
     try:
         yield es
     finally:
@@ -53,12 +56,12 @@ async def target(target_server: NatsServer) -> AsyncIterator[EventStore]:
 
 async def _made_before_partitions(store: EventStore) -> None:
     """EVIDENCE as a store made before partitions had it: `rp.evidence.>`, no transform, no P."""
-    info = await store.client.stream_info(store.config.evidence_stream)
+    info = await store.client.stream_info(store.config.stream_for("evidence"))
     assert info is not None
     old = {**info["config"], "subjects": ["rp.evidence.>"], "metadata": {}}
     del old["subject_transform"]
-    await store.client.api(f"STREAM.DELETE.{store.config.evidence_stream}")
-    await store.client.api(f"STREAM.CREATE.{store.config.evidence_stream}", old)
+    await store.client.api(f"STREAM.DELETE.{store.config.stream_for('evidence')}")
+    await store.client.api(f"STREAM.CREATE.{store.config.stream_for('evidence')}", old)
 
 
 def _spread(count: int, *, tenants: int = 3, entities: int = 7) -> list[CloudEvent]:
@@ -237,7 +240,9 @@ async def test_refusals(
 ) -> None:
     """Other evidence in the target, --to the source itself, a target that is down: exit 1, why."""
     await _append(store, _spread(10))
-    unrelated = await EventStore.connect(target_server.url, schemas=build_schemas())
+    unrelated = await EventStore.connect(
+        target_server.url, schemas=build_schemas(), config=topology_config()
+    )
     try:
         await unrelated.provision()
         await _append(unrelated, [evidence("someone-else", entity="u9")])
@@ -299,7 +304,7 @@ async def test_what_the_target_cannot_hold_is_listed_and_the_rest_copied(
         *(f"ev-{n}" for n in range(5)),
         "after",
     ]
-    assert StoreConfig().partitions == 16
+    assert topology_config().partitions == 16
 
 
 def _settings(url: str) -> Settings:

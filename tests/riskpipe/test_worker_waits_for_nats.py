@@ -9,8 +9,9 @@ import httpx
 from support.events import evidence
 from support.pipeline import WorkerProcess
 
-from eventstore import EventStore, StoreConfig
+from eventstore import EventStore
 from riskpipe.server import NatsServer, reserve_ports
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ async def test_worker_waits_unready_until_nats_comes_up_then_assesses(tmp_path: 
         assert alive.status_code == 200
         await asyncio.to_thread(server.start)
         await asyncio.to_thread(worker.logged, "projection.started")
-        store = await EventStore.connect(server.url, schemas=build_schemas(), config=StoreConfig())
+        store = await EventStore.connect(
+            server.url, schemas=build_schemas(), config=topology_config()
+        )
         async with store, asyncio.timeout(30):
             await store.append(evidence("late"))
             while await store.count("RISK", "rp.risk.>") < 1:  # noqa: ASYNC110 - nothing signals it

@@ -11,6 +11,7 @@ import pytest
 
 from eventstore import EventStore, StoreConfig
 from riskpipe.server import NatsCluster, NatsServer
+from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ async def _provisioned(
 @pytest.fixture
 async def store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """A store connected to a fresh server, with its streams provisioned."""
-    async with _provisioned(nats_server.url, StoreConfig(), timeout=2.0) as es:
+    async with _provisioned(nats_server.url, topology_config(), timeout=2.0) as es:
         yield es
 
 
@@ -86,7 +87,7 @@ async def quick_lease_store(nats_server: NatsServer) -> AsyncIterator[EventStore
     Worker processes take the TTL from the bucket; give them :data:`QUICK_LEASES`
     too, so that their own provisioning finds the bucket as they would make it.
     """
-    config = StoreConfig(lease_ttl=QUICK_LEASE_TTL)
+    config = topology_config(lease_ttl=QUICK_LEASE_TTL)
     async with _provisioned(nats_server.url, config, timeout=2.0) as es:
         yield es
 
@@ -94,14 +95,14 @@ async def quick_lease_store(nats_server: NatsServer) -> AsyncIterator[EventStore
 @pytest.fixture
 async def single_partition_store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """Like ``store``, made with one partition: one consumer ``risk-0``, one checkpoint record."""
-    async with _provisioned(nats_server.url, StoreConfig(partitions=1)) as es:
+    async with _provisioned(nats_server.url, topology_config(partitions=1)) as es:
         yield es
 
 
 @pytest.fixture
 async def cluster_store(nats_cluster: NatsCluster) -> AsyncIterator[EventStore]:
     """A store connected to every node of ``nats_cluster``, its streams provisioned with R3."""
-    async with _provisioned(nats_cluster.urls, StoreConfig(replicas=3)) as es:
+    async with _provisioned(nats_cluster.urls, topology_config(replicas=3)) as es:
         yield es
 
 
@@ -112,7 +113,7 @@ LARGE_PAYLOAD_BYTES = 800_000
 @pytest.fixture
 async def large_store(nats_server: NatsServer) -> AsyncIterator[EventStore]:
     """Like ``store``, with a payload limit of :data:`LARGE_PAYLOAD_BYTES`."""
-    config = StoreConfig(max_payload_bytes=LARGE_PAYLOAD_BYTES)
+    config = topology_config(max_payload_bytes=LARGE_PAYLOAD_BYTES)
     async with _provisioned(nats_server.url, config) as es:
         yield es
 

@@ -152,9 +152,19 @@ class WorkerProcess:
                 raise AssertionError(f"no {name} line within {timeout}s: {self.lines[-5:]}")
             return self.events(name)[0]
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        """The worker's log lines with event ``name``."""
-        return [line for line in self.lines if line.get("event") == name]
+    def events(self, name: str, projection: str | None = "risk") -> list[dict[str, Any]]:
+        """The worker's log lines with event ``name``: of ``projection``, when a line names one.
+
+        A worker runs the review projection beside the risk projection; the
+        lines of its leases and runners name it, and are left out unless
+        asked for (``projection=None``: every line).
+        """
+        return [
+            line
+            for line in self.lines
+            if line.get("event") == name
+            and (projection is None or line.get("projection", projection) == projection)
+        ]
 
     def wait_for(self, name: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Block until the process logged ``count`` lines with event ``name``; return them all."""
@@ -218,14 +228,14 @@ async def read_streams(store: EventStore) -> Streams:
     async for rec in store.read_all():
         out.evidence[rec.sequence] = rec.event
         out.evidence_subjects[rec.sequence] = rec.subject
-    async for rec in store.read_all(stream=store.config.risk_stream):
+    async for rec in store.read_all(stream=store.config.stream_for("risk")):
         assert rec.event is not None, f"undecodable assessment at {rec.sequence}: {rec.error}"
         data = rec.event.data or {}
         seq = int(data["evidence"]["sequence"])
         out.assessments[seq].append(data)
         out.assessment_headers.append(rec.headers)
         out.by_entity[rec.subject].append(seq)
-    async for rec in store.read_all(stream=store.config.dlq_stream):
+    async for rec in store.read_all(stream=store.config.stream_for("dlq")):
         assert rec.event is not None
         data = rec.event.data or {}
         out.dead_letters[int(data["sequence"])].append(data)
