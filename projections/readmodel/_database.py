@@ -111,6 +111,10 @@ class Database:
         """Whether the database is SQLite."""
         return self.dialect == "sqlite"
 
+    def missing(self) -> bool:
+        """Whether the database is a SQLite file that does not exist (yet)."""
+        return self.is_sqlite and not Path(self.url.database or "").exists()
+
     async def check(self) -> None:
         """Connect once, so a bad address or login is reported before any work.
 

@@ -381,21 +381,24 @@ class ReadModel:
     async def status(self) -> ReadModelStatus:
         """The schema version, the generations, and each stream's position and lag.
 
-        Reads only: it neither migrates nor creates anything.
+        Reads only: it neither migrates nor creates anything (not even the
+        file of a SQLite database that does not exist yet).
 
         Raises:
             DatabaseUnavailableError: the database cannot be reached.
         """
-        await self.db.check()
         found: Generation | None = None
         building: list[int] = []
         positions: dict[str, int] = {}
-        async with self.db.read() as conn:
-            version = await schema_version(conn)
-            if version >= 1:
-                all_generations = await generations(conn)
-                found = next((g for g in all_generations if g.state == "active"), None)
-                building = [g.generation for g in all_generations if g.state == "building"]
+        version = 0
+        if not self.db.missing():
+            await self.db.check()
+            async with self.db.read() as conn:
+                version = await schema_version(conn)
+                if version >= 1:
+                    all_generations = await generations(conn)
+                    found = next((g for g in all_generations if g.state == "active"), None)
+                    building = [g.generation for g in all_generations if g.state == "building"]
         if found is not None and found.layout == LAYOUT:
             positions = await self.positions(generation_tables(found.generation))
         streams = [

@@ -156,7 +156,7 @@ async def _rebuild(model: ReadModel) -> RebuildResult | None:
 def status(app: AppContext, as_json: bool) -> None:
     """The schema, the active generation, and the position and lag in each stream."""
     found: ReadModelStatus = _execute(
-        "readmodel.status_failed", lambda: _with_model(app.settings, _status)
+        "readmodel.status_failed", lambda: _with_model(app.settings, _status, create=False)
     )
     if as_json:
         click.echo(json.dumps(_as_dict(found), sort_keys=True))
@@ -208,10 +208,13 @@ def _as_dict(found: ReadModelStatus) -> dict[str, Any]:
 
 
 async def _with_model(
-    settings: Settings, work: Callable[[ReadModel], Coroutine[Any, Any, _T]]
+    settings: Settings,
+    work: Callable[[ReadModel], Coroutine[Any, Any, _T]],
+    *,
+    create: bool = True,
 ) -> _T:
     """``work`` on the read model of the store at ``settings.nats_url``; both closed after."""
-    await _check(settings)
+    await _check(settings, create=create)
     db = open_database(settings)
     try:
         async with await connect_store(settings, name=_NAME) as store:
@@ -220,9 +223,14 @@ async def _with_model(
         await db.dispose()
 
 
-async def _check(settings: Settings) -> None:
-    """Reach the database before NATS: a wrong URL or a database that is down is said first."""
+async def _check(settings: Settings, *, create: bool = True) -> None:
+    """Reach the database before NATS: a wrong URL or a database that is down is said first.
+
+    Without ``create``, a SQLite file that does not exist is left alone (status reads only).
+    """
     db = open_database(settings)
+    if not create and db.missing():
+        return
     try:
         await db.check()
     finally:

@@ -76,6 +76,7 @@ def test_status_before_anything_was_built(nats_server: NatsServer, tmp_path: Pat
     found = json.loads(riskpipe("readmodel", "status", "--json", env=env).stdout)
     assert (found["generation"], found["schema_version"], found["lag"]) == (None, 0, 0)
     assert [s["stream"] for s in found["streams"]] == ["RISK", "DLQ", "AUDIT", "REVIEW"]
+    assert not (tmp_path / "rm.db").exists()
 
 
 def test_a_follower_serves_readiness_and_metrics(nats_server: NatsServer, tmp_path: Path) -> None:
