@@ -34,7 +34,7 @@ from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
 from eventstore._store import EventStore, PendingAppend
 from eventstore._telemetry import StoreMetrics, tracing_enabled
-from eventstore._tokens import EventId, SourceRef, Token, validate_token
+from eventstore._tokens import RFC3339, EventId, SourceRef, Token, validate_token
 from eventstore._topology import (
     MAX_PARTITIONS,
     PARTITIONS_KEY,
@@ -53,6 +53,7 @@ __all__ = [
     "MAX_PARTITIONS",
     "NO_STREAM",
     "PARTITIONS_KEY",
+    "RFC3339",
     "AppendResult",
     "Category",
     "CloudEvent",

@@ -976,7 +976,7 @@ class EventStore:
         from_seq: int = 1,
         until_seq: int | None = None,
         filter_subject: str | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Every event of ``stream`` (default: the first) from ``from_seq`` to ``until_seq``."""
         batches = self.read_batches(
             stream=stream, from_seq=from_seq, until_seq=until_seq, filter_subject=filter_subject

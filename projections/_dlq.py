@@ -222,17 +222,38 @@ class DeadLetterQueue:
             None if first is None else max(0.0, (self._clock() - first.stored_at).total_seconds())
         )
 
-    async def list(self) -> list[DeadLetter]:
-        """Every dead letter still in the queue, oldest first."""
+    async def list(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        where: Callable[[DeadLetter], bool] | None = None,
+    ) -> list[DeadLetter]:
+        """The dead letters still in the queue, oldest first.
+
+        A page of them: those after DLQ sequence ``after`` for which ``where``
+        holds (all, without it), at most ``limit``. The read stops once the
+        page is full, so a page costs what it reads, plus the audit stream.
+        """
         actions = await self.actions()
         letters: list[DeadLetter] = []
-        async for rec in self.store.read_all(
-            stream=self.store.config.stream_for("dlq"), filter_subject=self.subject_filter
-        ):
-            if (why := _not_a(rec, (DEAD_LETTERED,))) is not None:
-                self._foreign(rec, why)
-            else:
-                letters.append(self._dead_letter(rec, actions))
+        if limit is not None and limit <= 0:
+            return letters
+        records = self.store.read_all(
+            stream=self.store.config.stream_for("dlq"),
+            from_seq=after + 1,
+            filter_subject=self.subject_filter,
+        )
+        async with aclosing(records):  # a full page stops the read early
+            async for rec in records:
+                if (why := _not_a(rec, (DEAD_LETTERED,))) is not None:
+                    self._foreign(rec, why)
+                    continue
+                letter = self._dead_letter(rec, actions)
+                if where is None or where(letter):
+                    letters.append(letter)
+                    if limit is not None and len(letters) >= limit:
+                        break
         return letters
 
     async def get(self, sequence: int) -> DeadLetter:

@@ -55,14 +55,17 @@ def partition_filter(store: EventStore, source: str, partition: int) -> str:
     return f"{store.config.prefix}.{source}.>"
 
 
-def expected_consumer(store: EventStore, partition: int, *, source: str) -> ConsumerSettings:
+def expected_consumer(
+    store: EventStore, partition: int, *, source: str, subjects: str | None = None
+) -> ConsumerSettings:
     """What a worker's runner sets up for a partition: its subjects, no server-side cap.
 
-    What ``status`` and ``init`` compare a consumer with to tell that someone
-    else changed it.
+    ``subjects`` narrows an unpartitioned source to part of its stream. What
+    ``status`` and ``init`` compare a consumer with to tell that someone else
+    changed it.
     """
     return ConsumerSettings(
-        max_deliver=-1, filter_subject=partition_filter(store, source, partition)
+        max_deliver=-1, filter_subject=subjects or partition_filter(store, source, partition)
     )
 
 

@@ -79,6 +79,9 @@ class HostedSpec:
     """``projection.handle`` wrapped in its middleware chain."""
     verify: Callable[[], Awaitable[None]] | None = None
     """A check of the source's identity, at start and while running (raises to stop)."""
+    subjects: str | None = None
+    """Part of an unpartitioned source only (a filter subject), e.g. one projection's
+    dead letters."""
 
 
 class ProjectionHost:
@@ -135,7 +138,8 @@ class ProjectionHost:
             handler=self.spec.handler,
             on_commit=projection.committed,
             on_conflict=projection.conflicted,
-            filter_subject=partition_filter(self.store, self.spec.source, partition),
+            filter_subject=self.spec.subjects
+            or partition_filter(self.store, self.spec.source, partition),
             stream=self.store.config.stream_for(self.spec.source),
             settings=self.partition_settings(),
             metrics=self._metrics,
@@ -170,7 +174,9 @@ class ProjectionHost:
         for view in await partition_views(self.store, self.name, source=self.spec.source):
             if view.info is None:
                 continue  # created by its runner
-            expected = expected_consumer(self.store, view.partition, source=self.spec.source)
+            expected = expected_consumer(
+                self.store, view.partition, source=self.spec.source, subjects=self.spec.subjects
+            )
             if differences := expected.drift(view.info.get("config", {})):
                 stream = self.store.config.stream_for(self.spec.source)
                 raise ConsumerDriftError(stream, view.consumer, differences)

@@ -3,7 +3,8 @@
 An ASGI app (Starlette) served by uvicorn inside the worker's own event loop:
 no thread, no process, and no signal handlers of uvicorn's own, since the
 worker decides when to stop. The routes come from :func:`health_routes`, so a
-larger app (an HTTP API) can serve them beside its own.
+larger app (the HTTP API) can serve them beside its own; :class:`AppServer`
+serves any ASGI app the same way.
 
 ``/metrics`` is ``prometheus_client``'s own exposition, with its content
 negotiation: the OpenMetrics format when the ``Accept`` header asks for it,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FIRST_REQUEST_SECONDS",
     "MAX_HEADER_BYTES",
+    "AppServer",
     "Check",
     "HealthServer",
     "always_alive",
@@ -241,25 +243,15 @@ def _route_uvicorn_logs() -> None:
     logger.propagate = False
 
 
-class HealthServer:
-    """Serves health, readiness and metrics on ``host:port`` (port 0 picks a free one).
+class AppServer:
+    """Serves an ASGI app on ``host:port`` (port 0 picks a free one), in the caller's loop.
 
-    ``readiness`` and ``liveness`` are called on every request to ``/readyz`` and
-    ``/healthz``: they must be quick and must not block.
+    The request line and headers are bounded (:data:`MAX_HEADER_BYTES`, 431),
+    and a connection that sends no request in time is closed, whatever the app.
     """
 
-    def __init__(
-        self,
-        *,
-        registry: CollectorRegistry,
-        readiness: Check,
-        liveness: Check = always_alive,
-        host: str = "127.0.0.1",
-        port: int = 9464,
-    ) -> None:
-        self.registry = registry
-        self.readiness = readiness
-        self.liveness = liveness
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = app
         self.host = host
         self.port = port
         self._server: _EmbeddedServer | None = None
@@ -267,12 +259,7 @@ class HealthServer:
 
     def app(self) -> ASGIApp:
         """The ASGI app this server serves."""
-        routes = health_routes(
-            registry=self.registry,
-            readiness=self.readiness,
-            liveness=self.liveness,
-        )
-        return _HeaderLimit(Starlette(routes=routes))
+        return _HeaderLimit(self._app)
 
     async def start(self) -> None:
         """Bind and start serving; ``port`` then holds the bound port.
@@ -314,6 +301,29 @@ class HealthServer:
         except Exception as exc:  # noqa: BLE001 - stopping must not hide what stopped the worker
             _log.warning("http.stop_failed", error=str(exc))
         self._server = self._task = None
+
+
+class HealthServer(AppServer):
+    """Serves health, readiness and metrics on ``host:port`` (port 0 picks a free one).
+
+    ``readiness`` and ``liveness`` are called on every request to ``/readyz`` and
+    ``/healthz``: they must be quick and must not block.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry,
+        readiness: Check,
+        liveness: Check = always_alive,
+        host: str = "127.0.0.1",
+        port: int = 9464,
+    ) -> None:
+        self.registry = registry
+        self.readiness = readiness
+        self.liveness = liveness
+        routes = health_routes(registry=registry, readiness=readiness, liveness=liveness)
+        super().__init__(Starlette(routes=routes), host=host, port=port)
 
 
 async def _bind(host: str, port: int) -> socket.socket:

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     enrichment_reset_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9464, ge=0, le=65535)
+    api_host: str = "127.0.0.1"
+    """Where ``riskpipe api`` listens (docs/api.md)."""
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_tokens: Path | None = None
+    """The API's tokens file; unset: ``api-tokens.yaml`` in the data directory."""
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1, le=8 * 1024 * 1024)
+    """The largest request body the API reads; a larger one is answered 413."""
     traces_exporter: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: _HttpUrl | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -132,6 +139,11 @@ class Settings(BaseSettings):
     """Messages the read model applies per transaction, at most."""
     readmodel_poll_seconds: float = Field(default=0.5, gt=0.0, le=60.0)
     """How long a caught-up ``riskpipe readmodel run`` waits before it looks for new messages."""
+
+    @property
+    def api_tokens_file(self) -> Path:
+        """The API's tokens file: ``api_tokens``, or ``api-tokens.yaml`` in the data directory."""
+        return self.api_tokens or self.data_dir / "api-tokens.yaml"
 
     @field_validator("nats_url")
     @classmethod
@@ -179,7 +191,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "tls_ca", "tls_cert", "tls_key", "tls_hostname", "nats_creds", "nkey_seed",
-        "nats_user", "nats_password", "nats_token",
+        "nats_user", "nats_password", "nats_token", "api_tokens",
         mode="before",
     )  # fmt: skip
     @classmethod

@@ -31,7 +31,13 @@ from projections.middleware import (
     timeout,
     tracing,
 )
-from projections.review import DecisionBook, ReviewPolicy, ReviewProjection, load_policy
+from projections.review import (
+    DeadLetterReview,
+    DecisionBook,
+    ReviewPolicy,
+    ReviewProjection,
+    load_policy,
+)
 from projections.risk import RiskMetrics, RiskProjection, verify_evidence_identity
 from riskpipe.hosting import Hosted, HostedSpec, ProjectionHost
 from riskpipe.http import HealthServer
@@ -182,6 +188,21 @@ class Worker:
             )
             spec = HostedSpec(review, source="risk", handler=self._handler(review, pause=False))
             hosts.append(ProjectionHost(store, spec, settings=settings, metrics=metrics))
+            if review.policy.open_on_dead_letters is not None:
+                letters = DeadLetterReview(
+                    store,
+                    policy=review.policy,
+                    clock=utc_now,
+                    watches=name,
+                    name=f"{self.settings.review_projection}-dlq",
+                )
+                spec = HostedSpec(
+                    letters,
+                    source="dlq",
+                    handler=self._handler(letters, pause=False),
+                    subjects=letters.subjects(),
+                )
+                hosts.append(ProjectionHost(store, spec, settings=settings, metrics=metrics))
         return hosts
 
     @property

@@ -47,6 +47,7 @@ from projections.audit._records import (
     entity_key,
 )
 from projections.audit._report import Finding, FindingKind, LevelChanges, ReplayReport
+from projections.audit._reviews import RecordedDecision, impossible_review, recorded_decisions
 from projections.audit._scope import ReplayScope
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class _Replay:
         self.progress = progress
         self.chains: dict[EntityKey, _Chains] = {}
         self.letters: dict[int, DeadLetterRef] = {}
+        self.decisions: dict[int, RecordedDecision] = {}
+        """The review stream's decisions: what recorded review signals must name."""
         self.effects = bytearray()
         self.report: ReplayReport
         self.join: AssessmentJoin
@@ -191,6 +194,7 @@ class _Replay:
         )
         if until >= scope.from_seq:
             self.letters = await dead_letters(self.store, self.projection, scope)
+            self.decisions = await recorded_decisions(self.store)
             self.effects = bytearray(until - scope.from_seq + 1)
             open_ended = scope.until_seq is None
             jobs = auto_jobs(len(self.effects)) if jobs is None else jobs
@@ -409,7 +413,11 @@ class _Replay:
             )
             return None
         chains.verified = derived[1]
-        impossible = self.scorings.impossible(recorded.data.assessment, config)
+        impossible = self.scorings.impossible(
+            recorded.data.assessment, config
+        ) or impossible_review(
+            recorded.data.assessment.review, key, recorded.stored_at, self.decisions
+        )
         if impossible is not None:
             self._find("differs", key, impossible, evidence=seq, at=recorded.sequence)
             return derived

@@ -1,6 +1,7 @@
 """Human review: cases opened by policy, decided by people, kept as events in the log."""
 
 from projections.review._case import Case, CaseStatus, EntityCases, TimelineEntry, fold_cases
+from projections.review._dead_letters import DeadLetterReview
 from projections.review._decisions import DecisionBook
 from projections.review._events import (
     ASSIGNED,
@@ -24,7 +25,7 @@ from projections.review._events import (
 )
 from projections.review._listing import all_cases
 from projections.review._policy import ReviewPolicy, load_policy, rank
-from projections.review._projection import ReviewProjection, raised_by
+from projections.review._projection import ReviewProjection, opened_on, raised_by
 from projections.review._reading import read_cases
 from projections.review._service import ReviewService
 
@@ -45,6 +46,7 @@ __all__ = [
     "CaseOpenedData",
     "CaseReopenedData",
     "CaseStatus",
+    "DeadLetterReview",
     "DecisionBook",
     "EntityCases",
     "Outcome",
@@ -57,6 +59,7 @@ __all__ = [
     "all_cases",
     "fold_cases",
     "load_policy",
+    "opened_on",
     "raised_by",
     "rank",
     "read_cases",

@@ -57,7 +57,9 @@ Trigger = Literal["level", "low_confidence", "degraded", "dead_letters"]
 
 Name = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]
 """A reviewer's name as the tokens file gives it: printable ASCII, no whitespace."""
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=r"\S")
+]
 """Free text a person wrote (a comment, a reason): 1 to 4,000 characters."""
 
 

@@ -52,6 +52,9 @@ class ReviewPolicy(BaseModel):
     low_confidence_from: RiskLevel = RiskLevel.MEDIUM
     open_on_degraded: bool = True
     """A conservative assessment (made while enrichment was down) opens a case."""
+    open_on_dead_letters: int | None = Field(default=None, ge=1, le=10_000)
+    """An entity with this many dead letters of the risk projection or more opens a case
+    (``None``: never). Run by the ``review-dlq`` projection."""
     recheck_after_days: float = Field(default=30.0, ge=0.0, le=_MAX_DAYS)
     """After a decision, a new case opens at once for a level above the one decided; for
     the same level or a lower one, only once this many days have passed."""

@@ -29,9 +29,19 @@ if TYPE_CHECKING:
     from projections.review._events import Trigger
     from projections.review._policy import ReviewPolicy
 
-__all__ = ["ReviewProjection", "raised_by"]
+__all__ = ["ReviewProjection", "opened_on", "raised_by"]
 
 _EVIDENCE = "evidence:"
+
+
+def opened_on(cases: EntityCases, message: Message) -> bool:
+    """Whether a case was opened on this message, or on a later one of its stream."""
+    stream = message.delivery.stream
+    return any(
+        case.opened.assessment.stream == stream
+        and case.opened.assessment.sequence >= message.sequence
+        for case in cases.cases
+    )
 
 
 def raised_by(contributions: dict[str, float]) -> tuple[str, ...]:
@@ -69,7 +79,7 @@ class ReviewProjection:
         if not triggers:
             return Result.commit((), "no_case")
         cases = await read_cases(self.store, message.tenant, message.entity)
-        if any(case.opened.assessment.sequence >= message.sequence for case in cases.cases):
+        if opened_on(cases, message):
             return Result.commit((), "duplicate_skipped")  # opened by this one, or a later one
         if cases.open_case is not None:
             return Result.commit((), "case_joined")  # its timeline shows every assessment
@@ -79,8 +89,7 @@ class ReviewProjection:
 
     async def is_handled(self, message: Message) -> bool:
         """Whether a case was already opened on this assessment (or a later one)."""
-        cases = await read_cases(self.store, message.tenant, message.entity)
-        return any(case.opened.assessment.sequence >= message.sequence for case in cases.cases)
+        return opened_on(await read_cases(self.store, message.tenant, message.entity), message)
 
     def committed(self, message: Message, results: list[AppendResult]) -> None:
         """Nothing to remember: every decision reads the entity's cases afresh."""

@@ -2,6 +2,7 @@
 
 from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _analyze,
+    _api,
     _audit,
     _bench,
     _demo,

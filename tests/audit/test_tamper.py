@@ -24,6 +24,8 @@ from analyzers import (
     EnrichmentSignal,
     Evidence,
     EvidenceData,
+    ReviewSignal,
+    RiskLevel,
     assess,
 )
 from eventstore import ANY, CloudEvent
@@ -71,13 +73,14 @@ async def _append_forged(
     )
 
 
-async def _forge_next(
+async def _forge_next(  # noqa: PLR0913 - the entity, the forgery, and its signals
     store: EventStore,
     entity: str,
     *,
     assessment: dict[str, Any],
     state: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]],
     enrichment: EnrichmentSignal | None = None,
+    review: ReviewSignal | None = None,
 ) -> int:
     """Store new evidence for ``entity`` and, before any worker sees it, a forged assessment.
 
@@ -103,7 +106,7 @@ async def _forge_next(
             typed, event_id="victim", source="test-src", sequence=stored.sequence,
             event_time=rec.event.time,
         ),
-        config=AnalyzerConfig(), enrichment=enrichment,
+        config=AnalyzerConfig(), enrichment=enrichment, review=review,
     )  # fmt: skip
     data = recorded.model_dump(mode="json")
     data["evidence"] = {**data["evidence"], "id": "victim", "sequence": stored.sequence}
@@ -395,3 +398,18 @@ async def _run_worker_as(version: str, store: EventStore, url: str, **overrides:
     worker.projection.config = AnalyzerConfig().for_version(version)
     async with asyncio.timeout(60):
         await worker.run(asyncio.Event(), until_idle=True, http=False)
+
+
+async def test_a_review_signal_no_decision_accounts_for_is_flagged(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """A forged floor naming a decision the review stream lacks: self-consistent, still caught."""
+    await _publish(store, 8)
+    await run_worker(store, nats_server.url)
+    forged = ReviewSignal(floor=RiskLevel.CRITICAL, decisions=(999,))
+    seq = await _forge_next(store, "e2", assessment={}, state={}, review=forged)
+    report = await replay(store)
+    assert not report.ok
+    finding = report.findings[0]
+    assert (finding.kind, finding.entity, finding.evidence_sequence) == ("differs", "e2", seq)
+    assert "impossible review: decision 999 is not in the review stream" in finding.detail

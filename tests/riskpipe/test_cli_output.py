@@ -97,6 +97,7 @@ LISTS: dict[tuple[str, ...], tuple[list[str], int]] = {
     ("events",): (["--tenant", "t1", "--entity", LONG], 4),
     ("assessments",): (["--tenant", "t1", "--entity", LONG], 3),
     ("dlq", "list"): ([], 1),
+    ("review", "list"): (["--status", "all"], 1),
 }
 
 

@@ -1,0 +1,136 @@
+"""``riskpipe api``: serve the HTTP API; ``riskpipe api add-token``: make a token for it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import structlog
+from prometheus_client import CollectorRegistry
+
+from eventstore.errors import EventStoreError
+from riskpipe.api import ROLES, TokensFileError, add_token, create_app, load_tokens
+from riskpipe.cli._app import AppContext, main
+from riskpipe.cli._common import connect_provisioned, fail, store_error
+from riskpipe.errors import RiskpipeError
+from riskpipe.http import AppServer
+
+if TYPE_CHECKING:
+    from riskpipe.api import TokenTable
+    from riskpipe.settings import Settings
+
+_log = structlog.get_logger(__name__)
+_TOKENS_HELP = "The tokens file [env RISKPIPE_API_TOKENS; default <data dir>/api-tokens.yaml]."
+
+
+def _tokens_file(ctx: click.Context, given: Path | None) -> Path:
+    """The tokens file: this command's flag, the group's, then the settings'."""
+    app: AppContext = ctx.find_object(AppContext)  # type: ignore[assignment]
+    return given or ctx.meta.get("api.tokens") or app.settings.api_tokens_file
+
+
+@main.group(invoke_without_command=True)
+@click.option(
+    "--host", default=None, help="Address to listen on [env RISKPIPE_API_HOST; 127.0.0.1]."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to listen on; 0 picks a free one [env RISKPIPE_API_PORT; 8080].",
+)
+@click.option(
+    "--tokens", type=click.Path(dir_okay=False, path_type=Path), default=None, help=_TOKENS_HELP
+)
+@click.pass_context
+def api(ctx: click.Context, host: str | None, port: int | None, tokens: Path | None) -> None:
+    """Serve the HTTP API under /api/ until SIGTERM/Ctrl-C (docs/api.md).
+
+    Requests carry a bearer token from the tokens file; make one with
+    `riskpipe api add-token`. The OpenAPI document is at /openapi.json.
+    """
+    ctx.meta["api.tokens"] = tokens
+    if ctx.invoked_subcommand is not None:
+        return
+    app: AppContext = ctx.obj
+    updates: dict[str, object] = {}
+    if host is not None:
+        updates["api_host"] = host
+    if port is not None:
+        updates["api_port"] = port
+    settings = app.settings.model_copy(update=updates)
+    path = _tokens_file(ctx, tokens)
+    try:
+        table = load_tokens(path)
+        asyncio.run(_serve(settings, table))
+    except EventStoreError as exc:
+        fail("api.failed", store_error(exc))
+    except RiskpipeError as exc:  # the tokens file, the address
+        fail("api.failed", str(exc))
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C while stopping
+        sys.exit(130)
+
+
+async def _serve(settings: Settings, tokens: TokenTable) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with await connect_provisioned(settings, name="riskpipe-api") as store:
+        app = create_app(
+            store=store,
+            tokens=tokens,
+            registry=CollectorRegistry(),
+            projection=settings.projection,
+            max_body_bytes=settings.api_max_body_bytes,
+        )
+        server = AppServer(app, host=settings.api_host, port=settings.api_port)
+        await server.start()
+        _log.info("api.serving", host=server.host, port=server.port, tokens=len(tokens))
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+            _log.info("api.stopped")
+
+
+@api.command("add-token")
+@click.argument("name")
+@click.option("--role", required=True, help=f"One of: {', '.join(ROLES)}.")
+@click.option(
+    "--tenant",
+    "tenants",
+    multiple=True,
+    required=True,
+    help='A tenant the token sees (repeat for more); "*" is every tenant.',
+)
+@click.option(
+    "--tokens", type=click.Path(dir_okay=False, path_type=Path), default=None, help=_TOKENS_HELP
+)
+@click.pass_context
+def api_add_token(
+    ctx: click.Context, name: str, role: str, tenants: tuple[str, ...], tokens: Path | None
+) -> None:
+    """Make a token NAME; print it once, and store only its SHA-256 in the tokens file.
+
+    The API reads the tokens file when it starts: restart it to accept the new token.
+    """
+    path = _tokens_file(ctx, tokens)
+    if role not in ROLES:
+        raise click.ClickException(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    try:
+        token = add_token(path, name, role, tenants)
+    except (TokensFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"tokens file {path}: {exc.strerror or exc}") from exc
+    click.echo(token)
+    click.echo(
+        f"token {name!r} ({role}; tenants {', '.join(tenants)}) added to {path}:"
+        " it is shown only now, keep it",
+        err=True,
+    )

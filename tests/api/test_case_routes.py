@@ -1,0 +1,202 @@
+"""``/api/cases`` by role and tenant: list, show, assign, comment, decide with If-Match, reopen."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from support.events import evidence
+from support.pipeline import run_worker
+
+from projections.review import read_cases
+
+if TYPE_CHECKING:
+    import httpx
+    from support.api import Tokens
+
+    from eventstore import EventStore
+    from riskpipe.server import NatsServer
+
+
+@pytest.fixture
+async def cases(store: EventStore, nats_server: NatsServer) -> None:
+    """An open case for acme/a1 and globex/g1 (four critical evidence each)."""
+    for tenant, entity in (("acme", "a1"), ("globex", "g1")):
+        for n in range(4):
+            await store.append(
+                evidence(f"{entity}-{n}", tenant=tenant, entity=entity, severity="critical")
+            )
+    await run_worker(store, nats_server.url)
+
+
+def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.mark.usefixtures("cases")
+async def test_a_reviewer_sees_only_its_tenants_cases_not_even_counts(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    """Acme's reviewer lists one case, reads it, and finds globex's as if it did not exist."""
+    acme = tokens.header("reviewer", "acme")
+    listed = await client.get("/api/cases", headers=acme)
+    assert listed.status_code == 200, listed.text
+    assert [item["case"] for item in listed.json()["items"]] == ["acme.a1.1"]
+    other = await client.get("/api/cases", params={"tenant": "globex"}, headers=acme)
+    assert other.json() == {"items": [], "next_cursor": None}
+    shown = await client.get("/api/cases/acme/a1/1", headers=acme)
+    assert shown.status_code == 200, shown.text
+    detail = shown.json()
+    assert shown.headers["etag"] == f'"{detail["version"]}"'
+    reviews = [item for item in detail["timeline"] if item["kind"] == "review"]
+    assessments = [item for item in detail["timeline"] if item["kind"] == "assessment"]
+    assert reviews[0]["type"] == "riskpipe.review.opened.v1"
+    assert assessments[0]["sequence"] == detail["assessment_sequence"]
+    assert len(assessments) >= 2, "the later assessments joined the case's timeline"
+    assert sum(detail["contributions"].values()) == pytest.approx(detail["latest_score"])
+    hidden = await client.get("/api/cases/globex/g1/1", headers=acme)
+    missing = await client.get("/api/cases/acme/nobody/1", headers=acme)
+    assert _problem(hidden, 404)["detail"] == "no case 1 for entity g1 of tenant globex"
+    assert _problem(missing, 404)["detail"] == "no case 1 for entity nobody of tenant acme"
+    everyone = await client.get("/api/cases", headers=tokens.header("auditor", "*"))
+    assert len(everyone.json()["items"]) == 2
+
+
+@pytest.mark.usefixtures("cases")
+@pytest.mark.parametrize(
+    ("role", "scope", "read", "write"),
+    [
+        ("reviewer", "acme", 200, 200),
+        ("auditor", "acme", 200, 403),
+        ("operator", "acme", 403, 403),
+        ("admin", "acme", 200, 200),
+        ("reviewer", "*", 200, 200),
+    ],
+)
+async def test_every_case_route_by_role(  # noqa: PLR0913, PLR0917 - the table
+    client: httpx.AsyncClient, tokens: Tokens, role: str, scope: str, read: int, write: int
+) -> None:
+    """Reading needs cases:read, acting cases:write; no token at all is 401."""
+    headers = tokens.header(role, scope)  # type: ignore[arg-type]
+    assert (await client.get("/api/cases", headers=headers)).status_code == read
+    assert (await client.get("/api/cases/acme/a1/1", headers=headers)).status_code == read
+    commented = await client.post(
+        "/api/cases/acme/a1/1/comment", json={"text": "looking"}, headers=headers
+    )
+    assert commented.status_code == write, commented.text
+    anonymous = await client.get("/api/cases")
+    assert _problem(anonymous, 401)["status"] == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.usefixtures("cases")
+async def test_decide_needs_the_current_etag(
+    client: httpx.AsyncClient, tokens: Tokens, store: EventStore
+) -> None:
+    """No If-Match: 422. A stale one: 412. The current one: decided, by the token's name."""
+    headers = tokens.header("reviewer", "acme")
+    decision = {"outcome": "confirmed", "reason": "account takeover"}
+    url = "/api/cases/acme/a1/1/decide"
+    missing = _problem(await client.post(url, json=decision, headers=headers), 422)
+    assert "if-match" in str(missing["errors"]).lower()
+    etag = (await client.get("/api/cases/acme/a1/1", headers=headers)).headers["etag"]
+    moved = await client.post(
+        "/api/cases/acme/a1/1/assign", json={"assignee": "ana"}, headers=headers
+    )
+    assert moved.status_code == 200, moved.text
+    stale = _problem(
+        await client.post(url, json=decision, headers={**headers, "If-Match": etag}), 412
+    )
+    assert stale["version"] == int(moved.headers["etag"].strip('"'))
+    decided = await client.post(
+        url, json=decision, headers={**headers, "If-Match": moved.headers["etag"]}
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["status"] == "decided"
+    assert decided.json()["decided_by"] == "reviewer-acme (reviewer)"
+    again = await client.post(
+        url, json=decision, headers={**headers, "If-Match": decided.headers["etag"]}
+    )
+    assert _problem(again, 409)["type"] == "urn:riskpipe:problem:case-state"
+    cases = await read_cases(store, "acme", "a1")
+    assert [e.type.split(".")[2] for e in cases.cases[0].timeline] == [
+        "opened", "assigned", "decided",
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("cases")
+async def test_two_decisions_with_the_same_etag_store_exactly_one(
+    client: httpx.AsyncClient, tokens: Tokens, store: EventStore
+) -> None:
+    """Sent at once with one version: one 200, the other 412 or 409; one decided event."""
+    headers = tokens.header("reviewer", "acme")
+    etag = (await client.get("/api/cases/acme/a1/1", headers=headers)).headers["etag"]
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/api/cases/acme/a1/1/decide",
+                json={"outcome": outcome, "reason": "seen it"},
+                headers={**headers, "If-Match": etag},
+            )
+            for outcome in ("confirmed", "false_positive")
+        )
+    )
+    assert min(a.status_code for a in answers) == 200
+    assert sorted(a.status_code for a in answers)[1] in {409, 412}
+    decided = [
+        e for e in (await read_cases(store, "acme", "a1")).cases[0].timeline
+        if e.type.endswith("decided.v1")
+    ]  # fmt: skip
+    assert len(decided) == 1
+
+
+@pytest.mark.usefixtures("cases")
+async def test_bad_bodies_are_problems_and_write_nothing(
+    client: httpx.AsyncClient, tokens: Tokens, store: EventStore
+) -> None:
+    """Unknown fields, a blank reason, an unknown outcome, malformed JSON: 4xx, no event."""
+    headers = tokens.header("reviewer", "acme")
+    before = (await read_cases(store, "acme", "a1")).version
+    url = "/api/cases/acme/a1/1/decide"
+    fenced = {**headers, "If-Match": f'"{before}"'}
+    for body, status in (
+        ({"outcome": "confirmed", "reason": "x", "by": "mallory"}, 422),
+        ({"outcome": "confirmed", "reason": "   "}, 422),
+        ({"outcome": "maybe", "reason": "x"}, 422),
+    ):
+        _problem(await client.post(url, json=body, headers=fenced), status)
+    malformed = await client.post(
+        url, content=b'{"outcome": ', headers={**fenced, "Content-Type": "application/json"}
+    )
+    _problem(malformed, 400)
+    _problem(await client.post(url, json={"outcome": "confirmed", "reason": "x"},
+                               headers={**headers, "If-Match": "yesterday"}), 422)  # fmt: skip
+    assert (await read_cases(store, "acme", "a1")).version == before
+
+
+@pytest.mark.usefixtures("cases")
+async def test_pages_follow_the_cursor_and_filters_apply(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    """Two cases one per page; status, level and assignee filters; a forged cursor is 422."""
+    headers = tokens.header("admin", "*")
+    first = (await client.get("/api/cases", params={"limit": 1}, headers=headers)).json()
+    assert len(first["items"]) == 1
+    second = await client.get(
+        "/api/cases", params={"limit": 1, "cursor": first["next_cursor"]}, headers=headers
+    )
+    assert second.json()["next_cursor"] is None
+    keys = [first["items"][0]["case"], second.json()["items"][0]["case"]]
+    assert sorted(keys) == ["acme.a1.1", "globex.g1.1"]
+    decided = await client.get("/api/cases", params={"status": "decided"}, headers=headers)
+    assert decided.json()["items"] == []
+    nobody = await client.get("/api/cases", params={"assignee": "zed"}, headers=headers)
+    assert nobody.json()["items"] == []
+    _problem(await client.get("/api/cases", params={"cursor": "!!"}, headers=headers), 422)
+    made_up = await client.get("/api/cases", params={"cursor": "0-xx"}, headers=headers)
+    assert len(made_up.json()["items"]) == 2, "a made-up cursor of the right shape pages from it"
+    _problem(await client.get("/api/cases", params={"level": "severe"}, headers=headers), 422)

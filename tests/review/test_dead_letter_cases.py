@@ -1,0 +1,58 @@
+"""An entity whose evidence keeps failing gets a case, when the policy asks for it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from support.events import evidence
+from support.pipeline import run_worker
+
+from projections.review import read_cases
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from eventstore import EventStore
+    from riskpipe.server import NatsServer
+
+
+async def _poison(store: EventStore, entity: str, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        await store.append_unchecked(
+            "evidence", "t1", entity, b"{broken", msg_id=f"poison:{entity}:{n}"
+        )
+
+
+async def test_the_third_dead_letter_opens_one_case(
+    store: EventStore, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """With ``open_on_dead_letters = 3``: two letters open nothing, the third opens one case."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = "dl-3"\nopen_on_dead_letters = 3\n')
+    await store.append(evidence("ok-1", entity="flaky", severity="low"))
+    await _poison(store, "flaky", 2)
+    await _poison(store, "other", 1)
+    worker = await run_worker(store, nats_server.url, review_policy=policy)
+    assert [host.name for host in worker.hosts] == ["risk", "review", "review-dlq"]
+    assert (await read_cases(store, "t1", "flaky")).cases == []
+    await _poison(store, "flaky", 2, start=2)
+    worker = await run_worker(store, nats_server.url, review_policy=policy)
+    cases = await read_cases(store, "t1", "flaky")
+    assert len(cases.cases) == 1
+    opened = cases.cases[0].opened
+    assert opened.triggers == ("dead_letters",)
+    assert (opened.assessment.stream, opened.policy_version) == ("DLQ", "dl-3")
+    assert opened.assessment.level == "low"
+    assert worker.hosts[2].outcomes["case_opened"] == 1
+    assert worker.hosts[2].outcomes["case_joined"] == 1  # the fourth joins the open case
+    assert (await read_cases(store, "t1", "other")).cases == []
+
+
+async def test_without_the_setting_no_dead_letter_projection_runs(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """The default policy opens no case for dead letters, and runs nothing for them."""
+    await _poison(store, "flaky", 5)
+    worker = await run_worker(store, nats_server.url)
+    assert [host.name for host in worker.hosts] == ["risk", "review"]
+    assert (await read_cases(store, "t1", "flaky")).cases == []
