@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventstore import MAX_PARTITIONS, check_inbox_prefix
+from projections.readmodel import DatabaseUrlError, normalise_url
 
 __all__ = ["DEFAULT_NATS_URL", "MIN_LEASE_TTL", "Duration", "Settings", "parse_duration"]
 
@@ -131,6 +132,13 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     gc_threshold: int = Field(default=100_000, ge=0, le=10_000_000)
     """Young-generation GC threshold of the riskpipe commands (0: CPython's default)."""
+    database_url: str | None = None
+    """The SQL read model's database: ``sqlite+aiosqlite:///file`` or
+    ``postgresql+asyncpg://user:password@host/db``; unset, a SQLite file in ``data_dir``."""
+    readmodel_batch: int = Field(default=500, ge=1, le=10_000)
+    """Messages the read model applies per transaction, at most."""
+    readmodel_poll_seconds: float = Field(default=0.5, gt=0.0, le=60.0)
+    """How long a caught-up ``riskpipe readmodel run`` waits before it looks for new messages."""
 
     @property
     def api_tokens_file(self) -> Path:
@@ -144,6 +152,25 @@ class Settings(BaseSettings):
         for server in value.split(","):
             _check_server(server.strip())
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        """A URL of a supported database, so a typo fails at start, not at the first query."""
+        if value is None or value == "":
+            return None
+        try:
+            normalise_url(value)
+        except DatabaseUrlError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def readmodel_url(self) -> str:
+        """``database_url``, or the SQLite file ``<data_dir>/readmodel.db``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'readmodel.db'}"
 
     @field_validator("lease_ttl")
     @classmethod

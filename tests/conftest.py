@@ -1,3 +1,9 @@
 """Fixtures shared by every test."""
 
-pytest_plugins = ("pytester", "support.cli", "support.nats", "support.reputation_server")
+pytest_plugins = (
+    "pytester",
+    "support.cli",
+    "support.nats",
+    "support.postgres",
+    "support.reputation_server",
+)

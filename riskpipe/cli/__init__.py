@@ -10,6 +10,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _explain,
     _migrate,
     _ops,
+    _readmodel,
     _review,
     _server,
     _store,

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from support.tools import require_tool
 
 from eventstore._jetstream._auth import is_example_secret
+from projections.readmodel import ReadModelMetrics
 from riskpipe.settings import Settings
 from riskpipe.worker import Worker
 
@@ -102,9 +103,10 @@ def exposed_names(registry: CollectorRegistry) -> set[str]:
 
 @pytest.fixture
 async def metric_names(nats_server: NatsServer, store: EventStore) -> set[str]:
-    """The riskpipe metric names a real worker with enrichment registers."""
+    """The riskpipe metric names a real worker with enrichment registers, and the read model's."""
     settings = Settings(nats_url=nats_server.url, enrichment_url="http://127.0.0.1:9/score")
     registry = CollectorRegistry()
+    ReadModelMetrics(registry)
     worker = Worker(store, settings, registry)
     assert worker.enricher is not None
     await worker.enricher.aclose()

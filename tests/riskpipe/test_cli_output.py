@@ -78,6 +78,7 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
     small = ["--events", "200", "--entities", "5", "--runs", "1"]
     return {
         ("status",): [],
+        ("readmodel", "status"): [],
         ("asyncapi",): [],
         ("publish",): [str(tmp_path / "again.jsonl")],
         ("replay",): ["--jobs", "1"],

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
-__all__ = ["REQUIRE_TOOLS", "TOOLS", "require_tool", "tools_required"]
+__all__ = ["REQUIRE_TOOLS", "TOOLS", "postgres_bindir", "require_tool", "tools_required"]
 
 REQUIRE_TOOLS = "RISKPIPE_REQUIRE_TOOLS"
 """The switch: ``1`` turns a missing tool into a failure, ``0`` or unset into a skip."""
@@ -26,6 +27,7 @@ TOOLS = {
     "setpriv": "apt-get install util-linux",
     "bash": "apt-get install bash",
     "npm": "apt-get install npm",
+    "pg_ctl": "apt-get install postgresql",
 }
 """Every tool a test may run, with how to install it on Debian (what ``.ci/run`` does)."""
 
@@ -56,3 +58,22 @@ def require_tool(name: str) -> str:
     if tools_required():
         pytest.fail(f"{reason} ({REQUIRE_TOOLS}=1 requires every tool)", pytrace=False)
     pytest.skip(reason)
+
+
+_DEBIAN_POSTGRES = Path("/usr/lib/postgresql")
+
+
+def postgres_bindir() -> Path:
+    """The directory of PostgreSQL's server programs (``initdb``, ``pg_ctl``, ``postgres``).
+
+    Debian keeps them off PATH, in ``/usr/lib/postgresql/<major>/bin``: the
+    newest there is used, else the one on PATH. Skipped (failed under the
+    switch) when there is none.
+    """
+    versions = sorted(
+        (p for p in _DEBIAN_POSTGRES.glob("*/bin") if (p / "pg_ctl").is_file()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdecimal() else 0,
+    )
+    if versions:
+        return versions[-1]
+    return Path(require_tool("pg_ctl")).parent
