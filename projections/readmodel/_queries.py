@@ -214,16 +214,20 @@ class ReadModelReader:
     async def list_cases(  # noqa: PLR0913 - the filters of a case list, keyword-only
         self,
         *,
-        tenants: Collection[str],
+        tenants: Collection[str] | None,
         status: CaseStatus | None = None,
         level: str | Collection[str] | None = None,
         assignee: str | None = None,
         unassigned: bool = False,
         older_than: datetime | timedelta | None = None,
         cursor: str | None = None,
+        after: tuple[datetime, str, str, int] | None = None,
         limit: int = 50,
     ) -> CasePage:
-        """Cases of ``tenants``, oldest first, ``limit`` at a time.
+        """Cases of ``tenants`` (``None``: of every tenant), oldest first, ``limit`` at a time.
+
+        ``after`` is a position in the order below, for a caller that keeps
+        positions its own way instead of ``cursor``.
 
         ``level``: the level (or levels) the case was opened at; ``assignee``: one
         reviewer's cases, ``unassigned``: nobody's; ``older_than``: opened before
@@ -238,15 +242,18 @@ class ReadModelReader:
             DatabaseUnavailableError: the database cannot be reached.
         """
         size = _limit(limit)
-        after = None if cursor is None else _decode_cursor(cursor, 4)
+        position = after if cursor is None else _cursor_key(_decode_cursor(cursor, 4))
         cutoff = self._clock() - older_than if isinstance(older_than, timedelta) else older_than
-        tenant_list, levels = sorted(set(tenants)), _levels(level)
-        if not tenant_list:
+        tenant_list = None if tenants is None else sorted(set(tenants))
+        levels = _levels(level)
+        if tenant_list == []:
             return CasePage(items=(), next_cursor=None)
 
         async def query(conn: AsyncConnection, t: GenerationTables) -> CasePage:
             c = t.cases
-            where: list[ColumnElement[bool]] = [c.c.tenant.in_(tenant_list)]
+            where: list[ColumnElement[bool]] = []
+            if tenant_list is not None:
+                where.append(c.c.tenant.in_(tenant_list))
             if status is not None:
                 where.append(c.c.status == status)
             if levels is not None:
@@ -258,10 +265,10 @@ class ReadModelReader:
             if cutoff is not None:
                 where.append(c.c.opened_at < cutoff)
             order = (c.c.opened_at, c.c.tenant, c.c.entity, c.c.number)
-            if after is not None:
-                where.append(tuple_(*order) > tuple_(*_cursor_key(after)))
+            if position is not None:
+                where.append(tuple_(*order) > tuple_(*position))
             rows = (
-                await conn.execute(select(c).where(and_(*where)).order_by(*order).limit(size + 1))
+                await conn.execute(select(c).where(*where).order_by(*order).limit(size + 1))
             ).all()
             items = tuple(_case(row) for row in rows[:size])
             last = items[-1] if len(rows) > size else None

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from eventstore import EventStore
+    from projections.readmodel import ReadModelReader
     from riskpipe.api._tokens import TokenTable
 
 __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
@@ -107,16 +108,18 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
     projection: str = "risk",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     routers: Sequence[APIRouter] = ROUTERS,
+    reader: ReadModelReader | None = None,
 ) -> FastAPI:
     """The API of ``projection`` on ``store``, for the holders of ``tokens``.
 
-    Metrics go to ``registry``, which ``/metrics`` serves.
+    Metrics go to ``registry``, which ``/metrics`` serves. ``reader`` is the
+    SQL read model the case list reads.
     """
     metrics = ApiMetrics(registry)
     app = FastAPI(
         title="riskpipe API",
         version="1",
-        description="Dead letters, pipeline status and (later) cases, per tenant, by role."
+        description="Review cases, dead letters and the pipeline's status, per tenant, by role."
         " Every error is an RFC 9457 problem (application/problem+json).",
         docs_url=None,
         redoc_url=None,
@@ -129,7 +132,7 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
         ],
     )
     app.state.riskpipe = ApiContext(
-        store=store, tokens=tokens, projection=projection, registry=registry
+        store=store, tokens=tokens, projection=projection, registry=registry, reader=reader
     )
     install_problem_handlers(app)
     app.add_exception_handler(EventStoreError, _store_error)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from eventstore import EventStore
+    from projections.readmodel import ReadModelReader
     from riskpipe.api._roles import Permission
     from riskpipe.api._tokens import TokenTable
 
@@ -42,6 +43,8 @@ class ApiContext:
     tokens: TokenTable
     projection: str
     registry: CollectorRegistry
+    reader: ReadModelReader | None = None
+    """The SQL read model, which the case list reads (``None``: not configured)."""
 
 
 def context(request: Request) -> ApiContext:

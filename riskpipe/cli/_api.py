@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -13,11 +14,13 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from eventstore.errors import EventStoreError
+from projections.readmodel import ReadModelError, ReadModelReader
 from riskpipe.api import ROLES, TokensFileError, add_token, create_app, load_tokens
 from riskpipe.cli._app import AppContext, main
 from riskpipe.cli._common import connect_provisioned, fail, store_error
 from riskpipe.errors import RiskpipeError
 from riskpipe.http import AppServer
+from riskpipe.readmodel import open_database, read_model
 
 if TYPE_CHECKING:
     from riskpipe.api import TokenTable
@@ -46,8 +49,17 @@ def _tokens_file(ctx: click.Context, given: Path | None) -> Path:
 @click.option(
     "--tokens", type=click.Path(dir_okay=False, path_type=Path), default=None, help=_TOKENS_HELP
 )
+@click.option(
+    "--follow/--no-follow",
+    default=True,
+    show_default=True,
+    help="Keep the SQL read model (RISKPIPE_DATABASE_URL) current from this process;"
+    " --no-follow when `riskpipe readmodel run` does it.",
+)
 @click.pass_context
-def api(ctx: click.Context, host: str | None, port: int | None, tokens: Path | None) -> None:
+def api(
+    ctx: click.Context, host: str | None, port: int | None, tokens: Path | None, follow: bool
+) -> None:
     """Serve the HTTP API under /api/ until SIGTERM/Ctrl-C (docs/api.md).
 
     Requests carry a bearer token from the tokens file; make one with
@@ -66,36 +78,62 @@ def api(ctx: click.Context, host: str | None, port: int | None, tokens: Path | N
     path = _tokens_file(ctx, tokens)
     try:
         table = load_tokens(path)
-        asyncio.run(_serve(settings, table))
+        asyncio.run(_serve(settings, table, follow=follow))
     except EventStoreError as exc:
         fail("api.failed", store_error(exc))
-    except RiskpipeError as exc:  # the tokens file, the address
+    except (RiskpipeError, ReadModelError) as exc:  # the tokens file, the address, the database
         fail("api.failed", str(exc))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C while stopping
         sys.exit(130)
 
 
-async def _serve(settings: Settings, tokens: TokenTable) -> None:
+async def _serve(settings: Settings, tokens: TokenTable, *, follow: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    db = open_database(settings)
     async with await connect_provisioned(settings, name="riskpipe-api") as store:
+        registry = CollectorRegistry()
         app = create_app(
             store=store,
             tokens=tokens,
-            registry=CollectorRegistry(),
+            registry=registry,
             projection=settings.projection,
             max_body_bytes=settings.api_max_body_bytes,
+            reader=ReadModelReader(db),
         )
         server = AppServer(app, host=settings.api_host, port=settings.api_port)
+        follower = None
+        if follow:  # the case list reads the read model: keep it current from here
+            model = read_model(store, db, settings, registry)
+            await model.prepare()  # a database that cannot be used stops the API at once
+            follower = asyncio.create_task(model.run(stop), name="readmodel")
+            follower.add_done_callback(_report)
         await server.start()
-        _log.info("api.serving", host=server.host, port=server.port, tokens=len(tokens))
+        _log.info(
+            "api.serving", host=server.host, port=server.port, tokens=len(tokens), follow=follow
+        )
         try:
             await stop.wait()
         finally:
             await server.stop()
+            if follower is not None:
+                await _stopped(follower)
+            await db.dispose()
             _log.info("api.stopped")
+
+
+def _report(follower: asyncio.Task[None]) -> None:
+    """Log at once a follower that stopped on its own (the case list then stops moving)."""
+    if not follower.cancelled() and (exc := follower.exception()) is not None:
+        _log.error("api.readmodel_failed", error=str(exc))
+
+
+async def _stopped(follower: asyncio.Task[None]) -> None:
+    """Wait for the read model's follower to stop; say so if it had failed."""
+    with contextlib.suppress(Exception):  # a failure was reported when it happened
+        await follower
 
 
 @api.command("add-token")

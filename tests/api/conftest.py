@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpx
@@ -9,10 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from support.api import Tokens, make_dead_letters, make_tokens
 
+from projections.readmodel import Database, ReadModelReader
 from riskpipe.api import create_app
+from riskpipe.readmodel import read_model
+from riskpipe.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
     from fastapi import FastAPI
@@ -40,9 +44,36 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def app(store: EventStore, tokens: Tokens, registry: CollectorRegistry) -> FastAPI:
-    """The API on ``store``, with a body limit of 1 KiB."""
-    return create_app(store=store, tokens=tokens.table, registry=registry, max_body_bytes=1024)
+async def readmodel_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A SQLite read model of its own; :func:`follow` brings it up to the log."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'readmodel.db'}")
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def follow(store: EventStore, readmodel_db: Database) -> Callable[[], Awaitable[None]]:
+    """Apply everything the log holds now to the read model (what ``--follow`` keeps doing)."""
+
+    async def caught_up() -> None:
+        settings = Settings(nats_url="nats://127.0.0.1:1")
+        await read_model(store, readmodel_db, settings).run(asyncio.Event(), until_idle=True)
+
+    return caught_up
+
+
+@pytest.fixture
+def app(
+    store: EventStore, tokens: Tokens, registry: CollectorRegistry, readmodel_db: Database
+) -> FastAPI:
+    """The API on ``store``, with a body limit of 1 KiB and its read model."""
+    return create_app(
+        store=store,
+        tokens=tokens.table,
+        registry=registry,
+        max_body_bytes=1024,
+        reader=ReadModelReader(readmodel_db),
+    )
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from support.pipeline import run_worker
 from projections.review import read_cases
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import httpx
     from support.api import Tokens
 
@@ -20,14 +22,17 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-async def cases(store: EventStore, nats_server: NatsServer) -> None:
-    """An open case for acme/a1 and globex/g1 (four critical evidence each)."""
+async def cases(
+    store: EventStore, nats_server: NatsServer, follow: Callable[[], Awaitable[None]]
+) -> None:
+    """An open case for acme/a1 and globex/g1 (four critical evidence each), in the read model."""
     for tenant, entity in (("acme", "a1"), ("globex", "g1")):
         for n in range(4):
             await store.append(
                 evidence(f"{entity}-{n}", tenant=tenant, entity=entity, severity="critical")
             )
     await run_worker(store, nats_server.url)
+    await follow()
 
 
 def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -95,7 +100,10 @@ async def test_every_case_route_by_role(  # noqa: PLR0913, PLR0917 - the table
 
 @pytest.mark.usefixtures("cases")
 async def test_decide_needs_the_current_etag(
-    client: httpx.AsyncClient, tokens: Tokens, store: EventStore
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    store: EventStore,
+    follow: Callable[[], Awaitable[None]],
 ) -> None:
     """No If-Match: 422. A stale one: 412. The current one: decided, by the token's name."""
     headers = tokens.header("reviewer", "acme")
@@ -126,6 +134,11 @@ async def test_decide_needs_the_current_etag(
     assert [e.type.split(".")[2] for e in cases.cases[0].timeline] == [
         "opened", "assigned", "decided",
     ]  # fmt: skip
+    await follow()  # the list reads the read model: once it follows, the decision shows
+    listed = await client.get("/api/cases", params={"status": "decided"}, headers=headers)
+    assert [(i["case"], i["outcome"]) for i in listed.json()["items"]] == [
+        ("acme.a1.1", "confirmed"),
+    ]
 
 
 @pytest.mark.usefixtures("cases")

@@ -83,7 +83,12 @@ class ApiProcess:
                 *(sys.executable, "-m", "riskpipe", "--log-format", "json"),
                 *("api", "--port", "0", "--tokens", str(tokens), *args),
             ],
-            env={**clean, "RISKPIPE_NATS_URL": nats_url},
+            # the read model it follows lives beside the tokens file, not in the working tree
+            env={
+                **clean,
+                "RISKPIPE_NATS_URL": nats_url,
+                "RISKPIPE_DATA_DIR": str(tokens.parent / "api-data"),
+            },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
