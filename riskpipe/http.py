@@ -173,7 +173,16 @@ class _H11Protocol(H11Protocol):
         self.conn = _HintedConnection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Serve a connection, and drop it if no request arrives in time (slow clients)."""
+        """Serve a connection, and drop it if no request arrives in time (slow clients).
+
+        Nagle's algorithm is turned off, as asyncio does only for sockets it
+        creates itself: uvicorn writes a response's head and body apart, and
+        on a kept-alive connection the body would otherwise wait for the
+        client's delayed ACK of the head (about 40 ms per request).
+        """
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in {socket.AF_INET, socket.AF_INET6}:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         self._deadline = self.loop.call_later(FIRST_REQUEST_SECONDS, self._drop_if_idle)
 

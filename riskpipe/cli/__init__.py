@@ -5,6 +5,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _api,
     _audit,
     _bench,
+    _bench_api,
     _demo,
     _dlq,
     _explain,
