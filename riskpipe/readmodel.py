@@ -14,6 +14,7 @@ from projections.readmodel import (
     apply_dead_letter,
     apply_review,
     assessments_of,
+    latest_assessments_of,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +30,12 @@ def readmodel_sources(store: EventStore, settings: Settings) -> list[Source]:
     """The streams the read model follows, in the order each pass reads them."""
     config = store.config
     return [
-        Source("risk", config.stream_for("risk"), assessments_of(settings.projection)),
+        Source(
+            "risk",
+            config.stream_for("risk"),
+            assessments_of(settings.projection),
+            apply_many=latest_assessments_of(settings.projection),
+        ),
         Source("dlq", config.stream_for("dlq"), apply_dead_letter),
         Source("audit", config.stream_for("audit"), apply_audit),
         Source("review", config.stream_for("review"), apply_review),

@@ -8,12 +8,14 @@ written in the same transaction as the rows (see docs/readmodel.md).
 from projections.readmodel._apply import (
     Applied,
     Apply,
+    ApplyMany,
     Item,
     apply_assessment,
     apply_audit,
     apply_dead_letter,
     apply_review,
     assessments_of,
+    latest_assessments_of,
 )
 from projections.readmodel._database import Database, normalise_url, shown_url
 from projections.readmodel._generations import Generation
@@ -57,6 +59,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Applied",
     "Apply",
+    "ApplyMany",
     "AssessmentView",
     "CasePage",
     "CaseView",
@@ -89,6 +92,7 @@ __all__ = [
     "apply_review",
     "assessments_of",
     "generation_tables",
+    "latest_assessments_of",
     "migrate",
     "normalise_url",
     "shown_url",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from support.cli import riskpipe
 from support.events import evidence
 from support.pipeline import demo_run, run_worker
@@ -293,3 +293,21 @@ async def test_a_run_killed_mid_stream_resumes_to_a_rebuild(
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "generation 2 built" in rebuilt.stdout
     assert await rows(database_url) == incremental
+
+
+async def test_a_batch_of_assessments_at_once_makes_the_rows_one_at_a_time_does(
+    store: EventStore, nats_server: NatsServer, model: ReadModel, database_url: str
+) -> None:
+    """The RISK source applies a batch in one statement; the rows equal applying each event."""
+    await _more_evidence(store, "b", count=60)  # four entities: several of each in every batch
+    await run_worker(store, nats_server.url)
+    await model.run(asyncio.Event(), until_idle=True)
+    batched = (await rows(database_url))["assessments"]
+    assert len(batched) == 4
+    tables = generation_tables(1)
+    async with model.db.write() as conn:
+        await conn.execute(delete(tables.assessments))
+        async for batch in store.read_batches(stream="RISK"):
+            for raw in reversed(batch):  # any order: an older one never replaces a newer one
+                await apply_assessment(conn, tables, model.item(raw), projection="risk")
+    assert (await rows(database_url))["assessments"] == batched
