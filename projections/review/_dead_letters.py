@@ -15,19 +15,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from analyzers import RiskLevel
-from eventstore import NO_STREAM, CloudEvent
-from projections._deadletter import DEAD_LETTERED, DeadLetterData, dlq_subject, projection_source
+from projections._deadletter import DEAD_LETTERED, DeadLetterData, dlq_subject
 from projections._message import Message, Output, Result
 from projections.errors import UnexpectedEventTypeError
-from projections.review._events import OPENED, Actor, AssessmentRef, CaseOpenedData
-from projections.review._projection import opened_on
+from projections.review._events import Actor, AssessmentRef, CaseOpenedData
+from projections.review._projection import opened_on, opened_output
 from projections.review._reading import read_cases
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from eventstore import AppendResult, EventStore
+    from eventstore import AppendResult, CloudEvent, EventStore
     from projections.review._case import EntityCases
     from projections.review._policy import ReviewPolicy
 
@@ -136,14 +135,4 @@ class DeadLetterReview:
             policy_version=self.policy.version,
             by=self._actor,
         )
-        envelope = CloudEvent(
-            id=f"{message.delivery.stream}-{message.sequence}",
-            source=projection_source(self.name),
-            type=OPENED,
-            subject=event.subject,
-            tenant=event.tenant,
-            time=self._clock(),
-            correlationid=event.correlationid,
-            causationid=event.id,
-        )
-        return Output(envelope, expected_version=cases.version or NO_STREAM, data=opened)
+        return opened_output(self.name, message, event, cases, opened, time=self._clock())

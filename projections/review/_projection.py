@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from projections.review._events import Trigger
     from projections.review._policy import ReviewPolicy
 
-__all__ = ["ReviewProjection", "opened_on", "raised_by"]
+__all__ = ["ReviewProjection", "opened_on", "opened_output", "raised_by"]
 
 _EVIDENCE = "evidence:"
 
@@ -42,6 +42,34 @@ def opened_on(cases: EntityCases, message: Message) -> bool:
         and case.opened.assessment.sequence >= message.sequence
         for case in cases.cases
     )
+
+
+def opened_output(  # noqa: PLR0913 - who opens it, on what, into which cases, and when
+    name: str,
+    message: Message,
+    event: CloudEvent,
+    cases: EntityCases,
+    opened: CaseOpenedData,
+    *,
+    time: datetime,
+) -> Output:
+    """The ``opened`` event of a case opened on ``message`` by projection ``name``.
+
+    Its id is the message's place in the log (a redelivery is a duplicate the
+    store drops), and it is fenced on the entity's cases as they were read.
+    """
+    stream = message.delivery.stream
+    envelope = CloudEvent(
+        id=f"{stream}-{message.sequence}",
+        source=projection_source(name),
+        type=OPENED,
+        subject=event.subject,
+        tenant=event.tenant,
+        time=time,
+        correlationid=event.correlationid,
+        causationid=event.id,
+    )
+    return Output(envelope, expected_version=cases.version or NO_STREAM, data=opened)
 
 
 def raised_by(contributions: dict[str, float]) -> tuple[str, ...]:
@@ -148,14 +176,4 @@ class ReviewProjection:
             policy_version=self.policy.version,
             by=self._actor,
         )
-        envelope = CloudEvent(
-            id=f"{stream}-{message.sequence}",
-            source=projection_source(self.name),
-            type=OPENED,
-            subject=event.subject,
-            tenant=event.tenant,
-            time=self._clock(),
-            correlationid=event.correlationid,
-            causationid=event.id,
-        )
-        return Output(envelope, expected_version=cases.version or NO_STREAM, data=opened)
+        return opened_output(self.name, message, event, cases, opened, time=self._clock())
