@@ -38,6 +38,7 @@ from eventstore.errors import (
     ConsumerDriftError,
     EventStoreError,
     NotProvisionedError,
+    PermissionDeniedError,
     TransientStoreError,
 )
 from projections._checkpoint import CheckpointRecord, read_checkpoint
@@ -415,11 +416,32 @@ class ProjectionRunner:
                 await event.wait()
 
     async def _idle(self) -> bool:
+        """Nothing pending, as the consumer says and as the stream's leader confirms.
+
+        A consumer counts what its own replica of the stream holds: right after
+        a cluster's nodes come back, that replica may still be catching up and
+        report nothing pending while the leader holds more of the partition
+        (an until-idle run then stopped with evidence unhandled). So the leader
+        is asked for the first message on the consumer's subjects past its ack
+        floor.
+        """
         try:
             info = await self._consumer.info()
         except EventStoreError:
             return False
-        return int(info["num_pending"]) == 0 and int(info["num_ack_pending"]) == 0
+        if int(info["num_pending"]) != 0 or int(info["num_ack_pending"]) != 0:
+            return False
+        floor = int(info.get("ack_floor", {}).get("stream_seq", 0))
+        subjects = self._filter or f"{self.store.config.prefix}.>"
+        try:
+            later = await self.store.client.leader_next_sequence(
+                self._consumer.stream, floor + 1, subjects
+            )
+        except PermissionDeniedError:
+            return True  # a user who may not ask the leader: the consumer's word
+        except EventStoreError:
+            return False
+        return later is None
 
     def _dispatch(self, delivery: Delivery) -> None:
         seq = delivery.stream_seq

@@ -316,6 +316,21 @@ class JetStreamClient:
             )
         return _raw_from_direct(stream, msg)
 
+    async def leader_next_sequence(self, stream: str, seq: int, subject: str) -> int | None:
+        """The first message on ``subject`` at or after ``seq``, as the stream leader has it.
+
+        Unlike a direct get, which any replica answers (one still catching up
+        answers "none" for what it has not received yet), this asks the
+        stream's leader. ``None``: there is none.
+        """
+        try:
+            answer = await self.api(
+                f"STREAM.MSG.GET.{stream}", {"seq": seq, "next_by_subj": subject}
+            )
+        except NotProvisionedError:  # no message there (or no stream)
+            return None
+        return int(answer["message"]["seq"])
+
     async def direct_get(
         self, stream: str, seq: int, *, next_by_subject: str | None = None
     ) -> RawMessage | None:
