@@ -130,6 +130,8 @@ def split_subject(subject: str) -> tuple[str, str]:
         return _INVALID, _INVALID
 
 
+_LEADER_TRIES = 3
+"""Failed leader checks in a row after which an until-idle runner trusts its consumer."""
 _stream_seq = operator.attrgetter("stream_seq")
 
 
@@ -199,6 +201,7 @@ class ProjectionRunner:
         self._commits_done.set()
         self._drained = False
         self._seen = SeenSequences()
+        self._leader_failures = 0  # leader checks of idleness that failed in a row
         self._backlog: int | None = None  # messages the consumer had left after the last delivery
 
     # -- lifecycle ----------------------------------------------------------------
@@ -437,10 +440,15 @@ class ProjectionRunner:
             later = await self.store.client.leader_next_sequence(
                 self._consumer.stream, floor + 1, subjects
             )
-        except PermissionDeniedError:
-            return True  # a user who may not ask the leader: the consumer's word
-        except EventStoreError:
+        except EventStoreError as exc:
+            # A user who may not ask the leader sees a refusal or a time-out, each
+            # time: after a few, the consumer's word is taken, as it was before.
+            self._leader_failures += 1
+            if isinstance(exc, PermissionDeniedError) or self._leader_failures >= _LEADER_TRIES:
+                _log.warning("projection.idle_unconfirmed", projection=self.name, error=str(exc))
+                return True
             return False
+        self._leader_failures = 0
         return later is None
 
     def _dispatch(self, delivery: Delivery) -> None:
