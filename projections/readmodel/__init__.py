@@ -18,7 +18,7 @@ from projections.readmodel._apply import (
     latest_assessments_of,
 )
 from projections.readmodel._database import Database, normalise_url, shown_url
-from projections.readmodel._generations import Generation
+from projections.readmodel._generations import Generation, create_generation
 from projections.readmodel._metrics import ReadModelMetrics
 from projections.readmodel._migrations import SCHEMA_VERSION, migrate
 from projections.readmodel._projector import (
@@ -91,6 +91,7 @@ __all__ = [
     "apply_dead_letter",
     "apply_review",
     "assessments_of",
+    "create_generation",
     "generation_tables",
     "latest_assessments_of",
     "migrate",

@@ -32,9 +32,7 @@ from prometheus_client import CollectorRegistry
 from rich.table import Table
 
 from eventstore import EventStore
-from projections.readmodel import Database, ReadModelReader
-from projections.readmodel._generations import create_generation
-from projections.readmodel._migrations import migrate
+from projections.readmodel import Database, ReadModelReader, create_generation, migrate
 from riskpipe.api import TokenEntry, TokenTable, create_app
 from riskpipe.bench import private_server
 from riskpipe.cli._app import bench
