@@ -12,6 +12,7 @@ from projections.review._events import (
     DECIDED,
     OPENED,
     REOPENED,
+    REVIEW_TYPES,
     CaseAssignedData,
     CaseCommentedData,
     CaseDecidedData,
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from pydantic import BaseModel
+
+    from eventstore import RecordedEvent
 
 __all__ = ["Case", "CaseStatus", "EntityCases", "TimelineEntry", "fold_cases"]
 
@@ -113,6 +116,20 @@ class EntityCases:
         elif not (type_ == COMMENTED and isinstance(data, CaseCommentedData)):
             return
         self.cases[number - 1] = dataclasses.replace(case, **changes)  # type: ignore[arg-type]
+
+    def apply_recorded(self, rec: RecordedEvent) -> None:
+        """Fold one stored review message in, as read back from the stream.
+
+        A message that does not decode, or of a type review does not know, is
+        skipped, but still counts for the version: the fence is the subject's
+        last sequence, whatever it holds.
+        """
+        event = rec.event
+        model = REVIEW_TYPES.get(event.type) if event is not None else None
+        if event is None or model is None or event.data is None:
+            self.version = max(self.version, rec.sequence)
+            return
+        self.apply(event.type, model.model_validate(event.data), rec.sequence, event.time)
 
 
 def fold_cases(

@@ -18,7 +18,7 @@ import structlog
 
 from analyzers import ReviewSignal
 from projections.review._case import EntityCases
-from projections.review._events import DECIDED, REVIEW_TYPES
+from projections.review._events import DECIDED
 from projections.review._policy import rank
 
 if TYPE_CHECKING:
@@ -57,16 +57,10 @@ class DecisionBook:
         while self.position < last:
             rec = await self.store.get(stream, self.position + 1)
             self.position += 1
-            if rec is None or rec.event is None or rec.event.data is None:
-                continue  # deleted, or not an event: nothing to fold
-            model = REVIEW_TYPES.get(rec.event.type)
-            if model is None:
-                continue
+            if rec is None or rec.event is None:
+                continue  # deleted, or not an event: no entity to fold it into
             key = (rec.event.tenant, rec.event.subject)
-            cases = self._entities.setdefault(key, EntityCases(*key))
-            cases.apply(
-                rec.event.type, model.model_validate(rec.event.data), rec.sequence, rec.event.time
-            )
+            self._entities.setdefault(key, EntityCases(*key)).apply_recorded(rec)
             read += 1
         return read
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from projections.review._case import EntityCases
-from projections.review._events import REVIEW_TYPES
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -30,10 +29,5 @@ async def all_cases(
         if tenants is not None and event.tenant not in tenants:
             continue
         key = (event.tenant, event.subject)
-        cases = found.setdefault(key, EntityCases(*key))
-        model = REVIEW_TYPES.get(event.type)
-        if model is None or event.data is None:
-            cases.version = max(cases.version, rec.sequence)
-            continue
-        cases.apply(event.type, model.model_validate(event.data), rec.sequence, event.time)
+        found.setdefault(key, EntityCases(*key)).apply_recorded(rec)
     return list(found.values())
