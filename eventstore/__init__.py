@@ -34,7 +34,7 @@ from eventstore._recorded import RecordedEvent
 from eventstore._schemas import EventSchemas, EventType
 from eventstore._store import EventStore, PendingAppend
 from eventstore._telemetry import StoreMetrics, tracing_enabled
-from eventstore._tokens import RFC3339, EventId, SourceRef, Token, validate_token
+from eventstore._tokens import RFC3339, SUBJECT_TOKEN, EventId, SourceRef, Token, validate_token
 from eventstore._topology import (
     MAX_PARTITIONS,
     PARTITIONS_KEY,
@@ -54,6 +54,7 @@ __all__ = [
     "NO_STREAM",
     "PARTITIONS_KEY",
     "RFC3339",
+    "SUBJECT_TOKEN",
     "AppendResult",
     "Category",
     "CloudEvent",

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_FRACTION_DIGITS",
     "PATTERN_HINTS",
     "RFC3339",
+    "SUBJECT_TOKEN",
     "EventId",
     "SourceRef",
     "Timestamp",
@@ -50,6 +51,9 @@ PATTERN_HINTS = {
 """What each pattern asks for, in words, by pattern."""
 
 _SUBJECT_PART_RE = re.compile(_SUBJECT_PART)
+
+SUBJECT_TOKEN = _SUBJECT_PART
+"""A tenant's or an entity's id as the store takes it: one subject token (for other validators)."""
 
 # RFC 3339 `date-time` as JSON Schema validators check it: upper-case `T` and `Z`,
 # seconds, at most microseconds, a timezone, no year 0000. Written for pydantic's

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from analyzers import RiskLevel
-from eventstore import RFC3339, validate_token
+from eventstore import RFC3339, SUBJECT_TOKEN, validate_token
 from projections.readmodel import CaseView, NoGenerationError, ReadModelError
 from projections.review import ReviewService
 from projections.review.errors import (
@@ -51,7 +51,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/cases", tags=["cases"])
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
-_TOKEN_ID = r"^[A-Za-z0-9_\-:@+=~%!#$&'()\[\],;?^`{|}]{1,128}$"  # noqa: S105 - a pattern
+_TOKEN_ID = SUBJECT_TOKEN
 TenantId = Annotated[str, Path(pattern=_TOKEN_ID, description="The tenant's id.")]
 EntityId = Annotated[str, Path(pattern=_TOKEN_ID, description="The entity's id.")]
 Number = Annotated[int, Path(ge=1, le=1_000_000, description="The case's number (from 1).")]
