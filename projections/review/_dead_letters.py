@@ -15,12 +15,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from analyzers import RiskLevel
+from eventstore.errors import DecodeError
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, dlq_subject
 from projections._message import Message, Output, Result
 from projections.errors import UnexpectedEventTypeError
 from projections.review._events import Actor, AssessmentRef, CaseOpenedData
 from projections.review._projection import opened_on, opened_output
 from projections.review._reading import read_cases
+from projections.risk import RiskAssessedData
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -111,17 +113,7 @@ class DeadLetterReview:
         return count
 
     async def _opened(self, message: Message, event: CloudEvent, cases: EntityCases) -> Output:
-        latest = await self.store.last(
-            self.store.config.subject("risk", event.tenant, event.subject)
-        )
-        assessment = (
-            (latest.event.data or {}).get("assessment") if latest and latest.event else None
-        )
-        level, score, confidence = RiskLevel.LOW, 0.0, 0.0
-        if isinstance(assessment, dict):
-            level = RiskLevel(str(assessment.get("level", "low")))
-            score = float(str(assessment.get("score", 0.0)))
-            confidence = float(str(assessment.get("confidence", 0.0)))
+        level, score, confidence = await self._latest(event)
         opened = CaseOpenedData(
             case=len(cases.cases) + 1,
             triggers=("dead_letters",),
@@ -136,3 +128,21 @@ class DeadLetterReview:
             by=self._actor,
         )
         return opened_output(self.name, message, event, cases, opened, time=self._clock())
+
+    async def _latest(self, event: CloudEvent) -> tuple[RiskLevel, float, float]:
+        """The entity's latest assessed level, score and confidence (none: low, 0, 0).
+
+        Whatever else the entity's risk subject holds last (a message that is no
+        assessment, or does not decode) counts as no assessment: the case is
+        about the dead letters, and opening it must not fail on a foreign message.
+        """
+        subject = self.store.config.subject("risk", event.tenant, event.subject)
+        raw = await self.store.last_message(subject)
+        try:
+            data = None if raw is None else self.store.decoded(raw)[1]
+        except DecodeError:
+            data = None
+        if not isinstance(data, RiskAssessedData):
+            return RiskLevel.LOW, 0.0, 0.0
+        assessment = data.assessment
+        return assessment.level, assessment.score, assessment.confidence

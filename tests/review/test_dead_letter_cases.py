@@ -42,7 +42,16 @@ async def test_the_third_dead_letter_opens_one_case(
     opened = cases.cases[0].opened
     assert opened.triggers == ("dead_letters",)
     assert (opened.assessment.stream, opened.policy_version) == ("DLQ", "dl-3")
-    assert opened.assessment.level == "low"
+    latest = await store.last(store.config.subject("risk", "t1", "flaky"))
+    assert latest is not None
+    assert latest.event is not None
+    assert latest.event.data is not None
+    recorded = latest.event.data["assessment"]
+    assert (opened.assessment.level, opened.assessment.score) == (
+        recorded["level"],
+        recorded["score"],
+    )
+    assert opened.assessment.score > 0
     assert worker.hosts[2].outcomes["case_opened"] == 1
     assert worker.hosts[2].outcomes["case_joined"] == 1  # the fourth joins the open case
     assert (await read_cases(store, "t1", "other")).cases == []
@@ -56,3 +65,23 @@ async def test_without_the_setting_no_dead_letter_projection_runs(
     worker = await run_worker(store, nats_server.url)
     assert [host.name for host in worker.hosts] == ["risk", "review"]
     assert (await read_cases(store, "t1", "flaky")).cases == []
+
+
+async def test_a_foreign_message_last_on_the_risk_subject_still_opens_the_case(
+    store: EventStore, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """What is no assessment counts as none: the case opens at low, 0, not as a dead letter."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = "dl-2"\nopen_on_dead_letters = 2\n')
+    await store.append(evidence("ok-1", entity="flaky", severity="high"))
+    await run_worker(store, nats_server.url, review_policy=policy)
+    for n, payload in enumerate([b"{not json", b'{"assessment": {"level": "bogus"}}']):
+        await store.append_unchecked("risk", "t1", "flaky", payload, msg_id=f"foreign:{n}")
+    await _poison(store, "flaky", 2)
+    worker = await run_worker(store, nats_server.url, review_policy=policy)
+    cases = await read_cases(store, "t1", "flaky")
+    assert len(cases.cases) == 1
+    assessment = cases.cases[0].opened.assessment
+    assert (assessment.stream, assessment.level, assessment.score) == ("DLQ", "low", 0.0)
+    assert worker.hosts[2].outcomes["case_opened"] == 1
+    assert worker.hosts[2].outcomes.get("dead_lettered", 0) == 0
