@@ -10,6 +10,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 from support.events import evidence
 from support.pipeline import read_streams, run_worker
 
@@ -24,13 +25,21 @@ if TYPE_CHECKING:
 _EXPORTER = InMemorySpanExporter()
 
 
-@pytest.fixture(scope="session")
-def _tracer_provider() -> TracerProvider:
-    """One SDK tracer provider for the session (the global one can be set only once)."""
+@pytest.fixture(scope="module")
+def _tracer_provider() -> Iterator[TracerProvider]:
+    """An SDK tracer provider for this module's tests, taken away after them.
+
+    The global can be set only once through the API, so it is reset the way
+    OpenTelemetry's own test utilities do; otherwise every later test would
+    run with tracing on (the store then never appends without waiting).
+    """
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
     trace.set_tracer_provider(provider)
-    return provider
+    yield provider
+    provider.shutdown()
+    trace._TRACER_PROVIDER = None  # noqa: SLF001 - no public way to unset the global
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # noqa: SLF001
 
 
 @pytest.fixture
