@@ -7,6 +7,7 @@ healed (:class:`FinalState`), and checks every invariant over both
 """
 
 from riskpipe.chaos._final import Effect, FinalState, StoredEvidence
+from riskpipe.chaos._harness import ChaosOptions, ChaosResult, run_chaos
 from riskpipe.chaos._history import (
     APPEND,
     CHECKPOINT,
@@ -23,6 +24,7 @@ from riskpipe.chaos._history import (
     read_history,
 )
 from riskpipe.chaos._invariants import INVARIANTS, RECOVERY_LIMIT, Report, Violation, check
+from riskpipe.chaos._plan import SCENARIOS, PlannedFault, Scenario, Timing, plan_faults
 from riskpipe.chaos._reading import read_final
 from riskpipe.chaos.errors import ChaosError, HistoryError
 
@@ -36,7 +38,10 @@ __all__ = [
     "RECOVERED",
     "RECOVERY_LIMIT",
     "REDELIVERY",
+    "SCENARIOS",
     "ChaosError",
+    "ChaosOptions",
+    "ChaosResult",
     "Effect",
     "Expect",
     "FinalState",
@@ -44,11 +49,16 @@ __all__ = [
     "HistoryWriter",
     "Op",
     "OpType",
+    "PlannedFault",
     "Report",
+    "Scenario",
     "StoredEvidence",
+    "Timing",
     "Violation",
     "check",
     "parse_history",
+    "plan_faults",
     "read_final",
     "read_history",
+    "run_chaos",
 ]

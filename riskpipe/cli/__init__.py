@@ -6,6 +6,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _audit,
     _bench,
     _bench_api,
+    _chaos,
     _demo,
     _dlq,
     _explain,

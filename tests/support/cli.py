@@ -27,6 +27,7 @@ def riskpipe(
     stdin: str | None = None,
     log_format: str = "json",
     prefix: tuple[str, ...] = (),
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``riskpipe ARGS`` with only ``env`` as its RISKPIPE_* environment, logs on stderr."""
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("RISKPIPE_")}
@@ -36,7 +37,7 @@ def riskpipe(
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 

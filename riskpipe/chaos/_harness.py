@@ -1,0 +1,547 @@
+"""A chaos run: private servers, producers and workers under a seeded fault schedule.
+
+The run owns every process it starts (by PID) and records every operation
+in its history. After ``seconds`` it stops the producers, heals whatever is
+still broken, waits for the pipeline to be quiet, reads the streams back,
+and checks the invariants (:func:`riskpipe.chaos.check`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from eventstore import CloudEvent
+from eventstore.errors import (
+    AppendRejectedError,
+    DecodeError,
+    EventStoreError,
+    InvalidHeaderError,
+)
+from projections import consumer_name, partition_views, read_checkpoint
+from riskpipe.chaos._history import (
+    APPEND,
+    CHECKPOINT,
+    FAULT,
+    HEAL,
+    RECOVERED,
+    REDELIVERY,
+    HistoryWriter,
+)
+from riskpipe.chaos._invariants import RECOVERY_LIMIT, Report, check
+from riskpipe.chaos._plan import PlannedFault, Scenario, Timing, plan_faults, scenario_faults
+from riskpipe.chaos._processes import Servers, WorkerProcess
+from riskpipe.chaos._reading import read_final
+from riskpipe.chaos.errors import ChaosError
+from riskpipe.settings import Settings
+from riskpipe.wiring import connect_store, private_environment, private_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from eventstore import EventStore
+    from riskpipe.chaos._final import FinalState
+
+__all__ = ["ChaosOptions", "ChaosResult", "run_chaos"]
+
+_log = structlog.get_logger(__name__)
+_TENANT = "chaos"
+_SOURCE = "chaos-producer"
+_PATTERNS = ("failed_login_burst", "impossible_travel", "malware_alert", "sanctions_hit")
+_SEVERITIES = ("low", "medium", "high", "critical")
+_PRODUCERS = 2
+_DUPLICATE_CHANCE = 0.02
+_POISON_CHANCE = 0.01
+_DEFINITE = (DecodeError, InvalidHeaderError, AppendRejectedError)
+"""Append errors raised before anything was stored: a ``fail``. Anything else is ``info``."""
+_QUIET_TIMEOUT = 180.0
+_MIN_GAP = 0.5
+"""Seconds between one fault's recovery and the next fault, at least."""
+_LEADER_BIAS = 0.7
+"""How often a server kill on a cluster aims at the evidence stream's leader."""
+_MAX_IN_FLIGHT = 256
+"""A worker's in-flight budget: what one fault can send back for redelivery, at most."""
+
+
+def _poison(n: int, max_payload: int) -> bytes:
+    """A message no projection can assess, of one of the malformed classes."""
+    cut_short = b'{"id": "x", "source": "legacy"'
+    envelope = b'"source":"legacy","subject":"e","tenant":"chaos","time":"2026-11-02T08:00:00Z"'
+    body = (
+        cut_short,
+        b'{"id":"x",' + envelope + b',"data":{"pattern":"x","severity":"extreme"}}',
+        b'{"id":"x","type":"riskpipe.unknown.v1",' + envelope + b',"data":{}}',
+        b'{"id":"x",' + envelope + b',"data":{"pattern":"x","severity":"low","confidence":NaN}}',
+        b'{"id": "\xff\xfe"}',  # not UTF-8
+        b'{"pad": "' + b"x" * (max_payload + 1) + b'"}',  # too large for the store
+    )
+    return body[n % len(body)]
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosOptions:
+    """What to run: the scenario, for how long, from which seed, on what."""
+
+    scenario: Scenario
+    seconds: float
+    seed: int
+    directory: Path
+    """Where the servers' stores, the workers' logs and the history are written."""
+    nodes: int = 1
+    workers: int = 2
+    rate: float = 200.0
+    """Evidence appended per second, over every producer."""
+    entities: int = 50
+    ack_wait: float = 4.0
+    lease_ttl: float = 4.0
+    max_deliver: int = 5
+
+
+@dataclass(slots=True)
+class ChaosResult:
+    """What happened in a run, and what the checker found."""
+
+    options: ChaosOptions
+    report: Report
+    evidence: int = 0
+    appends: Counter[str] = field(default_factory=Counter)
+    """Append outcomes: ``ok``, ``fail``, ``info``."""
+    faults: Counter[str] = field(default_factory=Counter)
+    """Faults by kind: the process faults, and the duplicate and poison appends."""
+    recoveries: list[float] = field(default_factory=list)
+    """Seconds from each heal until the workers had caught up again."""
+    quiet_after: float = 0.0
+    """Seconds from the end of the load until the pipeline was quiet."""
+    worker_exits: list[str] = field(default_factory=list)
+    """Workers that exited by themselves (not killed by the run), with their status."""
+
+    @property
+    def ok(self) -> bool:
+        """No invariant violated."""
+        return self.report.ok
+
+    def headline(self) -> str:
+        """One line: topology, load, faults, the verdict and the recovery times."""
+        o = self.options
+        topology = f"{o.nodes} nodes R{o.nodes}" if o.nodes > 1 else "1 node"
+        faults = ", ".join(f"{kind} {count}" for kind, count in sorted(self.faults.items()))
+        recovery = (
+            f"recovery p50 {statistics.median(self.recoveries):.1f} s / "
+            f"max {max(self.recoveries):.1f} s"
+            if self.recoveries
+            else "no recovery measured"
+        )
+        violated = len(self.report.violated())
+        return (
+            f"{topology}, {o.seconds:g} s, {self.evidence:,} evidence, "
+            f"{sum(self.faults.values())} faults ({faults or 'none'}), "
+            f"{violated} of {len(self.report.checked)} invariants violated, {recovery}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as JSON-ready data."""
+        o = self.options
+        return {
+            "scenario": o.scenario,
+            "seconds": o.seconds,
+            "seed": o.seed,
+            "nodes": o.nodes,
+            "workers": o.workers,
+            "rate": o.rate,
+            "evidence": self.evidence,
+            "appends": dict(self.appends),
+            "faults": dict(self.faults),
+            "recoveries": [round(s, 3) for s in self.recoveries],
+            "quiet_after": round(self.quiet_after, 3),
+            "worker_exits": self.worker_exits,
+            "invariants": list(self.report.checked),
+            "violations": [
+                {"invariant": v.invariant, "message": v.message, "ops": [str(op) for op in v.ops]}
+                for v in self.report.violations
+            ],
+            "ok": self.ok,
+            "headline": self.headline(),
+        }
+
+
+class _Run:
+    """The state of one run while it goes."""
+
+    def __init__(self, options: ChaosOptions) -> None:
+        self.options = options
+        self.rng = random.Random(options.seed)  # noqa: S311 - a reproducible schedule
+        self.servers = Servers(options.directory / "nats", options.nodes)
+        self.history = HistoryWriter(options.directory / "history.jsonl")
+        self.result = ChaosResult(options, Report(()))
+        self.settings = Settings(
+            lease_ttl=timedelta(seconds=options.lease_ttl),
+            replicas=options.nodes,
+            ack_wait_seconds=options.ack_wait,
+            max_deliver=options.max_deliver,
+            max_in_flight=_MAX_IN_FLIGHT,
+            review=False,
+        )
+        self.workers: list[WorkerProcess] = []
+        self.load_over = asyncio.Event()
+        self.kinds = scenario_faults(options.scenario)
+
+    # -- set-up ---------------------------------------------------------------
+
+    async def connect(self, name: str) -> EventStore:
+        return await connect_store(private_settings(self.settings, self.servers.url), name=name)
+
+    def start_workers(self) -> None:
+        o = self.options
+        env = private_environment(os.environ, self.servers.url) | {
+            "RISKPIPE_LOG_FORMAT": "json",
+            "RISKPIPE_LOG_LEVEL": "warning",
+            "RISKPIPE_ACK_WAIT_SECONDS": str(o.ack_wait),
+            "RISKPIPE_MAX_DELIVER": str(o.max_deliver),
+            "RISKPIPE_MAX_IN_FLIGHT": str(self.settings.max_in_flight),
+            "RISKPIPE_REVIEW": "false",
+            "RISKPIPE_LEASE_TTL": f"{o.lease_ttl}s",
+            "RISKPIPE_DATA_DIR": str(o.directory / "data"),
+        }
+        logs = o.directory / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for n in range(1, o.workers + 1):
+            worker = WorkerProcess(f"worker-{n}", env, logs / f"worker-{n}.log")
+            worker.start()
+            self.workers.append(worker)
+
+    # -- load -----------------------------------------------------------------
+
+    async def produce(self, name: str, store: EventStore, rng: random.Random) -> None:
+        """Append at this producer's share of the rate until the load is over."""
+        o = self.options
+        interval = _PRODUCERS / o.rate
+        sent: list[CloudEvent] = []
+        resend: list[CloudEvent] = []
+        n = 0
+        next_at = time.monotonic()
+        while not self.load_over.is_set():
+            next_at += interval
+            if (delay := next_at - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            if resend:
+                await self.append(name, store, resend.pop(0), resend)
+            elif "duplicate" in self.kinds and sent and rng.random() < _DUPLICATE_CHANCE:
+                again = rng.choice(sent[-200:])
+                self.result.faults["duplicate"] += 1
+                for _ in range(rng.randint(1, 3)):
+                    await self.append(name, store, again, resend)
+            elif "poison" in self.kinds and rng.random() < _POISON_CHANCE:
+                await self.append_poison(name, store, n, rng)
+            else:
+                event = _evidence(name, n, rng, o.entities)
+                sent.append(event)
+                await self.append(name, store, event, resend)
+            n += 1
+
+    async def append(
+        self, name: str, store: EventStore, event: CloudEvent, resend: list[CloudEvent]
+    ) -> None:
+        self.history.record(name, APPEND, "invoke", msg_id=event.msg_id,
+                            entity=f"{event.tenant}.{event.subject}", expect="assess")  # fmt: skip
+        try:
+            result = await store.append(event)
+        except _DEFINITE as exc:
+            self.history.record(name, APPEND, "fail", msg_id=event.msg_id, error=repr(exc))
+            self.result.appends["fail"] += 1
+        except (EventStoreError, OSError, TimeoutError) as exc:
+            # nobody knows whether it is stored: say so, and send it again (same id)
+            self.history.record(name, APPEND, "info", msg_id=event.msg_id, error=repr(exc))
+            self.result.appends["info"] += 1
+            resend.append(event)
+        else:
+            self.history.record(name, APPEND, "ok", msg_id=event.msg_id,
+                                sequence=result.sequence, duplicate=result.duplicate)  # fmt: skip
+            self.result.appends["ok"] += 1
+
+    async def append_poison(self, name: str, store: EventStore, n: int, rng: random.Random) -> None:
+        entity = f"e{rng.randrange(self.options.entities)}"
+        msg_id = f"poison-{name}-{n}"
+        payload = _poison(rng.randrange(6), store.config.max_payload_bytes)
+        self.history.record(name, APPEND, "invoke", msg_id=msg_id,
+                            entity=f"{_TENANT}.{entity}", expect="dead-letter")  # fmt: skip
+        self.result.faults["poison"] += 1
+        try:
+            result = await store.append_unchecked(
+                "evidence", _TENANT, entity, payload, msg_id=msg_id
+            )
+        except (EventStoreError, OSError, TimeoutError) as exc:
+            self.history.record(name, APPEND, "info", msg_id=msg_id, error=repr(exc))
+            self.result.appends["info"] += 1
+        else:
+            self.history.record(name, APPEND, "ok", msg_id=msg_id, sequence=result.sequence,
+                                duplicate=result.duplicate)  # fmt: skip
+            self.result.appends["ok"] += 1
+
+    # -- faults ---------------------------------------------------------------
+
+    async def nemesis(self, plan: list[PlannedFault], observer: EventStore) -> None:
+        """Inject each planned fault, heal it, and time the workers' catching up."""
+        started = time.monotonic()
+        for fault in plan:
+            # on schedule, but never right on the heels of the last recovery
+            await asyncio.sleep(max(_MIN_GAP, started + fault.at - time.monotonic()))
+            target = await self.inject(fault, observer)
+            await asyncio.sleep(fault.duration)
+            healed_at = time.monotonic()
+            await self.heal(fault.kind, target)
+            allowed = max(5, int(self.options.rate / 4))  # a quarter second of load
+            caught_up = await _caught_up(observer, time.monotonic() + RECOVERY_LIMIT, allowed)
+            if caught_up:
+                self.result.recoveries.append(time.monotonic() - healed_at)
+
+    async def inject(self, fault: PlannedFault, observer: EventStore) -> int:
+        target = fault.target
+        if (
+            fault.kind == "kill-server"
+            and self.options.nodes > 1
+            and self.rng.random() < _LEADER_BIAS
+        ):
+            target = await self._leader(observer, default=target)
+        name = self._name(fault.kind, target)
+        self.history.record("nemesis", FAULT, "info", fault=fault.kind, target=name,
+                            duration=fault.duration)  # fmt: skip
+        self.result.faults[fault.kind] += 1
+        if fault.kind == "kill-worker":
+            self.workers[target].kill()
+        elif fault.kind == "pause-worker":
+            self.workers[target].pause()
+        elif fault.kind == "kill-server":
+            self.servers.kill(target)
+        else:
+            self.servers.pause(target)
+        return target
+
+    async def heal(self, kind: str, target: int) -> None:
+        if kind == "kill-worker":
+            self.workers[target].start()
+        elif kind == "pause-worker":
+            self.workers[target].resume()
+        elif kind == "kill-server":
+            await asyncio.to_thread(self.servers.restart, target)
+        else:
+            self.servers.resume(target)
+        self.history.record("nemesis", HEAL, "info", fault=kind, target=self._name(kind, target))
+
+    async def heal_everything(self) -> None:
+        """Undo whatever fault the run stopped in the middle of."""
+        for index in sorted(self.servers.paused):
+            self.servers.resume(index)
+            self.history.record("nemesis", HEAL, "info", fault="pause-server",
+                                target=self._name("pause-server", index))  # fmt: skip
+        for index in sorted(self.servers.down):
+            await asyncio.to_thread(self.servers.restart, index)
+            self.history.record("nemesis", HEAL, "info", fault="kill-server",
+                                target=self._name("kill-server", index))  # fmt: skip
+        for index, worker in enumerate(self.workers):
+            if worker.paused:
+                worker.resume()
+                self.history.record("nemesis", HEAL, "info", fault="pause-worker",
+                                    target=worker.name)  # fmt: skip
+            elif worker.exited() is not None:
+                worker.start()
+                self.history.record("nemesis", HEAL, "info", fault="kill-worker",
+                                    target=self._name("kill-worker", index))  # fmt: skip
+
+    def _name(self, kind: str, target: int) -> str:
+        return self.workers[target].name if "worker" in kind else f"n{target + 1}"
+
+    async def _leader(self, observer: EventStore, *, default: int) -> int:
+        """The node leading the evidence stream (``default`` when it cannot be told)."""
+        with contextlib.suppress(EventStoreError, OSError, TimeoutError):
+            info = await observer.client.stream_info(observer.config.stream_for("evidence"))
+            leader = (info or {}).get("cluster", {}).get("leader")
+            if isinstance(leader, str) and (index := self.servers.index_of(leader)) is not None:
+                return index
+        return default
+
+    # -- observation ----------------------------------------------------------
+
+    async def sample_checkpoints(self, observer: EventStore) -> None:
+        """Read every partition's checkpoint each second; record each that moved."""
+        stream = observer.config.stream_for("evidence")
+        seen: dict[int, int] = {}
+        while True:
+            for partition in range(observer.config.partitions):
+                name = consumer_name(self.settings.projection, partition)
+                try:
+                    stored = await read_checkpoint(observer, name, stream)
+                except (EventStoreError, OSError, TimeoutError):
+                    continue
+                if stored.refused is None and stored.sequence != seen.get(partition):
+                    seen[partition] = stored.sequence
+                    self.history.record("checker", CHECKPOINT, "info",
+                                        projection=self.settings.projection,
+                                        partition=partition, position=stored.sequence)  # fmt: skip
+            await asyncio.sleep(1.0)
+
+    def check_workers(self) -> None:
+        """Note a worker that exited by itself (not killed by the run), and start it again."""
+        for worker in self.workers:
+            status = worker.exited()
+            if status is not None and status != -signal.SIGKILL and not worker.paused:
+                self.result.worker_exits.append(f"{worker.name} exited with status {status}")
+                worker.start()
+
+
+async def run_chaos(options: ChaosOptions) -> ChaosResult:
+    """Run ``options.scenario`` and check every invariant over its history.
+
+    Raises:
+        ChaosError: the run could not be set up or never became quiet.
+    """
+    options.directory.mkdir(parents=True, exist_ok=True)
+    run = _Run(options)
+    try:
+        await asyncio.to_thread(run.servers.start)
+        observer = await run.connect("riskpipe-chaos-checker")
+        await observer.provision()
+        run.start_workers()
+        try:
+            await _run_load(run, observer)
+            quiet_from = time.monotonic()
+            await run.heal_everything()
+            await _await_quiet(run, observer)
+            run.result.quiet_after = time.monotonic() - quiet_from
+            final = await _final(run, observer)
+        finally:
+            for worker in run.workers:
+                worker.stop()
+            await observer.close()
+        run.result.evidence = len(final.evidence)
+        run.result.report = check(run.history.ops, final)
+        return run.result
+    finally:
+        run.history.close()
+        run.servers.stop()
+
+
+async def _run_load(run: _Run, observer: EventStore) -> None:
+    o = run.options
+    timing = Timing(o.ack_wait, o.lease_ttl)
+    plan = plan_faults(o.scenario, o.seconds, o.seed, workers=o.workers, nodes=o.nodes,
+                       timing=timing)  # fmt: skip
+    producers = [await run.connect(f"riskpipe-chaos-p{n}") for n in range(1, _PRODUCERS + 1)]
+    seeds = [random.Random(o.seed * 31 + n) for n in range(1, _PRODUCERS + 1)]  # noqa: S311
+    tasks = [
+        asyncio.create_task(run.produce(f"producer-{n}", store, rng))
+        for n, (store, rng) in enumerate(zip(producers, seeds, strict=True), start=1)
+    ]
+    sampler = asyncio.create_task(run.sample_checkpoints(observer))
+    nemesis = asyncio.create_task(run.nemesis(plan, observer))
+    try:
+        deadline = time.monotonic() + o.seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            run.check_workers()
+        run.load_over.set()
+        await asyncio.gather(*tasks)
+        await nemesis
+    finally:
+        run.load_over.set()
+        for task in (*tasks, nemesis, sampler):
+            task.cancel()
+        await asyncio.gather(*tasks, nemesis, sampler, return_exceptions=True)
+        for store in producers:
+            await store.close()
+
+
+async def _caught_up(store: EventStore, deadline: float, allowed: int = 0) -> bool:
+    """Wait until at most ``allowed`` evidence is pending or unacknowledged; whether in time.
+
+    Under load a little is always in flight: the nemesis allows a quarter
+    second of it; at the end nothing may be.
+    """
+    while time.monotonic() < deadline:
+        with contextlib.suppress(EventStoreError, OSError, TimeoutError):
+            views = await partition_views(store, "risk", source="evidence")
+            if (
+                all(view.info is not None for view in views)
+                and sum(
+                    int(view.info["num_pending"]) + int(view.info["num_ack_pending"])
+                    for view in views
+                    if view.info is not None
+                )
+                <= allowed
+            ):
+                return True
+        await asyncio.sleep(0.25)
+    return False
+
+
+async def _await_quiet(run: _Run, observer: EventStore) -> None:
+    """Wait until every evidence is handled and the replicas agree; record the recovery.
+
+    Raises:
+        ChaosError: the pipeline was not quiet within three minutes.
+    """
+    deadline = time.monotonic() + _QUIET_TIMEOUT
+    while True:
+        run.check_workers()
+        agree = await _replicas_agree(observer)
+        if agree and await _caught_up(observer, time.monotonic() + 1.0):
+            break
+        if time.monotonic() > deadline:
+            raise ChaosError(
+                f"the pipeline was not quiet {_QUIET_TIMEOUT:g} s after the load ended "
+                f"(replicas agree: {agree}); see {run.options.directory}"
+            )
+    run.history.record("checker", RECOVERED, "info", replicas_agree=True)
+    redelivered = 0
+    for view in await partition_views(observer, "risk", source="evidence"):
+        redelivered += int((view.info or {}).get("num_redelivered", 0))
+    run.history.record("checker", REDELIVERY, "info", projection="risk", redelivered=redelivered)
+
+
+async def _replicas_agree(store: EventStore) -> bool:
+    """Whether every replica of every stream is current, as each stream's leader reports."""
+    for category in ("evidence", "risk", "dlq"):
+        try:
+            info = await store.client.stream_info(store.config.stream_for(category))
+        except (EventStoreError, OSError, TimeoutError):
+            return False
+        replicas = ((info or {}).get("cluster") or {}).get("replicas") or []
+        if any(not r.get("current") or r.get("lag", 0) for r in replicas):
+            return False
+    return True
+
+
+async def _final(run: _Run, observer: EventStore) -> FinalState:
+    o = run.options
+    return await read_final(
+        observer,
+        max_deliver=o.max_deliver,
+        max_in_flight=run.settings.max_in_flight,
+        workers=o.workers,
+    )
+
+
+def _evidence(producer: str, n: int, rng: random.Random, entities: int) -> CloudEvent:
+    return CloudEvent(
+        id=f"{producer}-{n:08d}",
+        source=_SOURCE,
+        type="riskpipe.evidence.recorded.v1",
+        subject=f"e{rng.randrange(entities)}",
+        tenant=_TENANT,
+        time=datetime.now(UTC),
+        data={
+            "pattern": rng.choice(_PATTERNS),
+            "severity": rng.choice(_SEVERITIES),
+            "confidence": round(rng.uniform(0.5, 1.0), 2),
+        },
+    )

@@ -1,0 +1,164 @@
+"""The processes a chaos run owns: its servers and its workers, each by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from riskpipe.server import NatsCluster, NatsServer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+__all__ = ["Servers", "WorkerProcess"]
+
+
+class WorkerProcess:
+    """One ``riskpipe worker`` process, logging JSON to a file of its own; killed and restarted.
+
+    A restart is a new process with the same name and log file, as a
+    supervisor (systemd, Kubernetes) would bring a crashed worker back.
+    """
+
+    def __init__(self, name: str, env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.env = dict(env)
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's id."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def exited(self) -> int | None:
+        """The exit status if the process ended by itself or was killed (``None``: running)."""
+        return None if self.proc is None else self.proc.poll()
+
+    def start(self) -> None:
+        """Start the worker (its output appended to its log)."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "riskpipe", "worker", "--no-http"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.paused = False
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; reaped."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, frozen, holding what it held."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT: a zombie wakes up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (a clean leave) and wait; SIGKILL if it hangs. Its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.resume()
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class Servers:
+    """One node, or a cluster of them: each killed, paused and brought back by index."""
+
+    def __init__(self, data_dir: Path, nodes: int) -> None:
+        self.cluster = NatsCluster(data_dir=data_dir, size=nodes) if nodes > 1 else None
+        self.nodes = (
+            self.cluster.nodes if self.cluster is not None else [NatsServer(data_dir=data_dir)]
+        )
+        self.paused: set[int] = set()
+        self.down: set[int] = set()
+
+    @property
+    def url(self) -> str:
+        """Every node's client URL, comma-separated."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> None:
+        """Start every node (a cluster: until it has a meta leader).
+
+        Raises:
+            ServerStartError: a node did not start.
+        """
+        if self.cluster is not None:
+            self.cluster.start()
+        else:
+            self.nodes[0].start()
+
+    def index_of(self, server_name: str) -> int | None:
+        """The index of the node a cluster calls ``server_name`` (``None``: unknown)."""
+        if self.cluster is None:
+            return 0
+        try:
+            return self.nodes.index(self.cluster.node_named(server_name))
+        except KeyError:
+            return None
+
+    def kill(self, index: int) -> None:
+        """SIGKILL node ``index``."""
+        self.resume(index)
+        self.nodes[index].kill()
+        self.down.add(index)
+
+    def restart(self, index: int) -> None:
+        """Start a killed node again, on its ports and store.
+
+        Raises:
+            ServerStartError: it did not come back.
+        """
+        node = self.nodes[index]
+        if self.cluster is not None:
+            self.cluster.restart(node, timeout=30.0)
+        else:
+            node.start(timeout=30.0)
+        self.down.discard(index)
+
+    def pause(self, index: int) -> None:
+        """SIGSTOP node ``index``."""
+        if (pid := self.nodes[index].pid) is not None:
+            os.kill(pid, signal.SIGSTOP)
+            self.paused.add(index)
+
+    def resume(self, index: int) -> None:
+        """SIGCONT node ``index``."""
+        if index in self.paused and (pid := self.nodes[index].pid) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.paused.discard(index)
+
+    def stop(self) -> None:
+        """Stop every node (paused ones are woken first)."""
+        for index in list(self.paused):
+            self.resume(index)
+        for node in self.nodes:
+            node.stop()

@@ -1,0 +1,126 @@
+"""``riskpipe chaos``: inject faults into real processes and check every invariant afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from eventstore.errors import EventStoreError
+from riskpipe.chaos import SCENARIOS, ChaosError, ChaosOptions, ChaosResult, run_chaos
+from riskpipe.cli._app import AppContext, main, pass_app
+from riskpipe.cli._common import out_console, store_error
+from riskpipe.logs import configure_logging
+from riskpipe.server import ServerStartError
+
+_SHOWN = 5
+"""Violations printed per invariant (``--json`` and the kept history have them all)."""
+
+
+@main.command()
+@click.option(
+    "--scenario",
+    type=click.Choice(SCENARIOS),
+    default="mixed",
+    show_default=True,
+    help="The faults to inject (mixed: all of them).",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(5, 86_400),
+    default=60,
+    show_default=True,
+    help="How long the load and the faults last.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="The schedule's seed.")
+@click.option(
+    "--nodes",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="One server, or a 3-node cluster with every stream on R3.",
+)
+@click.option("--workers", type=click.IntRange(1, 8), default=2, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(1, 5_000),
+    default=200,
+    show_default=True,
+    help="Evidence appended per second.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the history, the server stores and the worker logs in this directory.",
+)
+@pass_app
+def chaos(  # noqa: PLR0913, PLR0917 - one option each
+    app: AppContext,
+    scenario: str,
+    seconds: float,
+    seed: int,
+    nodes: str,
+    workers: int,
+    rate: float,
+    as_json: bool,
+    keep: Path | None,
+) -> None:
+    """Run a seeded fault schedule against private servers and workers, then check invariants.
+
+    Starts its own nats-server(s), producers and worker processes, injects
+    the scenario's faults for --seconds under load, heals everything, waits
+    for the pipeline to be quiet, and checks every invariant over the
+    recorded history and the final streams. Exits 0 only when none is
+    violated.
+    """
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
+    # the harness's own connections reconnect through every server fault: errors only
+    configure_logging("error", app.settings.log_format)
+    directory = keep or Path(tempfile.mkdtemp(prefix="riskpipe-chaos-"))
+    options = ChaosOptions(
+        scenario=scenario,  # type: ignore[arg-type]
+        seconds=seconds,
+        seed=seed,
+        directory=directory,
+        nodes=int(nodes),
+        workers=workers,
+        rate=rate,
+    )
+    try:
+        result = asyncio.run(run_chaos(options))
+    except (ChaosError, ServerStartError) as exc:
+        raise click.ClickException(f"{exc}") from exc
+    except EventStoreError as exc:
+        raise click.ClickException(store_error(exc)) from exc
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)
+    finally:
+        if keep is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        _print(result, keep)
+    sys.exit(0 if result.ok else 1)
+
+
+def _print(result: ChaosResult, keep: Path | None) -> None:
+    console = out_console()
+    console.print(result.headline(), markup=False, highlight=False)
+    for found in result.report.violated().values():
+        for violation in found[:_SHOWN]:
+            console.print(violation.render(), markup=False, highlight=False)
+        if len(found) > _SHOWN:
+            console.print(f"    ... and {len(found) - _SHOWN} more", markup=False)
+    for exit_line in result.worker_exits:
+        console.print(f"note: {exit_line}", markup=False, highlight=False)
+    if keep is not None:
+        console.print(f"history, server stores and logs kept in {keep}", markup=False)
