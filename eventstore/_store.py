@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import random
 import time
 import uuid
 from contextlib import aclosing
@@ -19,6 +20,7 @@ from typing import (
     overload,
 )
 
+import structlog
 from opentelemetry.trace import SpanKind
 
 from eventstore._append import (
@@ -43,7 +45,7 @@ from eventstore._copy import EXPECTED_LAST_SEQUENCE
 from eventstore._jetstream._client import JetStreamClient, RawMessage
 from eventstore._jetstream._consumer import DurableConsumer
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
-from eventstore._jetstream._reader import read_batches, read_range
+from eventstore._jetstream._reader import read_batches
 from eventstore._jetstream._refusals import refusals_of
 from eventstore._jetstream._transport import HeaderBlock
 from eventstore._kv import KeyValue
@@ -93,6 +95,8 @@ if TYPE_CHECKING:
     from eventstore._topology import Category, StoreConfig
 
 __all__ = ["EventStore", "PendingAppend"]
+
+_log = structlog.get_logger(__name__)
 
 _CHUNK = 256
 """Events encoded per send in ``append_many``."""
@@ -963,16 +967,11 @@ class EventStore:
         last = await self.client.direct_get_last(stream, subject)
         if last is None:
             return
-        reader = read_range(
-            self.client,
-            stream,
-            filter_subject=subject,
-            start_seq=max(from_version, 1),
-            end_seq=last.seq,
-        )
+        reader = self._resumed(stream, subject, max(from_version, 1), last.seq)
         async with aclosing(reader):  # a caller that stops early still frees the consumer
-            async for raw in reader:
-                yield self.recorded(raw)
+            async for batch in reader:
+                for raw in batch:
+                    yield self.recorded(raw)
 
     async def read_all(
         self,
@@ -1011,12 +1010,50 @@ class EventStore:
             return
         last = int(info["state"]["last_seq"])
         end = last if until_seq is None else min(until_seq, last)
-        reader = read_batches(
-            self.client, name, filter_subject=filter_subject, start_seq=from_seq, end_seq=end
-        )
+        reader = self._resumed(name, filter_subject, from_seq, end)
         async with aclosing(reader):  # a caller that stops early still frees the consumer
             async for batch in reader:
                 yield batch
+
+    async def _resumed(
+        self, stream: str, filter_subject: str | None, start: int, end: int
+    ) -> AsyncGenerator[list[RawMessage], None]:
+        """A range read that resumes after its last message when the server fails it.
+
+        A read's consumer is the server's to lose: on a cluster it may have no
+        leader yet, or lose it in an election, and a pull is then answered
+        503. Such a transient failure ends that consumer; a new one picks up
+        after the last message already yielded, retried as an append is (at
+        least ``retry_attempts`` tries and for the election window), so a
+        reader sees every message of the range once, in order.
+
+        Raises:
+            TransientStoreError: still failing once the election window has passed.
+        """
+        window = self.config.election_window.total_seconds()
+        failures, since = 0, 0.0
+        while start <= end:
+            reader = read_batches(
+                self.client, stream, filter_subject=filter_subject, start_seq=start, end_seq=end
+            )
+            try:
+                async with aclosing(reader):
+                    async for batch in reader:
+                        failures = 0
+                        start = batch[-1].seq + 1
+                        yield batch
+            except TransientStoreError as exc:
+                now = time.monotonic()
+                since = since if failures else now
+                failures += 1
+                if failures >= self.retry_attempts and now - since >= window:
+                    raise
+                _log.warning("store.read_resumed", stream=stream, at=start, error=str(exc),
+                             attempt=failures)  # fmt: skip
+                jitter = 0.5 + random.random()  # noqa: S311 - spreads retries, not a secret
+                await asyncio.sleep(min(2.0, 0.05 * 2**failures) * jitter)
+            else:
+                return
 
     async def last(self, subject: str) -> RecordedEvent | None:
         """The latest event stored on ``subject``, or ``None``."""
