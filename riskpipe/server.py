@@ -224,12 +224,18 @@ server_name: {name}
 lame_duck_duration: "30s"
 lame_duck_grace_period: "1s"
 cluster {{
-  name: {cluster}
+{advertise}  name: {cluster}
   listen: {listen}
   routes: [
 {routes}
   ]
 }}
+"""
+
+
+_NO_ADVERTISE = """\
+  # clients use the URLs they were given, never ones the cluster gossips
+  no_advertise: true
 """
 
 
@@ -271,12 +277,15 @@ class NatsCluster:
         host: str = "127.0.0.1",
         ports: list[int] | None = None,
         echo: bool = False,
+        advertise: bool = True,
     ) -> None:
         if size < 1 or (ports is not None and len(ports) != size):
             raise ValueError(f"a cluster of {size} nodes needs {size} client ports, got {ports}")
         self.data_dir = data_dir
         self.name = name
         self.host = host
+        self.advertise = advertise
+        """Whether nodes tell clients the other nodes' URLs (off: clients use only theirs)."""
         self.nodes = [
             NatsServer(
                 data_dir=data_dir / f"n{i}",
@@ -366,6 +375,7 @@ class NatsCluster:
                     cluster=self.name,
                     listen=_hostport(self.host, port),
                     routes=routes,
+                    advertise="" if self.advertise else _NO_ADVERTISE,
                 )
             )
 

@@ -24,13 +24,21 @@ from riskpipe.chaos._history import (
     read_history,
 )
 from riskpipe.chaos._invariants import INVARIANTS, RECOVERY_LIMIT, Report, Violation, check
-from riskpipe.chaos._plan import SCENARIOS, PlannedFault, Scenario, Timing, plan_faults
+from riskpipe.chaos._plan import (
+    CLUSTER_ONLY,
+    SCENARIOS,
+    PlannedFault,
+    Scenario,
+    Timing,
+    plan_faults,
+)
 from riskpipe.chaos._reading import read_final
 from riskpipe.chaos.errors import ChaosError, HistoryError
 
 __all__ = [
     "APPEND",
     "CHECKPOINT",
+    "CLUSTER_ONLY",
     "FAULT",
     "HEAL",
     "INVARIANTS",

@@ -42,6 +42,7 @@ from riskpipe.chaos._history import (
 from riskpipe.chaos._invariants import RECOVERY_LIMIT, Report, check
 from riskpipe.chaos._plan import PlannedFault, Scenario, Timing, plan_faults, scenario_faults
 from riskpipe.chaos._processes import Servers, WorkerProcess
+from riskpipe.chaos._proxy import TcpProxy
 from riskpipe.chaos._reading import read_final
 from riskpipe.chaos.errors import ChaosError
 from riskpipe.settings import Settings
@@ -193,6 +194,9 @@ class _Run:
             review=False,
         )
         self.workers: list[WorkerProcess] = []
+        self.proxies: list[list[TcpProxy]] = []
+        """Each worker's proxies, one per node."""
+        self.cut: set[int] = set()
         self.load_over = asyncio.Event()
         self.kinds = scenario_faults(options.scenario)
 
@@ -201,7 +205,8 @@ class _Run:
     async def connect(self, name: str) -> EventStore:
         return await connect_store(private_settings(self.settings, self.servers.url), name=name)
 
-    def start_workers(self) -> None:
+    async def start_workers(self) -> None:
+        """Start the workers, each reaching every node through proxies of its own."""
         o = self.options
         env = private_environment(os.environ, self.servers.url) | {
             "RISKPIPE_LOG_FORMAT": "json",
@@ -216,7 +221,14 @@ class _Run:
         logs = o.directory / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for n in range(1, o.workers + 1):
-            worker = WorkerProcess(f"worker-{n}", env, logs / f"worker-{n}.log")
+            proxies = [TcpProxy(node.host, node.port) for node in self.servers.nodes]
+            for proxy in proxies:
+                await proxy.start()
+            self.proxies.append(proxies)
+            url = ",".join(proxy.url for proxy in proxies)
+            worker = WorkerProcess(
+                f"worker-{n}", env | {"RISKPIPE_NATS_URL": url}, logs / f"worker-{n}.log"
+            )
             worker.start()
             self.workers.append(worker)
 
@@ -315,7 +327,7 @@ class _Run:
             target = await self._leader(observer, default=target)
         name = self._name(fault.kind, target)
         self.history.record("nemesis", FAULT, "info", fault=fault.kind, target=name,
-                            duration=fault.duration)  # fmt: skip
+                            duration=fault.duration, how=fault.how)  # fmt: skip
         self.result.faults[fault.kind] += 1
         if fault.kind == "kill-worker":
             self.workers[target].kill()
@@ -323,6 +335,12 @@ class _Run:
             self.workers[target].pause()
         elif fault.kind == "kill-server":
             self.servers.kill(target)
+        elif fault.kind == "rolling-restart":
+            await asyncio.to_thread(self.servers.rolling_restart)
+        elif fault.kind == "partition-worker":
+            for proxy in self.proxies[target]:
+                await proxy.cut(fault.how)  # type: ignore[arg-type]
+            self.cut.add(target)
         else:
             self.servers.pause(target)
         return target
@@ -334,8 +352,12 @@ class _Run:
             self.workers[target].resume()
         elif kind == "kill-server":
             await asyncio.to_thread(self.servers.restart, target)
-        else:
+        elif kind == "pause-server":
             self.servers.resume(target)
+        elif kind == "partition-worker":
+            for proxy in self.proxies[target]:
+                await proxy.heal()
+            self.cut.discard(target)
         self.history.record("nemesis", HEAL, "info", fault=kind, target=self._name(kind, target))
 
     async def heal_everything(self) -> None:
@@ -348,6 +370,8 @@ class _Run:
             await asyncio.to_thread(self.servers.restart, index)
             self.history.record("nemesis", HEAL, "info", fault="kill-server",
                                 target=self._name("kill-server", index))  # fmt: skip
+        for index in sorted(self.cut):
+            await self.heal("partition-worker", index)
         for index, worker in enumerate(self.workers):
             if worker.paused:
                 worker.resume()
@@ -359,6 +383,8 @@ class _Run:
                                     target=self._name("kill-worker", index))  # fmt: skip
 
     def _name(self, kind: str, target: int) -> str:
+        if kind == "rolling-restart":
+            return "cluster"
         return self.workers[target].name if "worker" in kind else f"n{target + 1}"
 
     async def _leader(self, observer: EventStore, *, default: int) -> int:
@@ -411,7 +437,7 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
         await asyncio.to_thread(run.servers.start)
         observer = await run.connect("riskpipe-chaos-checker")
         await observer.provision()
-        run.start_workers()
+        await run.start_workers()
         try:
             await _run_load(run, observer)
             quiet_from = time.monotonic()
@@ -422,6 +448,9 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
         finally:
             for worker in run.workers:
                 worker.stop()
+            for proxies in run.proxies:
+                for proxy in proxies:
+                    await proxy.stop()
             await observer.close()
         run.result.evidence = len(final.evidence)
         run.result.report = check(run.history.ops, final)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 __all__ = [
+    "CLUSTER_ONLY",
     "FAULT_KINDS",
     "SCENARIOS",
     "FaultKind",
@@ -24,14 +25,43 @@ __all__ = [
 ]
 
 FaultKind = Literal[
-    "kill-worker", "pause-worker", "kill-server", "pause-server", "duplicate", "poison"
+    "kill-worker",
+    "pause-worker",
+    "kill-server",
+    "pause-server",
+    "rolling-restart",
+    "partition-worker",
+    "duplicate",
+    "poison",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 Scenario = Literal[
-    "kill-worker", "pause-worker", "kill-server", "pause-server", "duplicate", "poison", "mixed"
+    "kill-worker",
+    "pause-worker",
+    "kill-server",
+    "pause-server",
+    "rolling-restart",
+    "partition-worker",
+    "duplicate",
+    "poison",
+    "mixed",
 ]
 SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
-_PROCESS_FAULTS = frozenset({"kill-worker", "pause-worker", "kill-server", "pause-server"})
+_PROCESS_FAULTS = frozenset(
+    {
+        "kill-worker",
+        "pause-worker",
+        "kill-server",
+        "pause-server",
+        "rolling-restart",
+        "partition-worker",
+    }
+)
+_CUTS = ("refuse", "blackhole", "sever")
+CLUSTER_ONLY: frozenset[FaultKind] = frozenset({"rolling-restart"})
+"""Faults that need a cluster: a lone node restarted in lame duck mode is just down."""
+_ROLLING_SECONDS = 10.0
+"""What one node's lame-duck restart is planned to take (the schedule leaves room for it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +82,8 @@ class PlannedFault:
     """The worker's or the node's index."""
     duration: float
     """Seconds until the heal: the restart of what was killed, the wake-up of what was paused."""
+    how: str = ""
+    """How a partition cuts the network: ``refuse``, ``blackhole`` or ``sever``."""
 
 
 def scenario_faults(scenario: Scenario) -> frozenset[FaultKind]:
@@ -69,13 +101,15 @@ def plan_faults(  # noqa: PLR0913 - the scenario, its length and seed, and what 
     went to others meanwhile.
     """
     kinds = sorted(scenario_faults(scenario) & _PROCESS_FAULTS)
+    if nodes == 1:
+        kinds = [kind for kind in kinds if kind not in CLUSTER_ONLY]
     if not kinds:
         return []
     rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
     faults: list[PlannedFault] = []
     at = rng.uniform(1.0, 3.0)
     while True:
-        kind = rng.choice(kinds)
+        kind, how = rng.choice(kinds), ""
         if kind == "kill-worker":
             target, duration = rng.randrange(workers), rng.uniform(0.0, 3.0)
         elif kind == "pause-worker":
@@ -83,9 +117,17 @@ def plan_faults(  # noqa: PLR0913 - the scenario, its length and seed, and what 
             duration = timing.ack_wait + timing.lease_ttl + rng.uniform(0.5, 2.0)
         elif kind == "kill-server":
             target, duration = rng.randrange(nodes), rng.uniform(1.0, 10.0 if nodes > 1 else 5.0)
+        elif kind == "rolling-restart":
+            target, duration = 0, 0.0  # it takes what it takes: each node back before the next
+        elif kind == "partition-worker":
+            target, how = rng.randrange(workers), rng.choice(_CUTS)
+            # a cut long enough, at times, for the worker's leases to run out
+            longest = timing.ack_wait + timing.lease_ttl + 2.0
+            duration = 0.0 if how == "sever" else rng.uniform(1.0, longest)
         else:
             target, duration = rng.randrange(nodes), rng.uniform(1.0, 5.0)
-        if at + duration > seconds:
+        length = _ROLLING_SECONDS * nodes if kind == "rolling-restart" else duration
+        if at + length > seconds:
             return faults
-        faults.append(PlannedFault(round(at, 3), kind, target, round(duration, 3)))
-        at += duration + rng.uniform(0.5, 2.5)
+        faults.append(PlannedFault(round(at, 3), kind, target, round(duration, 3), how))
+        at += length + rng.uniform(0.5, 2.5)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from eventstore.errors import EventStoreError
-from riskpipe.chaos import SCENARIOS, ChaosError, ChaosOptions, ChaosResult, run_chaos
+from riskpipe.chaos import CLUSTER_ONLY, SCENARIOS, ChaosError, ChaosOptions, ChaosResult, run_chaos
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import out_console, store_error
 from riskpipe.logs import configure_logging
@@ -80,6 +80,8 @@ def chaos(  # noqa: PLR0913, PLR0917 - one option each
     recorded history and the final streams. Exits 0 only when none is
     violated.
     """
+    if int(nodes) == 1 and scenario in CLUSTER_ONLY:
+        raise click.BadParameter(f"{scenario} needs --nodes 3", param_hint="--scenario")
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
     # the harness's own connections reconnect through every server fault: errors only

@@ -61,6 +61,7 @@ def test_a_kept_directory_must_be_empty(tmp_path: Path) -> None:
         (["--scenario", "meteor"], "'meteor' is not one of"),
         (["--seconds", "1"], "1.0 is not in the range 5<=x<=86400"),
         (["--nodes", "2"], "'2' is not one of"),
+        (["--scenario", "rolling-restart"], "rolling-restart needs --nodes 3"),
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(args: list[str], words: str) -> None:

@@ -21,17 +21,19 @@ def test_the_same_seed_gives_the_same_schedule(seed: int) -> None:
 
 def test_faults_come_one_at_a_time_and_end_within_the_run() -> None:
     """Each fault is healed before the next starts, and the last before the load ends."""
-    plan = plan_faults("mixed", 300, 7, workers=3, nodes=3, timing=TIMING)
-    assert len(plan) > 20
+    plan = plan_faults("mixed", 900, 7, workers=3, nodes=3, timing=TIMING)
+    assert len(plan) > 10
     assert {fault.kind for fault in plan} == {
         "kill-worker",
         "pause-worker",
         "kill-server",
         "pause-server",
+        "rolling-restart",
+        "partition-worker",
     }
     for before, after in itertools.pairwise(plan):
         assert before.at + before.duration < after.at
-    assert plan[-1].at + plan[-1].duration <= 300
+    assert plan[-1].at + plan[-1].duration <= 900
     assert all(0 <= f.target < 3 for f in plan)
 
 
@@ -45,7 +47,7 @@ def test_a_paused_worker_outlives_its_ack_wait_and_its_lease() -> None:
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in ("duplicate", "poison")])
 def test_a_scenario_injects_only_its_own_faults(scenario: str) -> None:
     """A single-fault scenario's schedule holds that fault only (mixed: every process fault)."""
-    plan = plan_faults(scenario, 120, 5, workers=2, nodes=1, timing=TIMING)  # type: ignore[arg-type]
+    plan = plan_faults(scenario, 120, 5, workers=2, nodes=3, timing=TIMING)  # type: ignore[arg-type]
     assert plan
     if scenario != "mixed":
         assert {fault.kind for fault in plan} == {scenario}
@@ -55,3 +57,21 @@ def test_a_scenario_injects_only_its_own_faults(scenario: str) -> None:
 def test_producer_faults_need_no_process_schedule(scenario: str) -> None:
     """Duplicates and poison are the producers' doing: no process is touched."""
     assert plan_faults(scenario, 120, 5, workers=2, nodes=1, timing=TIMING) == []  # type: ignore[arg-type]
+
+
+def test_one_node_gets_no_rolling_restart() -> None:
+    """A lone node restarted in lame duck mode is just a server down: kill-server covers it."""
+    assert plan_faults("rolling-restart", 300, 1, workers=2, nodes=1, timing=TIMING) == []
+    kinds = {f.kind for f in plan_faults("mixed", 300, 1, workers=2, nodes=1, timing=TIMING)}
+    assert "rolling-restart" not in kinds
+    assert "kill-server" in kinds
+
+
+def test_a_partition_says_how_it_cuts() -> None:
+    """Each cut is one of the three; a sever is instant, the others may outlast a lease."""
+    plan = plan_faults("partition-worker", 600, 2, workers=2, nodes=1, timing=TIMING)
+    assert {f.how for f in plan} == {"refuse", "blackhole", "sever"}
+    assert all(f.duration == 0 for f in plan if f.how == "sever")
+    assert max(f.duration for f in plan) > TIMING.ack_wait + TIMING.lease_ttl
+    assert all(f.how == "" for f in plan_faults("kill-worker", 60, 2, workers=2, nodes=1,
+                                                timing=TIMING))  # fmt: skip
