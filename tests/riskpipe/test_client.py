@@ -81,6 +81,45 @@ async def test_record_stores_once_and_answers_the_sequence(
     }
 
 
+async def test_record_with_impact_or_a_nested_attribute_is_v2(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """v2 only when the observation needs it; the worker's upcast makes the rest v2 on read."""
+    async with await Producer.connect(nats_server.url) as producer:
+        await producer.record(
+            "acme", "e1", "malware_detected", "critical", id="v2-impact", source="edr", time=T0,
+            impact=0.9,
+        )  # fmt: skip
+        await producer.record(
+            "acme", "e1", "malware_detected", "critical", id="v2-nested", source="edr", time=T0,
+            attributes={"host": {"name": "h1", "os": "linux"}, "count": 3},
+        )  # fmt: skip
+        await producer.record(
+            "acme", "e1", "malware_detected", "critical", id="v1", source="edr", time=T0,
+            attributes={"host": "h1"},
+        )  # fmt: skip
+        results = await producer.record_many(
+            [seen("bad-impact", impact=1.5), seen("bad-depth", attributes={"a": {"b": {"c": 1}}})]
+        )
+    stored = {r.event.id: r.event async for r in store.read("acme", "e1")}
+    assert {name: event.type[-2:] for name, event in stored.items()} == {
+        "v2-impact": "v2", "v2-nested": "v2", "v1": "v1",
+    }  # fmt: skip
+    assert stored["v2-impact"].data == {
+        "pattern": "malware_detected", "severity": "critical", "impact": 0.9,
+        "observed_at": "2026-03-01T12:00:00Z",
+    }  # fmt: skip
+    assert stored["v2-nested"].data is not None
+    assert stored["v2-nested"].data["attributes"] == {
+        "host": {"name": "h1", "os": "linux"}, "count": 3,
+    }  # fmt: skip
+    assert [type(r) for r in results] == [Rejected, Rejected]
+    assert isinstance(results[0], Rejected)
+    assert "data.impact" in results[0].reason
+    assert isinstance(results[1], Rejected)
+    assert "attributes nest one level at most" in results[1].reason
+
+
 async def test_an_invalid_observation_raises_what_publish_prints(
     store: EventStore, nats_server: NatsServer, tmp_path: Path
 ) -> None:
