@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import nats
 from prometheus_client import CollectorRegistry
 from support.cli import riskpipe
 from support.events import evidence, evidence_line
@@ -23,8 +25,6 @@ from riskpipe.settings import Settings
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from eventstore import CloudEvent, EventStore
     from riskpipe.server import NatsServer
 
@@ -172,3 +172,72 @@ def test_publish_worker_and_replay_from_the_command_line(
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     summary: dict[str, Any] = json.loads(replayed.stdout)["summary"]
     assert (summary["identical"], summary["failures"], summary["evidence"]) == (5, 0, 5)
+
+
+RECORDED = Path(__file__).parent / "data" / "log_analyzer_1_1_0.jsonl"
+"""EVIDENCE and RISK as the build before evidence v2 (analyzer 1.1.0) stored them.
+
+Made with that build's own commands on a fresh server: ``riskpipe init``,
+``riskpipe publish`` of nine v1 events (two tenants, four entities;
+reported and default confidences, attributes of every scalar kind, an
+``observed_at`` with microseconds, a time with an offset, a correlation id,
+an extension attribute) and ``riskpipe worker --until-idle``; then every
+message of both streams read back with its subject, headers and payload.
+"""
+
+
+async def _restore(url: str) -> list[dict[str, Any]]:
+    """Append the recorded messages to a fresh store, byte for byte, at their sequences."""
+    rows = [json.loads(line) for line in RECORDED.read_text().splitlines()]
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for row in rows:
+            subject = row["subject"]
+            if row["stream"] == "EVIDENCE":  # published without the partition the server adds
+                prefix, category, _, tenant, entity = subject.split(".")
+                subject = f"{prefix}.{category}.{tenant}.{entity}"
+            headers = {"Nats-Msg-Id": row["headers"]["Nats-Msg-Id"]}
+            ack = await js.publish(subject, row["payload"].encode(), headers=headers)
+            assert (ack.stream, ack.seq) == (row["stream"], row["sequence"])
+    finally:
+        await nc.close()
+    return rows
+
+
+async def test_a_log_recorded_before_v2_verifies_and_goes_on_with_v2(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """The pre-v2 build's own log verifies as it is, and after this build adds mixed evidence.
+
+    Its v1 evidence is upcast on read; its assessments (analyzer 1.1.0) are
+    re-derived from that byte for byte; nothing of it is rewritten.
+    """
+    rows = await _restore(nats_server.url)
+    stored = {(r["stream"], r["sequence"]): r for r in rows}
+    evidence_count = sum(1 for r in rows if r["stream"] == "EVIDENCE")
+    report = await replay(store)
+    assert report.ok, report.findings
+    assert (report.totals.identical, report.totals.evidence) == (evidence_count, evidence_count)
+    assert {d.assessment.analyzer_version for _, d in await _assessments(store)} == {"1.1.0"}
+
+    more = [
+        evidence("n1", tenant="acme", entity="user-1", minute=60 * 24 * 8, version=2,
+                 impact=0.6, attributes={"geo": {"country": "PE"}}),
+        evidence("n2", tenant="acme", entity="user-1", minute=60 * 24 * 8 + 1, severity="low"),
+        evidence("n3", tenant="acme", entity="host-9", minute=60 * 24 * 2, version=2),
+    ]  # fmt: skip
+    await _append(store, more)
+    await run_worker(store, nats_server.url)
+    report = await replay(store)
+    assert report.ok, report.findings
+    assert report.totals.identical == evidence_count + len(more)
+    after = await _assessments(store)
+    kept = [payload.decode() for payload, _ in after[:evidence_count]]
+    assert kept == [stored["RISK", seq]["payload"] for seq in range(1, evidence_count + 1)]
+    evidence_now = [rec.payload.decode() async for rec in store.read_all()]
+    assert evidence_now[:evidence_count] == [
+        stored["EVIDENCE", seq]["payload"] for seq in range(1, evidence_count + 1)
+    ]
+    versions = [d.assessment.analyzer_version for _, d in after]
+    assert versions == ["1.1.0"] * evidence_count + [ANALYZER_VERSION] * len(more)
