@@ -133,6 +133,12 @@ class EventSchemas:
             InvalidUpcasterError: an upcaster returned something other than its
                 target's data model.
         """
+        return self._upcast(event, data, fresh=False)
+
+    def _upcast(
+        self, event: CloudEvent, data: BaseModel, *, fresh: bool
+    ) -> tuple[CloudEvent, BaseModel]:
+        """:meth:`upcast`; a ``fresh`` envelope (no one else holds it yet) is updated in place."""
         if event.type not in self._upcasters:
             return event, data
         name = event.type
@@ -147,7 +153,11 @@ class EventSchemas:
         normal = data.__pydantic_serializer__.to_python(
             data, mode="json", exclude_none=True, exclude_unset=True
         )
-        return event.model_copy(update={"type": name, "data": normal}), data
+        if not fresh:
+            return event.model_copy(update={"type": name, "data": normal}), data
+        event.__dict__["type"] = name  # frozen: set once, as validation would have
+        event.__dict__["data"] = normal
+        return event, data
 
     def get(self, name: str) -> EventType:
         """The registered type called ``name``.
@@ -226,7 +236,7 @@ class EventSchemas:
                 raise SchemaViolationError(event.type, ["data: must be a JSON object"])
             event.__dict__["data"] = data  # frozen: set once, as validation would have
         typed = self.typed_data(event)
-        return self.upcast(event, typed) if upcast else (event, typed)
+        return self._upcast(event, typed, fresh=True) if upcast else (event, typed)
 
     def validate(self, raw: Mapping[str, Any]) -> CloudEvent:
         """Validate an already-decoded event object.
