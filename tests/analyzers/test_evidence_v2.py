@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from analyzers import (
     InvalidEvidenceError,
     assess,
     decayed_score,
+    parse_evidence_log,
     upcast_evidence,
 )
 from analyzers._evidence import MAX_ATTRIBUTES, MAX_NESTED_ATTRIBUTES
@@ -235,3 +237,24 @@ def test_a_state_with_half_the_impact_fields_is_refused() -> None:
     """The mass and its last-seen time come together."""
     with pytest.raises(ValidationError, match="impact_mass and impact_seen must be set together"):
         EntityRiskState(impact_mass=0.5)
+
+
+# -- the offline log ------------------------------------------------------------------
+
+
+def test_an_offline_log_reads_v1_and_v2_events_each_by_its_version() -> None:
+    """``riskpipe analyze`` takes what publish takes: v2 with its impact, v1 without one."""
+    events = [
+        {"id": "a", "source": "idp", "subject": "u1", "time": "2024-05-01T12:00:00Z",
+         "data": {"pattern": "scan", "severity": "high"}},
+        {"id": "b", "source": "edr", "subject": "u1", "time": "2024-05-01T12:01:00Z",
+         "type": "riskpipe.evidence.recorded.v2",
+         "data": {"pattern": "scan", "severity": "high", "impact": 0.5,
+                  "attributes": {"geo": {"country": "NL"}}}},
+    ]  # fmt: skip
+    first, second = parse_evidence_log("\n".join(json.dumps(event) for event in events))
+    assert (first.impact, second.impact) == (None, 0.5)
+    assert second.attributes == {"geo": {"country": "NL"}}
+    refused = {**events[0], "data": {**events[0]["data"], "impact": 0.5}}  # v1 has no impact
+    with pytest.raises(InvalidEvidenceError, match="impact"):
+        parse_evidence_log(json.dumps(refused))
