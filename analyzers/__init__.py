@@ -17,7 +17,16 @@ from analyzers._config import (
 )
 from analyzers._construct import trusted
 from analyzers._entries import EvidenceEvent, LogEntry
-from analyzers._evidence import EVIDENCE_RECORDED, Evidence, EvidenceData, Severity
+from analyzers._evidence import (
+    EVIDENCE_RECORDED,
+    EVIDENCE_RECORDED_V2,
+    EVIDENCE_TYPES,
+    Evidence,
+    EvidenceData,
+    EvidenceDataV2,
+    Severity,
+    upcast_evidence,
+)
 from analyzers._facade import (
     FALLBACK_LEVEL,
     FALLBACK_SCORE,
@@ -55,6 +64,8 @@ from analyzers.errors import (
 __all__ = [
     "ANALYZER_VERSION",
     "EVIDENCE_RECORDED",
+    "EVIDENCE_RECORDED_V2",
+    "EVIDENCE_TYPES",
     "FALLBACK_LEVEL",
     "FALLBACK_SCORE",
     "REDERIVABLE_VERSIONS",
@@ -72,6 +83,7 @@ __all__ = [
     "Evidence",
     "EvidenceAlreadyAppliedError",
     "EvidenceData",
+    "EvidenceDataV2",
     "EvidenceEvent",
     "InvalidConfigError",
     "InvalidEvidenceError",
@@ -98,4 +110,5 @@ __all__ = [
     "parse_evidence_log",
     "resolve_level",
     "trusted",
+    "upcast_evidence",
 ]

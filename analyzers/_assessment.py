@@ -18,6 +18,7 @@ class Assessment(BaseModel):
     ``contributions`` maps each feature to its share of ``score``; the shares sum
     to the score (within 1e-9), so every score is explained. Feature names are
     ``evidence:<pattern>``, ``critical_amplification``, ``pattern_diversity``,
+    ``impact_amplification`` when evidence in the window reported an ``impact``,
     ``enrichment`` when an enrichment signal was used (its share may be
     negative: a signal can lower the score), and ``review:confirmed`` /
     ``review:false_positive`` when people's decisions about the entity apply.

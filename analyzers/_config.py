@@ -163,6 +163,7 @@ class RecommendationCatalogue(_Frozen):
 _INTRODUCED: dict[str, tuple[str, float]] = {
     "enrichment_min_modifier": ("1.1.0", -1.0),
     "enrichment_max_modifier": ("1.1.0", 1.0),
+    "impact_amplification": ("1.2.0", 0.0),
 }
 """Settings added after 1.0.0: the version that added each, and how scoring behaved before.
 
@@ -195,6 +196,9 @@ class AnalyzerConfig(_Frozen):
     window_seconds: float = Field(default=7 * _DAY, gt=0.0, le=_MAX_SPAN)
     severity_weights: SeverityWeights = SeverityWeights()
     critical_amplification: float = Field(default=1.0, ge=0.0, le=_MAX_WEIGHT)
+    impact_amplification: float = Field(default=1.0, ge=0.0, le=_MAX_WEIGHT)
+    """How much of its mass evidence adds again per unit of reported ``impact`` (v2 only):
+    1.0 and impact 1 count it twice; 0 ignores impact."""
     diversity_bonus: float = Field(default=0.25, ge=0.0, le=_MAX_WEIGHT)
     diversity_cap: float = Field(default=1.0, ge=0.0, le=_MAX_WEIGHT)
     saturation: float = Field(default=1.0, gt=0.0, le=_MAX_WEIGHT)
@@ -314,6 +318,7 @@ class Tables:
         "fingerprint",
         "full_sources",
         "half_life",
+        "impact_amplification",
         "level_recommendations",
         "margin",
         "max_patterns",
@@ -335,6 +340,7 @@ class Tables:
         self.window_span = timedelta(seconds=config.window_seconds)
         self.severity_weights = config.severity_weights.by_severity()
         self.amplification = config.critical_amplification
+        self.impact_amplification = config.impact_amplification
         self.diversity_bonus = config.diversity_bonus
         self.diversity_cap = config.diversity_cap
         self.saturation = config.saturation

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from analyzers._evidence import Evidence, EvidenceData
+from analyzers._evidence import EVIDENCE_RECORDED_V2, Evidence, EvidenceData, EvidenceDataV2
 
-__all__ = ["EvidenceEvent", "LogEntry", "evidence_of"]
+__all__ = ["EvidenceEvent", "EvidenceEventV2", "LogEntry", "evidence_of"]
 
 
 class LogEntry(EvidenceData):
@@ -63,11 +63,18 @@ class EvidenceEvent(BaseModel):
         )
 
 
+class EvidenceEventV2(EvidenceEvent):
+    """A v2 evidence event (``impact``, nested attributes), as ``riskpipe publish`` reads it."""
+
+    type: Literal["riskpipe.evidence.recorded.v2"]  # type: ignore[assignment] # the version
+    data: EvidenceDataV2  # type: ignore[assignment] # v2's data
+
+
 def evidence_of(item: dict[str, Any], index: int) -> tuple[Evidence, str | None]:
     """The evidence in one log entry, and the entity it is about when it says so.
 
-    An entry with a ``data`` member is an evidence event, anything else an
-    evidence object.
+    An entry with a ``data`` member is an evidence event (v1, or v2 when its
+    ``type`` says so), anything else an evidence object.
 
     Raises:
         pydantic.ValidationError: the entry does not match its shape.
@@ -75,6 +82,7 @@ def evidence_of(item: dict[str, Any], index: int) -> tuple[Evidence, str | None]
     """
     if "data" not in item:
         return LogEntry.model_validate(item).to_evidence(index), None
-    event = EvidenceEvent.model_validate(item, context={"event_time": item.get("time")})
+    shape = EvidenceEventV2 if item.get("type") == EVIDENCE_RECORDED_V2 else EvidenceEvent
+    event = shape.model_validate(item, context={"event_time": item.get("time")})
     entity = None if event.subject is None else f"{event.tenant}/{event.subject}"
     return event.to_evidence(), entity

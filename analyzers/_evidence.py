@@ -1,8 +1,11 @@
-"""The evidence a producer records about an entity (``riskpipe.evidence.recorded.v1``).
+"""The evidence a producer records about an entity (``riskpipe.evidence.recorded.v1``, ``.v2``).
 
-:class:`EvidenceData` is the schema of the event's ``data``; :class:`Evidence`
-is the analyzer's view of one recorded event: the data plus the identity,
-stream position and recording time the envelope adds.
+:class:`EvidenceData` is the schema of a v1 event's ``data``,
+:class:`EvidenceDataV2` of a v2 event's: v2 adds ``impact`` and lets an
+attribute be an object of scalars. :func:`upcast_evidence` reads v1 data as
+v2, which is all the analyzer ever sees. :class:`Evidence` is the analyzer's
+view of one recorded event: the data plus the identity, stream position and
+recording time the envelope adds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError, core_schema
@@ -35,16 +39,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVIDENCE_RECORDED",
+    "EVIDENCE_RECORDED_V2",
+    "EVIDENCE_TYPES",
     "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_STRING",
+    "MAX_NESTED_ATTRIBUTES",
     "Evidence",
     "EvidenceData",
+    "EvidenceDataV2",
     "Severity",
+    "upcast_evidence",
 ]
 
 EVIDENCE_RECORDED = "riskpipe.evidence.recorded.v1"
+"""The first version of evidence, and the type of an event that names none."""
+EVIDENCE_RECORDED_V2 = "riskpipe.evidence.recorded.v2"
+"""The latest version of evidence: what the analyzer reads every evidence event as."""
+EVIDENCE_TYPES = (EVIDENCE_RECORDED, EVIDENCE_RECORDED_V2)
+"""Every version of evidence a producer may record, oldest first."""
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_STRING = 512
+MAX_NESTED_ATTRIBUTES = 16
+"""Keys of an object an attribute holds (v2): one level of nesting, of scalars only."""
 # Far from datetime.min, so subtracting a decay window can never overflow.
 _FIRST_YEAR = 1970
 _EDGE_DAYS = (date(_FIRST_YEAR, 1, 1), date(9999, 12, 31))
@@ -66,6 +82,12 @@ AttributeValue = Annotated[str, Field(max_length=MAX_ATTRIBUTE_STRING)] | int | 
 
 
 AttributeKey = Annotated[str, StringConstraints(pattern=_ATTRIBUTE_KEY.pattern)]
+NestedAttributes = Annotated[
+    dict[AttributeKey, AttributeValue],
+    Field(max_length=MAX_NESTED_ATTRIBUTES, json_schema_extra={"additionalProperties": False}),
+]
+"""A v2 attribute's object: up to 16 keys, each holding a scalar (never another object)."""
+AttributeValueV2 = AttributeValue | NestedAttributes
 PatternName = Annotated[str, StringConstraints(pattern=_PATTERN.pattern)]
 
 # The same RFC 3339 form as the envelope's `time` (eventstore's `RFC3339`; this package
@@ -158,6 +180,14 @@ class _Rfc3339:
 _Timestamp = Annotated[AwareDatetime, _Rfc3339()]
 
 
+def _observed_or_event_time(data: Any, info: ValidationInfo) -> Any:  # noqa: ANN401 - pydantic hook
+    """``data`` with ``observed_at`` from the envelope's ``time`` (the context's) when left out."""
+    event_time = info.context.get("event_time") if info.context else None
+    if isinstance(data, dict) and data.get("observed_at") is None and event_time is not None:
+        return {**data, "observed_at": event_time}
+    return data
+
+
 class EvidenceData(BaseModel):
     """The ``data`` of an evidence event: one observation about one entity."""
 
@@ -181,14 +211,108 @@ class EvidenceData(BaseModel):
     @classmethod
     def _observed_defaults_to_event_time(cls, data: Any, info: ValidationInfo) -> Any:  # noqa: ANN401 - pydantic hook
         """Fill ``observed_at`` from the envelope's ``time`` when the producer left it out."""
-        event_time = info.context.get("event_time") if info.context else None
-        if isinstance(data, dict) and data.get("observed_at") is None and event_time is not None:
-            return {**data, "observed_at": event_time}
-        return data
+        return _observed_or_event_time(data, info)
 
     def observed(self, default: datetime) -> datetime:
         """When the thing was observed: ``observed_at``, else ``default``."""
         return self.observed_at if self.observed_at is not None else default
+
+
+class EvidenceDataV2(BaseModel):
+    """The ``data`` of a v2 evidence event: v1's fields, ``impact``, and nestable attributes.
+
+    ``impact`` (0 to 1, optional) is how far the observed thing reaches
+    beyond its severity: the analyzer adds ``impact`` times the evidence's
+    mass as ``impact_amplification`` (docs/analyzer.md). Left out, the
+    evidence scores exactly as v1 evidence does. An attribute may be an
+    object of up to 16 scalars: one level, never deeper.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=False)
+
+    pattern: PatternName
+    """A lowercase token naming what was observed, e.g. ``failed_login_burst``."""
+    severity: Severity
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0, strict=True)
+    impact: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
+    """How far the observed thing reaches beyond its severity, from 0 to 1 (optional)."""
+    observed_at: _Timestamp | None = None
+    attributes: dict[AttributeKey, AttributeValueV2] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        json_schema_extra={"additionalProperties": False},
+    )
+    description: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _observed_defaults_to_event_time(cls, data: Any, info: ValidationInfo) -> Any:  # noqa: ANN401 - pydantic hook
+        """Fill ``observed_at`` from the envelope's ``time`` when the producer left it out."""
+        return _observed_or_event_time(data, info)
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _one_level(cls, value: Any) -> Any:  # noqa: ANN401 - pydantic hook: any input
+        """Refuse too big an object, or one inside an attribute's object, saying so in one line."""
+        if not isinstance(value, dict):
+            return value
+        for key, inner in value.items():
+            if not isinstance(inner, dict):
+                continue
+            if len(inner) > MAX_NESTED_ATTRIBUTES:
+                raise PydanticCustomError(
+                    "attribute_keys",
+                    "{key}: an attribute's object has at most {limit} keys, not {count}",
+                    {"key": key, "limit": MAX_NESTED_ATTRIBUTES, "count": len(inner)},
+                )
+            for name, item in inner.items():
+                if isinstance(item, dict | list):
+                    raise PydanticCustomError(
+                        "attribute_nesting",
+                        "{key}.{name}: an attribute's object holds scalars only (strings,"
+                        " numbers, booleans, null): attributes nest one level at most",
+                        {"key": key, "name": name},
+                    )
+        return value
+
+    def observed(self, default: datetime) -> datetime:
+        """When the thing was observed: ``observed_at``, else ``default``."""
+        return self.observed_at if self.observed_at is not None else default
+
+
+def upcast_evidence(data: BaseModel) -> EvidenceDataV2:
+    """v1 evidence data read as v2: the same fields, no ``impact``, the same attributes.
+
+    Deterministic and lossless: which fields the producer set is kept (a
+    reported ``confidence`` stays told apart from the default), so the
+    analyzer scores the result exactly as it scored the v1 data.
+
+    Raises:
+        TypeError: ``data`` is not v1 evidence data.
+    """
+    if not isinstance(data, EvidenceData):
+        raise TypeError(f"not v1 evidence data: {type(data).__name__}")
+    # Built as model_construct would, without its per-field work: this runs for every
+    # v1 event the worker reads, and every value is one v1 validated (v2 allows more).
+    v1 = data.__dict__
+    upcast = object.__new__(EvidenceDataV2)
+    _set(
+        upcast,
+        "__dict__",
+        {
+            "pattern": v1["pattern"],
+            "severity": v1["severity"],
+            "confidence": v1["confidence"],
+            "impact": None,
+            "observed_at": v1["observed_at"],
+            "attributes": dict(v1["attributes"]),
+            "description": v1["description"],
+        },
+    )
+    _set(upcast, "__pydantic_fields_set__", set(data.model_fields_set))
+    _set(upcast, "__pydantic_extra__", None)
+    _set(upcast, "__pydantic_private__", None)
+    return upcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +322,8 @@ class Evidence:
     Times are normalised to UTC. ``recorded_at`` is when the event was recorded
     (the envelope's ``time``); evidence recorded long after it was observed
     counts as less fresh. ``confidence_reported`` says whether the producer
-    gave its own confidence rather than relying on the default.
+    gave its own confidence rather than relying on the default. ``impact`` is
+    v2's (``None``: not reported, as in every v1 event).
 
     Raises:
         InvalidEvidenceError: a field is out of range or a time is naive.
@@ -211,9 +336,10 @@ class Evidence:
     severity: Severity
     confidence: float
     observed_at: datetime
-    attributes: Mapping[str, AttributeValue] = field(default_factory=dict, hash=False)
+    attributes: Mapping[str, AttributeValueV2] = field(default_factory=dict, hash=False)
     recorded_at: datetime | None = None
     confidence_reported: bool = True
+    impact: float | None = None
     lag_seconds: float = field(init=False, repr=False, compare=False)
     """How long after its observation the evidence was recorded (never negative)."""
 
@@ -231,7 +357,7 @@ class Evidence:
     @classmethod
     def from_data(
         cls,
-        data: EvidenceData,
+        data: EvidenceDataV2 | EvidenceData,
         *,
         event_id: str,
         source: str,
@@ -241,10 +367,13 @@ class Evidence:
         """The evidence of a recorded event: its validated data plus envelope facts.
 
         ``observed_at`` falls back to ``event_time`` when the producer left it out.
+        v1 data is read as v2 first (:func:`upcast_evidence`).
 
         Raises:
             InvalidEvidenceError: the envelope facts are out of range.
         """
+        if isinstance(data, EvidenceData):
+            data = upcast_evidence(data)
         observed = data.observed(event_time)
         fields: dict[str, object] = {
             "event_id": event_id,
@@ -257,6 +386,7 @@ class Evidence:
             "attributes": dict(data.attributes),
             "recorded_at": event_time,
             "confidence_reported": "confidence" in data.model_fields_set,
+            "impact": data.impact,
         }
         if not (event_id and source and _is_sequence(sequence) and _in_era(observed)):
             return cls(**fields)  # type: ignore[arg-type] # raises, naming the problem
@@ -281,6 +411,7 @@ def _problems(evidence: Evidence) -> list[str]:
         _is_pattern(evidence.pattern),
         evidence.severity in _SEVERITIES,
         _is_unit(evidence.confidence),
+        evidence.impact is None or _is_unit(evidence.impact),
         _is_aware(evidence.observed_at),
         _in_era(evidence.observed_at),
         evidence.recorded_at is None or _is_aware(evidence.recorded_at),
@@ -294,6 +425,7 @@ def _problems(evidence: Evidence) -> list[str]:
         f"invalid pattern {evidence.pattern!r}",
         f"invalid severity {evidence.severity!r}",
         "confidence must be a finite number in [0, 1]",
+        "impact must be a finite number in [0, 1], or None",
         "observed_at must be a timezone-aware datetime",
         f"observed_at must be in the years {_FIRST_YEAR} to 9999",
         "recorded_at must be a timezone-aware datetime",

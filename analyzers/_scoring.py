@@ -13,7 +13,15 @@ from analyzers._construct import trusted
 from analyzers._levels import LEVELS, RiskLevel, level_between
 from analyzers._review import ReviewSignal, reviewed
 from analyzers._state import EntityRiskState
-from analyzers._window import Features, StateFields, advance, decay, features, fold
+from analyzers._window import (
+    Features,
+    StateFields,
+    advance,
+    advance_impact,
+    decay,
+    features,
+    fold,
+)
 from analyzers.errors import EvidenceAlreadyAppliedError
 
 if TYPE_CHECKING:
@@ -105,7 +113,7 @@ def decayed_score(state: EntityRiskState, *, at: datetime, config: AnalyzerConfi
     cutoff = when - tables.window_span
     patterns = advance(state.pattern_mass, state.pattern_seen, kept, cutoff)[0]
     severities = advance(state.severity_mass, state.severity_seen, kept, cutoff)[0]
-    return features(patterns, severities, tables).score
+    return features(patterns, severities, tables, advance_impact(state, kept, cutoff)[0]).score
 
 
 def _assess(  # noqa: PLR0913 - the state, the evidence, and every signal it is scored with
@@ -120,7 +128,7 @@ def _assess(  # noqa: PLR0913 - the state, the evidence, and every signal it is 
     if evidence.sequence and evidence.sequence <= state.last_sequence:
         raise EvidenceAlreadyAppliedError(evidence.sequence, state.last_sequence)
     fields = fold(state, evidence, tables)
-    found = features(fields["pattern_mass"], fields["severity_mass"], tables)
+    found = features(fields["pattern_mass"], fields["severity_mass"], tables, fields["impact_mass"])
     score = _enriched(found.score, enrichment, tables)
     share = None if enrichment is None else score - found.score
     contributions = found.contributions(share)

@@ -48,6 +48,11 @@ class EntityRiskState(BaseModel):
     severity_mass: dict[Severity, NonNegative] = Field(default_factory=dict)
     severity_seen: dict[Severity, AwareDatetime] = Field(default_factory=dict)
     sources: dict[str, AwareDatetime] = Field(default_factory=dict)
+    impact_mass: NonNegative | None = None
+    """The decayed extra mass that evidence reporting an ``impact`` added (``None``: none in
+    the window, and nothing written: a state without it reads as before impact existed)."""
+    impact_seen: AwareDatetime | None = None
+    """When evidence with an ``impact`` was last seen (``None`` exactly when the mass is)."""
 
     @field_validator("pattern_mass", "pattern_seen", "severity_mass", "severity_seen")
     @classmethod
@@ -61,6 +66,8 @@ class EntityRiskState(BaseModel):
             raise ValueError("pattern_mass and pattern_seen must have the same patterns")
         if self.severity_mass.keys() != self.severity_seen.keys():
             raise ValueError("severity_mass and severity_seen must have the same severities")
+        if (self.impact_mass is None) != (self.impact_seen is None):
+            raise ValueError("impact_mass and impact_seen must be set together")
         return self
 
     @classmethod

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 __all__ = ["ANALYZER_VERSION", "REDERIVABLE_VERSIONS"]
 
-ANALYZER_VERSION = "1.1.0"
+ANALYZER_VERSION = "1.2.0"
 
-REDERIVABLE_VERSIONS: tuple[str, ...] = ("1.0.0", ANALYZER_VERSION)
+REDERIVABLE_VERSIONS: tuple[str, ...] = ("1.0.0", "1.1.0", ANALYZER_VERSION)
 """Every version whose assessments this build reproduces byte for byte, oldest first.
 
 1.0.0 applied an enrichment modifier anywhere in [-1, 1]; 1.1.0 bounds it by
-``enrichment_min_modifier`` and ``enrichment_max_modifier``.
+``enrichment_min_modifier`` and ``enrichment_max_modifier``; 1.2.0 adds the
+``impact_amplification`` of v2 evidence that reports an ``impact`` (evidence
+without one, every v1 event among it, scores as under 1.1.0).
 """

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from analyzers._levels import RiskLevel
     from analyzers._state import EntityRiskState
 
-__all__ = ["Features", "StateFields", "advance", "decay", "features", "fold"]
+__all__ = ["Features", "StateFields", "advance", "advance_impact", "decay", "features", "fold"]
 
 K = TypeVar("K", str, Severity)
 
@@ -46,6 +46,8 @@ class StateFields(TypedDict):
     severity_mass: dict[Severity, float]
     severity_seen: dict[Severity, datetime]
     sources: dict[str, datetime]
+    impact_mass: float | None
+    impact_seen: datetime | None
 
 
 def fold(state: EntityRiskState, evidence: Evidence, tables: Tables) -> StateFields:
@@ -67,9 +69,14 @@ def fold(state: EntityRiskState, evidence: Evidence, tables: Tables) -> StateFie
     cutoff = as_of - tables.window_span
     pattern_mass, pattern_seen = advance(state.pattern_mass, state.pattern_seen, kept, cutoff)
     severity_mass, severity_seen = advance(state.severity_mass, state.severity_seen, kept, cutoff)
+    impact_mass, impact_seen = advance_impact(state, kept, cutoff)
     if observed >= cutoff:
         mass = tables.severity_weights[evidence.severity] * evidence.confidence * weight
         _add(pattern_mass, pattern_seen, evidence.pattern, mass, observed)
+        if evidence.impact is not None and tables.impact_amplification > 0.0:
+            extra = tables.impact_amplification * evidence.impact * mass
+            impact_mass = extra if impact_mass is None else impact_mass + extra
+            impact_seen = observed if impact_seen is None else max(impact_seen, observed)
         _add(
             severity_mass, severity_seen, evidence.severity, evidence.confidence * weight, observed
         )
@@ -87,7 +94,22 @@ def fold(state: EntityRiskState, evidence: Evidence, tables: Tables) -> StateFie
         "severity_mass": severity_mass,
         "severity_seen": severity_seen,
         "sources": _seen(state.sources, evidence.source, observed, cutoff, tables.full_sources),
+        "impact_mass": impact_mass,
+        "impact_seen": impact_seen,
     }
+
+
+def advance_impact(
+    state: EntityRiskState, kept: float, cutoff: datetime
+) -> tuple[float | None, datetime | None]:
+    """The state's impact mass times ``kept`` and when it was last added to; none before ``cutoff``.
+
+    ``None`` when no evidence with an ``impact`` is in the window: the state
+    then has no impact fields at all, as before v2 evidence existed.
+    """
+    if state.impact_mass is None or state.impact_seen is None or state.impact_seen < cutoff:
+        return None, None
+    return (state.impact_mass * kept if kept != 1.0 else state.impact_mass), state.impact_seen
 
 
 def advance(
@@ -155,18 +177,27 @@ class Features:
     """The raw (unsaturated) feature values of the evidence score, and that score.
 
     ``masses`` are the severity- and confidence-weighted masses per pattern,
-    sorted by pattern.
+    sorted by pattern. ``impact`` is the impact amplification, ``None`` when no
+    evidence in the window reported an impact (then it is no feature at all).
     """
 
-    __slots__ = ("critical", "diversity", "masses", "raw", "score")
+    __slots__ = ("critical", "diversity", "impact", "masses", "raw", "score")
 
     def __init__(
-        self, masses: Mapping[str, float], critical: float, diversity: float, saturation: float
+        self,
+        masses: Mapping[str, float],
+        critical: float,
+        diversity: float,
+        saturation: float,
+        impact: float | None = None,
     ) -> None:
         self.masses = masses
         self.critical = critical
         self.diversity = diversity
+        self.impact = impact
         self.raw = sum(masses.values()) + critical + diversity
+        if impact is not None:
+            self.raw += impact
         self.score = 1.0 - 0.5 ** (self.raw / saturation) if self.raw > 0.0 else 0.0
 
     def contributions(self, enrichment: float | None) -> dict[str, float]:
@@ -181,12 +212,17 @@ class Features:
             shares["enrichment"] = enrichment
         for name, mass in self.masses.items():
             shares[f"evidence:{name}"] = mass * scale
+        if self.impact is not None:
+            shares["impact_amplification"] = self.impact * scale
         shares["pattern_diversity"] = self.diversity * scale
         return shares
 
 
 def features(
-    pattern_mass: Mapping[str, float], severity_mass: Mapping[Severity, float], tables: Tables
+    pattern_mass: Mapping[str, float],
+    severity_mass: Mapping[Severity, float],
+    tables: Tables,
+    impact_mass: float | None = None,
 ) -> Features:
     """The evidence features of masses valued at one time, and their saturated score.
 
@@ -197,4 +233,4 @@ def features(
         min(tables.diversity_cap, tables.diversity_bonus * (distinct - 1)) if distinct > 1 else 0.0
     )
     critical = tables.amplification * severity_mass.get(Severity.CRITICAL, 0.0)
-    return Features(pattern_mass, critical, diversity, tables.saturation)
+    return Features(pattern_mass, critical, diversity, tables.saturation, impact_mass)

@@ -31,7 +31,7 @@ from eventstore._kv import KeyValue, KVEntry
 from eventstore._options import DEFAULT_INBOX_PREFIX, ConnectOptions, check_inbox_prefix
 from eventstore._provision import ProvisionReport, recorded_partitions
 from eventstore._recorded import RecordedEvent
-from eventstore._schemas import EventSchemas, EventType
+from eventstore._schemas import EventSchemas, EventType, Upcaster
 from eventstore._store import EventStore, PendingAppend
 from eventstore._telemetry import StoreMetrics, tracing_enabled
 from eventstore._tokens import RFC3339, SUBJECT_TOKEN, EventId, SourceRef, Token, validate_token
@@ -80,6 +80,7 @@ __all__ = [
     "StoreMetrics",
     "StreamSpec",
     "Token",
+    "Upcaster",
     "check_inbox_prefix",
     "copy_of",
     "decode_json",

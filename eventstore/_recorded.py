@@ -75,9 +75,16 @@ def decode_recorded(
 ) -> tuple[CloudEvent, BaseModel]:
     """The event of a stored message and its typed data, as :meth:`EventSchemas.decode` gives them.
 
-    Accepts what :func:`to_recorded` accepts, without normalising the envelope's data.
+    Accepts what :func:`to_recorded` accepts, without normalising the envelope's data,
+    and reads it in its type's latest version (see :meth:`EventSchemas.upcast`).
 
     Raises:
         DecodeError: the stored bytes are not a valid event.
     """
-    return schemas.decode(raw.data, headers=_headers(raw), **_limits(config))
+    limits = _limits(config)
+    return schemas.decode(
+        raw.data,
+        headers=_headers(raw),
+        max_bytes=limits["max_bytes"],
+        max_depth=limits["max_depth"],
+    )

@@ -1,9 +1,19 @@
-"""Event type registry: which ``type`` values exist and what their data must be."""
+"""Event type registry: which ``type`` values exist, what their data must be, how they evolve.
+
+A type's name ends in its version (``shop.order.placed.v1``). Adding an
+optional field keeps the version; any other change is a new type, registered
+beside the old one with an *upcaster* from the old: a pure function from a
+validated old data model to the new one. Stored events are never rewritten:
+readers that ask for it (:meth:`EventSchemas.decode`, :meth:`EventSchemas.upcast`)
+get every event in its type's latest version, and appending still validates
+an event by the type it names.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
 
@@ -11,17 +21,25 @@ from eventstore._binary import binary_fields, binary_headers
 from eventstore._codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, decode_json
 from eventstore._envelope import ENVELOPE_HINTS, CloudEvent
 from eventstore._tokens import PATTERN_HINTS
-from eventstore.errors import MalformedJSONError, SchemaViolationError, UnknownEventTypeError
+from eventstore.errors import (
+    InvalidUpcasterError,
+    MalformedJSONError,
+    SchemaViolationError,
+    UnknownEventTypeError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from eventstore._binary import BinaryHeaders
 
-__all__ = ["EventSchemas", "EventType"]
+__all__ = ["EventSchemas", "EventType", "Upcaster"]
 
 _ENVELOPE = "envelope"
 _HINTS = {**PATTERN_HINTS, **ENVELOPE_HINTS}
+
+Upcaster: TypeAlias = Callable[[BaseModel], BaseModel]
+"""From a validated data model of one version to the next version's: pure and deterministic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +80,84 @@ class EventSchemas:
 
     def __init__(self, *, default_type: str | None = None) -> None:
         self._types: dict[str, EventType] = {}
+        self._upcasters: dict[str, tuple[str, Upcaster]] = {}
         self.default_type = default_type
 
     def register(self, name: str, data_model: type[BaseModel], *, category: str) -> None:
         """Register an event type under ``name`` with its data model."""
         self._types[name] = EventType(name, data_model, category)
+
+    def register_upcaster(self, source: str, target: str, upcaster: Upcaster) -> None:
+        """Read events of type ``source`` as type ``target``, their data through ``upcaster``.
+
+        Both types must be registered, in one category (a new version of an
+        event is stored where the old one is), and ``source`` may have one
+        upcaster only: versions form a chain, read to its end. ``upcaster``
+        must be deterministic (an audit re-derives from its output) and
+        return an instance of ``target``'s data model.
+
+        Raises:
+            InvalidUpcasterError: a type is unknown, the categories differ,
+                ``source`` has an upcaster already, or the chain would loop.
+        """
+        for name in (source, target):
+            if name not in self._types:
+                raise InvalidUpcasterError(source, target, f"{name} is not a registered type")
+        if self._types[source].category != self._types[target].category:
+            raise InvalidUpcasterError(source, target, "the types are in different categories")
+        if source in self._upcasters:
+            raise InvalidUpcasterError(
+                source, target, f"{source} is upcast to {self._upcasters[source][0]} already"
+            )
+        if self.latest(target) == source:
+            raise InvalidUpcasterError(source, target, f"{target} is read as {source}: a loop")
+        self._upcasters[source] = (target, upcaster)
+
+    def latest(self, name: str) -> str:
+        """The type events of type ``name`` are read as: the end of its upcaster chain."""
+        seen = {name}
+        while (step := self._upcasters.get(name)) is not None and step[0] not in seen:
+            name = step[0]
+            seen.add(name)
+        return name
+
+    def upcast(self, event: CloudEvent, data: BaseModel) -> tuple[CloudEvent, BaseModel]:
+        """``event`` and its typed ``data`` in the latest version of its type.
+
+        An event of a type with no upcaster is returned as it is. Otherwise
+        each upcaster of the chain is applied in turn, and the envelope names
+        the latest type and holds its data (as :meth:`normalise` would write
+        it); the stored event is not touched.
+
+        Raises:
+            InvalidUpcasterError: an upcaster returned something other than its
+                target's data model.
+        """
+        return self._upcast(event, data, fresh=False)
+
+    def _upcast(
+        self, event: CloudEvent, data: BaseModel, *, fresh: bool
+    ) -> tuple[CloudEvent, BaseModel]:
+        """:meth:`upcast`; a ``fresh`` envelope (no one else holds it yet) is updated in place."""
+        if event.type not in self._upcasters:
+            return event, data
+        name = event.type
+        while (step := self._upcasters.get(name)) is not None:
+            target, upcaster = step
+            data = upcaster(data)
+            if not isinstance(data, self._types[target].data_model):
+                raise InvalidUpcasterError(
+                    name, target, f"the upcaster returned a {type(data).__name__}"
+                )
+            name = target
+        normal = data.__pydantic_serializer__.to_python(
+            data, mode="json", exclude_none=True, exclude_unset=True
+        )
+        if not fresh:
+            return event.model_copy(update={"type": name, "data": normal}), data
+        event.__dict__["type"] = name  # frozen: set once, as validation would have
+        event.__dict__["data"] = normal
+        return event, data
 
     def get(self, name: str) -> EventType:
         """The registered type called ``name``.
@@ -116,12 +207,15 @@ class EventSchemas:
         headers: BinaryHeaders = None,
         max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        upcast: bool = True,
     ) -> tuple[CloudEvent, BaseModel]:
         """Decode and validate one event for a consumer: the envelope and its typed data.
 
         Unlike :meth:`parse` the envelope's ``data`` is left as stored (no
         normalisation): the typed data is what a consumer works with.
-        ``headers`` as for :meth:`parse`.
+        ``headers`` as for :meth:`parse`. The event is validated as the type
+        it names, then, with ``upcast`` (the default), read in its type's
+        latest version (:meth:`upcast`).
 
         Raises:
             DecodeError: any subclass, naming what is wrong with the message.
@@ -137,12 +231,12 @@ class EventSchemas:
         # The envelope is validated without its data, which the typed model validates
         # next: decoded JSON is JSON, checking it value by value as such is redundant.
         event = self._envelope(raw if data is None else {**raw, "data": None}, binary=binary)
-        if data is None:
-            return event, self.typed_data(event)
-        if not isinstance(data, dict):
-            raise SchemaViolationError(event.type, ["data: must be a JSON object"])
-        event.__dict__["data"] = data  # frozen: set once, as validation would have
-        return event, self.typed_data(event)
+        if data is not None:
+            if not isinstance(data, dict):
+                raise SchemaViolationError(event.type, ["data: must be a JSON object"])
+            event.__dict__["data"] = data  # frozen: set once, as validation would have
+        typed = self.typed_data(event)
+        return self._upcast(event, typed, fresh=True) if upcast else (event, typed)
 
     def validate(self, raw: Mapping[str, Any]) -> CloudEvent:
         """Validate an already-decoded event object.

@@ -21,6 +21,7 @@ __all__ = [
     "EventStoreError",
     "InvalidHeaderError",
     "InvalidUTF8Error",
+    "InvalidUpcasterError",
     "JetStreamAPIError",
     "MalformedJSONError",
     "MessageTooLargeError",
@@ -118,6 +119,15 @@ class UnknownEventTypeError(DecodeError):
         self.event_type = event_type
         self.known = known
         super().__init__(f"unknown event type {event_type!r}; known types: {', '.join(known)}")
+
+
+class InvalidUpcasterError(EventStoreError, ValueError):
+    """An upcaster that cannot be registered, or that returned the wrong data model."""
+
+    def __init__(self, source: str, target: str, reason: str) -> None:
+        self.source = source
+        self.target = target
+        super().__init__(f"upcaster {source} -> {target}: {reason}")
 
 
 class UnknownCategoryError(EventStoreError):

@@ -45,8 +45,9 @@ class Channel:
 CHANNELS = (
     Channel(
         "evidence", "evidence.{tenant}.{entity}", "evidence",
-        ("riskpipe.evidence.recorded.v1",),
-        "Evidence producers record about an entity; stored once per (source, id).",
+        ("riskpipe.evidence.recorded.v1", "riskpipe.evidence.recorded.v2"),
+        "Evidence producers record about an entity; stored once per (source, id). Either"
+        " version may be sent; readers see v1 as v2 (no impact, the same attributes).",
         senders=("producer", "admin"), receivers=("worker", "auditor"),
         headers=("Riskpipe-Replay-Of",),
     ),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 import structlog
 
-from analyzers import EVIDENCE_RECORDED
+from analyzers import EVIDENCE_TYPES
 from eventstore import AppendResult, copy_of, recorded_partitions, redact, validate_token
 from eventstore.errors import (
     ConcurrencyConflictError,
@@ -198,7 +198,7 @@ class _Plan:
         except DecodeError as exc:
             reason = f"not a valid event: {exc}"
         else:
-            if event.type != EVIDENCE_RECORDED:
+            if event.type not in EVIDENCE_TYPES:
                 reason = f"not evidence: {event.type}"
             elif (event.tenant, event.subject) != (tenant, entity):
                 reason = (

@@ -10,13 +10,13 @@ from pydantic import ValidationError
 
 from analyzers import (
     ANALYZER_VERSION,
-    EVIDENCE_RECORDED,
+    EVIDENCE_RECORDED_V2,
     REDERIVABLE_VERSIONS,
     AnalyzerConfig,
     AnalyzerError,
     EnrichmentSignal,
     Evidence,
-    EvidenceData,
+    EvidenceDataV2,
     ReviewSignal,
     applied_modifier,
     assess,
@@ -32,6 +32,7 @@ from projections.risk import (
     assessment_event,
     evidence_event,
     evidence_ref,
+    latest_evidence,
 )
 
 if TYPE_CHECKING:
@@ -52,13 +53,16 @@ UNASSESSABLE = (DecodeError, AnalyzerError, UnexpectedEventTypeError, ValueError
 def evidence_of(schemas: EventSchemas, rec: RecordedEvent) -> tuple[Evidence, EvidenceRef]:
     """The evidence as the projection scored it, and the reference its assessment holds.
 
+    Evidence of any version is read as the latest, as the projection reads it.
+
     Raises:
         DecodeError: the stored message is not a valid event.
         UnexpectedEventTypeError: it is not evidence.
         InvalidEvidenceError: the analyzer refuses it.
     """
     event = evidence_event(rec)
-    return _scored(event, schemas.typed_data(event), rec.stream, rec.sequence, rec.headers)
+    data = latest_evidence(schemas, event)[1]
+    return _scored(event, data, rec.stream, rec.sequence, rec.headers)
 
 
 def _decoded_evidence(
@@ -66,16 +70,16 @@ def _decoded_evidence(
 ) -> tuple[CloudEvent, Evidence, EvidenceRef]:
     """:func:`evidence_of` a stored message, validated once, as the projection decodes it.
 
-    Also returns the evidence event.
+    Also returns the evidence event, read as the latest version of evidence.
 
     Raises:
         DecodeError: the stored message is not a valid event.
         UnexpectedEventTypeError: it is not evidence.
         InvalidEvidenceError: the analyzer refuses it.
     """
-    event, data = store.decoded(raw)
-    if event.type != EVIDENCE_RECORDED:
-        raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
+    event, data = store.decoded(raw)  # upcast: every version of evidence reads as the latest
+    if event.type != EVIDENCE_RECORDED_V2:
+        raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED_V2)
     return (event, *_scored(event, data, raw.stream, raw.seq, raw.headers))
 
 
@@ -83,7 +87,7 @@ def _scored(
     event: CloudEvent, data: BaseModel, stream: str, sequence: int, headers: Mapping[str, str]
 ) -> tuple[Evidence, EvidenceRef]:
     """The evidence of evidence ``event`` with its typed ``data``, stored at ``sequence``."""
-    assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
+    assert isinstance(data, EvidenceDataV2)  # noqa: S101 - the registry maps the type to it
     evidence = Evidence.from_data(
         data, event_id=event.id, source=event.source, sequence=sequence, event_time=event.time
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from analyzers import EvidenceData
+from analyzers import EvidenceDataV2
 from projections import REPLAY_HEADER
 from projections.audit._records import (
     DeadLetterRef,
@@ -41,7 +41,8 @@ class TimelineEntry:
     sequence: int
     stored_at: datetime
     outcome: EvidenceOutcome
-    evidence: EvidenceData | None
+    evidence: EvidenceDataV2 | None
+    """The evidence as the analyzer read it: every version of evidence as the latest."""
     evidence_id: str | None
     source: str | None
     time: datetime | None
@@ -194,11 +195,11 @@ def _entry(  # noqa: PLR0913 - one record and everything known about it
     cut: tuple[datetime | None, int | None],
 ) -> TimelineEntry:
     event = rec.event
-    data: EvidenceData | None = None
+    data: EvidenceDataV2 | None = None
     error = str(rec.error) if rec.error else None
     if event is not None:
-        typed = store.schemas.typed_data(event)
-        data = typed if isinstance(typed, EvidenceData) else None
+        typed = store.schemas.upcast(event, store.schemas.typed_data(event))[1]
+        data = typed if isinstance(typed, EvidenceDataV2) else None
         error = None if data is not None else f"not evidence: {event.type}"
     replay_of = rec.headers.get(REPLAY_HEADER)
     outcome = outcome_of(
@@ -234,7 +235,7 @@ def _actions_until(
     return tuple(action for action in letter.actions if done(action))
 
 
-def _evidence_document(data: EvidenceData) -> dict[str, Any]:
+def _evidence_document(data: EvidenceDataV2) -> dict[str, Any]:
     """Evidence data as JSON, its ``confidence`` ``None`` when the producer reported none.
 
     ``confidence_used`` is the value the analyzer scored with (the default 1.0

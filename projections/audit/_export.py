@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from analyzers import EvidenceData
+from analyzers import EvidenceDataV2
 from projections import REPLAY_HEADER
 from projections.audit._records import (
     AssessmentJoin,
@@ -101,6 +101,11 @@ class ExportRow(BaseModel):
     ``evidence_confidence`` is what the producer reported, ``None`` when it
     reported none. Last, so that the CSV columns of earlier exports keep their places.
     """
+    evidence_type: str | None = None
+    """The evidence's type as stored (``riskpipe.evidence.recorded.v1`` or ``.v2``); the
+    other evidence columns are the evidence read as v2, as the analyzer read it."""
+    impact: float | None = None
+    """The impact the producer reported (v2 evidence only; ``None``: none)."""
 
 
 async def export_rows(
@@ -164,17 +169,19 @@ def _evidence_fields(store: EventStore, rec: RecordedEvent) -> dict[str, Any]:
     event = rec.event
     if event is None:
         return {"evidence_error": str(rec.error)}
-    data = store.schemas.typed_data(event)
+    data = store.schemas.upcast(event, store.schemas.typed_data(event))[1]
     envelope = {
         "evidence_id": event.id,
         "evidence_source": event.source,
         "evidence_time": event.time,
         "correlation_id": event.correlationid,
     }
-    if not isinstance(data, EvidenceData):
+    if not isinstance(data, EvidenceDataV2):
         return {**envelope, "evidence_error": f"not evidence: {event.type}"}
     return {
         **envelope,
+        "evidence_type": event.type,
+        "impact": data.impact,
         "pattern": data.pattern,
         "severity": data.severity.value,
         # Reported and default confidence are kept apart: a producer's 1.0 is a claim,

@@ -10,6 +10,7 @@ from projections.risk._events import (
     build_schemas,
     evidence_event,
     evidence_ref,
+    latest_evidence,
 )
 from projections.risk._identity import verify_evidence_identity
 from projections.risk._metrics import RiskMetrics
@@ -27,5 +28,6 @@ __all__ = [
     "build_schemas",
     "evidence_event",
     "evidence_ref",
+    "latest_evidence",
     "verify_evidence_identity",
 ]

@@ -6,7 +6,17 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from analyzers import EVIDENCE_RECORDED, Assessment, EntityRiskState, EvidenceData, trusted
+from analyzers import (
+    EVIDENCE_RECORDED,
+    EVIDENCE_RECORDED_V2,
+    EVIDENCE_TYPES,
+    Assessment,
+    EntityRiskState,
+    EvidenceData,
+    EvidenceDataV2,
+    trusted,
+    upcast_evidence,
+)
 from eventstore import EventSchemas, StreamSpec
 from eventstore.errors import DecodeError
 
@@ -36,6 +46,7 @@ __all__ = [
     "build_schemas",
     "evidence_event",
     "evidence_ref",
+    "latest_evidence",
 ]
 
 ASSESSED = "riskpipe.risk.assessed.v1"
@@ -80,9 +91,15 @@ class RiskAssessedData(BaseModel):
 
 
 def build_schemas() -> EventSchemas:
-    """The registry of every event type riskpipe reads or writes."""
+    """The registry of every event type riskpipe reads or writes.
+
+    Evidence has two versions; v1 is read as v2 (:func:`analyzers.upcast_evidence`),
+    and an event that names no type is v1, as it always was.
+    """
     schemas = EventSchemas(default_type=EVIDENCE_RECORDED)
     schemas.register(EVIDENCE_RECORDED, EvidenceData, category="evidence")
+    schemas.register(EVIDENCE_RECORDED_V2, EvidenceDataV2, category="evidence")
+    schemas.register_upcaster(EVIDENCE_RECORDED, EVIDENCE_RECORDED_V2, upcast_evidence)
     schemas.register(ASSESSED, RiskAssessedData, category="risk")
     schemas.register(DEAD_LETTERED, DeadLetterData, category="dlq")
     schemas.register(DLQ_REPLAYED, DlqActionData, category="audit")
@@ -92,7 +109,7 @@ def build_schemas() -> EventSchemas:
 
 
 def evidence_event(rec: RecordedEvent) -> CloudEvent:
-    """The evidence event a stored record holds.
+    """The evidence event a stored record holds, as stored (any version of evidence).
 
     Raises:
         DecodeError: the record is not a valid event.
@@ -100,9 +117,22 @@ def evidence_event(rec: RecordedEvent) -> CloudEvent:
     """
     if rec.event is None:
         raise rec.error or DecodeError(f"undecodable message at sequence {rec.sequence}")
-    if rec.event.type != EVIDENCE_RECORDED:
-        raise UnexpectedEventTypeError(rec.event.type, EVIDENCE_RECORDED)
+    if rec.event.type not in EVIDENCE_TYPES:
+        raise UnexpectedEventTypeError(rec.event.type, EVIDENCE_RECORDED_V2)
     return rec.event
+
+
+def latest_evidence(schemas: EventSchemas, event: CloudEvent) -> tuple[CloudEvent, EvidenceDataV2]:
+    """Evidence ``event`` (any version, as :func:`evidence_event` gives it) read as the latest.
+
+    Raises:
+        DecodeError: its data is not valid evidence of its version.
+        UnexpectedEventTypeError: it is not evidence.
+    """
+    latest, data = schemas.upcast(event, schemas.typed_data(event))
+    if not isinstance(data, EvidenceDataV2):
+        raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED_V2)
+    return latest, data
 
 
 def evidence_ref(

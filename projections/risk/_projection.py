@@ -25,14 +25,14 @@ import structlog
 from opentelemetry import trace
 
 from analyzers import (
-    EVIDENCE_RECORDED,
+    EVIDENCE_RECORDED_V2,
     AnalyzerConfig,
     Assessment,
     DependencyUnavailable,
     EnrichmentSignal,
     EntityRiskState,
     Evidence,
-    EvidenceData,
+    EvidenceDataV2,
     ReviewSignal,
     applied_modifier,
     assess,
@@ -52,6 +52,7 @@ from projections.risk._events import (
     assessment_event,
     evidence_event,
     evidence_ref,
+    latest_evidence,
 )
 
 if TYPE_CHECKING:
@@ -198,8 +199,8 @@ class RiskProjection:
         message.context["event"] = event
         message.context["data"] = data
         message.log["evidence_id"] = event.id
-        if event.type != EVIDENCE_RECORDED:
-            raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED)
+        if event.type != EVIDENCE_RECORDED_V2:  # every version of evidence is read as the latest
+            raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED_V2)
         self._check_address(event, message.delivery.subject)
         return event
 
@@ -222,9 +223,8 @@ class RiskProjection:
 
     def _evidence(self, event: CloudEvent, message: Message) -> Evidence:
         data = message.context.get("data")
-        if not isinstance(data, EvidenceData):
-            data = self.store.schemas.typed_data(event)
-        assert isinstance(data, EvidenceData)  # noqa: S101 - the registry maps the type to it
+        if not isinstance(data, EvidenceDataV2):
+            data = latest_evidence(self.store.schemas, event)[1]  # as stored: read it as v2
         return Evidence.from_data(
             data,
             event_id=event.id,

@@ -12,7 +12,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from analyzers import EVIDENCE_RECORDED
+from analyzers import EVIDENCE_TYPES
 from eventstore import MAX_PARTITIONS
 from eventstore.errors import (
     ConsumerDriftError,
@@ -127,7 +127,9 @@ class NotEvidenceError(ValueError):
     """A line holds a valid event of a type producers may not publish."""
 
     def __init__(self, event_type: str) -> None:
-        super().__init__(f"publish appends evidence ({EVIDENCE_RECORDED}) only, not {event_type}")
+        super().__init__(
+            f"publish appends evidence ({' or '.join(EVIDENCE_TYPES)}) only, not {event_type}"
+        )
 
 
 @dataclass
@@ -212,15 +214,28 @@ async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
 def publish_schema() -> dict[str, Any]:
     """The JSON Schema of one line :func:`publishable` accepts (``riskpipe schema --publish``).
 
-    The evidence event's schema, plus the one rule that ties two fields: an
-    event without ``data.observed_at`` was observed at its ``time``, so that
-    ``time`` must then be a time ``observed_at`` could hold.
+    One of the evidence events, one per version (``type`` tells them apart;
+    left out, it is v1). Each is the event's schema plus the one rule that
+    ties two fields: an event without ``data.observed_at`` was observed at
+    its ``time``, so that ``time`` must then be a time ``observed_at`` could hold.
     """
-    whole = build_schemas().event_json_schema(EVIDENCE_RECORDED)
-    observed = whole["properties"]["data"]["properties"]["observed_at"]
-    (as_time,) = [choice for choice in observed["anyOf"] if choice.get("type") == "string"]
-    unobserved = {"properties": {"data": {"properties": {"observed_at": {"const": None}}}}}
-    return {**whole, "if": unobserved, "then": {"properties": {"time": as_time}}}
+    schemas = build_schemas()
+    versions: list[dict[str, Any]] = []
+    defs: dict[str, Any] = {}
+    for name in EVIDENCE_TYPES:
+        whole = schemas.event_json_schema(name)
+        whole.pop("$schema")
+        defs.update(whole.pop("$defs", {}))
+        observed = whole["properties"]["data"]["properties"]["observed_at"]
+        (as_time,) = [choice for choice in observed["anyOf"] if choice.get("type") == "string"]
+        unobserved = {"properties": {"data": {"properties": {"observed_at": {"const": None}}}}}
+        versions.append({**whole, "if": unobserved, "then": {"properties": {"time": as_time}}})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "riskpipe evidence event",
+        "oneOf": versions,
+        **({"$defs": defs} if defs else {}),
+    }
 
 
 def publishable(schemas: EventSchemas, line: bytes, *, max_bytes: int) -> CloudEvent:
@@ -233,7 +248,7 @@ def publishable(schemas: EventSchemas, line: bytes, *, max_bytes: int) -> CloudE
         NotEvidenceError: it is a valid event of a type producers may not publish.
     """
     event = schemas.parse(line, max_bytes=max_bytes)
-    if event.type != EVIDENCE_RECORDED:
+    if event.type not in EVIDENCE_TYPES:
         # assessments, dead letters and audit records are written by riskpipe itself
         raise NotEvidenceError(event.type)
     return event

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
+
+from analyzers import EVIDENCE_RECORDED, EVIDENCE_RECORDED_V2
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["Observation", "Recorded", "Rejected"]
+__all__ = ["AttributeValue", "Observation", "Recorded", "Rejected"]
 
-_EVIDENCE_TYPE = "riskpipe.evidence.recorded.v1"
+Scalar: TypeAlias = str | int | float | bool | None
+AttributeValue: TypeAlias = Scalar | dict[str, Scalar]
+"""An attribute: a scalar, or (v2) an object of scalars, one level deep."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +27,10 @@ class Observation:
     twice stores it once (the second answer is a duplicate). ``time`` is when
     the producer recorded it, ``observed_at`` when the thing happened (default:
     ``time``). Both need a timezone.
+
+    It is recorded as v1 evidence unless it uses what only v2 has (an
+    ``impact``, or an attribute that is an object): a worker that does not
+    know v2 yet still reads everything that did not need it.
     """
 
     tenant: str
@@ -33,16 +41,26 @@ class Observation:
     source: str
     time: datetime
     confidence: float | None = None
-    attributes: dict[str, str | int | float | bool | None] | None = None
+    impact: float | None = None
+    """How far the observed thing reaches beyond its severity, 0 to 1 (v2)."""
+    attributes: dict[str, AttributeValue] | None = None
     description: str | None = None
     observed_at: datetime | None = None
     correlationid: str | None = None
     causationid: str | None = None
 
+    @property
+    def event_type(self) -> str:
+        """The evidence version it is recorded as: v2 only when it needs v2's fields."""
+        nested = self.attributes is not None and any(
+            isinstance(value, dict) for value in self.attributes.values()
+        )
+        return EVIDENCE_RECORDED_V2 if self.impact is not None or nested else EVIDENCE_RECORDED
+
     def fields(self) -> dict[str, Any]:
         """The event's attributes and data, as ``riskpipe publish`` reads them from a line."""
         data: dict[str, Any] = {"pattern": self.pattern, "severity": self.severity}
-        for name in ("confidence", "attributes", "description"):
+        for name in ("confidence", "impact", "attributes", "description"):
             if (value := getattr(self, name)) is not None:
                 data[name] = value
         if self.observed_at is not None:  # data is JSON: a time is its RFC 3339 text
@@ -51,7 +69,7 @@ class Observation:
             "specversion": "1.0",
             "id": self.id,
             "source": self.source,
-            "type": _EVIDENCE_TYPE,
+            "type": self.event_type,
             "subject": self.entity,
             "tenant": self.tenant,
             "time": self.time,

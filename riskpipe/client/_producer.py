@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Self
 
 from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore
 from eventstore.errors import DecodeError, EventStoreError
-from riskpipe.client._observation import Observation, Recorded, Rejected
+from riskpipe.client._observation import AttributeValue, Observation, Recorded, Rejected
 from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
@@ -106,11 +106,15 @@ class Producer:
         source: str,
         time: datetime,
         confidence: float | None = None,
-        attributes: dict[str, str | int | float | bool | None] | None = None,
+        impact: float | None = None,
+        attributes: dict[str, AttributeValue] | None = None,
         description: str | None = None,
         observed_at: datetime | None = None,
     ) -> Recorded:
         """Record one observation; return its stream sequence and whether it was a duplicate.
+
+        With an ``impact``, or an attribute that is an object, it is recorded
+        as v2 evidence, otherwise as v1 (see :class:`Observation`).
 
         Raises:
             DecodeError: the observation is invalid (the reason ``publish`` gives a line).
@@ -125,6 +129,7 @@ class Producer:
             source=source,
             time=time,
             confidence=confidence,
+            impact=impact,
             attributes=attributes,
             description=description,
             observed_at=observed_at,

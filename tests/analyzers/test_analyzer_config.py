@@ -181,6 +181,8 @@ def test_a_missing_config_file_raises_invalid_config_error(tmp_path: Path) -> No
 
 V1_0_0_DEFAULT = "b7f1f2e48d426ddffafc1f30afc2e2d0515021c7d8dbfaaa4f29a1bc6bf8b2fb"
 """The fingerprint analyzer 1.0.0 recorded for its default config."""
+V1_1_0_DEFAULT = "8ee5a7fd36cfe3d76b6b358531384b04859f7c41d41eaf770c0cf9b810f981f3"
+"""The fingerprint analyzer 1.1.0 recorded for its default config."""
 
 
 def test_a_config_for_an_earlier_version_scores_and_fingerprints_as_that_version() -> None:
@@ -188,7 +190,7 @@ def test_a_config_for_an_earlier_version_scores_and_fingerprints_as_that_version
 
     A setting 1.0.0 did not have leaves its fingerprint alone.
     """
-    assert REDERIVABLE_VERSIONS == ("1.0.0", ANALYZER_VERSION)
+    assert REDERIVABLE_VERSIONS == ("1.0.0", "1.1.0", ANALYZER_VERSION)
     config = AnalyzerConfig()
     old = config.for_version("1.0.0")
     assert old.fingerprint() == V1_0_0_DEFAULT
@@ -201,3 +203,14 @@ def test_a_config_for_an_earlier_version_scores_and_fingerprints_as_that_version
     assert tuned.for_version("1.0.0").fingerprint() == same_for_1_0_0.fingerprint()
     with pytest.raises(ValueError, match=r"analyzer 0\.9\.0 cannot be re-derived"):
         config.for_version("0.9.0")
+
+
+def test_a_config_for_1_1_0_has_its_fingerprint_and_ignores_impact() -> None:
+    """1.1.0 had no ``impact_amplification``: left out of its fingerprint, scored as 0."""
+    config = AnalyzerConfig()
+    old = config.for_version("1.1.0")
+    assert old.fingerprint() == V1_1_0_DEFAULT
+    assert "impact_amplification" not in old.canonical_json()
+    assert "impact_amplification" in config.canonical_json()
+    assert (old.tables.version, old.tables.impact_amplification) == ("1.1.0", 0.0)
+    assert config.tables.impact_amplification == 1.0

@@ -109,10 +109,14 @@ async def test_stored_extensions_are_canonical_bytes_every_reader_keeps(
         stored = await store.append(schemas.parse(GOOD[2].encode()))
         raw = await store.last_message(stored.subject)
         assert raw is not None
-        event, data = store.decoded(raw)
+        event, data = store.schemas.decode(raw.data, upcast=False)
         assert event.extensions == {"partitionkey": "tenant-t1", "sampled": True, "priority": 3}
         assert encode_event(event, data) == raw.data
         assert b'"partitionkey":"tenant-t1"' in raw.data
+        latest, upcast = store.decoded(raw)  # v1, read as v2: the extensions are kept
+        assert latest.type == "riskpipe.evidence.recorded.v2"
+        assert latest.extensions == event.extensions
+        assert encode_event(latest, upcast) == raw.data.replace(b".v1", b".v2")
 
 
 def test_hostile_attributes_are_refused_line_by_line_naming_the_attribute(

@@ -82,6 +82,27 @@ async def test_binary_mode_evidence_is_assessed_like_its_structured_form(
     assert report.totals.identical == 2
 
 
+async def test_binary_mode_v2_evidence_is_assessed_with_its_impact(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """``ce-type`` v2: validated as v2, scored with its impact, verified by the replay."""
+    v2 = SdkEvent(
+        attributes={"type": "riskpipe.evidence.recorded.v2", "source": "edr", "id": "ev-2",
+                    "subject": "b2", "tenant": "acme", "time": TIME},
+        data={**DATA, "impact": 0.5, "attributes": {"host": {"os": "linux"}}},
+    )  # fmt: skip
+    block, payload = _binary(v2)
+    await raw_publish(nats_server.url, "rp.evidence.acme.b2", block, payload)
+    worker = await run_worker(store, nats_server.url)
+    assert worker.outcomes == {"assessed": 1}
+    streams = await read_streams(store)
+    ((assessed,),) = streams.assessments.values()
+    assert assessed["assessment"]["contributions"]["impact_amplification"] > 0
+    report = await replay(store)
+    assert report.ok, report.findings
+    assert report.totals.identical == 1
+
+
 @pytest.mark.parametrize(
     ("drop", "added", "named"),
     [

@@ -84,12 +84,16 @@ def test_every_event_type_is_on_a_channel_with_the_schema_that_publish_uses() ->
     on_channels = {name for channel in CHANNELS for name in channel.messages}
     assert on_channels == set(schemas.names())
     by_name = {m["name"]: m for m in messages.values()}
-    evidence = by_name["riskpipe.evidence.recorded.v1"]["payload"]
-    expected = schemas.event_json_schema("riskpipe.evidence.recorded.v1")
-    assert evidence["properties"]["data"]["properties"].keys() == (
-        expected["properties"]["data"]["properties"].keys()
-    )
-    assert evidence["required"] == expected["required"]
+    for version in ("v1", "v2"):
+        name = f"riskpipe.evidence.recorded.{version}"
+        evidence = by_name[name]["payload"]
+        expected = schemas.event_json_schema(name)
+        assert evidence["properties"]["data"]["properties"].keys() == (
+            expected["properties"]["data"]["properties"].keys()
+        )
+        assert evidence["required"] == expected["required"]
+    v2 = by_name["riskpipe.evidence.recorded.v2"]["payload"]["properties"]["data"]["properties"]
+    assert "impact" in v2
 
 
 async def test_every_channel_is_stored_by_its_provisioned_stream(store: EventStore) -> None:

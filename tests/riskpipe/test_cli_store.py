@@ -84,6 +84,41 @@ def test_publish_reports_each_bad_line(cli: CliRunner, tmp_path: Path) -> None:
     assert [json.loads(x)["event"]["id"] for x in listed.stdout.splitlines()] == ["ok1", "ok4"]
 
 
+def test_publish_takes_a_file_mixing_v1_and_v2(cli: CliRunner, tmp_path: Path) -> None:
+    """v1 and v2 lines are stored as written; a bad v2 line is reported with its reason."""
+    cli.invoke(main, ["init"])
+    lines: list[str | bytes] = [
+        evidence_line("m1"),
+        evidence_line("m2", version=2, impact=0.7, attributes={"geo": {"country": "NL"}}),
+        evidence_line("m3", version=2),
+        evidence_line("m4", version=2, impact=1.5),
+        evidence_line("m5", version=2, attributes={"geo": {"city": {"name": "Delft"}}}),
+        evidence_line("m6", impact=0.5),
+        evidence_line("m7", version=2, impact=0.25).replace("0.25", "NaN"),
+        evidence_line("m8", version=3),
+        evidence_line("m9", minute=1),
+    ]
+    result = cli.invoke(main, ["publish", str(_write(tmp_path / "mixed.jsonl", lines))])
+    assert result.exit_code == 1
+    assert "stored=4 duplicates=0 rejected=5" in result.stdout
+    errors = dict(
+        line.split(": ", 1) for line in result.stderr.splitlines() if line.startswith("line ")
+    )
+    assert sorted(errors) == ["line 4", "line 5", "line 6", "line 7", "line 8"]
+    assert "riskpipe.evidence.recorded.v2: data.impact" in errors["line 4"]
+    assert "geo.city: an attribute's object holds scalars only" in errors["line 5"]
+    assert "riskpipe.evidence.recorded.v1: data.impact: Extra inputs" in errors["line 6"]
+    assert "NaN" in errors["line 7"]
+    assert "unknown event type 'riskpipe.evidence.recorded.v3'" in errors["line 8"]
+    listed = cli.invoke(main, ["events", "--tenant", "t1", "--entity", "e1", "--json"])
+    stored = [json.loads(x)["event"] for x in listed.stdout.splitlines()]
+    assert [(e["id"], e["type"][-2:]) for e in stored] == [
+        ("m1", "v1"), ("m2", "v2"), ("m3", "v2"), ("m9", "v1"),
+    ]  # fmt: skip
+    assert stored[1]["data"]["impact"] == 0.7
+    assert stored[1]["data"]["attributes"] == {"geo": {"country": "NL"}}
+
+
 def test_publish_from_stdin(cli: CliRunner) -> None:
     """`publish -` reads JSONL from standard input."""
     cli.invoke(main, ["init"])
@@ -119,8 +154,12 @@ def test_schema_prints_every_type() -> None:
     result = CliRunner().invoke(main, ["schema"])
     assert result.exit_code == 0
     schemas = json.loads(result.stdout)
-    assert {"envelope", "riskpipe.evidence.recorded.v1"} <= set(schemas)
+    assert {"envelope", "riskpipe.evidence.recorded.v1", "riskpipe.evidence.recorded.v2"} <= set(
+        schemas
+    )
     assert "pattern" in schemas["riskpipe.evidence.recorded.v1"]["properties"]
+    assert "impact" not in schemas["riskpipe.evidence.recorded.v1"]["properties"]
+    assert "impact" in schemas["riskpipe.evidence.recorded.v2"]["properties"]
 
 
 def test_credentials_in_the_url_are_never_printed() -> None:

@@ -81,6 +81,45 @@ async def test_record_stores_once_and_answers_the_sequence(
     }
 
 
+async def test_record_with_impact_or_a_nested_attribute_is_v2(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """v2 only when the observation needs it; the worker's upcast makes the rest v2 on read."""
+    async with await Producer.connect(nats_server.url) as producer:
+        await producer.record(
+            "acme", "e1", "malware_detected", "critical", id="v2-impact", source="edr", time=T0,
+            impact=0.9,
+        )  # fmt: skip
+        await producer.record(
+            "acme", "e1", "malware_detected", "critical", id="v2-nested", source="edr", time=T0,
+            attributes={"host": {"name": "h1", "os": "linux"}, "count": 3},
+        )  # fmt: skip
+        await producer.record(
+            "acme", "e1", "malware_detected", "critical", id="v1", source="edr", time=T0,
+            attributes={"host": "h1"},
+        )  # fmt: skip
+        results = await producer.record_many(
+            [seen("bad-impact", impact=1.5), seen("bad-depth", attributes={"a": {"b": {"c": 1}}})]
+        )
+    stored = {r.event.id: r.event async for r in store.read("acme", "e1")}
+    assert {name: event.type[-2:] for name, event in stored.items()} == {
+        "v2-impact": "v2", "v2-nested": "v2", "v1": "v1",
+    }  # fmt: skip
+    assert stored["v2-impact"].data == {
+        "pattern": "malware_detected", "severity": "critical", "impact": 0.9,
+        "observed_at": "2026-03-01T12:00:00Z",
+    }  # fmt: skip
+    assert stored["v2-nested"].data is not None
+    assert stored["v2-nested"].data["attributes"] == {
+        "host": {"name": "h1", "os": "linux"}, "count": 3,
+    }  # fmt: skip
+    assert [type(r) for r in results] == [Rejected, Rejected]
+    assert isinstance(results[0], Rejected)
+    assert "data.impact" in results[0].reason
+    assert isinstance(results[1], Rejected)
+    assert "attributes nest one level at most" in results[1].reason
+
+
 async def test_an_invalid_observation_raises_what_publish_prints(
     store: EventStore, nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -199,18 +238,18 @@ def doc_examples() -> tuple[list[str], list[str]]:
     return [b for b in blocks if "def test_" not in b], [b for b in blocks if "def test_" in b]
 
 
-@pytest.mark.parametrize("number", range(3))
+@pytest.mark.parametrize("number", range(4))
 def test_the_documented_examples_run(riskpipe_server: RiskpipeServer, number: int) -> None:
     """Each example script of docs/producers.md runs as written against a provisioned server."""
     scripts, _ = doc_examples()
-    assert len(scripts) == 3
+    assert len(scripts) == 4
     code = scripts[number].replace("nats://127.0.0.1:4222", riskpipe_server.url)
     ran = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip()
-    if number == 1:
+    if number == 2:  # the third example: many at once
         assert ran.stdout.startswith("1000 stored or duplicate, 0 refused")
 
 

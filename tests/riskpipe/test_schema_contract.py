@@ -101,7 +101,10 @@ GOOD: dict[str, Any] = json.loads(evidence_line("a1"))
 CASES: list[tuple[str, Any, bool]] = [
     ("type", ABSENT, True),
     ("type", "riskpipe.risk.assessed.v1", False),
-    ("type", "riskpipe.evidence.recorded.v2", False),
+    ("type", "riskpipe.evidence.recorded.v2", True),
+    ("type", "riskpipe.evidence.recorded.v3", False),
+    ("data.impact", 0.5, False),
+    ("data.attributes", {"geo": {"country": "NL"}}, False),
     ("time", "2026-11-29T08:00:00.123456+05:30", True),
     ("time", "2026-11-29T08:00:00.123456789+05:30", False),
     ("time", "1900-01-01T00:00:00Z", False),
@@ -162,6 +165,44 @@ CASES: list[tuple[str, Any, bool]] = [
 ]
 
 
+GOOD_V2: dict[str, Any] = {
+    **GOOD,
+    "type": "riskpipe.evidence.recorded.v2",
+    "data": {**GOOD["data"], "impact": 0.5},
+}
+"""A valid v2 evidence event: it reports an impact."""
+
+_NESTED_FULL = {f"k{i}": i for i in range(16)}
+CASES_V2: list[tuple[str, Any, bool]] = [
+    ("type", ABSENT, False),  # a line without a type is v1, which has no impact
+    ("type", "riskpipe.evidence.recorded.v1", False),
+    ("data.impact", ABSENT, True),
+    ("data.impact", None, True),
+    ("data.impact", 0, True),
+    ("data.impact", 1, True),
+    ("data.impact", 0.0, True),
+    ("data.impact", 1.0, True),
+    ("data.impact", -0.01, False),
+    ("data.impact", 1.01, False),
+    ("data.impact", "0.5", False),
+    ("data.impact", True, False),
+    ("data.attributes", {"ip": "10.0.0.1", "port": 22, "ok": True, "none": None}, True),
+    ("data.attributes", {"geo": {"country": "NL", "asn": 1136, "eu": True, "x": None}}, True),
+    ("data.attributes", {"geo": {}}, True),
+    ("data.attributes", {"geo": _NESTED_FULL}, True),
+    ("data.attributes", {"geo": {**_NESTED_FULL, "k16": 16}}, False),
+    ("data.attributes", {"geo": {"city": {"name": "Delft"}}}, False),
+    ("data.attributes", {"geo": {"cities": ["Delft"]}}, False),
+    ("data.attributes", {"geo": {"bad key": 1}}, False),
+    ("data.attributes", {"geo": {"s": "x" * 512}}, True),
+    ("data.attributes", {"geo": {"s": "x" * 513}}, False),
+    ("data.attributes", {"k": [1]}, False),
+    ("data.attributes", {f"k{i}": {"v": i} for i in range(64)}, True),
+    ("data.attributes", {f"k{i}": {"v": i} for i in range(65)}, False),
+    ("data.pattern", "Bad", False),
+]
+
+
 def _with(event: dict[str, Any], path: str, value: object) -> dict[str, Any]:
     """``event`` with the field at ``path`` (``data.x`` for a data field) set or left out."""
     out = {**event, "data": {**event["data"]}}
@@ -185,6 +226,17 @@ def test_schema_and_publish_agree_on_each_case(
     assert _agree(validator, _with(GOOD, path, value)) is accepted
 
 
+@pytest.mark.parametrize(("path", "value", "accepted"), CASES_V2, ids=[c[0] for c in CASES_V2])
+def test_schema_and_publish_agree_on_each_v2_case(
+    validator: Any,
+    path: str,
+    value: object,
+    accepted: bool,  # noqa: FBT001 - a parameter
+) -> None:
+    """v2 events, at and past each limit (impact, nesting, keys), are judged alike by both."""
+    assert _agree(validator, _with(GOOD_V2, path, value)) is accepted
+
+
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 _TIMES = st.one_of(
     st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat()),
@@ -205,7 +257,14 @@ _FIELDS: dict[str, st.SearchStrategy[object]] = {
     "subject": st.one_of(st.from_regex(r"\A[A-Za-z0-9_.*>:@\[\]-]{1,130}\Z"), _SCALARS),
     "tenant": st.one_of(st.from_regex(r"\A[A-Za-z0-9 .]{0,4}\Z"), _SCALARS),
     "type": st.sampled_from(
-        ["riskpipe.evidence.recorded.v1", "riskpipe.risk.assessed.v1", "x.v1", "Bad", None]
+        [
+            "riskpipe.evidence.recorded.v1",
+            "riskpipe.evidence.recorded.v2",
+            "riskpipe.risk.assessed.v1",
+            "x.v1",
+            "Bad",
+            None,
+        ]
     ),
     "time": _TIMES,
     "correlationid": st.one_of(st.from_regex(r"\A[!-~]{0,3}\Z"), _SCALARS),
@@ -213,9 +272,18 @@ _FIELDS: dict[str, st.SearchStrategy[object]] = {
     "data.severity": st.sampled_from(["low", "medium", "high", "critical", "High", "", None]),
     "data.confidence": st.one_of(st.floats(-0.5, 1.5), st.integers(-1, 2), _SCALARS),
     "data.observed_at": st.one_of(_TIMES, st.none()),
+    "data.impact": st.one_of(st.floats(-0.5, 1.5), st.integers(-1, 2), _SCALARS),
     "data.attributes": st.one_of(
         st.dictionaries(st.from_regex(r"\A[A-Za-z_-][A-Za-z0-9 _-]{0,3}\Z"), _SCALARS, max_size=4),
         st.dictionaries(st.just("k"), st.lists(st.integers(), max_size=1)),
+        st.dictionaries(
+            st.sampled_from(["geo", "bad key"]),
+            st.one_of(
+                st.dictionaries(st.sampled_from(["a", "b c"]), _SCALARS, max_size=2),
+                st.dictionaries(st.just("a"), st.dictionaries(st.just("b"), _SCALARS)),
+            ),
+            max_size=2,
+        ),
         _SCALARS,
     ),
     "data.description": st.one_of(st.text(max_size=3), st.just("y" * 1001), _SCALARS),

@@ -32,13 +32,14 @@ def evidence(  # noqa: PLR0913 - a test builder with a default for everything
     pattern: str = "failed_login_burst",
     severity: str = "high",
     minute: int = 0,
+    version: int = 1,
     **data: Any,
 ) -> CloudEvent:
-    """An evidence event with sensible defaults."""
+    """An evidence event with sensible defaults (``version`` 2 for v2 evidence)."""
     return CloudEvent(
         id=event_id,
         source=source,
-        type="riskpipe.evidence.recorded.v1",
+        type=f"riskpipe.evidence.recorded.v{version}",
         subject=entity,
         tenant=tenant,
         time=BASE_TIME + timedelta(minutes=minute),
