@@ -8,6 +8,7 @@ session does not see is a 404 page, as the API answers 404.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -118,24 +119,28 @@ async def _picture(request: Request, tenant: str, entity: str) -> dict[str, Any]
     """The entity's chart, evidence list, cases and latest recommendations."""
     history = await _history(request, tenant, entity)
     cases = await read_cases(api_context(request).store, tenant, entity)
-    points = []
-    for entry in history.timeline:
+    points, marks = [], []
+    stored = [entry.stored_at for entry in history.timeline]
+    for x, entry in enumerate(history.timeline):
+        marks.append((float(x), f"evidence {entry.sequence} ({entry.outcome})"))
         if entry.assessment is not None:
             a = entry.assessment.data.assessment
             label = f"evidence {entry.sequence}: score {a.score:.3f} ({a.level.value})"
-            points.append((entry.assessment.stored_at, a.score, a.level.value, label))
-    marks = [(e.stored_at, f"evidence {e.sequence} ({e.outcome})") for e in history.timeline]
+            points.append((float(x), a.score, a.level.value, label))
     decisions = [
-        (item.time, f"case {c.number} {item.data.outcome} by {item.data.by.name}")
+        (bisect_right(stored, item.time) - 0.5,
+         f"case {c.number} {item.data.outcome} by {item.data.by.name}")
         for c in cases.cases
         for item in c.timeline
         if item.type == DECIDED and isinstance(item.data, CaseDecidedData)
-    ]
+    ]  # fmt: skip
+    times = stored + [item.time for c in cases.cases for item in c.timeline]
+    span = (min(times, default=None), max(times, default=None))
     current = history.current
     latest = current.data.assessment if current is not None else None
     thresholds = state_of(request).thresholds
     return {
-        "chart": chart(points, marks, decisions, thresholds),
+        "chart": chart(points, marks, decisions, thresholds, span),
         "evidence": list(reversed(history.timeline))[:_EVIDENCE_SHOWN],
         "evidence_total": len(history.timeline),
         "cases": list(reversed(cases.cases)),

@@ -2,8 +2,10 @@
 
 No script draws it: the template writes these numbers into an inline
 ``<svg>``, so the picture is there with scripts off, prints, and needs no
-charting library. The x axis is the time each event was stored (the
-evidence, its assessment and a decision share one clock); the y axis is the
+charting library. The x axis is the entity's evidence in the order it was
+stored, evenly spaced (a burst of evidence in one second stays readable),
+each assessment on the evidence it follows and a decision where it fell
+between them; the axis names the first and last times. The y axis is the
 score, 0 to 1, over bands coloured by the level its thresholds give.
 """
 
@@ -21,6 +23,7 @@ __all__ = ["WIDTH", "Chart", "Marker", "Point", "chart", "contribution_bars"]
 WIDTH = 720
 HEIGHT = 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 44, 12, 10, 34
+_PAD = 8
 _LEVELS = ("low", "medium", "high", "critical")
 
 
@@ -77,26 +80,29 @@ class Chart:
 
 
 def chart(
-    assessments: Sequence[tuple[datetime, float, str, str]],
-    evidence: Sequence[tuple[datetime, str]],
-    decisions: Sequence[tuple[datetime, str]],
+    assessments: Sequence[tuple[float, float, str, str]],
+    evidence: Sequence[tuple[float, str]],
+    decisions: Sequence[tuple[float, str]],
     thresholds: tuple[float, float, float],
+    span: tuple[datetime | None, datetime | None] = (None, None),
 ) -> Chart:
-    """The chart of ``assessments`` (time, score, level, label) with the markers given.
+    """The chart of ``assessments`` (position, score, level, label) with the markers given.
 
-    ``thresholds`` are the scores where medium, high and critical start.
+    A position is the evidence's place in the entity's log (0 the first); an
+    assessment sits on the evidence it follows, and a decision between the
+    evidence stored before and after it. ``thresholds`` are the scores where
+    medium, high and critical start; ``span`` the first and last times shown.
     """
-    times = [t for t, *_ in assessments] + [t for t, _ in evidence] + [t for t, _ in decisions]
-    first = min(times) if times else None
-    last = max(times) if times else None
-    span = (last - first).total_seconds() if first and last else 0.0
-    plot_w = WIDTH - _LEFT - _RIGHT
+    positions = [x for x, *_ in assessments] + [x for x, _ in evidence] + [x for x, _ in decisions]
+    first = min(positions, default=0.0)
+    width = max(positions, default=0.0) - first
+    plot_w = WIDTH - _LEFT - _RIGHT - 2 * _PAD
     plot_h = HEIGHT - _TOP - _BOTTOM
 
-    def x_of(when: datetime) -> float:
-        if first is None or span <= 0:
-            return _LEFT + plot_w / 2
-        return round(_LEFT + plot_w * (when - first).total_seconds() / span, 1)
+    def x_of(position: float) -> float:
+        if width <= 0:
+            return _LEFT + _PAD + plot_w / 2
+        return round(_LEFT + _PAD + plot_w * (position - first) / width, 1)
 
     def y_of(score: float) -> float:
         return round(_TOP + plot_h * (1 - max(0.0, min(1.0, score))), 1)
@@ -112,8 +118,9 @@ def chart(
         for i, level in enumerate(_LEVELS)
     )
     points = tuple(
-        Point(x_of(t), y_of(score), score, level, label) for t, score, level, label in assessments
+        Point(x_of(x), y_of(score), score, level, label) for x, score, level, label in assessments
     )
+    start, end = span
     return Chart(
         width=WIDTH,
         height=HEIGHT,
@@ -124,11 +131,11 @@ def chart(
         bands=bands,
         points=points,
         line=" ".join(f"{p.x},{p.y}" for p in points),
-        evidence=tuple(Marker(x_of(t), "evidence", label) for t, label in evidence),
-        decisions=tuple(Marker(x_of(t), "decision", label) for t, label in decisions),
+        evidence=tuple(Marker(x_of(x), "evidence", label) for x, label in evidence),
+        decisions=tuple(Marker(x_of(x), "decision", label) for x, label in decisions),
         ticks=tuple((y_of(v), f"{v:.1f}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)),
-        start=first.strftime("%Y-%m-%d %H:%M:%S") if first else "",
-        end=last.strftime("%Y-%m-%d %H:%M:%S") if last else "",
+        start=start.strftime("%Y-%m-%d %H:%M") if start else "",
+        end=end.strftime("%Y-%m-%d %H:%M") if end else "",
     )
 
 

@@ -26,7 +26,8 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from support.api import ApiProcess, Tokens, make_tokens
 from support.console import XSS, XSS_ENTITY, markup_evidence, plain_evidence
 from support.pipeline import WorkerProcess, demo_run, run_worker
@@ -57,6 +58,7 @@ class Stack:
 
     nats_url: str
     api: ApiProcess
+    worker: WorkerProcess
     tokens: Tokens
     shots: Path
 
@@ -137,7 +139,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         api = ApiProcess(server.url, tokens.path, env={"RISKPIPE_CONSOLE_SECRET": SECRET})
         shots = Path(os.environ.get("RISKPIPE_CONSOLE_SCREENSHOTS") or folder / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
-        ready = Stack(server.url, api, tokens, shots)
+        ready = Stack(server.url, api, worker, tokens, shots)
 
         def settled() -> bool:
             status = ready.call("admin", "*", "/api/status")
@@ -267,7 +269,7 @@ def test_a_reviewer_decides_a_case_and_its_next_assessment_shows_the_review(
     person.login("reviewer", "acme")
     person.go("/console/queue")
     person.look("queue")
-    case = _open_cases(stack, "acme")[0]
+    case = min(_open_cases(stack, "acme"), key=lambda c: c["score"])
     row = person.driver.find_element(By.CSS_SELECTOR, f'tr[data-case="{case["case"]}"] a')
     row.click()
     person.wait(lambda d: d.current_url.endswith(_case_path(case)))
@@ -280,6 +282,7 @@ def test_a_reviewer_decides_a_case_and_its_next_assessment_shows_the_review(
         in person.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".error")).text
     )
     person.driver.find_element(By.CSS_SELECTOR, "input[value=confirmed]").click()
+    Select(person.driver.find_element(By.ID, "d-level")).select_by_value("critical")
     person.driver.find_element(By.ID, "d-reason").send_keys("seen on the EDR console <b>too</b>")
     person.driver.find_element(By.CSS_SELECTOR, "#decide button").click()
     person.wait(lambda d: "done=decided" in d.current_url)
@@ -302,8 +305,22 @@ def test_a_reviewer_decides_a_case_and_its_next_assessment_shows_the_review(
 
     _until("the decided case leaves the queue", gone)
 
+    async def review_end(es: EventStore) -> int:
+        return int((await es.stream_state(es.config.stream_for("review")))["last_seq"])
+
+    last = stack.store(review_end)
+    _until(  # the worker looks at the decisions every second: the next evidence comes after
+        "the worker read the decision",
+        lambda: any(
+            line.get("at", 0) >= last
+            for line in stack.worker.events("worker.decisions_read", projection=None)
+        ),
+    )
+
     async def more(es: EventStore) -> None:
-        await es.append(plain_evidence(2, tenant=case["tenant"], entity=case["entity"]))
+        await es.append(
+            plain_evidence(2, tenant=case["tenant"], entity=case["entity"], severity="low")
+        )
 
     stack.store(more)
 
@@ -476,3 +493,19 @@ def test_pages_run_no_inline_script(person: Console) -> None:
     except WebDriverException:  # pragma: no cover - a driver without logs
         logs = []
     assert not [e for e in logs if "Content Security Policy" in e.get("message", "")]
+
+
+def test_the_queue_is_keyboard_navigable(person: Console) -> None:
+    """``j`` moves to the first case, ``j`` again to the next, Enter opens the focused case."""
+    person.login("reviewer", "*")
+    person.go("/console/queue")
+    links = person.driver.find_elements(By.CSS_SELECTOR, "#queue a.case-link")
+    assert len(links) >= 2
+    body = person.driver.find_element(By.TAG_NAME, "body")
+    body.send_keys("j")
+    assert person.driver.switch_to.active_element == links[0]
+    person.driver.switch_to.active_element.send_keys("j")
+    assert person.driver.switch_to.active_element == links[1]
+    target = links[1].get_attribute("href")
+    person.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    person.wait(lambda d: d.current_url == target)

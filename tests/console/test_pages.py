@@ -188,3 +188,14 @@ async def test_a_decision_needs_its_csrf_token_and_a_reason(
     decided = await client.get(done.headers["location"])
     assert decided.status_code == 200, decided.text
     assert 'class="case-status">decided<' in decided.text
+
+
+async def test_over_tls_the_session_cookie_is_secure(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    """A request that came over HTTPS (or a proxy saying so) gets a ``Secure`` cookie."""
+    client.base_url = httpx.URL("https://console.test")
+    done = await _login(client, tokens.plain["reviewer", "acme"])
+    assert done.status_code == 303
+    cookie = next(v for k, v in done.headers.multi_items() if k == "set-cookie" and COOKIE in v)
+    assert "Secure" in cookie
