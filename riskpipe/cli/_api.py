@@ -62,7 +62,9 @@ def _tokens_file(ctx: click.Context, given: Path | None) -> Path:
 def api(
     ctx: click.Context, host: str | None, port: int | None, tokens: Path | None, follow: bool
 ) -> None:
-    """Serve the HTTP API under /api/ until SIGTERM/Ctrl-C (docs/api.md).
+    """Serve the HTTP API under /api/, and the web console under /console/, until SIGTERM/Ctrl-C.
+
+    See docs/api.md and docs/console.md.
 
     Requests carry a bearer token from the tokens file; make one with
     `riskpipe api add-token`. The OpenAPI document is at /openapi.json.

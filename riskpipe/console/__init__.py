@@ -9,6 +9,7 @@ Python the API's routes are, with the same roles and tenants.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from riskpipe.console._web import (
     LoginRequiredError,
     PageError,
     render,
+    session_of,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +82,13 @@ async def _to_console(_: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/", status_code=307)
 
 
+async def _unknown(request: Request) -> Response:
+    """Any other path under the console: its 404 page (with the menu, if logged in)."""
+    with contextlib.suppress(LoginRequiredError):
+        session_of(request)
+    return await _page_error(request, PageError(404, "there is no such page"))
+
+
 def mount_console(app: FastAPI, tokens: TokenTable, options: ConsoleOptions) -> None:
     """Serve the console on ``app`` under :data:`PREFIX`, and send ``/`` there."""
     thresholds = options.thresholds or AnalyzerConfig().thresholds.ascending()
@@ -95,6 +104,7 @@ def mount_console(app: FastAPI, tokens: TokenTable, options: ConsoleOptions) -> 
         Mount(f"{PREFIX}/static", app=StaticFiles(directory=HERE / "static"), name="static")
     )
     app.router.routes.append(Route("/", _to_console, include_in_schema=False))
+    app.router.routes.append(Route(f"{PREFIX}/{{rest:path}}", _unknown, include_in_schema=False))
     app.add_exception_handler(PageError, _page_error)
     app.add_exception_handler(LoginRequiredError, _login_required)
     app.add_middleware(ConsoleHeaders)

@@ -155,6 +155,10 @@ async def test_roles_and_tenants_decide_what_a_session_sees(
     await _login(client, tokens.plain["reviewer", "acme"])
     assert (await client.get("/console/entities/globex/user-dave")).status_code == 404
     assert (await client.get("/console/dead-letters")).status_code == 403
+    unknown = await client.get("/console/no/such/page")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("text/html")
+    assert "Log out" in unknown.text  # the page knows the session
     client.cookies.clear()
     await _login(client, tokens.plain["operator", "*"])
     letters = await client.get("/console/dead-letters")
