@@ -68,8 +68,6 @@ class ConsoleState:
             autoescape=True,
         )
     )
-    last_status: tuple[float, int] | None = None
-    """(when, assessed) at the last status page: the throughput is measured since."""
 
 
 class PageError(Exception):

@@ -410,6 +410,7 @@ def test_an_operator_replays_a_dead_letter_and_it_is_assessed(
     _until("the replayed evidence assessed", assessed)
     person.go("/console/status")
     assert "every evidence event is accounted for" in person.text("#accounting")
+    assert "assessments/s" in person.text("#throughput")
     person.look("status")
 
 

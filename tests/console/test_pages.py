@@ -167,6 +167,11 @@ async def test_roles_and_tenants_decide_what_a_session_sees(
     status = await client.get("/console/status")
     assert status.status_code == 200
     assert "every evidence event is accounted for" in status.text
+    evidence = re.search(r"evidence (\d+) = assessed (\d+)", status.text)
+    assert evidence is not None
+    stored, assessed = int(evidence.group(1)), int(evidence.group(2))
+    # everything was stored moments ago: the last minute's throughput counts all of it
+    assert f"{assessed / 60:.1f} assessments/s, {stored / 60:.1f} evidence/s" in status.text
 
 
 async def test_a_decision_needs_its_csrf_token_and_a_reason(
