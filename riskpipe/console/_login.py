@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response  # noqa: TC002 - FastAPI reads the annotation
 
@@ -14,6 +15,7 @@ from riskpipe.console._web import PREFIX, form, render, see_other, session_of, s
 __all__ = ["router"]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+_log = structlog.get_logger("riskpipe.console")
 _NONCE = "riskpipe_console_login"
 _MESSAGES = {
     "expired": "Your session has expired. Log in again.",
@@ -62,6 +64,9 @@ async def login(request: Request) -> Response:
     fields = await form(request, None, csrf=keeper.login_csrf(nonce) if nonce else "")
     made = keeper.login(fields.get("token", "").strip())
     if made is None:
+        _log.warning(
+            "console.login_refused", client=request.client.host if request.client else None
+        )
         return render(
             request,
             "login.html",
@@ -72,7 +77,8 @@ async def login(request: Request) -> Response:
             login_csrf=keeper.login_csrf(nonce),
             next=_next(fields.get("next")),
         )
-    _, cookie = made
+    session, cookie = made
+    _log.info("console.login", name=session.principal.name, role=session.principal.role)
     response = see_other(_next(fields.get("next")))
     response.set_cookie(
         COOKIE,
@@ -93,6 +99,7 @@ async def logout(request: Request) -> Response:
     session = session_of(request)
     await form(request, session)
     state_of(request).keeper.logout(session)
+    _log.info("console.logout", name=session.principal.name)
     response = see_other(f"{PREFIX}/login?why=out")
     response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
     return response

@@ -208,3 +208,35 @@ async def test_over_tls_the_session_cookie_is_secure(
     assert done.status_code == 303
     cookie = next(v for k, v in done.headers.multi_items() if k == "set-cookie" and COOKIE in v)
     assert "Secure" in cookie
+
+
+async def test_a_purge_is_confirmed_needs_a_reason_and_is_audited(
+    client: httpx.AsyncClient, tokens: Tokens, store: EventStore
+) -> None:
+    """The confirmation page's form purges; without a reason nothing happens; AUDIT records it."""
+    await _login(client, tokens.plain["operator", "*"])
+    listed = await client.get("/console/dead-letters")
+    seq = int(re.findall(r'data-dlq="(\d+)"', listed.text)[0])
+    confirm = await client.get(f"/console/dead-letters/{seq}/purge")
+    assert confirm.status_code == 200
+    assert "The audit stream keeps a record of the purge" in confirm.text
+    empty = await client.post(
+        f"/console/dead-letters/{seq}/purge", data={"csrf": _csrf(confirm.text), "reason": " "}
+    )
+    assert empty.status_code == 422
+    assert "A purge needs a reason." in empty.text
+    done = await client.post(
+        f"/console/dead-letters/{seq}/purge",
+        data={"csrf": _csrf(confirm.text), "reason": "garbage from a legacy feed"},
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/console/dead-letters?done=purged-{seq}"
+    assert (await client.get(f"/console/dead-letters/{seq}")).status_code == 404
+    purges = [
+        rec.event.data or {}
+        async for rec in store.read_all(stream="AUDIT")
+        if rec.event is not None and rec.event.type == "riskpipe.dlq.purged.v1"
+    ]
+    assert [(p["actor"], p["reason"]) for p in purges] == [
+        ("operator-all (operator)", "garbage from a legacy feed")
+    ]
