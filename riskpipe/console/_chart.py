@@ -133,7 +133,7 @@ def chart(
         line=" ".join(f"{p.x},{p.y}" for p in points),
         evidence=tuple(Marker(x_of(x), "evidence", label) for x, label in evidence),
         decisions=tuple(Marker(x_of(x), "decision", label) for x, label in decisions),
-        ticks=tuple((y_of(v), f"{v:.1f}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)),
+        ticks=tuple((y_of(v), f"{v:g}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)),
         start=start.strftime("%Y-%m-%d %H:%M") if start else "",
         end=end.strftime("%Y-%m-%d %H:%M") if end else "",
     )

@@ -10,7 +10,7 @@ from starlette.responses import Response  # noqa: TC002 - FastAPI reads the anno
 
 from riskpipe.api._roles import Permission
 from riskpipe.console._session import COOKIE
-from riskpipe.console._web import PREFIX, form, render, see_other, session_of, state_of
+from riskpipe.console._web import PREFIX, PageError, form, render, see_other, session_of, state_of
 
 __all__ = ["router"]
 
@@ -113,4 +113,6 @@ async def home(request: Request) -> Response:
         return see_other(f"{PREFIX}/queue")
     if principal.may(Permission.DEAD_LETTERS_READ):
         return see_other(f"{PREFIX}/dead-letters")
-    return see_other(f"{PREFIX}/status")
+    if principal.may(Permission.STATUS_READ) and principal.all_tenants:
+        return see_other(f"{PREFIX}/status")
+    raise PageError(403, f"your role ({principal.role}) has no page in the console")

@@ -161,6 +161,8 @@ async def test_roles_and_tenants_decide_what_a_session_sees(
     assert "Log out" in unknown.text  # the page knows the session
     client.cookies.clear()
     await _login(client, tokens.plain["operator", "*"])
+    home = await client.get("/console/")
+    assert home.headers["location"] == "/console/dead-letters"  # an operator's first page
     letters = await client.get("/console/dead-letters")
     assert letters.status_code == 200
     assert "user-mallory" in letters.text
