@@ -7,6 +7,7 @@ the audit stream records them with the session's ``name (role)``.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -73,14 +74,22 @@ async def _detail(request: Request, sequence: str, permission: Permission) -> ap
         raise PageError(exc.status, exc.detail) from None
 
 
+def _pretty(original: str) -> str:
+    """The payload indented when it is JSON (most are), else as it is."""
+    try:
+        return json.dumps(json.loads(original), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than it is worth
+        return original
+
+
 @router.get("/dead-letters/{sequence}")
 async def dead_letter(request: Request, sequence: str) -> Response:
     """One dead letter: the error, the attempts, and a preview of its payload."""
     letter = await _detail(request, sequence, Permission.DEAD_LETTERS_READ)
     principal = request.state.console_session.principal
+    text = _pretty(letter.original)
     return render(request, "dead_letter.html", title=f"Dead letter {letter.dlq_sequence}",
-                  letter=letter, preview=letter.original[:_PREVIEW],
-                  cut=len(letter.original) > _PREVIEW,
+                  letter=letter, preview=text[:_PREVIEW], cut=len(text) > _PREVIEW,
                   writer=principal.may(Permission.DEAD_LETTERS_WRITE))  # fmt: skip
 
 
