@@ -37,6 +37,7 @@ OTHER_VARIABLES: Mapping[str, str] = {
     "RISKPIPE_NATS_USER": "deploy/k8s composes RISKPIPE_NATS_URL from it",
     "RISKPIPE_NATS_PASSWORD": "deploy/k8s composes RISKPIPE_NATS_URL from it",
     "RISKPIPE_REQUIRE_TOOLS": "the test suite: a missing external tool fails instead of skipping",
+    "RISKPIPE_CONSOLE_SCREENSHOTS": "the test suite: where the console's browser tests save pages",
     "RISKPIPE_TO_NATS_PASSWORD": "riskpipe migrate: the password of the target store (--to)",
     "RISKPIPE_TO_NATS_TOKEN": "riskpipe migrate: the token of the target store (--to)",
 }

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     """The API's tokens file; unset: ``api-tokens.yaml`` in the data directory."""
     api_max_body_bytes: int = Field(default=64 * 1024, ge=1, le=8 * 1024 * 1024)
     """The largest request body the API reads; a larger one is answered 413."""
+    console: bool = True
+    """Whether ``riskpipe api`` also serves the web console under ``/console`` (docs/console.md)."""
+    console_secret: SecretStr | None = None
+    """The key that signs console sessions; unset, a random one per process (sessions end
+    with it). Give every API process behind one address the same key."""
+    console_session_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    """How long a console login lasts."""
     traces_exporter: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: _HttpUrl | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -191,7 +198,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "tls_ca", "tls_cert", "tls_key", "tls_hostname", "nats_creds", "nkey_seed",
-        "nats_user", "nats_password", "nats_token", "api_tokens",
+        "nats_user", "nats_password", "nats_token", "api_tokens", "console_secret",
         mode="before",
     )  # fmt: skip
     @classmethod

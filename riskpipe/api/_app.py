@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from eventstore import EventStore
     from projections.readmodel import ReadModelReader
     from riskpipe.api._tokens import TokenTable
+    from riskpipe.console import ConsoleOptions
 
 __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
 
@@ -109,11 +110,15 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     routers: Sequence[APIRouter] = ROUTERS,
     reader: ReadModelReader | None = None,
+    console: ConsoleOptions | None = None,
+    serve_console: bool = True,
 ) -> FastAPI:
     """The API of ``projection`` on ``store``, for the holders of ``tokens``.
 
     Metrics go to ``registry``, which ``/metrics`` serves. ``reader`` is the
-    SQL read model the case list reads.
+    SQL read model the case list reads. The web console is served under
+    ``/console`` with ``console``'s options (docs/console.md), unless not
+    ``serve_console``.
     """
     metrics = ApiMetrics(registry)
     app = FastAPI(
@@ -128,7 +133,11 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
         middleware=[
             Middleware(Observed, metrics=metrics),
             Middleware(ProblemGuard),
-            Middleware(BodyLimit, limit=max_body_bytes),
+            Middleware(
+                BodyLimit,
+                limit=max_body_bytes,
+                form_prefixes=("/console/",) if serve_console else (),
+            ),
         ],
     )
     app.state.riskpipe = ApiContext(
@@ -140,6 +149,11 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
         app.include_router(router)
     app.router.routes.extend(health_routes(registry=registry, readiness=lambda: _readiness(store)))
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
+    if serve_console:
+        # imported here: the console's pages import the API's routes, which import this module
+        from riskpipe.console import ConsoleOptions, mount_console  # noqa: PLC0415
+
+        mount_console(app, tokens, console or ConsoleOptions())
     return app
 
 

@@ -38,11 +38,18 @@ def _is_json(content_type: str | None) -> bool:
 
 
 class BodyLimit:
-    """ASGI middleware: 413 past ``limit`` bytes of body, 415 for a body that is not JSON."""
+    """ASGI middleware: 413 past ``limit`` bytes of body, 415 for a body that is not JSON.
 
-    def __init__(self, app: ASGIApp, limit: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    Under ``form_prefixes`` (the web console's pages) an HTML form's body,
+    ``application/x-www-form-urlencoded``, is accepted too.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int = DEFAULT_MAX_BODY_BYTES, form_prefixes: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.form_prefixes = form_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,7 +74,8 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and not _is_json(_header(scope, b"content-type")):
+        kind = _header(scope, b"content-type")
+        if body and not _is_json(kind) and not self._is_form(scope, kind):
             response = problem_response(
                 scope["path"],
                 415,
@@ -76,6 +84,12 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
+
+    def _is_form(self, scope: Scope, content_type: str | None) -> bool:
+        """A form's body, on a path where forms are posted."""
+        kind = (content_type or "").split(";")[0].strip().lower()
+        path: str = scope["path"]
+        return kind == "application/x-www-form-urlencoded" and path.startswith(self.form_prefixes)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(

@@ -13,11 +13,13 @@ import click
 import structlog
 from prometheus_client import CollectorRegistry
 
+from analyzers import InvalidConfigError, load_config
 from eventstore.errors import EventStoreError
 from projections.readmodel import ReadModelError, ReadModelReader
 from riskpipe.api import ROLES, TokensFileError, add_token, create_app, load_tokens
 from riskpipe.cli._app import AppContext, main
 from riskpipe.cli._common import connect_provisioned, fail, store_error
+from riskpipe.console import ConsoleOptions
 from riskpipe.errors import RiskpipeError
 from riskpipe.http import AppServer
 from riskpipe.readmodel import open_database, read_model
@@ -60,7 +62,9 @@ def _tokens_file(ctx: click.Context, given: Path | None) -> Path:
 def api(
     ctx: click.Context, host: str | None, port: int | None, tokens: Path | None, follow: bool
 ) -> None:
-    """Serve the HTTP API under /api/ until SIGTERM/Ctrl-C (docs/api.md).
+    """Serve the HTTP API under /api/, and the web console under /console/, until SIGTERM/Ctrl-C.
+
+    See docs/api.md and docs/console.md.
 
     Requests carry a bearer token from the tokens file; make one with
     `riskpipe api add-token`. The OpenAPI document is at /openapi.json.
@@ -81,7 +85,7 @@ def api(
         asyncio.run(_serve(settings, table, follow=follow))
     except EventStoreError as exc:
         fail("api.failed", store_error(exc))
-    except (RiskpipeError, ReadModelError) as exc:  # the tokens file, the address, the database
+    except (RiskpipeError, ReadModelError, InvalidConfigError) as exc:  # files, address, database
         fail("api.failed", str(exc))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C while stopping
         sys.exit(130)
@@ -102,6 +106,8 @@ async def _serve(settings: Settings, tokens: TokenTable, *, follow: bool) -> Non
             projection=settings.projection,
             max_body_bytes=settings.api_max_body_bytes,
             reader=ReadModelReader(db),
+            console=_console_options(settings),
+            serve_console=settings.console,
         )
         server = AppServer(app, host=settings.api_host, port=settings.api_port)
         follower = None
@@ -122,6 +128,21 @@ async def _serve(settings: Settings, tokens: TokenTable, *, follow: bool) -> Non
                 await _stopped(follower)
             await db.dispose()
             _log.info("api.stopped")
+
+
+def _console_options(settings: Settings) -> ConsoleOptions:
+    """The console's options from the settings: its session key and length, the chart's bands.
+
+    Raises:
+        InvalidConfigError: the analyzer config file (for the level bands) is not valid.
+    """
+    secret = settings.console_secret
+    config = load_config(settings.analyzer_config) if settings.analyzer_config else None
+    return ConsoleOptions(
+        secret=secret.get_secret_value().encode() if secret is not None else None,
+        session_seconds=settings.console_session_minutes * 60,
+        thresholds=config.thresholds.ascending() if config is not None else None,
+    )
 
 
 def _report(follower: asyncio.Task[None]) -> None:

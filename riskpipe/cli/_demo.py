@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,12 +17,16 @@ from rich.table import Table
 
 from eventstore import EventStore
 from projections import DeadLetterQueue
+from projections.readmodel import ReadModelReader
 from projections.review import all_cases
+from riskpipe.api import ROLES, add_token, create_app, load_tokens
 from riskpipe.bench import private_server
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import out_console, plain, run
 from riskpipe.demo import POISON, demo_evidence
+from riskpipe.http import AppServer
 from riskpipe.logs import configure_logging
+from riskpipe.readmodel import open_database, read_model
 from riskpipe.status import pipeline_status
 from riskpipe.wiring import build_schemas, private_settings, store_config
 from riskpipe.worker import Worker
@@ -31,21 +38,28 @@ if TYPE_CHECKING:
 @main.command()
 @click.option("--events", default=300, show_default=True, help="Synthetic evidence events.")
 @click.option("--seed", default=7, show_default=True, help="Random seed for the evidence.")
+@click.option(
+    "--console",
+    "with_console",
+    is_flag=True,
+    help="Then keep the server, a worker and the API with its web console running, print the"
+    " console's URL and a token per role to log in with, until Ctrl-C (docs/console.md).",
+)
 @pass_app
-def demo(app: AppContext, events: int, seed: int) -> None:
+def demo(app: AppContext, events: int, seed: int, with_console: bool) -> None:
     """Start a private NATS server, publish evidence, run the worker, show the risk picture."""
     started = time.monotonic()
     configure_logging("error", app.settings.log_format)  # the demo's tables say what matters
-    with private_server() as server:
+    with private_server() as server, tempfile.TemporaryDirectory(prefix="riskpipe-demo-") as tmp:
         click.echo(f"nats-server with JetStream on {server.url} (private, temporary)")
-        settings = private_settings(app.settings, server.url)
-        ok = run(_demo(settings, events, seed))
+        settings = private_settings(app.settings, server.url, data_dir=Path(tmp))
+        ok = run(_demo(settings, events, seed, with_console=with_console))
     click.echo(f"done in {time.monotonic() - started:.1f}s; the private server is stopped")
     if not ok:
         sys.exit(1)
 
 
-async def _demo(settings: Settings, events: int, seed: int) -> bool:
+async def _demo(settings: Settings, events: int, seed: int, *, with_console: bool) -> bool:
     store = await EventStore.connect(
         settings.nats_url, schemas=build_schemas(), config=store_config(settings), name="demo"
     )
@@ -61,6 +75,8 @@ async def _demo(settings: Settings, events: int, seed: int) -> bool:
         if settings.review:
             await _show_cases(store)
         status = await pipeline_status(store, settings.projection)
+        if with_console:
+            await _serve_console(store, settings)
     finally:
         await store.close()
     verdict = "every evidence event is accounted for" if status.balanced else "ACCOUNTING MISMATCH"
@@ -69,6 +85,45 @@ async def _demo(settings: Settings, events: int, seed: int) -> bool:
         f" dead_lettered={status.dead_lettered} pending={status.pending}: {verdict}"
     )
     return status.balanced
+
+
+async def _serve_console(store: EventStore, settings: Settings) -> None:
+    """Serve the API and its console on the demo's store, a worker beside it, until a signal.
+
+    A token per role (every tenant) is made in the demo's temporary data
+    directory and printed: it is a private, throwaway pipeline.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    path = settings.data_dir / "api-tokens.yaml"
+    plain = {role: add_token(path, f"demo-{role}", role, ["*"]) for role in ROLES}
+    db = open_database(settings)
+    registry = CollectorRegistry()
+    app = create_app(
+        store=store, tokens=load_tokens(path), registry=registry,
+        projection=settings.projection, reader=ReadModelReader(db),
+    )  # fmt: skip
+    model = read_model(store, db, settings, registry)
+    await model.prepare()
+    worker = Worker(store, settings, CollectorRegistry())
+    tasks = [
+        asyncio.create_task(model.run(stop), name="readmodel"),
+        asyncio.create_task(worker.run(stop, http=False), name="worker"),
+    ]
+    server = AppServer(app, host=settings.api_host, port=settings.api_port)
+    await server.start()
+    click.echo(f"\nthe console: http://{server.host}:{server.port}/console/  (Ctrl-C stops)")
+    for role, token in plain.items():
+        click.echo(f"  log in as {role:<8} with {token}")
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await db.dispose()
 
 
 async def _show_cases(store: EventStore) -> None:

@@ -49,3 +49,12 @@ def test_the_metadata_names_the_supported_pythons_and_typing(wheel: zipfile.ZipF
     # PEP 639: the SPDX expression is the licence; a licence classifier beside it is refused.
     assert message["License-Expression"] == "Apache-2.0"
     assert not any(c.startswith("License :: ") for c in classifiers)
+
+
+def test_the_console_ships_its_templates_and_static_files(wheel: zipfile.ZipFile) -> None:
+    """The web console's pages and assets are package data: an installed API serves them."""
+    names = set(wheel.namelist())
+    console = Path(ROOT, "riskpipe", "console")
+    files = [p for p in console.rglob("*") if p.suffix in {".html", ".css", ".js"}]
+    assert len(files) >= 10
+    assert {str(p.relative_to(ROOT)) for p in files} <= names

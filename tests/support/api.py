@@ -76,7 +76,9 @@ async def make_dead_letters(store: EventStore, url: str) -> dict[str, list[int]]
 class ApiProcess:
     """``riskpipe api`` in a process of its own, on a free loopback port; stopped by PID."""
 
-    def __init__(self, nats_url: str, tokens: Path, *args: str) -> None:
+    def __init__(
+        self, nats_url: str, tokens: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("RISKPIPE_")}
         self.proc = subprocess.Popen(
             [
@@ -88,6 +90,7 @@ class ApiProcess:
                 **clean,
                 "RISKPIPE_NATS_URL": nats_url,
                 "RISKPIPE_DATA_DIR": str(tokens.parent / "api-data"),
+                **(env or {}),
             },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -28,6 +28,8 @@ TOOLS = {
     "bash": "apt-get install bash",
     "npm": "apt-get install npm",
     "pg_ctl": "apt-get install postgresql",
+    "chromium": "apt-get install chromium",
+    "chromedriver": "apt-get install chromium-driver",
 }
 """Every tool a test may run, with how to install it on Debian (what ``.ci/run`` does)."""
 
