@@ -108,7 +108,7 @@ def chaos(  # noqa: PLR0913, PLR0917 - one option each
         if keep is None:
             shutil.rmtree(directory, ignore_errors=True)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(result.to_json()))
     else:
         _print(result, keep)
     sys.exit(0 if result.ok else 1)

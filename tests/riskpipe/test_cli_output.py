@@ -90,6 +90,7 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
         ("bench", "pipeline"): [*small, "--rate", "500", "--latency-events", "50"],
         ("bench", "replay"): small,
         ("bench", "api"): ["--cases", "200", "--requests", "10", "--pipeline-events", "0"],
+        ("chaos",): ["--scenario", "duplicate", "--seconds", "5", "--workers", "1"],
     }
 
 
