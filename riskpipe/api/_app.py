@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
 from eventstore.errors import EventStoreError, NotProvisionedError, TransientStoreError
-from riskpipe.api import _cases, _dead_letters, _system
+from riskpipe.api import _cases, _dead_letters, _evidence, _system
 from riskpipe.api._auth import ApiContext
 from riskpipe.api._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from riskpipe.api._observe import ApiMetrics, Observed
@@ -49,7 +49,12 @@ if TYPE_CHECKING:
 
 __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
 
-ROUTERS: tuple[APIRouter, ...] = (_system.router, _dead_letters.router, _cases.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    _system.router,
+    _dead_letters.router,
+    _cases.router,
+    _evidence.router,
+)
 """The API's areas; each router's prefix starts with :data:`API_PREFIX`."""
 _RETRY_AFTER_SECONDS = 2
 _log = structlog.get_logger("riskpipe.api")
@@ -107,19 +112,22 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
     registry: CollectorRegistry,
     projection: str = "risk",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_evidence_bytes: int = _evidence.DEFAULT_MAX_EVIDENCE_BYTES,
     routers: Sequence[APIRouter] = ROUTERS,
     reader: ReadModelReader | None = None,
 ) -> FastAPI:
     """The API of ``projection`` on ``store``, for the holders of ``tokens``.
 
     Metrics go to ``registry``, which ``/metrics`` serves. ``reader`` is the
-    SQL read model the case list reads.
+    SQL read model the case list reads. ``max_evidence_bytes`` is the body
+    limit of ``POST /api/evidence``, ``max_body_bytes`` that of every other route.
     """
     metrics = ApiMetrics(registry)
     app = FastAPI(
         title="riskpipe API",
         version="1",
-        description="Review cases, dead letters and the pipeline's status, per tenant, by role."
+        description="Review cases, dead letters, the pipeline's status and evidence recording,"
+        " per tenant, by role."
         " Every error is an RFC 9457 problem (application/problem+json).",
         docs_url=None,
         redoc_url=None,
@@ -128,12 +136,17 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
         middleware=[
             Middleware(Observed, metrics=metrics),
             Middleware(ProblemGuard),
-            Middleware(BodyLimit, limit=max_body_bytes),
+            Middleware(
+                BodyLimit,
+                limit=max_body_bytes,
+                policies={_evidence.PATH: _evidence.body_policy(max_evidence_bytes)},
+            ),
         ],
     )
     app.state.riskpipe = ApiContext(
         store=store, tokens=tokens, projection=projection, registry=registry, reader=reader
     )
+    app.state.evidence_metrics = _evidence.EvidenceMetrics(registry)
     install_problem_handlers(app)
     app.add_exception_handler(EventStoreError, _store_error)
     for router in routers:

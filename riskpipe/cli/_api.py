@@ -101,6 +101,7 @@ async def _serve(settings: Settings, tokens: TokenTable, *, follow: bool) -> Non
             registry=registry,
             projection=settings.projection,
             max_body_bytes=settings.api_max_body_bytes,
+            max_evidence_bytes=settings.api_max_evidence_bytes,
             reader=ReadModelReader(db),
         )
         server = AppServer(app, host=settings.api_host, port=settings.api_port)
