@@ -18,6 +18,7 @@ same body again is safe, the stored ones come back as duplicates.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import structlog
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_EVIDENCE_BYTES",
+    "MAX_EVENTS",
     "NDJSON",
     "PATH",
     "EvidenceMetrics",
@@ -58,6 +60,9 @@ PATH = f"{API_PREFIX}/evidence"
 NDJSON = "application/x-ndjson"
 DEFAULT_MAX_EVIDENCE_BYTES = 1024 * 1024
 """The largest evidence body read: a batch of 500 typical events is about 200 KB."""
+MAX_EVENTS = 1000
+"""Events in one request at most: each gets a result, so a body of tiny lines cannot ask
+for an answer many times its own size."""
 _DUPLICATE_CHECKS = 50
 """Stored originals of duplicates looked up at once."""
 
@@ -210,15 +215,17 @@ def _parsed(request: Request, body: bytes) -> list[_Item]:
     """The request's events, not yet checked.
 
     Raises:
-        ProblemError: 400, the body is empty, not JSON, or not an array.
+        ProblemError: 400, the body is empty, not JSON, or not an array; 413, too many events.
     """
     if not body.strip():
         raise ProblemError(
             400, f"the request body is empty: send a JSON array of evidence events, or {NDJSON}"
         )
-    if media_type(request.headers.get("content-type")) == NDJSON:
-        return list(_lines(body))
-    return list(_array(body))
+    ndjson = media_type(request.headers.get("content-type")) == NDJSON
+    items = list(itertools.islice(_lines(body) if ndjson else _array(body), MAX_EVENTS + 1))
+    if len(items) > MAX_EVENTS:
+        raise ProblemError(413, f"a request holds {MAX_EVENTS} events at most; send more requests")
+    return items
 
 
 def _check(item: _Item, store: EventStore, principal: Principal) -> None:
@@ -284,7 +291,9 @@ async def _own_duplicates(store: EventStore, items: list[_Item], principal: Prin
     )
 
 
-@router.post("", responses=problems(403, 422, 503), openapi_extra={"requestBody": _REQUEST_BODY})
+@router.post(
+    "", responses=problems(403, 413, 422, 503), openapi_extra={"requestBody": _REQUEST_BODY}
+)
 async def record_evidence(request: Request, principal: Writer, ctx: Context) -> IngestResult:
     """Record evidence: a JSON array of events, or NDJSON; one result per event, in order.
 

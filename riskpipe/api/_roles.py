@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["PERMISSIONS", "ROLES", "ApiRole", "Permission", "PersonRole", "allows"]
+__all__ = ["PERMISSIONS", "ROLES", "ApiRole", "Permission", "allows"]
 
 
 class Permission(StrEnum):
@@ -35,11 +35,10 @@ class Permission(StrEnum):
     """Record evidence (``POST /api/evidence``): a service's, never a person's."""
 
 
-PersonRole = Literal["reviewer", "operator", "auditor", "admin"]
-"""The roles of people: those a case event's ``Actor`` may carry."""
-ApiRole = PersonRole | Literal["producer"]
-"""The roles a token may carry: a person's, or ``producer``, a service that records evidence."""
-ROLES: tuple[ApiRole, ...] = (*get_args(PersonRole), "producer")
+ApiRole = Literal["reviewer", "operator", "auditor", "admin", "producer"]
+"""The roles a token may carry: a person's (those of a case event's ``Actor``), or
+``producer``, a service that records evidence."""
+ROLES: tuple[ApiRole, ...] = get_args(ApiRole)
 
 _READS = frozenset(p for p in Permission if p.value.endswith(":read"))
 

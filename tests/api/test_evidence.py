@@ -264,6 +264,25 @@ async def test_an_unusable_body_is_a_problem(  # noqa: PLR0913, PLR0917 - one pa
     assert await _stored(store) == 0
 
 
+@pytest.mark.parametrize("ndjson", [True, False])
+async def test_more_than_a_thousand_events_is_413(
+    client: httpx.AsyncClient, tokens: Tokens, store: EventStore, *, ndjson: bool
+) -> None:
+    """Tiny items by the thousand would ask for an answer far larger than the body: refused."""
+    body = b"1\n" * 1001 if ndjson else b"[" + b",".join([b"1"] * 1001) + b"]"
+    headers = {
+        **tokens.header("producer", "acme"),
+        "Content-Type": NDJSON if ndjson else "application/json",
+    }
+    got = await client.post(PATH, content=body, headers=headers)
+    assert "1000 events at most" in _problem(got, 413)["detail"]
+    fits = await client.post(
+        PATH, content=body[: -2 if ndjson else -3] + (b"" if ndjson else b"]"), headers=headers
+    )
+    assert fits.json()["rejected"] == 1000
+    assert await _stored(store) == 0
+
+
 async def test_an_empty_array_is_an_empty_answer(client: httpx.AsyncClient, tokens: Tokens) -> None:
     """``[]`` is a batch of nothing: 200, no items."""
     got = await client.post(PATH, json=[], headers=tokens.header("producer", "acme"))
