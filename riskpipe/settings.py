@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     """The API's tokens file; unset: ``api-tokens.yaml`` in the data directory."""
     api_max_body_bytes: int = Field(default=64 * 1024, ge=1, le=8 * 1024 * 1024)
     """The largest request body the API reads; a larger one is answered 413."""
+    api_max_evidence_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    """The largest body ``POST /api/evidence`` reads (docs/api.md); a larger one is 413."""
     console: bool = True
     """Whether ``riskpipe api`` also serves the web console under ``/console`` (docs/console.md)."""
     console_secret: SecretStr | None = None

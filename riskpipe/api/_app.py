@@ -28,9 +28,9 @@ from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
 from eventstore.errors import EventStoreError, NotProvisionedError, TransientStoreError
-from riskpipe.api import _cases, _dead_letters, _system
+from riskpipe.api import _cases, _dead_letters, _evidence, _system
 from riskpipe.api._auth import ApiContext
-from riskpipe.api._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from riskpipe.api._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit, BodyPolicy
 from riskpipe.api._observe import ApiMetrics, Observed
 from riskpipe.api._openapi import API_PREFIX, problem_openapi
 from riskpipe.api._problems import ProblemGuard, install_problem_handlers, problem_response
@@ -50,7 +50,12 @@ if TYPE_CHECKING:
 
 __all__ = ["API_PREFIX", "ROUTERS", "create_app"]
 
-ROUTERS: tuple[APIRouter, ...] = (_system.router, _dead_letters.router, _cases.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    _system.router,
+    _dead_letters.router,
+    _cases.router,
+    _evidence.router,
+)
 """The API's areas; each router's prefix starts with :data:`API_PREFIX`."""
 _RETRY_AFTER_SECONDS = 2
 _log = structlog.get_logger("riskpipe.api")
@@ -101,6 +106,11 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return problem_response(path, 500, "the event store refused the request; it has been logged")
 
 
+def _forms(limit: int) -> BodyPolicy:
+    """The web console's pages: HTML forms' bodies beside JSON, within the usual limit."""
+    return BodyPolicy(limit, frozenset({"application/x-www-form-urlencoded"}))
+
+
 def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
     *,
     store: EventStore,
@@ -108,6 +118,7 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
     registry: CollectorRegistry,
     projection: str = "risk",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_evidence_bytes: int = _evidence.DEFAULT_MAX_EVIDENCE_BYTES,
     routers: Sequence[APIRouter] = ROUTERS,
     reader: ReadModelReader | None = None,
     console: ConsoleOptions | None = None,
@@ -116,15 +127,17 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
     """The API of ``projection`` on ``store``, for the holders of ``tokens``.
 
     Metrics go to ``registry``, which ``/metrics`` serves. ``reader`` is the
-    SQL read model the case list reads. The web console is served under
-    ``/console`` with ``console``'s options (docs/console.md), unless not
-    ``serve_console``.
+    SQL read model the case list reads. ``max_evidence_bytes`` is the body
+    limit of ``POST /api/evidence``, ``max_body_bytes`` that of every other route.
+    The web console is served under ``/console`` with ``console``'s options
+    (docs/console.md), unless not ``serve_console``.
     """
     metrics = ApiMetrics(registry)
     app = FastAPI(
         title="riskpipe API",
         version="1",
-        description="Review cases, dead letters and the pipeline's status, per tenant, by role."
+        description="Review cases, dead letters, the pipeline's status and evidence recording,"
+        " per tenant, by role."
         " Every error is an RFC 9457 problem (application/problem+json).",
         docs_url=None,
         redoc_url=None,
@@ -136,13 +149,15 @@ def create_app(  # noqa: PLR0913 - what the API serves, keyword-only
             Middleware(
                 BodyLimit,
                 limit=max_body_bytes,
-                form_prefixes=("/console/",) if serve_console else (),
+                policies={_evidence.PATH: _evidence.body_policy(max_evidence_bytes)},
+                prefix_policies={"/console/": _forms(max_body_bytes)} if serve_console else {},
             ),
         ],
     )
     app.state.riskpipe = ApiContext(
         store=store, tokens=tokens, projection=projection, registry=registry, reader=reader
     )
+    app.state.evidence_metrics = _evidence.EvidenceMetrics(registry)
     install_problem_handlers(app)
     app.add_exception_handler(EventStoreError, _store_error)
     for router in routers:

@@ -31,10 +31,13 @@ class Permission(StrEnum):
     CASES_READ = "cases:read"
     CASES_WRITE = "cases:write"
     """Assign, comment on, decide and reopen cases."""
+    EVIDENCE_WRITE = "evidence:write"
+    """Record evidence (``POST /api/evidence``): a service's, never a person's."""
 
 
-ApiRole = Literal["reviewer", "operator", "auditor", "admin"]
-"""The roles a token may carry: the people's roles of a case event's ``Actor``."""
+ApiRole = Literal["reviewer", "operator", "auditor", "admin", "producer"]
+"""The roles a token may carry: a person's (those of a case event's ``Actor``), or
+``producer``, a service that records evidence."""
 ROLES: tuple[ApiRole, ...] = get_args(ApiRole)
 
 _READS = frozenset(p for p in Permission if p.value.endswith(":read"))
@@ -46,10 +49,18 @@ PERMISSIONS: Mapping[ApiRole, frozenset[Permission]] = MappingProxyType(
             {Permission.DEAD_LETTERS_READ, Permission.DEAD_LETTERS_WRITE, Permission.STATUS_READ}
         ),
         "auditor": _READS,
-        "admin": frozenset(Permission),
+        "admin": frozenset(Permission) - {Permission.EVIDENCE_WRITE},
+        "producer": frozenset({Permission.EVIDENCE_WRITE}),
     }
 )
-"""Each role's permissions: the whole access policy, within the token's tenants."""
+"""Each role's permissions: the whole access policy, within the token's tenants.
+
+Recording evidence is a producer's alone, not an admin's: evidence is what a
+service observed, and a person who decides cases (or replays dead letters)
+must not also be able to make up the observations a case is decided on. A
+producer token can do nothing else, so one leaked from a service's
+configuration reads nothing.
+"""
 
 
 def allows(role: ApiRole, permission: Permission) -> bool:

@@ -3,7 +3,7 @@
 The tokens file is a YAML list, one entry per token::
 
     - name: alice              # who: recorded with everything the token writes
-      role: operator           # reviewer, operator, auditor or admin
+      role: operator           # reviewer, operator, auditor, admin or producer
       tenants: [acme, globex]  # the tenants it sees; ["*"] is every tenant
       token_sha256: 3f1c...    # hex SHA-256 of the token; the token itself is nowhere
 
@@ -128,8 +128,15 @@ class Principal:
         return f"{self.name} ({self.role})"
 
     def review_actor(self) -> Actor:
-        """Who did it, as a case event records it (``by``)."""
-        return Actor(name=self.name, role=self.role)
+        """Who did it, as a case event records it (``by``).
+
+        Raises:
+            ValueError: the token is a producer's, which never acts on a case.
+        """
+        role = self.role
+        if role == "producer":  # the roles table gives producers no case permission
+            raise ValueError("a producer token does not act on cases")
+        return Actor(name=self.name, role=role)
 
 
 def hash_token(token: str) -> str:

@@ -105,6 +105,7 @@ async def _serve(settings: Settings, tokens: TokenTable, *, follow: bool) -> Non
             registry=registry,
             projection=settings.projection,
             max_body_bytes=settings.api_max_body_bytes,
+            max_evidence_bytes=settings.api_max_evidence_bytes,
             reader=ReadModelReader(db),
             console=_console_options(settings),
             serve_console=settings.console,

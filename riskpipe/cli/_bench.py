@@ -15,6 +15,7 @@ from eventstore.baselines import raw_ordered_read, raw_pipelined_publish, raw_pr
 from projections.audit import replay
 from riskpipe.bench import Measurement, Sample, private_server, timed
 from riskpipe.cli._app import AppContext, bench, pass_app
+from riskpipe.cli._bench_http import BATCH, HttpIngest
 from riskpipe.cli._bench_pipeline import (
     PipelineRun,
     WorkersFigures,
@@ -69,20 +70,25 @@ def _verdict(label: str, ratio: float, target: float) -> None:
 )
 @click.option(
     "--via",
-    type=click.Choice(["store", "client"]),
+    type=click.Choice(["store", "client", "http"]),
     default="store",
     show_default=True,
-    help="Also measure the producer client's record_many (client) against the store.",
+    help="Also measure the producer client's record_many (client), or POST /api/evidence"
+    f" in batches of {BATCH} (http), against the store.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def ingest(count: int, entities: int, runs: int, via: str, as_json: bool) -> None:
     """Append N events through the store and through raw nats-py; print both rates and the ratio.
 
     With ``--via client``, also through ``riskpipe.client.Producer.record_many``,
-    and its ratio to the store's ``append_many`` (target 0.9x).
+    and its ratio to the store's ``append_many`` (target 0.9x). With ``--via
+    http``, also posted to the API's ``POST /api/evidence`` in batches of 500
+    (served in this process), with each request's p50 and p99.
     """
+    if via == "http":
+        configure_logging("error")  # a line per request would be most of what is measured
     with private_server() as server:
-        measured = asyncio.run(_ingest(server.url, count, entities, runs, client=via == "client"))
+        measured, http = asyncio.run(_ingest(server.url, count, entities, runs, via=via))
     store_m, raw_m = measured[0], measured[1]
     ratio = store_m.median / raw_m.median
     figures: dict[str, Any] = {
@@ -100,28 +106,49 @@ def ingest(count: int, entities: int, runs: int, via: str, as_json: bool) -> Non
             "client_ratio": round(client_m.median / store_m.median, 3),
             "client_target": CLIENT_TARGET,
         }
+    if http is not None:
+        http_m = measured[2]
+        figures |= {
+            "http_per_s": round(http_m.median),
+            "http_cpu_us": round(http_m.median_cpu_us, 1),
+            "http_ratio": round(http_m.median / store_m.median, 3),
+            "http_batch": BATCH,
+            "http_requests": len(http.seconds),
+            "http_p50_ms": http.percentile_ms(50),
+            "http_p99_ms": http.percentile_ms(99),
+        }
     title = f"ingest: {count} events x {runs} runs"
     _report(figures, measured, title, "events/s", as_json=as_json)
     if not as_json:
         _verdict("ratio store/raw", ratio, INGEST_TARGET)
         if via == "client":
             _verdict("ratio client/store", figures["client_ratio"], CLIENT_TARGET)
+        if http is not None:
+            click.echo(
+                f"POST /api/evidence, {BATCH} events a request, {figures['http_requests']}"
+                f" requests: p50 {figures['http_p50_ms']:.1f} ms,"
+                f" p99 {figures['http_p99_ms']:.1f} ms"
+            )
 
 
 async def _ingest(
-    url: str, count: int, entities: int, runs: int, *, client: bool
-) -> list[Measurement]:
+    url: str, count: int, entities: int, runs: int, *, via: str
+) -> tuple[list[Measurement], HttpIngest | None]:
     store = await EventStore.connect(
         url, schemas=build_schemas(), config=topology_config(), name="riskpipe-bench"
     )
     await store.provision()
-    producer = await Producer.connect(url) if client else None
+    producer = await Producer.connect(url) if via == "client" else None
     measured = [
         Measurement("store.append_many (validated, idempotent)"),
         Measurement("raw nats-py pipelined publish + Msg-Id"),
     ]
     if producer is not None:
         measured.append(Measurement("client Producer.record_many (publish's checks)"))
+    http = HttpIngest(store) if via == "http" else None
+    if http is not None:
+        measured.append(Measurement(f"POST /api/evidence, {BATCH} a request (API and client)"))
+        await http.__aenter__()
     try:
         # run 0 warms every path up (stream files, connections, caches) and is not counted
         paths: list[Callable[[int], Awaitable[Sample]]] = [
@@ -130,6 +157,8 @@ async def _ingest(
         ]
         if producer is not None:
             paths.append(partial(_client_run, producer, count, entities))
+        if http is not None:
+            paths.append(partial(http.run, count, entities))
         for run in range(runs + 1):
             # each run starts with another path: none always meets the fullest stream
             order = [(run + k) % len(paths) for k in range(len(paths))]
@@ -138,10 +167,12 @@ async def _ingest(
                 for k, measurement in enumerate(measured):
                     measurement.add(rates[k])
     finally:
+        if http is not None:
+            await http.__aexit__(None, None, None)
         if producer is not None:
             await producer.close()
         await store.close()
-    return measured
+    return measured, http
 
 
 async def _store_run(store: EventStore, count: int, entities: int, run: int) -> Sample:

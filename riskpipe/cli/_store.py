@@ -32,13 +32,14 @@ from riskpipe.cli._common import (
     plain,
     run,
 )
+from riskpipe.ingest import NotEvidenceError, publishable
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store, store_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from eventstore import CloudEvent, EventSchemas, EventStore, ProvisionReport
+    from eventstore import CloudEvent, EventStore, ProvisionReport
 
 CHUNK = 2000
 
@@ -121,15 +122,6 @@ async def _init(
             except ConsumerDriftError as exc:
                 return report, exc
         return report, None
-
-
-class NotEvidenceError(ValueError):
-    """A line holds a valid event of a type producers may not publish."""
-
-    def __init__(self, event_type: str) -> None:
-        super().__init__(
-            f"publish appends evidence ({' or '.join(EVIDENCE_TYPES)}) only, not {event_type}"
-        )
 
 
 @dataclass
@@ -236,22 +228,6 @@ def publish_schema() -> dict[str, Any]:
         "oneOf": versions,
         **({"$defs": defs} if defs else {}),
     }
-
-
-def publishable(schemas: EventSchemas, line: bytes, *, max_bytes: int) -> CloudEvent:
-    """The evidence event one line of a publish file holds: what ``riskpipe publish`` accepts.
-
-    ``riskpipe schema --publish`` is the JSON Schema of exactly these lines.
-
-    Raises:
-        DecodeError: the line is not a valid event.
-        NotEvidenceError: it is a valid event of a type producers may not publish.
-    """
-    event = schemas.parse(line, max_bytes=max_bytes)
-    if event.type not in EVIDENCE_TYPES:
-        # assessments, dead letters and audit records are written by riskpipe itself
-        raise NotEvidenceError(event.type)
-    return event
 
 
 async def _publish_chunk(

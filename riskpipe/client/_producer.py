@@ -159,11 +159,12 @@ class Producer:
         checking the next chunk overlaps with the server storing this one.
         """
         outcomes: list[Recorded | EventStoreError | None] = []
+        envelope = self._store.schemas.envelope_then_data
 
         def checked() -> Iterator[CloudEvent]:
             for observation in observations:
                 try:
-                    event = self._store.schemas.envelope(observation.fields())
+                    event = observation.plain_event() or envelope(observation.fields())
                 except DecodeError as exc:
                     outcomes.append(exc)
                     continue

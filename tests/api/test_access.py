@@ -17,18 +17,18 @@ if TYPE_CHECKING:
     from eventstore import EventStore
 
 # The policy, written out by hand rather than derived from the roles table:
-# (endpoint, tenant of the dead letter) -> statuses of (reviewer, operator, auditor, admin)
-# for the token of tenant acme, then for the token of every tenant ("*").
+# (endpoint, tenant of the dead letter) -> statuses of (reviewer, operator, auditor, admin,
+# producer) for the token of tenant acme, then for the token of every tenant ("*").
 EXPECTED: dict[tuple[str, str | None], tuple[tuple[int, ...], tuple[int, ...]]] = {
-    ("whoami", None): ((200, 200, 200, 200), (200, 200, 200, 200)),
-    ("status", None): ((403, 403, 403, 403), (403, 200, 200, 200)),
-    ("list", None): ((403, 200, 200, 200), (403, 200, 200, 200)),
-    ("show", "acme"): ((403, 200, 200, 200), (403, 200, 200, 200)),
-    ("show", "globex"): ((403, 404, 404, 404), (403, 200, 200, 200)),
-    ("replay", "acme"): ((403, 200, 403, 200), (403, 200, 403, 200)),
-    ("replay", "globex"): ((403, 404, 403, 404), (403, 200, 403, 200)),
-    ("purge", "acme"): ((403, 200, 403, 200), (403, 200, 403, 200)),
-    ("purge", "globex"): ((403, 404, 403, 404), (403, 200, 403, 200)),
+    ("whoami", None): ((200, 200, 200, 200, 200), (200, 200, 200, 200, 200)),
+    ("status", None): ((403, 403, 403, 403, 403), (403, 200, 200, 200, 403)),
+    ("list", None): ((403, 200, 200, 200, 403), (403, 200, 200, 200, 403)),
+    ("show", "acme"): ((403, 200, 200, 200, 403), (403, 200, 200, 200, 403)),
+    ("show", "globex"): ((403, 404, 404, 404, 403), (403, 200, 200, 200, 403)),
+    ("replay", "acme"): ((403, 200, 403, 200, 403), (403, 200, 403, 200, 403)),
+    ("replay", "globex"): ((403, 404, 403, 404, 403), (403, 200, 403, 200, 403)),
+    ("purge", "acme"): ((403, 200, 403, 200, 403), (403, 200, 403, 200, 403)),
+    ("purge", "globex"): ((403, 404, 403, 404, 403), (403, 200, 403, 200, 403)),
 }
 WRITES = ("replay", "purge")
 
@@ -95,6 +95,7 @@ async def test_every_endpoint_by_role_and_tenant(
         ("GET", "/api/dead-letters/1"),
         ("POST", "/api/dead-letters/1/replay"),
         ("POST", "/api/dead-letters/1/purge"),
+        ("POST", "/api/evidence"),
     ],
 )
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ _WRITES = {"reviewer", "admin"}
 @pytest.mark.usefixtures("cases")
 @pytest.mark.parametrize("target", ["acme", "globex"])
 @pytest.mark.parametrize("scope", ["acme", "*"])
-@pytest.mark.parametrize("role", ["reviewer", "operator", "auditor", "admin"])
+@pytest.mark.parametrize("role", ["reviewer", "operator", "auditor", "admin", "producer"])
 async def test_every_case_route_by_role_and_tenant(
     client: httpx.AsyncClient, tokens: Tokens, role: str, scope: str, target: str
 ) -> None:

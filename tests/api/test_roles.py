@@ -11,19 +11,25 @@ from riskpipe.api import PERMISSIONS, ROLES, Permission, Principal, TokenTable, 
 from riskpipe.api._tokens import TokenEntry
 
 
-def test_every_api_role_is_a_role_of_the_case_events() -> None:
-    """A token's name and role become a case event's ``by`` as they are."""
-    assert set(ROLES) <= set(get_args(Role))
+def test_every_role_that_acts_on_cases_is_a_role_of_the_case_events() -> None:
+    """A token's name and role become a case event's ``by`` as they are; a producer's never do."""
+    acting = {role for role in ROLES if Permission.CASES_WRITE in PERMISSIONS[role]}
+    people = set(ROLES) - {"producer"}
+    assert acting <= people <= set(get_args(Role))
     assert "system" not in ROLES
     principal = Principal(name="rita", role="reviewer", tenants=frozenset({"acme"}))
     assert principal.review_actor().model_dump() == {"name": "rita", "role": "reviewer"}
+    service = Principal(name="idp", role="producer", tenants=frozenset({"acme"}))
+    with pytest.raises(ValueError, match="producer"):
+        service.review_actor()
 
 
 def test_the_table_says_what_the_docs_say() -> None:
-    """Auditors read and never write; admins hold everything; each role holds what it must."""
+    """Auditors read, never write; admins hold all but evidence:write, producers only that."""
     reads = {p for p in Permission if p.value.endswith(":read")}
     assert PERMISSIONS["auditor"] == reads
-    assert PERMISSIONS["admin"] == set(Permission)
+    assert PERMISSIONS["admin"] == set(Permission) - {Permission.EVIDENCE_WRITE}
+    assert PERMISSIONS["producer"] == {Permission.EVIDENCE_WRITE}
     assert PERMISSIONS["reviewer"] == {Permission.CASES_READ, Permission.CASES_WRITE}
     assert PERMISSIONS["operator"] == {
         Permission.STATUS_READ,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 MAX_EXAMPLES = 25
 """Examples per operation: enough to reach every status, few enough to stay quick."""
+EVIDENCE = "/api/evidence"
+"""Posted with a producer's token: an admin's may not record evidence."""
 
 
 async def _prepare(url: str) -> None:
@@ -40,8 +42,8 @@ async def _prepare(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """``riskpipe api`` on a server of its own, and an admin token of every tenant."""
+def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """``riskpipe api`` on a server of its own; an admin's and a producer's token, every tenant."""
     root = tmp_path_factory.mktemp("schema")
     server = NatsServer(data_dir=root / "nats")
     server.start()
@@ -50,7 +52,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         asyncio.run(_prepare(server.url))
         tokens = make_tokens(root / "tokens.yaml")
         api = ApiProcess(server.url, tokens.path)
-        yield api.url, tokens.plain["admin", "*"]
+        yield api.url, tokens.plain["admin", "*"], tokens.plain["producer", "*"]
     finally:
         if api is not None:
             api.stop()
@@ -58,18 +60,28 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_the_api_keeps_to_its_schema(live_api: tuple[str, str], mode: GenerationMode) -> None:
+def test_the_api_keeps_to_its_schema(live_api: tuple[str, str, str], mode: GenerationMode) -> None:
     """Generated requests, valid and not, get documented statuses, bodies and content types.
 
     Every operation of the live server's own ``/openapi.json``, with schemathesis'
     checks: no 5xx, the status, content type, headers and body as documented, a
     valid request accepted, an invalid one refused, and a request without the
-    token refused.
+    token refused. Evidence is posted with a producer's token, everything
+    else is called with an admin's.
     """
-    url, token = live_api
+    url, admin, producer = live_api
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    assert len(list(schema.get_all_operations())) == 14  # status, whoami, 4 + 7 + evidence
+    for part, token in (
+        (schema.exclude(path=EVIDENCE), admin),
+        (schema.include(path=EVIDENCE), producer),
+    ):
+        _conforms(part, mode, token)
+
+
+def _conforms(schema: Any, mode: GenerationMode, token: str) -> None:
+    """Every operation of ``schema`` keeps to it, called with ``token``."""
     operations = len(list(schema.get_all_operations()))
-    assert operations == 13  # status, whoami, 4 of dead letters, 7 of cases
 
     @given(case=schema.as_strategy(mode))
     @settings(

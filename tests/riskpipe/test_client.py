@@ -290,3 +290,21 @@ def test_the_ingest_bench_measures_the_client_beside_the_store() -> None:
         figures["client_per_s"] / figures["store_per_s"], rel=0.01
     )
     assert figures["client_target"] == 0.9
+
+
+def test_the_ingest_bench_measures_http_beside_the_store() -> None:
+    """``bench ingest --via http`` posts batches of 500 and reports the rate and request times."""
+    ran = riskpipe(
+        "bench", "ingest", "--via", "http", "--events", "1200", "--entities", "5",
+        "--runs", "1", "--json",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    figures = json.loads(ran.stdout)
+    assert figures["http_per_s"] > 0
+    assert figures["http_cpu_us"] > 0
+    assert figures["http_batch"] == 500
+    assert figures["http_requests"] == 3  # 500, 500 and 200 events, in the one counted run
+    assert 0 < figures["http_p50_ms"] <= figures["http_p99_ms"]
+    assert figures["http_ratio"] == pytest.approx(
+        figures["http_per_s"] / figures["store_per_s"], rel=0.01
+    )

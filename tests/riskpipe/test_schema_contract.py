@@ -17,7 +17,7 @@ from support.events import evidence_line
 
 from eventstore.errors import DecodeError
 from riskpipe.cli import main
-from riskpipe.cli._store import NotEvidenceError, publishable
+from riskpipe.ingest import NotEvidenceError, publishable
 from riskpipe.wiring import build_schemas
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,79 @@
+"""The producer client's plain path: the very event the envelope's validation would make."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from eventstore._codec import encode_event
+from riskpipe.client import Observation
+from riskpipe.wiring import build_schemas
+
+SCHEMAS = build_schemas()
+PLUS_FIVE = timezone(timedelta(hours=5))
+BASE: dict[str, Any] = {
+    "tenant": "acme",
+    "entity": "user-42",
+    "pattern": "failed_login_burst",
+    "severity": "high",
+    "id": "login-1",
+    "source": "idp",
+    "time": datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"tenant": "t_1:@+=~%!#$&'()[],;?^`{|}", "entity": "-" * 128},
+        {"id": "~" * 128, "source": "urn:x!" + "s" * 250},
+        {"time": datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=PLUS_FIVE)},
+        {"time": datetime(9999, 12, 31, 23, 0, tzinfo=UTC)},  # the edge day, in UTC: fine
+        {"confidence": 0.5, "attributes": {"ip": "10.0.0.1", "n": 3}, "description": "d"},
+        {"observed_at": datetime(2026, 2, 1, tzinfo=UTC)},
+    ],
+)
+def test_a_plain_observation_makes_the_validated_event(changes: dict[str, Any]) -> None:
+    """Equal to what validating ``fields()`` makes, the same attributes set, the same bytes."""
+    observation = Observation(**{**BASE, **changes})
+    plain = observation.plain_event()
+    assert plain is not None
+    validated = SCHEMAS.envelope_then_data(observation.fields())
+    assert plain == validated
+    assert plain.model_fields_set == validated.model_fields_set
+    assert plain.extensions == validated.extensions == {}
+    data = SCHEMAS.typed_data(validated)
+    assert encode_event(plain, data) == encode_event(validated, data)
+
+
+class _Later(datetime):
+    """A ``datetime`` subclass: left to the validation, whatever it does."""
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"tenant": "acme.globex"},
+        {"entity": "e1.>"},
+        {"entity": "*"},
+        {"entity": "é"},
+        {"entity": ""},
+        {"entity": "-" * 129},
+        {"id": "a b"},
+        {"id": "x\r\nNats-Msg-Id: y"},
+        {"id": 7},
+        {"source": ""},
+        {"source": "s" * 257},
+        {"time": datetime(2026, 3, 1, 12, 0)},  # noqa: DTZ001 - naive on purpose
+        {"time": datetime(1, 1, 1, 3, 0, tzinfo=PLUS_FIVE)},
+        {"time": _Later(2026, 3, 1, tzinfo=UTC)},
+        {"time": "2026-03-01T12:00:00Z"},
+        {"correlationid": "c-1"},
+    ],
+)
+def test_anything_else_is_left_to_the_validation(changes: dict[str, Any]) -> None:
+    """Not plainly valid: ``None``, and the validation decides (and words any refusal)."""
+    assert Observation(**{**BASE, **changes}).plain_event() is None
