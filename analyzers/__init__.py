@@ -24,7 +24,9 @@ from analyzers._evidence import (
     Evidence,
     EvidenceData,
     EvidenceDataV2,
+    ObservedTime,
     Severity,
+    observed_or_event_time,
     upcast_evidence,
 )
 from analyzers._facade import (
@@ -90,6 +92,7 @@ __all__ = [
     "LevelRecommendations",
     "LevelThresholds",
     "LogEntry",
+    "ObservedTime",
     "RecommendationCatalogue",
     "ReviewSignal",
     "RiskLevel",
@@ -107,6 +110,7 @@ __all__ = [
     "fallback_report",
     "load_config",
     "load_settings_file",
+    "observed_or_event_time",
     "parse_evidence_log",
     "resolve_level",
     "trusted",

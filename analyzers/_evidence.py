@@ -47,7 +47,9 @@ __all__ = [
     "Evidence",
     "EvidenceData",
     "EvidenceDataV2",
+    "ObservedTime",
     "Severity",
+    "observed_or_event_time",
     "upcast_evidence",
 ]
 
@@ -177,10 +179,11 @@ class _Rfc3339:
         }
 
 
-_Timestamp = Annotated[AwareDatetime, _Rfc3339()]
+ObservedTime = Annotated[AwareDatetime, _Rfc3339()]
+"""A time something was observed: RFC 3339 with an offset, kept in UTC, in the era."""
 
 
-def _observed_or_event_time(data: Any, info: ValidationInfo) -> Any:  # noqa: ANN401 - pydantic hook
+def observed_or_event_time(data: Any, info: ValidationInfo) -> Any:  # noqa: ANN401 - pydantic hook
     """``data`` with ``observed_at`` from the envelope's ``time`` (the context's) when left out."""
     event_time = info.context.get("event_time") if info.context else None
     if isinstance(data, dict) and data.get("observed_at") is None and event_time is not None:
@@ -198,7 +201,7 @@ class EvidenceData(BaseModel):
     severity: Severity
     # strict: a number, as the JSON Schema says, never a numeric string or a boolean
     confidence: float = Field(default=1.0, ge=0.0, le=1.0, strict=True)
-    observed_at: _Timestamp | None = None
+    observed_at: ObservedTime | None = None
     attributes: dict[AttributeKey, AttributeValue] = Field(
         default_factory=dict,
         max_length=MAX_ATTRIBUTES,
@@ -211,7 +214,7 @@ class EvidenceData(BaseModel):
     @classmethod
     def _observed_defaults_to_event_time(cls, data: Any, info: ValidationInfo) -> Any:  # noqa: ANN401 - pydantic hook
         """Fill ``observed_at`` from the envelope's ``time`` when the producer left it out."""
-        return _observed_or_event_time(data, info)
+        return observed_or_event_time(data, info)
 
     def observed(self, default: datetime) -> datetime:
         """When the thing was observed: ``observed_at``, else ``default``."""
@@ -236,7 +239,7 @@ class EvidenceDataV2(BaseModel):
     confidence: float = Field(default=1.0, ge=0.0, le=1.0, strict=True)
     impact: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
     """How far the observed thing reaches beyond its severity, from 0 to 1 (optional)."""
-    observed_at: _Timestamp | None = None
+    observed_at: ObservedTime | None = None
     attributes: dict[AttributeKey, AttributeValueV2] = Field(
         default_factory=dict,
         max_length=MAX_ATTRIBUTES,
@@ -248,7 +251,7 @@ class EvidenceDataV2(BaseModel):
     @classmethod
     def _observed_defaults_to_event_time(cls, data: Any, info: ValidationInfo) -> Any:  # noqa: ANN401 - pydantic hook
         """Fill ``observed_at`` from the envelope's ``time`` when the producer left it out."""
-        return _observed_or_event_time(data, info)
+        return observed_or_event_time(data, info)
 
     @field_validator("attributes", mode="before")
     @classmethod

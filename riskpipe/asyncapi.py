@@ -88,6 +88,21 @@ CHANNELS = (
         senders=("worker", "admin"), receivers=("worker", "auditor", "admin"),
         headers=("Nats-Expected-Last-Subject-Sequence",),
     ),
+    Channel(
+        "outcomes", "outcome.{tenant}.{entity}", "outcome",
+        ("riskpipe.outcome.recorded.v1",),
+        "Ground truth about an entity (fraud confirmed, a chargeback, benign): what the"
+        " learning loop compares assessments with; stored once per (source, id).",
+        senders=("producer", "admin"), receivers=("auditor", "admin"),
+    ),
+    Channel(
+        "analyzerConfigs", "config.riskpipe.risk", "config",
+        ("riskpipe.analyzer.config.proposed.v1", "riskpipe.analyzer.config.promoted.v1"),
+        "Analyzer configs proposed (learned or written by hand) and promoted, with the"
+        " evidence sequence from which each promotion scores; fenced, so one promotion wins.",
+        senders=("admin",), receivers=("worker", "auditor", "admin"),
+        headers=("Nats-Expected-Last-Subject-Sequence",),
+    ),
 )  # fmt: skip
 
 _HEADERS: dict[str, dict[str, Any]] = {

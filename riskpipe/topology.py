@@ -11,12 +11,20 @@ from typing import Any
 
 from eventstore import StoreConfig
 from projections import RUNTIME_STREAMS
+from projections.learning import CONFIGS_STREAM, OUTCOMES_STREAM
 from projections.review import REVIEW_STREAM
 from projections.risk import EVIDENCE_STREAM, RISK_STREAM
 
 __all__ = ["STREAMS", "topology_config"]
 
-STREAMS = (EVIDENCE_STREAM, RISK_STREAM, *RUNTIME_STREAMS, REVIEW_STREAM)
+STREAMS = (
+    EVIDENCE_STREAM,
+    RISK_STREAM,
+    *RUNTIME_STREAMS,
+    REVIEW_STREAM,
+    OUTCOMES_STREAM,
+    CONFIGS_STREAM,
+)
 """Evidence first: the default stream of reads and consumers, and the partitioned one."""
 
 

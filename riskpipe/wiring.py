@@ -10,6 +10,7 @@ import structlog
 
 from eventstore import ConnectOptions, EventSchemas, EventStore, StoreConfig
 from eventstore.errors import StoreUnavailableError
+from projections.learning import register_learning_types
 from projections.review import REVIEW_STREAM, register_review_types
 from projections.risk import build_schemas as _risk_schemas
 from riskpipe import topology
@@ -38,6 +39,7 @@ def build_schemas() -> EventSchemas:
     """The registry of every event type riskpipe reads or writes."""
     schemas = _risk_schemas()
     register_review_types(schemas, category=REVIEW_STREAM.category)
+    register_learning_types(schemas)
     return schemas
 
 

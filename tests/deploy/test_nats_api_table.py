@@ -26,6 +26,9 @@ STREAM_SUBJECTS = {
     "RISK": "rp.risk.t1.e1",
     "DLQ": "rp.dlq.risk.t1.e1",
     "AUDIT": "rp.audit.t1.e1",
+    "REVIEW": "rp.review.t1.e1",
+    "OUTCOMES": "rp.outcome.t1.e1",
+    "CONFIGS": "rp.config.riskpipe.risk",
     "KV_rp-checkpoints": "$KV.rp-checkpoints.risk",
     "KV_rp-leases": "$KV.rp-leases.risk.0",
 }

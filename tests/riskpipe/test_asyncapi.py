@@ -119,14 +119,17 @@ def _matches(pattern: str, subject: str) -> bool:
 
 
 def test_the_roles_match_the_permissions() -> None:
-    """The producer sends only evidence; the auditor sends nothing; the worker sends assessments."""
+    """The producer sends evidence and outcomes only; the auditor sends nothing."""
     operations = document()["operations"]
     senders = {
         key.removesuffix(".send"): op["x-riskpipe-roles"]
         for key, op in operations.items()
         if op["action"] == "send"
     }
-    assert [channel for channel, roles in senders.items() if "producer" in roles] == ["evidence"]
+    assert [channel for channel, roles in senders.items() if "producer" in roles] == [
+        "evidence",
+        "outcomes",
+    ]
     assert not [channel for channel, roles in senders.items() if "auditor" in roles]
     assert "worker" in senders["risk"]
 
