@@ -1,5 +1,17 @@
 """The learning loop: outcomes as ground truth, analyzer configs proposed and promoted."""
 
+from projections.learning._book import (
+    ConfigBook,
+    ConfigBookError,
+    ConfigConflictError,
+    ConfigVersionExistsError,
+    Promotion,
+    Proposal,
+    UnknownConfigVersionError,
+    promote,
+    propose,
+    read_config_book,
+)
 from projections.learning._events import (
     CONFIG_PROMOTED,
     CONFIG_PROPOSED,
@@ -25,11 +37,21 @@ __all__ = [
     "LEARNING_TYPES",
     "OUTCOMES_STREAM",
     "OUTCOME_RECORDED",
+    "ConfigBook",
+    "ConfigBookError",
+    "ConfigConflictError",
     "ConfigPromotedData",
     "ConfigProposedData",
     "ConfigVersion",
+    "ConfigVersionExistsError",
     "OutcomeName",
     "OutcomeRecordedData",
+    "Promotion",
+    "Proposal",
     "TrainingWindow",
+    "UnknownConfigVersionError",
+    "promote",
+    "propose",
+    "read_config_book",
     "register_learning_types",
 ]
