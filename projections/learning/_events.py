@@ -57,8 +57,8 @@ CONFIG_SUBJECT = ("riskpipe", "risk")
 
 OutcomeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """What happened, as a lowercase token: ``fraud_confirmed``, ``chargeback``, ``benign``."""
-ConfigVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-"""The name of an analyzer config version, e.g. ``2026-12-06.1`` or ``learned-3``."""
+ConfigVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+"""The name of a config version, e.g. ``2026-12-06-1`` or ``learned-3``: a subject token too."""
 _Fingerprint = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 _Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=r"\S")
