@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from analyzers import EVIDENCE_TYPES
 from eventstore import AppendResult
 from eventstore._codec import DEFAULT_MAX_DEPTH, decode_json, encode_json
 from eventstore.errors import DecodeError, StoreUnavailableError, TransientStoreError
@@ -234,7 +235,12 @@ def _check(item: _Item, store: EventStore, principal: Principal) -> None:
         item.outcome = item.raw
         return
     try:
-        event = publishable(store.schemas, item.raw, max_bytes=store.config.max_payload_bytes)
+        event = publishable(
+            store.schemas,
+            item.raw,
+            max_bytes=store.config.max_payload_bytes,
+            types=EVIDENCE_TYPES,
+        )
     except (DecodeError, NotEvidenceError) as exc:
         item.outcome = exc
         return

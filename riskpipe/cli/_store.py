@@ -12,7 +12,6 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from analyzers import EVIDENCE_TYPES
 from eventstore import MAX_PARTITIONS
 from eventstore.errors import (
     ConsumerDriftError,
@@ -32,7 +31,7 @@ from riskpipe.cli._common import (
     plain,
     run,
 )
-from riskpipe.ingest import NotEvidenceError, publishable
+from riskpipe.ingest import PUBLISHABLE_TYPES, NotEvidenceError, publishable
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store, store_config
 
@@ -149,7 +148,7 @@ class PublishSummary:
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @pass_app
 def publish(app: AppContext, file: IO[bytes], as_json: bool) -> None:
-    """Append evidence from FILE (JSONL, one event per line; - for stdin).
+    """Append evidence and outcomes from FILE (JSONL, one event per line; - for stdin).
 
     Invalid lines are reported as `line N: reason` on stderr and not appended.
     Re-running the same file stores nothing new.
@@ -207,14 +206,15 @@ def publish_schema() -> dict[str, Any]:
     """The JSON Schema of one line :func:`publishable` accepts (``riskpipe schema --publish``).
 
     One of the evidence events, one per version (``type`` tells them apart;
-    left out, it is v1). Each is the event's schema plus the one rule that
-    ties two fields: an event without ``data.observed_at`` was observed at
-    its ``time``, so that ``time`` must then be a time ``observed_at`` could hold.
+    left out, it is v1), or an outcome. Each is the event's schema plus the
+    one rule that ties two fields: an event without ``data.observed_at`` was
+    observed at its ``time``, so that ``time`` must then be a time
+    ``observed_at`` could hold.
     """
     schemas = build_schemas()
     versions: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
-    for name in EVIDENCE_TYPES:
+    for name in PUBLISHABLE_TYPES:
         whole = schemas.event_json_schema(name)
         whole.pop("$schema")
         defs.update(whole.pop("$defs", {}))
@@ -224,7 +224,7 @@ def publish_schema() -> dict[str, Any]:
         versions.append({**whole, "if": unobserved, "then": {"properties": {"time": as_time}}})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "riskpipe evidence event",
+        "title": "riskpipe evidence or outcome event",
         "oneOf": versions,
         **({"$defs": defs} if defs else {}),
     }
@@ -322,7 +322,7 @@ def asyncapi(app: AppContext, as_json: bool) -> None:
     "--publish",
     "for_publish",
     is_flag=True,
-    help="Only the schema of one line `riskpipe publish` accepts: a whole evidence event.",
+    help="Only the schema of one line `riskpipe publish` accepts: an evidence or outcome event.",
 )
 def schema(event_type: str | None, for_publish: bool) -> None:
     """Print the JSON Schema of the envelope and of every event type's data."""

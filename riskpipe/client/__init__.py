@@ -1,7 +1,7 @@
 """Record evidence from your own service: riskpipe's producer client.
 
 ``Producer`` (asyncio) and ``SyncProducer`` (scripts, threads, sync web apps)
-check every observation exactly as ``riskpipe publish`` checks a line, and
+check every observation (and outcome) exactly as ``riskpipe publish`` checks a line, and
 store it once however often it is recorded. See docs/producers.md.
 """
 
@@ -14,7 +14,7 @@ from eventstore.errors import (
     PermissionDeniedError,
     StoreUnavailableError,
 )
-from riskpipe.client._observation import Observation, Recorded, Rejected
+from riskpipe.client._observation import Observation, Outcome, Recorded, Rejected
 from riskpipe.client._producer import DEFAULT_URL, Producer
 from riskpipe.client._sync import SyncProducer
 
@@ -26,6 +26,7 @@ __all__ = [
     "EventStoreError",
     "NotProvisionedError",
     "Observation",
+    "Outcome",
     "PermissionDeniedError",
     "Producer",
     "Recorded",

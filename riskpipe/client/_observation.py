@@ -11,8 +11,9 @@ import orjson
 
 from analyzers import EVIDENCE_RECORDED, EVIDENCE_RECORDED_V2
 from eventstore import CloudEvent
+from projections.learning import OUTCOME_RECORDED
 
-__all__ = ["AttributeValue", "Observation", "Recorded", "Rejected"]
+__all__ = ["AttributeValue", "Observation", "Outcome", "Recorded", "Rejected"]
 
 Scalar: TypeAlias = str | int | float | bool | None
 AttributeValue: TypeAlias = Scalar | dict[str, Scalar]
@@ -145,6 +146,54 @@ class Observation:
         object.__setattr__(event, "__pydantic_extra__", {})
         object.__setattr__(event, "__pydantic_private__", None)
         return event
+
+    def payload(self) -> bytes:
+        """The event as a line of a ``riskpipe publish`` file (times in RFC 3339 form)."""
+        return orjson.dumps(self.fields())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What really happened to one entity: ground truth the learning loop learns from.
+
+    ``outcome`` is a lowercase token (``fraud_confirmed``, ``chargeback``,
+    ``benign``, ``account_takeover``); ``positive`` is true when it confirms
+    risk and false when it clears the entity. Idempotent like evidence (same
+    ``source`` and ``id``: stored once); ``observed_at`` defaults to ``time``.
+    """
+
+    tenant: str
+    entity: str
+    outcome: str
+    positive: bool
+    id: str
+    source: str
+    time: datetime
+    observed_at: datetime | None = None
+    description: str | None = None
+
+    event_type = OUTCOME_RECORDED
+
+    def fields(self) -> dict[str, Any]:
+        """The event's attributes and data, as ``riskpipe publish`` reads them from a line."""
+        data: dict[str, Any] = {"outcome": self.outcome, "positive": self.positive}
+        if self.observed_at is not None:
+            data["observed_at"] = self.observed_at.isoformat()
+        if self.description is not None:
+            data["description"] = self.description
+        return {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": OUTCOME_RECORDED,
+            "subject": self.entity,
+            "tenant": self.tenant,
+            "time": self.time,
+            "data": data,
+        }
+
+    def plain_event(self) -> None:
+        """Outcomes are few: always validated in full (see :meth:`Observation.plain_event`)."""
 
     def payload(self) -> bytes:
         """The event as a line of a ``riskpipe publish`` file (times in RFC 3339 form)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Self
 
 from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore
 from eventstore.errors import DecodeError, EventStoreError
-from riskpipe.client._observation import AttributeValue, Observation, Recorded, Rejected
+from riskpipe.client._observation import AttributeValue, Observation, Outcome, Recorded, Rejected
 from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
@@ -139,8 +139,45 @@ class Producer:
             raise outcome
         return outcome
 
-    async def record_many(self, observations: Iterable[Observation]) -> list[Recorded | Rejected]:
-        """Record many observations, pipelined; one result per observation, in order.
+    async def record_outcome(  # noqa: PLR0913 - the outcome's fields, keyword-only after the three that place it
+        self,
+        tenant: str,
+        entity: str,
+        outcome: str,
+        *,
+        positive: bool,
+        id: str,  # noqa: A002 - the CloudEvents attribute's name
+        source: str,
+        time: datetime,
+        observed_at: datetime | None = None,
+        description: str | None = None,
+    ) -> Recorded:
+        """Record what really happened to an entity: its sequence, and whether it was there already.
+
+        Raises:
+            DecodeError: the outcome is invalid (the reason ``publish`` gives a line).
+            EventStoreError: the store could not take it (after its own retries).
+        """
+        event = Outcome(
+            tenant=tenant,
+            entity=entity,
+            outcome=outcome,
+            positive=positive,
+            id=id,
+            source=source,
+            time=time,
+            observed_at=observed_at,
+            description=description,
+        )
+        (result,) = await self._attempt([event])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def record_many(
+        self, observations: Iterable[Observation | Outcome]
+    ) -> list[Recorded | Rejected]:
+        """Record many observations (and outcomes), pipelined; one result each, in order.
 
         An invalid observation, or one the store refused, is a :class:`Rejected`
         in its place; the others are stored.
@@ -149,7 +186,7 @@ class Producer:
         return [Rejected.of(o) if isinstance(o, Exception) else o for o in outcomes]
 
     async def _attempt(
-        self, observations: Iterable[Observation]
+        self, observations: Iterable[Observation | Outcome]
     ) -> list[Recorded | EventStoreError]:
         """Check each observation as ``publish`` checks a line, and append the valid ones.
 

@@ -94,6 +94,7 @@ class SyncProducer:
 
     connect = staticmethod(_connecting(Producer.connect))
     record = _blocking(Producer.record)
+    record_outcome = _blocking(Producer.record_outcome)
     record_many = _blocking(Producer.record_many)
 
     def close(self) -> None:

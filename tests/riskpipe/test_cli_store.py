@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,10 @@ import pytest
 from click.testing import CliRunner
 from support.events import evidence_line
 
+from eventstore import EventStore
 from riskpipe.cli import main
+from riskpipe.topology import topology_config
+from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -182,5 +186,52 @@ def test_publish_refuses_anything_but_evidence(cli: CliRunner, tmp_path: Path) -
     )
     result = cli.invoke(main, ["publish", str(_write(tmp_path / "f.jsonl", [forged]))])
     assert result.exit_code == 1
-    assert "line 1: publish appends evidence" in result.stderr
+    assert "line 1: evidence or outcomes only" in result.stderr
     assert "stored=0" in result.stdout
+
+
+def _outcome_line(event_id: str, **data: object) -> str:
+    fields = {"outcome": "chargeback", "positive": True, **data}
+    return json.dumps(
+        {
+            "specversion": "1.0", "id": event_id, "source": "payments",
+            "type": "riskpipe.outcome.recorded.v1", "subject": "e1", "tenant": "t1",
+            "time": "2026-03-02T09:00:00+01:00", "data": fields,
+        }
+    )  # fmt: skip
+
+
+def test_publish_takes_outcomes_beside_evidence(
+    cli: CliRunner, tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """Outcomes go to OUTCOMES once per (source, id); a bad one says why; the rest is stored."""
+    cli.invoke(main, ["init"])
+    lines: list[str | bytes] = [
+        evidence_line("m1"),
+        _outcome_line("o1", description="disputed payment"),
+        _outcome_line("o1"),  # the same source and id: a duplicate
+        _outcome_line("o2", outcome="benign", positive=False, observed_at="2026-03-01T20:00:00Z"),
+        _outcome_line("o3", positive="yes"),
+        _outcome_line("o4", outcome="Chargeback!"),
+        _outcome_line("o5", extra=1),
+    ]
+    result = cli.invoke(main, ["publish", "--json", str(_write(tmp_path / "o.jsonl", lines))])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert (summary["stored"], summary["duplicates"], summary["rejected"]) == (3, 1, 3)
+    errors = {e["line"]: e["error"] for e in summary["errors"]}
+    assert "data.positive" in errors[5]
+    assert "data.outcome" in errors[6]
+    assert "data.extra: Extra inputs" in errors[7]
+    stored = asyncio.run(_outcomes(nats_server.url))
+    assert [(e["id"], e["data"]["positive"]) for e in stored] == [("o1", True), ("o2", False)]
+    # observed_at defaults to the envelope's time, kept in UTC
+    assert stored[0]["data"]["observed_at"] == "2026-03-02T08:00:00Z"
+    assert stored[1]["data"]["observed_at"] == "2026-03-01T20:00:00Z"
+
+
+async def _outcomes(url: str) -> list[dict[str, object]]:
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
+    async with store:
+        records = [r async for r in store.read("t1", "e1", category="outcome")]
+    return [r.event.to_json_dict() for r in records if r.event is not None]

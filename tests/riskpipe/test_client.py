@@ -18,6 +18,7 @@ from riskpipe.client import (
     DecodeError,
     NotProvisionedError,
     Observation,
+    Outcome,
     Producer,
     Recorded,
     Rejected,
@@ -182,6 +183,43 @@ async def test_connect_says_when_the_store_is_not_provisioned(nats_server: NatsS
         await Producer.connect(nats_server.url)
 
 
+async def test_record_outcome_stores_ground_truth_once(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """An outcome is stored once on its entity's subject; a bad one raises as publish says."""
+    async with await Producer.connect(nats_server.url) as producer:
+        first = await producer.record_outcome(
+            "acme", "e1", "fraud_confirmed", positive=True, id="o-1", source="cases", time=T0,
+            description="card reported stolen",
+        )  # fmt: skip
+        again = await producer.record_outcome(
+            "acme", "e1", "fraud_confirmed", positive=True, id="o-1", source="cases", time=T0
+        )
+        with pytest.raises(DecodeError, match=r"data\.outcome"):
+            await producer.record_outcome(
+                "acme", "e1", "Fraud Confirmed", positive=True, id="o-2", source="cases", time=T0
+            )
+        mixed = await producer.record_many(
+            [
+                seen("ev-9"),
+                Outcome(
+                    tenant="acme", entity="e1", outcome="benign", positive=False, id="o-3",
+                    source="cases", time=T0, observed_at=T0 - timedelta(days=1),
+                ),
+            ]
+        )  # fmt: skip
+    assert again == Recorded(first.sequence, duplicate=True)
+    assert [type(r) for r in mixed] == [Recorded, Recorded]
+    outcomes = [r.event async for r in store.read("acme", "e1", category="outcome")]
+    assert [(e.id, e.data) for e in outcomes if e is not None] == [
+        ("o-1", {"outcome": "fraud_confirmed", "positive": True,
+                 "observed_at": "2026-03-01T12:00:00Z", "description": "card reported stolen"}),
+        ("o-3", {"outcome": "benign", "positive": False, "observed_at": "2026-02-28T12:00:00Z"}),
+    ]  # fmt: skip
+    evidence = [r.event async for r in store.read("acme", "e1")]
+    assert [e.id for e in evidence if e is not None] == ["ev-9"]
+
+
 def test_the_sync_producer_from_threads(riskpipe_server: RiskpipeServer) -> None:
     """The blocking client records from several threads at once and closes its own loop thread."""
     url = riskpipe_server.url
@@ -238,11 +276,11 @@ def doc_examples() -> tuple[list[str], list[str]]:
     return [b for b in blocks if "def test_" not in b], [b for b in blocks if "def test_" in b]
 
 
-@pytest.mark.parametrize("number", range(4))
+@pytest.mark.parametrize("number", range(5))
 def test_the_documented_examples_run(riskpipe_server: RiskpipeServer, number: int) -> None:
     """Each example script of docs/producers.md runs as written against a provisioned server."""
     scripts, _ = doc_examples()
-    assert len(scripts) == 4
+    assert len(scripts) == 5
     code = scripts[number].replace("nats://127.0.0.1:4222", riskpipe_server.url)
     ran = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
@@ -251,6 +289,8 @@ def test_the_documented_examples_run(riskpipe_server: RiskpipeServer, number: in
     assert ran.stdout.strip()
     if number == 2:  # the third example: many at once
         assert ran.stdout.startswith("1000 stored or duplicate, 0 refused")
+    if number == 4:  # the outcome
+        assert ran.stdout.startswith("Recorded(sequence=1, duplicate=False)")
 
 
 def test_the_documented_test_passes_with_the_plugin_alone(pytester: pytest.Pytester) -> None:
