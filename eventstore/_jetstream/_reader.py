@@ -48,6 +48,9 @@ _HEARTBEAT = "100"
 _NO_MESSAGES = "404"
 _REQUEST_TIMEOUT = "408"
 _UNAVAILABLE = "503"
+_CONFLICT = "409"
+_GONE = ("consumer deleted", "consumer is deleted")
+"""A pending pull's answer when its consumer is removed (moved, or deleted under it)."""
 
 
 async def _create_consumer(
@@ -243,6 +246,9 @@ class _RangeReader:
             return True
         if status == _UNAVAILABLE:  # the read's consumer lost its leader: read again
             raise StoreUnavailableError(f"{self.what}: the consumer has no leader ({status})")
+        if status == _CONFLICT and description.strip().lower() in _GONE:
+            # the consumer went away while a pull was pending: read again, as for a 503
+            raise StoreUnavailableError(f"{self.what}: the consumer is gone ({description})")
         raise JetStreamAPIError(self.what, int(status), 0, description)
 
     async def _replica_behind(self) -> bool:
