@@ -40,9 +40,7 @@ async def test_kill_9_mid_stream_then_restart_leaves_one_shadow_assessment_per_e
     at_kill = int((await store.stream_state("SHADOW"))["messages"])
     assert at_kill < EVIDENCE, "killed mid-stream (more evidence, or a smaller batch, if not)"
 
-    again = WorkerProcess(
-        nats_server.url, env=FAST, until_idle=True, args=("--shadow", VERSION)
-    )
+    again = WorkerProcess(nats_server.url, env=FAST, until_idle=True, args=("--shadow", VERSION))
     again.start(wait=False)
     assert await asyncio.to_thread(again.wait, 120) == 0
 
