@@ -23,6 +23,7 @@ _PARAMETERS = {
     "entity": "The entity the events are about: the envelope's `subject` (a subject token).",
     "projection": "The projection that dead-lettered the evidence, e.g. `risk`.",
     "deadLetterSequence": "The dead letter's sequence in the DLQ stream.",
+    "version": "A proposed analyzer config's version name (a subject token).",
 }
 
 
@@ -101,6 +102,14 @@ CHANNELS = (
         "Analyzer configs proposed (learned or written by hand) and promoted, with the"
         " evidence sequence from which each promotion scores; fenced, so one promotion wins.",
         senders=("admin",), receivers=("worker", "auditor", "admin"),
+        headers=("Nats-Expected-Last-Subject-Sequence",),
+    ),
+    Channel(
+        "shadowAssessments", "shadow.{version}.{tenant}.{entity}", "shadow",
+        ("riskpipe.risk.shadow_assessed.v1",),
+        "A shadow run's assessments: a proposed config version scoring the live evidence,"
+        " one per evidence, each fenced on the one before; never live (no review cases).",
+        senders=("worker",), receivers=("worker", "auditor", "admin"),
         headers=("Nats-Expected-Last-Subject-Sequence",),
     ),
 )  # fmt: skip

@@ -14,6 +14,7 @@ from projections import RUNTIME_STREAMS
 from projections.learning import CONFIGS_STREAM, OUTCOMES_STREAM
 from projections.review import REVIEW_STREAM
 from projections.risk import EVIDENCE_STREAM, RISK_STREAM
+from projections.shadow import SHADOW_STREAM
 
 __all__ = ["STREAMS", "topology_config"]
 
@@ -24,6 +25,7 @@ STREAMS = (
     REVIEW_STREAM,
     OUTCOMES_STREAM,
     CONFIGS_STREAM,
+    SHADOW_STREAM,
 )
 """Evidence first: the default stream of reads and consumers, and the partitioned one."""
 

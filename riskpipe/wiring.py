@@ -13,6 +13,7 @@ from eventstore.errors import StoreUnavailableError
 from projections.learning import register_learning_types
 from projections.review import REVIEW_STREAM, register_review_types
 from projections.risk import build_schemas as _risk_schemas
+from projections.shadow import register_shadow_types
 from riskpipe import topology
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def build_schemas() -> EventSchemas:
     schemas = _risk_schemas()
     register_review_types(schemas, category=REVIEW_STREAM.category)
     register_learning_types(schemas)
+    register_shadow_types(schemas)
     return schemas
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from prometheus_client import Gauge
+from pydantic import ValidationError
 
-from analyzers import AnalyzerConfig, load_config
+from analyzers import ANALYZER_VERSION, AnalyzerConfig, load_config
 from analyzers.enrichment import EnricherSettings, HttpEnricher
 from eventstore import StoreMetrics
 from eventstore.errors import (
@@ -22,6 +24,7 @@ from eventstore.errors import (
 )
 from projections import DeadLetterQueue, ProjectionMetrics, RunnerSettings
 from projections.errors import EvidenceReplacedError
+from projections.learning import UnknownConfigVersionError, read_config_book
 from projections.middleware import (
     chain,
     dead_letters,
@@ -39,6 +42,8 @@ from projections.review import (
     load_policy,
 )
 from projections.risk import RiskMetrics, RiskProjection, verify_evidence_identity
+from projections.shadow import InvalidShadowVersionError, shadow_output, shadow_projection
+from riskpipe.errors import RiskpipeError
 from riskpipe.hosting import Hosted, HostedSpec, ProjectionHost
 from riskpipe.http import HealthServer
 
@@ -52,7 +57,14 @@ if TYPE_CHECKING:
     from projections import Handler, PartitionLeases, ProjectionRunner
     from riskpipe.settings import Settings
 
-__all__ = ["Worker", "retried_at_start", "utc_now"]
+__all__ = [
+    "ShadowConfigError",
+    "ShadowRun",
+    "Worker",
+    "retried_at_start",
+    "shadow_run",
+    "utc_now",
+]
 
 _log = structlog.get_logger(__name__)
 _WATCH_SECONDS = 0.5
@@ -110,15 +122,65 @@ def review_policy(settings: Settings) -> ReviewPolicy:
     return load_policy(settings.review_policy) if settings.review_policy else ReviewPolicy()
 
 
+class ShadowConfigError(RiskpipeError):
+    """The config version of ``--shadow`` cannot run: unknown, or not loadable by this build."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRun:
+    """A proposed config version to score every evidence with, beside the live config."""
+
+    version: str
+    config: AnalyzerConfig
+
+    @property
+    def projection(self) -> str:
+        """Its projection's name, ``shadow-<version>``."""
+        return shadow_projection(self.version)
+
+
+async def shadow_run(store: EventStore, version: str) -> ShadowRun:
+    """The shadow run of proposed config ``version``, its config read from the config log.
+
+    Raises:
+        ShadowConfigError: ``version`` is not a version name, was never
+            proposed, or its config is not valid for this build's analyzer.
+    """
+    try:
+        shadow_projection(version)
+        proposal = (await read_config_book(store)).proposal(version)
+    except (InvalidShadowVersionError, UnknownConfigVersionError) as exc:
+        raise ShadowConfigError(f"cannot run a shadow: {exc}") from exc
+    try:
+        config = proposal.config()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise ShadowConfigError(
+            f"cannot run a shadow: config version {version!r} is not a valid config for this"
+            f" build's analyzer {ANALYZER_VERSION} ({where}: {first['msg']})"
+        ) from exc
+    return ShadowRun(version, config)
+
+
 class Worker:
     """A worker process's projections: build it, ``run`` it, ask it whether it is ready.
 
-    It hosts the risk projection (over evidence) and, unless
-    ``RISKPIPE_REVIEW=false``, the review projection (over assessments), each
-    with its own consumers, leases and dead letters.
+    It hosts the risk projection (over evidence), with ``shadow`` a shadow
+    run's risk projection (over the same evidence, with a proposed config,
+    writing to ``SHADOW``), and, unless ``RISKPIPE_REVIEW=false``, the review
+    projection (over assessments), each with its own consumers, leases and
+    dead letters.
     """
 
-    def __init__(self, store: EventStore, settings: Settings, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        settings: Settings,
+        registry: CollectorRegistry,
+        *,
+        shadow: ShadowRun | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.registry = registry
@@ -153,6 +215,25 @@ class Worker:
             metrics=RiskMetrics(registry),
             reviews=self.decisions.signal if self.decisions is not None else None,
         )
+        self.shadow: RiskProjection | None = None
+        """The shadow run's projection: scores like the live one, writes to ``SHADOW`` only."""
+        if shadow is not None:
+            self.shadow = RiskProjection(
+                store,
+                config=shadow.config,
+                clock=utc_now,
+                name=shadow.projection,
+                enricher=self.enricher,
+                degraded_mode=settings.degraded_mode,
+                reviews=self.decisions.signal if self.decisions is not None else None,
+                output=shadow_output(shadow.version),
+            )
+            _log.info(
+                "worker.shadow",
+                projection=shadow.projection,
+                version=shadow.version,
+                config_fingerprint=shadow.config.fingerprint(),
+            )
         runner_settings = RunnerSettings(
             batch=settings.batch,
             fetch_timeout=settings.fetch_timeout,
@@ -170,7 +251,7 @@ class Worker:
         """Set once every projection's runners have their consumers in place and fetch."""
 
     def _hosts(self, settings: RunnerSettings, metrics: ProjectionMetrics) -> list[ProjectionHost]:
-        """The risk projection's host, then the review projection's (unless turned off)."""
+        """The risk projection's host, a shadow run's, then the review projection's (if on)."""
         store, name = self.store, self.settings.projection
         risk = HostedSpec(
             self.projection,
@@ -179,6 +260,11 @@ class Worker:
             verify=lambda: verify_evidence_identity(store, name),
         )
         hosts = [ProjectionHost(store, risk, settings=settings, metrics=metrics)]
+        if self.shadow is not None:  # the live host checks the evidence's identity for both
+            spec = HostedSpec(
+                self.shadow, source="evidence", handler=self._handler(self.shadow, pause=True)
+            )
+            hosts.append(ProjectionHost(store, spec, settings=settings, metrics=metrics))
         if self.settings.review:
             review = ReviewProjection(
                 store,

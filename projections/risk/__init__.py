@@ -3,7 +3,9 @@
 from projections.risk._events import (
     ASSESSED,
     EVIDENCE_STREAM,
+    LIVE_OUTPUT,
     RISK_STREAM,
+    AssessmentOutput,
     EvidenceRef,
     RiskAssessedData,
     assessment_event,
@@ -19,7 +21,9 @@ from projections.risk._projection import RiskProjection
 __all__ = [
     "ASSESSED",
     "EVIDENCE_STREAM",
+    "LIVE_OUTPUT",
     "RISK_STREAM",
+    "AssessmentOutput",
     "EvidenceRef",
     "RiskAssessedData",
     "RiskMetrics",

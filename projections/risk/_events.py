@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-    from eventstore import RecordedEvent
+    from eventstore import RecordedEvent, StoreConfig
 from eventstore import CloudEvent
 from projections._deadletter import DEAD_LETTERED, DeadLetterData, projection_source
 from projections._dlq import (
@@ -39,7 +40,9 @@ from projections.errors import UnexpectedEventTypeError
 __all__ = [
     "ASSESSED",
     "EVIDENCE_STREAM",
+    "LIVE_OUTPUT",
     "RISK_STREAM",
+    "AssessmentOutput",
     "EvidenceRef",
     "RiskAssessedData",
     "assessment_event",
@@ -56,6 +59,39 @@ EVIDENCE_STREAM = StreamSpec(category="evidence", name="EVIDENCE", atomic=True, 
 partition, immutable."""
 RISK_STREAM = StreamSpec(category="risk", name="RISK", atomic=True, payload_factor=2)
 """Assessments, one per evidence: ``<prefix>.risk.<tenant>.<entity>``, immutable."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentOutput:
+    """Where a risk projection writes its assessments: their category, type and subjects.
+
+    The live projection writes ``riskpipe.risk.assessed.v1`` on
+    ``<prefix>.risk.<tenant>.<entity>``. A shadow run writes the same data
+    under its own type, on subjects that carry a ``scope`` token after the
+    category (``<prefix>.shadow.<version>.<tenant>.<entity>``), so that each
+    entity's state chain, and its fence, is the run's own.
+    """
+
+    category: str = "risk"
+    type: str = ASSESSED
+    scope: str | None = None
+    """A token between the category and the tenant (``None``: none)."""
+
+    def subject(self, config: StoreConfig, tenant: str, entity: str) -> str:
+        """The subject an entity's assessments are stored on.
+
+        Raises:
+            ValueError: ``tenant`` or ``entity`` is not a valid token.
+        """
+        subject = config.subject(self.category, tenant, entity)
+        if self.scope is None:
+            return subject
+        prefix = f"{config.prefix}.{self.category}."
+        return subject.replace(prefix, f"{prefix}{self.scope}.", 1)
+
+
+LIVE_OUTPUT = AssessmentOutput()
+"""The live risk projection's assessments."""
 
 
 class EvidenceRef(BaseModel):
@@ -163,6 +199,7 @@ def assessment_event(  # noqa: PLR0913 - the facts an assessment event is made o
     entity: tuple[str, str],
     cursor: int,
     time: datetime,
+    type_: str = ASSESSED,
 ) -> tuple[CloudEvent, RiskAssessedData]:
     """The event the projection writes for ``evidence`` of ``entity`` (tenant, entity), and data.
 
@@ -170,7 +207,8 @@ def assessment_event(  # noqa: PLR0913 - the facts an assessment event is made o
     evidence envelope's tokens, its reference, the tokens of the subject it
     was stored on, a cursor >= 1 and an aware time. They are not validated
     again (a test pins equality with validated ones). The id is the
-    evidence's place in the log, so it is deterministic.
+    evidence's place in the log, so it is deterministic. ``type_``: a shadow
+    run's assessments have a type of their own, with the same data.
     """
     data = trusted(
         RiskAssessedData,
@@ -188,7 +226,7 @@ def assessment_event(  # noqa: PLR0913 - the facts an assessment event is made o
             "specversion": "1.0",
             "id": f"{ref.stream}-{ref.sequence}",
             "source": projection_source(projection),
-            "type": ASSESSED,
+            "type": type_,
             "subject": entity[1],
             "tenant": entity[0],
             "time": time,

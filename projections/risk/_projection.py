@@ -48,6 +48,8 @@ from projections.errors import (
     UnexpectedEventTypeError,
 )
 from projections.risk._events import (
+    LIVE_OUTPUT,
+    AssessmentOutput,
     RiskAssessedData,
     assessment_event,
     evidence_event,
@@ -81,6 +83,7 @@ class _Walk:
     """One read of an entity's state: its risk subject, and the foreign messages met on it."""
 
     subject: str
+    output: AssessmentOutput = LIVE_OUTPUT
     looked: int = 0
     foreign: list[int] = field(default_factory=list)
     reason: str = ""
@@ -88,8 +91,9 @@ class _Walk:
     def assessment_in(self, store: EventStore, raw: RawMessage) -> RiskAssessedData | None:
         """The assessment ``raw`` holds, validated; ``None`` (counted as foreign) if none.
 
-        Foreign: not an event, an event of another type, or an assessment
-        whose envelope names another entity than the subject it is stored on.
+        Foreign: not an event, an event of another type (a live assessment
+        on a shadow run's subject is foreign too), or an assessment whose
+        envelope names another entity than the subject it is stored on.
         """
         self.looked += 1
         try:  # validated once, as evidence is: the envelope, then the typed data
@@ -97,9 +101,9 @@ class _Walk:
         except DecodeError as exc:
             self.reason = f"not a valid event: {exc}"
         else:
-            if not isinstance(data, RiskAssessedData):
+            if not isinstance(data, RiskAssessedData) or event.type != self.output.type:
                 self.reason = f"not an assessment: {event.type}"
-            elif store.config.subject("risk", event.tenant, event.subject) != raw.subject:
+            elif self.output.subject(store.config, event.tenant, event.subject) != raw.subject:
                 self.reason = f"an assessment of {event.tenant}/{event.subject}"
             else:
                 return data
@@ -131,8 +135,11 @@ class RiskProjection:
         cache_size: int = 100_000,
         metrics: RiskMetrics | None = None,
         reviews: Callable[[str, str, datetime], ReviewSignal | None] | None = None,
+        output: AssessmentOutput = LIVE_OUTPUT,
     ) -> None:
         self.store = store
+        self.output = output
+        """Where its assessments go: the live ones to RISK, a shadow run's to SHADOW."""
         self.name = name
         self.config = config
         self.enricher = enricher
@@ -173,7 +180,9 @@ class RiskProjection:
     def committed(self, message: Message, results: list[AppendResult]) -> None:
         """Remember the entity's new state, version and cursor once its outputs are stored."""
         known: _Known | None = message.context.get("pending")
-        risk = [r for r in results if r.stream == self.store.config.stream_for("risk")]
+        risk = [
+            r for r in results if r.stream == self.store.config.stream_for(self.output.category)
+        ]
         if known is not None and risk:
             self._remember(
                 message.delivery.subject, _Known(known.state, risk[-1].version, known.cursor)
@@ -238,12 +247,12 @@ class RiskProjection:
         if (known := self._cache.get(key)) is not None:
             self._cache.move_to_end(key)
             return known
-        subject = self.store.config.subject("risk", message.tenant, message.entity)
+        subject = self.output.subject(self.store.config, message.tenant, message.entity)
         last = await self.store.last_message(subject)
         if last is None:
             known = _Known(EntityRiskState.initial(), 0, 0)
         else:
-            walk = _Walk(subject)
+            walk = _Walk(subject, self.output)
             data = walk.assessment_in(self.store, last)
             if data is None:
                 data = await self._last_valid(walk, last.seq)
@@ -267,7 +276,11 @@ class RiskProjection:
             ForeignMessagesError: more than ``FOREIGN_WALK_LIMIT`` messages
                 read without reaching the last valid assessment.
         """
-        stream, end, width = self.store.config.stream_for("risk"), before, _FIRST_WINDOW
+        stream, end, width = (
+            self.store.config.stream_for(self.output.category),
+            before,
+            _FIRST_WINDOW,
+        )
         while end > 1:
             start = max(1, end - width)
             found: RiskAssessedData | None = None
@@ -316,7 +329,10 @@ class RiskProjection:
             CHAIN if chained else (known.version or NO_STREAM)
         )
         event_out, data = self._assessment_event(event, message, assessment, after)
-        return Output(event_out, expected_version=expected, data=data), after
+        subject = None  # the live projection's: derived from the type, as it always was
+        if self.output.scope is not None:
+            subject = self.output.subject(self.store.config, message.tenant, message.entity)
+        return Output(event_out, expected_version=expected, subject=subject, data=data), after
 
     async def _catch_up(self, message: Message, known: _Known) -> tuple[list[Output], _Known]:
         """Outputs for the entity's evidence between its cursor and this message, in order."""
@@ -339,8 +355,8 @@ class RiskProjection:
                 known = replace(known, cursor=rec.sequence)
                 continue
             earlier = self._message_for(message, rec)
-            # assessments go to the derived risk subject (subject=None); dead letters do not
-            chained = any(o.subject is None for o in outputs)
+            # fenced on an assessment written before it in this result (not a dead letter)
+            chained = any(o.event.type == self.output.type for o in outputs)
             try:
                 event = evidence_event(rec)
                 self._check_address(event, rec.subject)
@@ -420,6 +436,7 @@ class RiskProjection:
             entity=(message.tenant, message.entity),
             cursor=known.cursor,
             time=self._clock(),
+            type_=self.output.type,
         )
 
 

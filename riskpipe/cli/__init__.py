@@ -15,6 +15,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _readmodel,
     _review,
     _server,
+    _shadow,
     _store,
     _worker,
 )

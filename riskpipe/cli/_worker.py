@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from analyzers.errors import AnalyzerError
 from eventstore.errors import EventStoreError
 from projections.errors import ProjectionError
+from projections.shadow import InvalidShadowVersionError, shadow_projection
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import fail, store_error
 from riskpipe.errors import RiskpipeError
@@ -23,7 +24,7 @@ from riskpipe.http import HealthServer
 from riskpipe.supervisor import Supervisor
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import connect_store, connect_store_when_up
-from riskpipe.worker import Worker, retried_at_start
+from riskpipe.worker import ShadowConfigError, ShadowRun, Worker, retried_at_start, shadow_run
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -51,6 +52,27 @@ class _Processes(click.ParamType[int]):
 
 
 _PROCESSES = _Processes()
+
+
+def _shadow_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``--shadow`` version name, checked as a subject token (exit 2 if it is not one)."""
+    del ctx, param
+    if value is not None:
+        try:
+            shadow_projection(value)
+        except InvalidShadowVersionError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+async def _check_shadow(settings: Settings, version: str) -> None:
+    """Before a supervisor starts its processes: the shadow version exists and loads.
+
+    Raises:
+        ShadowConfigError: it does not.
+    """
+    async with await connect_store(settings, name=_name(settings)) as store:
+        await shadow_run(store, version)
 
 
 def _supervise(settings: Settings, count: int, *, until_idle: bool, http: bool) -> int:
@@ -118,6 +140,15 @@ def _without_processes(args: list[str]) -> list[str]:
     help="Worker processes under one supervisor; `auto` is one per CPU. Process i serves"
     " HTTP on the HTTP port + i.",
 )
+@click.option(
+    "--shadow",
+    "shadow",
+    metavar="VERSION",
+    default=None,
+    callback=_shadow_version,
+    help="Also score every evidence with proposed config VERSION, writing shadow assessments"
+    " to SHADOW (never live, no review cases): see `riskpipe shadow report`.",
+)
 @click.option("--supervised-by", type=int, default=None, hidden=True)
 @click.option("--batch-processes", type=click.IntRange(min=1), default=1, hidden=True)
 @pass_app
@@ -128,6 +159,7 @@ def worker(  # noqa: PLR0913, PLR0917 - one click option each
     no_http: bool,
     degraded: bool | None,
     processes: int,
+    shadow: str | None,
     supervised_by: int | None,
     batch_processes: int,
 ) -> None:
@@ -138,9 +170,11 @@ def worker(  # noqa: PLR0913, PLR0917 - one click option each
     if degraded:
         updates["degraded_mode"] = True
     settings = app.settings.model_copy(update=updates)
-    if processes > 1:
-        sys.exit(_supervise(settings, processes, until_idle=until_idle, http=not no_http))
     try:
+        if processes > 1:
+            if shadow is not None:  # once, rather than each process failing (and restarted)
+                asyncio.run(_check_shadow(settings, shadow))
+            sys.exit(_supervise(settings, processes, until_idle=until_idle, http=not no_http))
         asyncio.run(
             _worker(
                 settings,
@@ -148,8 +182,11 @@ def worker(  # noqa: PLR0913, PLR0917 - one click option each
                 http=not no_http,
                 parent=supervised_by,
                 batch=batch_processes,
+                shadow=shadow,
             )
         )
+    except ShadowConfigError as exc:
+        fail("worker.failed", str(exc), code=2)
     except EventStoreError as exc:
         fail("worker.failed", store_error(exc))
     except (RiskpipeError, AnalyzerError, ProjectionError) as exc:
@@ -161,13 +198,14 @@ def worker(  # noqa: PLR0913, PLR0917 - one click option each
         sys.exit(1)
 
 
-async def _worker(
+async def _worker(  # noqa: PLR0913 - the command's options, passed through
     settings: Settings,
     *,
     until_idle: bool,
     http: bool,
     parent: int | None = None,
     batch: int = 1,
+    shadow: str | None = None,
 ) -> None:
     """One worker process, supervised by ``parent`` (a PID) or not.
 
@@ -185,7 +223,9 @@ async def _worker(
     if parent is not None:
         orphaned = asyncio.create_task(_stop_when_orphaned(parent, stop), name="parent-watch")
     try:
-        await _run_worker(settings, stop, until_idle=until_idle, http=http, batch=batch)
+        await _run_worker(
+            settings, stop, until_idle=until_idle, http=http, batch=batch, shadow=shadow
+        )
     finally:
         if orphaned is not None:
             orphaned.cancel()
@@ -202,8 +242,14 @@ async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def _run_worker(
-    settings: Settings, stop: asyncio.Event, *, until_idle: bool, http: bool, batch: int
+async def _run_worker(  # noqa: PLR0913 - the command's options, passed through
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    until_idle: bool,
+    http: bool,
+    batch: int,
+    shadow: str | None = None,
 ) -> None:
     provider = configure_tracing(settings, service=f"riskpipe-worker-{settings.projection}")
     if until_idle:  # a batch job: NATS not there is its failure, not something to wait for
@@ -219,7 +265,15 @@ async def _run_worker(
                 return
             for drift in report.drifted:
                 _log.warning("worker.stream_drift", detail=str(drift))
-            await Worker(store, settings, CollectorRegistry()).run(
+            run: ShadowRun | None = None
+            if shadow is not None:
+                version = shadow
+                run = await retried_at_start(
+                    store, stop, "shadow", lambda: shadow_run(store, version)
+                )
+                if run is None:  # stopped meanwhile
+                    return
+            await Worker(store, settings, CollectorRegistry(), shadow=run).run(
                 stop, until_idle=until_idle, http=http, processes=batch
             )
     finally:

@@ -29,6 +29,7 @@ STREAM_SUBJECTS = {
     "REVIEW": "rp.review.t1.e1",
     "OUTCOMES": "rp.outcome.t1.e1",
     "CONFIGS": "rp.config.riskpipe.risk",
+    "SHADOW": "rp.shadow.v2.t1.e1",
     "KV_rp-checkpoints": "$KV.rp-checkpoints.risk",
     "KV_rp-leases": "$KV.rp-leases.risk.0",
 }

@@ -18,7 +18,7 @@ async def test_provision_is_idempotent(store: EventStore) -> None:
     assert report.created == []
     assert report.ok
     assert set(report.found) == {
-        "EVIDENCE", "RISK", "DLQ", "AUDIT", "REVIEW", "OUTCOMES", "CONFIGS",
+        "EVIDENCE", "RISK", "DLQ", "AUDIT", "REVIEW", "OUTCOMES", "CONFIGS", "SHADOW",
             "KV_rp-checkpoints", "KV_rp-leases",
     }  # fmt: skip
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -15,8 +16,11 @@ from rich.console import Console
 from support.cli import provisioned_with, scored
 from support.events import SAMPLE_LOG, evidence_line
 
+from analyzers import AnalyzerConfig
 from eventstore import EventStore
 from projections.audit import ReplayReport, replay
+from projections.learning import propose, read_config_book
+from projections.review import Actor
 from riskpipe.cli import main
 from riskpipe.cli._audit import _entities_table
 from riskpipe.server import NatsServer
@@ -38,6 +42,17 @@ async def _poison(url: str) -> None:
     store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     try:
         await store.append_unchecked("evidence", "t1", LONG, b"{broken", msg_id="poison:1")
+    finally:
+        await store.close()
+
+
+async def _propose_v1(url: str) -> None:
+    """Propose the default config as version ``v1`` (for a shadow run and its report)."""
+    store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
+    try:
+        book = await read_config_book(store)
+        await propose(store, book, AnalyzerConfig(), version="v1", by=Actor(name="ops",
+                      role="operator"), clock=lambda: datetime.now(UTC))  # fmt: skip
     finally:
         await store.close()
 
@@ -91,6 +106,7 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
         ("bench", "replay"): small,
         ("bench", "api"): ["--cases", "200", "--requests", "10", "--pipeline-events", "0"],
         ("chaos",): ["--scenario", "duplicate", "--seconds", "5", "--workers", "1"],
+        ("shadow", "report"): ["--version", "v1"],
     }
 
 
@@ -105,6 +121,9 @@ LISTS: dict[tuple[str, ...], tuple[list[str], int]] = {
 
 def test_every_json_output_is_json_lines(cli: CliRunner, tmp_path: Path) -> None:
     """Each --json prints compact JSON objects one per line: one per item, or exactly one."""
+    asyncio.run(_propose_v1(cli.env["RISKPIPE_NATS_URL"] or ""))
+    shadowed = cli.invoke(main, ["worker", "--until-idle", "--no-http", "--shadow", "v1"])
+    assert shadowed.exit_code == 0, shadowed.output
     target = NatsServer(data_dir=tmp_path / "target")
     target.start()
     try:

@@ -77,7 +77,7 @@ class WorkerProcess:
     whose log lines come through its stderr too.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the URL, then keyword-only options
         self,
         url: str,
         *,
@@ -85,8 +85,11 @@ class WorkerProcess:
         until_idle: bool = False,
         http: bool = False,
         processes: int = 1,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.url = url
+        self.args = args
+        """More ``riskpipe worker`` flags, e.g. ``("--shadow", "v2")``."""
         self.env = {
             **os.environ,
             "RISKPIPE_NATS_URL": url,
@@ -113,6 +116,7 @@ class WorkerProcess:
             args.append("--until-idle")
         if self.processes != 1:
             args += ["--processes", str(self.processes)]
+        args += self.args
         self._started.clear()
         self.proc = subprocess.Popen(
             args,
