@@ -215,6 +215,11 @@ class AnalyzerConfig(_Frozen):
     degraded_confidence_factor: float = Field(default=0.5, ge=0.0, le=1.0)
     max_patterns: int = Field(default=64, ge=1, le=1024)
     recommendations: RecommendationCatalogue = RecommendationCatalogue()
+    pattern_weights: dict[PatternName, Annotated[float, Field(ge=0.0, le=_MAX_WEIGHT)]] = Field(
+        default_factory=dict, max_length=1024
+    )
+    """A multiplier of each named pattern's evidence mass (a pattern not listed weighs 1.0),
+    as ``riskpipe learn`` fits them; empty, the config scores and fingerprints as before."""
 
     _tables: Tables = PrivateAttr()
     _fingerprint: str = PrivateAttr()
@@ -262,6 +267,9 @@ class AnalyzerConfig(_Frozen):
         for name, (since, _) in _INTRODUCED.items():
             if _before(self.analyzer_version, since):
                 del value[name]
+        if not value["pattern_weights"]:
+            # None set: the config of before pattern weights existed, its fingerprint unchanged
+            del value["pattern_weights"]
         return canonical_text(value)
 
     def for_version(self, version: str) -> AnalyzerConfig:
@@ -324,6 +332,7 @@ class Tables:
         "max_patterns",
         "modifier_bounds",
         "pattern_recommendations",
+        "pattern_weights",
         "saturation",
         "severity_weights",
         "thresholds",
@@ -339,6 +348,7 @@ class Tables:
         self.half_life = config.half_life_seconds
         self.window_span = timedelta(seconds=config.window_seconds)
         self.severity_weights = config.severity_weights.by_severity()
+        self.pattern_weights = dict(config.pattern_weights)
         self.amplification = config.critical_amplification
         self.impact_amplification = config.impact_amplification
         self.diversity_bonus = config.diversity_bonus

@@ -72,6 +72,8 @@ def fold(state: EntityRiskState, evidence: Evidence, tables: Tables) -> StateFie
     impact_mass, impact_seen = advance_impact(state, kept, cutoff)
     if observed >= cutoff:
         mass = tables.severity_weights[evidence.severity] * evidence.confidence * weight
+        if tables.pattern_weights:
+            mass *= tables.pattern_weights.get(evidence.pattern, 1.0)
         _add(pattern_mass, pattern_seen, evidence.pattern, mass, observed)
         if evidence.impact is not None and tables.impact_amplification > 0.0:
             extra = tables.impact_amplification * evidence.impact * mass

@@ -118,6 +118,7 @@ def configs(draw: st.DrawFn) -> AnalyzerConfig:
         enrichment_weight=draw(st.floats(0.0, 3.0)),
         enrichment_min_modifier=draw(st.floats(-1.0, 0.0)),
         enrichment_max_modifier=draw(st.floats(0.0, 1.0)),
+        pattern_weights=draw(st.dictionaries(st.sampled_from(PATTERNS), st.floats(0.0, 5.0))),
     )
 
 

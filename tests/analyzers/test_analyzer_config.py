@@ -214,3 +214,35 @@ def test_a_config_for_1_1_0_has_its_fingerprint_and_ignores_impact() -> None:
     assert "impact_amplification" in config.canonical_json()
     assert (old.tables.version, old.tables.impact_amplification) == ("1.1.0", 0.0)
     assert config.tables.impact_amplification == 1.0
+
+
+V1_2_0_DEFAULT = "ac9c1d8f409d5fa9035de558535c3b379d4e45c07a331d8040933ed45571dcd5"
+
+
+def test_pattern_weights_left_empty_keep_the_fingerprint() -> None:
+    """No pattern weights: the fingerprint of before they existed; any weight moves it."""
+    config = AnalyzerConfig()
+    assert config.fingerprint() == V1_2_0_DEFAULT
+    assert "pattern_weights" not in config.canonical_json()
+    weighted = AnalyzerConfig(pattern_weights={"odd_hours": 0.5})
+    assert '"pattern_weights":{"odd_hours":0.5}' in weighted.canonical_json()
+    assert weighted.fingerprint() != config.fingerprint()
+    assert AnalyzerConfig.model_validate(weighted.model_dump()).fingerprint() == (
+        weighted.fingerprint()
+    )
+
+
+@pytest.mark.parametrize(
+    ("weights", "problem"),
+    [
+        ({"odd_hours": -0.1}, "greater than or equal to 0"),
+        ({"odd_hours": 101.0}, "less than or equal to 100"),
+        ({"Odd-Hours": 1.0}, "should match pattern"),
+    ],
+)
+def test_pattern_weights_are_bounded_and_named_as_patterns(
+    weights: dict[str, float], problem: str
+) -> None:
+    """A negative or huge weight, or a key that is no pattern name, is refused."""
+    with pytest.raises(ValidationError, match=problem):
+        AnalyzerConfig(pattern_weights=weights)

@@ -227,3 +227,19 @@ def test_evidence_outside_the_window_is_forgotten(config: AnalyzerConfig) -> Non
     assert assessment[-1].patterns == ("odd_hours",)
     assert set(state.sources) == {"idp"}
     assert assessment[-1].contributions["pattern_diversity"] == 0.0
+
+
+def test_a_pattern_weight_multiplies_that_patterns_evidence_mass() -> None:
+    """Weight 2 doubles a pattern's mass, 0 silences it, an unlisted pattern weighs 1."""
+    config = AnalyzerConfig(pattern_weights={"odd_hours": 2.0, "scan": 0.0})
+    state = EntityRiskState.initial()
+    found = {}
+    for index, pattern in enumerate(("odd_hours", "scan", "malware_detected"), start=1):
+        evidence = make_evidence(pattern=pattern, severity=Severity.HIGH, sequence=index)
+        assessment, state = assess(state, evidence, config=config)
+        found = assessment.contributions
+    assert state.pattern_mass == {"malware_detected": 0.6, "odd_hours": 1.2, "scan": 0.0}
+    raw = 0.6 + 1.2 + 0.0 + 0.5  # and two extra patterns' diversity
+    assert found["evidence:odd_hours"] == pytest.approx(assessment.score * 1.2 / raw)
+    assert found["evidence:scan"] == 0.0
+    assert sum(found.values()) == pytest.approx(assessment.score, abs=1e-12)
