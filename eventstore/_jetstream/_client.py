@@ -331,6 +331,18 @@ class JetStreamClient:
             return None
         return int(answer["message"]["seq"])
 
+    async def leader_last_sequence(self, stream: str, subject: str) -> int | None:
+        """The sequence of the last message on ``subject``, as the stream leader has it.
+
+        Like :meth:`leader_next_sequence`, the leader answers, never a replica
+        that may still be catching up. ``None``: there is none (or no stream).
+        """
+        try:
+            answer = await self.api(f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
+        except NotProvisionedError:
+            return None
+        return int(answer["message"]["seq"])
+
     async def direct_get(
         self, stream: str, seq: int, *, next_by_subject: str | None = None
     ) -> RawMessage | None:

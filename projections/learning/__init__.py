@@ -28,6 +28,7 @@ from projections.learning._events import (
     TrainingWindow,
     register_learning_types,
 )
+from projections.learning._live import LiveConfigs, load_promoted
 
 __all__ = [
     "CONFIGS_STREAM",
@@ -44,12 +45,14 @@ __all__ = [
     "ConfigProposedData",
     "ConfigVersion",
     "ConfigVersionExistsError",
+    "LiveConfigs",
     "OutcomeName",
     "OutcomeRecordedData",
     "Promotion",
     "Proposal",
     "TrainingWindow",
     "UnknownConfigVersionError",
+    "load_promoted",
     "promote",
     "propose",
     "read_config_book",

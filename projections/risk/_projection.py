@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
 from opentelemetry import trace
@@ -43,6 +43,7 @@ from eventstore.errors import DecodeError
 from projections._deadletter import dead_letter, dlq_subject
 from projections._message import CHAIN, Message, Output, Result
 from projections.errors import (
+    ConfigUnavailableError,
     ForeignMessagesError,
     MisaddressedEventError,
     UnexpectedEventTypeError,
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
     from eventstore import AppendResult, EventStore, ExpectedVersion, RawMessage, RecordedEvent
     from projections.risk._metrics import RiskMetrics
 
-__all__ = ["RiskProjection"]
+__all__ = ["ConfigSelection", "FixedConfig", "RiskProjection"]
 
 _log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("projections.risk")
@@ -74,6 +75,35 @@ FOREIGN_WALK_LIMIT = 512
 """Messages of an entity's risk subject read, at most, to find its last valid assessment."""
 _FIRST_WINDOW = 64
 """Stream sequences the walk back looks through first (then four times more each time)."""
+
+
+class ConfigSelection(Protocol):
+    """Which analyzer config scores the evidence at an evidence stream sequence."""
+
+    def at(self, sequence: int) -> AnalyzerConfig:
+        """The config for evidence ``sequence``: cheap, called once per message.
+
+        Raises:
+            ConfigUnavailableError: it is not known yet, or cannot be loaded.
+        """
+        ...
+
+    async def refresh(self) -> None:
+        """Learn of configs that took effect since the last look (never raises)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FixedConfig:
+    """One config for every position: the worker's own, when promotions are not followed."""
+
+    config: AnalyzerConfig
+
+    def at(self, sequence: int) -> AnalyzerConfig:  # noqa: ARG002 - the same for every position
+        """The one config."""
+        return self.config
+
+    async def refresh(self) -> None:
+        """Nothing to learn."""
 
 
 @dataclass(slots=True)
@@ -131,10 +161,14 @@ class RiskProjection:
         cache_size: int = 100_000,
         metrics: RiskMetrics | None = None,
         reviews: Callable[[str, str, datetime], ReviewSignal | None] | None = None,
+        configs: ConfigSelection | None = None,
     ) -> None:
         self.store = store
         self.name = name
         self.config = config
+        """The worker's own config: what ``configs`` falls back to before any promotion."""
+        self.configs: ConfigSelection = configs or FixedConfig(config)
+        """The config of each evidence position (docs/promotion.md)."""
         self.enricher = enricher
         self.degraded_mode = degraded_mode
         self._clock = clock
@@ -152,7 +186,22 @@ class RiskProjection:
     # -- the handler ------------------------------------------------------------------
 
     async def handle(self, message: Message) -> Result:
-        """Assess one evidence message, after any earlier one of its entity still unhandled."""
+        """Assess one evidence message, after any earlier one of its entity still unhandled.
+
+        A config that is not known or cannot be loaded for a position holds
+        the message: the config log is read again once, then the runner
+        pauses and asks again later (nothing committed, nothing acked).
+        """
+        try:
+            return await self._handle(message)
+        except ConfigUnavailableError:
+            await self.configs.refresh()
+        try:
+            return await self._handle(message)
+        except ConfigUnavailableError as exc:
+            return Result.pause(exc.retry_in, str(exc))
+
+    async def _handle(self, message: Message) -> Result:
         event = self._decode(message)
         known = await self._known(message)
         if message.sequence <= known.cursor:
@@ -386,6 +435,7 @@ class RiskProjection:
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
         traced = message.context.get("traced", False)
+        config = self.configs.at(evidence.sequence)
         review = None
         if self._reviews is not None:
             review = self._reviews(message.tenant, message.entity, self._clock())
@@ -399,13 +449,11 @@ class RiskProjection:
                     raise
                 _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
                 with _span("analyze", traced):
-                    return conservative_assessment(
-                        state, evidence, config=self.config, review=review
-                    )
+                    return conservative_assessment(state, evidence, config=config, review=review)
         if signal is not None:
-            _warn_if_bounded(signal, self.config)
+            _warn_if_bounded(signal, config)
         with _span("analyze", traced):
-            return assess(state, evidence, config=self.config, enrichment=signal, review=review)
+            return assess(state, evidence, config=config, enrichment=signal, review=review)
 
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known
