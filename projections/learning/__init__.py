@@ -28,7 +28,7 @@ from projections.learning._events import (
     TrainingWindow,
     register_learning_types,
 )
-from projections.learning._live import LiveConfigs, load_promoted
+from projections.learning._live import LiveConfigs, load_promoted, load_version
 
 __all__ = [
     "CONFIGS_STREAM",
@@ -53,6 +53,7 @@ __all__ = [
     "TrainingWindow",
     "UnknownConfigVersionError",
     "load_promoted",
+    "load_version",
     "promote",
     "propose",
     "read_config_book",

@@ -6,7 +6,8 @@ at or beyond it. A worker that reads the config log *after* fetching a batch
 therefore knows every promotion that can apply to that batch:
 :meth:`LiveConfigs.refresh` is called once per fetched batch, and asks the
 config stream's leader for the sequence of its last message (one small
-request); only when that moved past the book's version are the new events read.
+request); only when that moved past the book's version are the new events
+read, from the leader too (a replica may be behind).
 
 Per message, :meth:`LiveConfigs.at` is a comparison with the latest
 promotion's ``effective_from`` and its cached config; earlier positions (a
@@ -41,16 +42,20 @@ if TYPE_CHECKING:
     from projections.learning._book import Promotion
     from projections.risk import RiskMetrics
 
-__all__ = ["LiveConfigs", "load_promoted"]
+__all__ = ["LiveConfigs", "load_promoted", "load_version"]
 
 _log = structlog.get_logger(__name__)
 _NEVER = 1 << 62
 """An ``effective_from`` no evidence reaches."""
 
 
-def load_promoted(book: ConfigBook, promotion: Promotion) -> AnalyzerConfig | str:
-    """The config ``promotion`` made live, validated by this build; else why it cannot be."""
-    version = promotion.version
+def load_version(
+    book: ConfigBook, version: str, fingerprint: str | None = None
+) -> AnalyzerConfig | str:
+    """Proposed ``version``'s config, validated by this build; else why it cannot be loaded.
+
+    With ``fingerprint``, the config must have it (as its promotion recorded).
+    """
     try:
         proposal = book.proposal(version)
         config = proposal.config()
@@ -65,12 +70,17 @@ def load_promoted(book: ConfigBook, promotion: Promotion) -> AnalyzerConfig | st
             f"config version {version!r} (for analyzer {proposal.data.analyzer_version})"
             f" cannot be loaded by this build (analyzer {ANALYZER_VERSION}): {problems}"
         )
-    if config.fingerprint() != promotion.data.fingerprint:
+    if fingerprint is not None and config.fingerprint() != fingerprint:
         return (
             f"config version {version!r} loads with fingerprint {config.fingerprint()[:12]},"
-            f" but was promoted as {promotion.data.fingerprint[:12]}"
+            f" but was promoted as {fingerprint[:12]}"
         )
     return config
+
+
+def load_promoted(book: ConfigBook, promotion: Promotion) -> AnalyzerConfig | str:
+    """The config ``promotion`` made live, validated by this build; else why it cannot be."""
+    return load_version(book, promotion.version, promotion.data.fingerprint)
 
 
 class LiveConfigs:
@@ -153,12 +163,12 @@ class LiveConfigs:
     async def _read_until(self, last: int) -> None:
         seen = len(self.book.promotions)
         while self.book.version < last:
-            rec = await self.store.get(
-                self._stream, self.book.version + 1, next_on_subject=self._subject
+            raw = await self.store.client.leader_get(
+                self._stream, self.book.version + 1, next_by_subject=self._subject
             )
-            if rec is None or rec.sequence > last:
+            if raw is None or raw.seq > last:
                 raise _BehindError(last, self.book.version)
-            self.book.apply_recorded(rec)
+            self.book.apply_recorded(self.store.recorded(raw))
         for promotion in self.book.promotions[seen:]:
             self._add(promotion, announce=promotion is self.book.promotions[-1])
 
@@ -188,7 +198,7 @@ class LiveConfigs:
 
 
 class _BehindError(EventStoreError):
-    """The replica answering direct gets has not got the leader's last config event yet."""
+    """The config event the leader called the last one could not be read (yet)."""
 
     def __init__(self, last: int, have: int) -> None:
         super().__init__(f"config event {last} not readable yet (read up to {have})")
