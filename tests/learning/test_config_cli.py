@@ -62,9 +62,7 @@ async def _version(store: EventStore) -> int:
     return (await read_config_book(store)).version
 
 
-def test_propose_promote_show_list_and_rollback_end_to_end(
-    cli: CliRunner, tmp_path: Path
-) -> None:
+def test_propose_promote_show_list_and_rollback_end_to_end(cli: CliRunner, tmp_path: Path) -> None:
     """Each command's --json says what the log now holds; rollback returns to the previous."""
     tuned = tmp_path / "tuned.toml"
     tuned.write_text(TUNED_TOML)
