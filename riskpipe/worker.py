@@ -144,12 +144,12 @@ class Worker:
         self.decisions = DecisionBook(store, review_policy(settings)) if settings.review else None
         """People's decisions, fed back into scoring (docs/review.md); ``None``: review is off."""
         self._decisions_missing = False
-        own, risk_metrics = analyzer_config(settings), RiskMetrics(registry)
-        self.configs = LiveConfigs(store, own, metrics=risk_metrics)
+        risk_metrics = RiskMetrics(registry)
+        self.configs = LiveConfigs(store, metrics=risk_metrics)
         """The config live at each evidence position (docs/promotion.md)."""
         self.projection = RiskProjection(
             store,
-            config=own,
+            config=analyzer_config(settings),
             configs=self.configs,
             clock=utc_now,
             name=settings.projection,

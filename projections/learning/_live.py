@@ -84,22 +84,21 @@ def load_promoted(book: ConfigBook, promotion: Promotion) -> AnalyzerConfig | st
 
 
 class LiveConfigs:
-    """Which config scores each evidence position: the promotions in the log, or the worker's own.
+    """Which config scores each evidence position: the one promoted for it in the log.
 
-    Implements the risk projection's ``ConfigSelection``.
+    Implements the risk projection's ``ConfigSelection``: before the first
+    promotion's ``effective_from`` it chooses none, and the projection's own
+    config scores.
     """
 
     def __init__(
         self,
         store: EventStore,
-        own: AnalyzerConfig,
         *,
         metrics: RiskMetrics | None = None,
         retry_in: float = 5.0,
     ) -> None:
         self.store = store
-        self.own = own
-        """Scores every position before the first promotion's ``effective_from``."""
         self.book = ConfigBook()
         self._metrics = metrics
         self._retry_in = retry_in
@@ -109,12 +108,12 @@ class LiveConfigs:
         self._starts: list[int] = []  # each promotion's effective_from, in order
         self._configs: list[AnalyzerConfig | str] = []  # each promotion's config (or problem)
         self._from = _NEVER  # the latest promotion's effective_from
-        self._current: AnalyzerConfig | str = own  # its config (or why it cannot be loaded)
+        self._current: AnalyzerConfig | str | None = None  # its config (or why it cannot load)
         self._stale: str | None = "the config log was not read yet"
         self._lock = asyncio.Lock()
 
-    def at(self, sequence: int) -> AnalyzerConfig:
-        """The config for the evidence at ``sequence``.
+    def at(self, sequence: int) -> AnalyzerConfig | None:
+        """The config promoted for the evidence at ``sequence`` (``None``: before any).
 
         Raises:
             ConfigUnavailableError: the config log could not be read, or the
@@ -131,9 +130,9 @@ class LiveConfigs:
             )
         return found
 
-    def _before(self, sequence: int) -> AnalyzerConfig | str:
+    def _before(self, sequence: int) -> AnalyzerConfig | str | None:
         index = bisect.bisect_right(self._starts, sequence) - 1
-        return self.own if index < 0 else self._configs[index]
+        return None if index < 0 else self._configs[index]
 
     @property
     def live(self) -> Promotion | None:

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from eventstore import AppendResult, EventStore, ExpectedVersion, RawMessage, RecordedEvent
     from projections.risk._metrics import RiskMetrics
 
-__all__ = ["ConfigSelection", "FixedConfig", "RiskProjection"]
+__all__ = ["ConfigSelection", "OwnConfig", "RiskProjection"]
 
 _log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("projections.risk")
@@ -80,8 +80,10 @@ _FIRST_WINDOW = 64
 class ConfigSelection(Protocol):
     """Which analyzer config scores the evidence at an evidence stream sequence."""
 
-    def at(self, sequence: int) -> AnalyzerConfig:
+    def at(self, sequence: int) -> AnalyzerConfig | None:
         """The config for evidence ``sequence``: cheap, called once per message.
+
+        ``None``: none was chosen for that position; the projection's own scores it.
 
         Raises:
             ConfigUnavailableError: it is not known yet, or cannot be loaded.
@@ -93,14 +95,12 @@ class ConfigSelection(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class FixedConfig:
-    """One config for every position: the worker's own, when promotions are not followed."""
+class OwnConfig:
+    """The projection's own config at every position: promotions are not followed."""
 
-    config: AnalyzerConfig
-
-    def at(self, sequence: int) -> AnalyzerConfig:  # noqa: ARG002 - the same for every position
-        """The one config."""
-        return self.config
+    def at(self, sequence: int) -> AnalyzerConfig | None:  # noqa: ARG002 - same everywhere
+        """``None``: the projection's own config."""
+        return None
 
     async def refresh(self) -> None:
         """Nothing to learn."""
@@ -166,8 +166,8 @@ class RiskProjection:
         self.store = store
         self.name = name
         self.config = config
-        """The worker's own config: what ``configs`` falls back to before any promotion."""
-        self.configs: ConfigSelection = configs or FixedConfig(config)
+        """The worker's own config: what scores a position ``configs`` chose none for."""
+        self.configs: ConfigSelection = configs or OwnConfig()
         """The config of each evidence position (docs/promotion.md)."""
         self.enricher = enricher
         self.degraded_mode = degraded_mode
@@ -435,7 +435,7 @@ class RiskProjection:
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
         traced = message.context.get("traced", False)
-        config = self.configs.at(evidence.sequence)
+        config = self.configs.at(evidence.sequence) or self.config
         review = None
         if self._reviews is not None:
             review = self._reviews(message.tenant, message.entity, self._clock())

@@ -188,11 +188,11 @@ async def test_a_promoted_config_this_build_cannot_load_holds_its_positions(
     book = await read_config_book(store)
     await _evidence(store, 0, 3)
     await promote(store, book, "future-1", by=OPS, reason="from a newer build", clock=_clock)
-    live = LiveConfigs(store, DEFAULT)
+    live = LiveConfigs(store)
     with pytest.raises(ConfigUnavailableError, match="not read yet"):
         live.at(1)
     await live.refresh()
-    assert live.at(3) is DEFAULT
+    assert live.at(3) is None
     with pytest.raises(ConfigUnavailableError, match=r"future-1.*cannot be loaded by this build"):
         live.at(4)
     await propose(store, book, TUNED, version="tuned-1", by=OPS, clock=_clock)
@@ -201,4 +201,4 @@ async def test_a_promoted_config_this_build_cannot_load_holds_its_positions(
     )  # no evidence since: it covers the same positions, from 4 on
     await live.refresh()
     assert live.at(4) == TUNED
-    assert live.at(3) is DEFAULT
+    assert live.at(3) is None
