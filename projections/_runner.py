@@ -47,7 +47,7 @@ from projections._message import CHAIN, Message, Result
 from projections._seen import SeenSequences
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from prometheus_client import Counter
 
@@ -159,6 +159,7 @@ class ProjectionRunner:
         settings: RunnerSettings | None = None,
         metrics: ProjectionMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        before_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -169,6 +170,8 @@ class ProjectionRunner:
         self.checkpoint = 0
         self._generation = ""  # of the consumer's stream, as read with the checkpoint
         self._handler = handler
+        self._before_batch = before_batch
+        """Awaited after each fetch that delivered something, before any of it is handled."""
         self._on_commit = on_commit
         self._on_conflict = on_conflict
         self._filter = filter_subject
@@ -362,6 +365,8 @@ class ProjectionRunner:
             if any(_HEADERS_ONLY in d.headers for d in deliveries):
                 await self._refuse_headers_only(deliveries)
                 continue
+            if deliveries and self._before_batch is not None:
+                await self._before_batch()
             for delivery in deliveries:
                 self._dispatch(delivery)
             if not deliveries and until_idle and not self._in_flight and await self._idle():

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckpointRefusedError",
+    "ConfigUnavailableError",
     "EvidenceReplacedError",
     "ForeignMessagesError",
     "HandlerTimeoutError",
@@ -35,6 +36,18 @@ __all__ = [
 
 class ProjectionError(Exception):
     """Root of every error raised by the projection runtime."""
+
+
+class ConfigUnavailableError(ProjectionError):
+    """The analyzer config for an evidence position is not known or cannot be loaded.
+
+    The risk projection holds the message (nothing committed, nothing acked)
+    and pauses, checking again after ``retry_in`` seconds.
+    """
+
+    def __init__(self, reason: str, *, retry_in: float = 5.0) -> None:
+        super().__init__(reason)
+        self.retry_in = retry_in
 
 
 class TransientProjectionError(ProjectionError):

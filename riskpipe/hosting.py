@@ -82,6 +82,8 @@ class HostedSpec:
     subjects: str | None = None
     """Part of an unpartitioned source only (a filter subject), e.g. one projection's
     dead letters."""
+    before_batch: Callable[[], Awaitable[None]] | None = None
+    """Awaited by each runner after a fetch, before the batch is handled (e.g. a config check)."""
 
 
 class ProjectionHost:
@@ -143,6 +145,7 @@ class ProjectionHost:
             stream=self.store.config.stream_for(self.spec.source),
             settings=self.partition_settings(),
             metrics=self._metrics,
+            before_batch=self.spec.before_batch,
         )
 
     @property

@@ -24,7 +24,7 @@ from eventstore.errors import (
 )
 from projections import DeadLetterQueue, ProjectionMetrics, RunnerSettings
 from projections.errors import EvidenceReplacedError
-from projections.learning import UnknownConfigVersionError, read_config_book
+from projections.learning import LiveConfigs, UnknownConfigVersionError, read_config_book
 from projections.middleware import (
     chain,
     dead_letters,
@@ -205,14 +205,18 @@ class Worker:
         self.decisions = DecisionBook(store, review_policy(settings)) if settings.review else None
         """People's decisions, fed back into scoring (docs/review.md); ``None``: review is off."""
         self._decisions_missing = False
+        risk_metrics = RiskMetrics(registry)
+        self.configs = LiveConfigs(store, metrics=risk_metrics)
+        """The config live at each evidence position (docs/promotion.md)."""
         self.projection = RiskProjection(
             store,
             config=analyzer_config(settings),
+            configs=self.configs,
             clock=utc_now,
             name=settings.projection,
             enricher=self.enricher,
             degraded_mode=settings.degraded_mode,
-            metrics=RiskMetrics(registry),
+            metrics=risk_metrics,
             reviews=self.decisions.signal if self.decisions is not None else None,
         )
         self.shadow: RiskProjection | None = None
@@ -258,6 +262,7 @@ class Worker:
             source="evidence",
             handler=self._handler(self.projection, pause=True),
             verify=lambda: verify_evidence_identity(store, name),
+            before_batch=self.configs.refresh,
         )
         hosts = [ProjectionHost(store, risk, settings=settings, metrics=metrics)]
         if self.shadow is not None:  # the live host checks the evidence's identity for both

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -330,6 +331,45 @@ class JetStreamClient:
         except NotProvisionedError:  # no message there (or no stream)
             return None
         return int(answer["message"]["seq"])
+
+    async def leader_last_sequence(self, stream: str, subject: str) -> int | None:
+        """The sequence of the last message on ``subject``, as the stream leader has it.
+
+        Like :meth:`leader_next_sequence`, the leader answers, never a replica
+        that may still be catching up. ``None``: there is none (or no stream).
+        """
+        try:
+            answer = await self.api(f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
+        except NotProvisionedError:
+            return None
+        return int(answer["message"]["seq"])
+
+    async def leader_get(
+        self, stream: str, seq: int, *, next_by_subject: str | None = None
+    ) -> RawMessage | None:
+        """The message at ``seq`` (or the first on ``next_by_subject`` from it), from the leader.
+
+        Slower than :meth:`direct_get`, but never behind: for small streams a
+        reader must see whole, e.g. the config log a worker follows.
+        ``None``: there is none.
+        """
+        request: dict[str, object] = {"seq": seq}
+        if next_by_subject is not None:
+            request["next_by_subj"] = next_by_subject
+        try:
+            answer = await self.api(f"STREAM.MSG.GET.{stream}", request)
+        except NotProvisionedError:
+            return None
+        message = answer["message"]
+        hdrs = message.get("hdrs")
+        return RawMessage(
+            stream=stream,
+            subject=str(message["subject"]),
+            seq=int(message["seq"]),
+            stored_ns=_parse_ns(str(message["time"])),
+            data=base64.b64decode(message.get("data") or ""),
+            header_block=base64.b64decode(hdrs) if hdrs else None,
+        )
 
     async def direct_get(
         self, stream: str, seq: int, *, next_by_subject: str | None = None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -26,6 +27,7 @@ from eventstore import CloudEvent, RecordedEvent, encode_event
 from eventstore.errors import DecodeError
 from projections.audit._diff import FieldDifference, first_difference
 from projections.errors import UnexpectedEventTypeError
+from projections.learning import ConfigBook, load_promoted
 from projections.risk import (
     EvidenceRef,
     RiskAssessedData,
@@ -44,7 +46,15 @@ if TYPE_CHECKING:
     from eventstore import EventSchemas, EventStore, RawMessage
     from projections.audit._records import StoredAssessment
 
-__all__ = ["UNASSESSABLE", "ByteVerifier", "Scorings", "compare", "derive", "evidence_of"]
+__all__ = [
+    "UNASSESSABLE",
+    "ByteVerifier",
+    "LiveScoring",
+    "Scorings",
+    "compare",
+    "derive",
+    "evidence_of",
+]
 
 UNASSESSABLE = (DecodeError, AnalyzerError, UnexpectedEventTypeError, ValueError)
 """What stored evidence that the projection would have dead-lettered raises here."""
@@ -117,46 +127,122 @@ class _Scored(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class Scorings:
-    """The scorings a replay re-derives with: its config as each known analyzer version used it.
+class LiveScoring:
+    """A promoted config version, live from ``effective_from`` on (until the next promotion)."""
 
+    effective_from: int
+    version: str
+    fingerprint: str
+    config: AnalyzerConfig | None
+    """``None``: this build cannot re-derive with it (``problem`` says why)."""
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scorings:
+    """The scorings a replay re-derives with: the config live at each evidence position.
+
+    Before any promotion that is the replay's own config (``current``), as
+    each known analyzer version used it; from a promotion's ``effective_from``
+    on, the promoted version's config as the log recorded it (``promoted``).
     An assessment is re-derived only with the version and config that made
-    it, so these are looked up by the recorded version and fingerprint. The
-    replay's own config (``current``) also bounds what any assessment may
-    claim an enricher answered.
+    it, so these are looked up by the evidence position and the recorded
+    version and fingerprint. The config live at a position (before any
+    promotion, the replay's own) bounds what an assessment may claim an
+    enricher answered.
     """
 
     current: AnalyzerConfig
     by_version: Mapping[str, AnalyzerConfig]
+    promoted: tuple[LiveScoring, ...] = ()
+    _starts: list[int] = field(default_factory=list)
+    _names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, config: AnalyzerConfig, *, strict: bool) -> Scorings:
-        """``config`` as every version this build re-derives; only the current one if ``strict``."""
-        versions = (ANALYZER_VERSION,) if strict else REDERIVABLE_VERSIONS
-        return cls(config, {version: config.for_version(version) for version in versions})
+    def of(
+        cls, config: AnalyzerConfig, *, strict: bool, book: ConfigBook | None = None
+    ) -> Scorings:
+        """``config`` as every version this build re-derives, and ``book``'s promotions.
 
-    def config_for(self, version: object, fingerprint: object) -> AnalyzerConfig | None:
-        """The config that scored an assessment recorded with ``version`` and ``fingerprint``."""
-        config = self.by_version.get(version) if isinstance(version, str) else None
+        With ``strict``, only the current analyzer version is re-derived.
+        """
+        versions = (ANALYZER_VERSION,) if strict else REDERIVABLE_VERSIONS
+        promoted: list[LiveScoring] = []
+        for promotion in book.promotions if book is not None else ():
+            loaded = load_promoted(book, promotion) if book is not None else "no book"
+            config_or_none, problem = (None, loaded) if isinstance(loaded, str) else (loaded, None)
+            if config_or_none is not None and config_or_none.analyzer_version not in versions:
+                problem = f"analyzer {config_or_none.analyzer_version} is not re-derived"
+                config_or_none = None
+            promoted.append(
+                LiveScoring(
+                    promotion.effective_from,
+                    promotion.version,
+                    promotion.data.fingerprint,
+                    config_or_none,
+                    problem,
+                )
+            )
+        names = {p.data.fingerprint: p.version for p in (book.proposals.values() if book else ())}
+        return cls(
+            config,
+            {version: config.for_version(version) for version in versions},
+            tuple(promoted),
+            [p.effective_from for p in promoted],
+            names,
+        )
+
+    def live_at(self, sequence: int) -> LiveScoring | None:
+        """The promotion live for the evidence at ``sequence`` (``None``: before any)."""
+        index = bisect.bisect_right(self._starts, sequence) - 1
+        return self.promoted[index] if index >= 0 else None
+
+    def version_named(self, fingerprint: str) -> str | None:
+        """The proposed config version with this fingerprint, if any."""
+        return self._names.get(fingerprint)
+
+    def config_for(
+        self, version: object, fingerprint: object, sequence: int = 0
+    ) -> AnalyzerConfig | None:
+        """The config of an assessment of evidence ``sequence``, if it is the one live there.
+
+        The assessment recorded ``version`` and ``fingerprint``: both must be
+        the live config's (before any promotion: the replay's own config as
+        that version used it).
+        """
+        live = self.live_at(sequence) if self._starts else None
+        if live is not None:
+            config = live.config
+            if config is None or config.analyzer_version != version:
+                return None
+        else:
+            config = self.by_version.get(version) if isinstance(version, str) else None
         return config if config is not None and config.fingerprint() == fingerprint else None
 
-    def impossible(self, scored: Scoring, config: AnalyzerConfig) -> str | None:
-        """Why the enrichment ``scored`` claims is outside what the replay's config allows.
+    def limits(self, sequence: int) -> AnalyzerConfig:
+        """The config whose enrichment bounds hold at evidence ``sequence``."""
+        live = self.live_at(sequence) if self._starts else None
+        return live.config if live is not None and live.config is not None else self.current
+
+    def impossible(self, scored: Scoring, config: AnalyzerConfig, sequence: int = 0) -> str | None:
+        """Why the enrichment ``scored`` claims is outside what the live config allows.
 
         ``config`` scored it; the modifier it applied must lie within the
-        current config's bounds, whatever the analyzer version that recorded it.
+        bounds of the config live at ``sequence``, whatever the analyzer
+        version that recorded it.
         """
         if scored.enrichment is None:
             return None
         applied = applied_modifier(scored.enrichment, config=config)
-        lowest = self.current.enrichment_min_modifier
-        highest = self.current.enrichment_max_modifier
+        bounds = self.limits(sequence)
+        lowest = bounds.enrichment_min_modifier
+        highest = bounds.enrichment_max_modifier
         if lowest <= applied <= highest:
             return None
         return (
             f"impossible enrichment: {scored.enrichment.provider} answered"
             f" {scored.enrichment.modifier!r}, applied as {applied!r}, outside the bounds"
-            f" [{lowest!r}, {highest!r}] config {self.current.fingerprint()[:12]} allows"
+            f" [{lowest!r}, {highest!r}] config {bounds.fingerprint()[:12]} allows"
         )
 
 
@@ -248,7 +334,7 @@ class ByteVerifier:
             not isinstance(scored, dict)
             or (
                 config := self.scorings.config_for(
-                    scored.get("analyzer_version"), scored.get("config_fingerprint")
+                    scored.get("analyzer_version"), scored.get("config_fingerprint"), raw.seq
                 )
             )
             is None
@@ -265,7 +351,7 @@ class ByteVerifier:
             decisions = scored.get("review")
             review = None if decisions is None else ReviewSignal.model_validate(decisions)
             how = _Scored(degraded, enrichment, review)
-            if self.scorings.impossible(how, config) is not None:
+            if self.scorings.impossible(how, config, raw.seq) is not None:
                 return None
             assessment, after = derive(config, state, evidence, how)
         except (*UNASSESSABLE, ValidationError):

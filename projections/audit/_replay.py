@@ -49,12 +49,14 @@ from projections.audit._records import (
 from projections.audit._report import Finding, FindingKind, LevelChanges, ReplayReport
 from projections.audit._reviews import RecordedDecision, impossible_review, recorded_decisions
 from projections.audit._scope import ReplayScope
+from projections.learning import CONFIGS_STREAM, ConfigBook, read_config_book
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from analyzers import Assessment, Evidence
     from eventstore import EventStore, RawMessage, RecordedEvent
+    from projections.audit._derive import LiveScoring
     from projections.audit._diff import FieldDifference
     from projections.risk import EvidenceRef
 
@@ -166,6 +168,7 @@ class _Replay:
         self.scorings = Scorings.of(config, strict=strict)
         self.verifier = ByteVerifier(store, self.scorings, projection)
         self.what_if, self.strict, self.max_findings = what_if, strict, max_findings
+        self.book = ConfigBook()
         self.progress = progress
         self.chains: dict[EntityKey, _Chains] = {}
         self.letters: dict[int, DeadLetterRef] = {}
@@ -179,6 +182,7 @@ class _Replay:
 
     async def run(self, scope: ReplayScope, jobs: int | None) -> ReplayReport:
         started = time.perf_counter()
+        await self._read_promotions()
         bounds = await self._bounds()
         until = min(scope.until_seq or bounds.evidence_last, bounds.evidence_last)
         self.scope = replace(scope, until_seq=until) if until >= scope.from_seq else scope
@@ -207,6 +211,16 @@ class _Replay:
         self.report.settle(self.max_findings)
         self.report.elapsed_seconds = time.perf_counter() - started
         return self.report
+
+    async def _read_promotions(self) -> None:
+        """The config log's promotions: the config live at each evidence position."""
+        configs = self.store.config.stream_for(CONFIGS_STREAM.category)
+        if await self.store.client.stream_info(configs) is None:
+            return  # a store from before the config log: nothing was ever promoted
+        self.book = await read_config_book(self.store)
+        if self.book.promotions:
+            self.scorings = Scorings.of(self.config, strict=self.strict, book=self.book)
+            self.verifier = ByteVerifier(self.store, self.scorings, self.projection)
 
     async def _bounds(self) -> _Bounds:
         # The ack floor first: everything at or below it has its effect in the
@@ -379,7 +393,9 @@ class _Replay:
         before = chains.verified
         verified: tuple[Assessment, EntityRiskState] | None = None
         scored = recorded.data.assessment
-        config = self.scorings.config_for(scored.analyzer_version, scored.config_fingerprint)
+        config = self.scorings.config_for(
+            scored.analyzer_version, scored.config_fingerprint, rec.sequence
+        )
         if config is not None:
             verified = self._verify(key, recorded, evidence, ref, chains, config=config)
         elif self.what_if and scored.analyzer_version in self.scorings.by_version:
@@ -414,7 +430,7 @@ class _Replay:
             return None
         chains.verified = derived[1]
         impossible = self.scorings.impossible(
-            recorded.data.assessment, config
+            recorded.data.assessment, config, seq
         ) or impossible_review(
             recorded.data.assessment.review, key, recorded.stored_at, self.decisions
         )
@@ -449,8 +465,12 @@ class _Replay:
         seq, at = evidence.sequence, recorded.sequence
         version = scored.analyzer_version
         kind: FindingKind
+        live = self.scorings.live_at(seq)
         config = self.scorings.by_version.get(version)
-        if config is None:
+        if live is not None:
+            kind, detail = "config_mismatch", self._not_live(live, scored)
+            config = live.config or self.config
+        elif config is None:
             kind, config = "version_mismatch", self.config
             detail = (
                 f"scored by analyzer {version}, which this build ({ANALYZER_VERSION}) cannot"
@@ -478,6 +498,20 @@ class _Replay:
             detail += f"; as {config.analyzer_version} derives it, {difference.describe()}"
         self._find(kind, key, detail, evidence=seq, at=at, difference=difference)
         chains.verified = state
+
+    def _not_live(self, live: LiveScoring, scored: Assessment) -> str:
+        """What a finding says of an assessment not scored with the config promoted for it."""
+        recorded = scored.config_fingerprint
+        named = self.scorings.version_named(recorded)
+        detail = (
+            f"expected config version {live.version} ({live.fingerprint[:12]}), live from"
+            f" evidence {live.effective_from}; recorded config {recorded[:12]}"
+            + (f" (version {named})" if named else "")
+            + f", analyzer {scored.analyzer_version}"
+        )
+        if live.config is None:
+            detail += f"; this build cannot re-derive with {live.version}: {live.problem}"
+        return detail
 
     # -- what-if ----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from projections.learning._events import (
     TrainingWindow,
     register_learning_types,
 )
+from projections.learning._live import LiveConfigs, load_promoted, load_version
 
 __all__ = [
     "CONFIGS_STREAM",
@@ -44,12 +45,15 @@ __all__ = [
     "ConfigProposedData",
     "ConfigVersion",
     "ConfigVersionExistsError",
+    "LiveConfigs",
     "OutcomeName",
     "OutcomeRecordedData",
     "Promotion",
     "Proposal",
     "TrainingWindow",
     "UnknownConfigVersionError",
+    "load_promoted",
+    "load_version",
     "promote",
     "propose",
     "read_config_book",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
 from opentelemetry import trace
@@ -43,6 +43,7 @@ from eventstore.errors import DecodeError
 from projections._deadletter import dead_letter, dlq_subject
 from projections._message import CHAIN, Message, Output, Result
 from projections.errors import (
+    ConfigUnavailableError,
     ForeignMessagesError,
     MisaddressedEventError,
     UnexpectedEventTypeError,
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from eventstore import AppendResult, EventStore, ExpectedVersion, RawMessage, RecordedEvent
     from projections.risk._metrics import RiskMetrics
 
-__all__ = ["RiskProjection"]
+__all__ = ["ConfigSelection", "OwnConfig", "RiskProjection"]
 
 _log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("projections.risk")
@@ -76,6 +77,35 @@ FOREIGN_WALK_LIMIT = 512
 """Messages of an entity's risk subject read, at most, to find its last valid assessment."""
 _FIRST_WINDOW = 64
 """Stream sequences the walk back looks through first (then four times more each time)."""
+
+
+class ConfigSelection(Protocol):
+    """Which analyzer config scores the evidence at an evidence stream sequence."""
+
+    def at(self, sequence: int) -> AnalyzerConfig | None:
+        """The config for evidence ``sequence``: cheap, called once per message.
+
+        ``None``: none was chosen for that position; the projection's own scores it.
+
+        Raises:
+            ConfigUnavailableError: it is not known yet, or cannot be loaded.
+        """
+        ...
+
+    async def refresh(self) -> None:
+        """Learn of configs that took effect since the last look (never raises)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnConfig:
+    """The projection's own config at every position: promotions are not followed."""
+
+    def at(self, sequence: int) -> AnalyzerConfig | None:  # noqa: ARG002 - same everywhere
+        """``None``: the projection's own config."""
+        return None
+
+    async def refresh(self) -> None:
+        """Nothing to learn."""
 
 
 @dataclass(slots=True)
@@ -136,12 +166,16 @@ class RiskProjection:
         metrics: RiskMetrics | None = None,
         reviews: Callable[[str, str, datetime], ReviewSignal | None] | None = None,
         output: AssessmentOutput = LIVE_OUTPUT,
+        configs: ConfigSelection | None = None,
     ) -> None:
         self.store = store
         self.output = output
         """Where its assessments go: the live ones to RISK, a shadow run's to SHADOW."""
         self.name = name
         self.config = config
+        """The worker's own config: what scores a position ``configs`` chose none for."""
+        self.configs: ConfigSelection = configs or OwnConfig()
+        """The config of each evidence position (docs/promotion.md)."""
         self.enricher = enricher
         self.degraded_mode = degraded_mode
         self._clock = clock
@@ -159,7 +193,22 @@ class RiskProjection:
     # -- the handler ------------------------------------------------------------------
 
     async def handle(self, message: Message) -> Result:
-        """Assess one evidence message, after any earlier one of its entity still unhandled."""
+        """Assess one evidence message, after any earlier one of its entity still unhandled.
+
+        A config that is not known or cannot be loaded for a position holds
+        the message: the config log is read again once, then the runner
+        pauses and asks again later (nothing committed, nothing acked).
+        """
+        try:
+            return await self._handle(message)
+        except ConfigUnavailableError:
+            await self.configs.refresh()
+        try:
+            return await self._handle(message)
+        except ConfigUnavailableError as exc:
+            return Result.pause(exc.retry_in, str(exc))
+
+    async def _handle(self, message: Message) -> Result:
         event = self._decode(message)
         known = await self._known(message)
         if message.sequence <= known.cursor:
@@ -402,6 +451,7 @@ class RiskProjection:
         self, message: Message, state: EntityRiskState, evidence: Evidence
     ) -> tuple[Assessment, EntityRiskState]:
         traced = message.context.get("traced", False)
+        config = self.configs.at(evidence.sequence) or self.config
         review = None
         if self._reviews is not None:
             review = self._reviews(message.tenant, message.entity, self._clock())
@@ -415,13 +465,11 @@ class RiskProjection:
                     raise
                 _log.warning("risk.degraded_assessment", reason="enrichment unavailable")
                 with _span("analyze", traced):
-                    return conservative_assessment(
-                        state, evidence, config=self.config, review=review
-                    )
+                    return conservative_assessment(state, evidence, config=config, review=review)
         if signal is not None:
-            _warn_if_bounded(signal, self.config)
+            _warn_if_bounded(signal, config)
         with _span("analyze", traced):
-            return assess(state, evidence, config=self.config, enrichment=signal, review=review)
+            return assess(state, evidence, config=config, enrichment=signal, review=review)
 
     def _assessment_event(
         self, event: CloudEvent, message: Message, assessment: Assessment, known: _Known

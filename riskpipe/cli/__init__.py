@@ -7,6 +7,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _bench,
     _bench_api,
     _chaos,
+    _config,
     _demo,
     _dlq,
     _explain,

@@ -90,6 +90,7 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
     """
     (tmp_path / "log.json").write_text(json.dumps(SAMPLE_LOG))
     (tmp_path / "again.jsonl").write_text(evidence_line("o0", entity=LONG) + "\n")
+    (tmp_path / "tuned.toml").write_text("[severity_weights]\nhigh = 0.7\n")
     small = ["--events", "200", "--entities", "5", "--runs", "1"]
     return {
         ("status",): [],
@@ -107,6 +108,12 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
         ("bench", "api"): ["--cases", "200", "--requests", "10", "--pipeline-events", "0"],
         ("chaos",): ["--scenario", "duplicate", "--seconds", "5", "--workers", "1"],
         ("shadow", "report"): ["--version", "v1"],
+        # base-0 is proposed and promoted first (see the test): then a rollback returns to it
+        ("config", "propose"): [str(tmp_path / "tuned.toml"), "--version", "tuned-1"],
+        ("config", "show"): ["tuned-1"],
+        ("config", "promote"): ["tuned-1", "--reason", "better recall"],
+        ("config", "rollback"): ["--reason", "too many alerts"],
+        ("config", "list"): [],
     }
 
 
@@ -126,6 +133,10 @@ def test_every_json_output_is_json_lines(cli: CliRunner, tmp_path: Path) -> None
     assert shadowed.exit_code == 0, shadowed.output
     target = NatsServer(data_dir=tmp_path / "target")
     target.start()
+    (tmp_path / "base.toml").write_text("")
+    for args in (["propose", str(tmp_path / "base.toml"), "--version", "base-0"],
+                 ["promote", "base-0", "--reason", "a known start"]):  # fmt: skip
+        assert cli.invoke(main, ["config", *args]).exit_code == 0
     try:
         _json_lines(cli, _one_result(tmp_path, target.url))
     finally:
