@@ -143,12 +143,16 @@ async def undrained_partitions(
 
 
 async def _first_unhandled(store: EventStore, view: PartitionView, source: str) -> int | None:
-    """The sequence of the partition's first event not acknowledged (``None``: none is)."""
+    """The sequence of the partition's first event not acknowledged (``None``: none is).
+
+    The stream's leader answers: a replica still catching up would answer
+    "none" for what it has not received yet, and the partition would pass
+    for drained.
+    """
     if view.info is not None and view.pending == 0:
         return None
-    raw = await store.client.direct_get(
+    return await store.client.leader_next_sequence(
         store.config.stream_for(source),
         view.ack_floor + 1,
-        next_by_subject=partition_filter(store, source, view.partition),
+        partition_filter(store, source, view.partition),
     )
-    return None if raw is None else raw.seq

@@ -391,10 +391,7 @@ class RiskProjection:
         subject, stream = message.delivery.subject, message.delivery.stream
         dead: set[int] | None = None
         while True:
-            nxt = await self.store.next_sequence(stream, subject, known.cursor + 1)
-            if nxt is None or nxt >= message.sequence:
-                return outputs, known
-            rec = await self.store.get(stream, nxt)
+            rec = await self._earlier(stream, subject, known.cursor + 1, message.sequence)
             if rec is None:
                 return outputs, known
             if dead is None:
@@ -423,6 +420,26 @@ class RiskProjection:
                 known = replace(known, cursor=rec.sequence)
             outputs.append(output)
 
+    async def _earlier(
+        self, stream: str, subject: str, start: int, before: int
+    ) -> RecordedEvent | None:
+        """The entity's first evidence at or after ``start`` and before ``before``, if any.
+
+        Any replica of a clustered stream answers a direct get, and one still
+        catching up lacks the latest messages: trusting its "none" would skip
+        the entity's earlier evidence for good (the message being handled
+        moves the cursor past it). The message at ``before`` is itself on the
+        subject, so a replica that has it always answers: "none" means behind,
+        and the stream's leader is asked instead.
+        """
+        client = self.store.client
+        raw = await client.direct_get(stream, start, next_by_subject=subject)
+        if raw is None:
+            raw = await client.leader_get(stream, start, next_by_subject=subject)
+        if raw is None or raw.seq >= before:
+            return None
+        return self.store.recorded(raw)
+
     def _message_for(self, message: Message, rec: RecordedEvent) -> Message:
         delivery = Delivery(
             subject=rec.subject, data=rec.payload, headers=rec.headers, stream=rec.stream,
@@ -434,14 +451,21 @@ class RiskProjection:
         )
 
     async def _dead_lettered(self, message: Message) -> set[int]:
-        """Evidence sequences of this entity that already have a dead letter."""
+        """Evidence sequences of this entity that already have a dead letter.
+
+        Read from the dead-letter stream's leader: a replica catching up may
+        not have a dead letter written a moment ago, and the evidence it
+        answers for would be assessed as well.
+        """
         config = self.store.config
         subject = dlq_subject(config, self.name, message.tenant, message.entity)
+        stream = config.stream_for("dlq")
         seqs: set[int] = set()
         seq = 1
         while (
-            rec := await self.store.get(config.stream_for("dlq"), seq, next_on_subject=subject)
+            raw := await self.store.client.leader_get(stream, seq, next_by_subject=subject)
         ) is not None:
+            rec = self.store.recorded(raw)
             if rec.event is not None and rec.event.data is not None:
                 seqs.add(int(str(rec.event.data["sequence"])))
             seq = rec.sequence + 1

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from support.events import evidence
 from support.pipeline import check_invariants, read_streams, run_worker
 
-from eventstore import EventStore, encode_event
+from analyzers import AnalyzerConfig
+from eventstore import Delivery, EventStore, RawMessage, encode_event
+from eventstore._jetstream._client import JetStreamClient
 from eventstore.errors import NotProvisionedError
+from projections import Message
+from projections.risk import RiskProjection
 from riskpipe.demo import POISON
 from riskpipe.status import pipeline_status
+from riskpipe.worker import utc_now
 
 if TYPE_CHECKING:
     import pytest
@@ -100,13 +105,17 @@ async def test_a_restarted_worker_trusts_its_ack_floor(
     events = [evidence(f"y{i}", entity=f"e{i % 6}", minute=100 + i) for i in range(30)]
     assert not [r for r in await store.append_many(events) if isinstance(r, Exception)]
     lookups: list[int] = []
-    next_sequence = EventStore.next_sequence
+    evidence_stream = store.config.stream_for("evidence")
+    direct_get = JetStreamClient.direct_get
 
-    async def counted(self: EventStore, stream: str, subject: str, after: int) -> int | None:
-        lookups.append(after)
-        return await next_sequence(self, stream, subject, after)
+    async def counted(
+        self: JetStreamClient, stream: str, seq: int, *, next_by_subject: str | None = None
+    ) -> RawMessage | None:
+        if stream == evidence_stream and next_by_subject is not None:
+            lookups.append(seq)  # an entity's earlier evidence looked for
+        return await direct_get(self, stream, seq, next_by_subject=next_by_subject)
 
-    monkeypatch.setattr(EventStore, "next_sequence", counted)
+    monkeypatch.setattr(JetStreamClient, "direct_get", counted)
     await run_worker(store, nats_server.url)
     streams = await read_streams(store)
     check_invariants(streams)
@@ -220,3 +229,44 @@ async def test_assessments_are_exactly_what_validated_models_encode_to(
         assert encode_event(rec.event, data) == rec.payload
         checked += 1
     assert checked == 60
+
+
+async def test_a_replica_behind_does_not_make_earlier_evidence_skipped(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catching up, a "none" from a replica that lacks the latest messages is not believed.
+
+    Any replica of a clustered stream answers a direct get. One still catching
+    up has neither the entity's earlier evidence nor the message being handled:
+    the stream's leader is asked, and the earlier evidence is assessed first,
+    not skipped for good behind the cursor.
+    """
+    first, second = await store.append_many(
+        [evidence("lag-1", entity="lag"), evidence("lag-2", entity="lag", minute=1)]
+    )
+    assert not isinstance(first, Exception)
+    assert not isinstance(second, Exception)
+    evidence_stream = store.config.stream_for("evidence")
+    direct_get = store.client.direct_get
+    behind: list[int] = []
+
+    async def replica_behind(stream: str, seq: int, **kwargs: Any) -> RawMessage | None:
+        if stream == evidence_stream:
+            behind.append(seq)
+            return None  # as a replica that has not received them yet answers
+        return await direct_get(stream, seq, **kwargs)
+
+    monkeypatch.setattr(store.client, "direct_get", replica_behind)
+    raw = await store.client.leader_get(evidence_stream, second.sequence)
+    assert raw is not None
+    delivery = Delivery(
+        subject=raw.subject, data=raw.data, headers=raw.headers, stream=evidence_stream,
+        stream_seq=raw.seq, consumer_seq=2, num_delivered=1, num_pending=0,
+        stored_at=raw.time, reply="", header_block=raw.header_block,
+    )  # fmt: skip
+    projection = RiskProjection(store, config=AnalyzerConfig(), clock=utc_now)
+    result = await projection.handle(Message("risk", delivery, "t1", "lag", max_deliver=5))
+    assert behind, "the catch-up never asked a replica"
+    assert result.kind == "commit"
+    answered = [output.data.cursor for output in result.outputs]  # type: ignore[union-attr]
+    assert answered == [first.sequence, second.sequence]
