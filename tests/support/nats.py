@@ -47,7 +47,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     """Three nats-server nodes on loopback forming one JetStream cluster, killed after the test."""
     cluster = NatsCluster(data_dir=tmp_path / "cluster")
-    cluster.start()
+    cluster.start(timeout=60.0)  # a loaded machine can take past the default 20 s to elect
     try:
         yield cluster
     finally:
