@@ -11,6 +11,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _demo,
     _dlq,
     _explain,
+    _learn,
     _migrate,
     _ops,
     _readmodel,

@@ -1,0 +1,335 @@
+"""The labelled set ``riskpipe learn`` fits on, built from the log alone.
+
+Every evidence event is folded, in stream order and per entity, with the
+analyzer's own :func:`fold` and :func:`features` (all pattern weights 1), so an
+example holds exactly the features the analyzer would score: the decayed mass
+of each pattern, the critical severity mass and the diversity term. Labels
+come from outcomes later: :meth:`Dataset.labels` says, for each example, whether
+a positive outcome of its entity was observed within the horizon after it,
+counting only outcomes observed up to a given time (the cut, for training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import sparse
+
+from analyzers import AnalyzerConfig, EntityRiskState, Evidence, trusted
+from analyzers._window import features, fold
+from eventstore.errors import EventStoreError
+from projections.learning._errors import EmptyWindowError, InvalidHorizonError, NoEvidenceError
+from projections.learning._events import OUTCOME_RECORDED, OUTCOMES_STREAM, OutcomeRecordedData
+from projections.review import DECIDED, REVIEW_STREAM, CaseDecidedData
+from projections.risk import evidence_event, latest_evidence
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from datetime import datetime
+
+    from numpy.typing import NDArray
+
+    from eventstore import EventStore, RecordedEvent
+
+__all__ = ["Dataset", "build_dataset", "dataset_from_evidence"]
+
+EntityKey = tuple[str, str]
+_MS = 1000.0
+_SHOWN_UNKNOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """Examples (one per evidence observed in the window) and every outcome of their entities.
+
+    ``masses`` is a CSR matrix, one row per example and one column per
+    pattern of :attr:`patterns`: the pattern's decayed mass with weight 1.
+    Times are seconds since the epoch. Outcomes are kept separately, so
+    the labels of any cut and horizon are computed without reading again.
+    """
+
+    patterns: tuple[str, ...]
+    times: NDArray[np.float64]
+    entity: NDArray[np.int64]
+    masses: sparse.csr_matrix
+    critical: NDArray[np.float64]
+    """The decayed confidence of critical evidence (times the amplification gives the term)."""
+    diversity: NDArray[np.float64]
+    """The diversity term as the base config computes it."""
+    impact: NDArray[np.float64]
+    """The impact mass with unit weights and the base config's amplification (0 when none)."""
+    outcome_entity: NDArray[np.int64]
+    outcome_time: NDArray[np.float64]
+    outcome_positive: NDArray[np.bool_]
+    entities: tuple[EntityKey, ...]
+    base: AnalyzerConfig
+    since: datetime
+    until: datetime
+    evidence_read: int = 0
+    undecodable: int = 0
+    unknown_outcomes: int = 0
+    unknown_entities: tuple[str, ...] = ()
+    """Up to five ``tenant/entity`` names of outcomes whose entity has no evidence (ignored)."""
+
+    def __len__(self) -> int:
+        return int(self.times.shape[0])
+
+    def labels(self, horizon: float, *, observed_until: float) -> NDArray[np.int8]:
+        """1 where a positive outcome of the example's entity is in ``(t, t + horizon]``.
+
+        Only outcomes observed at or before ``observed_until`` count: labels
+        built for training with the cut there know nothing observed later.
+
+        Raises:
+            InvalidHorizonError: ``horizon`` is not positive.
+        """
+        if not horizon > 0.0:
+            raise InvalidHorizonError(horizon)
+        keep = self.outcome_positive & (self.outcome_time <= observed_until)
+        if len(self) == 0 or not keep.any():
+            return np.zeros(len(self), dtype=np.int8)
+        origin = min(float(self.times.min()), float(self.outcome_time[keep].min()))
+        o_ms = np.floor((self.outcome_time[keep] - origin) * _MS).astype(np.int64)
+        t_ms = np.floor((self.times - origin) * _MS).astype(np.int64)
+        end = np.minimum(self.times + horizon, observed_until)
+        e_ms = np.floor((end - origin) * _MS).astype(np.int64)
+        stride = int(max(int(o_ms.max()), int(e_ms.max()), int(t_ms.max()))) + 2
+        keys = np.sort(self.outcome_entity[keep] * stride + o_ms)
+        base = self.entity * stride
+        after = np.searchsorted(keys, base + t_ms, side="right")
+        within = np.searchsorted(keys, base + np.maximum(e_ms, t_ms), side="right")
+        return (within > after).astype(np.int8)
+
+    def raw(
+        self, weights: NDArray[np.float64], critical: float, diversity_scale: float = 1.0
+    ) -> NDArray[np.float64]:
+        """Raw scores with pattern ``weights`` (column order), amplification ``critical``.
+
+        ``diversity_scale`` multiplies the base diversity term; the impact
+        term is the base config's, as weighted by 1 (see docs/learning.md).
+        """
+        raw = self.masses @ weights
+        return np.asarray(
+            raw + critical * self.critical + diversity_scale * self.diversity + self.impact,
+            dtype=np.float64,
+        )
+
+    def config_raw(self, config: AnalyzerConfig) -> NDArray[np.float64]:
+        """Raw scores of every example under ``config`` (same decay and severities as the base)."""
+        weights = np.array([config.pattern_weights.get(p, 1.0) for p in self.patterns])
+        bonus = self.base.diversity_bonus
+        ratio = config.diversity_bonus / bonus if bonus > 0.0 else 0.0
+        return self.raw(weights.astype(np.float64), config.critical_amplification, ratio)
+
+    def config_scores(self, config: AnalyzerConfig) -> NDArray[np.float64]:
+        """The analyzer's evidence score of every example under ``config``."""
+        raw = np.maximum(self.config_raw(config), 0.0)
+        return np.asarray(1.0 - np.power(0.5, raw / config.saturation), dtype=np.float64)
+
+    def base_weights(self) -> NDArray[np.float64]:
+        """The base config's pattern weights in column order (1.0 where it names none)."""
+        found = self.base.pattern_weights
+        return np.array([found.get(p, 1.0) for p in self.patterns], dtype=np.float64)
+
+
+class _Builder:
+    """Folds evidence into per-entity states and records an example per evidence in window."""
+
+    def __init__(self, base: AnalyzerConfig, since: datetime, until: datetime) -> None:
+        self.base = base
+        self.unit = base.model_copy(
+            update={"pattern_weights": {}, "critical_amplification": 1.0}
+        ).tables
+        self.since = since
+        self.until = until
+        self.states: dict[EntityKey, EntityRiskState] = {}
+        self.entity_index: dict[EntityKey, int] = {}
+        self.pattern_index: dict[str, int] = {}
+        self.times: list[float] = []
+        self.entity: list[int] = []
+        self.critical: list[float] = []
+        self.diversity: list[float] = []
+        self.impact: list[float] = []
+        self.indptr: list[int] = [0]
+        self.columns: list[int] = []
+        self.values: list[float] = []
+        self.read = 0
+
+    def add(self, key: EntityKey, evidence: Evidence) -> None:
+        self.read += 1
+        state = self.states.get(key) or EntityRiskState.initial()
+        fields = fold(state, evidence, self.unit)
+        self.states[key] = trusted(EntityRiskState, fields)
+        observed = evidence.observed_at
+        if not self.since <= observed <= self.until:
+            return
+        found = features(
+            fields["pattern_mass"], fields["severity_mass"], self.unit, fields["impact_mass"]
+        )
+        index = self.entity_index.setdefault(key, len(self.entity_index))
+        self.times.append(observed.timestamp())
+        self.entity.append(index)
+        self.critical.append(found.critical)
+        self.diversity.append(found.diversity)
+        self.impact.append(found.impact or 0.0)
+        for pattern, mass in found.masses.items():
+            if mass > 0.0:
+                self.columns.append(self.pattern_index.setdefault(pattern, len(self.pattern_index)))
+                self.values.append(mass)
+        self.indptr.append(len(self.columns))
+
+    def dataset(self, outcomes: list[tuple[EntityKey, float, bool]], undecodable: int) -> Dataset:
+        if not self.times:
+            raise NoEvidenceError(
+                f"no evidence was observed between {self.since.isoformat()} and"
+                f" {self.until.isoformat()} ({self.read} evidence events read): choose a"
+                " window the log covers"
+            )
+        order = sorted(self.pattern_index, key=self.pattern_index.__getitem__)
+        patterns = tuple(sorted(order))
+        remap = np.array([patterns.index(p) for p in order], dtype=np.int64)
+        columns = remap[np.asarray(self.columns, dtype=np.int64)]
+        masses = sparse.csr_matrix(
+            (np.asarray(self.values, dtype=np.float64), columns, np.asarray(self.indptr)),
+            shape=(len(self.times), len(patterns)),
+        )
+        masses.sort_indices()
+        known: list[tuple[int, float, bool]] = []
+        unknown: dict[str, None] = {}
+        unknown_count = 0
+        for key, at, positive in outcomes:
+            index = self.entity_index.get(key)
+            if index is None and key not in self.states:
+                unknown_count += 1
+                if len(unknown) < _SHOWN_UNKNOWN:
+                    unknown[f"{key[0]}/{key[1]}"] = None
+                continue
+            if index is not None:  # an entity with evidence only outside the window: no examples
+                known.append((index, at, positive))
+        return Dataset(
+            patterns=patterns,
+            times=np.asarray(self.times, dtype=np.float64),
+            entity=np.asarray(self.entity, dtype=np.int64),
+            masses=masses,
+            critical=np.asarray(self.critical, dtype=np.float64),
+            diversity=np.asarray(self.diversity, dtype=np.float64),
+            impact=np.asarray(self.impact, dtype=np.float64) * self.base.impact_amplification,
+            outcome_entity=np.asarray([k[0] for k in known], dtype=np.int64),
+            outcome_time=np.asarray([k[1] for k in known], dtype=np.float64),
+            outcome_positive=np.asarray([k[2] for k in known], dtype=np.bool_),
+            entities=tuple(sorted(self.entity_index, key=self.entity_index.__getitem__)),
+            base=self.base,
+            since=self.since,
+            until=self.until,
+            evidence_read=self.read,
+            undecodable=undecodable,
+            unknown_outcomes=unknown_count,
+            unknown_entities=tuple(unknown),
+        )
+
+
+def _check_window(since: datetime, until: datetime) -> None:
+    if since >= until:
+        raise EmptyWindowError(
+            f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
+        )
+
+
+def dataset_from_evidence(
+    evidence: list[tuple[EntityKey, Evidence]],
+    outcomes: list[tuple[EntityKey, float, bool]],
+    *,
+    base: AnalyzerConfig,
+    since: datetime,
+    until: datetime,
+) -> Dataset:
+    """The dataset of evidence given in stream order and outcomes ``(entity, time, positive)``.
+
+    Raises:
+        EmptyWindowError: ``since`` is not before ``until``.
+        NoEvidenceError: no evidence was observed in the window.
+    """
+    _check_window(since, until)
+    builder = _Builder(base, since, until)
+    for key, item in evidence:
+        builder.add(key, item)
+    return builder.dataset(outcomes, 0)
+
+
+async def build_dataset(
+    store: EventStore,
+    *,
+    base: AnalyzerConfig,
+    since: datetime,
+    until: datetime,
+    tenant: str | None = None,
+) -> Dataset:
+    """Read the evidence, outcome and review streams and build the dataset of the window.
+
+    Evidence is folded from the start of the stream (earlier evidence still
+    counts, decayed), and an example is recorded for each evidence observed
+    in ``[since, until]``. Outcomes are read whole: positive outcomes and
+    ``confirmed`` review decisions are positives, the others negatives; which
+    of them a label may see is decided later (:meth:`Dataset.labels`). With
+    ``tenant``, only that tenant's evidence and outcomes are read.
+
+    Raises:
+        EmptyWindowError: ``since`` is not before ``until``.
+        NoEvidenceError: no evidence was observed in the window.
+    """
+    _check_window(since, until)
+    builder = _Builder(base, since, until)
+    undecodable = 0
+    schemas = store.schemas
+    async for rec in store.read_all(stream=store.config.stream_for("evidence")):
+        try:
+            event = evidence_event(rec)
+            _, data = latest_evidence(schemas, event)
+            item = Evidence.from_data(
+                data,
+                event_id=event.id,
+                source=event.source,
+                sequence=rec.sequence,
+                event_time=event.time,
+            )
+        except (EventStoreError, ValueError):
+            undecodable += 1
+            continue
+        key = (event.tenant or "", event.subject or "")
+        if tenant is None or key[0] == tenant:
+            builder.add(key, item)
+    outcomes = [o async for o in _outcomes(store) if tenant is None or o[0][0] == tenant]
+    return builder.dataset(outcomes, undecodable)
+
+
+async def _outcomes(store: EventStore) -> AsyncIterator[tuple[EntityKey, float, bool]]:
+    """Every outcome ``(entity, observed time, positive)``: recorded outcomes, then decisions."""
+    for category in (OUTCOMES_STREAM.category, REVIEW_STREAM.category):
+        stream = store.config.stream_for(category)
+        async for rec in store.read_all(stream=stream):
+            found = _outcome(store, rec)
+            if found is not None:
+                yield found
+
+
+def _outcome(store: EventStore, rec: RecordedEvent) -> tuple[EntityKey, float, bool] | None:  # noqa: PLR0911 - one return per kind of message
+    event = rec.event
+    if event is None or event.data is None:
+        return None
+    key = (event.tenant or "", event.subject or "")
+    try:
+        if event.type == OUTCOME_RECORDED:
+            data = store.schemas.typed_data(event)
+            if not isinstance(data, OutcomeRecordedData) or data.observed_at is None:
+                return None
+            return key, data.observed_at.timestamp(), data.positive
+        if event.type == DECIDED:
+            decided = CaseDecidedData.model_validate(event.data)
+            if decided.outcome == "escalated":
+                return None
+            return key, event.time.timestamp(), decided.outcome == "confirmed"
+    except (EventStoreError, ValueError):
+        return None
+    return None
