@@ -11,19 +11,27 @@ counting only outcomes observed up to a given time (the cut, for training).
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
 
-from analyzers import AnalyzerConfig, EntityRiskState, Evidence, trusted
+from analyzers import (
+    EVIDENCE_RECORDED_V2,
+    AnalyzerConfig,
+    EntityRiskState,
+    Evidence,
+    EvidenceDataV2,
+    trusted,
+)
 from analyzers._window import features, fold
 from eventstore.errors import EventStoreError
+from projections.errors import UnexpectedEventTypeError
 from projections.learning._errors import EmptyWindowError, InvalidHorizonError, NoEvidenceError
 from projections.learning._events import OUTCOME_RECORDED, OUTCOMES_STREAM, OutcomeRecordedData
 from projections.review import DECIDED, REVIEW_STREAM, CaseDecidedData
-from projections.risk import evidence_event, latest_evidence
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -282,24 +290,27 @@ async def build_dataset(
     _check_window(since, until)
     builder = _Builder(base, since, until)
     undecodable = 0
-    schemas = store.schemas
-    async for rec in store.read_all(stream=store.config.stream_for("evidence")):
-        try:
-            event = evidence_event(rec)
-            _, data = latest_evidence(schemas, event)
-            item = Evidence.from_data(
-                data,
-                event_id=event.id,
-                source=event.source,
-                sequence=rec.sequence,
-                event_time=event.time,
-            )
-        except (EventStoreError, ValueError):
-            undecodable += 1
-            continue
-        key = (event.tenant or "", event.subject or "")
-        if tenant is None or key[0] == tenant:
-            builder.add(key, item)
+    batches = store.read_batches(stream=store.config.stream_for("evidence"))
+    async with aclosing(batches):
+        async for batch in batches:
+            for raw in batch:
+                try:  # one decoding pass, read as the latest evidence version
+                    event, data = store.decoded(raw)
+                    if not isinstance(data, EvidenceDataV2):
+                        raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED_V2)
+                    item = Evidence.from_data(
+                        data,
+                        event_id=event.id,
+                        source=event.source,
+                        sequence=raw.seq,
+                        event_time=event.time,
+                    )
+                except (EventStoreError, ValueError):
+                    undecodable += 1
+                    continue
+                key = (event.tenant or "", event.subject or "")
+                if tenant is None or key[0] == tenant:
+                    builder.add(key, item)
     outcomes = [o async for o in _outcomes(store) if tenant is None or o[0][0] == tenant]
     return builder.dataset(outcomes, undecodable)
 
