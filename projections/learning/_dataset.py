@@ -11,6 +11,7 @@ counting only outcomes observed up to a given time (the cut, for training).
 
 from __future__ import annotations
 
+from array import array
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -155,14 +156,15 @@ class _Builder:
         self.states: dict[EntityKey, EntityRiskState] = {}
         self.entity_index: dict[EntityKey, int] = {}
         self.pattern_index: dict[str, int] = {}
-        self.times: list[float] = []
-        self.entity: list[int] = []
-        self.critical: list[float] = []
-        self.diversity: list[float] = []
-        self.impact: list[float] = []
-        self.indptr: list[int] = [0]
-        self.columns: list[int] = []
-        self.values: list[float] = []
+        # typed arrays, 8 bytes an item: a million examples stay a few dozen megabytes
+        self.times = array("d")
+        self.entity = array("q")
+        self.critical = array("d")
+        self.diversity = array("d")
+        self.impact = array("d")
+        self.indptr = array("q", [0])
+        self.columns = array("q")
+        self.values = array("d")
         self.read = 0
 
     def add(self, key: EntityKey, evidence: Evidence) -> None:
@@ -198,9 +200,13 @@ class _Builder:
         order = sorted(self.pattern_index, key=self.pattern_index.__getitem__)
         patterns = tuple(sorted(order))
         remap = np.array([patterns.index(p) for p in order], dtype=np.int64)
-        columns = remap[np.asarray(self.columns, dtype=np.int64)]
+        columns = remap[np.frombuffer(self.columns, dtype=np.int64)]
         masses = sparse.csr_matrix(
-            (np.asarray(self.values, dtype=np.float64), columns, np.asarray(self.indptr)),
+            (
+                np.array(self.values, dtype=np.float64),
+                columns,
+                np.array(self.indptr, dtype=np.int64),
+            ),
             shape=(len(self.times), len(patterns)),
         )
         masses.sort_indices()
@@ -218,12 +224,12 @@ class _Builder:
                 known.append((index, at, positive))
         return Dataset(
             patterns=patterns,
-            times=np.asarray(self.times, dtype=np.float64),
-            entity=np.asarray(self.entity, dtype=np.int64),
+            times=np.frombuffer(self.times, dtype=np.float64),
+            entity=np.frombuffer(self.entity, dtype=np.int64),
             masses=masses,
-            critical=np.asarray(self.critical, dtype=np.float64),
-            diversity=np.asarray(self.diversity, dtype=np.float64),
-            impact=np.asarray(self.impact, dtype=np.float64) * self.base.impact_amplification,
+            critical=np.frombuffer(self.critical, dtype=np.float64),
+            diversity=np.frombuffer(self.diversity, dtype=np.float64),
+            impact=np.frombuffer(self.impact, dtype=np.float64) * self.base.impact_amplification,
             outcome_entity=np.asarray([k[0] for k in known], dtype=np.int64),
             outcome_time=np.asarray([k[1] for k in known], dtype=np.float64),
             outcome_positive=np.asarray([k[2] for k in known], dtype=np.bool_),
