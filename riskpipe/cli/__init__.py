@@ -6,6 +6,7 @@ from riskpipe.cli import (  # noqa: F401 - importing registers their commands
     _audit,
     _bench,
     _bench_api,
+    _bench_learn,
     _chaos,
     _config,
     _demo,

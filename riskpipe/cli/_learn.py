@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,13 +234,21 @@ async def _learn(
     if base is None:
         live = book.live
         base = book.proposal(live.version).config() if live is not None else AnalyzerConfig()
+    started = time.perf_counter()
     dataset = await build_dataset(
         store, base=base, since=options.since, until=options.until, tenant=options.tenant
     )
+    built = time.perf_counter()
     start, end = options.since.timestamp(), options.until.timestamp()
     cut = options.cut.timestamp() if options.cut else start + (1 - options.holdout) * (end - start)
     learned = fit(dataset, horizon=options.horizon, cut=cut, l2=options.l2)
+    fitted = time.perf_counter()
     evaluation = evaluate(learned)
+    timings = {
+        "dataset_s": round(built - started, 3),
+        "fit_s": round(fitted - built, 3),
+        "evaluate_s": round(time.perf_counter() - fitted, 3),
+    }
     config = learned.config
     held = learned.split
     training = TrainingWindow(
@@ -265,6 +274,7 @@ async def _learn(
         "evidence_read": dataset.evidence_read,
         "unknown_outcomes": dataset.unknown_outcomes,
         "unknown_entities": list(dataset.unknown_entities),
+        "timings": timings,
         "report": None,
         "proposed": False,
     }
