@@ -1,9 +1,10 @@
 """The labelled set ``riskpipe learn`` fits on, built from the log alone.
 
 Every evidence event is folded, in stream order and per entity, with the
-analyzer's own :func:`fold` and :func:`features` (all pattern weights 1), so an
-example holds exactly the features the analyzer would score: the decayed mass
-of each pattern, the critical severity mass and the diversity term. Labels
+analyzer's own :func:`fold` (every weight 1, one key per pattern and
+severity), so an example holds the features the analyzer would score under
+any pattern and severity weights: the decayed mass of each pattern at each
+severity, the critical severity mass and the diversity term. Labels
 come from outcomes later: :meth:`Dataset.labels` says, for each example, whether
 a positive outcome of its entity was observed within the horizon after it,
 counting only outcomes observed up to a given time (the cut, for training).
@@ -11,6 +12,7 @@ counting only outcomes observed up to a given time (the cut, for training).
 
 from __future__ import annotations
 
+import copy
 from array import array
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -25,9 +27,11 @@ from analyzers import (
     EntityRiskState,
     Evidence,
     EvidenceDataV2,
+    Severity,
+    SeverityWeights,
     trusted,
 )
-from analyzers._window import features, fold
+from analyzers._window import fold
 from eventstore.errors import EventStoreError
 from projections.errors import UnexpectedEventTypeError
 from projections.learning._errors import EmptyWindowError, InvalidHorizonError, NoEvidenceError
@@ -42,9 +46,18 @@ if TYPE_CHECKING:
 
     from eventstore import EventStore, RecordedEvent
 
-__all__ = ["Dataset", "build_dataset", "dataset_from_evidence"]
+__all__ = ["SEVERITIES", "Dataset", "build_dataset", "dataset_from_evidence", "severity_array"]
 
 EntityKey = tuple[str, str]
+SEVERITIES: tuple[Severity, ...] = (
+    Severity.LOW,
+    Severity.MEDIUM,
+    Severity.HIGH,
+    Severity.CRITICAL,
+)
+"""The severities in weight order (a config's weights never decrease along it)."""
+_PAIR = "\x1f"
+"""Joins a pattern and a severity into one fold key (no pattern name holds it)."""
 _MS = 1000.0
 _SHOWN_UNKNOWN = 5
 
@@ -53,22 +66,27 @@ _SHOWN_UNKNOWN = 5
 class Dataset:
     """Examples (one per evidence observed in the window) and every outcome of their entities.
 
-    ``masses`` is a CSR matrix, one row per example and one column per
-    pattern of :attr:`patterns`: the pattern's decayed mass with weight 1.
+    ``pair_masses`` is a CSR matrix, one row per example and one column per
+    ``(pattern, severity)`` of :attr:`pairs`: the decayed confidence of that
+    pattern's evidence of that severity, every weight 1. ``masses`` holds the
+    pattern masses under the base config's severity weights (pattern weight 1);
+    :meth:`pattern_masses` gives them under any severity weights.
     Times are seconds since the epoch. Outcomes are kept separately, so
     the labels of any cut and horizon are computed without reading again.
     """
 
     patterns: tuple[str, ...]
+    pairs: tuple[tuple[str, Severity], ...]
     times: NDArray[np.float64]
     entity: NDArray[np.int64]
+    pair_masses: sparse.csr_matrix
     masses: sparse.csr_matrix
     critical: NDArray[np.float64]
     """The decayed confidence of critical evidence (times the amplification gives the term)."""
     diversity: NDArray[np.float64]
     """The diversity term as the base config computes it."""
     impact: NDArray[np.float64]
-    """The impact mass with unit weights and the base config's amplification (0 when none)."""
+    """The impact mass with unit pattern and severity weights, times the base's amplification."""
     outcome_entity: NDArray[np.int64]
     outcome_time: NDArray[np.float64]
     outcome_positive: NDArray[np.bool_]
@@ -125,12 +143,46 @@ class Dataset:
             dtype=np.float64,
         )
 
+    def pattern_masses(self, severity_weights: NDArray[np.float64]) -> sparse.csr_matrix:
+        """Each example's pattern masses (pattern weight 1) under ``severity_weights``.
+
+        ``severity_weights`` are in :data:`SEVERITIES` order.
+        """
+        index = {pattern: i for i, pattern in enumerate(self.patterns)}
+        rows = np.arange(len(self.pairs))
+        columns = np.array([index[p] for p, _ in self.pairs], dtype=np.int64)
+        values = np.array([severity_weights[SEVERITIES.index(s)] for _, s in self.pairs])
+        project = sparse.csr_matrix(
+            (values.astype(np.float64), (rows, columns)),
+            shape=(len(self.pairs), len(self.patterns)),
+        )
+        return sparse.csr_matrix(self.pair_masses @ project)
+
+    def severity_masses(self, pattern_weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each example's mass per severity (:data:`SEVERITIES` order) under ``pattern_weights``."""
+        index = {pattern: i for i, pattern in enumerate(self.patterns)}
+        rows = np.arange(len(self.pairs))
+        columns = np.array([SEVERITIES.index(s) for _, s in self.pairs], dtype=np.int64)
+        values = np.array([pattern_weights[index[p]] for p, _ in self.pairs])
+        project = sparse.csr_matrix(
+            (values.astype(np.float64), (rows, columns)), shape=(len(self.pairs), len(SEVERITIES))
+        )
+        return np.asarray((self.pair_masses @ project).toarray(), dtype=np.float64)
+
     def config_raw(self, config: AnalyzerConfig) -> NDArray[np.float64]:
-        """Raw scores of every example under ``config`` (same decay and severities as the base)."""
+        """Raw scores of every example under ``config`` (same decay as the base)."""
         weights = np.array([config.pattern_weights.get(p, 1.0) for p in self.patterns])
         bonus = self.base.diversity_bonus
         ratio = config.diversity_bonus / bonus if bonus > 0.0 else 0.0
-        return self.raw(weights.astype(np.float64), config.critical_amplification, ratio)
+        masses = self.pattern_masses(severity_array(config.severity_weights))
+        raw = masses @ weights.astype(np.float64)
+        return np.asarray(
+            raw
+            + config.critical_amplification * self.critical
+            + ratio * self.diversity
+            + self.impact,
+            dtype=np.float64,
+        )
 
     def config_scores(self, config: AnalyzerConfig) -> NDArray[np.float64]:
         """The analyzer's evidence score of every example under ``config``."""
@@ -148,9 +200,16 @@ class _Builder:
 
     def __init__(self, base: AnalyzerConfig, since: datetime, until: datetime) -> None:
         self.base = base
+        # every weight 1, and one fold key per (pattern, severity): the fit chooses both
         self.unit = base.model_copy(
-            update={"pattern_weights": {}, "critical_amplification": 1.0}
+            update={
+                "pattern_weights": {},
+                "critical_amplification": 1.0,
+                "severity_weights": SeverityWeights(low=1.0, medium=1.0, high=1.0, critical=1.0),
+                "max_patterns": min(1024, base.max_patterns * len(SEVERITIES)),
+            }
         ).tables
+        self.bonus, self.cap = base.diversity_bonus, base.diversity_cap
         self.since = since
         self.until = until
         self.states: dict[EntityKey, EntityRiskState] = {}
@@ -170,23 +229,24 @@ class _Builder:
     def add(self, key: EntityKey, evidence: Evidence) -> None:
         self.read += 1
         state = self.states.get(key) or EntityRiskState.initial()
-        fields = fold(state, evidence, self.unit)
+        keyed = copy.copy(evidence)
+        object.__setattr__(keyed, "pattern", f"{evidence.pattern}{_PAIR}{evidence.severity.value}")
+        fields = fold(state, keyed, self.unit)
         self.states[key] = trusted(EntityRiskState, fields)
         observed = evidence.observed_at
         if not self.since <= observed <= self.until:
             return
-        found = features(
-            fields["pattern_mass"], fields["severity_mass"], self.unit, fields["impact_mass"]
-        )
+        masses = fields["pattern_mass"]
+        distinct = len({pair.partition(_PAIR)[0] for pair in masses})
         index = self.entity_index.setdefault(key, len(self.entity_index))
         self.times.append(observed.timestamp())
         self.entity.append(index)
-        self.critical.append(found.critical)
-        self.diversity.append(found.diversity)
-        self.impact.append(found.impact or 0.0)
-        for pattern, mass in found.masses.items():
+        self.critical.append(fields["severity_mass"].get(Severity.CRITICAL, 0.0))
+        self.diversity.append(min(self.cap, self.bonus * (distinct - 1)) if distinct > 1 else 0.0)
+        self.impact.append(fields["impact_mass"] or 0.0)
+        for pair, mass in masses.items():
             if mass > 0.0:
-                self.columns.append(self.pattern_index.setdefault(pattern, len(self.pattern_index)))
+                self.columns.append(self.pattern_index.setdefault(pair, len(self.pattern_index)))
                 self.values.append(mass)
         self.indptr.append(len(self.columns))
 
@@ -198,18 +258,23 @@ class _Builder:
                 " window the log covers"
             )
         order = sorted(self.pattern_index, key=self.pattern_index.__getitem__)
-        patterns = tuple(sorted(order))
-        remap = np.array([patterns.index(p) for p in order], dtype=np.int64)
+        keys = sorted(order)
+        remap = np.array([keys.index(k) for k in order], dtype=np.int64)
         columns = remap[np.frombuffer(self.columns, dtype=np.int64)]
-        masses = sparse.csr_matrix(
+        pair_masses = sparse.csr_matrix(
             (
                 np.array(self.values, dtype=np.float64),
                 columns,
                 np.array(self.indptr, dtype=np.int64),
             ),
-            shape=(len(self.times), len(patterns)),
+            shape=(len(self.times), len(keys)),
         )
-        masses.sort_indices()
+        pair_masses.sort_indices()
+        pairs = tuple(
+            (pattern, Severity(severity))
+            for pattern, _, severity in (k.partition(_PAIR) for k in keys)
+        )
+        patterns = tuple(sorted({pattern for pattern, _ in pairs}))
         known: list[tuple[int, float, bool]] = []
         unknown: dict[str, None] = {}
         unknown_count = 0
@@ -222,11 +287,13 @@ class _Builder:
                 continue
             if index is not None:  # an entity with evidence only outside the window: no examples
                 known.append((index, at, positive))
-        return Dataset(
+        dataset = Dataset(
             patterns=patterns,
+            pairs=pairs,
             times=np.frombuffer(self.times, dtype=np.float64),
             entity=np.frombuffer(self.entity, dtype=np.int64),
-            masses=masses,
+            pair_masses=pair_masses,
+            masses=sparse.csr_matrix((len(self.times), len(patterns))),
             critical=np.frombuffer(self.critical, dtype=np.float64),
             diversity=np.frombuffer(self.diversity, dtype=np.float64),
             impact=np.frombuffer(self.impact, dtype=np.float64) * self.base.impact_amplification,
@@ -242,6 +309,14 @@ class _Builder:
             unknown_outcomes=unknown_count,
             unknown_entities=tuple(unknown),
         )
+        base_masses = dataset.pattern_masses(severity_array(self.base.severity_weights))
+        object.__setattr__(dataset, "masses", base_masses)
+        return dataset
+
+
+def severity_array(weights: SeverityWeights) -> NDArray[np.float64]:
+    """A config's severity weights in :data:`SEVERITIES` order."""
+    return np.array([getattr(weights, s.value) for s in SEVERITIES], dtype=np.float64)
 
 
 def _check_window(since: datetime, until: datetime) -> None:

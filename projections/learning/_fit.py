@@ -17,6 +17,8 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import minimize
 
+from analyzers import SeverityWeights
+from projections.learning._dataset import SEVERITIES, severity_array
 from projections.learning._errors import (
     EmptyHoldoutError,
     EmptyWindowError,
@@ -36,6 +38,8 @@ _MAX_WEIGHT = 100.0
 _THRESHOLD_GAP = 0.01
 """How much wider than the hysteresis margin a level band is kept, at least."""
 _LEVELS = ("medium", "high", "critical")
+_ROUNDS = 2
+"""Rounds of fitting pattern weights, then severity weights, before the last pattern fit."""
 
 
 def saturated(raw: NDArray[np.float64], saturation: float) -> NDArray[np.float64]:
@@ -99,6 +103,8 @@ class Fit:
     intercept: float
     weights: dict[str, float]
     """Per pattern seen in training, in logit units per unit of mass."""
+    severity_weights: dict[str, float]
+    """Per severity, as the config has them (their total is the base config's)."""
     critical: float
     diversity: float
     scale: float
@@ -110,6 +116,7 @@ class Fit:
         return {
             "intercept": self.intercept,
             "weights": self.weights,
+            "severity_weights": self.severity_weights,
             "critical": self.critical,
             "diversity": self.diversity,
             "scale": self.scale,
@@ -118,9 +125,32 @@ class Fit:
         }
 
 
-def _design(dataset: Dataset, rows: NDArray[np.bool_]) -> sparse.csr_matrix:
+def _design(
+    dataset: Dataset, masses: sparse.csr_matrix | NDArray[np.float64], rows: NDArray[np.bool_]
+) -> sparse.csr_matrix:
     extra = np.column_stack([dataset.critical[rows], dataset.diversity[rows]])
-    return sparse.hstack([dataset.masses[rows], sparse.csr_matrix(extra)], format="csr")
+    return sparse.hstack([masses[rows], sparse.csr_matrix(extra)], format="csr")
+
+
+def _severities(
+    dataset: Dataset,
+    weights: NDArray[np.float64],
+    rows: NDArray[np.bool_],
+    y: NDArray[np.float64],
+    l2: float,
+) -> NDArray[np.float64] | None:
+    """Severity weights that fit best with pattern ``weights`` held (``None``: none found).
+
+    A config's severity weights never decrease with severity, so the fit is on
+    the steps between them (each at least 0): the weight of severity ``k`` is
+    the sum of the steps up to ``k``, and a step's feature is the mass of
+    every severity from its own up.
+    """
+    by_severity = dataset.severity_masses(weights)
+    steps = np.cumsum(by_severity[:, ::-1], axis=1)[:, ::-1]
+    params, _ = _logistic(_design(dataset, steps, rows), y, l2)
+    found = np.cumsum(params[1 : 1 + len(SEVERITIES)])
+    return found if float(found.sum()) > 0.0 else None
 
 
 def _logistic(
@@ -193,12 +223,23 @@ def fit(dataset: Dataset, *, horizon: float, cut: float, l2: float = 1e-3) -> Fi
         LearnError: a subclass saying why the data cannot be fitted.
     """
     held = split(dataset, horizon=horizon, cut=cut)
-    z = _design(dataset, held.train)
-    params, converged = _logistic(z, held.y_train.astype(np.float64), l2)
-    intercept, theta = float(params[0]), params[1:]
-    count = len(dataset.patterns)
-    seen = np.asarray(dataset.masses[held.train].getnnz(axis=0) > 0)
     base = dataset.base
+    y = held.y_train.astype(np.float64)
+    count = len(dataset.patterns)
+    start = severity_array(base.severity_weights)
+    severity = start
+    for _ in range(_ROUNDS):  # pattern weights with severities held, then the other way
+        masses = dataset.pattern_masses(severity)
+        params, converged = _logistic(_design(dataset, masses, held.train), y, l2)
+        found = _severities(dataset, params[1 : 1 + count], held.train, y, l2)
+        if found is None:
+            break
+        severity = found * (float(start.sum()) / float(found.sum()))  # the base's total
+    masses = dataset.pattern_masses(severity)
+    z = _design(dataset, masses, held.train)
+    params, converged = _logistic(z, y, l2)
+    intercept, theta = float(params[0]), params[1:]
+    seen = np.asarray(masses[held.train].getnnz(axis=0) > 0)
     base_raw = dataset.config_raw(base)[held.train]
     learned = z @ theta
     mean_learned = float(np.mean(learned))
@@ -211,7 +252,11 @@ def fit(dataset: Dataset, *, horizon: float, cut: float, l2: float = 1e-3) -> Fi
     }
     critical = _significant(min(_MAX_WEIGHT, scale * float(theta[count])))
     diversity = scale * float(theta[count + 1])
+    rounded = np.maximum.accumulate([_significant(min(_MAX_WEIGHT, v)) for v in severity])
     update: dict[str, Any] = {
+        "severity_weights": SeverityWeights(
+            **{s.value: float(v) for s, v in zip(SEVERITIES, rounded, strict=True)}
+        ),
         "pattern_weights": weights,
         "critical_amplification": critical,
         "diversity_bonus": _significant(min(_MAX_WEIGHT, base.diversity_bonus * diversity)),
@@ -228,6 +273,7 @@ def fit(dataset: Dataset, *, horizon: float, cut: float, l2: float = 1e-3) -> Fi
         l2=l2,
         intercept=intercept,
         weights={p: float(theta[i]) for i, p in enumerate(dataset.patterns) if seen[i]},
+        severity_weights={s.value: float(v) for s, v in zip(SEVERITIES, rounded, strict=True)},
         critical=float(theta[count]),
         diversity=float(theta[count + 1]),
         scale=scale,

@@ -57,6 +57,8 @@ class World:
     horizon_seconds: float
     patterns: tuple[str, ...]
     true_weights: dict[str, float]
+    true_severity: dict[str, float]
+    """Each severity's true weight (default: the default config's)."""
     true_critical: float
     true_diversity: float
     intercept: float
@@ -123,6 +125,7 @@ def _true_features(  # noqa: PLR0913, PLR0917 - the evidence arrays and the conf
     confidence: NDArray[np.float64],
     weights: NDArray[np.float64],
     config: AnalyzerConfig,
+    true_severity: Mapping[str, float] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Per event (sorted by entity, then time): sum w_p m_p, critical mass, diversity term.
 
@@ -131,6 +134,8 @@ def _true_features(  # noqa: PLR0913, PLR0917 - the evidence arrays and the conf
     difference below 0.5 ** (window / half-life) of those masses).
     """
     severity_weight = np.array([getattr(config.severity_weights, s) for s in _SEVERITIES])
+    if true_severity is not None:
+        severity_weight = np.array([true_severity[s] for s in _SEVERITIES], dtype=np.float64)
     mass = severity_weight[severity] * confidence
     weighted = weights[pattern] * mass
     critical_conf = np.where(severity == len(_SEVERITIES) - 1, confidence, 0.0)
@@ -176,6 +181,7 @@ def make_world(  # noqa: PLR0913 - every knob of the world, keyword-only and def
     span_seconds: float = 60 * 86_400.0,
     horizon_seconds: float = 12 * 3_600.0,
     true_weights: Mapping[str, float] | None = None,
+    true_severity: Mapping[str, float] | None = None,
     true_critical: float = 0.5,
     true_diversity: float = 0.0,
     positive_rate: float = 0.2,
@@ -218,8 +224,13 @@ def make_world(  # noqa: PLR0913 - every knob of the world, keyword-only and def
     ).astype(np.int64)
     confidence = np.round(rng.uniform(0.5, 1.0, size=events), 3)
     config = AnalyzerConfig()
+    severities = (
+        dict(true_severity)
+        if true_severity is not None
+        else {s: float(getattr(config.severity_weights, s)) for s in _SEVERITIES}
+    )
     linear, critical, diversity = _true_features(
-        entity, time, pattern, severity, confidence, weights, config
+        entity, time, pattern, severity, confidence, weights, config, severities
     )
     score = linear + true_critical * critical + true_diversity * diversity
     intercept = _intercept(score, positive_rate)
@@ -240,6 +251,7 @@ def make_world(  # noqa: PLR0913 - every knob of the world, keyword-only and def
         horizon_seconds=horizon_seconds,
         patterns=patterns,
         true_weights=truth,
+        true_severity=severities,
         true_critical=true_critical,
         true_diversity=true_diversity,
         intercept=intercept,

@@ -144,10 +144,12 @@ def _learn(url: str, world: World, directory: Path) -> dict[str, Any]:
     ]  # fmt: skip
     out = directory / "learn.json"
     started = time.perf_counter()
-    with out.open("wb") as stdout:
-        child = subprocess.Popen(  # noqa: S603 - our own command line, no shell
+    with (
+        out.open("wb") as stdout,
+        subprocess.Popen(  # noqa: S603 - our own command line, no shell
             command, stdout=stdout, stderr=subprocess.PIPE, env=private_environment(os.environ, url)
-        )
+        ) as child,
+    ):
         assert child.stderr is not None  # noqa: S101 - asked for above
         errors = child.stderr.read()
         _pid, status, usage = os.wait4(child.pid, 0)

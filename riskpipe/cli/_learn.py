@@ -265,6 +265,7 @@ async def _learn(
         "fingerprint": config.fingerprint(),
         "base_fingerprint": dataset.base.fingerprint(),
         "pattern_weights": dict(config.pattern_weights),
+        "severity_weights": config.severity_weights.model_dump(),
         "critical_amplification": config.critical_amplification,
         "diversity_bonus": config.diversity_bonus,
         "thresholds": config.thresholds.model_dump(),
@@ -324,10 +325,12 @@ def _print(body: dict[str, Any]) -> None:
         for what in ("threshold", "alerts", "precision", "recall"):
             table.add_row(f"{level} {what}", str(b[what]), str(p[what]))
     console.print(table)
-    weights = Table(title="pattern weights (unlisted: 1.0)")
+    weights = Table(title="weights (an unlisted pattern: 1.0)")
     add_columns(weights, "pattern", "proposed")
     for pattern, weight in body["pattern_weights"].items():
         weights.add_row(plain(pattern), f"{weight:g}")
+    for severity, weight in body["severity_weights"].items():
+        weights.add_row(f"severity {severity}", f"{weight:g}")
     weights.add_row("critical amplification", f"{body['critical_amplification']:g}")
     console.print(weights)
     if body["unknown_outcomes"]:

@@ -105,6 +105,37 @@ async def test_recovers_the_true_weights_and_beats_the_defaults(store: EventStor
         assert abs(before - after) < 0.01, (level, before, after)
 
 
+SEVERITY_TOLERANCE = 0.1
+"""Low, medium and high severity weights within this of the truth (critical: twice it).
+
+Critical evidence also feeds the critical amplification, so the critical
+weight and the amplification share what critical evidence explains.
+"""
+
+
+async def test_recovers_the_true_severity_weights(store: EventStore) -> None:
+    """A world whose severities weigh unlike the defaults: the fit finds its weights."""
+    truth = {"low": 0.3, "medium": 0.4, "high": 0.5, "critical": 0.8}  # sums to the defaults' 2
+    world = make_world(
+        seed=8, entities=600, events=12_000, span_seconds=60 * 86_400.0, true_severity=truth
+    )
+    await _publish(store, world)
+    dataset = await build_dataset(
+        store, base=AnalyzerConfig(), since=world.start, until=world.until
+    )
+    cut = world.start.timestamp() + 0.7 * world.span_seconds
+    learned = fit(dataset, horizon=HORIZON, cut=cut, l2=1e-4)
+    found = learned.config.severity_weights.model_dump()
+    assert found == learned.severity_weights
+    for severity, weight in truth.items():
+        limit = SEVERITY_TOLERANCE * (2 if severity == "critical" else 1)
+        assert abs(found[severity] - weight) <= limit, (severity, found, truth)
+    defaults = AnalyzerConfig().severity_weights.model_dump()
+    assert abs(found["low"] - defaults["low"]) > SEVERITY_TOLERANCE  # not the defaults kept
+    metrics = evaluate(learned).metrics()
+    assert metrics["proposed"]["pr_auc"] > metrics["base"]["pr_auc"]
+
+
 async def test_an_outcome_after_the_cut_changes_nothing_in_the_fit(store: EventStore) -> None:
     """A positive planted after the cut for a training entity: same weights, same fingerprint."""
     world = _world(seed=3, events=4000)

@@ -115,6 +115,7 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
         ("bench", "pipeline"): [*small, "--rate", "500", "--latency-events", "50"],
         ("bench", "replay"): small,
         ("bench", "api"): ["--cases", "200", "--requests", "10", "--pipeline-events", "0"],
+        ("bench", "learn"): ["--events", "4000", "--outcomes", "200", "--entities", "400"],
         ("chaos",): ["--scenario", "duplicate", "--seconds", "5", "--workers", "1"],
         ("shadow", "report"): ["--version", "v1"],
         # base-0 is proposed and promoted first (see the test): then a rollback returns to it
