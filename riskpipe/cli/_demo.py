@@ -23,6 +23,7 @@ from riskpipe.api import ROLES, add_token, create_app, load_tokens
 from riskpipe.bench import private_server
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import out_console, plain, run
+from riskpipe.cli._demo_learning import learning_available, learning_loop
 from riskpipe.demo import POISON, demo_evidence
 from riskpipe.http import AppServer
 from riskpipe.logs import configure_logging
@@ -45,21 +46,29 @@ if TYPE_CHECKING:
     help="Then keep the server, a worker and the API with its web console running, print the"
     " console's URL and a token per role to log in with, until Ctrl-C (docs/console.md).",
 )
+@click.option(
+    "--learning/--no-learning",
+    default=True,
+    show_default=True,
+    help="Also run one learn, shadow, promote cycle on a synthetic history (docs/learning.md).",
+)
 @pass_app
-def demo(app: AppContext, events: int, seed: int, with_console: bool) -> None:
+def demo(app: AppContext, events: int, seed: int, with_console: bool, learning: bool) -> None:
     """Start a private NATS server, publish evidence, run the worker, show the risk picture."""
     started = time.monotonic()
     configure_logging("error", app.settings.log_format)  # the demo's tables say what matters
     with private_server() as server, tempfile.TemporaryDirectory(prefix="riskpipe-demo-") as tmp:
         click.echo(f"nats-server with JetStream on {server.url} (private, temporary)")
         settings = private_settings(app.settings, server.url, data_dir=Path(tmp))
-        ok = run(_demo(settings, events, seed, with_console=with_console))
+        ok = run(_demo(settings, events, seed, with_console=with_console, learning=learning))
     click.echo(f"done in {time.monotonic() - started:.1f}s; the private server is stopped")
     if not ok:
         sys.exit(1)
 
 
-async def _demo(settings: Settings, events: int, seed: int, *, with_console: bool) -> bool:
+async def _demo(
+    settings: Settings, events: int, seed: int, *, with_console: bool, learning: bool
+) -> bool:
     store = await EventStore.connect(
         settings.nats_url, schemas=build_schemas(), config=store_config(settings), name="demo"
     )
@@ -74,6 +83,11 @@ async def _demo(settings: Settings, events: int, seed: int, *, with_console: boo
         await _show(store, settings.projection)
         if settings.review:
             await _show_cases(store)
+        verified = True
+        if learning and learning_available():
+            verified = await learning_loop(store, settings, seed)
+        elif learning:
+            click.echo("the learning loop needs pip install 'riskpipe[learn]': skipped")
         status = await pipeline_status(store, settings.projection)
         if with_console:
             await _serve_console(store, settings)
@@ -84,7 +98,7 @@ async def _demo(settings: Settings, events: int, seed: int, *, with_console: boo
         f"evidence={status.evidence} assessed={status.assessed}"
         f" dead_lettered={status.dead_lettered} pending={status.pending}: {verdict}"
     )
-    return status.balanced
+    return status.balanced and verified
 
 
 async def _serve_console(store: EventStore, settings: Settings) -> None:

@@ -38,6 +38,15 @@ LONG = "user-[bold]-" + "x" * 116
 assert len(LONG) == 128
 
 
+OUTCOME_LINE = json.dumps(
+    {
+        "specversion": "1.0", "id": "outcome-1", "source": "urn:test",
+        "type": "riskpipe.outcome.recorded.v1", "subject": LONG, "tenant": "t1",
+        "time": "2026-01-01T00:00:15Z", "data": {"outcome": "chargeback", "positive": True},
+    }
+)  # fmt: skip
+
+
 async def _poison(url: str) -> None:
     store = await EventStore.connect(url, schemas=build_schemas(), config=topology_config())
     try:
@@ -106,6 +115,7 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
         ("bench", "pipeline"): [*small, "--rate", "500", "--latency-events", "50"],
         ("bench", "replay"): small,
         ("bench", "api"): ["--cases", "200", "--requests", "10", "--pipeline-events", "0"],
+        ("bench", "learn"): ["--events", "4000", "--outcomes", "200", "--entities", "400"],
         ("chaos",): ["--scenario", "duplicate", "--seconds", "5", "--workers", "1"],
         ("shadow", "report"): ["--version", "v1"],
         # base-0 is proposed and promoted first (see the test): then a rollback returns to it
@@ -114,6 +124,20 @@ def _one_result(tmp_path: Path, target: str) -> dict[tuple[str, ...], list[str]]
         ("config", "promote"): ["tuned-1", "--reason", "better recall"],
         ("config", "rollback"): ["--reason", "too many alerts"],
         ("config", "list"): [],
+        # the fixture's evidence is at minutes 0, 1, 2; an outcome 15 s after the first
+        ("learn",): [
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--until",
+            "2026-01-01T00:10:00Z",
+            "--horizon",
+            "30s",
+            "--cut",
+            "2026-01-01T00:01:30Z",
+            "--no-report",
+            "--version",
+            "learned-1",
+        ],
     }
 
 
@@ -131,6 +155,8 @@ def test_every_json_output_is_json_lines(cli: CliRunner, tmp_path: Path) -> None
     asyncio.run(_propose_v1(cli.env["RISKPIPE_NATS_URL"] or ""))
     shadowed = cli.invoke(main, ["worker", "--until-idle", "--no-http", "--shadow", "v1"])
     assert shadowed.exit_code == 0, shadowed.output
+    (tmp_path / "outcome.jsonl").write_text(OUTCOME_LINE + "\n")
+    assert cli.invoke(main, ["publish", str(tmp_path / "outcome.jsonl")]).exit_code == 0
     target = NatsServer(data_dir=tmp_path / "target")
     target.start()
     (tmp_path / "base.toml").write_text("")
