@@ -19,6 +19,7 @@ the worker serves them, without a token.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import structlog
@@ -72,18 +73,27 @@ def _query_names(dependant: Dependant) -> set[str]:
 async def _known_query(request: Request) -> None:
     """Refuse a query parameter the route does not declare, as a body refuses an unknown field.
 
+    Every parameter takes one value, so one given twice is refused too: which
+    of its values counted would otherwise be the framework's choice (the last).
+
     Raises:
-        RequestValidationError: 422, naming each unknown parameter.
+        RequestValidationError: 422, naming each unknown or repeated parameter.
     """
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
     unknown = sorted(set(request.query_params) - _query_names(route.dependant))
-    if unknown:
+    given = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = sorted(name for name, count in given.items() if count > 1 and name not in unknown)
+    if unknown or repeated:
         raise RequestValidationError(
             [
                 {"type": "extra_forbidden", "loc": ("query", name), "msg": "unknown parameter"}
                 for name in unknown
+            ]
+            + [
+                {"type": "too_long", "loc": ("query", name), "msg": "give it once, not twice"}
+                for name in repeated
             ]
         )
 

@@ -153,6 +153,12 @@ async def test_invalid_parameters_are_422_with_each_field(
     assert locations == ["cursor", "limit"]
     bad = await client.get("/api/whoami", params={"as": "admin"}, headers=headers)
     assert [e["location"] for e in _problem(bad, 422)["errors"]] == [["query", "as"]]
+    # a parameter given twice: which value counts is not left to the framework
+    twice = [("assignee", "ann"), ("assignee", "bob"), ("limit", "5")]
+    bad = await client.get("/api/cases", params=twice, headers=headers)
+    errors = _problem(bad, 422)["errors"]
+    assert [e["location"] for e in errors] == [["query", "assignee"]]
+    assert "once" in errors[0]["message"]
 
 
 @pytest.fixture
