@@ -71,12 +71,13 @@ def to_recorded(raw: RawMessage, schemas: EventSchemas, config: StoreConfig) -> 
 
 
 def decode_recorded(
-    raw: RawMessage, schemas: EventSchemas, config: StoreConfig
+    raw: RawMessage, schemas: EventSchemas, config: StoreConfig, *, upcast: bool = True
 ) -> tuple[CloudEvent, BaseModel]:
     """The event of a stored message and its typed data, as :meth:`EventSchemas.decode` gives them.
 
     Accepts what :func:`to_recorded` accepts, without normalising the envelope's data,
-    and reads it in its type's latest version (see :meth:`EventSchemas.upcast`).
+    and reads it in its type's latest version (see :meth:`EventSchemas.upcast`),
+    or, without ``upcast``, in the version it was stored as.
 
     Raises:
         DecodeError: the stored bytes are not a valid event.
@@ -87,4 +88,5 @@ def decode_recorded(
         headers=_headers(raw),
         max_bytes=limits["max_bytes"],
         max_depth=limits["max_depth"],
+        upcast=upcast,
     )

@@ -1072,13 +1072,15 @@ class EventStore:
         """A stored message decoded strictly, as every read returns it."""
         return to_recorded(raw, self.schemas, self.config)
 
-    def decoded(self, raw: RawMessage) -> tuple[CloudEvent, BaseModel]:
+    def decoded(self, raw: RawMessage, *, upcast: bool = True) -> tuple[CloudEvent, BaseModel]:
         """The event and typed data of a stored message :meth:`recorded` accepts, not normalised.
+
+        Read in its type's latest version; without ``upcast``, as it was stored.
 
         Raises:
             DecodeError: the stored bytes are not a valid event.
         """
-        return decode_recorded(raw, self.schemas, self.config)
+        return decode_recorded(raw, self.schemas, self.config, upcast=upcast)
 
 
 def _actual(description: str) -> int | None:

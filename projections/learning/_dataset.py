@@ -26,6 +26,7 @@ from analyzers import (
     AnalyzerConfig,
     EntityRiskState,
     Evidence,
+    EvidenceData,
     EvidenceDataV2,
     Severity,
     SeverityWeights,
@@ -226,10 +227,14 @@ class _Builder:
         self.values = array("d")
         self.read = 0
 
-    def add(self, key: EntityKey, evidence: Evidence) -> None:
+    def add(self, key: EntityKey, evidence: Evidence, *, owned: bool = False) -> None:
+        """Fold ``evidence`` into its entity's state; an example if it is in the window.
+
+        ``owned``: no one else holds ``evidence``, and its pattern may become its fold key.
+        """
         self.read += 1
         state = self.states.get(key) or EntityRiskState.initial()
-        keyed = copy.copy(evidence)
+        keyed = evidence if owned else copy.copy(evidence)
         object.__setattr__(keyed, "pattern", f"{evidence.pattern}{_PAIR}{evidence.severity.value}")
         fields = fold(state, keyed, self.unit)
         self.states[key] = trusted(EntityRiskState, fields)
@@ -375,9 +380,11 @@ async def build_dataset(
     async with aclosing(batches):
         async for batch in batches:
             for raw in batch:
-                try:  # one decoding pass, read as the latest evidence version
-                    event, data = store.decoded(raw)
-                    if not isinstance(data, EvidenceDataV2):
+                try:  # one decoding pass; the analyzer reads v1 evidence as v2 itself
+                    event, data = store.decoded(raw, upcast=False)
+                    if not isinstance(data, EvidenceData | EvidenceDataV2):
+                        event, data = store.schemas.upcast(event, data)
+                    if not isinstance(data, EvidenceData | EvidenceDataV2):
                         raise UnexpectedEventTypeError(event.type, EVIDENCE_RECORDED_V2)
                     item = Evidence.from_data(
                         data,
@@ -391,7 +398,7 @@ async def build_dataset(
                     continue
                 key = (event.tenant or "", event.subject or "")
                 if tenant is None or key[0] == tenant:
-                    builder.add(key, item)
+                    builder.add(key, item, owned=True)
     outcomes = [o async for o in _outcomes(store) if tenant is None or o[0][0] == tenant]
     return builder.dataset(outcomes, undecodable)
 

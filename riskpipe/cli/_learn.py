@@ -14,6 +14,7 @@ from rich.table import Table
 
 from analyzers import AnalyzerConfig, load_config
 from analyzers.errors import InvalidConfigError
+from eventstore import validate_token
 from projections.learning import (
     ConfigBookError,
     ConfigVersionExistsError,
@@ -89,6 +90,17 @@ class _Horizon(click.ParamType[float]):
         return found.total_seconds()
 
 
+def _tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``--tenant`` checked as a subject token (exit 2 if it is not one)."""
+    del ctx, param
+    if value is not None:
+        try:
+            validate_token(value, what="tenant")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return value
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -121,7 +133,9 @@ def _iso(seconds: float) -> str:
 @click.option("--propose/--no-propose", default=True, show_default=True, help="Record it.")
 @click.option("--reason", default=None, help="Why: recorded with the proposal.")
 @click.option("--by", default=None, help="Who acts [default: RISKPIPE_ACTOR or the user].")
-@click.option("--tenant", default=None, help="Learn from this tenant's entities only.")
+@click.option(
+    "--tenant", default=None, callback=_tenant, help="Learn from this tenant's entities only."
+)
 @click.option("--l2", type=click.FloatRange(0.0), default=1e-3, show_default=True, help="L2.")
 @click.option(
     "--base",

@@ -276,6 +276,8 @@ def test_learn_end_to_end_json_report_and_proposal(cli: CliRunner, tmp_path: Pat
         (["--since", "2026-03-01T00:00:00Z", "--until", "2026-02-01T00:00:00Z"], "before --until"),
         (["--cut", "2026-01-01T13:00:00Z"], "no positive"),
         (["--since", "2027-01-01T00:00:00Z", "--until", "2027-02-01T00:00:00Z"], "no evidence"),
+        (["--tenant", "two words"], "invalid tenant 'two words'"),
+        (["--tenant", "nobody"], "no evidence"),
     ],
 )
 def test_bad_inputs_are_refused_and_nothing_is_proposed(
