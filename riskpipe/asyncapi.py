@@ -98,9 +98,14 @@ CHANNELS = (
     ),
     Channel(
         "analyzerConfigs", "config.riskpipe.risk", "config",
-        ("riskpipe.analyzer.config.proposed.v1", "riskpipe.analyzer.config.promoted.v1"),
+        (
+            "riskpipe.analyzer.config.proposed.v1",
+            "riskpipe.analyzer.config.promotion_started.v1",
+            "riskpipe.analyzer.config.promoted.v1",
+        ),
         "Analyzer configs proposed (learned or written by hand) and promoted, with the"
-        " evidence sequence from which each promotion scores; fenced, so one promotion wins.",
+        " evidence sequence from which each promotion scores; fenced, so one promotion wins."
+        " A promotion is started, then recorded: workers wait for a started one.",
         senders=("admin",), receivers=("worker", "auditor", "admin"),
         headers=("Nats-Expected-Last-Subject-Sequence",),
     ),

@@ -24,6 +24,7 @@ from projections.learning._errors import (
 )
 from projections.learning._events import (
     CONFIG_PROMOTED,
+    CONFIG_PROMOTION_STARTED,
     CONFIG_PROPOSED,
     CONFIG_SUBJECT,
     CONFIGS_STREAM,
@@ -31,6 +32,7 @@ from projections.learning._events import (
     OUTCOME_RECORDED,
     OUTCOMES_STREAM,
     ConfigPromotedData,
+    ConfigPromotionStartedData,
     ConfigProposedData,
     ConfigVersion,
     OutcomeName,
@@ -77,6 +79,7 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the named attribut
 __all__ = [
     "CONFIGS_STREAM",
     "CONFIG_PROMOTED",
+    "CONFIG_PROMOTION_STARTED",
     "CONFIG_PROPOSED",
     "CONFIG_SUBJECT",
     "DEFAULT_TRUE_WEIGHTS",
@@ -87,6 +90,7 @@ __all__ = [
     "ConfigBookError",
     "ConfigConflictError",
     "ConfigPromotedData",
+    "ConfigPromotionStartedData",
     "ConfigProposedData",
     "ConfigVersion",
     "ConfigVersionExistsError",

@@ -17,10 +17,12 @@ from eventstore import NO_STREAM, CloudEvent
 from eventstore.errors import ConcurrencyConflictError
 from projections.learning._events import (
     CONFIG_PROMOTED,
+    CONFIG_PROMOTION_STARTED,
     CONFIG_PROPOSED,
     CONFIG_SUBJECT,
     CONFIGS_STREAM,
     ConfigPromotedData,
+    ConfigPromotionStartedData,
     ConfigProposedData,
     TrainingWindow,
 )
@@ -132,6 +134,8 @@ class ConfigBook:
     """The config subject's last sequence: what the next append is fenced on (0: none)."""
     skipped: list[int] = field(default_factory=list)
     """Sequences of messages that are not config events (counted for the version only)."""
+    pending: ConfigPromotionStartedData | None = None
+    """A promotion started and not recorded yet: evidence must wait for it (or ``None``)."""
 
     def apply_recorded(self, rec: RecordedEvent) -> None:
         """Fold one stored message of the config subject in."""
@@ -148,6 +152,9 @@ class ConfigBook:
         elif event.type == CONFIG_PROMOTED:
             promoted = ConfigPromotedData.model_validate(event.data)
             self.promotions.append(Promotion(promoted, rec.sequence, event.time))
+            self.pending = None
+        elif event.type == CONFIG_PROMOTION_STARTED:
+            self.pending = ConfigPromotionStartedData.model_validate(event.data)
         else:
             self.skipped.append(rec.sequence)
 
@@ -195,7 +202,7 @@ async def _append(
     store: EventStore,
     book: ConfigBook,
     type_: str,
-    data: ConfigProposedData | ConfigPromotedData,
+    data: ConfigProposedData | ConfigPromotedData | ConfigPromotionStartedData,
     clock: Callable[[], datetime],
 ) -> RecordedEvent:
     tenant, entity = CONFIG_SUBJECT
@@ -258,18 +265,25 @@ async def promote(  # noqa: PLR0913 - the promotion's fields, keyword-only
 ) -> Promotion:
     """Make ``version`` live from the next evidence on (fenced on ``book``, which it updates).
 
-    ``effective_from`` is one past the evidence stream's last sequence when
-    the promotion is appended: a worker that holds evidence holds evidence
-    stored before it, so reading the book after fetching a batch tells the
-    worker every promotion that can apply to that batch.
+    Two events, each fenced on the one before: ``promotion_started``, then,
+    after reading the evidence stream's last sequence from its leader,
+    ``promoted`` with ``effective_from`` one past it. A worker checks the
+    book after fetching each batch: if it saw no ``promotion_started``, the
+    promotion read the evidence stream after the worker's evidence was
+    stored, so that evidence is before ``effective_from``; if it saw one
+    without its ``promoted``, it holds the batch until it can tell. So every
+    worker scores every evidence with the config the log says, however the
+    promotion and the evidence interleave.
 
     Raises:
         UnknownConfigVersionError: ``version`` was never proposed.
         ConfigConflictError: the log moved on since ``book`` was read.
     """
     proposal = book.proposal(version)
+    started = ConfigPromotionStartedData(version=version, kind=kind, by=by)
+    await _append(store, book, CONFIG_PROMOTION_STARTED, started, clock)
     evidence = store.config.stream_for("evidence")
-    info = await store.client.stream_info(evidence)
+    info = await store.client.stream_info(evidence)  # the stream leader answers
     last = int(info["state"]["last_seq"]) if info is not None else 0
     data = ConfigPromotedData(
         version=version,

@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIGS_STREAM",
     "CONFIG_PROMOTED",
+    "CONFIG_PROMOTION_STARTED",
     "CONFIG_PROPOSED",
     "CONFIG_SUBJECT",
     "LEARNING_TYPES",
     "OUTCOMES_STREAM",
     "OUTCOME_RECORDED",
     "ConfigPromotedData",
+    "ConfigPromotionStartedData",
     "ConfigProposedData",
     "ConfigVersion",
     "OutcomeName",
@@ -47,6 +49,7 @@ __all__ = [
 OUTCOME_RECORDED = "riskpipe.outcome.recorded.v1"
 CONFIG_PROPOSED = "riskpipe.analyzer.config.proposed.v1"
 CONFIG_PROMOTED = "riskpipe.analyzer.config.promoted.v1"
+CONFIG_PROMOTION_STARTED = "riskpipe.analyzer.config.promotion_started.v1"
 
 OUTCOMES_STREAM = StreamSpec(category="outcome", name="OUTCOMES")
 """Ground truth about entities on ``<prefix>.outcome.<tenant>.<entity>``, immutable."""
@@ -139,9 +142,26 @@ class ConfigPromotedData(_Data):
     by: Actor
 
 
+class ConfigPromotionStartedData(_Data):
+    """``riskpipe.analyzer.config.promotion_started.v1``: a promotion of ``version`` is under way.
+
+    Appended before the promotion reads the evidence stream's last sequence,
+    and followed by its ``promoted`` event. A worker that sees it with no
+    ``promoted`` after it holds the evidence it fetched until the promotion
+    is recorded: whatever was stored once the promotion began may be at or
+    past its ``effective_from``. A ``promotion_started`` never followed by a
+    ``promoted`` (the promoting process died) is finished by promoting again.
+    """
+
+    version: ConfigVersion
+    kind: Literal["promotion", "rollback"] = "promotion"
+    by: Actor
+
+
 LEARNING_TYPES: dict[str, tuple[type[BaseModel], str]] = {
     OUTCOME_RECORDED: (OutcomeRecordedData, OUTCOMES_STREAM.category),
     CONFIG_PROPOSED: (ConfigProposedData, CONFIGS_STREAM.category),
+    CONFIG_PROMOTION_STARTED: (ConfigPromotionStartedData, CONFIGS_STREAM.category),
     CONFIG_PROMOTED: (ConfigPromotedData, CONFIGS_STREAM.category),
 }
 """Every event type of the learning loop: its data model and the category that stores it."""

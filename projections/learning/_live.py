@@ -1,9 +1,11 @@
 """The config live at each evidence position, as a running worker follows promotions.
 
 A promotion's ``effective_from`` is one past the evidence stream's last
-sequence when it was appended, so every evidence message stored after it is
-at or beyond it. A worker that reads the config log *after* fetching a batch
-therefore knows every promotion that can apply to that batch:
+sequence as read after its ``promotion_started`` event was appended, so every
+evidence message stored after that event may be at or beyond it. A worker
+that reads the config log *after* fetching a batch therefore knows every
+promotion that can apply to that batch, or that one is under way (then it
+waits, see below):
 :meth:`LiveConfigs.refresh` is called once per fetched batch, and asks the
 config stream's leader for the sequence of its last message (one small
 request); only when that moved past the book's version are the new events
@@ -12,6 +14,12 @@ read, from the leader too (a replica may be behind).
 Per message, :meth:`LiveConfigs.at` is a comparison with the latest
 promotion's ``effective_from`` and its cached config; earlier positions (a
 redelivery, an entity catching up) look the promotion up by bisection.
+
+A promotion is two events, ``promotion_started`` then ``promoted``: while
+the book holds the first without the second, :meth:`LiveConfigs.at` raises
+for every position, and the worker holds what it fetched for a moment (the
+promotion is reading the evidence stream's last sequence, which may fall on
+either side of that evidence).
 
 A promoted config this build cannot load (written for another analyzer
 version) is never skipped: :meth:`LiveConfigs.at` raises
@@ -47,6 +55,8 @@ __all__ = ["LiveConfigs", "load_promoted", "load_version"]
 _log = structlog.get_logger(__name__)
 _NEVER = 1 << 62
 """An ``effective_from`` no evidence reaches."""
+_PENDING_RETRY = 0.05
+"""How soon a worker holding evidence for a promotion under way looks again (seconds)."""
 
 
 def load_version(
@@ -121,6 +131,13 @@ class LiveConfigs:
         """
         if self._stale is not None:
             raise ConfigUnavailableError(self._stale, retry_in=self._retry_in)
+        if (pending := self.book.pending) is not None:
+            raise ConfigUnavailableError(
+                f"a {pending.kind} of config version {pending.version!r} is under way; evidence"
+                " waits until it is recorded (if it never is, the promoting process died:"
+                f" run riskpipe config promote {pending.version} again)",
+                retry_in=_PENDING_RETRY,
+            )
         found = self._current if sequence >= self._from else self._before(sequence)
         if isinstance(found, str):
             raise ConfigUnavailableError(
@@ -168,6 +185,10 @@ class LiveConfigs:
             if raw is None or raw.seq > last:
                 raise _BehindError(last, self.book.version)
             self.book.apply_recorded(self.store.recorded(raw))
+        if (pending := self.book.pending) is not None:
+            _log.info(
+                "analyzer.config_promotion_pending", version=pending.version, kind=pending.kind
+            )
         for promotion in self.book.promotions[seen:]:
             self._add(promotion, announce=promotion is self.book.promotions[-1])
 

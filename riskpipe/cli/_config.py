@@ -116,6 +116,7 @@ def _book_json(book: ConfigBook) -> dict[str, Any]:
             for p in book.proposals.values()
         ],
         "promotions": [_promotion_json(p) for p in book.promotions],
+        "pending": None if book.pending is None else book.pending.model_dump(mode="json"),
     }
 
 
@@ -202,6 +203,12 @@ def config_list(app: AppContext, as_json: bool) -> None:
     else:
         console.print(
             f"live: {live['version']} since evidence {live['effective_from']}", highlight=False
+        )
+    if (pending := body["pending"]) is not None:
+        console.print(
+            f"a {pending['kind']} of {pending['version']} was started and not recorded:"
+            " workers hold evidence until one is (if its process died, promote again)",
+            highlight=False,
         )
     if body["promotions"]:
         history = Table(title="promotions")

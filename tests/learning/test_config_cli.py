@@ -98,7 +98,7 @@ def test_propose_promote_show_list_and_rollback_end_to_end(cli: CliRunner, tmp_p
         ("tuned-1", "promotion"),
         ("base-1", "rollback"),
     ]
-    assert listed["log_version"] == 5
+    assert listed["log_version"] == 8  # 2 proposals; each promotion is started, then recorded
     table = cli.invoke(main, ["config", "list"])
     assert table.exit_code == 0, table.output
     assert "live: base-1 since evidence 1" in table.stdout
@@ -136,11 +136,11 @@ async def test_bad_inputs_are_refused_clearly_and_append_nothing(
     said = await invoke("propose", str(good), "--version", "tuned-1")
     assert "was proposed already" in said
     await ok("promote", "tuned-1", "--reason", "first")
-    assert await _version(store) == 2
+    assert await _version(store) == 3  # proposed, promotion started, promoted
     said = await invoke("promote", "tuned-1", "--reason", "again")
     assert "config version 'tuned-1' is live already (since evidence 1)" in said
     said = await invoke("rollback", "--reason", "x")
     assert "nothing to roll back to: tuned-1 is the first version promoted" in said
     said = await invoke("promote", "tuned-1", "--reason", "  ", code=2)
     assert "say why" in said
-    assert await _version(store) == 2
+    assert await _version(store) == 3

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,9 +20,11 @@ from projections.audit import replay
 from projections.errors import ConfigUnavailableError
 from projections.learning import (
     CONFIG_PROMOTED,
+    CONFIG_PROMOTION_STARTED,
     CONFIG_PROPOSED,
     ConfigBook,
     ConfigPromotedData,
+    ConfigPromotionStartedData,
     ConfigProposedData,
     LiveConfigs,
     promote,
@@ -58,7 +63,10 @@ async def _evidence(store: EventStore, first: int, count: int, entities: int = 6
 
 
 async def _append_config_event(
-    store: EventStore, book: ConfigBook, type_: str, data: ConfigProposedData | ConfigPromotedData
+    store: EventStore,
+    book: ConfigBook,
+    type_: str,
+    data: ConfigProposedData | ConfigPromotedData | ConfigPromotionStartedData,
 ) -> None:
     """A config event as another build (or a hand-written tool) may have appended it."""
     event = CloudEvent(
@@ -66,6 +74,15 @@ async def _append_config_event(
         time=NOW,
     )  # fmt: skip
     await store.append(event, expected_version=book.version or NO_STREAM, data=data)
+
+
+def _config_list(url: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "riskpipe", "--nats-url", url, "config", "list", "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
 
 
 def _fingerprints(streams: Any) -> dict[int, str]:
@@ -146,6 +163,86 @@ async def test_a_promotion_racing_a_killed_worker_keeps_one_assessment_per_evide
     for seq, fingerprint in fingerprints.items():
         expected = TUNED if seq >= promoted.effective_from else DEFAULT
         assert fingerprint == expected.fingerprint(), seq
+    report = await replay(store, jobs=1)
+    assert report.ok, report.findings[:3]
+
+
+async def test_evidence_stored_while_a_promotion_is_under_way_waits_for_it(
+    nats_server: NatsServer, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evidence stored after the promotion read the evidence stream, before it was recorded.
+
+    Its position is at or past the promotion's ``effective_from``, yet a
+    running worker fetches it before the promotion is in the log (the round
+    trip is slowed here to make that certain). Scoring it with the config the
+    worker knew would break the log's word: it waits for the promotion.
+    """
+    await _evidence(store, 0, 30)
+    risk = store.config.stream_for("risk")
+    worker = WorkerProcess(nats_server.url)
+    worker.start()
+    try:
+        await wait_for_messages(store, risk, 30, timeout=30)
+        book = await read_config_book(store)
+        await propose(store, book, TUNED, version="tuned-1", by=OPS, clock=_clock)
+        stream_info = store.client.stream_info
+
+        async def slow_round_trip(stream: str) -> dict[str, Any] | None:
+            info = await stream_info(stream)
+            await _evidence(store, 30, 30)  # stored after the read, before the promotion is
+            await asyncio.sleep(1.5)  # the worker fetches them meanwhile
+            return info
+
+        monkeypatch.setattr(store.client, "stream_info", slow_round_trip)
+        promoted = await promote(store, book, "tuned-1", by=OPS, reason="race", clock=_clock)
+        monkeypatch.undo()
+        await wait_for_messages(store, risk, 60, timeout=30)
+        held = worker.events("analyzer.config_promotion_pending", projection=None)
+    finally:
+        assert worker.stop() == 0
+    assert promoted.effective_from == 31
+    streams = await read_streams(store)
+    check_invariants(streams)
+    fingerprints = _fingerprints(streams)
+    assert len(fingerprints) == 60
+    for seq, fingerprint in fingerprints.items():
+        expected = TUNED if seq >= promoted.effective_from else DEFAULT
+        assert fingerprint == expected.fingerprint(), seq
+    report = await replay(store, jobs=1)
+    assert report.ok, report.findings[:3]
+    assert report.totals.identical == 60
+    assert [line["version"] for line in held][:1] == ["tuned-1"]  # it waited
+
+
+async def test_a_promotion_that_died_half_way_holds_evidence_until_one_is_recorded(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """A started promotion never recorded: workers wait; promoting again ends it."""
+    book = await read_config_book(store)
+    await propose(store, book, TUNED, version="tuned-1", by=OPS, clock=_clock)
+    started = ConfigPromotionStartedData(version="tuned-1", by=OPS)
+    await _append_config_event(store, book, CONFIG_PROMOTION_STARTED, started)
+    await _evidence(store, 0, 20)
+    risk = store.config.stream_for("risk")
+    worker = WorkerProcess(nats_server.url)
+    worker.start()
+    try:
+        worker.logged("projection.pausing")
+        await asyncio.sleep(1.0)
+        held = await read_streams(store)
+        assert not held.assessments  # nothing scored while the promotion is unrecorded
+        book = await read_config_book(store)
+        assert book.pending is not None
+        listed = _config_list(nats_server.url)
+        assert listed["pending"]["version"] == "tuned-1"
+        promoted = await promote(store, book, "tuned-1", by=OPS, reason="again", clock=_clock)
+        assert book.pending is None
+        await wait_for_messages(store, risk, 20, timeout=30)
+    finally:
+        assert worker.stop() == 0
+    assert promoted.effective_from == 21  # the 20 were stored before this promotion read
+    fingerprints = _fingerprints(await read_streams(store))
+    assert set(fingerprints.values()) == {DEFAULT.fingerprint()}
     report = await replay(store, jobs=1)
     assert report.ok, report.findings[:3]
 
