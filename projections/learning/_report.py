@@ -76,12 +76,17 @@ def _weights(learned: Fit, directory: Path) -> None:
     _save(figure, directory / "weights.png")
 
 
+def _cell(value: object) -> str:
+    """A metric as a table cell: ``-`` where there was nothing to divide by."""
+    return "-" if value is None else str(value)
+
+
 def _level_rows(metrics: dict[str, Any]) -> list[str]:
     rows = []
     for level, found in metrics["levels"].items():
         rows.append(
             f"| {level} | {found['threshold']:.4g} | {found['alerts']} |"
-            f" {found['precision']} | {found['recall']} |"
+            f" {_cell(found['precision'])} | {_cell(found['recall'])} |"
         )
     return rows
 
@@ -112,8 +117,8 @@ def write_report(
         "",
         "| metric | base | proposed |",
         "|---|---|---|",
-        f"| ROC-AUC | {base['roc_auc']} | {proposed['roc_auc']} |",
-        f"| PR-AUC (average precision) | {base['pr_auc']} | {proposed['pr_auc']} |",
+        f"| ROC-AUC | {_cell(base['roc_auc'])} | {_cell(proposed['roc_auc'])} |",
+        f"| PR-AUC (average precision) | {_cell(base['pr_auc'])} | {_cell(proposed['pr_auc'])} |",
         (
             f"| Brier score (calibrated) | {base['calibration']['brier']}"
             f" | {proposed['calibration']['brier']} |"
@@ -141,6 +146,11 @@ def write_report(
             f"| {p} | {learned.dataset.base.pattern_weights.get(p, 1.0):g}"
             f" | {learned.config.pattern_weights.get(p, 1.0):g} |"
             for p in learned.dataset.patterns
+        ],
+        *[
+            f"| severity {s} | {getattr(learned.dataset.base.severity_weights, s):g}"
+            f" | {getattr(learned.config.severity_weights, s):g} |"
+            for s in ("low", "medium", "high", "critical")
         ],
         (
             f"| critical amplification | {learned.dataset.base.critical_amplification:g}"

@@ -320,6 +320,11 @@ async def _learn(
     return body
 
 
+def _cell(value: object) -> str:
+    """A metric as a table cell: ``-`` where there was nothing to divide by."""
+    return "-" if value is None else str(value)
+
+
 def _print(body: dict[str, Any]) -> None:
     console = out_console()
     training = body["training"]
@@ -332,12 +337,12 @@ def _print(body: dict[str, Any]) -> None:
     base, proposed = body["metrics"]["base"], body["metrics"]["proposed"]
     table = Table(title=f"holdout: {base['examples']} examples, {base['positives']} positive")
     add_columns(table, "metric", "base", "proposed")
-    table.add_row("ROC-AUC", str(base["roc_auc"]), str(proposed["roc_auc"]))
-    table.add_row("PR-AUC", str(base["pr_auc"]), str(proposed["pr_auc"]))
+    table.add_row("ROC-AUC", _cell(base["roc_auc"]), _cell(proposed["roc_auc"]))
+    table.add_row("PR-AUC", _cell(base["pr_auc"]), _cell(proposed["pr_auc"]))
     for level in ("medium", "high", "critical"):
         b, p = base["levels"][level], proposed["levels"][level]
         for what in ("threshold", "alerts", "precision", "recall"):
-            table.add_row(f"{level} {what}", str(b[what]), str(p[what]))
+            table.add_row(f"{level} {what}", _cell(b[what]), _cell(p[what]))
     console.print(table)
     weights = Table(title="weights (an unlisted pattern: 1.0)")
     add_columns(weights, "pattern", "proposed")

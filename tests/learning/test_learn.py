@@ -248,7 +248,12 @@ def test_learn_end_to_end_json_report_and_proposal(cli: CliRunner, tmp_path: Pat
     assert set(body["metrics"]) == {"base", "proposed"}
     assert body["training"]["positives"] > 0
     assert body["report"] == str(report / "report.md")
-    assert "PR-AUC" in (report / "report.md").read_text()
+    text = (report / "report.md").read_text()
+    assert "PR-AUC" in text
+    assert "None" not in text  # nothing to divide by reads as "-"
+    for severity, weight in body["severity_weights"].items():
+        assert f"| severity {severity} | " in text
+        assert f" | {weight:g} |" in text
     for chart in ("pr.png", "roc.png", "calibration.png", "weights.png"):
         assert (report / chart).stat().st_size > 1000, chart
     shown = cli.invoke(main, ["config", "show", "learned-test", "--json"])
