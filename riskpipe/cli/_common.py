@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from eventstore import validate_token
 from eventstore.errors import EventStoreError, NotProvisionedError, StoreUnavailableError
 from riskpipe.wiring import connect_store
 
@@ -175,3 +176,17 @@ def measurement_table(title: str, unit: str, measurements: Iterable[Measurement]
             ", ".join(f"{r:,.0f}" for r in m.rates),
         )
     return table
+
+
+def checked_token(value: str, what: str) -> str:
+    """``value`` when it is a valid subject token; else a usage error (exit 2) naming ``what``."""
+    try:
+        return validate_token(value, what=what)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def optional_tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``--tenant`` option's callback: the tenant checked as a subject token, or ``None``."""
+    del ctx, param
+    return None if value is None else checked_token(value, "tenant")

@@ -14,7 +14,6 @@ from rich.table import Table
 
 from analyzers import AnalyzerConfig, load_config
 from analyzers.errors import InvalidConfigError
-from eventstore import validate_token
 from projections.learning import (
     ConfigBookError,
     ConfigVersionExistsError,
@@ -24,7 +23,14 @@ from projections.learning import (
     read_config_book,
 )
 from riskpipe.cli._app import AppContext, main
-from riskpipe.cli._common import add_columns, connect_provisioned, out_console, plain, run
+from riskpipe.cli._common import (
+    add_columns,
+    connect_provisioned,
+    optional_tenant,
+    out_console,
+    plain,
+    run,
+)
 from riskpipe.cli._config import _actor, _reason, _version
 from riskpipe.settings import parse_duration
 
@@ -90,17 +96,6 @@ class _Horizon(click.ParamType[float]):
         return found.total_seconds()
 
 
-def _tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A ``--tenant`` checked as a subject token (exit 2 if it is not one)."""
-    del ctx, param
-    if value is not None:
-        try:
-            validate_token(value, what="tenant")
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
-    return value
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -134,7 +129,10 @@ def _iso(seconds: float) -> str:
 @click.option("--reason", default=None, help="Why: recorded with the proposal.")
 @click.option("--by", default=None, help="Who acts [default: RISKPIPE_ACTOR or the user].")
 @click.option(
-    "--tenant", default=None, callback=_tenant, help="Learn from this tenant's entities only."
+    "--tenant",
+    default=None,
+    callback=optional_tenant,
+    help="Learn from this tenant's entities only.",
 )
 @click.option("--l2", type=click.FloatRange(0.0), default=1e-3, show_default=True, help="L2.")
 @click.option(

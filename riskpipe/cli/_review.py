@@ -14,11 +14,17 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from analyzers import RiskLevel
-from eventstore import validate_token
 from projections.review import Actor, ReviewService, all_cases, load_policy
 from projections.review.errors import ReviewError
 from riskpipe.cli._app import AppContext, main
-from riskpipe.cli._common import add_columns, connect_provisioned, out_console, plain, run
+from riskpipe.cli._common import (
+    add_columns,
+    checked_token,
+    connect_provisioned,
+    out_console,
+    plain,
+    run,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -28,13 +34,6 @@ if TYPE_CHECKING:
 _STATUSES = ("open", "escalated", "decided", "all")
 _OUTCOMES = ("confirmed", "false_positive", "escalated")
 _ROLES = ("reviewer", "operator", "auditor", "admin")
-
-
-def _token(value: str, what: str) -> str:
-    try:
-        return validate_token(value, what=what)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
 
 
 def _summary(case: Case, version: int) -> dict[str, Any]:
@@ -78,7 +77,7 @@ def review_list(  # noqa: PLR0913, PLR0917 - one click option each
     as_json: bool,
 ) -> None:
     """Cases, oldest first: each entity's latest case, read from the log."""
-    wanted = frozenset(_token(t, "tenant") for t in tenants) or None
+    wanted = frozenset(checked_token(t, "tenant") for t in tenants) or None
 
     async def listed() -> list[tuple[Case, int]]:
         async with await connect_provisioned(app.settings, name="riskpipe-review") as store:
@@ -120,7 +119,7 @@ def review_list(  # noqa: PLR0913, PLR0917 - one click option each
 @click.pass_obj
 def review_show(app: AppContext, tenant: str, entity: str, number: int | None) -> None:
     """One case in full (JSON): its state, timeline and the entity's assessments since it opened."""
-    tenant, entity = _token(tenant, "tenant"), _token(entity, "entity")
+    tenant, entity = checked_token(tenant, "tenant"), checked_token(entity, "entity")
 
     async def shown() -> dict[str, Any]:
         async with await connect_provisioned(app.settings, name="riskpipe-review") as store:
@@ -305,7 +304,7 @@ def _act(
     action: Callable[[ReviewService, str, str, int], Awaitable[tuple[Case, int]]],
 ) -> None:
     """Run one action on case ``number`` (default: the latest) and print the case after it."""
-    tenant, entity = _token(tenant, "tenant"), _token(entity, "entity")
+    tenant, entity = checked_token(tenant, "tenant"), checked_token(entity, "entity")
 
     async def acted() -> dict[str, Any]:
         async with await connect_provisioned(app.settings, name="riskpipe-review") as store:

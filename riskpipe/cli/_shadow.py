@@ -13,7 +13,6 @@ import click
 from rich.table import Table
 
 from analyzers import RiskLevel
-from eventstore import validate_token
 from projections.learning import UnknownConfigVersionError
 from projections.shadow import (
     EntityChange,
@@ -24,7 +23,15 @@ from projections.shadow import (
     shadow_report,
 )
 from riskpipe.cli._app import AppContext, main, pass_app
-from riskpipe.cli._common import TIME, add_columns, connect_provisioned, out_console, plain, run
+from riskpipe.cli._common import (
+    TIME,
+    add_columns,
+    connect_provisioned,
+    optional_tenant,
+    out_console,
+    plain,
+    run,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -50,16 +57,6 @@ def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-def _tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    del ctx, param
-    if value is not None:
-        try:
-            validate_token(value, what="tenant")
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
-    return value
-
-
 @shadow.command("report")
 @click.option(
     "--version",
@@ -70,7 +67,9 @@ def _tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 )
 @click.option("--since", type=TIME, default=None, help="Evidence stored at or after TIME.")
 @click.option("--until", type=TIME, default=None, help="Evidence stored at or before TIME.")
-@click.option("--tenant", default=None, callback=_tenant, help="Only this tenant's evidence.")
+@click.option(
+    "--tenant", default=None, callback=optional_tenant, help="Only this tenant's evidence."
+)
 @click.option(
     "--threshold",
     type=click.Choice([level.value for level in _LEVELS]),
