@@ -11,6 +11,7 @@ training examples as the base config does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from projections.learning._errors import (
     InvalidHorizonError,
     OneClassError,
 )
+from projections.learning._events import TrainingWindow
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -110,6 +112,17 @@ class Fit:
     scale: float
     config: AnalyzerConfig
     converged: bool
+
+    def training_window(self) -> TrainingWindow:
+        """What it was fitted on, as its proposal records it."""
+        return TrainingWindow(
+            since=self.dataset.since,
+            until=self.dataset.until,
+            horizon_seconds=self.split.horizon,
+            cut=datetime.fromtimestamp(self.split.cut, UTC),
+            examples=int(self.split.train.sum()),
+            positives=int(self.split.y_train.sum()),
+        )
 
     def summary(self) -> dict[str, Any]:
         """The fit's coefficients, for JSON."""

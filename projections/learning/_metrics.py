@@ -159,6 +159,17 @@ class Evaluation:
         """Both configs' metrics, for JSON."""
         return {"base": self.base.metrics, "proposed": self.proposed.metrics}
 
+    def proposal_metrics(self) -> dict[str, Any]:
+        """What a learned config's proposal records: the headline figures, then everything."""
+        base, proposed = self.base.metrics, self.proposed.metrics
+        return {
+            "pr_auc": proposed["pr_auc"],
+            "roc_auc": proposed["roc_auc"],
+            "base_pr_auc": base["pr_auc"],
+            "base_roc_auc": base["roc_auc"],
+            "holdout": self.metrics(),
+        }
+
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)

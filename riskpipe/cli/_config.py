@@ -49,7 +49,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _actor(by: str | None) -> Actor:
+def acting_actor(by: str | None) -> Actor:
     name = by or os.environ.get("RISKPIPE_ACTOR") or getpass.getuser()
     try:
         return Actor.model_validate({"name": name, "role": "operator"})
@@ -59,7 +59,7 @@ def _actor(by: str | None) -> Actor:
         ) from exc
 
 
-def _version(value: str) -> str:
+def checked_version(value: str) -> str:
     try:
         return str(_VERSION.validate_python(value))
     except ValidationError as exc:
@@ -69,7 +69,7 @@ def _version(value: str) -> str:
         ) from exc
 
 
-def _reason(value: str) -> str:
+def checked_reason(value: str) -> str:
     if not value.strip():
         raise click.BadParameter("say why, in a few words", param_hint="--reason")
     return value
@@ -148,10 +148,10 @@ def config_propose(  # noqa: PLR0913, PLR0917 - one click option each
     app: AppContext, path: Path, version: str, reason: str | None, by: str | None, as_json: bool
 ) -> None:
     """Record the analyzer config in PATH (TOML or YAML) as version VERSION."""
-    version = _version(version)
-    actor = _actor(by)
+    version = checked_version(version)
+    actor = acting_actor(by)
     if reason is not None:
-        _reason(reason)
+        checked_reason(reason)
     try:
         loaded = load_config(path)
     except InvalidConfigError as exc:
@@ -227,7 +227,7 @@ def config_list(app: AppContext, as_json: bool) -> None:
 @click.pass_obj
 def config_show(app: AppContext, version: str, as_json: bool) -> None:
     """One version: who proposed it, why, its metrics, its promotions and the config itself."""
-    version = _version(version)
+    version = checked_version(version)
 
     async def shown(_store: EventStore, book: ConfigBook) -> dict[str, Any]:
         proposal = book.proposal(version)
@@ -256,7 +256,7 @@ def config_promote(
     app: AppContext, version: str, reason: str, by: str | None, as_json: bool
 ) -> None:
     """Make VERSION live for every evidence stored from now on."""
-    version, reason, actor = _version(version), _reason(reason), _actor(by)
+    version, reason, actor = checked_version(version), checked_reason(reason), acting_actor(by)
 
     async def promoted(store: EventStore, book: ConfigBook) -> dict[str, Any]:
         return await _promote(store, book, version, actor, reason, "promotion")
@@ -271,7 +271,7 @@ def config_promote(
 @click.pass_obj
 def config_rollback(app: AppContext, reason: str, by: str | None, as_json: bool) -> None:
     """Promote again the version that was live before the current one (kind rollback)."""
-    reason, actor = _reason(reason), _actor(by)
+    reason, actor = checked_reason(reason), acting_actor(by)
 
     async def rolled_back(store: EventStore, book: ConfigBook) -> dict[str, Any]:
         live = book.live

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from analyzers import AnalyzerConfig
 from projections.audit import replay
-from projections.learning import TrainingWindow, promote, propose, read_config_book
+from projections.learning import promote, propose, read_config_book
 from projections.review import Actor
 from projections.shadow import shadow_report
 from riskpipe.worker import Worker, shadow_run
@@ -71,13 +71,9 @@ async def learning_loop(store: EventStore, settings: Settings, seed: int) -> boo
     metrics = evaluate(learned).metrics()
     base, proposed = metrics["base"], metrics["proposed"]
     book = await read_config_book(store)
-    training = TrainingWindow(
-        since=world.start, until=world.until, horizon_seconds=world.horizon_seconds,
-        cut=datetime.fromtimestamp(cut, UTC), examples=int(learned.split.train.sum()),
-        positives=int(learned.split.y_train.sum()),
-    )  # fmt: skip
     await propose(
-        store, book, learned.config, version=VERSION, by=_ACTOR, clock=_now, training=training,
+        store, book, learned.config, version=VERSION, by=_ACTOR, clock=_now,
+        training=learned.training_window(),
         metrics={"pr_auc": proposed["pr_auc"], "base_pr_auc": base["pr_auc"]},
         reason="fitted by the demo's learning loop",
     )  # fmt: skip

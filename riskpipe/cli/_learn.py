@@ -18,7 +18,6 @@ from projections.learning import (
     ConfigBookError,
     ConfigVersionExistsError,
     LearnError,
-    TrainingWindow,
     propose,
     read_config_book,
 )
@@ -31,7 +30,7 @@ from riskpipe.cli._common import (
     plain,
     run,
 )
-from riskpipe.cli._config import _actor, _reason, _version
+from riskpipe.cli._config import acting_actor, checked_reason, checked_version
 from riskpipe.settings import parse_duration
 
 if TYPE_CHECKING:
@@ -171,10 +170,10 @@ def learn(  # noqa: PLR0913, PLR0917 - one click option each
             importlib.import_module(module)
     except ImportError as exc:
         raise click.ClickException(_MISSING) from exc
-    name = _version(version or f"learned-{_now():%Y%m%d%H%M}")
-    actor = _actor(by)
+    name = checked_version(version or f"learned-{_now():%Y%m%d%H%M}")
+    actor = acting_actor(by)
     if reason is not None:
-        _reason(reason)
+        checked_reason(reason)
     base_config: AnalyzerConfig | None = None
     if base_file is not None:
         try:
@@ -262,15 +261,7 @@ async def _learn(
         "evaluate_s": round(time.perf_counter() - fitted, 3),
     }
     config = learned.config
-    held = learned.split
-    training = TrainingWindow(
-        since=options.since,
-        until=options.until,
-        horizon_seconds=options.horizon,
-        cut=datetime.fromtimestamp(cut, UTC),
-        examples=int(held.train.sum()),
-        positives=int(held.y_train.sum()),
-    )
+    training = learned.training_window()
     metrics = evaluation.metrics()
     body: dict[str, Any] = {
         "version": options.version,
@@ -296,13 +287,6 @@ async def _learn(
 
         body["report"] = str(write_report(learned, evaluation, body, options.directory))
     if options.propose:
-        summary = {
-            "pr_auc": metrics["proposed"]["pr_auc"],
-            "roc_auc": metrics["proposed"]["roc_auc"],
-            "base_pr_auc": metrics["base"]["pr_auc"],
-            "base_roc_auc": metrics["base"]["roc_auc"],
-            "holdout": metrics,
-        }
         await propose(
             store,
             book,
@@ -311,7 +295,7 @@ async def _learn(
             by=actor,
             clock=_now,
             training=training,
-            metrics=summary,
+            metrics=evaluation.proposal_metrics(),
             reason=options.reason or "fitted by riskpipe learn",
         )
         body["proposed"] = True

@@ -7,7 +7,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from click.testing import CliRunner
 
 from analyzers import AnalyzerConfig
 from projections.learning import read_config_book
@@ -16,8 +15,9 @@ from riskpipe.cli import main
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from click.testing import CliRunner
+
     from eventstore import EventStore
-    from riskpipe.server import NatsServer
 
 pytestmark = pytest.mark.usefixtures("logging_restored")
 
@@ -28,18 +28,6 @@ medium = 0.2
 high = 0.7
 critical = 1.0
 """
-
-
-@pytest.fixture
-def cli(nats_server: NatsServer, store: EventStore) -> CliRunner:  # noqa: ARG001 - provisioned
-    """A runner on a provisioned server, acting as ``olga`` unless told otherwise."""
-    return CliRunner(
-        env={
-            "RISKPIPE_NATS_URL": nats_server.url,
-            "RISKPIPE_LOG_LEVEL": "error",
-            "RISKPIPE_ACTOR": "olga",
-        }
-    )
 
 
 def _json(cli: CliRunner, *args: str) -> dict[str, Any]:

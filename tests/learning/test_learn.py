@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from analyzers import AnalyzerConfig
 from eventstore import CloudEvent, EventStore
@@ -31,7 +30,8 @@ from riskpipe.wiring import build_schemas
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from riskpipe.server import NatsServer
+    from click.testing import CliRunner
+
 
 pytestmark = pytest.mark.usefixtures("logging_restored")
 
@@ -189,18 +189,6 @@ async def test_no_evidence_in_the_window_and_one_class_are_refused(store: EventS
 
 
 # -- the command ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(nats_server: NatsServer, store: EventStore) -> CliRunner:  # noqa: ARG001 - provisioned
-    """A runner on a provisioned server, acting as ``olga``."""
-    return CliRunner(
-        env={
-            "RISKPIPE_NATS_URL": nats_server.url,
-            "RISKPIPE_LOG_LEVEL": "error",
-            "RISKPIPE_ACTOR": "olga",
-        }
-    )
 
 
 def _url(cli: CliRunner) -> str:
