@@ -260,19 +260,23 @@ class JetStreamClient:
             self.transport.close()
         if not self._owned or self.nc.is_closed:
             return
+        drained = False
         if self.nc.is_connected:
             try:
                 async with asyncio.timeout(2 * _DRAIN_SECONDS):
                     await self.nc.drain()
-            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                drained = True
+            # TypeError: what Python 3.12+ raises writing to a socket that was lost
+            # before the client noticed (killed between two turns of the loop)
+            except (TimeoutError, OSError, TypeError, nats.errors.Error) as exc:
                 _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
         if not self.nc.is_closed:
-            # nothing to drain over a connection that is down; closing it may find
-            # the socket already gone, which is what closing wants anyway
-            # (TypeError: what Python 3.12+ raises writing to a lost socket, should a
-            # client keep its buffer somewhere close_client does not know of)
+            # nothing to drain over a connection that is down or failed to drain;
+            # closing it may find the socket already gone, which is what closing
+            # wants anyway (TypeError: as above, should a client keep its buffer
+            # somewhere close_client does not know of)
             with contextlib.suppress(OSError, TypeError, nats.errors.Error):
-                await close_client(self.nc)
+                await close_client(self.nc, lost=not drained)
 
     async def api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a JetStream API request under ``$JS.API`` and return its JSON answer.

@@ -166,8 +166,11 @@ def _is_process(method: object) -> bool:
     return params == _PROCESS_PARAMS
 
 
-async def close_client(nc: Client) -> None:
+async def close_client(nc: Client, *, lost: bool = False) -> None:
     """Close ``nc``; over a connection that is down, drop what it still buffers first.
+
+    ``lost``: the caller knows the connection is unusable (a drain failed) even
+    if the client still says it is connected; its buffer is dropped too.
 
     nats-py's ``close`` writes its buffer to the socket even when the
     connection is lost, and on Python 3.12+ asyncio's transport of a lost
@@ -180,7 +183,7 @@ async def close_client(nc: Client) -> None:
         nats.errors.Error, OSError, TypeError: as ``Client.close`` (callers suppress them).
     """
     if (
-        not nc.is_connected
+        (lost or not nc.is_connected)
         and isinstance(getattr(nc, "_pending", None), list)
         and type(getattr(nc, "_pending_data_size", None)) is int
     ):

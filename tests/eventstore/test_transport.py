@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,6 +276,27 @@ async def test_close_while_the_server_is_down_with_frames_buffered(
             await asyncio.sleep(0.01)
     await store.client.publisher.send(OutboundMessage("rp.evidence.t1.e1", b"{}", {}))
     assert store.client.nc.pending_data_size > 0
+    await store.close()
+    assert store.client.closed
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05, 0.3])
+async def test_close_before_the_client_noticed_the_server_died(
+    nats_server: NatsServer, pause: float
+) -> None:
+    """Killed between two loop turns: the socket is lost, the client still says connected.
+
+    Closing then drains over a lost socket, which on Python 3.12+ raises
+    ``TypeError`` from asyncio's transport; close() must still close, quietly.
+    """
+    store = await EventStore.connect(
+        nats_server.url, schemas=build_schemas(), config=topology_config(), timeout=1.0
+    )
+    await store.provision()
+    nats_server.kill()
+    # blocks the loop on purpose: the lost socket is seen only inside close()
+    time.sleep(pause)  # noqa: ASYNC251
+    assert store.client.connected
     await store.close()
     assert store.client.closed
 
