@@ -188,6 +188,8 @@ class ProjectionRunner:
             metrics.paused.labels(name, self.consumer_name).set(0)  # not "no data"
         self._consumer: DurableConsumer = store.consumer(self.consumer_name, stream=stream)
         self._boxes: dict[str, _Mailbox] = {}
+        self._blocked: set[str] = set()
+        """Subjects whose mailbox waits for a released message to come back."""
         self._in_flight: dict[int, Delivery] = {}
         self._received: dict[int, float] = {}
         self._room = asyncio.Event()
@@ -338,6 +340,7 @@ class ProjectionRunner:
                 await self._consumer.nak(delivery, delay=1.0)
         self._in_flight.clear()
         self._boxes.clear()
+        self._blocked.clear()
 
     # -- fetching and dispatch ----------------------------------------------------
 
@@ -379,14 +382,28 @@ class ProjectionRunner:
         per message finished, as a deep backlog (or one hot entity) keeps the
         runner full.
         """
+        return self._free() >= max(1, min(self.settings.batch, self.settings.max_in_flight) // 2)
+
+    def _free(self) -> int:
+        """Messages the budget has room for: held ones wait, they are not work in hand."""
         room = self.settings.max_in_flight - len(self._in_flight)
-        return room >= max(1, min(self.settings.batch, self.settings.max_in_flight) // 2)
+        return room + self._held() if self._blocked else room
+
+    def _held(self) -> int:
+        """Messages waiting in mailboxes whose earlier message was released for a retry.
+
+        They are not counted against the budget: the released message comes
+        back only through a fetch, and a budget full of messages waiting for it
+        would never fetch again (each entity's held messages went on only when
+        let go as stale, one at a time). The consumer's ``max_ack_pending``
+        bounds them.
+        """
+        return sum(len(self._boxes[subject].queue) for subject in self._blocked)
 
     async def _fetch(self, wait: float) -> list[Delivery]:
         """The next deliveries; none after recreating a consumer found missing."""
         try:
-            room = self.settings.max_in_flight - len(self._in_flight)
-            return await self._consumer.fetch(min(self.settings.batch, room), wait)
+            return await self._consumer.fetch(min(self.settings.batch, self._free()), wait)
         except NotProvisionedError:
             _log.warning("projection.consumer_missing", projection=self.name)
             await self._ensure_consumer()
@@ -477,6 +494,7 @@ class ProjectionRunner:
                 queue.insert(at, delivery)
         if box.blocked_by == seq:
             box.blocked_by = None  # the message that blocked its entity is back
+            self._blocked.discard(delivery.subject)
         if not box.active and box.blocked_by is None:
             self._start(delivery.subject, box)
 
@@ -542,6 +560,9 @@ class ProjectionRunner:
         if not done:
             box.blocked_by = delivery.stream_seq
             box.blocked_since = time.monotonic()
+            self._blocked.add(delivery.subject)
+            if box.queue and self._room_for_a_fetch():
+                self._room.set()  # what it holds waits now: room to fetch its return
 
     def _rest(self, subject: str, box: _Mailbox) -> None:
         """A mailbox no lane drains any more: forget it if nothing is left in it."""
@@ -843,6 +864,7 @@ class ProjectionRunner:
         for subject, box in list(self._boxes.items()):
             if box.blocked_by is not None and box.blocked_since < limit:
                 box.blocked_by = None
+                self._blocked.discard(subject)
                 if box.queue and not box.active:
                     self._start(subject, box)
 

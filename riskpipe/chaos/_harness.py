@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from eventstore import CloudEvent
@@ -30,6 +31,7 @@ from eventstore.errors import (
     InvalidHeaderError,
 )
 from projections import consumer_name, partition_views, read_checkpoint
+from riskpipe.chaos._enricher import ALWAYS, FlakyEnricher, transient_id
 from riskpipe.chaos._history import (
     APPEND,
     CHECKPOINT,
@@ -64,6 +66,10 @@ _SEVERITIES = ("low", "medium", "high", "critical")
 _PRODUCERS = 2
 _DUPLICATE_CHANCE = 0.02
 _POISON_CHANCE = 0.01
+_BACKOFF = (0.5, 1.0, 2.0, 4.0)
+"""Nak delays by delivery: evidence failing every delivery is a dead letter within 8 s."""
+_MALFORMED = 6
+"""The classes of malformed poison (``_poison``); two more draws are transient failures."""
 _DEFINITE = (DecodeError, InvalidHeaderError, AppendRejectedError)
 """Append errors raised before anything was stored: a ``fail``. Anything else is ``info``."""
 _QUIET_TIMEOUT = 180.0
@@ -199,6 +205,10 @@ class _Run:
         self.cut: set[int] = set()
         self.load_over = asyncio.Event()
         self.kinds = scenario_faults(options.scenario)
+        self.enricher = (
+            # one call per in-process attempt: the enricher does not retry on its own
+            FlakyEnricher(calls=self.settings.retry_attempts) if "poison" in self.kinds else None
+        )
 
     # -- set-up ---------------------------------------------------------------
 
@@ -213,11 +223,22 @@ class _Run:
             "RISKPIPE_LOG_LEVEL": "warning",
             "RISKPIPE_ACK_WAIT_SECONDS": str(o.ack_wait),
             "RISKPIPE_MAX_DELIVER": str(o.max_deliver),
+            "RISKPIPE_REDELIVERY_BACKOFF_SECONDS": orjson.dumps(_BACKOFF).decode(),
             "RISKPIPE_MAX_IN_FLIGHT": str(self.settings.max_in_flight),
             "RISKPIPE_REVIEW": "false",
             "RISKPIPE_LEASE_TTL": f"{o.lease_ttl}s",
             "RISKPIPE_DATA_DIR": str(o.directory / "data"),
         }
+        if self.enricher is not None:
+            await self.enricher.start()
+            env |= {
+                "RISKPIPE_ENRICHMENT_URL": self.enricher.url,
+                "RISKPIPE_ENRICHMENT_ATTEMPTS": "1",
+                "RISKPIPE_RETRY_ATTEMPTS": str(self.settings.retry_attempts),
+                # a failing delivery is the fault; an open breaker would fail everything
+                "RISKPIPE_ENRICHMENT_FAIL_MAX": "1000",
+                "RISKPIPE_ENRICHMENT_TIMEOUT_SECONDS": "10",
+            }
         logs = o.directory / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for n in range(1, o.workers + 1):
@@ -254,7 +275,7 @@ class _Run:
                 for _ in range(rng.randint(1, 3)):
                     await self.append(name, store, again, resend)
             elif "poison" in self.kinds and rng.random() < _POISON_CHANCE:
-                await self.append_poison(name, store, n, rng)
+                await self.append_poison(name, store, n, rng, resend)
             else:
                 event = _evidence(name, n, rng, o.entities)
                 sent.append(event)
@@ -266,6 +287,12 @@ class _Run:
     ) -> None:
         self.history.record(name, APPEND, "invoke", msg_id=event.msg_id,
                             entity=f"{event.tenant}.{event.subject}", expect="assess")  # fmt: skip
+        await self._complete(name, store, event, resend)
+
+    async def _complete(
+        self, name: str, store: EventStore, event: CloudEvent, resend: list[CloudEvent]
+    ) -> None:
+        """Append ``event`` and record its outcome (an ambiguous one: into ``resend``)."""
         try:
             result = await store.append(event)
         except _DEFINITE as exc:
@@ -281,10 +308,16 @@ class _Run:
                                 sequence=result.sequence, duplicate=result.duplicate)  # fmt: skip
             self.result.appends["ok"] += 1
 
-    async def append_poison(self, name: str, store: EventStore, n: int, rng: random.Random) -> None:
+    async def append_poison(
+        self, name: str, store: EventStore, n: int, rng: random.Random, resend: list[CloudEvent]
+    ) -> None:
+        kind = rng.randrange(_MALFORMED + 2)
+        if kind >= _MALFORMED and self.enricher is not None:
+            await self.append_transient(name, store, n, rng, resend, always=kind > _MALFORMED)
+            return
         entity = f"e{rng.randrange(self.options.entities)}"
         msg_id = f"poison-{name}-{n}"
-        payload = _poison(rng.randrange(6), store.config.max_payload_bytes)
+        payload = _poison(kind % _MALFORMED, store.config.max_payload_bytes)
         self.history.record(name, APPEND, "invoke", msg_id=msg_id,
                             entity=f"{_TENANT}.{entity}", expect="dead-letter")  # fmt: skip
         self.result.faults["poison"] += 1
@@ -299,6 +332,34 @@ class _Run:
             self.history.record(name, APPEND, "ok", msg_id=msg_id, sequence=result.sequence,
                                 duplicate=result.duplicate)  # fmt: skip
             self.result.appends["ok"] += 1
+
+    async def append_transient(  # noqa: PLR0913 - a producer's append, and which failure
+        self,
+        name: str,
+        store: EventStore,
+        n: int,
+        rng: random.Random,
+        resend: list[CloudEvent],
+        *,
+        always: bool,
+    ) -> None:
+        """Valid evidence the analyzer fails on: a few deliveries, or every one of them.
+
+        Failing fewer deliveries than ``max_deliver`` allows (leaving one for
+        a fault's redelivery), it must end assessed; failing every one, as a
+        dead letter.
+        """
+        max_deliver = self.options.max_deliver
+        failures = ALWAYS if always else rng.randint(1, max(1, max_deliver - 2))
+        event = _evidence(name, n, rng, self.options.entities)
+        event = event.model_copy(update={"id": transient_id(failures, event.id)})
+        self.result.faults["transient"] += 1
+        self.history.record(name, APPEND, "invoke", msg_id=event.msg_id,
+                            entity=f"{event.tenant}.{event.subject}",
+                            expect="dead-letter" if always else "assess",
+                            failures=max_deliver if always else failures)  # fmt: skip
+        # resent like any evidence if the outcome is unknown: what it expects is its first invoke's
+        await self._complete(name, store, event, resend)
 
     # -- faults ---------------------------------------------------------------
 
@@ -451,6 +512,8 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
             for proxies in run.proxies:
                 for proxy in proxies:
                     await proxy.stop()
+            if run.enricher is not None:
+                await run.enricher.stop()
             await observer.close()
         run.result.evidence = len(final.evidence)
         run.result.report = check(run.history.ops, final)

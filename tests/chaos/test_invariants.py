@@ -206,6 +206,13 @@ def _hot_loop(run: Run) -> None:
     run.op("checker", REDELIVERY, "info", projection="risk", redelivered=10_000)
 
 
+def _delivered_past_max(run: Run) -> None:
+    run.final.effects = [
+        dataclasses.replace(e, delivery_count=8) if e.kind == "dead-letter" else e
+        for e in run.final.effects
+    ]
+
+
 def _probe_took_effect(run: Run) -> None:
     run.op("probe", PROBE, "invoke", probe="injected-expected-sequence")
     run.op("probe", PROBE, "fail", probe="injected-expected-sequence")
@@ -246,6 +253,12 @@ def _probe_took_effect(run: Run) -> None:
         ("recovery", _slow_recovery, "(limit 60 s)", ()),
         ("recovery", _replicas_disagree, "replicas disagree", ()),
         ("bounded-redelivery", _hot_loop, "10000 redeliveries", ()),
+        (
+            "bounded-redelivery",
+            _delivered_past_max,
+            "delivered 8 times (max_deliver 5, 1 faults",
+            (),
+        ),
         ("security", _probe_took_effect, "'injected-expected-sequence' was not refused", ()),
     ],
 )
@@ -366,3 +379,20 @@ def test_a_value_that_is_not_json_is_refused(tmp_path: Path) -> None:
         writer.record("p1", APPEND, "maybe")  # type: ignore[arg-type]
     writer.close()
     assert read_history(tmp_path / "history.jsonl") == []
+
+
+@pytest.mark.parametrize(
+    ("deliveries", "faults", "verdict"), [(5, 0, "ok"), (6, 0, "violated"), (7, 1, "ok")]
+)
+def test_a_dead_letter_may_pass_max_deliver_only_by_what_faults_explain(
+    deliveries: int, faults: int, verdict: str
+) -> None:
+    """A fault during its handling may cut its last delivery short; without one, no excuse."""
+    run = Run()
+    run.append("flaky", "c", sequence=8, expect="dead-letter")
+    for _ in range(faults):
+        run.op("nemesis", FAULT, "info", fault="pause-server", target="n1")
+        run.op("nemesis", HEAL, "info", fault="pause-server", target="n1")
+    run.effect("dead-letter", 2, 8, delivery_count=deliveries)
+    violated = "bounded-redelivery" in run.violated()
+    assert violated == (verdict == "violated"), run.violated()

@@ -10,6 +10,7 @@ from support.pipeline import check_invariants, read_streams, run_worker
 from support.reputation_server import Reply, ReputationServer
 
 from projections import DeadLetterQueue, ReplayRefusedError
+from riskpipe.chaos._enricher import ALWAYS, FlakyEnricher, transient_id
 from riskpipe.status import pipeline_status
 
 if TYPE_CHECKING:
@@ -20,7 +21,9 @@ DOWN = Reply(status=503, body=b'{"error": "maintenance"}')
 UP = Reply(status=200, body=b'{"modifier": 0.2}')
 
 
-def _settings(reputation: ReputationServer, **overrides: object) -> dict[str, object]:
+def _settings(
+    reputation: ReputationServer | FlakyEnricher, **overrides: object
+) -> dict[str, object]:
     return {
         "enrichment_url": reputation.url,
         "enrichment_attempts": 1,
@@ -148,3 +151,35 @@ async def test_dlq_replay_and_purge_leave_audit_events(
     ]
     status = await pipeline_status(store, "risk")
     assert status.balanced, status
+
+
+@pytest.mark.parametrize("later", [1, 3])
+async def test_evidence_after_an_always_failing_one_is_assessed_not_dead_lettered(
+    nats_server: NatsServer, store: EventStore, later: int
+) -> None:
+    """The entity's first evidence fails on every delivery; the ones after it are not its victims.
+
+    Catching the entity up tries the failing evidence again inside each later
+    message's delivery, so those fail with it; once the first is a dead letter,
+    the later ones must be assessed, whatever their own delivery counts.
+    """
+    enricher = FlakyEnricher(calls=1)
+    await enricher.start()
+    try:
+        await store.append(evidence(transient_id(ALWAYS, "first"), entity="e1"))
+        for n in range(later):
+            await store.append(evidence(f"later-{n}", entity="e1", minute=n + 1))
+        await store.append(evidence(transient_id(1, "other"), entity="e2"))
+        settings = _settings(enricher, max_deliver=3) | {"enrichment_url": enricher.url}
+        await run_worker(store, nats_server.url, **settings)
+    finally:
+        await enricher.stop()
+    streams = await read_streams(store)
+    check_invariants(streams)
+    ids = {seq: event.id for seq, event in streams.evidence.items() if event is not None}
+    assert [ids[seq] for seq in streams.dead_letters] == [transient_id(ALWAYS, "first")]
+    later_ids = [f"later-{n}" for n in range(later)]
+    assert sorted(ids[seq] for seq in streams.assessments) == sorted(
+        [*later_ids, transient_id(1, "other")]
+    )
+    assert enricher.seen[transient_id(ALWAYS, "first")] >= 3
