@@ -1,6 +1,8 @@
 # One entry point for everything: each target creates .venv on first use.
 # Another interpreter, in a venv of its own: make test PYTHON=python3.13 VENV=.venv313
+# Without the long end-to-end runs: make test PYTEST_ARGS='-m "not slow"'
 PYTHON ?= python3
+PYTEST_ARGS ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/riskpipe demo

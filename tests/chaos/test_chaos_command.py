@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(660)  # the run itself is bounded at 600 s; on a loaded machine it takes > 120
 @pytest.mark.parametrize("nodes", ["1", "3"])
 def test_a_minute_of_mixed_faults_violates_no_invariant(nodes: str, tmp_path: Path) -> None:

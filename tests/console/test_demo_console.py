@@ -9,8 +9,10 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 
+@pytest.mark.slow
 def test_the_demo_keeps_the_console_running_and_prints_how_to_log_in() -> None:
     """The printed URL serves the login page; a printed token logs in; SIGTERM stops it all."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKPIPE_")}

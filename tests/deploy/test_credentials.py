@@ -301,6 +301,7 @@ def nkey_server(tmp_path: Path, nkey_seeds: dict[str, Path]) -> Iterator[NatsSer
     server.kill()
 
 
+@pytest.mark.slow
 def test_each_role_connects_with_its_nkey_seed(
     nkey_server: NatsServer, nkey_seeds: dict[str, Path]
 ) -> None:

@@ -69,6 +69,7 @@ def tls_env(pki: Pki) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_commands_run_over_mutual_tls_with_flags_and_variables(
     mtls_nats: NatsServer, pki: Pki, nats_passwords: dict[str, str], tmp_path: Path
 ) -> None:

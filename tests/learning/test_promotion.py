@@ -128,6 +128,7 @@ async def test_a_running_worker_switches_at_the_promotion_and_replay_verifies(
     assert what_if.ok, what_if.findings[:3]
 
 
+@pytest.mark.slow
 async def test_a_promotion_racing_a_killed_worker_keeps_one_assessment_per_evidence(
     nats_server: NatsServer, store: EventStore
 ) -> None:

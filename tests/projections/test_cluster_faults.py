@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from support.events import evidence
 from support.pipeline import WorkerProcess, check_invariants, read_streams
 
@@ -54,6 +55,7 @@ async def _assessed(store: EventStore) -> int:
         return 0
 
 
+@pytest.mark.slow
 async def test_worker_rides_out_the_election_of_its_consumers_leader(
     nats_cluster: NatsCluster, cluster_store: EventStore
 ) -> None:
@@ -76,6 +78,7 @@ async def test_worker_rides_out_the_election_of_its_consumers_leader(
     check_invariants(await read_streams(cluster_store))
 
 
+@pytest.mark.slow
 async def test_a_worker_started_while_the_cluster_has_no_quorum_waits_for_its_leaders(
     nats_cluster: NatsCluster, cluster_store: EventStore
 ) -> None:
@@ -171,6 +174,7 @@ async def _drained(store: EventStore) -> bool:
     return all(view.info is not None and view.pending == 0 for view in views)
 
 
+@pytest.mark.slow
 async def test_cluster_load_through_a_leader_kill_and_a_rolling_restart(
     nats_cluster: NatsCluster, cluster_store: EventStore
 ) -> None:

@@ -267,6 +267,7 @@ async def test_two_creates_of_one_key_cannot_both_succeed(lease_store: EventStor
         await kv.delete("risk.partition.0", revision=won[0])
 
 
+@pytest.mark.slow
 async def test_a_member_that_cannot_renew_stops_before_its_lease_expires(
     lease_store: EventStore, nats_server: NatsServer
 ) -> None:

@@ -7,6 +7,7 @@ import collections
 import time
 from typing import TYPE_CHECKING
 
+import pytest
 from support.events import evidence
 from support.pipeline import WorkerProcess, check_invariants, read_streams, wait_for_messages
 
@@ -47,6 +48,7 @@ async def _until(
     return owners, time.monotonic() - started
 
 
+@pytest.mark.slow
 async def test_three_workers_share_sixteen_partitions_and_survive_a_crash_and_a_leave(
     nats_server: NatsServer, store: EventStore
 ) -> None:

@@ -136,6 +136,7 @@ async def _wait_for_all(store: EventStore, total: int, workers: list[WorkerProce
         raise AssertionError(await _stuck(store, total, workers)) from None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("initial", [1, 2, 3], ids=lambda n: f"{n}-workers")
 async def test_join_crash_and_leave_mid_stream_keep_one_assessment_each_in_order(
     nats_server: NatsServer, quick_lease_store: EventStore, initial: int

@@ -7,6 +7,7 @@ import socket
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 from support.cli import riskpipe
 from support.readmodel import ReadModelProcess
 
@@ -48,6 +49,7 @@ def test_a_bad_url_is_a_usage_error_that_hides_the_password() -> None:
     assert "hunter2" not in env.stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_database_is_one_line_and_exit_1() -> None:
     """PostgreSQL not listening: said before NATS is even tried, without the password."""
     url = f"postgresql+asyncpg://rp:hunter2@127.0.0.1:{_closed_port()}/rm"
@@ -63,6 +65,7 @@ def test_an_unreachable_database_is_one_line_and_exit_1() -> None:
         assert "hunter2" not in done.stderr
 
 
+@pytest.mark.slow
 def test_status_before_anything_was_built(nats_server: NatsServer, tmp_path: Path) -> None:
     """Status reads only: on a fresh database it says nothing was built, and builds nothing."""
     env = {

@@ -250,6 +250,7 @@ async def _release(lock: Any) -> None:
         await lock.close()
 
 
+@pytest.mark.slow
 async def test_a_run_killed_mid_stream_resumes_to_a_rebuild(
     store: EventStore, nats_server: NatsServer, database_url: str
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
 from support.cli import riskpipe
 from support.events import evidence
 from support.pipeline import run_worker
@@ -25,6 +26,7 @@ async def _risky(store: EventStore, url: str, *entities: str) -> None:
     await run_worker(store, url)
 
 
+@pytest.mark.slow
 async def test_list_show_decide_from_the_command_line(
     store: EventStore, nats_server: NatsServer
 ) -> None:
@@ -56,6 +58,7 @@ async def test_list_show_decide_from_the_command_line(
     assert len(every.stdout.splitlines()) == 2
 
 
+@pytest.mark.slow
 async def test_refusals_exit_1_with_the_reason_and_write_nothing(
     store: EventStore, nats_server: NatsServer
 ) -> None:

@@ -48,6 +48,7 @@ def test_child_processes_on_a_private_server_get_no_credentials() -> None:
     }
 
 
+@pytest.mark.slow
 def test_one_and_two_worker_processes_are_measured_with_the_raw_loop_beside_them() -> None:
     """Each count gets its rate, the workers' and the server's CPU, latency, and 2 vs 1."""
     small = ["--events", "400", "--entities", "40", "--runs", "1", "--latency-events", "100"]

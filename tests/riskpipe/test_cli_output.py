@@ -150,6 +150,7 @@ LISTS: dict[tuple[str, ...], tuple[list[str], int]] = {
 }
 
 
+@pytest.mark.slow
 def test_every_json_output_is_json_lines(cli: CliRunner, tmp_path: Path) -> None:
     """Each --json prints compact JSON objects one per line: one per item, or exactly one."""
     asyncio.run(_propose_v1(cli.env["RISKPIPE_NATS_URL"] or ""))

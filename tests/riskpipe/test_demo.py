@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from support.cli import riskpipe
 
 
+@pytest.mark.slow
 def test_the_demo_accounts_for_every_event_and_opens_cases() -> None:
     """Evidence, poison, the risk picture, the dead letters and the review cases, exit 0."""
     done = riskpipe("demo", "--events", "200", log_format="console")

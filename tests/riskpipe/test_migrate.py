@@ -176,6 +176,7 @@ async def test_a_store_is_repartitioned(
     assert "has 4 partitions, not 8" in again.stderr
 
 
+@pytest.mark.slow
 async def test_a_killed_migrate_goes_on_where_it_stopped(
     nats_server: NatsServer, store: EventStore, target_server: NatsServer, target: EventStore
 ) -> None:
