@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from types import TracebackType
 
-    from eventstore import AppendResult, CloudEvent
+    from eventstore import CloudEvent
 
 __all__ = ["DEFAULT_URL", "Producer"]
 
@@ -195,21 +195,25 @@ class Producer:
         observations are checked as the store takes them, a chunk at a time, so
         checking the next chunk overlaps with the server storing this one.
         """
-        outcomes: list[Recorded | EventStoreError | None] = []
+        invalid: dict[int, DecodeError] = {}
         envelope = self._store.schemas.envelope_then_data
 
         def checked() -> Iterator[CloudEvent]:
-            for observation in observations:
+            for n, observation in enumerate(observations):
                 try:
                     event = observation.plain_event() or envelope(observation.fields())
                 except DecodeError as exc:
-                    outcomes.append(exc)
+                    invalid[n] = exc
                     continue
-                outcomes.append(None)
                 yield event
 
-        appended = iter(await self._store.append_many(checked()))
-        return [o if o is not None else _recorded(next(appended)) for o in outcomes]
+        results: list[Recorded | EventStoreError] = [
+            r if isinstance(r, EventStoreError) else Recorded(r.sequence, r.duplicate)
+            for r in await self._store.append_many(checked())
+        ]
+        for n, exc in invalid.items():  # in order: each goes where its observation was
+            results.insert(n, exc)
+        return results
 
     async def close(self) -> None:
         """Wait for nothing more and close the connection.
@@ -227,12 +231,6 @@ class Producer:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._exits.__aexit__(kind, exc, tb)
-
-
-def _recorded(result: AppendResult | EventStoreError) -> Recorded | EventStoreError:
-    if isinstance(result, EventStoreError):
-        return result
-    return Recorded(result.sequence, result.duplicate)
 
 
 def _path(value: str | Path | None) -> Path | None:

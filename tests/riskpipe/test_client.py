@@ -165,6 +165,39 @@ async def test_record_many_answers_each_item_in_order(
     assert await store.count("EVIDENCE", "rp.evidence.>") == 2
 
 
+async def test_record_many_puts_envelope_refusals_in_their_places(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """Refused before the store (bad id, tenant, naive time) first, together and last: in place."""
+    naive = T0.replace(tzinfo=None)
+    items = [
+        seen("bad id"),
+        seen("a"),
+        seen("b", tenant="acme.globex"),
+        seen("c", time=naive),
+        seen("d", severity="catastrophic"),
+        seen("e"),
+        seen("f", entity="e1.>"),
+    ]
+    async with await Producer.connect(nats_server.url) as producer:
+        results = await producer.record_many(items)
+    kinds = [r.error if isinstance(r, Rejected) else "stored" for r in results]
+    assert kinds == [
+        "SchemaViolationError",
+        "stored",
+        "SchemaViolationError",
+        "SchemaViolationError",
+        "SchemaViolationError",
+        "stored",
+        "SchemaViolationError",
+    ]
+    assert isinstance(results[2], Rejected)
+    assert "tenant" in results[2].reason
+    assert isinstance(results[3], Rejected)
+    assert "time" in results[3].reason
+    assert await store.count("EVIDENCE", "rp.evidence.>") == 2
+
+
 async def test_record_many_of_more_than_one_chunk(
     store: EventStore, nats_server: NatsServer
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from eventstore._codec import encode_event
 from riskpipe.client import Observation
+from riskpipe.client._observation import _KNOWN_LIMIT, _SOURCES, _TENANTS
 from riskpipe.wiring import build_schemas
 
 SCHEMAS = build_schemas()
@@ -77,3 +78,13 @@ class _Later(datetime):
 def test_anything_else_is_left_to_the_validation(changes: dict[str, Any]) -> None:
     """Not plainly valid: ``None``, and the validation decides (and words any refusal)."""
     assert Observation(**{**BASE, **changes}).plain_event() is None
+
+
+def test_many_sources_and_tenants_are_each_checked_and_the_memory_stays_bounded() -> None:
+    """Past the remembered few, each source is still checked, and a bad one is still refused."""
+    for n in range(3000):
+        assert Observation(**{**BASE, "source": f"svc-{n}", "tenant": f"t{n}"}).plain_event()
+    assert len(_SOURCES) <= _KNOWN_LIMIT
+    assert len(_TENANTS) <= _KNOWN_LIMIT
+    assert Observation(**{**BASE, "source": ""}).plain_event() is None
+    assert Observation(**{**BASE, "tenant": "t1.t2"}).plain_event() is None
