@@ -30,7 +30,7 @@ from eventstore.errors import (
     EventStoreError,
     InvalidHeaderError,
 )
-from projections import consumer_name, partition_views, read_checkpoint
+from projections import consumer_name, partition_views, read_checkpoint, read_leases
 from riskpipe.chaos._enricher import ALWAYS, FlakyEnricher, transient_id
 from riskpipe.chaos._history import (
     APPEND,
@@ -46,6 +46,7 @@ from riskpipe.chaos._plan import PlannedFault, Scenario, Timing, plan_faults, sc
 from riskpipe.chaos._processes import Servers, WorkerProcess
 from riskpipe.chaos._proxy import TcpProxy
 from riskpipe.chaos._reading import read_final
+from riskpipe.chaos._window import AckWindow
 from riskpipe.chaos.errors import ChaosError
 from riskpipe.settings import Settings
 from riskpipe.wiring import connect_store, private_environment, private_settings
@@ -78,6 +79,10 @@ _MIN_GAP = 0.5
 _LEADER_BIAS = 0.7
 """How often a server kill on a cluster aims at the evidence stream's leader."""
 _MAX_IN_FLIGHT = 256
+_AIM_SECONDS = 2.0
+"""How long a worker kill waits for evidence of the worker's to be in the PubAck-ack window."""
+_ACK_GRACE = 0.2
+"""After a kill, how long an ack the worker sent just before may take to be seen."""
 """A worker's in-flight budget: what one fault can send back for redelivery, at most."""
 
 
@@ -132,6 +137,8 @@ class ChaosResult:
     """Seconds from the end of the load until the pipeline was quiet."""
     worker_exits: list[str] = field(default_factory=list)
     """Workers that exited by themselves (not killed by the run), with their status."""
+    kills_in_window: int = 0
+    """Worker kills that left evidence assessed and never acknowledged by the dead worker."""
 
     @property
     def ok(self) -> bool:
@@ -142,7 +149,12 @@ class ChaosResult:
         """One line: topology, load, faults, the verdict and the recovery times."""
         o = self.options
         topology = f"{o.nodes} nodes R{o.nodes}" if o.nodes > 1 else "1 node"
-        faults = ", ".join(f"{kind} {count}" for kind, count in sorted(self.faults.items()))
+        faults = ", ".join(
+            f"{kind} {count} ({self.kills_in_window} between a PubAck and its ack)"
+            if kind == "kill-worker"
+            else f"{kind} {count}"
+            for kind, count in sorted(self.faults.items())
+        )
         recovery = (
             f"recovery p50 {statistics.median(self.recoveries):.1f} s / "
             f"max {max(self.recoveries):.1f} s"
@@ -172,6 +184,7 @@ class ChaosResult:
             "recoveries": [round(s, 3) for s in self.recoveries],
             "quiet_after": round(self.quiet_after, 3),
             "worker_exits": self.worker_exits,
+            "kills_in_window": self.kills_in_window,
             "invariants": list(self.report.checked),
             "violations": [
                 {"invariant": v.invariant, "message": v.message, "ops": [str(op) for op in v.ops]}
@@ -205,6 +218,9 @@ class _Run:
         self.cut: set[int] = set()
         self.load_over = asyncio.Event()
         self.kinds = scenario_faults(options.scenario)
+        self.window: AckWindow | None = None
+        """Evidence assessed and not yet acknowledged: where worker kills are aimed."""
+        self.partitions = 1
         self.enricher = (
             # one call per in-process attempt: the enricher does not retry on its own
             FlakyEnricher(calls=self.settings.retry_attempts) if "poison" in self.kinds else None
@@ -387,11 +403,20 @@ class _Run:
         ):
             target = await self._leader(observer, default=target)
         name = self._name(fault.kind, target)
+        aimed: dict[str, Any] = {}
+        if fault.kind == "kill-worker" and self.window is not None:
+            partitions = await self._partitions_of(self.workers[target], observer)
+            window = await self.window.aim(partitions, _AIM_SECONDS)
+            aimed = {"window": sorted(window)}
         self.history.record("nemesis", FAULT, "info", fault=fault.kind, target=name,
-                            duration=fault.duration, how=fault.how)  # fmt: skip
+                            duration=fault.duration, how=fault.how, **aimed)  # fmt: skip
         self.result.faults[fault.kind] += 1
         if fault.kind == "kill-worker":
             self.workers[target].kill()
+            if self.window is not None and aimed["window"]:
+                await asyncio.sleep(_ACK_GRACE)  # an ack the worker had sent still arrives
+                hit = set(aimed["window"]) & self.window.in_window(set(range(self.partitions)))
+                self.result.kills_in_window += bool(hit)
         elif fault.kind == "pause-worker":
             self.workers[target].pause()
         elif fault.kind == "kill-server":
@@ -448,6 +473,19 @@ class _Run:
             return "cluster"
         return self.workers[target].name if "worker" in kind else f"n{target + 1}"
 
+    async def _partitions_of(self, worker: WorkerProcess, observer: EventStore) -> set[int]:
+        """The partitions ``worker`` holds leases on (none known: every partition)."""
+        with contextlib.suppress(EventStoreError, OSError, TimeoutError):
+            leases = await read_leases(observer, self.settings.projection)
+            owned = {
+                partition
+                for partition, lease in leases.items()
+                if worker.pid is not None and f"-{worker.pid}-" in lease.owner
+            }
+            if owned:
+                return owned
+        return set(range(self.partitions))
+
     async def _leader(self, observer: EventStore, *, default: int) -> int:
         """The node leading the evidence stream (``default`` when it cannot be told)."""
         with contextlib.suppress(EventStoreError, OSError, TimeoutError):
@@ -498,6 +536,10 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
         await asyncio.to_thread(run.servers.start)
         observer = await run.connect("riskpipe-chaos-checker")
         await observer.provision()
+        run.partitions = observer.config.partitions
+        if "kill-worker" in run.kinds:
+            run.window = AckWindow(observer, run.settings.projection)
+            await run.window.start()
         await run.start_workers()
         try:
             await _run_load(run, observer)
@@ -514,6 +556,8 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
                     await proxy.stop()
             if run.enricher is not None:
                 await run.enricher.stop()
+            if run.window is not None:
+                await run.window.stop()
             await observer.close()
         run.result.evidence = len(final.evidence)
         run.result.report = check(run.history.ops, final)

@@ -36,10 +36,12 @@ def test_a_minute_of_mixed_faults_violates_no_invariant(nodes: str, tmp_path: Pa
     assert result["violations"] == []
     assert result["invariants"] == list(INVARIANTS)
     assert result["evidence"] > 1_000
-    process_faults = {k: v for k, v in result["faults"].items() if k not in ("duplicate", "poison")}
+    producer_faults = ("duplicate", "poison", "transient")
+    process_faults = {k: v for k, v in result["faults"].items() if k not in producer_faults}
     assert len(process_faults) >= 2, result["faults"]
     assert result["faults"]["duplicate"] > 0
     assert result["faults"]["poison"] > 0
+    assert result["faults"]["transient"] > 0
     assert result["recoveries"], "no recovery was measured after any heal"
     ops = read_history(keep / "history.jsonl")
     assert sum(1 for op in ops if op.op == FAULT) == sum(process_faults.values())

@@ -1,0 +1,67 @@
+"""The PubAck-ack window: evidence assessed and not acknowledged yet, as a chaos run sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import orjson
+
+from eventstore import partition_of
+from riskpipe.chaos._window import AckWindow
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+
+
+def _assessment(sequence: int) -> bytes:
+    return orjson.dumps({"data": {"evidence": {"sequence": sequence}}})
+
+
+async def _settle(store: EventStore) -> None:
+    await store.client.nc.flush()
+    await asyncio.sleep(0.05)  # the subscriptions' callbacks run
+
+
+async def test_assessed_evidence_is_in_the_window_until_its_ack(store: EventStore) -> None:
+    """Seen assessed: in its entity's partition's window; acked (v1 or v2 subject): out of it."""
+    window = AckWindow(store, "risk")
+    await window.start()
+    nc, stream = store.client.nc, store.config.stream_for("evidence")
+    partition = partition_of("t1", "e1", store.config.partitions)
+    others = set(range(store.config.partitions)) - {partition}
+    try:
+        for sequence in (41, 42, 43):
+            await nc.publish("rp.risk.t1.e1", _assessment(sequence))
+        await nc.publish("rp.risk.t1.e1", b"not json")
+        await _settle(store)
+        assert window.in_window({partition}) == {41, 42, 43}
+        assert window.in_window(others) == set()
+        await nc.publish(f"$JS.ACK.{stream}.risk-{partition}.1.41.7.1796600000.0", b"+ACK")
+        await nc.publish(f"$JS.ACK.dom.acc.{stream}.risk-{partition}.1.42.8.1796600000.0.x", b"")
+        await nc.publish(f"$JS.ACK.{stream}.risk-{partition}.1.43.9.1796600000.0", b"-NAK")
+        await nc.publish(f"$JS.ACK.{stream}.shadow-{partition}.1.43.9.1796600000.0", b"+ACK")
+        await _settle(store)
+        assert window.in_window({partition}) == {43}, "a nak or another consumer's ack is not it"
+    finally:
+        await window.stop()
+
+
+async def test_an_ack_seen_before_its_assessment_still_closes_it(store: EventStore) -> None:
+    """On a cluster the two subjects may arrive in either order; aiming waits, then gives up."""
+    window = AckWindow(store, "risk")
+    await window.start()
+    nc, stream = store.client.nc, store.config.stream_for("evidence")
+    partition = partition_of("t1", "e2", store.config.partitions)
+    try:
+        await nc.publish(f"$JS.ACK.{stream}.risk-{partition}.1.7.1.1796600000.0", b"+ACK")
+        await _settle(store)
+        await nc.publish("rp.risk.t1.e2", _assessment(7))
+        await _settle(store)
+        assert await window.aim({partition}, 0.2) == set()
+        aiming = asyncio.create_task(window.aim({partition}, 5.0))
+        await asyncio.sleep(0.05)
+        await nc.publish("rp.risk.t1.e2", _assessment(8))
+        assert await aiming == {8}
+    finally:
+        await window.stop()
