@@ -48,6 +48,7 @@ __all__ = [
     "EvidenceData",
     "EvidenceDataV2",
     "ObservedTime",
+    "PatternName",
     "Severity",
     "observed_or_event_time",
     "upcast_evidence",
@@ -91,6 +92,7 @@ NestedAttributes = Annotated[
 """A v2 attribute's object: up to 16 keys, each holding a scalar (never another object)."""
 AttributeValueV2 = AttributeValue | NestedAttributes
 PatternName = Annotated[str, StringConstraints(pattern=_PATTERN.pattern)]
+"""An evidence pattern's name: a lowercase token such as ``failed_login_burst``."""
 
 # The same RFC 3339 form as the envelope's `time` (eventstore's `RFC3339`; this package
 # may not import eventstore): upper-case `T` and `Z`, seconds, at most microseconds, a

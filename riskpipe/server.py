@@ -14,7 +14,10 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "NatsCluster",
@@ -224,7 +227,7 @@ server_name: {name}
 lame_duck_duration: "30s"
 lame_duck_grace_period: "1s"
 cluster {{
-{advertise}  name: {cluster}
+{advertise}{route_advertise}  name: {cluster}
   listen: {listen}
   routes: [
 {routes}
@@ -286,6 +289,16 @@ class NatsCluster:
         self.host = host
         self.advertise = advertise
         """Whether nodes tell clients the other nodes' URLs (off: clients use only theirs)."""
+        self.route_ports: list[int] = []
+        """Each node's route port: picked at each start, or kept from :meth:`reserve_routes`."""
+        self.routes_of: Callable[[int], list[str]] | None = None
+        """Node index to the route URLs it dials (default: every node's route listener).
+
+        With it, and :attr:`route_advertise_of`, routes can be sent through
+        proxies of the caller's own (a fault harness cutting nodes apart).
+        """
+        self.route_advertise_of: Callable[[int], str] | None = None
+        """Node index to the ``host:port`` it tells other nodes to dial (default: its listener)."""
         self.nodes = [
             NatsServer(
                 data_dir=data_dir / f"n{i}",
@@ -320,6 +333,8 @@ class NatsCluster:
             ServerBinaryMissingError: the binary is not installed.
             ServerStartError: a node exited or the cluster elected no leader in time.
         """
+        if self.routes_of is None:
+            self.route_ports = []  # fresh free ports, as nothing was planned on them
         self._write_configs()
         deadline = time.monotonic() + timeout
         try:
@@ -362,20 +377,31 @@ class NatsCluster:
                 f" in time; last lines: {' | '.join(node.log_tail()[-3:])}"
             )
 
+    def reserve_routes(self) -> list[int]:
+        """Pick each node's route port now (before :meth:`start`), so that routes can be planned."""
+        if not self.route_ports:
+            self.route_ports = reserve_ports(self.host, len(self.nodes))
+        return self.route_ports
+
     def _write_configs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        route_ports = reserve_ports(self.host, len(self.nodes))
-        routes = "\n".join(f"    nats-route://{_hostport(self.host, port)}" for port in route_ports)
-        for at, (node, port) in enumerate(zip(self.nodes, route_ports, strict=True), start=1):
+        route_ports = self.reserve_routes()
+        every = [f"nats-route://{_hostport(self.host, port)}" for port in route_ports]
+        for index, (node, port) in enumerate(zip(self.nodes, route_ports, strict=True)):
             assert node.config_file is not None  # noqa: S101 - set in __init__
+            routes = self.routes_of(index) if self.routes_of is not None else every
+            advertise = self.route_advertise_of
             node.config_file.write_text(
                 _CLUSTER_CONFIG.format(
-                    name=f"n{at}",
+                    name=f"n{index + 1}",
                     size=len(self.nodes),
                     cluster=self.name,
                     listen=_hostport(self.host, port),
-                    routes=routes,
+                    routes="\n".join(f"    {route}" for route in routes),
                     advertise="" if self.advertise else _NO_ADVERTISE,
+                    route_advertise=(
+                        f"  advertise: {advertise(index)}\n" if advertise is not None else ""
+                    ),
                 )
             )
 

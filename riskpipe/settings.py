@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from analyzers import PatternName
 from eventstore import MAX_PARTITIONS, check_inbox_prefix
 from projections.readmodel import DatabaseUrlError, normalise_url
 
@@ -117,6 +118,8 @@ class Settings(BaseSettings):
     enrichment_attempts: int = Field(default=3, ge=1, le=10)
     enrichment_fail_max: int = Field(default=5, ge=1, le=1000)
     enrichment_reset_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    enrichment_patterns: tuple[PatternName, ...] = Field(default=(), max_length=256)
+    """Enrich only evidence of these patterns (empty: every pattern's)."""
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9464, ge=0, le=65535)
     api_host: str = "127.0.0.1"

@@ -161,6 +161,7 @@ class RiskProjection:
         clock: Callable[[], datetime],
         name: str = "risk",
         enricher: Enricher | None = None,
+        enrich_patterns: frozenset[str] = frozenset(),
         degraded_mode: bool = False,
         cache_size: int = 100_000,
         metrics: RiskMetrics | None = None,
@@ -177,6 +178,8 @@ class RiskProjection:
         self.configs: ConfigSelection = configs or OwnConfig()
         """The config of each evidence position (docs/promotion.md)."""
         self.enricher = enricher
+        self.enrich_patterns = enrich_patterns
+        """The patterns whose evidence is enriched (empty: every pattern's)."""
         self.degraded_mode = degraded_mode
         self._clock = clock
         self._cache: OrderedDict[str, _Known] = OrderedDict()
@@ -480,7 +483,9 @@ class RiskProjection:
         if self._reviews is not None:
             review = self._reviews(message.tenant, message.entity, self._clock())
         signal = None
-        if self.enricher is not None:
+        if self.enricher is not None and (
+            not self.enrich_patterns or evidence.pattern in self.enrich_patterns
+        ):
             try:
                 with _span("enrich", traced):
                     signal = await self.enricher.enrich(message.tenant, message.entity, evidence)

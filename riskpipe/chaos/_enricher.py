@@ -1,8 +1,9 @@
 """A reputation service of the harness's own, failing on cue: transient analyzer failures.
 
-Workers of a run that injects poison enrich every evidence through it. It
-answers a neutral modifier (0: the score is what the analyzer alone makes
-it), except for evidence whose id asks for failures: ``transient-N-...``
+Workers of a run that injects poison enrich the evidence of one pattern
+through it (``RISKPIPE_ENRICHMENT_PATTERNS``). It answers a neutral modifier
+(0: the score is what the analyzer alone makes it), except for evidence
+whose id asks for failures: ``transient-N-...``
 fails its first N deliveries with a 503 and is then answered, so it must be
 assessed; ``transient-always-...`` always fails, so it must be dead-lettered
 once ``max_deliver`` deliveries are spent. A delivery is ``calls`` calls

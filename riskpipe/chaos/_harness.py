@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
 import orjson
 import structlog
 
@@ -37,9 +38,11 @@ from riskpipe.chaos._history import (
     CHECKPOINT,
     FAULT,
     HEAL,
+    PROBE,
     RECOVERED,
     REDELIVERY,
     HistoryWriter,
+    OpType,
 )
 from riskpipe.chaos._invariants import RECOVERY_LIMIT, Report, check
 from riskpipe.chaos._plan import PlannedFault, Scenario, Timing, plan_faults, scenario_faults
@@ -70,6 +73,9 @@ _POISON_CHANCE = 0.01
 _BACKOFF = (0.5, 1.0, 2.0, 4.0)
 """Nak delays by delivery: evidence failing every delivery is a dead letter within 8 s."""
 _MALFORMED = 6
+_FLAKY_PATTERN = "flaky_dependency"
+"""The pattern of the evidence that gets transient failures: the only one the workers enrich."""
+"""Entities that get the transient failures: few, so that some wait behind another's retries."""
 """The classes of malformed poison (``_poison``); two more draws are transient failures."""
 _DEFINITE = (DecodeError, InvalidHeaderError, AppendRejectedError)
 """Append errors raised before anything was stored: a ``fail``. Anything else is ``info``."""
@@ -79,6 +85,18 @@ _MIN_GAP = 0.5
 _LEADER_BIAS = 0.7
 """How often a server kill on a cluster aims at the evidence stream's leader."""
 _MAX_IN_FLIGHT = 256
+_PROBE_SECONDS = 5.0
+_PROBES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("injected-rollup-subject", {"Nats-Rollup": "sub"}),
+    ("injected-rollup-all", {"Nats-Rollup": "all"}),
+    ("injected-message-ttl", {"Nats-TTL": "1s"}),
+    ("injected-counter", {"Nats-Incr": "1"}),
+    (
+        "injected-schedule",
+        {"Nats-Schedule": "@every 1s", "Nats-Schedule-Target": "rp.evidence.x.y"},
+    ),
+)
+"""Headers that would purge, expire or multiply evidence if the stream took them."""
 _AIM_SECONDS = 2.0
 """How long a worker kill waits for evidence of the worker's to be in the PubAck-ack window."""
 _ACK_GRACE = 0.2
@@ -249,6 +267,9 @@ class _Run:
             await self.enricher.start()
             env |= {
                 "RISKPIPE_ENRICHMENT_URL": self.enricher.url,
+                # only what the fault needs: an HTTP call per evidence costs a worker
+                # milliseconds, and the load would outrun it while it catches up
+                "RISKPIPE_ENRICHMENT_PATTERNS": orjson.dumps([_FLAKY_PATTERN]).decode(),
                 "RISKPIPE_ENRICHMENT_ATTEMPTS": "1",
                 "RISKPIPE_RETRY_ATTEMPTS": str(self.settings.retry_attempts),
                 # a failing delivery is the fault; an open breaker would fail everything
@@ -368,7 +389,13 @@ class _Run:
         max_deliver = self.options.max_deliver
         failures = ALWAYS if always else rng.randint(1, max(1, max_deliver - 2))
         event = _evidence(name, n, rng, self.options.entities)
-        event = event.model_copy(update={"id": transient_id(failures, event.id)})
+        # an entity of its own: nothing waits behind its retries, and it waits behind
+        # nobody else's (a later evidence spends deliveries waiting: docs/reliability.md)
+        entity = f"flaky-{name}-{n}"
+        data = {**(event.data or {}), "pattern": _FLAKY_PATTERN}
+        event = event.model_copy(
+            update={"id": transient_id(failures, event.id), "subject": entity, "data": data}
+        )
         self.result.faults["transient"] += 1
         self.history.record(name, APPEND, "invoke", msg_id=event.msg_id,
                             entity=f"{event.tenant}.{event.subject}",
@@ -403,6 +430,7 @@ class _Run:
         ):
             target = await self._leader(observer, default=target)
         name = self._name(fault.kind, target)
+        window: set[int] = set()
         aimed: dict[str, Any] = {}
         if fault.kind == "kill-worker" and self.window is not None:
             partitions = await self._partitions_of(self.workers[target], observer)
@@ -411,12 +439,17 @@ class _Run:
         self.history.record("nemesis", FAULT, "info", fault=fault.kind, target=name,
                             duration=fault.duration, how=fault.how, **aimed)  # fmt: skip
         self.result.faults[fault.kind] += 1
+        await self._apply(fault, target)
+        if window and self.window is not None:
+            await asyncio.sleep(_ACK_GRACE)  # an ack the worker had sent still arrives
+            hit = window & self.window.in_window(set(range(self.partitions)))
+            self.result.kills_in_window += bool(hit)
+        return target
+
+    async def _apply(self, fault: PlannedFault, target: int) -> None:
+        """Inject ``fault`` into ``target`` (a worker's or a node's index)."""
         if fault.kind == "kill-worker":
             self.workers[target].kill()
-            if self.window is not None and aimed["window"]:
-                await asyncio.sleep(_ACK_GRACE)  # an ack the worker had sent still arrives
-                hit = set(aimed["window"]) & self.window.in_window(set(range(self.partitions)))
-                self.result.kills_in_window += bool(hit)
         elif fault.kind == "pause-worker":
             self.workers[target].pause()
         elif fault.kind == "kill-server":
@@ -427,9 +460,10 @@ class _Run:
             for proxy in self.proxies[target]:
                 await proxy.cut(fault.how)  # type: ignore[arg-type]
             self.cut.add(target)
+        elif fault.kind == "partition-node":
+            await self.servers.isolate(target, fault.how)  # type: ignore[arg-type]
         else:
             self.servers.pause(target)
-        return target
 
     async def heal(self, kind: str, target: int) -> None:
         if kind == "kill-worker":
@@ -444,6 +478,8 @@ class _Run:
             for proxy in self.proxies[target]:
                 await proxy.heal()
             self.cut.discard(target)
+        elif kind == "partition-node":
+            await self.servers.reconnect(target)
         self.history.record("nemesis", HEAL, "info", fault=kind, target=self._name(kind, target))
 
     async def heal_everything(self) -> None:
@@ -458,6 +494,8 @@ class _Run:
                                 target=self._name("kill-server", index))  # fmt: skip
         for index in sorted(self.cut):
             await self.heal("partition-worker", index)
+        for index in sorted(self.servers.isolated):
+            await self.heal("partition-node", index)
         for index, worker in enumerate(self.workers):
             if worker.paused:
                 worker.resume()
@@ -494,6 +532,21 @@ class _Run:
             if isinstance(leader, str) and (index := self.servers.index_of(leader)) is not None:
                 return index
         return default
+
+    # -- security probes --------------------------------------------------------
+
+    async def probe(self, observer: EventStore) -> None:
+        """Every few seconds, try one thing no producer may do; it must be refused."""
+        rng = random.Random(self.options.seed * 7)  # noqa: S311 - a reproducible sequence
+        n = 0
+        while not self.load_over.is_set():
+            await asyncio.sleep(_PROBE_SECONDS)
+            name, headers = _PROBES[n % len(_PROBES)]
+            event = _evidence("probe", n, rng, self.options.entities)
+            self.history.record("probe", PROBE, "invoke", probe=name, msg_id=event.msg_id)
+            outcome = await _try(observer, event, headers)
+            self.history.record("probe", PROBE, outcome, probe=name, msg_id=event.msg_id)
+            n += 1
 
     # -- observation ----------------------------------------------------------
 
@@ -533,6 +586,7 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
     options.directory.mkdir(parents=True, exist_ok=True)
     run = _Run(options)
     try:
+        await run.servers.start_routes()
         await asyncio.to_thread(run.servers.start)
         observer = await run.connect("riskpipe-chaos-checker")
         await observer.provision()
@@ -565,6 +619,7 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
     finally:
         run.history.close()
         run.servers.stop()
+        await run.servers.stop_routes()
 
 
 async def _run_load(run: _Run, observer: EventStore) -> None:
@@ -579,6 +634,7 @@ async def _run_load(run: _Run, observer: EventStore) -> None:
         for n, (store, rng) in enumerate(zip(producers, seeds, strict=True), start=1)
     ]
     sampler = asyncio.create_task(run.sample_checkpoints(observer))
+    prober = asyncio.create_task(run.probe(observer))
     nemesis = asyncio.create_task(run.nemesis(plan, observer))
     try:
         deadline = time.monotonic() + o.seconds
@@ -590,9 +646,9 @@ async def _run_load(run: _Run, observer: EventStore) -> None:
         await nemesis
     finally:
         run.load_over.set()
-        for task in (*tasks, nemesis, sampler):
+        for task in (*tasks, nemesis, sampler, prober):
             task.cancel()
-        await asyncio.gather(*tasks, nemesis, sampler, return_exceptions=True)
+        await asyncio.gather(*tasks, nemesis, sampler, prober, return_exceptions=True)
         for store in producers:
             await store.close()
 
@@ -665,6 +721,35 @@ async def _final(run: _Run, observer: EventStore) -> FinalState:
         max_in_flight=run.settings.max_in_flight,
         workers=o.workers,
     )
+
+
+async def _try(observer: EventStore, event: CloudEvent, headers: dict[str, str]) -> OpType:
+    """Send ``event`` with ``headers``: ``ok`` if refused, ``fail`` if taken, ``info``: unknown.
+
+    With the store's own API first (it refuses every ``Nats-*`` header before
+    sending), then as a raw JetStream publish, as any NATS client could send.
+    """
+    try:
+        await observer.append(event, headers=headers)
+    except InvalidHeaderError:
+        pass
+    except (EventStoreError, OSError, TimeoutError):
+        return "info"
+    else:
+        return "fail"
+    payload = orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+    raw = {**headers, "Nats-Msg-Id": event.msg_id}
+    try:
+        reply = await observer.client.nc.request(
+            observer.subject_of(event), payload, timeout=2.0, headers=raw
+        )
+    except (nats.errors.Error, OSError, TimeoutError):
+        return "info"  # no answer: if it was stored after all, it is phantom evidence
+    try:
+        refused = "error" in orjson.loads(reply.data)
+    except orjson.JSONDecodeError:
+        return "info"
+    return "ok" if refused else "fail"
 
 
 def _evidence(producer: str, n: int, rng: random.Random, entities: int) -> CloudEvent:

@@ -109,12 +109,30 @@ class _Index:
         return index
 
     def expect(self, rec: StoredEvidence) -> str | None:
-        """What should become of a stored evidence, as its appends said (``None``: unknown)."""
+        """What should become of a stored evidence, as its appends said (``None``: unknown).
+
+        Evidence the analyzer fails on for a few deliveries must be assessed,
+        unless faults during its retries cost it the deliveries it had to
+        spare: then one dead letter is as right (``None``: either).
+        """
         for op in self.invokes.get(rec.msg_id or "", ()):
             expect = op.value.get("expect")
             if isinstance(expect, str):
-                return expect
+                return None if expect == "assess" and self._spent(rec, op) else expect
         return None
+
+    def _spent(self, rec: StoredEvidence, invoke: Op) -> bool:
+        """Whether faults while ``rec`` failed could have used up its spare deliveries."""
+        failures = invoke.value.get("failures")
+        letters = self.dead.get(rec.sequence, ())
+        if not isinstance(failures, int) or len(letters) != 1 or self.assessed.get(rec.sequence):
+            return False
+        during = sum(
+            1
+            for op in self.history
+            if op.op == FAULT and rec.stored_at - _CLOCK_SLACK <= op.time <= letters[0].stored_at
+        )
+        return failures + during >= self.final.max_deliver
 
     def ops_of(self, msg_id: str | None) -> tuple[Op, ...]:
         """Every append op of one message, in history order."""
@@ -393,7 +411,8 @@ def _security(ix: _Index) -> Iterable[Violation]:
             pending[key] = op
             continue
         invoke = pending.pop(key, None)
-        if op.type != "ok":
+        # info: no answer (a server down); stored after all, it is phantom evidence
+        if op.type not in {"ok", "info"}:
             shown = (invoke, op) if invoke is not None else (op,)
             yield Violation("security", f"probe {key[1]!r} was not refused", shown)
     for op in pending.values():

@@ -31,6 +31,7 @@ FaultKind = Literal[
     "pause-server",
     "rolling-restart",
     "partition-worker",
+    "partition-node",
     "duplicate",
     "poison",
 ]
@@ -42,6 +43,7 @@ Scenario = Literal[
     "pause-server",
     "rolling-restart",
     "partition-worker",
+    "partition-node",
     "duplicate",
     "poison",
     "mixed",
@@ -55,11 +57,13 @@ _PROCESS_FAULTS = frozenset(
         "pause-server",
         "rolling-restart",
         "partition-worker",
+        "partition-node",
     }
 )
 _CUTS = ("refuse", "blackhole", "sever")
-CLUSTER_ONLY: frozenset[FaultKind] = frozenset({"rolling-restart"})
-"""Faults that need a cluster: a lone node restarted in lame duck mode is just down."""
+CLUSTER_ONLY: frozenset[FaultKind] = frozenset({"rolling-restart", "partition-node"})
+"""Faults that need a cluster: a lone node restarted in lame duck mode is just down, and a
+lone node has no other node to be cut off from."""
 _ROLLING_SECONDS = 10.0
 """What one node's lame-duck restart is planned to take (the schedule leaves room for it)."""
 
@@ -109,25 +113,32 @@ def plan_faults(  # noqa: PLR0913 - the scenario, its length and seed, and what 
     faults: list[PlannedFault] = []
     at = rng.uniform(1.0, 3.0)
     while True:
-        kind, how = rng.choice(kinds), ""
-        if kind == "kill-worker":
-            target, duration = rng.randrange(workers), rng.uniform(0.0, 3.0)
-        elif kind == "pause-worker":
-            target = rng.randrange(workers)
-            duration = timing.ack_wait + timing.lease_ttl + rng.uniform(0.5, 2.0)
-        elif kind == "kill-server":
-            target, duration = rng.randrange(nodes), rng.uniform(1.0, 10.0 if nodes > 1 else 5.0)
-        elif kind == "rolling-restart":
-            target, duration = 0, 0.0  # it takes what it takes: each node back before the next
-        elif kind == "partition-worker":
-            target, how = rng.randrange(workers), rng.choice(_CUTS)
-            # a cut long enough, at times, for the worker's leases to run out
-            longest = timing.ack_wait + timing.lease_ttl + 2.0
-            duration = 0.0 if how == "sever" else rng.uniform(1.0, longest)
-        else:
-            target, duration = rng.randrange(nodes), rng.uniform(1.0, 5.0)
+        kind = rng.choice(kinds)
+        target, duration, how = _draw(kind, rng, workers=workers, nodes=nodes, timing=timing)
         length = _ROLLING_SECONDS * nodes if kind == "rolling-restart" else duration
         if at + length > seconds:
             return faults
         faults.append(PlannedFault(round(at, 3), kind, target, round(duration, 3), how))
         at += length + rng.uniform(0.5, 2.5)
+
+
+def _draw(
+    kind: FaultKind, rng: random.Random, *, workers: int, nodes: int, timing: Timing
+) -> tuple[int, float, str]:
+    """A fault's target, duration and (for a partition) how it cuts, drawn from ``rng``."""
+    if kind == "kill-worker":
+        return rng.randrange(workers), rng.uniform(0.0, 3.0), ""
+    if kind == "pause-worker":
+        longer = timing.ack_wait + timing.lease_ttl
+        return rng.randrange(workers), longer + rng.uniform(0.5, 2.0), ""
+    if kind == "kill-server":
+        return rng.randrange(nodes), rng.uniform(1.0, 10.0 if nodes > 1 else 5.0), ""
+    if kind == "rolling-restart":
+        return 0, 0.0, ""  # it takes what it takes: each node back before the next
+    if kind in {"partition-worker", "partition-node"}:
+        worker = kind == "partition-worker"
+        target, how = rng.randrange(workers if worker else nodes), rng.choice(_CUTS)
+        # a worker's cut long enough, at times, for its leases to run out
+        longest = timing.ack_wait + timing.lease_ttl + 2.0 if worker else 10.0
+        return target, 0.0 if how == "sever" else rng.uniform(1.0, longest), how
+    return rng.randrange(nodes), rng.uniform(1.0, 5.0), ""

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from riskpipe.server import NatsCluster, NatsServer
+from riskpipe.chaos._proxy import Cut, TcpProxy
+from riskpipe.server import NatsCluster, NatsServer, reserve_ports
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -101,6 +102,53 @@ class Servers:
         )
         self.paused: set[int] = set()
         self.down: set[int] = set()
+        self.routes: dict[tuple[int, int], TcpProxy] = {}
+        """On a cluster, the proxy node ``i`` dials node ``j``'s routes through."""
+        self.isolated: set[int] = set()
+        """Nodes cut off from the others (their routes cut both ways)."""
+
+    async def start_routes(self) -> None:
+        """On a cluster, put a proxy on every route, each way, before the nodes start.
+
+        Node ``i`` dials node ``j`` only through proxy ``(i, j)``, and each node
+        tells the others to dial a port nobody listens on, so no node finds a
+        way around a cut (nats-server dials a node it hears of from another).
+        """
+        if self.cluster is None:
+            return
+        host = self.cluster.host
+        ports = self.cluster.reserve_routes()
+        for i in range(len(self.nodes)):
+            for j in range(len(self.nodes)):
+                if i != j:
+                    proxy = TcpProxy(host, ports[j])
+                    await proxy.start()
+                    self.routes[i, j] = proxy
+        nowhere = reserve_ports(host, len(self.nodes))
+        routes = self.routes
+        self.cluster.routes_of = lambda i: [
+            f"nats-route://{host}:{proxy.port}" for (a, _), proxy in routes.items() if a == i
+        ]
+        self.cluster.route_advertise_of = lambda i: f"{host}:{nowhere[i]}"
+
+    async def isolate(self, index: int, how: Cut) -> None:
+        """Cut node ``index``'s routes to and from every other node, ``how``."""
+        for (i, j), proxy in self.routes.items():
+            if index in (i, j):
+                await proxy.cut(how)
+        self.isolated.add(index)
+
+    async def reconnect(self, index: int) -> None:
+        """Let node ``index``'s routes through again."""
+        self.isolated.discard(index)
+        for (i, j), proxy in self.routes.items():
+            if index in (i, j) and not ({i, j} & self.isolated):
+                await proxy.heal()
+
+    async def stop_routes(self) -> None:
+        """Stop the route proxies (after the nodes)."""
+        for proxy in self.routes.values():
+            await proxy.stop()
 
     @property
     def url(self) -> str:

@@ -1,7 +1,7 @@
 """Where a worker kill hurts most: after an assessment's PubAck, before the evidence's ack.
 
 The harness listens to what the workers write: each assessment as the risk
-stream stores it (``<prefix>.risk.>``, naming the evidence it answers), and
+stream stores it (``<prefix>.risk.>``; its ``Nats-Msg-Id`` names the evidence), and
 each acknowledgement a worker sends for its evidence (``$JS.ACK.<stream>.>``,
 naming the evidence's stream sequence and the consumer, so its partition).
 Evidence seen assessed but not yet acknowledged is *in the window*: a kill
@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING
-
-import orjson
 
 from eventstore import partition_of
 from projections import consumer_name
@@ -95,10 +93,12 @@ class AckWindow:
         return hit
 
     async def _on_assessment(self, msg: Msg) -> None:
-        try:
-            sequence = int(orjson.loads(msg.data)["data"]["evidence"]["sequence"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        # its id names the evidence (``...:<stream>-<sequence>``): no need to read the body
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+        _, found, tail = msg_id.rpartition(f":{self._stream}-")
+        if not found or not tail.isdecimal():
             return
+        sequence = int(tail)
         tokens = msg.subject.split(".")
         if len(tokens) < 2 or sequence in self._acked:  # noqa: PLR2004 - <tenant>.<entity>
             self._acked.pop(sequence, None)

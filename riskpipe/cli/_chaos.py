@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -96,15 +97,24 @@ def chaos(  # noqa: PLR0913, PLR0917 - one option each
         workers=workers,
         rate=rate,
     )
+    terminated: list[int] = []
+
+    def _terminate(signum: int, _frame: object) -> None:
+        # as Ctrl-C: the run is cancelled, and stops its workers and servers on the way out
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = asyncio.run(run_chaos(options))
     except (ChaosError, ServerStartError) as exc:
         raise click.ClickException(f"{exc}") from exc
     except EventStoreError as exc:
         raise click.ClickException(store_error(exc)) from exc
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(128 + (terminated[0] if terminated else signal.SIGINT))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if keep is None:
             shutil.rmtree(directory, ignore_errors=True)
     if as_json:

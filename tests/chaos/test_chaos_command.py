@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import TYPE_CHECKING
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from support.cli import riskpipe
 
 from riskpipe.chaos import APPEND, FAULT, INVARIANTS, read_history
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 @pytest.mark.slow
@@ -73,3 +76,55 @@ def test_bad_options_are_refused_before_anything_starts(args: list[str], words: 
     done = riskpipe("chaos", *args)
     assert done.returncode == 2
     assert words in done.stderr
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_the_run_with_its_workers_and_servers(tmp_path: Path) -> None:
+    """Stopped mid-run, as a CI job's timeout would: exit 143, and no worker or server left."""
+    keep = tmp_path / "run"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RISKPIPE_")}
+    with (tmp_path / "chaos.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "riskpipe", "chaos", "--seconds", "120", "--keep", str(keep)],
+            env=clean,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        history = keep / "history.jsonl"
+        while time.monotonic() < deadline and (
+            not history.exists() or history.read_bytes().count(b"\n") < 100
+        ):
+            time.sleep(0.2)
+        children = _children(proc.pid)
+        assert len(children) >= 3, "the server and two workers run"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 128 + signal.SIGTERM
+        left = {pid for pid in children if _running(pid)}
+        assert not left, f"left running: {left}"
+    finally:
+        for pid in [proc.pid, *children]:  # whatever the outcome, nothing of it stays
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()

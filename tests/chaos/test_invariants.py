@@ -396,3 +396,24 @@ def test_a_dead_letter_may_pass_max_deliver_only_by_what_faults_explain(
     run.effect("dead-letter", 2, 8, delivery_count=deliveries)
     violated = "bounded-redelivery" in run.violated()
     assert violated == (verdict == "violated"), run.violated()
+
+
+@pytest.mark.parametrize(("faults", "verdict"), [(0, "violated"), (2, "violated"), (3, "ok")])
+def test_flaky_evidence_may_end_a_dead_letter_only_when_faults_spent_its_spare_deliveries(
+    faults: int, verdict: str
+) -> None:
+    """Failing 2 deliveries of 5 it must be assessed, unless 3 faults meanwhile used up the rest."""
+    run = Run()
+    run.op("p1", APPEND, "invoke", msg_id="flaky", entity="t.f", expect="assess", failures=2)
+    run.final.evidence.append(StoredEvidence(8, "flaky", "t.f", run.tick(), 0))
+    run.op("p1", APPEND, "ok", msg_id="flaky", sequence=8, duplicate=False)
+    for _ in range(faults):
+        run.op("nemesis", FAULT, "info", fault="kill-worker", target="w1")
+        run.op("nemesis", HEAL, "info", fault="kill-worker", target="w1")
+    run.effect("dead-letter", 2, 8, delivery_count=5)
+    effects = {"exactly-one-assessment", "dead-letters-complete"}
+    violated = run.violated()
+    if verdict == "violated":
+        assert effects <= set(violated), violated
+    else:  # (the heals after the run's recovery are this test's doing, not a violation)
+        assert not effects & set(violated), violated

@@ -30,6 +30,7 @@ def test_faults_come_one_at_a_time_and_end_within_the_run() -> None:
         "pause-server",
         "rolling-restart",
         "partition-worker",
+        "partition-node",
     }
     for before, after in itertools.pairwise(plan):
         assert before.at + before.duration < after.at
@@ -59,12 +60,22 @@ def test_producer_faults_need_no_process_schedule(scenario: str) -> None:
     assert plan_faults(scenario, 120, 5, workers=2, nodes=1, timing=TIMING) == []  # type: ignore[arg-type]
 
 
-def test_one_node_gets_no_rolling_restart() -> None:
-    """A lone node restarted in lame duck mode is just a server down: kill-server covers it."""
+def test_one_node_gets_no_rolling_restart_and_no_node_partition() -> None:
+    """A lone node restarted in lame duck mode is just a server down; it has no peer to lose."""
     assert plan_faults("rolling-restart", 300, 1, workers=2, nodes=1, timing=TIMING) == []
+    assert plan_faults("partition-node", 300, 1, workers=2, nodes=1, timing=TIMING) == []
     kinds = {f.kind for f in plan_faults("mixed", 300, 1, workers=2, nodes=1, timing=TIMING)}
-    assert "rolling-restart" not in kinds
+    assert not kinds & {"rolling-restart", "partition-node"}
     assert "kill-server" in kinds
+
+
+def test_a_node_partition_cuts_one_node_of_three_each_way() -> None:
+    """Any of the nodes, by any of the three cuts, for up to 10 s (a sever: at once)."""
+    plan = plan_faults("partition-node", 600, 4, workers=2, nodes=3, timing=TIMING)
+    assert {f.target for f in plan} == {0, 1, 2}
+    assert {f.how for f in plan} == {"refuse", "blackhole", "sever"}
+    assert all(f.duration == 0 for f in plan if f.how == "sever")
+    assert all(f.duration <= 10.0 for f in plan)
 
 
 def test_a_partition_says_how_it_cuts() -> None:

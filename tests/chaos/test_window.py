@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-import orjson
-
 from eventstore import partition_of
 from riskpipe.chaos._window import AckWindow
 
@@ -14,8 +12,9 @@ if TYPE_CHECKING:
     from eventstore import EventStore
 
 
-def _assessment(sequence: int) -> bytes:
-    return orjson.dumps({"data": {"evidence": {"sequence": sequence}}})
+def _id(sequence: int) -> dict[str, str]:
+    """The headers of the risk projection's assessment of evidence ``sequence``."""
+    return {"Nats-Msg-Id": f"24:riskpipe/projection/risk:EVIDENCE-{sequence}"}
 
 
 async def _settle(store: EventStore) -> None:
@@ -32,8 +31,9 @@ async def test_assessed_evidence_is_in_the_window_until_its_ack(store: EventStor
     others = set(range(store.config.partitions)) - {partition}
     try:
         for sequence in (41, 42, 43):
-            await nc.publish("rp.risk.t1.e1", _assessment(sequence))
-        await nc.publish("rp.risk.t1.e1", b"not json")
+            await nc.publish("rp.risk.t1.e1", b"{}", headers=_id(sequence))
+        await nc.publish("rp.risk.t1.e1", b"{}", headers={"Nats-Msg-Id": "other:x-44"})
+        await nc.publish("rp.risk.t1.e1", b"{}")
         await _settle(store)
         assert window.in_window({partition}) == {41, 42, 43}
         assert window.in_window(others) == set()
@@ -56,12 +56,12 @@ async def test_an_ack_seen_before_its_assessment_still_closes_it(store: EventSto
     try:
         await nc.publish(f"$JS.ACK.{stream}.risk-{partition}.1.7.1.1796600000.0", b"+ACK")
         await _settle(store)
-        await nc.publish("rp.risk.t1.e2", _assessment(7))
+        await nc.publish("rp.risk.t1.e2", b"{}", headers=_id(7))
         await _settle(store)
         assert await window.aim({partition}, 0.2) == set()
         aiming = asyncio.create_task(window.aim({partition}, 5.0))
         await asyncio.sleep(0.05)
-        await nc.publish("rp.risk.t1.e2", _assessment(8))
+        await nc.publish("rp.risk.t1.e2", b"{}", headers=_id(8))
         assert await aiming == {8}
     finally:
         await window.stop()

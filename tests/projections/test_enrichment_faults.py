@@ -183,3 +183,30 @@ async def test_evidence_after_an_always_failing_one_is_assessed_not_dead_lettere
         [*later_ids, transient_id(1, "other")]
     )
     assert enricher.seen[transient_id(ALWAYS, "first")] >= 3
+
+
+async def test_only_the_listed_patterns_are_enriched(
+    nats_server: NatsServer, store: EventStore
+) -> None:
+    """RISKPIPE_ENRICHMENT_PATTERNS: the service is asked about those patterns' evidence only."""
+    enricher = FlakyEnricher(calls=1)
+    await enricher.start()
+    try:
+        await store.append(evidence("login", pattern="failed_login_burst"))
+        await store.append(evidence("travel", pattern="impossible_travel", minute=1))
+        settings = _settings(enricher) | {
+            "enrichment_url": enricher.url,
+            "enrichment_patterns": ("impossible_travel",),
+        }
+        await run_worker(store, nats_server.url, **settings)
+    finally:
+        await enricher.stop()
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert dict(enricher.seen) == {"travel": 1}
+    by_id = {streams.evidence[seq].id: a for seq, (a,) in streams.assessments.items()}
+    assert "enrichment" not in by_id["login"]["assessment"]
+    assert by_id["travel"]["assessment"]["enrichment"] == {
+        "provider": "reputation",
+        "modifier": 0.0,
+    }
