@@ -73,10 +73,9 @@ _POISON_CHANCE = 0.01
 _BACKOFF = (0.5, 1.0, 2.0, 4.0)
 """Nak delays by delivery: evidence failing every delivery is a dead letter within 8 s."""
 _MALFORMED = 6
+"""The classes of malformed poison (``_poison``); two more draws are transient failures."""
 _FLAKY_PATTERN = "flaky_dependency"
 """The pattern of the evidence that gets transient failures: the only one the workers enrich."""
-"""Entities that get the transient failures: few, so that some wait behind another's retries."""
-"""The classes of malformed poison (``_poison``); two more draws are transient failures."""
 _DEFINITE = (DecodeError, InvalidHeaderError, AppendRejectedError)
 """Append errors raised before anything was stored: a ``fail``. Anything else is ``info``."""
 _QUIET_TIMEOUT = 180.0
@@ -85,7 +84,9 @@ _MIN_GAP = 0.5
 _LEADER_BIAS = 0.7
 """How often a server kill on a cluster aims at the evidence stream's leader."""
 _MAX_IN_FLIGHT = 256
+"""A worker's in-flight budget: what one fault can send back for redelivery, at most."""
 _PROBE_SECONDS = 5.0
+"""How often a security probe is sent."""
 _PROBES: tuple[tuple[str, dict[str, str]], ...] = (
     ("injected-rollup-subject", {"Nats-Rollup": "sub"}),
     ("injected-rollup-all", {"Nats-Rollup": "all"}),
@@ -101,7 +102,6 @@ _AIM_SECONDS = 2.0
 """How long a worker kill waits for evidence of the worker's to be in the PubAck-ack window."""
 _ACK_GRACE = 0.2
 """After a kill, how long an ack the worker sent just before may take to be seen."""
-"""A worker's in-flight budget: what one fault can send back for redelivery, at most."""
 
 
 def _poison(n: int, max_payload: int) -> bytes:
@@ -383,8 +383,8 @@ class _Run:
         """Valid evidence the analyzer fails on: a few deliveries, or every one of them.
 
         Failing fewer deliveries than ``max_deliver`` allows (leaving one for
-        a fault's redelivery), it must end assessed; failing every one, as a
-        dead letter.
+        a fault's redelivery), it must end assessed (a dead letter only if
+        faults took more than that one); failing every one, as a dead letter.
         """
         max_deliver = self.options.max_deliver
         failures = ALWAYS if always else rng.randint(1, max(1, max_deliver - 2))
