@@ -14,6 +14,7 @@ failure (``fail``) must not be.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,7 @@ class _Index:
     evidence: dict[int, StoredEvidence] = field(default_factory=dict)
     assessed: dict[int, list[Effect]] = field(default_factory=lambda: defaultdict(list))
     dead: dict[int, list[Effect]] = field(default_factory=lambda: defaultdict(list))
+    _faults: list[tuple[float, float]] | None = None
 
     @classmethod
     def of(cls, history: Sequence[Op], final: FinalState) -> _Index:
@@ -127,12 +129,16 @@ class _Index:
         letters = self.dead.get(rec.sequence, ())
         if not isinstance(failures, int) or len(letters) != 1 or self.assessed.get(rec.sequence):
             return False
-        during = sum(
-            1
-            for op in self.history
-            if op.op == FAULT and rec.stored_at - _CLOCK_SLACK <= op.time <= letters[0].stored_at
-        )
+        during = self.faults_during(rec.stored_at, letters[0].stored_at)
         return failures + during >= self.final.max_deliver
+
+    def faults_during(self, start: float, end: float) -> int:
+        """Faults in effect at some moment from ``start`` to ``end`` (injected before or in it)."""
+        if self._faults is None:
+            self._faults = _fault_spans(self.history)
+        return sum(
+            1 for began, healed in self._faults if began <= end and healed >= start - _CLOCK_SLACK
+        )
 
     def ops_of(self, msg_id: str | None) -> tuple[Op, ...]:
         """Every append op of one message, in history order."""
@@ -143,6 +149,20 @@ class _Index:
 
 def _line(op: Op) -> int:
     return op.line
+
+
+def _fault_spans(history: Sequence[Op]) -> list[tuple[float, float]]:
+    """Each fault's time and its heal's (never healed: infinity)."""
+    open_at: dict[tuple[str, str], list[float]] = defaultdict(list)
+    spans: list[tuple[float, float]] = []
+    for op in history:
+        key = (str(op.value.get("fault")), str(op.value.get("target")))
+        if op.op == FAULT:
+            open_at[key].append(op.time)
+        elif op.op == HEAL and open_at[key]:
+            spans.append((open_at[key].pop(0), op.time))
+    spans.extend((began, math.inf) for times in open_at.values() for began in times)
+    return spans
 
 
 def _no_lost_evidence(ix: _Index) -> Iterable[Violation]:
@@ -360,13 +380,12 @@ def _recovery(ix: _Index) -> Iterable[Violation]:
 def _bounded_redelivery(ix: _Index) -> Iterable[Violation]:
     """Redeliveries stay within what the faults and the poison explain: no hot loop."""
     final = ix.final
-    fault_ops = [op for op in ix.history if op.op == FAULT]
     for effect in final.dead_letters():
         rec = ix.evidence.get(effect.evidence)
         since = rec.stored_at if rec is not None else effect.stored_at
         # a fault may cut the last delivery short (its dead letter not written)
         # and send it again: each fault while it was handled explains a few more
-        during = sum(1 for op in fault_ops if since - _CLOCK_SLACK <= op.time <= effect.stored_at)
+        during = ix.faults_during(since, effect.stored_at)
         allowed = final.max_deliver + _DELIVERIES_PER_FAULT * during
         if effect.delivery_count > allowed:
             yield Violation(

@@ -417,3 +417,17 @@ def test_flaky_evidence_may_end_a_dead_letter_only_when_faults_spent_its_spare_d
         assert effects <= set(violated), violated
     else:  # (the heals after the run's recovery are this test's doing, not a violation)
         assert not effects & set(violated), violated
+
+
+def test_a_fault_already_in_effect_when_evidence_is_stored_counts_for_it() -> None:
+    """A worker paused before the flaky evidence came, healed after: it explains a delivery."""
+    run = Run()
+    for n in range(3):
+        run.op("nemesis", FAULT, "info", fault="pause-worker", target=f"w{n}")
+    run.op("p1", APPEND, "invoke", msg_id="flaky", entity="t.f", expect="assess", failures=2)
+    run.final.evidence.append(StoredEvidence(8, "flaky", "t.f", run.tick(), 0))
+    run.op("p1", APPEND, "ok", msg_id="flaky", sequence=8, duplicate=False)
+    for n in range(3):
+        run.op("nemesis", HEAL, "info", fault="pause-worker", target=f"w{n}")
+    run.effect("dead-letter", 2, 8, delivery_count=5)
+    assert not {"exactly-one-assessment", "dead-letters-complete"} & set(run.violated())
