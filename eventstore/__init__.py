@@ -26,7 +26,7 @@ from eventstore._copy import Copy, copy_of
 from eventstore._envelope import CloudEvent, msg_id_for
 from eventstore._jetstream._client import RawMessage, redact
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
-from eventstore._jetstream._transport import HeaderBlock
+from eventstore._jetstream._transport import HeaderBlock, OutboundMessage
 from eventstore._kv import KeyValue, KVEntry
 from eventstore._options import DEFAULT_INBOX_PREFIX, ConnectOptions, check_inbox_prefix
 from eventstore._provision import ProvisionReport, recorded_partitions
@@ -71,6 +71,7 @@ __all__ = [
     "HeaderBlock",
     "KVEntry",
     "KeyValue",
+    "OutboundMessage",
     "PendingAppend",
     "ProvisionReport",
     "RawMessage",

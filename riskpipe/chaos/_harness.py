@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import nats.errors
 import orjson
 import structlog
 
-from eventstore import CloudEvent
+from eventstore import CloudEvent, OutboundMessage
 from eventstore.errors import (
     AppendRejectedError,
     DecodeError,
     EventStoreError,
     InvalidHeaderError,
+    JetStreamAPIError,
 )
 from projections import consumer_name, partition_views, read_checkpoint, read_leases
 from riskpipe.chaos._enricher import ALWAYS, FlakyEnricher, transient_id
@@ -87,6 +87,9 @@ _MAX_IN_FLIGHT = 256
 """A worker's in-flight budget: what one fault can send back for redelivery, at most."""
 _PROBE_SECONDS = 5.0
 """How often a security probe is sent."""
+_PROBE_WAIT = 2.0
+"""How long a probe waits for the stream's answer."""
+_UNAVAILABLE = 503
 _PROBES: tuple[tuple[str, dict[str, str]], ...] = (
     ("injected-rollup-subject", {"Nats-Rollup": "sub"}),
     ("injected-rollup-all", {"Nats-Rollup": "all"}),
@@ -739,17 +742,18 @@ async def _try(observer: EventStore, event: CloudEvent, headers: dict[str, str])
         return "fail"
     payload = orjson.dumps(event.model_dump(mode="json", exclude_none=True))
     raw = {**headers, "Nats-Msg-Id": event.msg_id}
-    try:
-        reply = await observer.client.nc.request(
-            observer.subject_of(event), payload, timeout=2.0, headers=raw
+    try:  # sent as it is: the publisher writes whatever headers it is given
+        acked = await observer.client.publisher.publish(
+            OutboundMessage(observer.subject_of(event), payload, raw)
         )
-    except (nats.errors.Error, OSError, TimeoutError):
+        async with asyncio.timeout(_PROBE_WAIT):
+            await acked
+    except JetStreamAPIError as exc:
+        # refused; "temporarily unavailable" (a cluster electing) says nothing about the header
+        return "info" if exc.code == _UNAVAILABLE else "ok"
+    except (EventStoreError, OSError, TimeoutError):
         return "info"  # no answer: if it was stored after all, it is phantom evidence
-    try:
-        refused = "error" in orjson.loads(reply.data)
-    except orjson.JSONDecodeError:
-        return "info"
-    return "ok" if refused else "fail"
+    return "fail"
 
 
 def _evidence(producer: str, n: int, rng: random.Random, entities: int) -> CloudEvent:

@@ -24,9 +24,6 @@ from eventstore import partition_of
 from projections import consumer_name
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
-
     from eventstore import EventStore
 
 __all__ = ["AckWindow"]
@@ -52,25 +49,26 @@ class AckWindow:
         """Evidence sequence: its partition and when its assessment was seen."""
         self._acked: dict[int, float] = {}
         """Acks seen before their assessment (on a cluster, subjects may race)."""
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[object] = []
         self._seen = asyncio.Event()
         """Set at each assessment seen: a kill being aimed looks again."""
 
     async def start(self) -> None:
         """Listen to the risk stream's subjects and the evidence consumers' acks."""
-        nc = self._store.client.nc
+        transport = self._store.client.transport
         prefix = self._store.config.prefix
         self._subscriptions = [
-            await nc.subscribe(f"{prefix}.risk.>", cb=self._on_assessment),
-            await nc.subscribe(f"$JS.ACK.{self._stream}.>", cb=self._on_ack),
-            await nc.subscribe(f"$JS.ACK.*.*.{self._stream}.>", cb=self._on_ack),  # with a domain
+            await transport.subscribe(f"{prefix}.risk.>", self._on_assessment),
+            await transport.subscribe(f"$JS.ACK.{self._stream}.>", self._on_ack),
+            await transport.subscribe(f"$JS.ACK.*.*.{self._stream}.>", self._on_ack),  # a domain
         ]
 
     async def stop(self) -> None:
         """Stop listening."""
+        transport = self._store.client.transport
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):  # the connection may be gone already
-                await subscription.unsubscribe()
+                await transport.unsubscribe(subscription)  # type: ignore[arg-type]
         self._subscriptions = []
 
     def in_window(self, partitions: set[int]) -> set[int]:
@@ -92,14 +90,15 @@ class AckWindow:
                     await self._seen.wait()
         return hit
 
-    async def _on_assessment(self, msg: Msg) -> None:
+    def _on_assessment(
+        self, subject: bytes, _reply: bytes, _payload: bytes, headers: bytes | None
+    ) -> None:
         # its id names the evidence (``...:<stream>-<sequence>``): no need to read the body
-        msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
-        _, found, tail = msg_id.rpartition(f":{self._stream}-")
+        _, found, tail = _msg_id(headers).rpartition(f":{self._stream}-")
         if not found or not tail.isdecimal():
             return
         sequence = int(tail)
-        tokens = msg.subject.split(".")
+        tokens = subject.decode().split(".")
         if len(tokens) < 2 or sequence in self._acked:  # noqa: PLR2004 - <tenant>.<entity>
             self._acked.pop(sequence, None)
             return
@@ -107,10 +106,12 @@ class AckWindow:
         self._assessed[sequence] = (partition, time.monotonic())
         self._seen.set()
 
-    async def _on_ack(self, msg: Msg) -> None:
-        if msg.data not in _ACK:
+    def _on_ack(
+        self, subject: bytes, _reply: bytes, payload: bytes, _headers: bytes | None
+    ) -> None:
+        if payload not in _ACK:
             return  # a nak, a term or a "working on it": not done
-        tokens = msg.subject.split(".")
+        tokens = subject.decode().split(".")
         offset = {_V1_TOKENS: 0, _V2_TOKENS: 2}.get(len(tokens))
         if offset is None or not tokens[3 + offset].startswith(self._consumer):
             return
@@ -118,3 +119,12 @@ class AckWindow:
             sequence = int(tokens[5 + offset])
             if self._assessed.pop(sequence, None) is None:
                 self._acked[sequence] = time.monotonic()
+
+
+def _msg_id(headers: bytes | None) -> str:
+    """The ``Nats-Msg-Id`` of a raw header block (``""``: none)."""
+    for line in (headers or b"").split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"nats-msg-id":
+            return value.strip().decode(errors="replace")
+    return ""
