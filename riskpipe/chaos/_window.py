@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from eventstore import partition_of
+from eventstore._jetstream._inline import parse_headers
 from projections import consumer_name
 
 if TYPE_CHECKING:
@@ -94,7 +95,8 @@ class AckWindow:
         self, subject: bytes, _reply: bytes, _payload: bytes, headers: bytes | None
     ) -> None:
         # its id names the evidence (``...:<stream>-<sequence>``): no need to read the body
-        _, found, tail = _msg_id(headers).rpartition(f":{self._stream}-")
+        msg_id = parse_headers(headers).get("Nats-Msg-Id", "")
+        _, found, tail = msg_id.rpartition(f":{self._stream}-")
         if not found or not tail.isdecimal():
             return
         sequence = int(tail)
@@ -119,12 +121,3 @@ class AckWindow:
             sequence = int(tokens[5 + offset])
             if self._assessed.pop(sequence, None) is None:
                 self._acked[sequence] = time.monotonic()
-
-
-def _msg_id(headers: bytes | None) -> str:
-    """The ``Nats-Msg-Id`` of a raw header block (``""``: none)."""
-    for line in (headers or b"").split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"nats-msg-id":
-            return value.strip().decode(errors="replace")
-    return ""
