@@ -55,12 +55,16 @@ class TcpProxy:
         if how == "blackhole":
             self.blackholed = True
             return
-        if how == "refuse" and self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
         self._cuts += 1
+        server = self._server if how == "refuse" else None
+        if server is not None:
+            self._server = None
+            server.close()
         self._close_all()
+        if server is not None:
+            # Since Python 3.12 this waits for the connections it accepted, so it
+            # comes after they are closed (before, it would wait forever).
+            await server.wait_closed()
 
     async def heal(self) -> None:
         """Let everything through again, listening if it had stopped."""
