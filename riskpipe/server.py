@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "NatsCluster",
@@ -66,7 +66,7 @@ class NatsServer:
     back on the same port and store directory.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - where it lives, how it listens and runs, keyword-only
         self,
         *,
         data_dir: Path,
@@ -74,12 +74,15 @@ class NatsServer:
         port: int = -1,
         config_file: Path | None = None,
         echo: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port
         self.config_file = config_file
         self.echo = echo
+        self.env = env
+        """Variables added to the server's environment (a config's ``$PASSWORD``s)."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: deque[str] = deque(maxlen=200)
         self._ready = False
@@ -128,6 +131,7 @@ class NatsServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env={**os.environ, **self.env} if self.env else None,
         )
         self._pump_thread = threading.Thread(
             target=self._pump, args=(self._proc, ready), daemon=True
@@ -281,6 +285,8 @@ class NatsCluster:
         ports: list[int] | None = None,
         echo: bool = False,
         advertise: bool = True,
+        include: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if size < 1 or (ports is not None and len(ports) != size):
             raise ValueError(f"a cluster of {size} nodes needs {size} client ports, got {ports}")
@@ -289,6 +295,8 @@ class NatsCluster:
         self.host = host
         self.advertise = advertise
         """Whether nodes tell clients the other nodes' URLs (off: clients use only theirs)."""
+        self.include = include
+        """A config file every node includes (accounts and users), copied beside the configs."""
         self.route_ports: list[int] = []
         """Each node's route port: picked at each start, or kept from :meth:`reserve_routes`."""
         self.routes_of: Callable[[int], list[str]] | None = None
@@ -306,6 +314,7 @@ class NatsCluster:
                 port=ports[i - 1] if ports is not None else -1,
                 config_file=data_dir / f"n{i}.conf",
                 echo=echo,
+                env=env,
             )
             for i in range(1, size + 1)
         ]
@@ -385,6 +394,10 @@ class NatsCluster:
 
     def _write_configs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        include = ""
+        if self.include is not None:
+            shutil.copyfile(self.include, self.data_dir / self.include.name)
+            include = f'include "./{self.include.name}"\n'
         route_ports = self.reserve_routes()
         every = [f"nats-route://{_hostport(self.host, port)}" for port in route_ports]
         for index, (node, port) in enumerate(zip(self.nodes, route_ports, strict=True)):
@@ -403,6 +416,7 @@ class NatsCluster:
                         f"  advertise: {advertise(index)}\n" if advertise is not None else ""
                     ),
                 )
+                + include
             )
 
     def terminate(self) -> None:

@@ -50,6 +50,10 @@ class FinalState:
     max_in_flight: int = 256
     """Messages a worker holds unacknowledged at most: what one fault may redeliver."""
     workers: int = 1
+    foreign: list[tuple[int, str | None]] = field(default_factory=list)
+    """Messages on the risk stream that are no projection's assessment: (sequence, msg id).
+
+    Only workers may write there; anything else got past the permissions."""
 
     def assessments(self) -> list[Effect]:
         """The assessments, in risk stream order."""

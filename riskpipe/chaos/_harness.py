@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
+import secrets
 import signal
 import statistics
 import time
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
+from pydantic import SecretStr
 
 from eventstore import CloudEvent, OutboundMessage
 from eventstore.errors import (
@@ -30,6 +33,7 @@ from eventstore.errors import (
     EventStoreError,
     InvalidHeaderError,
     JetStreamAPIError,
+    PermissionDeniedError,
 )
 from projections import consumer_name, partition_views, read_checkpoint, read_leases
 from riskpipe.chaos._enricher import ALWAYS, FlakyEnricher, transient_id
@@ -101,6 +105,14 @@ _PROBES: tuple[tuple[str, dict[str, str]], ...] = (
     ),
 )
 """Headers that would purge, expire or multiply evidence if the stream took them."""
+_FORBIDDEN = (
+    "producer-publishes-assessment",
+    "producer-purges-evidence",
+    "producer-writes-checkpoint",
+)
+"""What producer credentials must not do (a run with an auth config only)."""
+_USERS = ("admin", "producer", "worker", "auditor", "sys")
+"""The auth config's users: each gets a fresh password for the run."""
 _AIM_SECONDS = 2.0
 """How long a worker kill waits for evidence of the worker's to be in the PubAck-ack window."""
 _ACK_GRACE = 0.2
@@ -139,6 +151,10 @@ class ChaosOptions:
     ack_wait: float = 4.0
     lease_ttl: float = 4.0
     max_deliver: int = 5
+    auth: Path | None = None
+    """The accounts and users the servers run with (``include``d by each node's config):
+    the harness, producers and workers log in as ``admin``, ``producer`` and ``worker``,
+    and the security probes try what a producer may not do. ``None``: open servers."""
 
 
 @dataclass(slots=True)
@@ -222,7 +238,15 @@ class _Run:
     def __init__(self, options: ChaosOptions) -> None:
         self.options = options
         self.rng = random.Random(options.seed)  # noqa: S311 - a reproducible schedule
-        self.servers = Servers(options.directory / "nats", options.nodes)
+        self.passwords = (
+            {user: f"pw-{secrets.token_hex(16)}" for user in _USERS} if options.auth else {}
+        )
+        self.servers = Servers(
+            options.directory / "nats",
+            options.nodes,
+            auth=options.auth,
+            env={f"NATS_{user.upper()}_PASSWORD": pw for user, pw in self.passwords.items()},
+        )
         self.history = HistoryWriter(options.directory / "history.jsonl")
         self.result = ChaosResult(options, Report(()))
         self.settings = Settings(
@@ -249,8 +273,19 @@ class _Run:
 
     # -- set-up ---------------------------------------------------------------
 
-    async def connect(self, name: str) -> EventStore:
-        return await connect_store(private_settings(self.settings, self.servers.url), name=name)
+    def login(self, user: str) -> dict[str, Any]:
+        """The settings that log in as ``user`` (none on open servers)."""
+        if not self.passwords:
+            return {}
+        return {
+            "nats_user": user,
+            "nats_password": SecretStr(self.passwords[user]),
+            "inbox_prefix": "_INBOX" if user == "admin" else f"_INBOX_{user}",
+        }
+
+    async def connect(self, name: str, user: str = "admin") -> EventStore:
+        settings = private_settings(self.settings, self.servers.url, **self.login(user))
+        return await connect_store(settings, name=name)
 
     async def start_workers(self) -> None:
         """Start the workers, each reaching every node through proxies of its own."""
@@ -266,6 +301,12 @@ class _Run:
             "RISKPIPE_LEASE_TTL": f"{o.lease_ttl}s",
             "RISKPIPE_DATA_DIR": str(o.directory / "data"),
         }
+        if login := self.login("worker"):
+            env |= {
+                "RISKPIPE_NATS_USER": login["nats_user"],
+                "RISKPIPE_NATS_PASSWORD": self.passwords["worker"],
+                "RISKPIPE_INBOX_PREFIX": login["inbox_prefix"],
+            }
         if self.enricher is not None:
             await self.enricher.start()
             env |= {
@@ -538,18 +579,44 @@ class _Run:
 
     # -- security probes --------------------------------------------------------
 
-    async def probe(self, observer: EventStore) -> None:
-        """Every few seconds, try one thing no producer may do; it must be refused."""
+    async def probe(self) -> None:
+        """Every few seconds, try one thing no producer may do; it must be refused.
+
+        Each probe is a connection of its own, as the producer (the admin on
+        open servers): a permission the server denies ends it at once.
+        """
         rng = random.Random(self.options.seed * 7)  # noqa: S311 - a reproducible sequence
+        forbidden = _FORBIDDEN if self.passwords else ()
+        probes = [
+            name
+            for pair in itertools.zip_longest([name for name, _ in _PROBES], forbidden)
+            for name in pair
+            if name is not None
+        ]
         n = 0
         while not self.load_over.is_set():
             await asyncio.sleep(_PROBE_SECONDS)
-            name, headers = _PROBES[n % len(_PROBES)]
+            name = probes[n % len(probes)]
             event = _evidence("probe", n, rng, self.options.entities)
             self.history.record("probe", PROBE, "invoke", probe=name, msg_id=event.msg_id)
-            outcome = await _try(observer, event, headers)
-            self.history.record("probe", PROBE, outcome, probe=name, msg_id=event.msg_id)
+            outcome, how = await self.probe_once(name, event)
+            self.history.record("probe", PROBE, outcome, probe=name, msg_id=event.msg_id,
+                                how=how)  # fmt: skip
             n += 1
+
+    async def probe_once(self, name: str, event: CloudEvent) -> tuple[OpType, str]:
+        """Try probe ``name``: its outcome (``ok``: refused) and how that came about."""
+        try:
+            store = await self.connect("riskpipe-chaos-prober", "producer")
+        except (EventStoreError, OSError, TimeoutError) as exc:
+            return "info", f"no connection: {exc!r}"
+        try:
+            async with store:
+                if name in _FORBIDDEN:
+                    return await _forbidden(store, name, event)
+                return await _try(store, event, dict(_PROBES)[name])
+        except PermissionDeniedError as exc:
+            return "ok", str(exc)
 
     # -- observation ----------------------------------------------------------
 
@@ -637,7 +704,7 @@ async def _run_load(run: _Run, observer: EventStore) -> None:
         for n, (store, rng) in enumerate(zip(producers, seeds, strict=True), start=1)
     ]
     sampler = asyncio.create_task(run.sample_checkpoints(observer))
-    prober = asyncio.create_task(run.probe(observer))
+    prober = asyncio.create_task(run.probe())
     nemesis = asyncio.create_task(run.nemesis(plan, observer))
     try:
         deadline = time.monotonic() + o.seconds
@@ -726,34 +793,69 @@ async def _final(run: _Run, observer: EventStore) -> FinalState:
     )
 
 
-async def _try(observer: EventStore, event: CloudEvent, headers: dict[str, str]) -> OpType:
+async def _try(store: EventStore, event: CloudEvent, headers: dict[str, str]) -> tuple[OpType, str]:
     """Send ``event`` with ``headers``: ``ok`` if refused, ``fail`` if taken, ``info``: unknown.
 
     With the store's own API first (it refuses every ``Nats-*`` header before
     sending), then as a raw JetStream publish, as any NATS client could send.
     """
     try:
-        await observer.append(event, headers=headers)
+        await store.append(event, headers=headers)
     except InvalidHeaderError:
         pass
-    except (EventStoreError, OSError, TimeoutError):
-        return "info"
+    except (EventStoreError, OSError, TimeoutError) as exc:
+        return "info", f"the store's append: {exc!r}"
     else:
-        return "fail"
+        return "fail", "stored by the store's append"
     payload = orjson.dumps(event.model_dump(mode="json", exclude_none=True))
     raw = {**headers, "Nats-Msg-Id": event.msg_id}
-    try:  # sent as it is: the publisher writes whatever headers it is given
-        acked = await observer.client.publisher.publish(
-            OutboundMessage(observer.subject_of(event), payload, raw)
-        )
+    # sent as it is: the publisher writes whatever headers it is given
+    return await _published(store, store.subject_of(event), payload, raw)
+
+
+async def _published(
+    store: EventStore, subject: str, payload: bytes, headers: dict[str, str]
+) -> tuple[OpType, str]:
+    """A raw JetStream publish: ``fail`` if a stream took it, ``ok`` if one refused it."""
+    try:
+        acked = await store.client.publisher.publish(OutboundMessage(subject, payload, headers))
         async with asyncio.timeout(_PROBE_WAIT):
             await acked
     except JetStreamAPIError as exc:
         # refused; "temporarily unavailable" (a cluster electing) says nothing about the header
-        return "info" if exc.code == _UNAVAILABLE else "ok"
-    except (EventStoreError, OSError, TimeoutError):
-        return "info"  # no answer: if it was stored after all, it is phantom evidence
-    return "fail"
+        return ("info" if exc.code == _UNAVAILABLE else "ok"), f"refused by the stream: {exc}"
+    except (EventStoreError, OSError, TimeoutError) as exc:
+        return "info", repr(exc)  # no answer: if it was stored after all, it is phantom evidence
+    return "fail", f"stored on {subject}"
+
+
+async def _forbidden(store: EventStore, probe: str, event: CloudEvent) -> tuple[OpType, str]:
+    """Do what producer credentials must not; a denial ends the caller's block first.
+
+    Each is aimed where it does no harm if it is taken: an entity of the
+    probe's own, a checkpoint no projection reads, a purge of one subject.
+    """
+    config = store.config
+    entity = f"{event.tenant}.probe-{event.id}"
+    if probe == "producer-publishes-assessment":
+        subject = f"{config.prefix}.risk.{entity}"
+        return await _published(store, subject, b"{}", {"Nats-Msg-Id": event.msg_id})
+    if probe == "producer-writes-checkpoint":
+        subject = f"$KV.{config.checkpoint_bucket}.probe"
+        return await _published(store, subject, b"0", {})
+    stream = config.stream_for("evidence")
+    partition = "*." if config.partitioned is not None else ""  # as stored: with its partition
+    try:
+        async with asyncio.timeout(_PROBE_WAIT):
+            answer = await store.client.api(
+                f"STREAM.PURGE.{stream}",
+                {"filter": f"{config.prefix}.evidence.{partition}{entity}"},
+            )
+    except JetStreamAPIError as exc:
+        return "ok", f"refused by the stream: {exc}"
+    except (EventStoreError, OSError, TimeoutError) as exc:
+        return "info", repr(exc)
+    return "fail", f"purged: {answer}"
 
 
 def _evidence(producer: str, n: int, rng: random.Random, entities: int) -> CloudEvent:

@@ -420,7 +420,7 @@ def _bounded_redelivery(ix: _Index) -> Iterable[Violation]:
 
 
 def _security(ix: _Index) -> Iterable[Violation]:
-    """Every probe was refused: what a producer may not do, it could not."""
+    """Every probe was refused, and nobody but a worker wrote on the risk stream."""
     pending: dict[tuple[str, str], Op] = {}
     for op in ix.history:
         if op.op != PROBE:
@@ -436,6 +436,12 @@ def _security(ix: _Index) -> Iterable[Violation]:
             yield Violation("security", f"probe {key[1]!r} was not refused", shown)
     for op in pending.values():
         yield Violation("security", f"probe {op.value.get('probe')!r} never completed", (op,))
+    for sequence, msg_id in ix.final.foreign:
+        yield Violation(
+            "security",
+            f"the risk stream holds a message no worker wrote: sequence {sequence}, id {msg_id!r}",
+            tuple(op for op in ix.history if op.op == PROBE and op.value.get("msg_id") == msg_id),
+        )
 
 
 _CHECKS: tuple[tuple[str, Callable[[_Index], Iterable[Violation]]], ...] = (

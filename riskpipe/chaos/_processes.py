@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,16 +90,38 @@ class WorkerProcess:
             return self.proc.wait()
 
 
+def _single(data_dir: Path, auth: Path | None) -> Path | None:
+    """The config of a single node that takes its users from ``auth`` (copied beside it)."""
+    if auth is None:
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(auth, data_dir / auth.name)
+    config = data_dir / "server.conf"
+    config.write_text(f'server_name: chaos\njetstream: enabled\ninclude "./{auth.name}"\n')
+    return config
+
+
 class Servers:
     """One node, or a cluster of them: each killed, paused and brought back by index."""
 
-    def __init__(self, data_dir: Path, nodes: int) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        nodes: int,
+        *,
+        auth: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         # not advertised: a worker behind its proxies must not find a way around them
         self.cluster = (
-            NatsCluster(data_dir=data_dir, size=nodes, advertise=False) if nodes > 1 else None
+            NatsCluster(data_dir=data_dir, size=nodes, advertise=False, include=auth, env=env)
+            if nodes > 1
+            else None
         )
         self.nodes = (
-            self.cluster.nodes if self.cluster is not None else [NatsServer(data_dir=data_dir)]
+            self.cluster.nodes
+            if self.cluster is not None
+            else [NatsServer(data_dir=data_dir, config_file=_single(data_dir, auth), env=env)]
         )
         self.paused: set[int] = set()
         self.down: set[int] = set()

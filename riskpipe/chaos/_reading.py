@@ -27,7 +27,8 @@ async def read_final(
     """Evidence, and ``projection``'s assessments and dead letters, as the streams hold them.
 
     Messages on the risk and dead-letter streams that are no effect of
-    ``projection`` (another projection's, or foreign) are left out.
+    ``projection`` are left out; those on the risk stream that are no
+    assessment at all are listed as foreign.
     """
     config = store.config
     final = FinalState(
@@ -51,6 +52,8 @@ async def read_final(
     async for rec in store.read_all(stream=config.stream_for("risk")):
         if (effect := _assessment(rec, projection)) is not None:
             final.effects.append(effect)
+        elif rec.event is None or rec.event.type != ASSESSED:
+            final.foreign.append((rec.sequence, rec.headers.get(_MSG_ID)))
     async for rec in store.read_all(stream=config.stream_for("dlq")):
         if (effect := _dead_letter(rec, projection)) is not None:
             final.effects.append(effect)

@@ -21,6 +21,30 @@ from riskpipe.server import ServerStartError
 
 _SHOWN = 5
 """Violations printed per invariant (``--json`` and the kept history have them all)."""
+_AUTH = Path("deploy") / "nats" / "auth.conf"
+"""The deployment's users and permissions, in a checkout of riskpipe."""
+
+
+def _auth_of(auth: Path | None, *, no_auth: bool) -> Path | None:
+    """The auth config to run with: ``--auth``, else the checkout's, or none (``--no-auth``).
+
+    Raises:
+        click.BadParameter: both options, or neither and no checkout's config found.
+    """
+    if no_auth:
+        if auth is not None:
+            raise click.BadParameter("give --auth or --no-auth, not both", param_hint="--auth")
+        return None
+    if auth is not None:
+        return auth
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / _AUTH).is_file():
+            return root / _AUTH
+    raise click.BadParameter(
+        f"no {_AUTH} here: give the servers' users with --auth FILE, or run open"
+        " servers with --no-auth",
+        param_hint="--auth",
+    )
 
 
 @main.command()
@@ -54,6 +78,14 @@ _SHOWN = 5
     show_default=True,
     help="Evidence appended per second.",
 )
+@click.option(
+    "--auth",
+    type=click.Path(dir_okay=False, exists=True, readable=True, path_type=Path),
+    default=None,
+    help="The servers' accounts and users (default: the checkout's deploy/nats/auth.conf); "
+    "the run logs in with them and probes what producer credentials must not do.",
+)
+@click.option("--no-auth", is_flag=True, help="Open servers, no logins: no credential probes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(
     "--keep",
@@ -70,6 +102,8 @@ def chaos(  # noqa: PLR0913, PLR0917 - one option each
     nodes: str,
     workers: int,
     rate: float,
+    auth: Path | None,
+    no_auth: bool,
     as_json: bool,
     keep: Path | None,
 ) -> None:
@@ -85,8 +119,9 @@ def chaos(  # noqa: PLR0913, PLR0917 - one option each
         raise click.BadParameter(f"{scenario} needs --nodes 3", param_hint="--scenario")
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
-    # the harness's own connections reconnect through every server fault: errors only
-    configure_logging("error", app.settings.log_format)
+    # The harness's own connections meet every fault on purpose (reconnects, and
+    # the probes' permission denials): what it finds is in its report, not its log.
+    configure_logging("critical", app.settings.log_format)
     directory = keep or Path(tempfile.mkdtemp(prefix="riskpipe-chaos-"))
     options = ChaosOptions(
         scenario=scenario,  # type: ignore[arg-type]
@@ -96,6 +131,7 @@ def chaos(  # noqa: PLR0913, PLR0917 - one option each
         nodes=int(nodes),
         workers=workers,
         rate=rate,
+        auth=_auth_of(auth, no_auth=no_auth),
     )
     terminated: list[int] = []
 

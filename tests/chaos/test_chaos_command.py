@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from support.cli import riskpipe
 
-from riskpipe.chaos import APPEND, FAULT, INVARIANTS, read_history
+from riskpipe.chaos import APPEND, FAULT, INVARIANTS, PROBE, read_history
+from riskpipe.chaos._harness import _FORBIDDEN
+
+AUTH = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
 
 
 @pytest.mark.slow
@@ -50,6 +53,13 @@ def test_a_minute_of_mixed_faults_violates_no_invariant(nodes: str, tmp_path: Pa
     assert sum(1 for op in ops if op.op == FAULT) == sum(process_faults.values())
     acknowledged = sum(1 for op in ops if op.op == APPEND and op.type == "ok")
     assert acknowledged == result["appends"]["ok"]
+    # the run logged in with the deployment's users: a producer was denied what it must not do
+    denied = {
+        op.value["probe"]
+        for op in ops
+        if op.op == PROBE and op.type == "ok" and op.value["how"].startswith("permission denied")
+    }
+    assert denied & set(_FORBIDDEN), [op for op in ops if op.op == PROBE]
     assert result["headline"].startswith("1 node" if nodes == "1" else "3 nodes R3")
     assert "0 of 10 invariants violated" in result["headline"]
 
@@ -69,6 +79,8 @@ def test_a_kept_directory_must_be_empty(tmp_path: Path) -> None:
         (["--seconds", "1"], "1.0 is not in the range 5<=x<=86400"),
         (["--nodes", "2"], "'2' is not one of"),
         (["--scenario", "rolling-restart"], "rolling-restart needs --nodes 3"),
+        (["--auth", str(AUTH), "--no-auth"], "give --auth or --no-auth, not both"),
+        (["--auth", "no-such.conf"], "'no-such.conf' does not exist"),
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(args: list[str], words: str) -> None:

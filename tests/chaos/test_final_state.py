@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from support.events import evidence
 from support.pipeline import run_worker
 
+from eventstore import OutboundMessage
 from riskpipe.chaos import APPEND, HistoryWriter, Op, check, read_final
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ async def test_a_real_run_reads_back_clean_and_a_lost_ack_is_caught(
     assert [(e.evidence, e.delivery_count) for e in final.dead_letters()] == [(11, 1)]
     assert {rec.entity for rec in final.evidence} == {"t1.ent-0", "t1.ent-1", "t1.ent-2"}
     assert all(rec.partition is not None for rec in final.evidence)
+    assert final.foreign == []
     report = check(history.ops, final)
     assert set(report.violated()) == {"bounded-redelivery"}  # no redelivery counts recorded
 
@@ -59,3 +61,19 @@ async def _run(history: HistoryWriter, store: EventStore, nats_server: NatsServe
     result = await store.append_unchecked("evidence", "t1", "ent-0", b"{oops", msg_id="poison:1")
     history.record("p1", APPEND, "ok", msg_id="poison:1", sequence=result.sequence)
     await run_worker(store, nats_server.url)
+
+
+async def test_a_message_on_the_risk_stream_that_no_worker_wrote_is_foreign(
+    store: EventStore,
+) -> None:
+    """Not an assessment (here, not even an event): listed, and a security violation."""
+    acked = await store.client.publisher.publish(
+        OutboundMessage("rp.risk.t1.ent-0", b"{}", {"Nats-Msg-Id": "forged-1"})
+    )
+    await acked
+    final = await read_final(store)
+    assert final.foreign == [(1, "forged-1")]
+    violated = check([], final).violated()
+    assert [v.message for v in violated["security"]] == [
+        "the risk stream holds a message no worker wrote: sequence 1, id 'forged-1'"
+    ]

@@ -218,6 +218,13 @@ def _probe_took_effect(run: Run) -> None:
     run.op("probe", PROBE, "fail", probe="injected-expected-sequence")
 
 
+def _foreign_assessment(run: Run) -> None:
+    """A probe that had no answer (``info``), yet its assessment is on the risk stream."""
+    run.op("probe", PROBE, "invoke", probe="producer-publishes-assessment", msg_id="x-1")
+    run.op("probe", PROBE, "info", probe="producer-publishes-assessment", msg_id="x-1")
+    run.final.foreign.append((9, "x-1"))
+
+
 @pytest.mark.parametrize(
     ("invariant", "break_it", "words", "also"),
     [
@@ -260,6 +267,7 @@ def _probe_took_effect(run: Run) -> None:
             (),
         ),
         ("security", _probe_took_effect, "'injected-expected-sequence' was not refused", ()),
+        ("security", _foreign_assessment, "no worker wrote: sequence 9, id 'x-1'", ()),
     ],
 )
 def test_each_invariant_reports_its_violation(
