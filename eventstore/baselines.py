@@ -4,6 +4,7 @@ from eventstore._jetstream._baseline import (
     raw_ordered_read,
     raw_pipelined_publish,
     raw_projection_loop,
+    raw_pull_read,
 )
 
-__all__ = ["raw_ordered_read", "raw_pipelined_publish", "raw_projection_loop"]
+__all__ = ["raw_ordered_read", "raw_pipelined_publish", "raw_projection_loop", "raw_pull_read"]

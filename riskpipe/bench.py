@@ -10,15 +10,71 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
+from analyzers import (
+    EVIDENCE_RECORDED,
+    EVIDENCE_RECORDED_V2,
+    EntityRiskState,
+    Evidence,
+    EvidenceData,
+    EvidenceDataV2,
+    assess,
+)
 from riskpipe.server import NatsServer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-__all__ = ["Measurement", "Sample", "private_server", "process_cpu_seconds", "timed"]
+    from analyzers import AnalyzerConfig
+
+__all__ = [
+    "Measurement",
+    "Sample",
+    "assessing_handler",
+    "private_server",
+    "process_cpu_seconds",
+    "timed",
+]
+
+
+def assessing_handler(
+    config: AnalyzerConfig,
+) -> Callable[[str, bytes, int], tuple[str, bytes, str]]:
+    """The plain projection's work per evidence, for the raw baseline loop: the same analyzer.
+
+    Decodes the stored bytes with orjson, validates the data with the
+    analyzer's own model (v1 read as v2), scores it against the entity's
+    state kept in memory, and returns the assessment as JSON with a
+    ``Nats-Msg-Id`` from the evidence's stream position, as a worker's. No
+    fence, no catch-up, no dead letters, no metrics: what a user would write
+    instead.
+    """
+    states: dict[str, EntityRiskState] = {}
+    initial = EntityRiskState.initial()
+    loads, parse_time = orjson.loads, datetime.fromisoformat
+    models: dict[str, type[EvidenceData | EvidenceDataV2]] = {
+        EVIDENCE_RECORDED: EvidenceData,
+        EVIDENCE_RECORDED_V2: EvidenceDataV2,
+    }
+
+    def handle(subject: str, payload: bytes, sequence: int) -> tuple[str, bytes, str]:
+        envelope = loads(payload)
+        at = parse_time(envelope["time"])
+        data = models[envelope["type"]].model_validate(envelope["data"], context={"event_time": at})
+        evidence = Evidence.from_data(
+            data, event_id=envelope["id"], source=envelope["source"], sequence=sequence,
+            event_time=at,
+        )  # fmt: skip
+        assessment, states[subject] = assess(states.get(subject, initial), evidence, config=config)
+        result = f"benchraw.{envelope['tenant']}.{envelope['subject']}"
+        return result, assessment.model_dump_json().encode(), f"risk-{sequence}"
+
+    return handle
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from projections.audit._export import (
     export_rows,
     read_export,
 )
+from projections.audit._parallel import auto_jobs
 from projections.audit._records import DeadLetterRef, DlqAction, EvidenceOutcome, RecordedAssessment
 from projections.audit._replay import replay
 from projections.audit._report import (
@@ -57,6 +58,7 @@ __all__ = [
     "ReplayReport",
     "ReplayScope",
     "TimelineEntry",
+    "auto_jobs",
     "explain",
     "export_file",
     "export_rows",

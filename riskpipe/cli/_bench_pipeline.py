@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from analyzers import AnalyzerConfig
 from eventstore.baselines import raw_projection_loop
 from projections import handled_floor, read_leases
-from riskpipe.bench import Measurement, Sample, process_cpu_seconds, timed
+from riskpipe.bench import Measurement, Sample, assessing_handler, process_cpu_seconds, timed
 from riskpipe.demo import synthetic_evidence
 from riskpipe.wiring import private_environment
 
@@ -54,6 +55,8 @@ class PipelineRun:
     rate: int
     latency_events: int
     runs: int
+    analyzer: AnalyzerConfig = field(default_factory=AnalyzerConfig)
+    """What the workers score with; the plain loop scores with the same."""
 
 
 async def wait_acked(store: EventStore, last_seq: int) -> None:
@@ -262,7 +265,7 @@ async def measure_workers(
         mine = WorkersFigures(
             count,
             Measurement(f"riskpipe worker x {count} process(es) (their CPU)"),
-            Measurement(f"raw nats-py loop (beside {count} process(es))"),
+            Measurement(f"plain nats-py loop, same analyzer (beside {count} process(es))"),
         )
         with running_workers(server, count, settings.fetch_timeout) as workers:
             mine.settle_seconds.append(await wait_settled(store, workers))
@@ -314,6 +317,7 @@ async def _throughput_round(
         stream=store.config.stream_for("evidence"),
         filter_subject=f"{store.config.prefix}.evidence.>",
         count=run.count,
+        handle=assessing_handler(run.analyzer),
     )
     raw_cpu = _CpuWatch(workers)
     with raw_cpu:
