@@ -48,9 +48,18 @@ class KeyValue:
             validate_token(part, what="key part")
         return f"$KV.{self.bucket}.{key}"
 
-    async def get(self, key: str) -> KVEntry | None:
-        """The current entry for ``key``, or ``None`` when absent or deleted."""
-        raw = await self.js.direct_get_last(self.stream, self._subject(key))
+    async def get(self, key: str, *, leader: bool = False) -> KVEntry | None:
+        """The current entry for ``key``, or ``None`` when absent or deleted.
+
+        Any replica answers (a direct get), unless ``leader``: then the bucket's
+        leader does, never a replica still catching up that holds an older value.
+        """
+        subject = self._subject(key)
+        raw = await (
+            self.js.leader_get_last(self.stream, subject)
+            if leader
+            else self.js.direct_get_last(self.stream, subject)
+        )
         if raw is None or raw.headers.get("KV-Operation") in _DELETED:
             return None
         return KVEntry(key, raw.data, raw.seq)

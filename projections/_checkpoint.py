@@ -69,8 +69,14 @@ class Checkpoint:
     record: CheckpointRecord | None = None
 
 
-async def read_checkpoint(store: EventStore, projection: str, stream: str) -> Checkpoint:
+async def read_checkpoint(
+    store: EventStore, projection: str, stream: str, *, leader: bool = False
+) -> Checkpoint:
     """The checkpoint of ``projection`` over ``stream``, validated (see the module).
+
+    Any replica of the bucket may answer, with an older value while it catches
+    up (safe for a writer: its compare-and-set then fails); ``leader`` asks the
+    bucket's leader, for a reader that must never see one go back.
 
     Raises:
         NotProvisionedError: the stream does not exist.
@@ -79,7 +85,7 @@ async def read_checkpoint(store: EventStore, projection: str, stream: str) -> Ch
     if info is None:
         raise NotProvisionedError(f"stream {stream} does not exist; run `riskpipe init`")
     generation, last_seq = str(info["created"]), int(info["state"]["last_seq"])
-    entry = await store.kv(store.config.checkpoint_bucket).get(projection)
+    entry = await store.kv(store.config.checkpoint_bucket).get(projection, leader=leader)
     if entry is None:
         return Checkpoint(0, 0, generation, last_seq)
     try:

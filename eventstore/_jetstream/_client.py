@@ -360,6 +360,16 @@ class JetStreamClient:
         request: dict[str, object] = {"seq": seq}
         if next_by_subject is not None:
             request["next_by_subj"] = next_by_subject
+        return await self._leader_message(stream, request)
+
+    async def leader_get_last(self, stream: str, subject: str) -> RawMessage | None:
+        """The last message on ``subject``, from the leader (``None``: there is none).
+
+        What :meth:`direct_get_last` answers, never from a replica still catching up.
+        """
+        return await self._leader_message(stream, {"last_by_subj": subject})
+
+    async def _leader_message(self, stream: str, request: dict[str, object]) -> RawMessage | None:
         try:
             answer = await self.api(f"STREAM.MSG.GET.{stream}", request)
         except NotProvisionedError:

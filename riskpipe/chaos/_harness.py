@@ -628,7 +628,8 @@ class _Run:
             for partition in range(observer.config.partitions):
                 name = consumer_name(self.settings.projection, partition)
                 try:
-                    stored = await read_checkpoint(observer, name, stream)
+                    # from the leader: a replica catching up would show one going back
+                    stored = await read_checkpoint(observer, name, stream, leader=True)
                 except (EventStoreError, OSError, TimeoutError):
                     continue
                 if stored.refused is None and stored.sequence != seen.get(partition):
