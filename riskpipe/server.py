@@ -75,6 +75,7 @@ class NatsServer:
         config_file: Path | None = None,
         echo: bool = False,
         env: Mapping[str, str] | None = None,
+        log_file: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
@@ -83,6 +84,8 @@ class NatsServer:
         self.echo = echo
         self.env = env
         """Variables added to the server's environment (a config's ``$PASSWORD``s)."""
+        self.log_file = log_file
+        """Where every line the server logs is appended too, across restarts."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: deque[str] = deque(maxlen=200)
         self._ready = False
@@ -143,14 +146,21 @@ class NatsServer:
 
     def _pump(self, proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
         assert proc.stderr is not None  # noqa: S101 - set by Popen(stderr=PIPE)
-        with proc.stderr:
-            self._read_log(proc.stderr, ready)
+        with proc.stderr, contextlib.ExitStack() as files:
+            copy = None
+            if self.log_file is not None:
+                self.log_file.parent.mkdir(parents=True, exist_ok=True)
+                copy = files.enter_context(self.log_file.open("a", encoding="utf-8"))
+            self._read_log(proc.stderr, ready, copy)
         ready.set()
 
-    def _read_log(self, stream: IO[bytes], ready: threading.Event) -> None:
+    def _read_log(self, stream: IO[bytes], ready: threading.Event, copy: IO[str] | None) -> None:
         for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip()
             self._log.append(line)
+            if copy is not None:
+                copy.write(line + "\n")
+                copy.flush()
             if self.echo and self._ready:
                 print(line, flush=True)  # noqa: T201 - foreground server mirrors its log
             if match := _LISTENING.search(line):
@@ -287,6 +297,7 @@ class NatsCluster:
         advertise: bool = True,
         include: Path | None = None,
         env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         if size < 1 or (ports is not None and len(ports) != size):
             raise ValueError(f"a cluster of {size} nodes needs {size} client ports, got {ports}")
@@ -315,6 +326,7 @@ class NatsCluster:
                 config_file=data_dir / f"n{i}.conf",
                 echo=echo,
                 env=env,
+                log_file=log_dir / f"n{i}.log" if log_dir is not None else None,
             )
             for i in range(1, size + 1)
         ]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import orjson
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["Effect", "FinalState", "StoredEvidence"]
 
@@ -62,6 +67,46 @@ class FinalState:
     def dead_letters(self) -> list[Effect]:
         """The dead letters, in dead-letter stream order."""
         return sorted((e for e in self.effects if e.kind == "dead-letter"), key=_sequence)
+
+    def dump(self, directory: Path) -> None:
+        """Write it to ``directory`` as JSON lines, to be read back with :meth:`load`.
+
+        ``evidence.jsonl`` and ``effects.jsonl`` hold a record per message,
+        ``run.json`` the settings and the foreign messages: what the checker
+        needs, so a run's kept history can be checked again without its servers.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, records in (("evidence", self.evidence), ("effects", self.effects)):
+            with (directory / f"{name}.jsonl").open("wb") as out:
+                for record in records:
+                    out.write(orjson.dumps(asdict(record)) + b"\n")
+        settings = {
+            "duplicate_window": self.duplicate_window,
+            "max_deliver": self.max_deliver,
+            "max_in_flight": self.max_in_flight,
+            "workers": self.workers,
+            "foreign": self.foreign,
+        }
+        (directory / "run.json").write_bytes(orjson.dumps(settings))
+
+    @classmethod
+    def load(cls, directory: Path) -> FinalState:
+        """What :meth:`dump` wrote to ``directory``."""
+
+        def lines(name: str) -> list[dict[str, object]]:
+            with (directory / f"{name}.jsonl").open("rb") as src:
+                return [orjson.loads(line) for line in src]
+
+        run = orjson.loads((directory / "run.json").read_bytes())
+        return cls(
+            evidence=[StoredEvidence(**r) for r in lines("evidence")],  # type: ignore[arg-type]
+            effects=[Effect(**r) for r in lines("effects")],  # type: ignore[arg-type]
+            duplicate_window=run["duplicate_window"],
+            max_deliver=run["max_deliver"],
+            max_in_flight=run["max_in_flight"],
+            workers=run["workers"],
+            foreign=[(sequence, msg_id) for sequence, msg_id in run["foreign"]],
+        )
 
 
 def _sequence(effect: Effect) -> int:

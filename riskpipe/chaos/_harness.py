@@ -246,6 +246,7 @@ class _Run:
             options.nodes,
             auth=options.auth,
             env={f"NATS_{user.upper()}_PASSWORD": pw for user, pw in self.passwords.items()},
+            logs=options.directory / "logs",
         )
         self.history = HistoryWriter(options.directory / "history.jsonl")
         self.result = ChaosResult(options, Report(()))
@@ -684,6 +685,7 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
             if run.window is not None:
                 await run.window.stop()
             await observer.close()
+        final.dump(options.directory / "final")
         run.result.evidence = len(final.evidence)
         run.result.report = check(run.history.ops, final)
         return run.result

@@ -111,17 +111,32 @@ class Servers:
         *,
         auth: Path | None = None,
         env: Mapping[str, str] | None = None,
+        logs: Path | None = None,
     ) -> None:
         # not advertised: a worker behind its proxies must not find a way around them
         self.cluster = (
-            NatsCluster(data_dir=data_dir, size=nodes, advertise=False, include=auth, env=env)
+            NatsCluster(
+                data_dir=data_dir,
+                size=nodes,
+                advertise=False,
+                include=auth,
+                env=env,
+                log_dir=logs,
+            )
             if nodes > 1
             else None
         )
         self.nodes = (
             self.cluster.nodes
             if self.cluster is not None
-            else [NatsServer(data_dir=data_dir, config_file=_single(data_dir, auth), env=env)]
+            else [
+                NatsServer(
+                    data_dir=data_dir,
+                    config_file=_single(data_dir, auth),
+                    env=env,
+                    log_file=logs / "nats.log" if logs is not None else None,
+                )
+            ]
         )
         self.paused: set[int] = set()
         self.down: set[int] = set()

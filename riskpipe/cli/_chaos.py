@@ -91,7 +91,8 @@ def _auth_of(auth: Path | None, *, no_auth: bool) -> Path | None:
     "--keep",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Keep the history, the server stores and the worker logs in this directory.",
+    help="Keep the history, the server stores, the server and worker logs and the final"
+    " streams (final/) in this directory.",
 )
 @pass_app
 def chaos(  # noqa: PLR0913, PLR0917 - one option each
@@ -171,4 +172,6 @@ def _print(result: ChaosResult, keep: Path | None) -> None:
     for exit_line in result.worker_exits:
         console.print(f"note: {exit_line}", markup=False, highlight=False)
     if keep is not None:
-        console.print(f"history, server stores and logs kept in {keep}", markup=False)
+        console.print(
+            f"history, server stores, logs and final streams kept in {keep}", markup=False
+        )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support.cli import riskpipe
 
-from riskpipe.chaos import APPEND, FAULT, INVARIANTS, PROBE, read_history
+from riskpipe.chaos import APPEND, FAULT, INVARIANTS, PROBE, FinalState, check, read_history
 from riskpipe.chaos._harness import _FORBIDDEN
 
 AUTH = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
@@ -60,6 +60,10 @@ def test_a_minute_of_mixed_faults_violates_no_invariant(nodes: str, tmp_path: Pa
         if op.op == PROBE and op.type == "ok" and op.value["how"].startswith("permission denied")
     }
     assert denied & set(_FORBIDDEN), [op for op in ops if op.op == PROBE]
+    # kept: the servers' logs, and the final streams, enough to check the run again
+    logs = ["nats.log"] if nodes == "1" else ["n1.log", "n2.log", "n3.log"]
+    assert all("Server is ready" in (keep / "logs" / log).read_text() for log in logs)
+    assert check(ops, FinalState.load(keep / "final")).ok
     assert result["headline"].startswith("1 node" if nodes == "1" else "3 nodes R3")
     assert "0 of 10 invariants violated" in result["headline"]
 

@@ -9,7 +9,7 @@ from support.events import evidence
 from support.pipeline import run_worker
 
 from eventstore import OutboundMessage
-from riskpipe.chaos import APPEND, HistoryWriter, Op, check, read_final
+from riskpipe.chaos import APPEND, FinalState, HistoryWriter, Op, check, read_final
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,6 +35,8 @@ async def test_a_real_run_reads_back_clean_and_a_lost_ack_is_caught(
     assert {rec.entity for rec in final.evidence} == {"t1.ent-0", "t1.ent-1", "t1.ent-2"}
     assert all(rec.partition is not None for rec in final.evidence)
     assert final.foreign == []
+    final.dump(tmp_path / "final")  # what a kept run leaves: checked again without a server
+    assert FinalState.load(tmp_path / "final") == final
     report = check(history.ops, final)
     assert set(report.violated()) == {"bounded-redelivery"}  # no redelivery counts recorded
 
