@@ -595,12 +595,22 @@ class _Run:
             if name is not None
         ]
         n = 0
-        while not self.load_over.is_set():
-            await asyncio.sleep(_PROBE_SECONDS)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_PROBE_SECONDS):
+                    await self.load_over.wait()
+            if self.load_over.is_set():
+                return  # no probe starts once the load is over
             name = probes[n % len(probes)]
             event = _evidence("probe", n, rng, self.options.entities)
             self.history.record("probe", PROBE, "invoke", probe=name, msg_id=event.msg_id)
-            outcome, how = await self.probe_once(name, event)
+            try:
+                outcome, how = await self.probe_once(name, event)
+            except asyncio.CancelledError:
+                # the run ended under it: no answer, as for a server that never replied
+                self.history.record("probe", PROBE, "info", probe=name, msg_id=event.msg_id,
+                                    how="cancelled: the run ended")  # fmt: skip
+                raise
             self.history.record("probe", PROBE, outcome, probe=name, msg_id=event.msg_id,
                                 how=how)  # fmt: skip
             n += 1
@@ -717,6 +727,8 @@ async def _run_load(run: _Run, observer: EventStore) -> None:
         run.load_over.set()
         await asyncio.gather(*tasks)
         await nemesis
+        with contextlib.suppress(TimeoutError):  # a probe under way finishes (it has timeouts)
+            await asyncio.wait_for(asyncio.shield(prober), _PROBE_SECONDS * 2)
     finally:
         run.load_over.set()
         for task in (*tasks, nemesis, sampler, prober):
