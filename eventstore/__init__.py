@@ -26,6 +26,7 @@ from eventstore._copy import Copy, copy_of
 from eventstore._envelope import CloudEvent, msg_id_for
 from eventstore._jetstream._client import RawMessage, redact
 from eventstore._jetstream._consumer import ConsumerSettings, Delivery, DurableConsumer
+from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._transport import HeaderBlock, OutboundMessage
 from eventstore._kv import KeyValue, KVEntry
 from eventstore._options import DEFAULT_INBOX_PREFIX, ConnectOptions, check_inbox_prefix
@@ -89,6 +90,7 @@ __all__ = [
     "encode_json",
     "errors",
     "msg_id_for",
+    "parse_headers",
     "partition_of",
     "recorded_partitions",
     "redact",

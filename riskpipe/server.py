@@ -141,8 +141,9 @@ class NatsServer:
         )
         self._pump_thread.start()
         if not ready.wait(timeout) or not self._ready:
+            exited = ready.is_set()  # set without being ready: its log ended, it exited
             self.kill()
-            raise ServerStartError(self._failure_reason())
+            raise ServerStartError(self._failure_reason(exited=exited))
 
     def _pump(self, proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
         assert proc.stderr is not None  # noqa: S101 - set by Popen(stderr=PIPE)
@@ -172,10 +173,12 @@ class NatsServer:
                 if pattern.search(line):
                     seen.set()
 
-    def _failure_reason(self) -> str:
+    def _failure_reason(self, *, exited: bool) -> str:
         for line in reversed(self._log):
             if match := _FAILURE.search(line):
                 return f"nats-server failed to start: {match.group(1)}"
+        if exited and self._log:  # e.g. a config it cannot parse, said without a log prefix
+            return f"nats-server exited before it was ready: {self._log[-1]}"
         return "nats-server did not become ready in time"
 
     def stop(self, timeout: float = 10.0) -> None:

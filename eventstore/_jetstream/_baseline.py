@@ -28,6 +28,19 @@ __all__ = ["raw_ordered_read", "raw_pipelined_publish", "raw_projection_loop", "
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
 _MSG_ID = "Nats-Msg-Id"
+_EXPIRES_NS = 5_000_000_000
+
+
+def _pull_request(n: int) -> bytes:
+    """The body of a raw pull request for ``n`` messages (it expires after 5 s)."""
+    return json.dumps({"batch": n, "expires": _EXPIRES_NS}).encode()
+
+
+def _undelivered(msg: Msg) -> int | None:
+    """``None`` for a message; for a status (a pull request ended), what it will not deliver."""
+    if msg.data or not msg.headers or _STATUS not in msg.headers:
+        return None
+    return int(msg.headers.get(_PENDING, "0"))
 
 
 async def raw_pipelined_publish(
@@ -151,13 +164,11 @@ class _ConsumeLoop:
 
     async def pull(self, n: int) -> None:
         self.outstanding += n
-        request = json.dumps({"batch": n, "expires": 5_000_000_000}).encode()
-        await self.nc.publish(self.next_subject, request, reply=self.inbox)
+        await self.nc.publish(self.next_subject, _pull_request(n), reply=self.inbox)
 
     async def on_message(self, msg: Msg) -> None:
-        if not msg.data and msg.headers and _STATUS in msg.headers:
-            # the request ended (expired or cut short): what it did not deliver is not coming
-            self.outstanding -= int(msg.headers.get(_PENDING, "0"))
+        if (undelivered := _undelivered(msg)) is not None:
+            self.outstanding -= undelivered  # not coming: its request ended
         else:
             self.outstanding -= 1
             subject, payload, msg_id = self.handle(
@@ -247,13 +258,12 @@ async def _read_slice(
         n = min(batch, wanted - requested)
         if n > 0:
             requested += n
-            body = json.dumps({"batch": n, "expires": 5_000_000_000}).encode()
-            await nc.publish(next_subject, body, reply=inbox)
+            await nc.publish(next_subject, _pull_request(n), reply=inbox)
 
     async def on_message(msg: Msg) -> None:
         nonlocal received, requested
-        if not msg.data and msg.headers and _STATUS in msg.headers:
-            requested -= int(msg.headers.get(_PENDING, "0"))  # expired: ask again
+        if (undelivered := _undelivered(msg)) is not None:
+            requested -= undelivered  # not coming: its request ended, ask again
         else:
             received += 1
             if received >= wanted:

@@ -274,18 +274,21 @@ class _Run:
 
     # -- set-up ---------------------------------------------------------------
 
-    def login(self, user: str) -> dict[str, Any]:
-        """The settings that log in as ``user`` (none on open servers)."""
+    def login(self, user: str) -> dict[str, str]:
+        """The settings that log in as ``user``, by name (none on open servers).
+
+        Each user but ``admin`` has an inbox prefix of its own, as the auth file grants.
+        """
         if not self.passwords:
             return {}
-        return {
-            "nats_user": user,
-            "nats_password": SecretStr(self.passwords[user]),
-            "inbox_prefix": "_INBOX" if user == "admin" else f"_INBOX_{user}",
-        }
+        inbox = "_INBOX" if user == "admin" else f"_INBOX_{user}"
+        return {"nats_user": user, "nats_password": self.passwords[user], "inbox_prefix": inbox}
 
     async def connect(self, name: str, user: str = "admin") -> EventStore:
-        settings = private_settings(self.settings, self.servers.url, **self.login(user))
+        login: dict[str, Any] = self.login(user)
+        if "nats_password" in login:
+            login["nats_password"] = SecretStr(login["nats_password"])
+        settings = private_settings(self.settings, self.servers.url, **login)
         return await connect_store(settings, name=name)
 
     async def start_workers(self) -> None:
@@ -302,12 +305,7 @@ class _Run:
             "RISKPIPE_LEASE_TTL": f"{o.lease_ttl}s",
             "RISKPIPE_DATA_DIR": str(o.directory / "data"),
         }
-        if login := self.login("worker"):
-            env |= {
-                "RISKPIPE_NATS_USER": login["nats_user"],
-                "RISKPIPE_NATS_PASSWORD": self.passwords["worker"],
-                "RISKPIPE_INBOX_PREFIX": login["inbox_prefix"],
-            }
+        env |= {f"RISKPIPE_{name.upper()}": value for name, value in self.login("worker").items()}
         if self.enricher is not None:
             await self.enricher.start()
             env |= {

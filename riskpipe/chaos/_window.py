@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
-from eventstore import partition_of
-from eventstore._jetstream._inline import parse_headers
+from eventstore import parse_headers, partition_of
 from projections import consumer_name
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from eventstore import EventStore
 
 __all__ = ["AckWindow"]
@@ -50,7 +52,7 @@ class AckWindow:
         """Evidence sequence: its partition and when its assessment was seen."""
         self._acked: dict[int, float] = {}
         """Acks seen before their assessment (on a cluster, subjects may race)."""
-        self._subscriptions: list[object] = []
+        self._unsubscribe: list[Callable[[], Awaitable[None]]] = []
         self._seen = asyncio.Event()
         """Set at each assessment seen: a kill being aimed looks again."""
 
@@ -58,19 +60,20 @@ class AckWindow:
         """Listen to the risk stream's subjects and the evidence consumers' acks."""
         transport = self._store.client.transport
         prefix = self._store.config.prefix
-        self._subscriptions = [
-            await transport.subscribe(f"{prefix}.risk.>", self._on_assessment),
-            await transport.subscribe(f"$JS.ACK.{self._stream}.>", self._on_ack),
-            await transport.subscribe(f"$JS.ACK.*.*.{self._stream}.>", self._on_ack),  # a domain
-        ]
+        for subject, handler in (
+            (f"{prefix}.risk.>", self._on_assessment),
+            (f"$JS.ACK.{self._stream}.>", self._on_ack),
+            (f"$JS.ACK.*.*.{self._stream}.>", self._on_ack),  # with a domain
+        ):
+            subscription = await transport.subscribe(subject, handler)
+            self._unsubscribe.append(partial(transport.unsubscribe, subscription))
 
     async def stop(self) -> None:
         """Stop listening."""
-        transport = self._store.client.transport
-        for subscription in self._subscriptions:
+        for unsubscribe in self._unsubscribe:
             with contextlib.suppress(Exception):  # the connection may be gone already
-                await transport.unsubscribe(subscription)  # type: ignore[arg-type]
-        self._subscriptions = []
+                await unsubscribe()
+        self._unsubscribe = []
 
     def in_window(self, partitions: set[int]) -> set[int]:
         """Evidence of ``partitions`` assessed lately and not acknowledged yet."""

@@ -82,8 +82,10 @@ def _auth_of(auth: Path | None, *, no_auth: bool) -> Path | None:
     "--auth",
     type=click.Path(dir_okay=False, exists=True, readable=True, path_type=Path),
     default=None,
-    help="The servers' accounts and users (default: the checkout's deploy/nats/auth.conf); "
-    "the run logs in with them and probes what producer credentials must not do.",
+    help="The servers' accounts and users (default: the checkout's deploy/nats/auth.conf): "
+    "users admin, producer, worker, auditor and sys, with passwords from "
+    "$NATS_<USER>_PASSWORD. The run logs in with them and probes what producer "
+    "credentials must not do.",
 )
 @click.option("--no-auth", is_flag=True, help="Open servers, no logins: no credential probes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
