@@ -278,8 +278,14 @@ class Worker:
                 policy=review_policy(self.settings),
                 clock=utc_now,
                 name=self.settings.review_projection,
+                book=self.decisions,
             )
-            spec = HostedSpec(review, source="risk", handler=self._handler(review, pause=False))
+            spec = HostedSpec(
+                review,
+                source="risk",
+                handler=self._handler(review, pause=False),
+                before_batch=review.before_batch,
+            )
             hosts.append(ProjectionHost(store, spec, settings=settings, metrics=metrics))
             if review.policy.open_on_dead_letters is not None:
                 letters = DeadLetterReview(

@@ -11,6 +11,7 @@ holds by then, and an auditor finds the decisions by their sequences.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -44,25 +45,38 @@ class DecisionBook:
         self.position = 0
         """The last review stream sequence folded in."""
         self._entities: dict[tuple[str, str], EntityCases] = {}
+        self._lock = asyncio.Lock()  # two refreshes at once would fold an event twice
 
     async def refresh(self) -> int:
         """Read the review events stored since the last refresh; how many there were.
 
+        Every event the stream held when the refresh began is folded in once it
+        returns. A message a replica behind its leader does not have yet is
+        asked of the leader, never skipped.
+
         Raises:
             EventStoreError: the stream cannot be read (the next refresh tries again).
         """
-        stream = self.store.config.stream_for("review")
-        last = int((await self.store.stream_state(stream))["last_seq"])
-        read = 0
-        while self.position < last:
-            rec = await self.store.get(stream, self.position + 1)
-            self.position += 1
-            if rec is None or rec.event is None:
-                continue  # deleted, or not an event: no entity to fold it into
-            key = (rec.event.tenant, rec.event.subject)
-            self._entities.setdefault(key, EntityCases(*key)).apply_recorded(rec)
-            read += 1
-        return read
+        async with self._lock:
+            stream = self.store.config.stream_for("review")
+            last = int((await self.store.stream_state(stream))["last_seq"])
+            read = 0
+            while self.position < last:
+                sequence = self.position + 1
+                rec = await self.store.get(stream, sequence)
+                if rec is None and (raw := await self.store.client.leader_get(stream, sequence)):
+                    rec = self.store.recorded(raw)
+                self.position = sequence
+                if rec is None or rec.event is None:
+                    continue  # deleted, or not an event: no entity to fold it into
+                key = (rec.event.tenant, rec.event.subject)
+                self._entities.setdefault(key, EntityCases(*key)).apply_recorded(rec)
+                read += 1
+            return read
+
+    def cases(self, tenant: str, entity: str) -> EntityCases:
+        """The entity's cases as far as the book has read (none yet: an empty one, not kept)."""
+        return self._entities.get((tenant, entity)) or EntityCases(tenant, entity)
 
     def signal(self, tenant: str, entity: str, at: datetime) -> ReviewSignal | None:
         """The decisions about the entity in effect at ``at`` (``None``: none is)."""

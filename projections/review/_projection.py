@@ -9,9 +9,13 @@ assessment that asks for no case costs no read at all.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
+import structlog
+
 from eventstore import NO_STREAM, CloudEvent
+from eventstore.errors import EventStoreError
 from projections._deadletter import projection_source
 from projections._message import Message, Output, Result
 from projections.errors import MisaddressedEventError, UnexpectedEventTypeError
@@ -26,12 +30,17 @@ if TYPE_CHECKING:
 
     from eventstore import AppendResult, EventStore
     from projections.review._case import EntityCases
+    from projections.review._decisions import DecisionBook
     from projections.review._events import Trigger
     from projections.review._policy import ReviewPolicy
 
 __all__ = ["ReviewProjection", "opened_on", "opened_output", "raised_by"]
 
 _EVIDENCE = "evidence:"
+_UNKNOWN = sys.maxsize
+"""An entity's floor after a conflict: read afresh until a read says how far the book must be."""
+_KNOWN_LIMIT = 100_000
+_log = structlog.get_logger(__name__)
 
 
 def opened_on(cases: EntityCases, message: Message) -> bool:
@@ -83,7 +92,17 @@ def raised_by(contributions: dict[str, float]) -> tuple[str, ...]:
 
 
 class ReviewProjection:
-    """Opens one case per entity when its assessments call for review."""
+    """Opens one case per entity when its assessments call for review.
+
+    With a :class:`DecisionBook` (``book``), an entity's cases are taken from
+    the book, brought up to the review stream's end before each fetched batch
+    (:meth:`before_batch`): no read per assessment. An entity this projection
+    opened a case for, or was refused one, is read afresh once, and that read
+    stands until the book has caught up with it. Without a book, or while it
+    cannot be refreshed, every entity is read afresh. A case opened on cases
+    that missed a newer review event is refused by the fence on the entity's
+    last review sequence, and decided again on a fresh read.
+    """
 
     def __init__(
         self,
@@ -92,12 +111,32 @@ class ReviewProjection:
         policy: ReviewPolicy,
         clock: Callable[[], datetime],
         name: str = "review",
+        book: DecisionBook | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.name = name
         self._clock = clock
         self._actor = Actor(name=f"projection:{name}", role="system")
+        self.book = book
+        self._book_current = False
+        """The last refresh before a batch succeeded: the book may stand for a read."""
+        self._known: dict[tuple[str, str], tuple[int, EntityCases | None]] = {}
+        """Entities this projection wrote to (or was refused for): until the book's
+        position reaches the floor, their cases are those read afresh (``None``: read)."""
+
+    async def before_batch(self) -> None:
+        """Bring the book up to the review stream's end before a batch is handled; never raises."""
+        if self.book is None:
+            return
+        try:
+            await self.book.refresh()
+        except EventStoreError as exc:
+            if self._book_current:
+                _log.warning("review.book_stale", projection=self.name, error=str(exc))
+            self._book_current = False
+            return
+        self._book_current = True
 
     async def handle(self, message: Message) -> Result:
         """Open a case for one assessment, join the open one, or do nothing."""
@@ -106,7 +145,8 @@ class ReviewProjection:
         triggers = self.policy.triggers(assessment)
         if not triggers:
             return Result.commit((), "no_case")
-        cases = await read_cases(self.store, message.tenant, message.entity)
+        if (cases := self._booked(message.tenant, message.entity)) is None:
+            cases = await self._read(message)
         if opened_on(cases, message):
             return Result.commit((), "duplicate_skipped")  # opened by this one, or a later one
         if cases.open_case is not None:
@@ -120,10 +160,42 @@ class ReviewProjection:
         return opened_on(await read_cases(self.store, message.tenant, message.entity), message)
 
     def committed(self, message: Message, results: list[AppendResult]) -> None:
-        """Nothing to remember: every decision reads the entity's cases afresh."""
+        """A case opened: read the entity afresh until the book holds it."""
+        if results:
+            self._remember(message, max(result.sequence for result in results), None)
 
     def conflicted(self, message: Message) -> None:
-        """Nothing cached to forget: the runner hands the message back, to decide again."""
+        """The fence refused a case: decide again on a fresh read (the runner hands it back)."""
+        self._remember(message, _UNKNOWN, None)
+
+    def _booked(self, tenant: str, entity: str) -> EntityCases | None:
+        """The entity's cases without a read, when they may stand for one (``None``: read)."""
+        if self.book is None or not self._book_current:
+            return None
+        key = (tenant, entity)
+        if (known := self._known.get(key)) is not None:
+            floor, cases = known
+            if self.book.position < floor:
+                return cases  # None: read afresh
+            del self._known[key]  # the book holds all of it now
+        return self.book.cases(tenant, entity)
+
+    async def _read(self, message: Message) -> EntityCases:
+        """The entity's cases read from the stream, kept until the book holds as much."""
+        cases = await read_cases(self.store, message.tenant, message.entity)
+        if (message.tenant, message.entity) in self._known:
+            self._remember(message, cases.version, cases)
+        return cases
+
+    def _remember(self, message: Message, floor: int, cases: EntityCases | None) -> None:
+        """Until the book reaches ``floor``, the entity's cases are ``cases`` (``None``: read)."""
+        if self.book is None:
+            return
+        key = (message.tenant, message.entity)
+        if len(self._known) >= _KNOWN_LIMIT and key not in self._known:
+            # bounded: what is forgotten costs at most a refused case, decided again
+            self._known.clear()
+        self._known[key] = (floor, cases)
 
     def _decode(self, message: Message) -> tuple[CloudEvent, RiskAssessedData]:
         event, data = self.store.schemas.decode(

@@ -1,0 +1,143 @@
+"""The review projection decides on the worker's book of cases, not a read per assessment."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+from prometheus_client import CollectorRegistry
+from support.events import evidence
+from support.pipeline import run_worker
+
+from eventstore.errors import TransientStoreError
+from projections.review import OPENED, Actor, DecisionBook, ReviewService, read_cases
+from projections.review import _projection as review_projection
+from riskpipe.settings import Settings
+from riskpipe.worker import Worker
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+    from projections.review import EntityCases
+    from riskpipe.server import NatsServer
+
+ANA = Actor(name="ana", role="reviewer")
+
+
+async def _append(store: EventStore, entity: str, severities: list[str], start: int = 0) -> None:
+    for n, severity in enumerate(severities, start):
+        pattern = "malware_detected" if severity == "critical" else "failed_login_burst"
+        await store.append(
+            evidence(f"{entity}-{n}", entity=entity, severity=severity, pattern=pattern, minute=n)
+        )
+
+
+async def _opened(store: EventStore) -> list[tuple[str, int]]:
+    """``(entity, case number)`` of every ``opened`` event in REVIEW, in order."""
+    return [
+        (rec.event.subject, int(rec.event.data["case"]))  # type: ignore[arg-type, index]
+        async for rec in store.read_all(stream="REVIEW")
+        if rec.event is not None and rec.event.type == OPENED
+    ]
+
+
+async def _until_opened(store: EventStore, expected: list[tuple[str, int]]) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            if await _opened(store) == expected:
+                return
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The entities the review projection read from the stream, one item per read."""
+    seen: list[str] = []
+
+    async def counted(store: EventStore, tenant: str, entity: str) -> EntityCases:
+        seen.append(entity)
+        return await read_cases(store, tenant, entity)
+
+    monkeypatch.setattr(review_projection, "read_cases", counted)
+    return seen
+
+
+async def test_a_hot_entity_is_read_once_after_its_case_opens(
+    store: EventStore, nats_server: NatsServer, reads: list[str]
+) -> None:
+    """Twenty risky assessments of each of three entities: one case each, a read or so each."""
+    for entity in ("e1", "e2", "e3"):
+        await _append(store, entity, ["critical"] * 20)
+    worker = await run_worker(store, nats_server.url)
+    review = worker.hosts[1]
+    assert sorted(await _opened(store)) == [("e1", 1), ("e2", 1), ("e3", 1)]
+    assert review.outcomes["case_opened"] == 3
+    assert review.outcomes["case_joined"] == 57
+    # the read after each opening; before the book, every one of the 60 was a read
+    assert len(reads) <= 6, reads
+    assert set(reads) <= {"e1", "e2", "e3"}
+
+
+async def test_a_case_the_book_missed_is_refused_by_the_fence_and_joined(
+    store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, reads: list[str]
+) -> None:
+    """A book that has not read case 1 would open it again: the fence refuses, a read joins it."""
+    await _append(store, "e1", ["critical"] * 2)
+    await run_worker(store, nats_server.url)
+    assert await _opened(store) == [("e1", 1)]
+
+    async def reads_nothing(_book: DecisionBook) -> int:
+        return 0  # "up to date", while it holds nothing of REVIEW
+
+    monkeypatch.setattr(DecisionBook, "refresh", reads_nothing)
+    await _append(store, "e1", ["critical"] * 3, start=2)
+    reads.clear()
+    worker = await run_worker(store, nats_server.url)
+    review = worker.hosts[1]
+    assert await _opened(store) == [("e1", 1)]
+    assert review.outcomes["case_opened"] == 0
+    assert review.outcomes["case_joined"] == 3
+    # refused once, decided again on a read, which stands for the book from then on
+    assert reads == ["e1"]
+
+
+async def test_a_book_that_cannot_be_refreshed_gives_way_to_reads(
+    store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, reads: list[str]
+) -> None:
+    """REVIEW unreadable for the book once the worker runs: risky assessments are read."""
+    refresh = DecisionBook.refresh
+    looks: list[int] = []
+
+    async def fails_after_the_first(self: DecisionBook) -> int:
+        looks.append(1)
+        if len(looks) == 1:  # the look at start
+            return await refresh(self)
+        raise TransientStoreError("review stream unavailable")
+
+    monkeypatch.setattr(DecisionBook, "refresh", fails_after_the_first)
+    await _append(store, "e1", ["critical"] * 4)
+    worker = await run_worker(store, nats_server.url)
+    assert await _opened(store) == [("e1", 1)]
+    assert worker.hosts[1].outcomes["case_joined"] == 3
+    assert reads == ["e1"] * 4
+
+
+async def test_a_running_worker_sees_a_decision_made_before_the_next_assessment(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """Decided between two batches: the next, higher assessment opens case 2 at once."""
+    settings = Settings(nats_url=nats_server.url, fetch_timeout=0.2)
+    worker = Worker(store, settings, CollectorRegistry())
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop, http=False))
+    try:
+        await _append(store, "e1", ["high"] * 4)  # medium, medium, high, high
+        await _until_opened(store, [("e1", 1)])
+        service = ReviewService(store, clock=lambda: datetime.now(UTC))
+        await service.decide("t1", "e1", 1, "confirmed", "takeover", by=ANA)
+        await _append(store, "e1", ["high"], start=4)  # critical now: above the decided high
+        await _until_opened(store, [("e1", 1), ("e1", 2)])
+    finally:
+        stop.set()
+        await running
