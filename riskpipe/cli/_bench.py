@@ -251,6 +251,12 @@ def _worker_counts(_ctx: click.Context, _param: click.Parameter, value: str | No
     help="Run `riskpipe worker` processes instead of an in-process worker, e.g. 1,2: "
     "each count in turn, sharing the partitions by leases.",
 )
+@click.option(
+    "--review/--no-review",
+    default=False,
+    show_default=True,
+    help="Run the review projection in the workers too: work the plain loop does not do.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @pass_app
 def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
@@ -261,6 +267,7 @@ def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
     latency_events: int,
     runs: int,
     worker_counts: list[int],
+    review: bool,
     as_json: bool,
 ) -> None:
     """Projection throughput against a raw nats-py loop, and end-to-end latency at a fixed rate.
@@ -270,12 +277,14 @@ def pipeline(  # noqa: PLR0913, PLR0917 - one click option each
     CPU per event is read from the workers and from the server.
     """
     configure_logging("error", app.settings.log_format)
-    run = PipelineRun(count, entities, rate, latency_events, runs, analyzer_config(app.settings))
+    run = PipelineRun(
+        count, entities, rate, latency_events, runs, analyzer_config(app.settings), review=review
+    )
     if worker_counts:
         _pipeline_processes(app.settings, run, worker_counts, as_json=as_json)
         return
     with private_server() as server:
-        settings = private_settings(app.settings, server.url, fetch_timeout=0.2)
+        settings = private_settings(app.settings, server.url, fetch_timeout=0.2, review=review)
         figures = asyncio.run(_pipeline(settings, run))
     title = f"pipeline: {count} evidence events x {runs} runs"
     _report(figures, figures.pop("measurements"), title, "events/s", as_json=as_json)
@@ -316,7 +325,8 @@ async def _pipeline(settings: Settings, run: PipelineRun) -> dict[str, Any]:
     finally:
         await store.close()
     return {
-        "events": run.count, "runs": run.runs, "projection_per_s": round(projection.median),
+        "events": run.count, "runs": run.runs, "review": run.review,
+        "projection_per_s": round(projection.median),
         "raw_per_s": round(raw.median), "ratio": round(projection.median / raw.median, 3),
         "projection_cpu_us": round(projection.median_cpu_us, 1),
         "raw_cpu_us": round(raw.median_cpu_us, 1),
@@ -340,9 +350,11 @@ def _pipeline_processes(
     app_settings: Settings, run: PipelineRun, counts: list[int], *, as_json: bool
 ) -> None:
     with private_server() as server:
-        settings = private_settings(app_settings, server.url, fetch_timeout=0.2)
+        settings = private_settings(app_settings, server.url, fetch_timeout=0.2, review=run.review)
         measured = asyncio.run(_processes(settings, server, run, counts))
-    figures = {"events": run.count, "runs": run.runs, "rate": run.rate} | as_figures(measured)
+    figures: dict[str, Any] = {"events": run.count, "runs": run.runs, "rate": run.rate}
+    figures["review"] = run.review
+    figures |= as_figures(measured)
     by_count = {row["workers"]: row for row in figures["by_workers"]}
     if _ONE in by_count and _TWO in by_count:
         figures |= {"scale_target": SCALE_TARGET, "p99_limit": P99_LIMIT}

@@ -57,6 +57,8 @@ class PipelineRun:
     runs: int
     analyzer: AnalyzerConfig = field(default_factory=AnalyzerConfig)
     """What the workers score with; the plain loop scores with the same."""
+    review: bool = False
+    """Whether the workers also run the review projection, work the plain loop does not do."""
 
 
 async def wait_acked(store: EventStore, last_seq: int) -> None:
@@ -108,22 +110,30 @@ def _evidence_seq(rec: RecordedEvent) -> int:
 class WorkerProcesses:
     """N ``riskpipe worker`` processes on one server, each as its own machine would run it."""
 
-    def __init__(self, server: NatsServer, count: int, fetch_timeout: float) -> None:
+    def __init__(
+        self, server: NatsServer, count: int, fetch_timeout: float, *, review: bool = False
+    ) -> None:
         self.url = server.url
         self.server_pid = server.pid
         self.count = count
         self.fetch_timeout = fetch_timeout
+        self.review = review
         self._procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
         self._dir = tempfile.TemporaryDirectory(prefix="riskpipe-bench-workers-")
 
-    def start(self) -> None:
-        """Start every process; each logs errors only, to a file of its own."""
-        env = private_environment(os.environ, self.url) | {
+    def environment(self, environ: dict[str, str]) -> dict[str, str]:
+        """What each worker process runs with: ``environ`` pointed at the bench's server."""
+        return private_environment(environ, self.url) | {
             "RISKPIPE_LOG_LEVEL": "error",
             "RISKPIPE_LOG_FORMAT": "json",
             "RISKPIPE_FETCH_TIMEOUT": str(self.fetch_timeout),
+            "RISKPIPE_REVIEW": "true" if self.review else "false",
         }
+
+    def start(self) -> None:
+        """Start every process; each logs errors only, to a file of its own."""
+        env = self.environment(dict(os.environ))
         for n in range(self.count):
             log = Path(self._dir.name) / f"worker-{n}.log"
             with log.open("wb") as out:
@@ -184,10 +194,10 @@ class WorkerProcesses:
 
 @contextlib.contextmanager
 def running_workers(
-    server: NatsServer, count: int, fetch_timeout: float
+    server: NatsServer, count: int, fetch_timeout: float, *, review: bool = False
 ) -> Iterator[WorkerProcesses]:
     """``count`` worker processes for the block's duration, stopped however it ends."""
-    workers = WorkerProcesses(server, count, fetch_timeout)
+    workers = WorkerProcesses(server, count, fetch_timeout, review=review)
     try:
         workers.start()
         yield workers
@@ -267,14 +277,16 @@ async def measure_workers(
             Measurement(f"riskpipe worker x {count} process(es) (their CPU)"),
             Measurement(f"plain nats-py loop, same analyzer (beside {count} process(es))"),
         )
-        with running_workers(server, count, settings.fetch_timeout) as workers:
+        with running_workers(server, count, settings.fetch_timeout, review=run.review) as workers:
             mine.settle_seconds.append(await wait_settled(store, workers))
             for n in range(run.runs):
                 await _throughput_round(store, workers, run, mine, f"w{count}-{n}")
             workers.check_running()
         figures.append(mine)
     for mine in figures:
-        with running_workers(server, mine.count, settings.fetch_timeout) as workers:
+        with running_workers(
+            server, mine.count, settings.fetch_timeout, review=run.review
+        ) as workers:
             await wait_settled(store, workers)
             p50, p99 = await offered_latency(store, run, f"bench-latency-w{mine.count}")
             workers.check_running()

@@ -10,7 +10,8 @@ import sys
 import pytest
 from support.cli import riskpipe
 
-from riskpipe.bench import process_cpu_seconds
+from riskpipe.bench import private_server, process_cpu_seconds
+from riskpipe.cli._bench_pipeline import WorkerProcesses
 from riskpipe.wiring import private_environment
 
 SPIN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
@@ -48,6 +49,22 @@ def test_child_processes_on_a_private_server_get_no_credentials() -> None:
     }
 
 
+def test_bench_workers_run_the_review_projection_only_when_asked() -> None:
+    """The plain loop opens no cases: by default the workers do not either (``--review``)."""
+    environ = {"RISKPIPE_REVIEW": "true", "RISKPIPE_BATCH": "64"}
+    with private_server() as server:
+        plain = WorkerProcesses(server, 1, 0.2)
+        reviewing = WorkerProcesses(server, 1, 0.2, review=True)
+        try:
+            assert plain.environment(environ)["RISKPIPE_REVIEW"] == "false"
+            assert reviewing.environment(environ)["RISKPIPE_REVIEW"] == "true"
+            assert plain.environment(environ)["RISKPIPE_NATS_URL"] == server.url
+            assert plain.environment(environ)["RISKPIPE_BATCH"] == "64"
+        finally:
+            plain.stop()  # none started: only their log directories to remove
+            reviewing.stop()
+
+
 @pytest.mark.slow
 def test_one_and_two_worker_processes_are_measured_with_the_raw_loop_beside_them() -> None:
     """Each count gets its rate, the workers' and the server's CPU, latency, and 2 vs 1."""
@@ -67,6 +84,7 @@ def test_one_and_two_worker_processes_are_measured_with_the_raw_loop_beside_them
     expected = rows[2]["projection_per_s"] / rows[1]["projection_per_s"]
     assert rows[2]["speedup"] == pytest.approx(expected, rel=0.01)
     assert figures["scale_target"] == 1.6
+    assert figures["review"] is False
 
 
 def test_worker_counts_must_be_distinct_counts_of_one_or_more() -> None:
