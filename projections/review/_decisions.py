@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from analyzers import ReviewSignal
+from eventstore.errors import PermissionDeniedError
 from projections.review._case import EntityCases
 from projections.review._events import DECIDED
 from projections.review._policy import rank
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from analyzers import RiskLevel
-    from eventstore import EventStore
+    from eventstore import EventStore, RecordedEvent
     from projections.review._case import Case
     from projections.review._policy import ReviewPolicy
 
@@ -46,6 +47,7 @@ class DecisionBook:
         """The last review stream sequence folded in."""
         self._entities: dict[tuple[str, str], EntityCases] = {}
         self._lock = asyncio.Lock()  # two refreshes at once would fold an event twice
+        self._leader_denied = False
 
     async def refresh(self) -> int:
         """Read the review events stored since the last refresh; how many there were.
@@ -63,9 +65,7 @@ class DecisionBook:
             read = 0
             while self.position < last:
                 sequence = self.position + 1
-                rec = await self.store.get(stream, sequence)
-                if rec is None and (raw := await self.store.client.leader_get(stream, sequence)):
-                    rec = self.store.recorded(raw)
+                rec = await self.store.get(stream, sequence) or await self._leader(sequence)
                 self.position = sequence
                 if rec is None or rec.event is None:
                     continue  # deleted, or not an event: no entity to fold it into
@@ -73,6 +73,22 @@ class DecisionBook:
                 self._entities.setdefault(key, EntityCases(*key)).apply_recorded(rec)
                 read += 1
             return read
+
+    async def _leader(self, sequence: int) -> RecordedEvent | None:
+        """The message at ``sequence`` as the stream's leader has it (``None``: there is none).
+
+        A user without the leader grant (a deployment that predates it) gets the
+        answer it had before: the message is taken as absent, and said so once.
+        """
+        stream = self.store.config.stream_for("review")
+        try:
+            raw = await self.store.client.leader_get(stream, sequence)
+        except PermissionDeniedError as exc:
+            if not self._leader_denied:
+                _log.warning("review.book_leader_denied", sequence=sequence, error=str(exc))
+            self._leader_denied = True
+            return None
+        return None if raw is None else self.store.recorded(raw)
 
     def cases(self, tenant: str, entity: str) -> EntityCases:
         """The entity's cases as far as the book has read (none yet: an empty one, not kept)."""

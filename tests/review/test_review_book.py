@@ -12,13 +12,20 @@ from support.events import evidence
 from support.pipeline import run_worker
 
 from eventstore.errors import TransientStoreError
-from projections.review import OPENED, Actor, DecisionBook, ReviewService, read_cases
+from projections.review import (
+    OPENED,
+    Actor,
+    DecisionBook,
+    ReviewPolicy,
+    ReviewService,
+    read_cases,
+)
 from projections.review import _projection as review_projection
 from riskpipe.settings import Settings
 from riskpipe.worker import Worker
 
 if TYPE_CHECKING:
-    from eventstore import EventStore
+    from eventstore import EventStore, RecordedEvent
     from projections.review import EntityCases
     from riskpipe.server import NatsServer
 
@@ -141,3 +148,31 @@ async def test_a_running_worker_sees_a_decision_made_before_the_next_assessment(
     finally:
         stop.set()
         await running
+
+
+async def test_an_event_a_lagging_replica_lacks_is_read_from_the_leader(
+    store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A direct get answered "none" for a stored review event: the book asks the leader."""
+    await _append(store, "e1", ["critical"] * 2)
+    await run_worker(store, nats_server.url)
+    assert await _opened(store) == [("e1", 1)]
+    direct = store.get
+    behind: list[int] = []
+
+    async def behind_on_the_first(
+        stream: str, sequence: int, *, next_on_subject: str | None = None
+    ) -> RecordedEvent | None:
+        if stream == "REVIEW" and sequence == 1:
+            behind.append(sequence)
+            return None  # as a replica still catching up answers
+        return await direct(stream, sequence, next_on_subject=next_on_subject)
+
+    monkeypatch.setattr(store, "get", behind_on_the_first)
+    book = DecisionBook(store, ReviewPolicy())
+    assert await book.refresh() == 1
+    assert behind == [1]
+    assert book.position == 1
+    cases = book.cases("t1", "e1")
+    assert [case.number for case in cases.cases] == [1]
+    assert cases.open_case is not None
