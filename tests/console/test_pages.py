@@ -302,3 +302,29 @@ async def test_the_queue_filters_pages_and_counts_every_matching_case(
     client.cookies.clear()
     await _login(client, tokens.plain["reviewer", "acme"])
     assert _queue_counts((await client.get("/console/queue?tenant=globex")).text)["all"] == 0
+
+
+async def test_a_form_too_large_or_a_wrong_method_is_an_error_page_not_json(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    """The API's problems under /console come as the console's page, same status and headers."""
+    await _login(client, tokens.plain["reviewer", "acme"])
+    path = "/console/cases/acme/user-xss/1"
+    page = await client.get(path)
+    huge = await client.post(
+        f"{path}/comment", data={"text": "x" * 2_000_000, "version": "1", "csrf": _csrf(page.text)}
+    )
+    assert huge.status_code == 413
+    assert huge.headers["content-type"].startswith("text/html")
+    assert huge.headers["content-security-policy"] == CSP
+    assert "<h1>Request Entity Too Large</h1>" in huge.text
+    assert "larger than 65536 bytes" in huge.text
+    assert "x" * 100 not in huge.text
+    wrong = await client.put("/console/queue", content=b"")
+    assert wrong.status_code == 405
+    assert wrong.headers["content-type"].startswith("text/html")
+    json = await client.post("/console/logout", json={"csrf": _csrf(page.text)})
+    assert json.status_code == 400  # a form is a form
+    assert (await client.get("/console/queue")).status_code == 200  # and nothing was done
+    api = await client.post("/api/cases", content=b"x" * 70_000)
+    assert api.headers["content-type"] == "application/problem+json"  # the API is unchanged
