@@ -194,6 +194,7 @@ async def _case_response(  # noqa: PLR0913 - the case, and what to say about it
     conflict: str = "",
     error: str = "",
     done: str = "",
+    typed: dict[str, str] | None = None,
 ) -> Response:
     if not (_token(tenant) and _token(entity) and number.isdecimal() and 0 < int(number) < 10**6):
         raise PageError(404, _NOT_FOUND)
@@ -211,7 +212,7 @@ async def _case_response(  # noqa: PLR0913 - the case, and what to say about it
         request, "case.html", status=status, title=f"Case {detail.case}", case=detail,
         bars=contribution_bars(detail.contributions), conflict=conflict, error=error,
         done=done if done in {"decided", "assigned", "commented"} else "",
-        writer=principal.may(Permission.CASES_WRITE), **picture,
+        writer=principal.may(Permission.CASES_WRITE), typed=typed or {}, **picture,
     )  # fmt: skip
 
 
@@ -227,6 +228,8 @@ async def case_action(
     if not (_token(tenant) and _token(entity)) or not session.principal.sees(tenant):
         raise PageError(404, _NOT_FOUND)
     version = fields.get("version", "")
+    # what the person typed comes back in the form when nothing was written
+    typed = {f"{action}.{k}": v[:4000] for k, v in fields.items() if k not in {"csrf", "version"}}
     common: dict[str, Any] = {
         "tenant": tenant, "entity": entity, "number": int(number),
         "principal": session.principal, "ctx": api_context(request), "response": Response(),
@@ -252,11 +255,11 @@ async def case_action(
         why = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         message = "a reason is required" if action == "decide" and "reason" in why else why
         return await _case_response(request, session.principal, tenant, entity, number,
-                                    status=422, error=message)  # fmt: skip
+                                    status=422, error=message, typed=typed)  # fmt: skip
     except ProblemError as exc:
         if exc.status in {409, 412}:
             return await _case_response(request, session.principal, tenant, entity, number,
-                                        status=409, conflict=exc.detail)  # fmt: skip
+                                        status=409, conflict=exc.detail, typed=typed)  # fmt: skip
         if exc.status == HTTPStatus.NOT_FOUND:
             raise PageError(404, _NOT_FOUND) from None
         raise _page_error(exc) from None

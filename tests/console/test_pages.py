@@ -192,6 +192,14 @@ async def test_a_decision_needs_its_csrf_token_and_a_reason(
     empty = await client.post(f"{path}/decide", data={**form, "csrf": _csrf(page.text)})
     assert empty.status_code == 422
     assert "a reason is required" in empty.text
+    assert 'value="confirmed" required checked>' in empty.text  # the choice made is kept
+    stale = await client.post(
+        f"{path}/comment",
+        data={"text": "my <long> note", "version": "1", "csrf": _csrf(page.text)},
+    )
+    assert stale.status_code == 409  # the case moved on since version 1
+    assert "Someone else acted on this case first" in stale.text
+    assert ">my &lt;long&gt; note</textarea>" in stale.text  # nothing typed is lost
     done = await client.post(
         f"{path}/decide", data={**form, "reason": "real", "csrf": _csrf(page.text)}
     )
