@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from projections.readmodel._generations import active_generation, check_layout
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_LIMIT",
     "AssessmentView",
     "CasePage",
+    "CaseStatus",
     "CaseView",
     "DeadLetterPage",
     "DeadLetterView",
@@ -50,6 +52,7 @@ MAX_LIMIT = 500
 """The most rows one page holds."""
 _T = TypeVar("_T")
 CaseStatus = Literal["open", "escalated", "decided"]
+"""What a case is now: waiting for a decision (open or escalated), or decided."""
 DeadLetterState = Literal["queued", "replayed", "purged"]
 
 
@@ -169,10 +172,40 @@ def _limit(limit: int) -> int:
     return limit
 
 
-def _levels(level: str | Collection[str] | None) -> list[str] | None:
-    if level is None:
+def _one_or_many(value: str | Collection[str] | None) -> list[str] | None:
+    """A filter's values as a list (``None``: no filter)."""
+    if value is None:
         return None
-    return [level] if isinstance(level, str) else list(level)
+    return [value] if isinstance(value, str) else list(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _CaseFilter:
+    """The filters of a case list, as a ``WHERE`` on a generation's cases table."""
+
+    tenants: list[str] | None
+    statuses: list[str] | None
+    levels: list[str] | None
+    assignee: str | None
+    unassigned: bool
+    cutoff: datetime | None
+
+    def where(self, t: GenerationTables) -> list[ColumnElement[bool]]:
+        c = t.cases
+        where: list[ColumnElement[bool]] = []
+        if self.tenants is not None:
+            where.append(c.c.tenant.in_(self.tenants))
+        if self.statuses is not None:
+            where.append(c.c.status.in_(self.statuses))
+        if self.levels is not None:
+            where.append(c.c.level.in_(self.levels))
+        if self.assignee is not None:
+            where.append(c.c.assignee == self.assignee)
+        if self.unassigned:
+            where.append(c.c.assignee.is_(None))
+        if self.cutoff is not None:
+            where.append(c.c.opened_at < self.cutoff)
+        return where
 
 
 class ReadModelReader:
@@ -215,7 +248,7 @@ class ReadModelReader:
         self,
         *,
         tenants: Collection[str] | None,
-        status: CaseStatus | None = None,
+        status: CaseStatus | Collection[CaseStatus] | None = None,
         level: str | Collection[str] | None = None,
         assignee: str | None = None,
         unassigned: bool = False,
@@ -229,7 +262,8 @@ class ReadModelReader:
         ``after`` is a position in the order below, for a caller that keeps
         positions its own way instead of ``cursor``.
 
-        ``level``: the level (or levels) the case was opened at; ``assignee``: one
+        ``status``: the status (or statuses) it has now; ``level``: the level (or
+        levels) the case was opened at; ``assignee``: one
         reviewer's cases, ``unassigned``: nobody's; ``older_than``: opened before
         that time, or longer ago than that duration. Pages are keyset pages in
         (opened_at, tenant, entity, number) order: a case opened meanwhile never
@@ -245,25 +279,15 @@ class ReadModelReader:
         position = after if cursor is None else _cursor_key(_decode_cursor(cursor, 4))
         cutoff = self._clock() - older_than if isinstance(older_than, timedelta) else older_than
         tenant_list = None if tenants is None else sorted(set(tenants))
-        levels = _levels(level)
         if tenant_list == []:
             return CasePage(items=(), next_cursor=None)
+        filters = _CaseFilter(
+            tenant_list, _one_or_many(status), _one_or_many(level), assignee, unassigned, cutoff
+        )
 
         async def query(conn: AsyncConnection, t: GenerationTables) -> CasePage:
             c = t.cases
-            where: list[ColumnElement[bool]] = []
-            if tenant_list is not None:
-                where.append(c.c.tenant.in_(tenant_list))
-            if status is not None:
-                where.append(c.c.status == status)
-            if levels is not None:
-                where.append(c.c.level.in_(levels))
-            if assignee is not None:
-                where.append(c.c.assignee == assignee)
-            if unassigned:
-                where.append(c.c.assignee.is_(None))
-            if cutoff is not None:
-                where.append(c.c.opened_at < cutoff)
+            where = filters.where(t)
             order = (c.c.opened_at, c.c.tenant, c.c.entity, c.c.number)
             if position is not None:
                 where.append(tuple_(*order) > tuple_(*position))
@@ -280,6 +304,36 @@ class ReadModelReader:
                 )
             )
             return CasePage(items=items, next_cursor=next_cursor)
+
+        return await self._read(query)
+
+    async def count_cases(
+        self,
+        *,
+        tenants: Collection[str] | None,
+        status: CaseStatus | Collection[CaseStatus] | None = None,
+        assignee: str | None = None,
+        unassigned: bool = False,
+        older_than: datetime | timedelta | None = None,
+    ) -> dict[str, int]:
+        """How many cases :meth:`list_cases` lists with these filters, by the level opened at.
+
+        Levels without a case are left out.
+
+        Raises:
+            NoGenerationError: nothing was built yet.
+            DatabaseUnavailableError: the database cannot be reached.
+        """
+        cutoff = self._clock() - older_than if isinstance(older_than, timedelta) else older_than
+        tenant_list = None if tenants is None else sorted(set(tenants))
+        if tenant_list == []:
+            return {}
+        filters = _CaseFilter(tenant_list, _one_or_many(status), None, assignee, unassigned, cutoff)
+
+        async def query(conn: AsyncConnection, t: GenerationTables) -> dict[str, int]:
+            c = t.cases
+            counted = select(c.c.level, func.count()).where(*filters.where(t)).group_by(c.c.level)
+            return {str(level): int(n) for level, n in (await conn.execute(counted)).all()}
 
         return await self._read(query)
 

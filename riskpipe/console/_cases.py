@@ -9,10 +9,10 @@ session does not see is a 404 page, as the API answers 404.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
@@ -21,6 +21,13 @@ from starlette.responses import Response
 from analyzers import AnalyzerConfig
 from eventstore import validate_token
 from projections.audit import ReplayScope, explain, replay
+from projections.readmodel import (
+    CasePage,
+    CaseStatus,
+    InvalidCursorError,
+    NoGenerationError,
+    ReadModelError,
+)
 from projections.review import DECIDED, CaseDecidedData, read_cases
 from riskpipe.api import _cases as api
 from riskpipe.api._problems import ProblemError
@@ -50,8 +57,13 @@ STATUSES = {"waiting": "open or escalated", "open": "open", "escalated": "escala
             "decided": "decided", "any": "any"}  # fmt: skip
 AGES = {"": "any age", "1h": "older than 1 hour", "1d": "older than 1 day",
         "7d": "older than 7 days"}  # fmt: skip
+_WANTED: dict[str, list[CaseStatus] | None] = {
+    "waiting": ["open", "escalated"], "open": ["open"], "escalated": ["escalated"],
+    "decided": ["decided"], "any": None,
+}  # fmt: skip
 _AGE = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
 _EVIDENCE_SHOWN = 200
+_QUEUE_PAGE = 100
 _NOT_FOUND = "no such case, or not one of your tenants'"
 
 
@@ -76,37 +88,50 @@ async def queue(  # noqa: PLR0913 - the filters, each a query parameter
     status: str = "waiting",
     assignee: str = "",
     age: str = "",
+    cursor: str = "",
 ) -> Response:
-    """Cases waiting for a decision (by default), oldest first, with counts by level."""
+    """Cases waiting for a decision (by default), oldest first, a page at a time, counts by level.
+
+    The counts are of every case the filters other than the level match,
+    not only of the page shown.
+    """
     session = session_of(request, Permission.CASES_READ)
-    ctx = api_context(request)
+    reader = api_context(request).reader
+    if reader is None:
+        raise PageError(503, "the queue needs the SQL read model; see docs/readmodel.md")
     status = status if status in STATUSES else "waiting"
-    before = None
-    if age in _AGE:
-        before = (datetime.now(UTC) - _AGE[age]).isoformat(timespec="seconds")
-    wanted = ["open", "escalated"] if status == "waiting" else [status]
-    items: list[api.CaseListItem] = []
+    level = level if level in LEVELS else ""
+    principal = session.principal
+    tenants: frozenset[str] | None = principal.tenants
+    if _token(tenant):
+        tenants = frozenset({tenant}) if principal.sees(tenant) else frozenset()
+    wanted = _WANTED[status]
+    filters: dict[str, Any] = {
+        "tenants": tenants, "status": wanted, "assignee": assignee.strip() or None,
+        "older_than": _AGE.get(age),
+    }  # fmt: skip
     try:
-        for one in wanted:
-            page = await api.list_cases(
-                principal=session.principal, ctx=ctx,
-                tenant=tenant if _token(tenant) else None,
-                status=None if one == "any" else one,  # type: ignore[arg-type]
-                assignee=assignee.strip() or None, opened_before=before, limit=api.MAX_PAGE,
-            )  # fmt: skip
-            items += page.items
-    except ProblemError as exc:
-        raise _page_error(exc) from None
-    items.sort(key=lambda item: (item.opened_at, item.case))
-    counts = Counter(item.level.value for item in items)
-    shown = [item for item in items if not level or item.level.value == level]
+        page = await reader.list_cases(
+            **filters, level=level or None, limit=_QUEUE_PAGE, cursor=cursor or None
+        )
+        counts = await reader.count_cases(**filters)
+    except InvalidCursorError:
+        raise PageError(400, "that page of the queue is not one this console gave") from None
+    except NoGenerationError:
+        page, counts = CasePage(items=(), next_cursor=None), {}
+    except ReadModelError as exc:
+        raise PageError(503, f"the read model cannot answer: {exc}") from None
+    chosen = {"tenant": tenant, "level": level, "status": status, "assignee": assignee, "age": age}
     return render(
-        request, "queue.html", title="Review queue", items=shown,
-        counts=[(lv, counts.get(lv, 0)) for lv in LEVELS], total=len(items),
-        filters={"tenant": tenant, "level": level, "status": status, "assignee": assignee,
-                 "age": age},
-        levels=LEVELS, statuses=STATUSES, ages=AGES,
-        tenants=sorted(session.principal.tenants or ()),
+        request, "queue.html", title="Review queue",
+        items=[api.CaseListItem.of(view) for view in page.items],
+        counts=[(lv, counts.get(lv, 0)) for lv in LEVELS], total=sum(counts.values()),
+        matching=counts.get(level, 0) if level else sum(counts.values()),
+        paged=bool(cursor or page.next_cursor),
+        next_page=f"{PREFIX}/queue?{urlencode({**chosen, 'cursor': page.next_cursor})}"
+        if page.next_cursor else "",
+        filters=chosen, levels=LEVELS, statuses=STATUSES, ages=AGES,
+        tenants=sorted(principal.tenants or ()),
     )  # fmt: skip
 
 
@@ -169,6 +194,7 @@ async def _case_response(  # noqa: PLR0913 - the case, and what to say about it
     conflict: str = "",
     error: str = "",
     done: str = "",
+    typed: dict[str, str] | None = None,
 ) -> Response:
     if not (_token(tenant) and _token(entity) and number.isdecimal() and 0 < int(number) < 10**6):
         raise PageError(404, _NOT_FOUND)
@@ -186,7 +212,7 @@ async def _case_response(  # noqa: PLR0913 - the case, and what to say about it
         request, "case.html", status=status, title=f"Case {detail.case}", case=detail,
         bars=contribution_bars(detail.contributions), conflict=conflict, error=error,
         done=done if done in {"decided", "assigned", "commented"} else "",
-        writer=principal.may(Permission.CASES_WRITE), **picture,
+        writer=principal.may(Permission.CASES_WRITE), typed=typed or {}, **picture,
     )  # fmt: skip
 
 
@@ -202,6 +228,8 @@ async def case_action(
     if not (_token(tenant) and _token(entity)) or not session.principal.sees(tenant):
         raise PageError(404, _NOT_FOUND)
     version = fields.get("version", "")
+    # what the person typed comes back in the form when nothing was written
+    typed = {f"{action}.{k}": v[:4000] for k, v in fields.items() if k not in {"csrf", "version"}}
     common: dict[str, Any] = {
         "tenant": tenant, "entity": entity, "number": int(number),
         "principal": session.principal, "ctx": api_context(request), "response": Response(),
@@ -227,11 +255,11 @@ async def case_action(
         why = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         message = "a reason is required" if action == "decide" and "reason" in why else why
         return await _case_response(request, session.principal, tenant, entity, number,
-                                    status=422, error=message)  # fmt: skip
+                                    status=422, error=message, typed=typed)  # fmt: skip
     except ProblemError as exc:
         if exc.status in {409, 412}:
             return await _case_response(request, session.principal, tenant, entity, number,
-                                        status=409, conflict=exc.detail)  # fmt: skip
+                                        status=409, conflict=exc.detail, typed=typed)  # fmt: skip
         if exc.status == HTTPStatus.NOT_FOUND:
             raise PageError(404, _NOT_FOUND) from None
         raise _page_error(exc) from None

@@ -11,10 +11,12 @@ inline script or style, so even markup that got through would not run.
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
@@ -186,8 +188,34 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
+def _problem_page(env: jinja2.Environment, problem: bytes, status: int) -> bytes:
+    """The console's error page for an API problem (``application/problem+json``)."""
+    try:
+        doc = json.loads(problem)
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    title = str(doc.get("title") or phrase)
+    message = str(doc.get("detail") or title)
+    html = env.get_template("error.html").render(
+        title=title, prefix=PREFIX, session=None, principal=None, csrf="", menu=[],
+        message=message,
+    )  # fmt: skip
+    return html.encode()
+
+
 class ConsoleHeaders:
-    """Adds the console's security headers to every response under :data:`PREFIX`."""
+    """Adds the console's security headers to every response under :data:`PREFIX`.
+
+    An API problem answered there (a body over the limit, the store out of
+    reach, a method the path does not take, ...) becomes the console's error
+    page with the same status: a browser shows a page, not JSON.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -197,12 +225,36 @@ class ConsoleHeaders:
         if not (path == PREFIX or path.startswith(PREFIX + "/")):
             await self.app(scope, receive, send)
             return
+        held: dict[str, Any] = {}
+        body: list[bytes] = []
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name for name, _ in _HEADERS}
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
                 message = {**message, "headers": [*kept, *_HEADERS]}
+                kind = dict(kept).get(b"content-type", b"")
+                if kind.startswith(b"application/problem+json"):
+                    held.update(message)  # sent with the page, once the problem is read
+                    return
+            elif message["type"] == "http.response.body" and held:
+                body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await self._page(scope, held, b"".join(body), send)
+                return
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    @staticmethod
+    async def _page(scope: Scope, start: Message, problem: bytes, send: Send) -> None:
+        state: ConsoleState = scope["app"].state.console
+        page = _problem_page(state.env, problem, start["status"])
+        kind = b"text/html; charset=utf-8"
+        replaced = {b"content-type", b"content-length", b"cache-control"}
+        headers = [(k, v) for k, v in start["headers"] if k.lower() not in replaced]
+        headers += [(b"content-type", kind), (b"content-length", str(len(page)).encode()),
+                    (b"cache-control", b"no-store")]  # fmt: skip
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": page, "more_body": False})

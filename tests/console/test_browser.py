@@ -402,6 +402,12 @@ def test_an_operator_replays_a_dead_letter_and_it_is_assessed(
     replayed_as, actors = stack.store(outcome)
     assert replayed_as is not None
     assert actors == ["operator-all (operator)"]
+    person.go(f"/console/dead-letters/{seq}")
+    person.driver.find_element(By.LINK_TEXT, "Purge…").click()
+    assert "(required)" in person.text("label[for=reason]")
+    person.look("dead-letter-purge")
+    person.driver.find_element(By.LINK_TEXT, "Cancel").click()  # nothing purged
+    person.wait(lambda d: d.current_url.endswith(f"/console/dead-letters/{seq}"))
 
     def assessed() -> bool:
         status = stack.call("admin", "*", "/api/status")

@@ -192,6 +192,14 @@ async def test_a_decision_needs_its_csrf_token_and_a_reason(
     empty = await client.post(f"{path}/decide", data={**form, "csrf": _csrf(page.text)})
     assert empty.status_code == 422
     assert "a reason is required" in empty.text
+    assert 'value="confirmed" required checked>' in empty.text  # the choice made is kept
+    stale = await client.post(
+        f"{path}/comment",
+        data={"text": "my <long> note", "version": "1", "csrf": _csrf(page.text)},
+    )
+    assert stale.status_code == 409  # the case moved on since version 1
+    assert "Someone else acted on this case first" in stale.text
+    assert ">my &lt;long&gt; note</textarea>" in stale.text  # nothing typed is lost
     done = await client.post(
         f"{path}/decide", data={**form, "reason": "real", "csrf": _csrf(page.text)}
     )
@@ -242,3 +250,89 @@ async def test_a_purge_is_confirmed_needs_a_reason_and_is_audited(
     assert [(p["actor"], p["reason"]) for p in purges] == [
         ("operator-all (operator)", "garbage from a legacy feed")
     ]
+
+
+def _queue_rows(page: str) -> list[tuple[str, str]]:
+    """(case, level) of each row of a queue page, in order."""
+    row = r'<tr data-case="([^"]+)">\s*<td>.*?</td>\s*<td><span class="level level-(\w+)"'
+    return re.findall(row, page, re.DOTALL)
+
+
+def _queue_counts(page: str) -> dict[str, int]:
+    return {k: int(v) for k, v in re.findall(r'data-level="(\w+)">(\d+)<', page)}
+
+
+async def test_the_queue_filters_pages_and_counts_every_matching_case(
+    client: httpx.AsyncClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts by level are of every case the filters match, not of one page; pages follow on."""
+    monkeypatch.setattr("riskpipe.console._cases._QUEUE_PAGE", 2)
+    waiting: list[dict[str, object]] = []
+    for status in ("open", "escalated"):
+        answer = await client.get(
+            f"/api/cases?status={status}&limit=500", headers=tokens.header("reviewer", "*")
+        )
+        waiting += answer.json()["items"]
+    by_level: dict[str, int] = {}
+    for case in waiting:
+        by_level[str(case["level"])] = by_level.get(str(case["level"]), 0) + 1
+    assert len(waiting) > 2
+    await _login(client, tokens.plain["reviewer", "*"])
+    first = await client.get("/console/queue")
+    assert first.status_code == 200
+    counts = _queue_counts(first.text)
+    assert counts.pop("all") == len(waiting)
+    assert {k: v for k, v in counts.items() if v} == by_level
+    assert len(_queue_rows(first.text)) == 2  # one page, yet the counts are of them all
+    seen, page = [], first
+    while True:
+        seen += [case for case, _ in _queue_rows(page.text)]
+        more = re.search(r'href="([^"]+)" id="next-page"', page.text)
+        if more is None:
+            break
+        page = await client.get(html.unescape(more.group(1)))
+        assert _queue_counts(page.text)["all"] == len(waiting)
+    opened = sorted(waiting, key=lambda c: (str(c["opened_at"]), str(c["case"])))
+    assert seen == [c["case"] for c in opened]
+    level = max(by_level, key=lambda lv: by_level[lv])
+    monkeypatch.setattr("riskpipe.console._cases._QUEUE_PAGE", 500)
+    only = await client.get(f"/console/queue?level={level}")
+    assert {lv for _, lv in _queue_rows(only.text)} == {level}
+    assert len(_queue_rows(only.text)) == by_level[level]
+    assert f"{by_level[level]} case" in only.text
+    assert _queue_rows((await client.get("/console/queue?age=7d")).text) == []
+    acme = await client.get("/console/queue?tenant=acme")
+    assert {case.split(".")[0] for case, _ in _queue_rows(acme.text)} == {"acme"}
+    assert _queue_counts(acme.text)["all"] == sum(1 for c in waiting if c["tenant"] == "acme")
+    nobody = await client.get("/console/queue?assignee=rita")
+    assert _queue_rows(nobody.text) == []
+    assert _queue_counts(nobody.text)["all"] == 0
+    client.cookies.clear()
+    await _login(client, tokens.plain["reviewer", "acme"])
+    assert _queue_counts((await client.get("/console/queue?tenant=globex")).text)["all"] == 0
+
+
+async def test_a_form_too_large_or_a_wrong_method_is_an_error_page_not_json(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    """The API's problems under /console come as the console's page, same status and headers."""
+    await _login(client, tokens.plain["reviewer", "acme"])
+    path = "/console/cases/acme/user-xss/1"
+    page = await client.get(path)
+    huge = await client.post(
+        f"{path}/comment", data={"text": "x" * 2_000_000, "version": "1", "csrf": _csrf(page.text)}
+    )
+    assert huge.status_code == 413
+    assert huge.headers["content-type"].startswith("text/html")
+    assert huge.headers["content-security-policy"] == CSP
+    assert "<h1>Request Entity Too Large</h1>" in huge.text
+    assert "larger than 65536 bytes" in huge.text
+    assert "x" * 100 not in huge.text
+    wrong = await client.put("/console/queue", content=b"")
+    assert wrong.status_code == 405
+    assert wrong.headers["content-type"].startswith("text/html")
+    json = await client.post("/console/logout", json={"csrf": _csrf(page.text)})
+    assert json.status_code == 400  # a form is a form
+    assert (await client.get("/console/queue")).status_code == 200  # and nothing was done
+    api = await client.post("/api/cases", content=b"x" * 70_000)
+    assert api.headers["content-type"] == "application/problem+json"  # the API is unchanged

@@ -99,6 +99,21 @@ async def test_filters(
     assert {int(c.entity[1:]) for c in found} == expected
 
 
+async def test_several_statuses_and_the_counts_by_level(reader: ReadModelReader) -> None:
+    """A list of statuses is any of them; the counts are of every matching case, by level."""
+    waiting = await _all(reader, 4, tenants=["t0", "t1", "t2"], status=["open", "escalated"])
+    assert {int(c.entity[1:]) for c in waiting} == {n for n in range(30) if n % 7}
+    counts = await reader.count_cases(tenants=["t0", "t1", "t2"], status=["open", "escalated"])
+    assert counts == {
+        level: sum(1 for n in range(30) if n % 7 and _LEVELS[n % 4] == level) for level in _LEVELS
+    }
+    assert await reader.count_cases(tenants=["t1"], assignee="bob") == {
+        _LEVELS[n % 4]: 1 for n in range(30) if n % 3 == 1 and n % 5 == 0
+    }
+    assert await reader.count_cases(tenants=[]) == {}
+    assert await reader.count_cases(tenants=["t0"], assignee="nobody-at-all") == {}
+
+
 async def test_older_than_is_a_time_or_an_age(reader: ReadModelReader) -> None:
     """``older_than`` takes a time (opened before it) or a duration (opened longer ago)."""
     opened = {c.entity: c.opened_at for c in await _all(reader, 500, tenants=["t0", "t1", "t2"])}
