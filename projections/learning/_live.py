@@ -121,6 +121,7 @@ class LiveConfigs:
         self._current: AnalyzerConfig | str | None = None  # its config (or why it cannot load)
         self._stale: str | None = "the config log was not read yet"
         self._lock = asyncio.Lock()
+        self._looks = 0  # looks begun: a caller whose call one began after need not look again
 
     def at(self, sequence: int) -> AnalyzerConfig | None:
         """The config promoted for the evidence at ``sequence`` (``None``: before any).
@@ -159,11 +160,21 @@ class LiveConfigs:
     async def refresh(self) -> None:
         """Read promotions appended since the last look; never raises.
 
+        Calls made while a look is under way share the next one: every
+        partition's runner asks before its batch, and they would otherwise
+        queue one leader round trip behind another.
+
         A failure marks the configs unknown (every :meth:`at` raises) until a
         refresh succeeds: scoring with a config that may no longer be live
         would break the log's word.
         """
+        before = self._looks
         async with self._lock:
+            if self._looks > before:
+                # a look began after this call did, and has ended: it saw everything
+                # appended before this call (each partition's batch asks at once)
+                return
+            self._looks += 1
             try:
                 last = await self.store.client.leader_last_sequence(self._stream, self._subject)
                 if last is not None and last > self.book.version:

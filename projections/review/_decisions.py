@@ -48,18 +48,24 @@ class DecisionBook:
         self._entities: dict[tuple[str, str], EntityCases] = {}
         self._lock = asyncio.Lock()  # two refreshes at once would fold an event twice
         self._leader_denied = False
+        self._looks = 0  # refreshes begun: a call one began after shares its reading
 
     async def refresh(self) -> int:
         """Read the review events stored since the last refresh; how many there were.
 
-        Every event the stream held when the refresh began is folded in once it
-        returns. A message a replica behind its leader does not have yet is
-        asked of the leader, never skipped.
+        Every event the stream held when the call was made is folded in once it
+        returns (a call made while another refresh runs shares the next one). A
+        message a replica behind its leader does not have yet is asked of the
+        leader, never skipped.
 
         Raises:
             EventStoreError: the stream cannot be read (the next refresh tries again).
         """
+        before = self._looks
         async with self._lock:
+            if self._looks > before:
+                return 0  # a look that began after this call has read the stream's end
+            self._looks += 1
             stream = self.store.config.stream_for("review")
             last = int((await self.store.stream_state(stream))["last_seq"])
             read = 0

@@ -300,3 +300,38 @@ async def test_a_promoted_config_this_build_cannot_load_holds_its_positions(
     await live.refresh()
     assert live.at(4) == TUNED
     assert live.at(3) is None
+
+
+async def test_refreshes_asked_at_once_share_a_look_and_a_later_ask_looks_again(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixteen partitions asking at once share a look; a promotion made meanwhile is seen.
+
+    The look under way began before the promotion, so the sixteen asked after it
+    share one more: two leader requests, not seventeen one behind the other.
+    """
+    live = LiveConfigs(store)
+    await live.refresh()
+    asked = store.client.leader_last_sequence
+    looks: list[int] = []
+    gate = asyncio.Event()
+
+    async def slow_look(stream: str, subject: str) -> int | None:
+        looks.append(1)
+        await gate.wait()  # the leader's answer takes a while
+        return await asked(stream, subject)
+
+    monkeypatch.setattr(store.client, "leader_last_sequence", slow_look)
+    first = asyncio.create_task(live.refresh())  # a look under way, begun before the promotion
+    await asyncio.sleep(0.05)
+    book = await read_config_book(store)
+    await propose(store, book, TUNED, version="tuned-1", by=OPS, clock=_clock)
+    await _evidence(store, 0, 2)
+    await promote(store, book, "tuned-1", by=OPS, reason="tuned", clock=_clock)
+    later = [asyncio.create_task(live.refresh()) for _ in range(16)]  # all asked after it
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(first, *later)
+    assert len(looks) == 2, "the first look, then one look shared by the sixteen asked after it"
+    assert live.at(3) == TUNED  # the shared look began after the promotion was recorded
+    assert live.at(2) is None

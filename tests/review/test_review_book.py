@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -176,3 +176,31 @@ async def test_an_event_a_lagging_replica_lacks_is_read_from_the_leader(
     cases = book.cases("t1", "e1")
     assert [case.number for case in cases.cases] == [1]
     assert cases.open_case is not None
+
+
+async def test_refreshes_asked_together_share_one_reading(
+    store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked while a refresh runs, a refresh waits for the next one and shares it."""
+    await _append(store, "e1", ["critical"] * 2)
+    await run_worker(store, nats_server.url)
+    book = DecisionBook(store, ReviewPolicy())
+    state = store.stream_state
+    reads: list[str] = []
+    gate = asyncio.Event()
+
+    async def slow_state(stream: str) -> dict[str, Any]:
+        reads.append(stream)
+        await gate.wait()
+        return await state(stream)
+
+    monkeypatch.setattr(store, "stream_state", slow_state)
+    first = asyncio.create_task(book.refresh())
+    await asyncio.sleep(0.05)
+    together = [asyncio.create_task(book.refresh()) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    counts = await asyncio.gather(first, *together)
+    assert reads == ["REVIEW", "REVIEW"]
+    assert sum(counts) == 1  # the one review event, folded once
+    assert [case.number for case in book.cases("t1", "e1").cases] == [1]
