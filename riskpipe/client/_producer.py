@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore
 from eventstore.errors import DecodeError, EventStoreError
@@ -13,7 +13,7 @@ from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from datetime import datetime
     from types import TracebackType
 
@@ -134,7 +134,7 @@ class Producer:
             description=description,
             observed_at=observed_at,
         )
-        (outcome,) = await self._attempt([observation])
+        (outcome,) = await self._attempt([observation], _as_is)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -169,7 +169,7 @@ class Producer:
             observed_at=observed_at,
             description=description,
         )
-        (result,) = await self._attempt([event])
+        (result,) = await self._attempt([event], _as_is)
         if isinstance(result, Exception):
             raise result
         return result
@@ -182,18 +182,20 @@ class Producer:
         An invalid observation, or one the store refused, is a :class:`Rejected`
         in its place; the others are stored.
         """
-        outcomes = await self._attempt(observations)
-        return [Rejected.of(o) if isinstance(o, Exception) else o for o in outcomes]
+        return await self._attempt(observations, Rejected.of)
 
     async def _attempt(
-        self, observations: Iterable[Observation | Outcome]
-    ) -> list[Recorded | EventStoreError]:
+        self,
+        observations: Iterable[Observation | Outcome],
+        rejected: Callable[[EventStoreError], _R],
+    ) -> list[Recorded | _R]:
         """Check each observation as ``publish`` checks a line, and append the valid ones.
 
         The envelope is checked here, the data and the size as the store encodes
         the event: the checks of a publish line, without a JSON round trip. The
         observations are checked as the store takes them, a chunk at a time, so
-        checking the next chunk overlaps with the server storing this one.
+        checking the next chunk overlaps with the server storing this one. Each
+        failure is in its observation's place, as ``rejected`` makes it of the error.
         """
         invalid: dict[int, DecodeError] = {}
         envelope = self._store.schemas.envelope_then_data
@@ -207,12 +209,12 @@ class Producer:
                     continue
                 yield event
 
-        results: list[Recorded | EventStoreError] = [
-            r if isinstance(r, EventStoreError) else Recorded(r.sequence, r.duplicate)
+        results: list[Recorded | _R] = [
+            rejected(r) if isinstance(r, EventStoreError) else Recorded(r.sequence, r.duplicate)
             for r in await self._store.append_many(checked())
         ]
         for n, exc in invalid.items():  # in order: each goes where its observation was
-            results.insert(n, exc)
+            results.insert(n, rejected(exc))
         return results
 
     async def close(self) -> None:
@@ -231,6 +233,13 @@ class Producer:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._exits.__aexit__(kind, exc, tb)
+
+
+_R = TypeVar("_R")
+
+
+def _as_is(exc: EventStoreError) -> EventStoreError:
+    return exc
 
 
 def _path(value: str | Path | None) -> Path | None:

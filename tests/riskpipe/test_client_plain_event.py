@@ -9,7 +9,14 @@ import pytest
 
 from eventstore._codec import encode_event
 from riskpipe.client import Observation
-from riskpipe.client._observation import _KNOWN_LIMIT, _SOURCES, _TENANTS
+from riskpipe.client._observation import (
+    _ENTITIES,
+    _ENTITIES_LIMIT,
+    _ID,
+    _KNOWN_LIMIT,
+    _SOURCES,
+    _TENANTS,
+)
 from riskpipe.wiring import build_schemas
 
 SCHEMAS = build_schemas()
@@ -88,3 +95,36 @@ def test_many_sources_and_tenants_are_each_checked_and_the_memory_stays_bounded(
     assert len(_TENANTS) <= _KNOWN_LIMIT
     assert Observation(**{**BASE, "source": ""}).plain_event() is None
     assert Observation(**{**BASE, "tenant": "t1.t2"}).plain_event() is None
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    [
+        "",
+        "!",
+        "~",
+        "a" * 128,
+        "a" * 129,
+        " ",
+        "a b",
+        "a\tb",
+        "a\x7fb",
+        "a\x00b",
+        "caf\u00e9",
+        "\u00a0x",
+        "x\u2028",
+        "\x21\x7e",
+    ],
+)
+def test_the_id_is_checked_by_hand_exactly_as_its_pattern_says(event_id: str) -> None:
+    """The hand-made check of an id (length, ASCII, printable, no space) is the pattern's."""
+    plain = Observation(**{**BASE, "id": event_id}).plain_event()
+    assert (plain is not None) == bool(_ID.fullmatch(event_id))
+
+
+def test_many_entities_are_each_checked_and_the_memory_stays_bounded() -> None:
+    """Past the remembered entities, each is still checked, and a bad one is still refused."""
+    for n in range(_ENTITIES_LIMIT + 10):
+        assert Observation(**{**BASE, "entity": f"e{n}"}).plain_event()
+    assert len(_ENTITIES) <= _ENTITIES_LIMIT
+    assert Observation(**{**BASE, "entity": "e1.e2"}).plain_event() is None
