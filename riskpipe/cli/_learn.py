@@ -187,6 +187,12 @@ def learn(  # noqa: PLR0913, PLR0917 - one click option each
         name, since, until, horizon, cut, holdout, directory, propose, reason, tenant, l2
     )
     options.named = version is not None
+    if until > _now():
+        raise click.BadParameter(
+            f"{until.isoformat()} is in the future: an example's label is known only once"
+            " its horizon has passed, so the window ends by now (leave --until out for now)",
+            param_hint="--until",
+        )
 
     async def learned() -> dict[str, Any]:
         async with await connect_provisioned(
