@@ -302,7 +302,13 @@ async def _learn(
     if options.directory is not None:
         from projections.learning._report import write_report  # noqa: PLC0415 - matplotlib
 
-        body["report"] = str(write_report(learned, evaluation, body, options.directory))
+        try:
+            body["report"] = str(write_report(learned, evaluation, body, options.directory))
+        except OSError as exc:  # before proposing: a run that cannot report proposes nothing
+            raise LearnError(
+                f"cannot write the report in {options.directory}: {exc.strerror or exc}"
+                " (choose another --report DIR, or --no-report); nothing was proposed"
+            ) from exc
     if options.propose:
         await propose(
             store,

@@ -395,6 +395,22 @@ def test_a_window_without_positives_is_refused_and_nothing_is_proposed(cli: CliR
     assert _config_version(cli) == 0
 
 
+def test_a_report_that_cannot_be_written_is_one_error_and_nothing_is_proposed(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    """--report under a plain file: one sentence naming the directory, no traceback."""
+    world = _world(seed=13, events=600)
+    asyncio.run(_publish_url(_url(cli), world))
+    (tmp_path / "plain").write_text("a file, not a directory")
+    where = tmp_path / "plain" / "report"
+    result = cli.invoke(main, ["learn", *_window(world), "--report", str(where)])
+    assert result.exit_code == 1
+    assert f"cannot write the report in {where}" in result.output
+    assert "nothing was proposed" in result.output
+    assert "Traceback" not in result.output
+    assert _config_version(cli) == 0
+
+
 def test_two_runs_in_one_minute_without_a_version_both_propose(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
