@@ -16,6 +16,7 @@ from projections.learning._book import (
 )
 from projections.learning._errors import (
     EmptyHoldoutError,
+    EmptyTrainingError,
     EmptyWindowError,
     InvalidHorizonError,
     LearnError,
@@ -96,6 +97,7 @@ __all__ = [
     "ConfigVersionExistsError",
     "Dataset",
     "EmptyHoldoutError",
+    "EmptyTrainingError",
     "EmptyWindowError",
     "Evaluation",
     "Fit",

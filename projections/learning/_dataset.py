@@ -35,7 +35,7 @@ from analyzers import (
 from analyzers._window import fold
 from eventstore.errors import EventStoreError
 from projections.errors import UnexpectedEventTypeError
-from projections.learning._errors import EmptyWindowError, InvalidHorizonError, NoEvidenceError
+from projections.learning._errors import EmptyWindowError, NoEvidenceError, check_horizon
 from projections.learning._events import OUTCOME_RECORDED, OUTCOMES_STREAM, OutcomeRecordedData
 from projections.review import DECIDED, REVIEW_STREAM, CaseDecidedData
 
@@ -111,10 +111,9 @@ class Dataset:
         built for training with the cut there know nothing observed later.
 
         Raises:
-            InvalidHorizonError: ``horizon`` is not positive.
+            InvalidHorizonError: ``horizon`` is not positive and finite.
         """
-        if not horizon > 0.0:
-            raise InvalidHorizonError(horizon)
+        check_horizon(horizon)
         keep = self.outcome_positive & (self.outcome_time <= observed_until)
         if len(self) == 0 or not keep.any():
             return np.zeros(len(self), dtype=np.int8)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "EmptyHoldoutError",
+    "EmptyTrainingError",
     "EmptyWindowError",
     "InvalidHorizonError",
     "LearnError",
     "NoEvidenceError",
     "OneClassError",
+    "check_horizon",
 ]
 
 
@@ -17,14 +21,24 @@ class LearnError(Exception):
 
 
 class InvalidHorizonError(LearnError):
-    """The label horizon is not a positive duration."""
+    """The label horizon is not a positive, finite duration."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__(
-            f"the horizon must be longer than 0 seconds, got {seconds:g}: say how long after"
-            " an assessment an outcome still counts for it (e.g. --horizon 7d)"
+            f"the horizon must be longer than 0 seconds and finite, got {seconds:g}: say how"
+            " long after an assessment an outcome still counts for it (e.g. --horizon 7d)"
         )
         self.seconds = seconds
+
+
+def check_horizon(seconds: float) -> None:
+    """Refuse a horizon that is not a positive, finite number of seconds.
+
+    Raises:
+        InvalidHorizonError: it is 0 or less, infinite or not a number.
+    """
+    if not (seconds > 0.0 and math.isfinite(seconds)):
+        raise InvalidHorizonError(seconds)
 
 
 class EmptyWindowError(LearnError):
@@ -33,6 +47,18 @@ class EmptyWindowError(LearnError):
 
 class NoEvidenceError(LearnError):
     """No evidence was observed in the window: there is nothing to learn from."""
+
+
+class EmptyTrainingError(LearnError):
+    """No example's horizon ends by the cut: there is nothing to train on."""
+
+    def __init__(self, horizon: float) -> None:
+        super().__init__(
+            "no training example: an example trains when its horizon"
+            f" ({horizon:g} s) ends by the cut, and none does: move --cut later (or"
+            " --holdout lower), start --since earlier, or shorten --horizon"
+        )
+        self.horizon = horizon
 
 
 class OneClassError(LearnError):

@@ -22,9 +22,10 @@ from analyzers import SeverityWeights
 from projections.learning._dataset import SEVERITIES, severity_array
 from projections.learning._errors import (
     EmptyHoldoutError,
+    EmptyTrainingError,
     EmptyWindowError,
-    InvalidHorizonError,
     OneClassError,
+    check_horizon,
 )
 from projections.learning._events import TrainingWindow
 
@@ -69,19 +70,21 @@ def split(dataset: Dataset, *, horizon: float, cut: float) -> Split:
     horizon ends by then are kept (a label still open is not a negative).
 
     Raises:
-        InvalidHorizonError: ``horizon`` is not positive.
+        InvalidHorizonError: ``horizon`` is not positive and finite.
         EmptyWindowError: the cut is not inside the window.
+        EmptyTrainingError: no example's horizon ends by the cut.
         OneClassError: the training labels are all one class.
         EmptyHoldoutError: no example is after the cut.
     """
-    if not horizon > 0.0:
-        raise InvalidHorizonError(horizon)
+    check_horizon(horizon)
     since, until = dataset.since.timestamp(), dataset.until.timestamp()
     if not since < cut < until:
         raise EmptyWindowError("the cut must be after --since and before --until")
     times = dataset.times
     train = times + horizon <= cut
     test = (times > cut) & (times + horizon <= until)
+    if not train.any():
+        raise EmptyTrainingError(horizon)
     y_train = dataset.labels(horizon, observed_until=cut)[train]
     positives = int(y_train.sum())
     if positives in {0, int(train.sum())}:

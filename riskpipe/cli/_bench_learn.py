@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,12 +90,18 @@ def bench_learn(  # noqa: PLR0913, PLR0917 - one click option each
 
 
 def _world(seed: int, events: int, outcomes: int, entities: int) -> World:
-    """A year of ``events`` evidence, with about ``outcomes`` outcomes, half of them positive."""
+    """A year of ``events`` evidence, with about ``outcomes`` outcomes, half of them positive.
+
+    The year ends at the start of today (UTC): ``riskpipe learn`` takes no
+    window ending in the future.
+    """
     from projections.learning import make_world  # noqa: PLC0415 - needs the learn extra
 
     positives = outcomes / 2
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return make_world(
         seed=seed,
+        start=today - timedelta(seconds=_SPAN_S),
         entities=entities,
         events=events,
         span_seconds=_SPAN_S,

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 _CATEGORIES: tuple[Category, ...] = ("config", "evidence", "outcome")
 _NAME = "riskpipe-learn"
+_DEFAULT_REPORT = Path("learn-report-<version>")
+"""Stands for ``learn-report-<version>`` until the version's name is final."""
 _EXTRA = ("numpy", "scipy.optimize", "scipy.sparse", "matplotlib")
 _MISSING = (
     "riskpipe learn needs numpy, scipy and matplotlib, which are not installed:"
@@ -180,10 +182,17 @@ def learn(  # noqa: PLR0913, PLR0917 - one click option each
             base_config = load_config(base_file)
         except InvalidConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--base") from exc
-    directory = None if no_report else (report or Path(f"learn-report-{name}"))
+    directory = None if no_report else (report or _DEFAULT_REPORT)
     options = _Options(
         name, since, until, horizon, cut, holdout, directory, propose, reason, tenant, l2
     )
+    options.named = version is not None
+    if until > _now():
+        raise click.BadParameter(
+            f"{until.isoformat()} is in the future: an example's label is known only once"
+            " its horizon has passed, so the window ends by now (leave --until out for now)",
+            param_hint="--until",
+        )
 
     async def learned() -> dict[str, Any]:
         async with await connect_provisioned(
@@ -203,8 +212,8 @@ def learn(  # noqa: PLR0913, PLR0917 - one click option each
 
 class _Options:
     __slots__ = (
-        "cut", "directory", "holdout", "horizon", "l2", "propose", "reason", "since", "tenant",
-        "until", "version",
+        "cut", "directory", "holdout", "horizon", "l2", "named", "propose", "reason", "since",
+        "tenant", "until", "version",
     )  # fmt: skip
 
     def __init__(  # noqa: PLR0913, PLR0917 - the command's options
@@ -224,6 +233,8 @@ class _Options:
         self.version, self.since, self.until, self.horizon = version, since, until, horizon
         self.cut, self.holdout, self.directory, self.propose = cut, holdout, directory, propose
         self.reason, self.tenant, self.l2 = reason, tenant, l2
+        self.named = True
+        """``--version`` was given: a name proposed already is an error, not renamed."""
 
 
 async def _learn(
@@ -233,13 +244,17 @@ async def _learn(
     actor: Any,  # noqa: ANN401
 ) -> dict[str, Any]:
     from projections.learning._dataset import build_dataset  # noqa: PLC0415 - the learn extra
-    from projections.learning._errors import InvalidHorizonError  # noqa: PLC0415
+    from projections.learning._errors import check_horizon  # noqa: PLC0415
     from projections.learning._fit import fit  # noqa: PLC0415
     from projections.learning._metrics import evaluate  # noqa: PLC0415
 
-    if not options.horizon > 0.0:
-        raise InvalidHorizonError(options.horizon)
+    check_horizon(options.horizon)
     book = await read_config_book(store)
+    if not options.named:  # learned-<minute>, then -2, -3...: two runs in a minute both propose
+        stem, n = options.version, 1
+        while options.version in book.proposals:
+            n += 1
+            options.version = f"{stem}-{n}"
     if options.propose and options.version in book.proposals:
         raise ConfigVersionExistsError(options.version)
     if base is None:
@@ -282,10 +297,18 @@ async def _learn(
         "report": None,
         "proposed": False,
     }
+    if options.directory is _DEFAULT_REPORT:
+        options.directory = Path(f"learn-report-{options.version}")
     if options.directory is not None:
         from projections.learning._report import write_report  # noqa: PLC0415 - matplotlib
 
-        body["report"] = str(write_report(learned, evaluation, body, options.directory))
+        try:
+            body["report"] = str(write_report(learned, evaluation, body, options.directory))
+        except OSError as exc:  # before proposing: a run that cannot report proposes nothing
+            raise LearnError(
+                f"cannot write the report in {options.directory}: {exc.strerror or exc}"
+                " (choose another --report DIR, or --no-report); nothing was proposed"
+            ) from exc
     if options.propose:
         await propose(
             store,

@@ -19,8 +19,10 @@ from eventstore.errors import (
     EventStoreError,
     NotProvisionedError,
     PartitionsMismatchError,
+    PermissionDeniedError,
 )
 from projections import consumer_name, expected_consumer
+from projections.learning import OUTCOME_RECORDED
 from riskpipe.asyncapi import asyncapi_document
 from riskpipe.cli._app import AppContext, main, pass_app
 from riskpipe.cli._common import (
@@ -191,13 +193,14 @@ async def _publish_file(app: AppContext, file: IO[bytes]) -> PublishSummary:
         with _progress() as progress:
             task = progress.add_task("publishing", total=None)
             chunk: list[tuple[int, bytes]] = []
+            outcomes = _OutcomesStream()
             for item in _lines(file):
                 chunk.append(item)
                 if len(chunk) >= CHUNK:
-                    await _publish_chunk(store, chunk, summary)
+                    await _publish_chunk(store, chunk, summary, outcomes)
                     progress.advance(task, len(chunk))
                     chunk = []
-            await _publish_chunk(store, chunk, summary)
+            await _publish_chunk(store, chunk, summary, outcomes)
             progress.advance(task, len(chunk))
     return summary
 
@@ -230,8 +233,35 @@ def publish_schema() -> dict[str, Any]:
     }
 
 
+class _OutcomesStream:
+    """Whether outcome lines can be stored, looked up once, at the first of them.
+
+    ``riskpipe publish`` checks ``EVIDENCE`` before it starts, and ``OUTCOMES``
+    only when the file holds an outcome, so a file of evidence needs no more
+    than it did. Without the stream each outcome append would fail only after
+    its retries, a quarter of a minute a line.
+    """
+
+    def __init__(self) -> None:
+        self.checked = False
+        self.error: EventStoreError | None = None
+
+    async def unstorable(self, store: EventStore) -> EventStoreError | None:
+        """Why outcomes cannot be stored (``OUTCOMES`` missing or not visible), or ``None``."""
+        if not self.checked:
+            try:
+                await store.stream_state(store.config.stream_for("outcome"))
+            except (NotProvisionedError, PermissionDeniedError) as exc:
+                self.error = exc
+            self.checked = True
+        return self.error
+
+
 async def _publish_chunk(
-    store: EventStore, chunk: list[tuple[int, bytes]], summary: PublishSummary
+    store: EventStore,
+    chunk: list[tuple[int, bytes]],
+    summary: PublishSummary,
+    outcomes: _OutcomesStream,
 ) -> None:
     valid: list[tuple[int, CloudEvent]] = []
     for number, line in chunk:
@@ -241,6 +271,13 @@ async def _publish_chunk(
             summary.reject(number, exc)
             continue
         valid.append((number, event))
+    if any(event.type == OUTCOME_RECORDED for _, event in valid):
+        unstorable = await outcomes.unstorable(store)
+        if unstorable is not None:  # said at once, not after a time-out per line
+            for number, event in valid:
+                if event.type == OUTCOME_RECORDED:
+                    summary.reject(number, unstorable)
+            valid = [(n, e) for n, e in valid if e.type != OUTCOME_RECORDED]
     results = await store.append_many(event for _, event in valid)
     for (number, _), result in zip(valid, results, strict=True):
         if isinstance(result, EventStoreError):

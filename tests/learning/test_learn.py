@@ -14,6 +14,7 @@ from analyzers import AnalyzerConfig
 from eventstore import CloudEvent, EventStore
 from projections.learning import (
     OUTCOME_RECORDED,
+    EmptyTrainingError,
     NoEvidenceError,
     OneClassError,
     World,
@@ -23,6 +24,7 @@ from projections.learning import (
     make_world,
     read_config_book,
 )
+from projections.review import DECIDED
 from riskpipe.cli import main
 from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
@@ -170,8 +172,69 @@ async def test_an_outcome_after_the_cut_changes_nothing_in_the_fit(store: EventS
     assert moved.config.fingerprint() != before.config.fingerprint()
 
 
+def _decision(world: World, entity: str, at: float, outcome: str, n: int) -> CloudEvent:
+    return CloudEvent(
+        id=f"decided-{n}",
+        source="urn:riskpipe:review",
+        type=DECIDED,
+        subject=entity,
+        tenant=world.tenant,
+        time=world.at(at),
+        data={
+            "case": 1,
+            "outcome": outcome,
+            "reason": "looked at it",
+            "by": {"name": "ana", "role": "reviewer"},
+        },
+    )
+
+
+async def test_review_decisions_count_as_outcomes(store: EventStore) -> None:
+    """``confirmed`` is a positive at the decision's time, ``false_positive`` a negative.
+
+    ``escalated`` is neither; a decision is labelled like a recorded outcome.
+    """
+    world = _world(seed=17, events=600)
+    evidence = list(world.evidence_events())
+    results = await store.append_many(evidence)
+    assert not [r for r in results if isinstance(r, Exception)]
+    first = {}  # each entity's first evidence: (its index, its time from the start)
+    for i, entity in enumerate(world.entity):
+        first.setdefault(world.names[int(entity)], (i, float(world.time[i])))
+    (confirmed, (c_at, c_t)), (cleared, (f_at, f_t)), (escalated, (e_at, e_t)) = list(
+        first.items()
+    )[:3]
+    decisions = [
+        _decision(world, confirmed, c_t + 60.0, "confirmed", 1),
+        _decision(world, cleared, f_t + 60.0, "false_positive", 2),
+        _decision(world, escalated, e_t + 60.0, "escalated", 3),
+    ]
+    results = await store.append_many(decisions)
+    assert not [r for r in results if isinstance(r, Exception)]
+    dataset = await build_dataset(
+        store, base=AnalyzerConfig(), since=world.start, until=world.until
+    )
+    start = world.start.timestamp()
+    entity_index = {e: i for i, (_, e) in enumerate(dataset.entities)}
+    found = sorted(
+        (dataset.entities[int(k)][1], round(float(t) - start, 3), bool(p))
+        for k, t, p in zip(
+            dataset.outcome_entity, dataset.outcome_time, dataset.outcome_positive, strict=True
+        )
+    )
+    assert found == sorted(
+        [(confirmed, round(c_t + 60.0, 3), True), (cleared, round(f_t + 60.0, 3), False)]
+    )
+    labels = dataset.labels(HORIZON, observed_until=world.until.timestamp())
+    assert labels.sum() == 1
+    assert int(dataset.entity[int(np.argmax(labels))]) == entity_index[confirmed]
+    assert labels[c_at] == 1
+    assert labels[f_at] == 0
+    assert labels[e_at] == 0
+
+
 async def test_no_evidence_in_the_window_and_one_class_are_refused(store: EventStore) -> None:
-    """A window the log does not cover; a cut before any positive outcome."""
+    """A window the log does not cover; a cut before any horizon ends; outcomes all benign."""
     world = _world(seed=5, events=600)
     await _publish(store, world)
     with pytest.raises(NoEvidenceError):
@@ -184,8 +247,27 @@ async def test_no_evidence_in_the_window_and_one_class_are_refused(store: EventS
     dataset = await build_dataset(
         store, base=AnalyzerConfig(), since=world.start, until=world.until
     )
-    with pytest.raises(OneClassError, match="no positive"):
+    with pytest.raises(EmptyTrainingError, match="no training example"):
         fit(dataset, horizon=HORIZON, cut=world.start.timestamp() + HORIZON)
+    cut = world.start.timestamp() + 0.7 * world.span_seconds
+    assert fit(dataset, horizon=HORIZON, cut=cut).split.y_train.sum() > 0
+
+
+async def test_a_training_window_without_positives_is_refused(store: EventStore) -> None:
+    """Training examples aplenty, every outcome benign: no fit, the error says why."""
+    world = _world(seed=5, events=600)
+    benign = [e for e in world.outcome_events() if not (e.data or {}).get("positive")]
+    assert benign
+    for batch in (list(world.evidence_events()), benign):
+        assert not [r for r in await store.append_many(batch) if isinstance(r, Exception)]
+    dataset = await build_dataset(
+        store, base=AnalyzerConfig(), since=world.start, until=world.until
+    )
+    cut = world.start.timestamp() + 0.7 * world.span_seconds
+    with pytest.raises(OneClassError, match="no positive") as refused:
+        fit(dataset, horizon=HORIZON, cut=cut)
+    assert refused.value.examples > 300
+    assert refused.value.positives == 0
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -266,9 +348,12 @@ def test_learn_end_to_end_json_report_and_proposal(cli: CliRunner, tmp_path: Pat
     ("args", "message"),
     [
         (["--horizon", "0"], "horizon must be longer than 0"),
+        (["--horizon", "inf"], "horizon must be longer than 0 seconds and finite"),
+        (["--horizon", "90d"], "no training example: an example trains when its horizon"),
         (["--since", "2026-03-01T00:00:00Z", "--until", "2026-02-01T00:00:00Z"], "before --until"),
-        (["--cut", "2026-01-01T13:00:00Z"], "no positive"),
-        (["--since", "2027-01-01T00:00:00Z", "--until", "2027-02-01T00:00:00Z"], "no evidence"),
+        (["--cut", "2026-01-01T13:00:00Z"], "no training example"),
+        (["--since", "2025-01-01T00:00:00Z", "--until", "2025-02-01T00:00:00Z"], "no evidence"),
+        (["--until", "2999-01-01T00:00:00Z"], "2999-01-01T00:00:00+00:00 is in the future"),
         (["--tenant", "two words"], "invalid tenant 'two words'"),
         (["--tenant", "nobody"], "no evidence"),
     ],
@@ -284,6 +369,70 @@ def test_bad_inputs_are_refused_and_nothing_is_proposed(
     assert result.exit_code != 0
     assert message in " ".join(result.output.split()), result.output
     assert _config_version(cli) == before
+
+
+def test_a_window_without_positives_is_refused_and_nothing_is_proposed(cli: CliRunner) -> None:
+    """Evidence and benign outcomes only: the command says there is no positive example."""
+    world = _world(seed=13, events=600)
+    benign = [e for e in world.outcome_events() if not (e.data or {}).get("positive")]
+
+    async def publish() -> None:
+        store = await EventStore.connect(
+            _url(cli), schemas=build_schemas(), config=topology_config()
+        )
+        try:
+            for batch in (list(world.evidence_events()), benign):
+                assert not [r for r in await store.append_many(batch) if isinstance(r, Exception)]
+        finally:
+            await store.close()
+
+    asyncio.run(publish())
+    result = cli.invoke(main, ["learn", *_window(world), "--no-report"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "the training window has no positive examples (0 positive of" in text, text
+    assert "(0 positive of 0)" not in text
+    assert _config_version(cli) == 0
+
+
+def test_a_report_that_cannot_be_written_is_one_error_and_nothing_is_proposed(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    """--report under a plain file: one sentence naming the directory, no traceback."""
+    world = _world(seed=13, events=600)
+    asyncio.run(_publish_url(_url(cli), world))
+    (tmp_path / "plain").write_text("a file, not a directory")
+    where = tmp_path / "plain" / "report"
+    result = cli.invoke(main, ["learn", *_window(world), "--report", str(where)])
+    assert result.exit_code == 1
+    assert f"cannot write the report in {where}" in result.output
+    assert "nothing was proposed" in result.output
+    assert "Traceback" not in result.output
+    assert _config_version(cli) == 0
+
+
+def test_two_runs_in_one_minute_without_a_version_both_propose(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default name learned-<minute> is taken: the next run is learned-<minute>-2.
+
+    Its report goes to its own directory, not over the first run's.
+    """
+    world = _world(seed=19, events=600)
+    asyncio.run(_publish_url(_url(cli), world))
+    monkeypatch.setattr("riskpipe.cli._learn._now", lambda: world.until)
+    monkeypatch.chdir(tmp_path)
+    stamp = f"learned-{world.until:%Y%m%d%H%M}"
+    for expected in (stamp, f"{stamp}-2"):
+        result = cli.invoke(main, ["learn", *_window(world), "--json"])
+        assert result.exit_code == 0, result.output
+        body = json.loads(result.stdout)
+        assert (body["version"], body["proposed"]) == (expected, True)
+        assert body["report"] == f"learn-report-{expected}/report.md"
+        assert (tmp_path / body["report"]).is_file()
+    named = cli.invoke(main, ["learn", *_window(world), "--version", stamp, "--no-report"])
+    assert named.exit_code != 0
+    assert f"config version '{stamp}' was proposed already" in named.output
 
 
 def test_learn_without_the_extra_names_the_install(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import TYPE_CHECKING
 
+import nats
 import pytest
 from click.testing import CliRunner
 from support.events import evidence_line
@@ -228,6 +230,38 @@ def test_publish_takes_outcomes_beside_evidence(
     # observed_at defaults to the envelope's time, kept in UTC
     assert stored[0]["data"]["observed_at"] == "2026-03-02T08:00:00Z"
     assert stored[1]["data"]["observed_at"] == "2026-03-01T20:00:00Z"
+
+
+def test_publish_without_the_outcomes_stream_rejects_outcome_lines_at_once(
+    cli: CliRunner, tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """A store made before OUTCOMES existed: each outcome line says to run init; evidence is kept.
+
+    Appended regardless, each outcome line failed only after its retries (15 s a line).
+    """
+    cli.invoke(main, ["init"])
+    asyncio.run(_delete_stream(nats_server.url, "OUTCOMES"))
+    lines: list[str | bytes] = [
+        _outcome_line(f"o{i}") if i % 2 else evidence_line(f"m{i}") for i in range(40)
+    ]
+    started = time.monotonic()
+    result = cli.invoke(main, ["publish", "--json", str(_write(tmp_path / "o.jsonl", lines))])
+    assert time.monotonic() - started < 10.0
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert (summary["stored"], summary["rejected"]) == (20, 20)
+    assert {e["line"] for e in summary["errors"]} == set(range(2, 41, 2))
+    assert all(
+        "OUTCOMES does not exist; run `riskpipe init`" in e["error"] for e in summary["errors"]
+    )
+
+
+async def _delete_stream(url: str, name: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
 
 
 async def _outcomes(url: str) -> list[dict[str, object]]:
