@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore
-from eventstore.errors import DecodeError, EventStoreError
+from eventstore.errors import (
+    DecodeError,
+    EventStoreError,
+    NotProvisionedError,
+    PermissionDeniedError,
+)
 from riskpipe.client._observation import AttributeValue, Observation, Outcome, Recorded, Rejected
 from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
@@ -35,6 +40,8 @@ class Producer:
     def __init__(self, store: EventStore, exits: contextlib.AsyncExitStack) -> None:
         self._store = store
         self._exits = exits
+        self._outcomes_seen = False
+        """The ``OUTCOMES`` stream was there once: outcomes are appended without a look."""
 
     @classmethod
     async def connect(  # noqa: PLR0913 - where, and each way to authenticate, keyword-only
@@ -197,11 +204,16 @@ class Producer:
         checking the next chunk overlaps with the server storing this one. Each
         failure is in its observation's place, as ``rejected`` makes it of the error.
         """
-        invalid: dict[int, DecodeError] = {}
+        items = observations if isinstance(observations, list | tuple) else list(observations)
+        unstorable = await self._outcomes_unstorable(items)
+        invalid: dict[int, EventStoreError] = {}
         envelope = self._store.schemas.envelope_then_data
 
         def checked() -> Iterator[CloudEvent]:
-            for n, observation in enumerate(observations):
+            for n, observation in enumerate(items):
+                if unstorable is not None and type(observation) is Outcome:
+                    invalid[n] = unstorable
+                    continue
                 try:
                     event = observation.plain_event() or envelope(observation.fields())
                 except DecodeError as exc:
@@ -216,6 +228,29 @@ class Producer:
         for n, exc in invalid.items():  # in order: each goes where its observation was
             results.insert(n, rejected(exc))
         return results
+
+    async def _outcomes_unstorable(
+        self, items: list[Observation | Outcome] | tuple[Observation | Outcome, ...]
+    ) -> EventStoreError | None:
+        """Why outcomes cannot be stored now (no ``OUTCOMES`` stream to see), or ``None``.
+
+        Looked up when a call holds an outcome, until the stream has been seen
+        once: without it, each outcome's append would fail only after the
+        store's retries, a quarter of a minute each.
+        """
+        if self._outcomes_seen or not any(type(item) is Outcome for item in items):
+            return None
+        try:
+            await self._store.stream_state(self._store.config.stream_for("outcome"))
+        except NotProvisionedError as exc:
+            return NotProvisionedError(
+                f"outcomes cannot be stored: {exc} (run riskpipe init: it creates the"
+                " OUTCOMES stream)"
+            )
+        except PermissionDeniedError as exc:
+            return exc
+        self._outcomes_seen = True
+        return None
 
     async def close(self) -> None:
         """Wait for nothing more and close the connection.

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -251,6 +252,38 @@ async def test_record_outcome_stores_ground_truth_once(
     ]  # fmt: skip
     evidence = [r.event async for r in store.read("acme", "e1")]
     assert [e.id for e in evidence if e is not None] == ["ev-9"]
+
+
+async def test_outcomes_without_their_stream_are_refused_at_once(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """A store made before OUTCOMES: outcomes say to run init, at once; evidence is stored.
+
+    Appended regardless, each outcome failed only after the store's retries, 15 s apiece.
+    """
+    await store.client.api("STREAM.DELETE.OUTCOMES")
+    outcome = {
+        "tenant": "acme", "entity": "e1", "outcome": "benign", "positive": False,
+        "source": "cases", "time": T0,
+    }  # fmt: skip
+    started = time.monotonic()
+    async with await Producer.connect(nats_server.url) as producer:
+        mixed = await producer.record_many(
+            [seen("ev-1"), Outcome(id="o-1", **outcome), seen("ev-2"), Outcome(id="o-2", **outcome)]
+        )
+        with pytest.raises(NotProvisionedError, match="run riskpipe init"):
+            await producer.record_outcome(
+                "acme", "e1", "benign", positive=False, id="o-3", source="cases", time=T0
+            )
+        await store.provision()  # the stream is made meanwhile: the next outcome is stored
+        later = await producer.record_outcome(
+            "acme", "e1", "benign", positive=False, id="o-4", source="cases", time=T0
+        )
+    assert time.monotonic() - started < 10.0
+    assert [type(r) for r in mixed] == [Recorded, Rejected, Recorded, Rejected]
+    refused = [r for r in mixed if isinstance(r, Rejected)]
+    assert all(r.error == "NotProvisionedError" and "OUTCOMES" in r.reason for r in refused)
+    assert later == Recorded(1, duplicate=False)
 
 
 def test_the_sync_producer_from_threads(riskpipe_server: RiskpipeServer) -> None:
