@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from projections import LeaseRecord
 
 __all__ = ["LeaseOwnership", "PipelineStatus", "WorkerShare", "lease_ownership", "pipeline_status"]
+
+_LATER_STREAMS = ("review", "outcome", "config", "shadow")
+"""Streams a store made by an older ``riskpipe init`` may lack: listed when they exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,10 @@ async def pipeline_status(store: EventStore, projection: str) -> PipelineStatus:
     )
     states = {name: await store.stream_state(name) for name in names}
     streams = {name: int(state["messages"]) for name, state in states.items()}
+    for category in _LATER_STREAMS:  # made by a later `riskpipe init`: absent from older stores
+        name = config.stream_for(category)
+        with contextlib.suppress(NotProvisionedError):
+            streams[name] = int((await store.stream_state(name))["messages"])
     consumer, changed = await _consumers(store, projection)
     checkpoint, refused = await _checkpoints(store, projection)
     dlq = DeadLetterQueue(store, projection)
