@@ -11,14 +11,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from analyzers import EVIDENCE_TYPES
+from eventstore.errors import NotProvisionedError, PermissionDeniedError
 from projections.learning import OUTCOME_RECORDED
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from eventstore import CloudEvent, EventSchemas
+    from eventstore import CloudEvent, EventSchemas, EventStore
+    from eventstore.errors import EventStoreError
 
-__all__ = ["PUBLISHABLE_TYPES", "NotEvidenceError", "publishable"]
+__all__ = ["PUBLISHABLE_TYPES", "NotEvidenceError", "outcomes_unstorable", "publishable"]
 
 PUBLISHABLE_TYPES = (*EVIDENCE_TYPES, OUTCOME_RECORDED)
 """What producers record: evidence (either version) and outcomes."""
@@ -53,3 +55,19 @@ def publishable(
         # assessments, dead letters, review and config events are written by riskpipe itself
         raise NotEvidenceError(event.type, types)
     return event
+
+
+async def outcomes_unstorable(store: EventStore) -> EventStoreError | None:
+    """Why outcomes cannot be stored now (``OUTCOMES`` missing or not visible), or ``None``.
+
+    Asked before appending outcomes: without the stream, each outcome's append
+    would fail only after the store's retries, a quarter of a minute each.
+
+    Raises:
+        EventStoreError: the look-up itself failed (NATS unavailable).
+    """
+    try:
+        await store.stream_state(store.config.stream_for("outcome"))
+    except (NotProvisionedError, PermissionDeniedError) as exc:
+        return exc
+    return None

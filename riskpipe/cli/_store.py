@@ -19,7 +19,6 @@ from eventstore.errors import (
     EventStoreError,
     NotProvisionedError,
     PartitionsMismatchError,
-    PermissionDeniedError,
 )
 from projections import consumer_name, expected_consumer
 from projections.learning import OUTCOME_RECORDED
@@ -33,7 +32,7 @@ from riskpipe.cli._common import (
     plain,
     run,
 )
-from riskpipe.ingest import PUBLISHABLE_TYPES, NotEvidenceError, publishable
+from riskpipe.ingest import PUBLISHABLE_TYPES, NotEvidenceError, outcomes_unstorable, publishable
 from riskpipe.telemetry import configure_tracing
 from riskpipe.wiring import build_schemas, connect_store, store_config
 
@@ -249,10 +248,7 @@ class _OutcomesStream:
     async def unstorable(self, store: EventStore) -> EventStoreError | None:
         """Why outcomes cannot be stored (``OUTCOMES`` missing or not visible), or ``None``."""
         if not self.checked:
-            try:
-                await store.stream_state(store.config.stream_for("outcome"))
-            except (NotProvisionedError, PermissionDeniedError) as exc:
-                self.error = exc
+            self.error = await outcomes_unstorable(store)
             self.checked = True
         return self.error
 

@@ -7,13 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from eventstore import DEFAULT_INBOX_PREFIX, ConnectOptions, EventStore
-from eventstore.errors import (
-    DecodeError,
-    EventStoreError,
-    NotProvisionedError,
-    PermissionDeniedError,
-)
+from eventstore.errors import DecodeError, EventStoreError, NotProvisionedError
 from riskpipe.client._observation import AttributeValue, Observation, Outcome, Recorded, Rejected
+from riskpipe.ingest import outcomes_unstorable
 from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
 
@@ -240,17 +236,14 @@ class Producer:
         """
         if self._outcomes_seen or not any(type(item) is Outcome for item in items):
             return None
-        try:
-            await self._store.stream_state(self._store.config.stream_for("outcome"))
-        except NotProvisionedError as exc:
+        if (why := await outcomes_unstorable(self._store)) is None:
+            self._outcomes_seen = True
+        elif isinstance(why, NotProvisionedError):
             return NotProvisionedError(
-                f"outcomes cannot be stored: {exc} (run riskpipe init: it creates the"
+                f"outcomes cannot be stored: {why} (run riskpipe init: it creates the"
                 " OUTCOMES stream)"
             )
-        except PermissionDeniedError as exc:
-            return exc
-        self._outcomes_seen = True
-        return None
+        return why
 
     async def close(self) -> None:
         """Wait for nothing more and close the connection.

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from support.events import evidence
 from support.pipeline import run_worker
+from support.review import append_severities, opened_cases
 
-from eventstore.errors import TransientStoreError
+from eventstore.errors import PermissionDeniedError, TransientStoreError
 from projections.review import (
-    OPENED,
     Actor,
     DecisionBook,
     ReviewPolicy,
@@ -32,27 +31,10 @@ if TYPE_CHECKING:
 ANA = Actor(name="ana", role="reviewer")
 
 
-async def _append(store: EventStore, entity: str, severities: list[str], start: int = 0) -> None:
-    for n, severity in enumerate(severities, start):
-        pattern = "malware_detected" if severity == "critical" else "failed_login_burst"
-        await store.append(
-            evidence(f"{entity}-{n}", entity=entity, severity=severity, pattern=pattern, minute=n)
-        )
-
-
-async def _opened(store: EventStore) -> list[tuple[str, int]]:
-    """``(entity, case number)`` of every ``opened`` event in REVIEW, in order."""
-    return [
-        (rec.event.subject, int(rec.event.data["case"]))  # type: ignore[arg-type, index]
-        async for rec in store.read_all(stream="REVIEW")
-        if rec.event is not None and rec.event.type == OPENED
-    ]
-
-
 async def _until_opened(store: EventStore, expected: list[tuple[str, int]]) -> None:
     async with asyncio.timeout(30):
         while True:
-            if await _opened(store) == expected:
+            if await opened_cases(store) == expected:
                 return
             await asyncio.sleep(0.05)
 
@@ -75,10 +57,10 @@ async def test_a_hot_entity_is_read_once_after_its_case_opens(
 ) -> None:
     """Twenty risky assessments of each of three entities: one case each, a read or so each."""
     for entity in ("e1", "e2", "e3"):
-        await _append(store, entity, ["critical"] * 20)
+        await append_severities(store, entity, ["critical"] * 20)
     worker = await run_worker(store, nats_server.url)
     review = worker.hosts[1]
-    assert sorted(await _opened(store)) == [("e1", 1), ("e2", 1), ("e3", 1)]
+    assert sorted(await opened_cases(store)) == [("e1", 1), ("e2", 1), ("e3", 1)]
     assert review.outcomes["case_opened"] == 3
     assert review.outcomes["case_joined"] == 57
     # the read after each opening; before the book, every one of the 60 was a read
@@ -90,19 +72,19 @@ async def test_a_case_the_book_missed_is_refused_by_the_fence_and_joined(
     store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, reads: list[str]
 ) -> None:
     """A book that has not read case 1 would open it again: the fence refuses, a read joins it."""
-    await _append(store, "e1", ["critical"] * 2)
+    await append_severities(store, "e1", ["critical"] * 2)
     await run_worker(store, nats_server.url)
-    assert await _opened(store) == [("e1", 1)]
+    assert await opened_cases(store) == [("e1", 1)]
 
     async def reads_nothing(_book: DecisionBook) -> int:
         return 0  # "up to date", while it holds nothing of REVIEW
 
     monkeypatch.setattr(DecisionBook, "refresh", reads_nothing)
-    await _append(store, "e1", ["critical"] * 3, start=2)
+    await append_severities(store, "e1", ["critical"] * 3, start=2)
     reads.clear()
     worker = await run_worker(store, nats_server.url)
     review = worker.hosts[1]
-    assert await _opened(store) == [("e1", 1)]
+    assert await opened_cases(store) == [("e1", 1)]
     assert review.outcomes["case_opened"] == 0
     assert review.outcomes["case_joined"] == 3
     # refused once, decided again on a read, which stands for the book from then on
@@ -123,9 +105,9 @@ async def test_a_book_that_cannot_be_refreshed_gives_way_to_reads(
         raise TransientStoreError("review stream unavailable")
 
     monkeypatch.setattr(DecisionBook, "refresh", fails_after_the_first)
-    await _append(store, "e1", ["critical"] * 4)
+    await append_severities(store, "e1", ["critical"] * 4)
     worker = await run_worker(store, nats_server.url)
-    assert await _opened(store) == [("e1", 1)]
+    assert await opened_cases(store) == [("e1", 1)]
     assert worker.hosts[1].outcomes["case_joined"] == 3
     assert reads == ["e1"] * 4
 
@@ -139,11 +121,13 @@ async def test_a_running_worker_sees_a_decision_made_before_the_next_assessment(
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop, http=False))
     try:
-        await _append(store, "e1", ["high"] * 4)  # medium, medium, high, high
+        await append_severities(store, "e1", ["high"] * 4)  # medium, medium, high, high
         await _until_opened(store, [("e1", 1)])
         service = ReviewService(store, clock=lambda: datetime.now(UTC))
         await service.decide("t1", "e1", 1, "confirmed", "takeover", by=ANA)
-        await _append(store, "e1", ["high"], start=4)  # critical now: above the decided high
+        await append_severities(
+            store, "e1", ["high"], start=4
+        )  # critical now: above the decided high
         await _until_opened(store, [("e1", 1), ("e1", 2)])
     finally:
         stop.set()
@@ -154,9 +138,9 @@ async def test_an_event_a_lagging_replica_lacks_is_read_from_the_leader(
     store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A direct get answered "none" for a stored review event: the book asks the leader."""
-    await _append(store, "e1", ["critical"] * 2)
+    await append_severities(store, "e1", ["critical"] * 2)
     await run_worker(store, nats_server.url)
-    assert await _opened(store) == [("e1", 1)]
+    assert await opened_cases(store) == [("e1", 1)]
     direct = store.get
     behind: list[int] = []
 
@@ -182,7 +166,7 @@ async def test_refreshes_asked_together_share_one_reading(
     store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Asked while a refresh runs, a refresh waits for the next one and shares it."""
-    await _append(store, "e1", ["critical"] * 2)
+    await append_severities(store, "e1", ["critical"] * 2)
     await run_worker(store, nats_server.url)
     book = DecisionBook(store, ReviewPolicy())
     state = store.stream_state
@@ -204,3 +188,29 @@ async def test_refreshes_asked_together_share_one_reading(
     assert reads == ["REVIEW", "REVIEW"]
     assert sum(counts) == 1  # the one review event, folded once
     assert [case.number for case in book.cases("t1", "e1").cases] == [1]
+
+
+async def test_a_user_without_the_leader_grant_keeps_the_old_skip_and_says_so(
+    store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused the leader's get (an older auth.conf): the event is taken as absent, not stuck on."""
+    await append_severities(store, "e1", ["critical"] * 2)
+    await run_worker(store, nats_server.url)
+    direct = store.get
+
+    async def behind(
+        stream: str, sequence: int, *, next_on_subject: str | None = None
+    ) -> RecordedEvent | None:
+        if stream == "REVIEW":
+            return None
+        return await direct(stream, sequence, next_on_subject=next_on_subject)
+
+    async def refused(*_args: object, **_kwargs: object) -> None:
+        raise PermissionDeniedError("$js.api.stream.msg.get.review")
+
+    monkeypatch.setattr(store, "get", behind)
+    monkeypatch.setattr(store.client, "leader_get", refused)
+    book = DecisionBook(store, ReviewPolicy())
+    assert await book.refresh() == 0  # the refusal does not escape
+    assert book.position == 1  # passed, not stuck on it
+    assert book.cases("t1", "e1").cases == []

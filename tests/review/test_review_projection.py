@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from support.events import evidence
 from support.pipeline import run_worker
+from support.review import append_severities, opened_cases
 
 from analyzers import RiskLevel
-from projections.review import OPENED, Actor, ReviewService, read_cases
+from projections.review import Actor, ReviewService, read_cases
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -18,31 +18,14 @@ if TYPE_CHECKING:
 ANA = Actor(name="ana", role="reviewer")
 
 
-async def _append(store: EventStore, entity: str, severities: list[str], start: int = 0) -> None:
-    for n, severity in enumerate(severities, start):
-        pattern = "malware_detected" if severity == "critical" else "failed_login_burst"
-        await store.append(
-            evidence(f"{entity}-{n}", entity=entity, severity=severity, pattern=pattern, minute=n)
-        )
-
-
-async def _opened(store: EventStore) -> list[tuple[str, int]]:
-    """``(entity, case number)`` of every ``opened`` event in REVIEW, in order."""
-    return [
-        (rec.event.subject, int(rec.event.data["case"]))  # type: ignore[arg-type, index]
-        async for rec in store.read_all(stream="REVIEW")
-        if rec.event is not None and rec.event.type == OPENED
-    ]
-
-
 async def test_a_risky_entity_gets_one_case_and_a_quiet_one_none(
     store: EventStore, nats_server: NatsServer
 ) -> None:
     """Every assessment at high or above joins the one open case; low ones open nothing."""
-    await _append(store, "risky", ["critical"] * 4)
-    await _append(store, "quiet", ["low"])
+    await append_severities(store, "risky", ["critical"] * 4)
+    await append_severities(store, "quiet", ["low"])
     worker = await run_worker(store, nats_server.url)
-    assert await _opened(store) == [("risky", 1)]
+    assert await opened_cases(store) == [("risky", 1)]
     review = worker.hosts[1]
     assert review.name == "review"
     assert review.outcomes["case_opened"] == 1
@@ -60,12 +43,12 @@ async def test_a_lost_position_opens_no_second_case(
     store: EventStore, nats_server: NatsServer
 ) -> None:
     """The review consumer deleted (its position lost): reading assessments again adds nothing."""
-    await _append(store, "risky", ["critical"] * 3)
+    await append_severities(store, "risky", ["critical"] * 3)
     await run_worker(store, nats_server.url)
     await store.client.api("CONSUMER.DELETE.RISK.review-0")
     await store.kv("rp-checkpoints").delete("review-0")
     worker = await run_worker(store, nats_server.url)
-    assert await _opened(store) == [("risky", 1)]
+    assert await opened_cases(store) == [("risky", 1)]
     assert worker.hosts[1].outcomes["case_opened"] == 0
     assert worker.hosts[1].outcomes["duplicate_skipped"] >= 1
 
@@ -74,28 +57,30 @@ async def test_after_a_decision_only_a_higher_level_opens_a_new_case(
     store: EventStore, nats_server: NatsServer
 ) -> None:
     """Decided at high, a critical assessment opens case 2; decided at critical, none opens."""
-    await _append(store, "e1", ["high"] * 4)  # medium, medium, high, high
+    await append_severities(store, "e1", ["high"] * 4)  # medium, medium, high, high
     await run_worker(store, nats_server.url)
     cases = await read_cases(store, "t1", "e1")
     assert [case.opened.assessment.level for case in cases.cases] == [RiskLevel.HIGH]
     service = ReviewService(store, clock=lambda: datetime.now(UTC))
     await service.decide("t1", "e1", 1, "confirmed", "takeover", by=ANA)
-    await _append(store, "e1", ["high"], start=4)  # critical now: above the decided high
+    await append_severities(store, "e1", ["high"], start=4)  # critical now: above the decided high
     await run_worker(store, nats_server.url)
-    assert await _opened(store) == [("e1", 1), ("e1", 2)]
+    assert await opened_cases(store) == [("e1", 1), ("e1", 2)]
     latest = (await read_cases(store, "t1", "e1")).current
     assert latest is not None
     assert latest.opened.assessment.level == RiskLevel.CRITICAL
     await service.decide("t1", "e1", 2, "confirmed", "still the takeover", by=ANA)
-    await _append(store, "e1", ["high"] * 2, start=5)  # critical again: not above critical
+    await append_severities(
+        store, "e1", ["high"] * 2, start=5
+    )  # critical again: not above critical
     await run_worker(store, nats_server.url)
-    assert await _opened(store) == [("e1", 1), ("e1", 2)]
+    assert await opened_cases(store) == [("e1", 1), ("e1", 2)]
     assert (await read_cases(store, "t1", "e1")).open_case is None
 
 
 async def test_review_can_be_turned_off(store: EventStore, nats_server: NatsServer) -> None:
     """``RISKPIPE_REVIEW=false``: the worker runs the risk projection alone."""
-    await _append(store, "risky", ["critical"] * 3)
+    await append_severities(store, "risky", ["critical"] * 3)
     worker = await run_worker(store, nats_server.url, review=False)
     assert [host.name for host in worker.hosts] == ["risk"]
-    assert await _opened(store) == []
+    assert await opened_cases(store) == []
