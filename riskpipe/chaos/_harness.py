@@ -50,7 +50,7 @@ from riskpipe.chaos._history import (
 )
 from riskpipe.chaos._invariants import RECOVERY_LIMIT, Report, check
 from riskpipe.chaos._plan import PlannedFault, Scenario, Timing, plan_faults, scenario_faults
-from riskpipe.chaos._processes import Servers, WorkerProcess
+from riskpipe.chaos._processes import Servers, WorkerProcess, stop_workers
 from riskpipe.chaos._proxy import TcpProxy
 from riskpipe.chaos._reading import read_final
 from riskpipe.chaos._window import AckWindow
@@ -525,6 +525,22 @@ class _Run:
             await self.servers.reconnect(target)
         self.history.record("nemesis", HEAL, "info", fault=kind, target=self._name(kind, target))
 
+    async def wake(self) -> None:
+        """Let every process reach its server again: what a run cut short does before closing.
+
+        A connection's close drains it, and a drain waits for a server that
+        answers: frozen servers are woken and cut networks joined. Unlike
+        ``heal_everything`` this records nothing and restarts nothing.
+        """
+        for index in list(self.servers.paused):
+            self.servers.resume(index)
+        for index in list(self.cut):
+            for proxy in self.proxies[index]:
+                await proxy.heal()
+            self.cut.discard(index)
+        for index in list(self.servers.isolated):
+            await self.servers.reconnect(index)
+
     async def heal_everything(self) -> None:
         """Undo whatever fault the run stopped in the middle of."""
         for index in sorted(self.servers.paused):
@@ -683,8 +699,9 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
             run.result.quiet_after = time.monotonic() - quiet_from
             final = await _final(run, observer)
         finally:
-            for worker in run.workers:
-                worker.stop()
+            await run.wake()
+            # in a thread: the workers reach the servers through this loop's proxies
+            await asyncio.to_thread(stop_workers, run.workers)
             for proxies in run.proxies:
                 for proxy in proxies:
                     await proxy.stop()
@@ -732,6 +749,7 @@ async def _run_load(run: _Run, observer: EventStore) -> None:
         for task in (*tasks, nemesis, sampler, prober):
             task.cancel()
         await asyncio.gather(*tasks, nemesis, sampler, prober, return_exceptions=True)
+        await run.wake()  # a producer's close drains: against a frozen server, for 30 s
         for store in producers:
             await store.close()
 

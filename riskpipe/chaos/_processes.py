@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from riskpipe.chaos._proxy import Cut, TcpProxy
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-__all__ = ["Servers", "WorkerProcess"]
+__all__ = ["Servers", "WorkerProcess", "stop_workers"]
 
 
 class WorkerProcess:
@@ -88,6 +89,27 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def stop_workers(workers: list[WorkerProcess], timeout: float = 30.0) -> None:
+    """Stop every worker at once: SIGTERM to all, one shared wait, SIGKILL any still running.
+
+    Stopping them one after another would wait up to ``timeout`` for each;
+    together, the slowest one sets the time.
+    """
+    running = [w.proc for w in workers if w.proc is not None and w.proc.poll() is None]
+    for worker in workers:
+        if worker.paused:
+            worker.resume()  # a stopped process cannot act on SIGTERM
+    for proc in running:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _single(data_dir: Path, auth: Path | None) -> Path | None:

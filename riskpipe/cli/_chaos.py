@@ -137,30 +137,45 @@ def chaos(  # noqa: PLR0913, PLR0917 - one option each
         auth=_auth_of(auth, no_auth=no_auth),
     )
     terminated: list[int] = []
-
-    def _terminate(signum: int, _frame: object) -> None:
-        # as Ctrl-C: the run is cancelled, and stops its workers and servers on the way out
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = asyncio.run(run_chaos(options))
+        result = asyncio.run(_until_terminated(options, terminated))
     except (ChaosError, ServerStartError) as exc:
         raise click.ClickException(f"{exc}") from exc
     except EventStoreError as exc:
         raise click.ClickException(store_error(exc)) from exc
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         sys.exit(128 + (terminated[0] if terminated else signal.SIGINT))
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if keep is None:
             shutil.rmtree(directory, ignore_errors=True)
+    if terminated:  # the signal came as the run was ending: it was still stopped, not passed
+        sys.exit(128 + terminated[0])
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
         _print(result, keep)
     sys.exit(0 if result.ok else 1)
+
+
+async def _until_terminated(options: ChaosOptions, terminated: list[int]) -> ChaosResult:
+    """The run, cancelled by SIGTERM as Ctrl-C cancels it: its cleanup runs at an await point.
+
+    Cancelling the task, rather than raising from the signal handler, lets the
+    run wake and stop its workers and servers in order, wherever it was.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None  # noqa: S101 - asyncio.run runs this as a task
+
+    def _terminate() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, _terminate)
+    try:
+        return await run_chaos(options)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _print(result: ChaosResult, keep: Path | None) -> None:
