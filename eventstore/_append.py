@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from tenacity import (
     AsyncRetrying,
@@ -20,9 +20,6 @@ from eventstore._jetstream._inline import parse_headers
 from eventstore._jetstream._publisher import OutboundMessage, PubAck
 from eventstore._jetstream._transport import HeaderBlock
 from eventstore.errors import InvalidHeaderError, TransientStoreError
-
-if TYPE_CHECKING:
-    from eventstore._envelope import CloudEvent
 
 __all__ = [
     "ANY",
@@ -62,9 +59,14 @@ AckFuture = asyncio.Future[PubAck | None]
 
 
 class Encoded(NamedTuple):
-    """An event ready to send: its identity and the message that carries it."""
+    """An event ready to send: its identity and the message that carries it.
 
-    event: CloudEvent | None
+    Not the event itself: a retry sends the same message again, and an
+    append of many keeps only this while it waits for the acknowledgements,
+    so the events a caller made for the call are freed as soon as they are
+    encoded (not promoted to the collector's oldest generation).
+    """
+
     msg_id: str
     message: OutboundMessage
 

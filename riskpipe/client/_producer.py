@@ -218,8 +218,8 @@ class Producer:
                 yield event
 
         results: list[Recorded | _R] = [
-            rejected(r) if isinstance(r, EventStoreError) else Recorded(r.sequence, r.duplicate)
-            for r in await self._store.append_many(checked())
+            rejected(r) if isinstance(r, EventStoreError) else r
+            for r in await self._store.append_many(checked(), result=_recorded)
         ]
         for n, exc in invalid.items():  # in order: each goes where its observation was
             results.insert(n, rejected(exc))
@@ -264,6 +264,10 @@ class Producer:
 
 
 _R = TypeVar("_R")
+
+
+def _recorded(_stream: str, _subject: str, sequence: int, duplicate: bool) -> Recorded:  # noqa: FBT001 - the store's result callback
+    return Recorded(sequence, duplicate)
 
 
 def _as_is(exc: EventStoreError) -> EventStoreError:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 from support.events import evidence
 
-from eventstore import EventStore
+from eventstore import AppendResult, EventStore
 from eventstore.errors import TransientStoreError
 from riskpipe.topology import topology_config
 from riskpipe.wiring import build_schemas
@@ -29,17 +29,36 @@ async def _connect(url: str, **config: object) -> EventStore:
     )
 
 
+class _Stored(NamedTuple):
+    """A caller's own result, as ``append_many(result=...)`` makes it."""
+
+    sequence: int
+    duplicate: bool
+
+
+def _stored(_stream: str, _subject: str, sequence: int, duplicate: bool) -> _Stored:  # noqa: FBT001
+    return _Stored(sequence, duplicate)
+
+
+@pytest.mark.parametrize("results_of", ["store", "caller"])
 async def test_appends_ride_out_the_evidence_leader_being_killed(
-    nats_cluster: NatsCluster, cluster_store: EventStore
+    nats_cluster: NatsCluster, cluster_store: EventStore, results_of: str
 ) -> None:
-    """Every append made while the evidence stream elects a new leader is stored, once."""
+    """Every append made while the evidence stream elects a new leader is stored, once.
+
+    With ``result=``, the appends retried after the election have the
+    caller's kind of result too, not the store's.
+    """
     (await _leader(cluster_store, nats_cluster, "EVIDENCE")).kill()
+    events = [evidence(f"r{i}", entity=f"e{i % 7}", minute=i) for i in range(200)]
     async with asyncio.timeout(60):
-        results = await cluster_store.append_many(
-            [evidence(f"r{i}", entity=f"e{i % 7}", minute=i) for i in range(200)]
-        )
+        if results_of == "caller":
+            results: list[Any] = await cluster_store.append_many(events, result=_stored)
+        else:
+            results = await cluster_store.append_many(events)
     assert [r for r in results if isinstance(r, Exception)] == []
-    assert len({r.sequence for r in results if not isinstance(r, Exception)}) == 200
+    assert {type(r) for r in results} == {_Stored if results_of == "caller" else AppendResult}
+    assert len({r.sequence for r in results}) == 200
     assert await cluster_store.count("EVIDENCE", "rp.evidence.>") == 200
 
 

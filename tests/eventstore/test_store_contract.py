@@ -180,6 +180,26 @@ async def test_append_many_reports_each_event_in_order(store: EventStore) -> Non
     assert len(await _ids(store)) == 202
 
 
+async def test_append_many_makes_the_callers_results(store: EventStore) -> None:
+    """With ``result=``, each stored event's result is what the caller makes of its fields."""
+    first = await store.append(evidence("k1"))
+    bad = evidence("k2").model_copy(update={"data": {"pattern": "Bad Pattern", "severity": "high"}})
+    made: list[tuple[str, str, int, bool]] = []
+
+    def result(stream: str, subject: str, sequence: int, duplicate: bool) -> int:  # noqa: FBT001
+        made.append((stream, subject, sequence, duplicate))
+        return -sequence if duplicate else sequence
+
+    results = await store.append_many([evidence("k0"), evidence("k1"), bad], result=result)
+    assert results[0] == first.sequence + 1
+    assert results[1] == -first.sequence
+    assert isinstance(results[2], SchemaViolationError)
+    assert made == [
+        ("EVIDENCE", first.subject, first.sequence + 1, False),
+        ("EVIDENCE", first.subject, first.sequence, True),
+    ]
+
+
 async def test_append_many_keeps_input_order_across_chunks(store: EventStore) -> None:
     """Results line up with the input across send chunks, rejected events included.
 
