@@ -5,13 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import orjson
+from pydantic import BaseModel
 
 from analyzers import EVIDENCE_RECORDED, EVIDENCE_RECORDED_V2
 from eventstore import CloudEvent
 from projections.learning import OUTCOME_RECORDED
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["AttributeValue", "Observation", "Outcome", "Recorded", "Rejected"]
 
@@ -28,6 +32,14 @@ _TENANT = re.compile(_ATTRIBUTES["tenant"]["pattern"])
 _EDGE_DAYS = (date(1, 1, 1), date(9999, 12, 31))
 """Where a time with an offset may lie outside what UTC holds: the envelope refuses those."""
 _SET = frozenset({"specversion", "id", "source", "type", "subject", "tenant", "time", "data"})
+# A pydantic model's instance state, set through BaseModel's own slot descriptors:
+# a third cheaper than object.__setattr__, which looks each name up on the class.
+_new = object.__new__
+_SLOTS = BaseModel.__dict__
+_set_dict: Callable[[object, dict[str, Any]], None] = _SLOTS["__dict__"].__set__
+_set_fields_set: Callable[[object, set[str]], None] = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra: Callable[[object, dict[str, Any]], None] = _SLOTS["__pydantic_extra__"].__set__
+_set_private: Callable[[object, None], None] = _SLOTS["__pydantic_private__"].__set__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,11 +173,10 @@ class Observation:
             data["description"] = self.description
         if self.observed_at is not None:  # data is JSON: a time is its RFC 3339 text
             data["observed_at"] = self.observed_at.isoformat()
-        event = CloudEvent.__new__(CloudEvent)
+        event = _new(CloudEvent)
         # what pydantic's model_construct sets, without its per-field bookkeeping
-        object.__setattr__(
+        _set_dict(
             event,
-            "__dict__",
             {
                 "specversion": "1.0",
                 "id": id_,
@@ -181,9 +192,9 @@ class Observation:
                 "data": data,
             },
         )
-        object.__setattr__(event, "__pydantic_fields_set__", set(_SET))
-        object.__setattr__(event, "__pydantic_extra__", {})
-        object.__setattr__(event, "__pydantic_private__", None)
+        _set_fields_set(event, set(_SET))
+        _set_extra(event, {})
+        _set_private(event, None)
         return event
 
     def payload(self) -> bytes:
