@@ -56,6 +56,7 @@ async def test_transient_failures_below_max_deliver_end_assessed(
     assert len(streams.assessments) == 1
     assert not streams.dead_letters
     assert len(reputation.requests) == 3
+    assert reputation.deliveries == ["1", "2", "3"], "each call names its delivery"
     assert _outcome(worker, "retried") == 2
     assessment = streams.assessments[1][0]["assessment"]
     assert assessment["enrichment"] == {"provider": "reputation", "modifier": 0.2}
