@@ -164,7 +164,7 @@ async def test_evidence_after_an_always_failing_one_is_assessed_not_dead_lettere
     message's delivery, so those fail with it; once the first is a dead letter,
     the later ones must be assessed, whatever their own delivery counts.
     """
-    enricher = FlakyEnricher(calls=1)
+    enricher = FlakyEnricher()
     await enricher.start()
     try:
         await store.append(evidence(transient_id(ALWAYS, "first"), entity="e1"))
@@ -190,7 +190,7 @@ async def test_only_the_listed_patterns_are_enriched(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """RISKPIPE_ENRICHMENT_PATTERNS: the service is asked about those patterns' evidence only."""
-    enricher = FlakyEnricher(calls=1)
+    enricher = FlakyEnricher()
     await enricher.start()
     try:
         await store.append(evidence("login", pattern="failed_login_burst"))
