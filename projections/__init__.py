@@ -46,6 +46,7 @@ from projections._partitions import (
 from projections._runner import ProjectionRunner, RunnerSettings, RunnerState, split_subject
 from projections._streams import AUDIT_STREAM, DLQ_STREAM, RUNTIME_STREAMS
 from projections.errors import (
+    IdleUnconfirmedError,
     LeaseConfigError,
     NotADeadLetterError,
     OriginalUnavailableError,
@@ -70,6 +71,7 @@ __all__ = [
     "DlqActionData",
     "DlqActions",
     "Handler",
+    "IdleUnconfirmedError",
     "LeaseConfigError",
     "LeaseRecord",
     "Message",

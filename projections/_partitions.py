@@ -147,12 +147,19 @@ async def _first_unhandled(store: EventStore, view: PartitionView, source: str) 
 
     The stream's leader answers: a replica still catching up would answer
     "none" for what it has not received yet, and the partition would pass
-    for drained.
+    for drained. A consumer that says nothing is pending is taken at its word
+    only when the stream has no other replica (its own is the leader's): on a
+    cluster, its replica may be the one catching up.
     """
-    if view.info is not None and view.pending == 0:
+    if view.info is not None and view.pending == 0 and not _replicated(view.info):
         return None
     return await store.client.leader_next_sequence(
         store.config.stream_for(source),
         view.ack_floor + 1,
         partition_filter(store, source, view.partition),
     )
+
+
+def _replicated(info: dict[str, Any]) -> bool:
+    """Whether a consumer's info names other replicas (a clustered, replicated stream)."""
+    return bool((info.get("cluster") or {}).get("replicas"))

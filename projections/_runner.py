@@ -45,6 +45,7 @@ from projections._checkpoint import CheckpointRecord, read_checkpoint
 from projections._deadletter import dead_letter
 from projections._message import CHAIN, Message, Result
 from projections._seen import SeenSequences
+from projections.errors import IdleUnconfirmedError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -130,8 +131,9 @@ def split_subject(subject: str) -> tuple[str, str]:
         return _INVALID, _INVALID
 
 
-_LEADER_TRIES = 3
-"""Failed leader checks in a row after which an until-idle runner trusts its consumer."""
+_LEADER_RETRY_FIRST = 0.1
+_LEADER_RETRY_MAX = 2.0
+"""Seconds an until-idle runner waits before asking a leader that did not answer again."""
 _stream_seq = operator.attrgetter("stream_seq")
 
 
@@ -176,7 +178,7 @@ class ProjectionRunner:
         self._on_conflict = on_conflict
         self._filter = filter_subject
         self._consumer_settings: ConsumerSettings | None = None
-        self._failure: ConsumerDriftError | None = None
+        self._failure: ConsumerDriftError | IdleUnconfirmedError | None = None
         self._metrics = metrics
         self._clock = clock
         self._outcomes: dict[str, Counter] = {}
@@ -206,7 +208,9 @@ class ProjectionRunner:
         self._commits_done.set()
         self._drained = False
         self._seen = SeenSequences()
-        self._leader_failures = 0  # leader checks of idleness that failed in a row
+        self._unconfirmed_since: float | None = None  # the leader unreached since (loop time)
+        self._ask_leader_at = 0.0  # no idle check before then (loop time): backing off
+        self._leader_delay = 0.0  # the last such wait, doubled each time
         self._backlog: int | None = None  # messages the consumer had left after the last delivery
 
     # -- lifecycle ----------------------------------------------------------------
@@ -217,6 +221,9 @@ class ProjectionRunner:
         Raises:
             ConsumerDriftError: the consumer was changed by someone else (found
                 at start, or from a delivery without its payload); stopped first.
+            IdleUnconfirmedError: with ``until_idle``, the consumer said nothing
+                was pending but the stream's leader could not confirm it; stopped
+                first, never taken for idle.
         """
         self._stop = stop or asyncio.Event()
         if not await self._set_up():
@@ -448,13 +455,18 @@ class ProjectionRunner:
         report nothing pending while the leader holds more of the partition
         (an until-idle run then stopped with evidence unhandled). So the leader
         is asked for the first message on the consumer's subjects past its ack
-        floor.
+        floor; a leader that does not answer is asked again (see
+        :meth:`_unconfirmed`), and the consumer's word alone never ends the run.
         """
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._ask_leader_at:
+            return False
         try:
             info = await self._consumer.info()
         except EventStoreError:
             return False
         if int(info["num_pending"]) != 0 or int(info["num_ack_pending"]) != 0:
+            self._unconfirmed_since = None  # work to do: the leader's silence starts over
             return False
         floor = int(info.get("ack_floor", {}).get("stream_seq", 0))
         subjects = self._filter or f"{self.store.config.prefix}.>"
@@ -463,15 +475,52 @@ class ProjectionRunner:
                 self._consumer.stream, floor + 1, subjects
             )
         except EventStoreError as exc:
-            # A user who may not ask the leader sees a refusal or a time-out, each
-            # time: after a few, the consumer's word is taken, as it was before.
-            self._leader_failures += 1
-            if isinstance(exc, PermissionDeniedError) or self._leader_failures >= _LEADER_TRIES:
-                _log.warning("projection.idle_unconfirmed", projection=self.name, error=str(exc))
-                return True
-            return False
-        self._leader_failures = 0
+            return self._unconfirmed(info, exc)
+        self._unconfirmed_since = None
         return later is None
+
+    def _unconfirmed(self, info: dict[str, Any], exc: EventStoreError) -> bool:
+        """Whether the consumer's "nothing pending" stands although the leader was not reached.
+
+        It does when the stream has no other replica: the consumer's is then
+        the leader's own. Otherwise the leader is asked again at the next idle
+        check (backing off), for as long as the store's election window; after
+        that, or at once when the user may not ask the leader, the run fails
+        (:class:`IdleUnconfirmedError`, set as the runner's failure) rather
+        than stop with evidence possibly unhandled.
+        """
+        if not (info.get("cluster") or {}).get("replicas"):
+            return True  # one copy of the stream: nothing for a leader to know better
+        now = asyncio.get_running_loop().time()
+        if self._unconfirmed_since is None:
+            self._unconfirmed_since = now
+            self._leader_delay = 0.0
+        waited = now - self._unconfirmed_since
+        window = self.store.config.election_window.total_seconds()
+        if isinstance(exc, PermissionDeniedError) or waited >= window:
+            self._failure = IdleUnconfirmedError(
+                self.consumer_name, self._consumer.stream, waited, str(exc)
+            )
+            self._stop.set()  # run() raises it once drained
+            _log.error(
+                "projection.idle_unconfirmed",
+                projection=self.name,
+                consumer=self.consumer_name,
+                waited=round(waited, 1),
+                error=str(exc),
+            )
+            return False
+        doubled = max(_LEADER_RETRY_FIRST, 2 * self._leader_delay)
+        self._leader_delay = min(doubled, _LEADER_RETRY_MAX)
+        self._ask_leader_at = now + self._leader_delay
+        _log.info(
+            "projection.idle_unconfirmed_retry",
+            projection=self.name,
+            consumer=self.consumer_name,
+            retry_in=self._leader_delay,
+            error=str(exc),
+        )
+        return False
 
     def _dispatch(self, delivery: Delivery) -> None:
         seq = delivery.stream_seq

@@ -21,6 +21,7 @@ __all__ = [
     "EvidenceReplacedError",
     "ForeignMessagesError",
     "HandlerTimeoutError",
+    "IdleUnconfirmedError",
     "LeaseConfigError",
     "MisaddressedEventError",
     "NotADeadLetterError",
@@ -188,6 +189,31 @@ class EvidenceReplacedError(ProjectionError):
             f" {expected} there: was {stream} deleted and created again? New evidence would"
             " reuse assessed positions and be skipped, so the projection does not run."
             f" Restore {stream}, or start the projection over (see docs/projections.md)"
+        )
+
+
+class IdleUnconfirmedError(ProjectionError):
+    """A batch run could not confirm that a partition is drained, so it does not say it is.
+
+    The consumer said nothing was pending, but on a replicated stream that is
+    its own replica's word, and one still catching up says so while the
+    stream's leader holds more. The leader, asked whether anything is left past
+    the consumer's ack floor, refused or did not answer within the store's
+    election window.
+    """
+
+    def __init__(self, consumer: str, stream: str, waited: float, error: str) -> None:
+        self.consumer = consumer
+        self.stream = stream
+        self.waited = waited
+        self.error = error
+        super().__init__(
+            f"cannot tell whether consumer {consumer} has handled everything: it says nothing"
+            f" is pending, but {stream}'s leader, which a replica still catching up cannot"
+            f" speak for, did not answer ({error}; asked for {waited:.0f} s). Not idle: run"
+            f" again once the cluster has elected its leaders (RISKPIPE_ELECTION_WINDOW waits"
+            f" longer); a user must be allowed $JS.API.STREAM.MSG.GET.{stream}, as"
+            " deploy/nats/auth.conf grants workers"
         )
 
 

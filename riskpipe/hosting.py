@@ -20,6 +20,7 @@ import structlog
 
 from eventstore.errors import ConsumerDriftError, TransientStoreError
 from projections import (
+    IdleUnconfirmedError,
     PartitionLeases,
     ProjectionRunner,
     consumer_name,
@@ -112,6 +113,8 @@ class ProjectionHost:
         self.started = asyncio.Event()
         """Set once every runner has its consumer in place and fetches."""
         self.drift: ConsumerDriftError | None = None
+        self.unconfirmed: IdleUnconfirmedError | None = None
+        """A batch run of one process could not confirm a partition idle (then it failed)."""
 
     @property
     def partitions(self) -> int:
@@ -214,7 +217,13 @@ class ProjectionHost:
         With ``until_idle`` (a batch job) of one process it runs every
         partition itself, each until it is idle; of several, the partitions it
         holds a lease on, until every partition is drained. A runner whose
-        consumer someone changed stops the others (``drift``).
+        consumer someone changed stops the others (``drift``), and so does one
+        that could not confirm its partition idle.
+
+        Raises:
+            IdleUnconfirmedError: a batch run of one process could not tell a
+                partition drained (its stream's leader did not answer); every
+                runner was stopped first.
         """
         if not until_idle:
             await self._run_leased(halt)
@@ -239,6 +248,8 @@ class ProjectionHost:
             self.drift = first
         finally:
             announce.cancel()
+        if self.unconfirmed is not None:
+            raise self.unconfirmed
 
     async def _run_leased(
         self, halt: asyncio.Event, *, through: int | None = None, expected: int = 1
@@ -351,6 +362,10 @@ class ProjectionHost:
         except ConsumerDriftError:
             halt.set()  # the other runners drain and stop
             raise
+        except IdleUnconfirmedError as exc:
+            # the batch cannot be said done: the other runners drain and stop, the run fails
+            self.unconfirmed = self.unconfirmed or exc
+            halt.set()
         finally:
             relay.cancel()
 

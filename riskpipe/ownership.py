@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from eventstore.errors import ConsumerDriftError
+from projections import IdleUnconfirmedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -111,6 +112,12 @@ class LeasedRunners:
             await runner.run(stop, until_idle=self._until_idle)
         except ConsumerDriftError as exc:
             self._on_drift(exc)
+            return
+        except IdleUnconfirmedError as exc:
+            # a shared batch ends on the drained check, which asks the leaders itself:
+            # the partition counts as idle, and runs again if that check finds it is not
+            _log.warning("worker.idle_unconfirmed", consumer=exc.consumer, error=str(exc))
+            self.went_idle.set()
             return
         if not stop.is_set():
             self.went_idle.set()

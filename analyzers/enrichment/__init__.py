@@ -7,8 +7,15 @@ a circuit breaker. Fetch a signal with it, then pass the signal to
 """
 
 from analyzers.enrichment._breaker import BreakerState
-from analyzers.enrichment._http import HttpEnricher
+from analyzers.enrichment._http import DELIVERY_HEADER, HttpEnricher, delivery
 from analyzers.enrichment._metrics import EnrichmentMetrics
 from analyzers.enrichment._settings import EnricherSettings
 
-__all__ = ["BreakerState", "EnricherSettings", "EnrichmentMetrics", "HttpEnricher"]
+__all__ = [
+    "DELIVERY_HEADER",
+    "BreakerState",
+    "EnricherSettings",
+    "EnrichmentMetrics",
+    "HttpEnricher",
+    "delivery",
+]

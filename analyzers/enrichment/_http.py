@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
@@ -41,18 +42,42 @@ if TYPE_CHECKING:
     from analyzers._evidence import Evidence
     from analyzers.enrichment._settings import EnricherSettings
 
-__all__ = ["HttpEnricher"]
+__all__ = ["DELIVERY_HEADER", "HttpEnricher", "delivery"]
 
 _log = structlog.get_logger(__name__)
 _TOO_MANY_REQUESTS = 429
 _SERVER_ERROR = 500
 _OK = 200
+DELIVERY_HEADER = "Riskpipe-Delivery"
+"""The request header that says which delivery of the message being handled a call serves."""
+_DELIVERY: ContextVar[int | None] = ContextVar("riskpipe_enrichment_delivery", default=None)
 _OUTCOMES: dict[type[AnalyzerError], str] = {
     DependencyUnavailable: "unavailable",
     EnrichmentTransientError: "transient",
     EnrichmentRejectedError: "rejected",
     EnrichmentResponseError: "invalid",
 }
+
+
+class delivery:  # noqa: N801 - used like a function: ``with delivery(n):``
+    """Say in every request made inside the block that it serves delivery ``number``.
+
+    A worker handles a message once per delivery: the first is 1, and each
+    redelivery after a failure (or a fault) counts up. Requests carry the
+    number as :data:`DELIVERY_HEADER`, so the service can tell a redelivery
+    from a new question. Outside such a block no header is sent.
+    """
+
+    __slots__ = ("_number", "_token")
+
+    def __init__(self, number: int) -> None:
+        self._number = number
+
+    def __enter__(self) -> None:
+        self._token = _DELIVERY.set(self._number)
+
+    def __exit__(self, *_exc: object) -> None:
+        _DELIVERY.reset(self._token)
 
 
 class _RetryableError(Exception):
@@ -193,7 +218,9 @@ class HttpEnricher:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                return await self._client.post(self.settings.url, json=body, timeout=timeout)
+                return await self._client.post(
+                    self.settings.url, json=body, timeout=timeout, headers=_headers()
+                )
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _RetryableError(f"timed out after {timeout}s") from exc
         except httpx.TransportError as exc:
@@ -230,6 +257,11 @@ class HttpEnricher:
 
 def _outcome(exc: AnalyzerError) -> str:
     return next(outcome for kind, outcome in _OUTCOMES.items() if isinstance(exc, kind))
+
+
+def _headers() -> dict[str, str] | None:
+    number = _DELIVERY.get()
+    return None if number is None else {DELIVERY_HEADER: str(number)}
 
 
 def _request(tenant: str, entity: str, evidence: Evidence) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from analyzers import (
     assess,
     conservative_assessment,
 )
+from analyzers.enrichment import delivery as enrichment_delivery
 from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
 from projections._deadletter import dead_letter, dlq_subject
@@ -201,15 +202,17 @@ class RiskProjection:
         A config that is not known or cannot be loaded for a position holds
         the message: the config log is read again once, then the runner
         pauses and asks again later (nothing committed, nothing acked).
+        Every enrichment request made meanwhile names the delivery it serves.
         """
-        try:
-            return await self._handle(message)
-        except ConfigUnavailableError:
-            await self.configs.refresh()
-        try:
-            return await self._handle(message)
-        except ConfigUnavailableError as exc:
-            return Result.pause(exc.retry_in, str(exc))
+        with enrichment_delivery(message.delivery.num_delivered):
+            try:
+                return await self._handle(message)
+            except ConfigUnavailableError:
+                await self.configs.refresh()
+            try:
+                return await self._handle(message)
+            except ConfigUnavailableError as exc:
+                return Result.pause(exc.retry_in, str(exc))
 
     async def _handle(self, message: Message) -> Result:
         event = self._decode(message)

@@ -6,8 +6,14 @@ through it (``RISKPIPE_ENRICHMENT_PATTERNS``). It answers a neutral modifier
 whose id asks for failures: ``transient-N-...``
 fails its first N deliveries with a 503 and is then answered, so it must be
 assessed; ``transient-always-...`` always fails, so it must be dead-lettered
-once ``max_deliver`` deliveries are spent. A delivery is ``calls`` calls
-(the projection's in-process attempts times the enricher's own).
+once ``max_deliver`` deliveries are spent.
+
+A delivery is told by the number the worker sends with each call
+(``Riskpipe-Delivery``), not by counting calls: a delivery cut short (a worker
+killed, paused or cut off while it held the message, a redelivery replacing
+a held one) makes fewer calls than the others, or none, and counted calls
+would then fail deliveries past the first N. A call without the number is
+refused (400): the evidence becomes a dead letter, which the checker reports.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from collections import Counter
 
 import orjson
 
+from analyzers.enrichment import DELIVERY_HEADER
+
 __all__ = ["ALWAYS", "FlakyEnricher", "transient_id"]
 
 ALWAYS = -1
@@ -25,6 +33,13 @@ ALWAYS = -1
 _PREFIX = "transient-"
 _OK = b'{"modifier": 0.0}'
 _FAILED = b'{"error": "injected transient failure"}'
+_UNNUMBERED = b'{"error": "no delivery number (Riskpipe-Delivery)"}'
+_HEADER = DELIVERY_HEADER.lower().encode()
+_ANSWERS: dict[bool | None, tuple[bytes, bytes]] = {
+    True: (b"200 OK", _OK),
+    False: (b"503 Service Unavailable", _FAILED),
+    None: (b"400 Bad Request", _UNNUMBERED),
+}
 _MAX_BODY = 1 << 20
 
 
@@ -46,12 +61,12 @@ def _failures(evidence_id: str) -> int:
 class FlakyEnricher:
     """An HTTP/1.1 reputation service on 127.0.0.1 that fails the evidence that asks for it."""
 
-    def __init__(self, calls: int) -> None:
-        self.calls = calls
-        """Calls a worker makes in one delivery before giving the message back."""
+    def __init__(self) -> None:
         self.seen: Counter[str] = Counter()
         """Calls per evidence id."""
         self.failed = 0
+        self.unnumbered = 0
+        """Calls about transient evidence that did not say their delivery (refused)."""
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -76,11 +91,20 @@ class FlakyEnricher:
             await asyncio.gather(*self._handlers, return_exceptions=True)
             await self._server.wait_closed()
 
-    def answer(self, evidence_id: str) -> bool:
-        """Count a call about ``evidence_id``; whether it is answered (else it fails)."""
+    def answer(self, evidence_id: str, delivery: int | None) -> bool | None:
+        """Count a call about ``evidence_id`` made in ``delivery``; whether it is answered.
+
+        ``False``: it fails (a 503). ``None``: it cannot be told, the call
+        named no delivery while the evidence asks for failures (a 400).
+        """
         self.seen[evidence_id] += 1
         failures = _failures(evidence_id)
-        ok = failures != ALWAYS and self.seen[evidence_id] > failures * self.calls
+        if failures == 0:
+            return True
+        if failures != ALWAYS and delivery is None:
+            self.unnumbered += 1
+            return None
+        ok = failures != ALWAYS and delivery is not None and delivery > failures
         self.failed += not ok
         return ok
 
@@ -107,17 +131,21 @@ class FlakyEnricher:
         """
         head = await reader.readuntil(b"\r\n\r\n")
         length = 0
+        delivery: int | None = None
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            name = name.strip().lower()
+            if name == b"content-length":
                 length = int(value)
+            elif name == _HEADER:
+                delivery = int(value)
         if not 0 <= length <= _MAX_BODY:
             raise ValueError(length)
         body = orjson.loads(await reader.readexactly(length)) if length else {}
         evidence = body.get("evidence") if isinstance(body, dict) else None
         evidence_id = evidence.get("id") if isinstance(evidence, dict) else None
-        ok = self.answer(evidence_id) if isinstance(evidence_id, str) else True
-        status, payload = (b"200 OK", _OK) if ok else (b"503 Service Unavailable", _FAILED)
+        ok = self.answer(evidence_id, delivery) if isinstance(evidence_id, str) else True
+        status, payload = _ANSWERS[ok]
         writer.write(
             b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
             b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload

@@ -267,10 +267,8 @@ class _Run:
         self.window: AckWindow | None = None
         """Evidence assessed and not yet acknowledged: where worker kills are aimed."""
         self.partitions = 1
-        self.enricher = (
-            # one call per in-process attempt: the enricher does not retry on its own
-            FlakyEnricher(calls=self.settings.retry_attempts) if "poison" in self.kinds else None
-        )
+        # it fails by the delivery number each call carries, however many calls a delivery makes
+        self.enricher = FlakyEnricher() if "poison" in self.kinds else None
 
     # -- set-up ---------------------------------------------------------------
 

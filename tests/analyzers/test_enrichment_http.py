@@ -25,7 +25,7 @@ from analyzers import (
     TransientAnalyzerError,
     assess,
 )
-from analyzers.enrichment import EnricherSettings, HttpEnricher
+from analyzers.enrichment import EnricherSettings, HttpEnricher, delivery
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -89,6 +89,18 @@ async def test_a_healthy_service_gives_a_signal(
     assert sample(registry, "riskpipe_enrichment_latency_seconds_count") == 1
     assert sample(registry, "riskpipe_enrichment_breaker_state") == 0
     assert enricher.breaker_state == "closed"
+
+
+async def test_a_call_inside_a_delivery_names_it_in_a_header(
+    connect: Any, reputation: ReputationServer
+) -> None:
+    """``Riskpipe-Delivery`` carries the delivery number on every attempt, and only inside one."""
+    reputation.script(Reply(status=503), Reply())
+    enricher = connect(max_attempts=2)
+    with delivery(3):
+        await enricher.enrich("acme", "acct-42", EVIDENCE)
+    await enricher.enrich("acme", "acct-42", EVIDENCE)
+    assert reputation.deliveries == ["3", "3", None]
 
 
 async def test_the_signal_feeds_a_pure_assessment(

@@ -104,14 +104,39 @@ async def test_a_worker_started_while_the_cluster_has_no_quorum_waits_for_its_le
         code = await asyncio.to_thread(worker.wait, 120)
     finally:
         worker.kill()
-    assert code == 0, worker.lines[-5:]
+    assert code == 0, _story(worker)
     if waiting["event"] == "worker.start_retry":
         assert waiting["attempt"] == 1
     assert not worker.events("worker.failed")
     # the restarted nodes may still be electing the leaders of this read's consumer
     streams = await cluster_store.retry_transient(lambda: read_streams(cluster_store))
     assert len(streams.evidence) == 100
-    check_invariants(streams)
+    try:
+        check_invariants(streams)
+    except AssertionError as exc:  # exited 0 with evidence unhandled: how it came to stop
+        raise AssertionError(f"{exc}\n{_story(worker)}") from None
+
+
+_ROUTINE = frozenset({"projection.started", "projection.hosted", "worker.started"})
+
+
+def _story(worker: WorkerProcess, lines: int = 40) -> str:
+    """What a worker said that tells how its run went: warnings, errors, idle checks, stops.
+
+    Its last few lines alone (what a failure used to show) are the shutdown,
+    not what led to it.
+    """
+    told = [
+        line
+        for line in worker.lines
+        if line.get("level") in {"warning", "error", "critical"}
+        or "idle" in str(line.get("event"))
+        or str(line.get("event")).endswith(("stopped", "drained"))
+    ]
+    told = [line for line in told if line.get("event") not in _ROUTINE]
+    shown = "\n".join(f"  {line}" for line in told[-lines:])
+    last = "\n".join(f"  {line}" for line in worker.lines[-5:])
+    return f"{len(told)} telling lines, the last {lines}:\n{shown}\nits last lines:\n{last}"
 
 
 def _waiting(worker: WorkerProcess, timeout: float) -> dict[str, Any]:

@@ -56,6 +56,7 @@ async def test_transient_failures_below_max_deliver_end_assessed(
     assert len(streams.assessments) == 1
     assert not streams.dead_letters
     assert len(reputation.requests) == 3
+    assert reputation.deliveries == ["1", "2", "3"], "each call names its delivery"
     assert _outcome(worker, "retried") == 2
     assessment = streams.assessments[1][0]["assessment"]
     assert assessment["enrichment"] == {"provider": "reputation", "modifier": 0.2}
@@ -163,7 +164,7 @@ async def test_evidence_after_an_always_failing_one_is_assessed_not_dead_lettere
     message's delivery, so those fail with it; once the first is a dead letter,
     the later ones must be assessed, whatever their own delivery counts.
     """
-    enricher = FlakyEnricher(calls=1)
+    enricher = FlakyEnricher()
     await enricher.start()
     try:
         await store.append(evidence(transient_id(ALWAYS, "first"), entity="e1"))
@@ -189,7 +190,7 @@ async def test_only_the_listed_patterns_are_enriched(
     nats_server: NatsServer, store: EventStore
 ) -> None:
     """RISKPIPE_ENRICHMENT_PATTERNS: the service is asked about those patterns' evidence only."""
-    enricher = FlakyEnricher(calls=1)
+    enricher = FlakyEnricher()
     await enricher.start()
     try:
         await store.append(evidence("login", pattern="failed_login_burst"))

@@ -53,7 +53,7 @@ async def test_messages_held_behind_a_failing_one_do_not_starve_its_redelivery(
     (after twice the ack wait), one at a time: every entity stalls.
     """
     store = single_partition_store
-    enricher = FlakyEnricher(calls=1)
+    enricher = FlakyEnricher()
     await enricher.start()
     events = [evidence(transient_id(ALWAYS, "first"), entity="stuck")]
     events += [evidence(f"held-{n}", entity="stuck", minute=n + 1) for n in range(12)]

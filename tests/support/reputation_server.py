@@ -41,6 +41,8 @@ class ReputationServer:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.deliveries: list[str | None] = []
+        """Each request's ``Riskpipe-Delivery`` header (``None``: it had none)."""
         self._script: list[Reply] = [Reply()]
         self._arrived = asyncio.Condition()
         self._release = asyncio.Event()
@@ -91,17 +93,14 @@ class ReputationServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            (
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            ),
-            0,
-        )
-        body = await reader.readexactly(length)
+        fields = {
+            name.strip().lower(): value.strip().decode()
+            for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+        }
+        body = await reader.readexactly(int(fields.get(b"content-length", 0)))
         reply = self._script.pop(0) if len(self._script) > 1 else self._script[0]
         async with self._arrived:
+            self.deliveries.append(fields.get(b"riskpipe-delivery"))
             self.requests.append(json.loads(body))
             self._arrived.notify_all()
         if reply is HANG:
