@@ -267,7 +267,11 @@ _R = TypeVar("_R")
 
 
 def _recorded(_stream: str, _subject: str, sequence: int, duplicate: bool) -> Recorded:  # noqa: FBT001 - the store's result callback
-    return Recorded(sequence, duplicate)
+    # tuple.__new__ directly: a named tuple's own __new__ is one more Python call
+    return _tuple_new(Recorded, (sequence, duplicate))
+
+
+_tuple_new = tuple.__new__
 
 
 def _as_is(exc: EventStoreError) -> EventStoreError:
