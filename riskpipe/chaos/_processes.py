@@ -77,22 +77,9 @@ class WorkerProcess:
             self.proc.send_signal(signal.SIGCONT)
         self.paused = False
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (a clean leave) and wait; SIGKILL if it hangs. Its exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.resume()
-            self.proc.terminate()
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
 
 def stop_workers(workers: list[WorkerProcess], timeout: float = 30.0) -> None:
-    """Stop every worker at once: SIGTERM to all, one shared wait, SIGKILL any still running.
+    """Stop every worker at once: SIGTERM (a clean leave) to all, one shared wait, then SIGKILL.
 
     Stopping them one after another would wait up to ``timeout`` for each;
     together, the slowest one sets the time.
