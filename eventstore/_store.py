@@ -733,11 +733,11 @@ class EventStore:
                 ack = None
             if ack is None:
                 settled = await self._settle_one(item, fut)
-                if isinstance(settled, AppendResult) and result is not AppendResult:
-                    r = settled
-                    results[at] = result(r.stream, r.subject, r.sequence, r.duplicate)
-                else:
-                    results[at] = settled
+                results[at] = (
+                    result(settled.stream, settled.subject, settled.sequence, settled.duplicate)
+                    if isinstance(settled, AppendResult) and result is not AppendResult
+                    else settled
+                )
                 continue
             if self.metrics is not None:
                 outcome: AppendOutcome = "duplicate" if ack.duplicate else "stored"

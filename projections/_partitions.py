@@ -26,6 +26,7 @@ __all__ = [
     "handled_floor",
     "partition_filter",
     "partition_views",
+    "replicated",
     "source_partitions",
     "undrained_partitions",
 ]
@@ -151,7 +152,7 @@ async def _first_unhandled(store: EventStore, view: PartitionView, source: str) 
     only when the stream has no other replica (its own is the leader's): on a
     cluster, its replica may be the one catching up.
     """
-    if view.info is not None and view.pending == 0 and not _replicated(view.info):
+    if view.info is not None and view.pending == 0 and not replicated(view.info):
         return None
     return await store.client.leader_next_sequence(
         store.config.stream_for(source),
@@ -160,6 +161,6 @@ async def _first_unhandled(store: EventStore, view: PartitionView, source: str) 
     )
 
 
-def _replicated(info: dict[str, Any]) -> bool:
+def replicated(info: dict[str, Any]) -> bool:
     """Whether a consumer's info names other replicas (a clustered, replicated stream)."""
     return bool((info.get("cluster") or {}).get("replicas"))

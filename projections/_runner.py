@@ -44,6 +44,7 @@ from eventstore.errors import (
 from projections._checkpoint import CheckpointRecord, read_checkpoint
 from projections._deadletter import dead_letter
 from projections._message import CHAIN, Message, Result
+from projections._partitions import replicated
 from projections._seen import SeenSequences
 from projections.errors import IdleUnconfirmedError
 
@@ -489,7 +490,7 @@ class ProjectionRunner:
         (:class:`IdleUnconfirmedError`, set as the runner's failure) rather
         than stop with evidence possibly unhandled.
         """
-        if not (info.get("cluster") or {}).get("replicas"):
+        if not replicated(info):
             return True  # one copy of the stream: nothing for a leader to know better
         now = asyncio.get_running_loop().time()
         if self._unconfirmed_since is None:
