@@ -8,15 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import structlog
-from support.events import evidence
+from click.testing import CliRunner
+from support.cli import provisioned_with
+from support.events import evidence, evidence_line
 from support.pipeline import check_invariants, read_streams, run_worker
 
+from eventstore._jetstream._client import JetStreamClient
 from eventstore._jetstream._consumer import DurableConsumer
 from eventstore.errors import PermissionDeniedError, StoreTimeoutError
 from projections import IdleUnconfirmedError, undrained_partitions
+from riskpipe.cli import main
 from riskpipe.logs import configure_logging
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from eventstore import EventStore
     from riskpipe.server import NatsServer
 
@@ -167,3 +173,30 @@ async def test_a_shared_batch_asks_the_leader_whether_a_partition_is_drained(
     last = int(through["state"]["last_seq"])
     left = await undrained_partitions(store, "risk", last, source="evidence")
     assert len(left) == (1 if replicas else 0)
+
+
+def test_the_worker_command_exits_1_with_one_line_naming_the_leader_it_could_not_ask(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``riskpipe worker --until-idle`` as a batch job sees it: exit 1, never a silent 0."""
+    runner = CliRunner(env={"RISKPIPE_NATS_URL": nats_server.url, "RISKPIPE_ELECTION_WINDOW": "1"})
+    provisioned_with(runner, tmp_path, [evidence_line(f"c{n}", minute=n) for n in range(3)])
+    info = DurableConsumer.info
+
+    async def with_replicas(self: DurableConsumer) -> dict[str, Any]:
+        found = await info(self)
+        found["cluster"] = {"leader": "n1", "replicas": [{"name": "n2"}, {"name": "n3"}]}
+        return found
+
+    async def no_leader(*_: object) -> int | None:
+        raise StoreTimeoutError("no leader")
+
+    monkeypatch.setattr(DurableConsumer, "info", with_replicas)
+    monkeypatch.setattr(JetStreamClient, "leader_next_sequence", no_leader)
+    result = runner.invoke(main, ["worker", "--until-idle", "--no-http"])
+    assert result.exit_code == 1, result.output
+    # the command logs to stderr in its own format: one worker.failed record, the reason in it
+    failed = [line for line in result.stderr.splitlines() if "worker.failed" in line]
+    assert len(failed) == 1, result.stderr
+    assert "cannot tell whether consumer risk-" in failed[0]
+    assert "no leader" in failed[0]
