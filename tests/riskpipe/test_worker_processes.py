@@ -6,7 +6,9 @@ import asyncio
 import collections
 import os
 import signal
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from support.events import evidence
@@ -34,6 +36,23 @@ def _child_pids(proc: WorkerProcess) -> list[int]:
 def _pid_of(member: str) -> int:
     """The process id in a member id (``<host>-<pid>-<suffix>``)."""
     return int(member.split("-")[-2])
+
+
+def _stopped(pid: int, timeout: float = 10.0) -> bool:
+    """Whether ``pid``, sent SIGSTOP, is stopped (not gone, not a zombie that ended first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if state in "Tt":
+            return True
+        if state in "ZX":
+            return False
+        time.sleep(0.01)
+    return False
 
 
 async def _gone(pids: list[int], timeout: float = 20.0) -> list[int]:
@@ -161,13 +180,24 @@ async def test_a_child_killed_during_a_batch_run_is_restarted_and_the_run_still_
         try:
             started = await asyncio.to_thread(supervisor.wait_for, "projection.started")
             victim = _pid_of(started[0]["member"])
+            # frozen first, so that what it had done when it was killed is known
+            os.kill(victim, signal.SIGSTOP)
+            assert await asyncio.to_thread(_stopped, victim), (
+                f"it ended before the kill: {supervisor.lines[-15:]}"
+            )
+            await asyncio.sleep(0.2)  # what it wrote before it froze is read
+            early = [
+                e for e in supervisor.events("worker.drained") if victim == _pid_of(e["member"])
+            ]
+            assert early == [], "it was not killed mid-run: it had drained already"
             os.kill(victim, signal.SIGKILL)
             code = await asyncio.to_thread(supervisor.wait, 120)
         finally:
             supervisor.kill()
         assert code == 0
         exited = supervisor.events("supervisor.child_exited")
-        assert [(e["pid"], e["exit"]) for e in exited] == [(victim, "killed by SIGKILL")]
+        tail = "\n".join(str(line) for line in supervisor.lines[-20:])
+        assert [(e["pid"], e["exit"]) for e in exited] == [(victim, "killed by SIGKILL")], tail
         assert len(_child_pids(supervisor)) == 3, "the killed child was started again"
         drained = supervisor.events("worker.drained")
         assert victim not in {_pid_of(line["member"]) for line in drained}
