@@ -6,13 +6,24 @@ import json
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 from support.cli import riskpipe
 
 from riskpipe.bench import private_server, process_cpu_seconds
-from riskpipe.cli._bench_pipeline import WorkerProcesses
+from riskpipe.cli._bench_pipeline import (
+    PipelineRun,
+    WorkerProcesses,
+    running_workers,
+    wait_settled,
+    warm_up,
+)
 from riskpipe.wiring import private_environment
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+    from riskpipe.server import NatsServer
 
 SPIN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
 
@@ -93,3 +104,16 @@ def test_worker_counts_must_be_distinct_counts_of_one_or_more() -> None:
         ran = riskpipe("bench", "pipeline", "--workers", bad)
         assert ran.returncode == 2, bad
         assert "is not a list of distinct process counts" in ran.stderr
+
+
+async def test_warm_up_gives_every_entity_one_evidence_and_returns_once_all_are_assessed(
+    store: EventStore, nats_server: NatsServer
+) -> None:
+    """The latency run then meets no entity for the first time: each was read and assessed."""
+    run = PipelineRun(count=10, entities=7, rate=100, latency_events=10, runs=1)
+    with running_workers(nats_server, 1, 0.2) as workers:
+        await wait_settled(store, workers)
+        await warm_up(store, run, "warm")
+        assessed = [rec.subject async for rec in store.read_all(stream="RISK")]
+    assert len(assessed) == 7, "one assessment per entity, all written before warm_up returned"
+    assert len(set(assessed)) == 7
