@@ -31,7 +31,16 @@ from projections._leases import (
     read_leases,
     read_members,
 )
-from projections._message import CHAIN, Handler, Message, Middleware, Outcome, Output, Result
+from projections._message import (
+    CHAIN,
+    Handler,
+    Message,
+    Middleware,
+    Outcome,
+    Output,
+    Prepare,
+    Result,
+)
 from projections._metrics import ProjectionMetrics
 from projections._partitions import (
     PartitionView,
@@ -83,6 +92,7 @@ __all__ = [
     "PartitionHolder",
     "PartitionLeases",
     "PartitionView",
+    "Prepare",
     "ProjectionMetrics",
     "ProjectionRunner",
     "ReplayRefusedError",

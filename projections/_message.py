@@ -9,11 +9,23 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 from eventstore import ANY
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pydantic import BaseModel
 
     from eventstore import CloudEvent, Delivery, ExpectedVersion
 
-__all__ = ["CHAIN", "Handler", "Message", "Middleware", "Outcome", "Output", "Result"]
+__all__ = [
+    "CHAIN",
+    "Handler",
+    "Message",
+    "Middleware",
+    "Outcome",
+    "Output",
+    "Prepare",
+    "Result",
+    "stored_headers",
+]
 
 CHAIN: Final = "chain"
 """Expected version of an output that follows another one to the same subject in one result:
@@ -87,6 +99,9 @@ class Message:
     """Fields every log line about this message carries (see :mod:`projections.logctx`)."""
     delivered_here: Callable[[int, int], bool] = lambda _first, _last: False
     """Whether every stream sequence in a range was delivered to this worker."""
+    prepared: object = None
+    """What the projection's ``prepare`` made of this delivery with the rest of its batch
+    (``None``: nothing; the handler then does that work itself)."""
 
     @property
     def sequence(self) -> int:
@@ -100,8 +115,7 @@ class Message:
         A binary-mode event (CloudEvents attributes as ``ce-`` headers) is
         decoded from them, as every reader of the stored message decodes it.
         """
-        block = self.delivery.header_block
-        return block if block is not None else self.delivery.headers
+        return stored_headers(self.delivery)
 
     @property
     def last_delivery(self) -> bool:
@@ -109,5 +123,14 @@ class Message:
         return self.delivery.num_delivered >= self.max_deliver
 
 
+def stored_headers(delivery: Delivery) -> bytes | dict[str, str]:
+    """A delivery's headers as stored: the raw block, or their parsed view without one."""
+    block = delivery.header_block
+    return block if block is not None else delivery.headers
+
+
 Handler: TypeAlias = Callable[[Message], Awaitable[Result]]
 Middleware: TypeAlias = Callable[[Handler], Handler]
+Prepare: TypeAlias = "Callable[[Sequence[Delivery]], Sequence[object]]"
+"""A projection's work on a whole fetched batch, one result per delivery (see
+:class:`~projections.ProjectionRunner`)."""

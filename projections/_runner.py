@@ -61,7 +61,7 @@ if TYPE_CHECKING:
         ExpectedVersion,
         PendingAppend,
     )
-    from projections._message import Handler, Output
+    from projections._message import Handler, Output, Prepare
     from projections._metrics import ProjectionMetrics
     from projections.errors import CheckpointRefusedError
 
@@ -163,6 +163,7 @@ class ProjectionRunner:
         metrics: ProjectionMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
         before_batch: Callable[[], Awaitable[None]] | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -173,8 +174,12 @@ class ProjectionRunner:
         self.checkpoint = 0
         self._generation = ""  # of the consumer's stream, as read with the checkpoint
         self._handler = handler
-        self._before_batch = before_batch
-        """Awaited after each fetch that delivered something, before any of it is handled."""
+        # after each fetch that delivered something, before any of it is handled:
+        # ``before_batch`` awaited, then ``prepare`` called with the batch, work done for
+        # every delivery in one pass (e.g. decoding the evidence), which keeps that code
+        # hot where handling one message at a time runs every step in turn
+        self._before_batch, self._prepare = before_batch, prepare
+        self._prepared: dict[int, object] = {}  # by stream sequence, until handled or let go
         self._on_commit = on_commit
         self._on_conflict = on_conflict
         self._filter = filter_subject
@@ -347,6 +352,7 @@ class ProjectionRunner:
             with contextlib.suppress(EventStoreError):
                 await self._consumer.nak(delivery, delay=1.0)
         self._in_flight.clear()
+        self._prepared.clear()
         self._boxes.clear()
         self._blocked.clear()
 
@@ -376,12 +382,35 @@ class ProjectionRunner:
             if any(_HEADERS_ONLY in d.headers for d in deliveries):
                 await self._refuse_headers_only(deliveries)
                 continue
-            if deliveries and self._before_batch is not None:
-                await self._before_batch()
+            if deliveries:
+                await self._fetched(deliveries)
             for delivery in deliveries:
                 self._dispatch(delivery)
             if not deliveries and until_idle and not self._in_flight and await self._idle():
                 return
+
+    async def _fetched(self, deliveries: list[Delivery]) -> None:
+        """What a fetched batch waits for before it is handed out: ``before_batch``, ``prepare``."""
+        if self._before_batch is not None:
+            await self._before_batch()
+        if self._prepare is not None:
+            self._prepare_batch(deliveries)
+
+    def _prepare_batch(self, deliveries: list[Delivery]) -> None:
+        """Keep what ``prepare`` made of each delivery for its handling; a failure loses nothing.
+
+        The handler works without it, so a ``prepare`` that raises only costs
+        the batch its head start (logged, the handlers then do the work).
+        """
+        assert self._prepare is not None  # noqa: S101 - checked by the caller
+        try:
+            prepared = self._prepare(deliveries)
+        except Exception:  # noqa: BLE001 - a bug in it must not stop the fetching
+            _log.exception("projection.prepare_failed", projection=self.name)
+            return
+        for delivery, made in zip(deliveries, prepared, strict=False):
+            if made is not None:
+                self._prepared[delivery.stream_seq] = made
 
     def _room_for_a_fetch(self) -> bool:
         """Room for half a batch at least: when full, a message done does not pull one more.
@@ -635,6 +664,7 @@ class ProjectionRunner:
     def _message(self, delivery: Delivery) -> Message:
         tenant, entity = split_subject(delivery.subject)
         message = Message(self.name, delivery, tenant, entity, self.settings.max_deliver)
+        message.prepared = self._prepared.pop(delivery.stream_seq, None)  # handled once only
         if not self._filter or self._filter.endswith(".>"):
             message.delivered_here = self._seen.covers
         return message
@@ -854,6 +884,7 @@ class ProjectionRunner:
         self.outcomes[outcome] += 1
         seq = delivery.stream_seq
         self._in_flight.pop(seq, None)
+        self._prepared.pop(seq, None)
         received = self._received.pop(seq, None)
         if self._room_for_a_fetch():
             self._room.set()

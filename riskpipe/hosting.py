@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from eventstore import AppendResult, EventStore
-    from projections import Handler, Message, ProjectionMetrics, Result, RunnerSettings
+    from projections import Handler, Message, Prepare, ProjectionMetrics, Result, RunnerSettings
 
 __all__ = ["Hosted", "HostedSpec", "ProjectionHost"]
 
@@ -85,6 +85,9 @@ class HostedSpec:
     dead letters."""
     before_batch: Callable[[], Awaitable[None]] | None = None
     """Awaited by each runner after a fetch, before the batch is handled (e.g. a config check)."""
+    prepare: Prepare | None = None
+    """Called by each runner with a fetched batch, after ``before_batch``: work done for the
+    whole batch in one pass, which each message's handling then finds (``Message.prepared``)."""
 
 
 class ProjectionHost:
@@ -149,6 +152,7 @@ class ProjectionHost:
             settings=self.partition_settings(),
             metrics=self._metrics,
             before_batch=self.spec.before_batch,
+            prepare=self.spec.prepare,
         )
 
     @property

@@ -265,6 +265,7 @@ class Worker:
             handler=self._handler(self.projection, pause=True),
             verify=lambda: verify_evidence_identity(store, name),
             before_batch=self.configs.refresh,
+            prepare=self.projection.prepare,
         )
         hosts = [ProjectionHost(store, risk, settings=settings, metrics=metrics)]
         if self.shadow is not None:  # the live host checks the evidence's identity for both

@@ -42,7 +42,7 @@ from analyzers.enrichment import delivery as enrichment_delivery
 from eventstore import NO_STREAM, CloudEvent, Delivery
 from eventstore.errors import DecodeError
 from projections._deadletter import dead_letter, dlq_subject
-from projections._message import CHAIN, Message, Output, Result
+from projections._message import CHAIN, Message, Output, Result, stored_headers
 from projections.errors import (
     ConfigUnavailableError,
     ForeignMessagesError,
@@ -60,10 +60,11 @@ from projections.risk._events import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
     from prometheus_client import Counter
+    from pydantic import BaseModel
 
     from analyzers import Enricher
     from eventstore import AppendResult, EventStore, ExpectedVersion, RawMessage, RecordedEvent
@@ -149,6 +150,14 @@ class _Known:
     state: EntityRiskState
     version: int
     cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A delivery's evidence as :meth:`RiskProjection.prepare` decoded it: envelope and data."""
+
+    event: CloudEvent
+    data: BaseModel
 
 
 class RiskProjection:
@@ -255,11 +264,37 @@ class RiskProjection:
 
     # -- steps ------------------------------------------------------------------------
 
+    def prepare(self, deliveries: Sequence[Delivery]) -> list[_Decoded | None]:
+        """Decode a fetched batch's evidence in one pass, before any of it is handled.
+
+        Decoding every message of the batch in a row, then handling each, costs
+        less than alternating the two per message. Each message's handling
+        takes its decoded event from here (``Message.prepared``); one that does
+        not decode gets ``None`` and is decoded again when handled, where its
+        error takes the usual way to the DLQ.
+        """
+        decode, limit = self.store.schemas.decode, self.store.config.max_payload_bytes
+        decoded: list[_Decoded | None] = []
+        for delivery in deliveries:
+            try:
+                event, data = decode(
+                    delivery.data, headers=stored_headers(delivery), max_bytes=limit
+                )
+            except DecodeError:
+                decoded.append(None)
+            else:
+                decoded.append(_Decoded(event, data))
+        return decoded
+
     def _decode(self, message: Message) -> CloudEvent:
-        limit = self.store.config.max_payload_bytes
-        event, data = self.store.schemas.decode(
-            message.delivery.data, headers=message.stored_headers, max_bytes=limit
-        )
+        if isinstance(prepared := message.prepared, _Decoded):
+            event, data = prepared.event, prepared.data
+        else:
+            event, data = self.store.schemas.decode(
+                message.delivery.data,
+                headers=message.stored_headers,
+                max_bytes=self.store.config.max_payload_bytes,
+            )
         message.context["event"] = event
         message.context["data"] = data
         message.log["evidence_id"] = event.id
