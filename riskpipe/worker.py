@@ -270,7 +270,10 @@ class Worker:
         hosts = [ProjectionHost(store, risk, settings=settings, metrics=metrics)]
         if self.shadow is not None:  # the live host checks the evidence's identity for both
             spec = HostedSpec(
-                self.shadow, source="evidence", handler=self._handler(self.shadow, pause=True)
+                self.shadow,
+                source="evidence",
+                handler=self._handler(self.shadow, pause=True),
+                prepare=self.shadow.prepare,
             )
             hosts.append(ProjectionHost(store, spec, settings=settings, metrics=metrics))
         if self.settings.review:

@@ -21,11 +21,14 @@ from shadow_world import (
 )
 from support.cli import riskpipe
 
+from projections.risk import RiskProjection
 from projections.shadow import SHADOW_ASSESSED, ShadowNotRunError, shadow_report
 from riskpipe.cli import main
 
 if TYPE_CHECKING:
-    from eventstore import EventStore
+    from collections.abc import Sequence
+
+    from eventstore import Delivery, EventStore
     from riskpipe.server import NatsServer
 
 pytestmark = pytest.mark.usefixtures("logging_restored")
@@ -113,6 +116,25 @@ async def test_the_report_counts_flagged_entities_and_alerts_exactly(
     assert (lagging["compared"], lagging["shadow_missing"]) == (count, more)
     only_t2 = (await shadow_report(store, VERSION, tenant="t2")).as_dict()
     assert (only_t2["compared"], only_t2["shadow_missing"]) == (0, more)
+
+
+async def test_the_shadow_run_prepares_its_batches_as_the_live_projection_does(
+    store: EventStore, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both risk projections decode each fetched batch in one pass before handling it."""
+    prepare = RiskProjection.prepare
+    prepared: dict[str, int] = {}
+
+    def counted(self: RiskProjection, deliveries: Sequence[Delivery]) -> list[object]:
+        prepared[self.name] = prepared.get(self.name, 0) + len(deliveries)
+        return list(prepare(self, deliveries))
+
+    monkeypatch.setattr(RiskProjection, "prepare", counted)
+    await propose_sensitive(store)
+    count = await publish_world(store)
+    await run_with_shadow(store, nats_server.url)
+    assert set(prepared) == {"risk", f"shadow-{VERSION}"}
+    assert all(n >= count for n in prepared.values()), prepared  # a redelivery comes again
 
 
 async def _run_live_only(store: EventStore, url: str) -> None:
