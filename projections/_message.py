@@ -132,5 +132,5 @@ def stored_headers(delivery: Delivery) -> bytes | dict[str, str]:
 Handler: TypeAlias = Callable[[Message], Awaitable[Result]]
 Middleware: TypeAlias = Callable[[Handler], Handler]
 Prepare: TypeAlias = "Callable[[Sequence[Delivery]], Sequence[object]]"
-"""A projection's work on a whole fetched batch, one result per delivery (see
-:class:`~projections.ProjectionRunner`)."""
+"""A projection's work on a whole fetched batch: one result per delivery, in their order
+(see :class:`~projections.ProjectionRunner`)."""

@@ -394,21 +394,29 @@ class ProjectionRunner:
         if self._before_batch is not None:
             await self._before_batch()
         if self._prepare is not None:
-            self._prepare_batch(deliveries)
+            self._prepare_batch(self._prepare, deliveries)
 
-    def _prepare_batch(self, deliveries: list[Delivery]) -> None:
+    def _prepare_batch(self, prepare: Prepare, deliveries: list[Delivery]) -> None:
         """Keep what ``prepare`` made of each delivery for its handling; a failure loses nothing.
 
-        The handler works without it, so a ``prepare`` that raises only costs
-        the batch its head start (logged, the handlers then do the work).
+        The handler works without it, so a ``prepare`` that raises, or that
+        does not give one result per delivery (which could pair a result with
+        the wrong message), only costs the batch its head start: logged, and
+        the handlers do the work.
         """
-        assert self._prepare is not None  # noqa: S101 - checked by the caller
         try:
-            prepared = self._prepare(deliveries)
+            prepared = prepare(deliveries)
         except Exception:  # noqa: BLE001 - a bug in it must not stop the fetching
             _log.exception("projection.prepare_failed", projection=self.name)
             return
-        for delivery, made in zip(deliveries, prepared, strict=False):
+        if len(prepared) != len(deliveries):
+            _log.error(
+                "projection.prepare_failed",
+                projection=self.name,
+                error=f"{len(prepared)} results for {len(deliveries)} deliveries",
+            )
+            return
+        for delivery, made in zip(deliveries, prepared, strict=True):
             if made is not None:
                 self._prepared[delivery.stream_seq] = made
 

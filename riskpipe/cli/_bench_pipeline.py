@@ -70,6 +70,10 @@ async def wait_acked(store: EventStore, last_seq: int) -> None:
             await asyncio.sleep(0.05)  # polling the server's ack floors
 
 
+async def _last_evidence_seq(store: EventStore) -> int:
+    return int((await store.stream_state(store.config.stream_for("evidence")))["last_seq"])
+
+
 async def warm_up(store: EventStore, run: PipelineRun, source: str) -> None:
     """Offer every entity one evidence and wait until it is handled.
 
@@ -78,7 +82,7 @@ async def warm_up(store: EventStore, run: PipelineRun, source: str) -> None:
     fresh workers would time those first reads, not the steady state.
     """
     await store.append_many(synthetic_evidence(run.entities, source=source, entities=run.entities))
-    last = int((await store.stream_state(store.config.stream_for("evidence")))["last_seq"])
+    last = await _last_evidence_seq(store)
     await wait_acked(store, last)
 
 
@@ -89,7 +93,7 @@ async def offered_latency(
 
     ``source`` makes the events' ids: a second run needs another, or its events are duplicates.
     """
-    first = int((await store.stream_state(store.config.stream_for("evidence")))["last_seq"]) + 1
+    first = await _last_evidence_seq(store) + 1
     await _offer(store, run, source)
     await wait_acked(store, first + run.latency_events - 1)
     stored = {rec.sequence: rec.stored_at async for rec in store.read_all(from_seq=first)}
@@ -321,7 +325,7 @@ async def _throughput_round(
     loop's window has none: both start from a filled stream. The pause is far
     shorter than a lease's local deadline, so nobody loses a partition.
     """
-    last = int((await store.stream_state(store.config.stream_for("evidence")))["last_seq"])
+    last = await _last_evidence_seq(store)
     events = synthetic_evidence(run.count, source=f"bench-{source}", entities=run.entities)
     workers.pause()
     try:

@@ -71,6 +71,32 @@ async def test_a_prepare_that_fails_costs_the_batch_its_head_start_and_loses_not
     assert all(not runner._prepared for runner in worker.runners.values())  # noqa: SLF001
 
 
+async def test_a_prepare_that_skips_a_delivery_pairs_no_result_with_the_wrong_message(
+    nats_server: NatsServer, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results that do not match the batch one to one are not used at all: nothing misassessed."""
+    await _publish(store, 40)
+    prepare = RiskProjection.prepare
+
+    def short(self: RiskProjection, deliveries: Sequence[Delivery]) -> list[object]:
+        return list(prepare(self, deliveries))[1:]  # the first delivery's result left out
+
+    monkeypatch.setattr(RiskProjection, "prepare", short)
+    with capture_logs() as logs:
+        worker = await run_worker(store, nats_server.url, review=False)
+    streams = await read_streams(store)
+    check_invariants(streams)
+    assert sum(len(a) for a in streams.assessments.values()) == 40
+    assert worker.outcomes["assessed"] == 40
+    for seq, (assessment,) in streams.assessments.items():
+        event = streams.evidence[seq]
+        assert event is not None
+        assert assessment["evidence"]["id"] == event.id, f"evidence {seq} scored as another"
+    failed = [line for line in logs if line["event"] == "projection.prepare_failed"]
+    assert failed, "the mismatch is logged"
+    assert all("results for" in line["error"] for line in failed)
+
+
 async def test_prepare_leaves_out_what_does_not_decode_for_the_handler_to_refuse(
     store: EventStore,
 ) -> None:

@@ -114,6 +114,7 @@ async def test_warm_up_gives_every_entity_one_evidence_and_returns_once_all_are_
     with running_workers(nats_server, 1, 0.2) as workers:
         await wait_settled(store, workers)
         await warm_up(store, run, "warm")
-        assessed = [rec.subject async for rec in store.read_all(stream="RISK")]
+        risk = store.config.stream_for("risk")
+        assessed = [rec.subject async for rec in store.read_all(stream=risk)]
     assert len(assessed) == 7, "one assessment per entity, all written before warm_up returned"
     assert len(set(assessed)) == 7

@@ -183,7 +183,7 @@ async def test_a_child_killed_during_a_batch_run_is_restarted_and_the_run_still_
             # frozen first, so that what it had done when it was killed is known
             os.kill(victim, signal.SIGSTOP)
             assert await asyncio.to_thread(_stopped, victim), (
-                f"it ended before the kill: {supervisor.lines[-15:]}"
+                f"it did not stop (ended before the kill?): {supervisor.lines[-15:]}"
             )
             await asyncio.sleep(0.2)  # what it wrote before it froze is read
             early = [
